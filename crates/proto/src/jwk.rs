@@ -1,0 +1,310 @@
+//! JSON Web Keys (RFC 7517/7518) for the account-key types ACME uses, and their
+//! RFC 7638 thumbprints.
+
+use aws_lc_rs::digest;
+use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use serde_json::{json, Map, Value};
+
+use crate::b64;
+use crate::jws::JwsAlgorithm;
+
+/// Elliptic curves accepted for ECDSA keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EcCurve {
+    P256,
+    P384,
+}
+
+impl EcCurve {
+    /// The JWK `crv` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "P-256",
+            Self::P384 => "P-384",
+        }
+    }
+
+    /// Length in bytes of one coordinate.
+    pub fn coordinate_len(self) -> usize {
+        match self {
+            Self::P256 => 32,
+            Self::P384 => 48,
+        }
+    }
+}
+
+/// Smallest and largest RSA modulus accepted, in bits.
+pub const RSA_MIN_BITS: usize = 2048;
+pub const RSA_MAX_BITS: usize = 8192;
+
+/// A public key in JWK form.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Jwk {
+    /// `kty: EC`.
+    Ec {
+        crv: EcCurve,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    /// `kty: RSA`; `n` and `e` big-endian without leading zeros.
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    /// `kty: OKP`, `crv: Ed25519`.
+    Ed25519 { x: Vec<u8> },
+}
+
+/// Why a JWK was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JwkError {
+    #[error("JWK is not a JSON object")]
+    NotAnObject,
+    #[error("JWK member {0:?} is missing or not a string")]
+    MissingMember(&'static str),
+    #[error("JWK member {0:?} is not valid base64url")]
+    BadEncoding(&'static str),
+    #[error("unsupported key type {0:?} (supported: EC P-256/P-384, RSA, OKP Ed25519)")]
+    UnsupportedKeyType(String),
+    #[error("unsupported curve {0:?}")]
+    UnsupportedCurve(String),
+    #[error("EC coordinate has the wrong length for {0}")]
+    BadCoordinate(&'static str),
+    #[error(
+        "RSA modulus of {0} bits is outside the accepted {RSA_MIN_BITS}..={RSA_MAX_BITS} bits"
+    )]
+    RsaSize(usize),
+    #[error("RSA public exponent is not acceptable")]
+    RsaExponent,
+    #[error("the JWK holds private key material")]
+    PrivateMaterial,
+}
+
+fn member<'a>(obj: &'a Map<String, Value>, name: &'static str) -> Result<&'a str, JwkError> {
+    obj.get(name)
+        .and_then(Value::as_str)
+        .ok_or(JwkError::MissingMember(name))
+}
+
+fn b64_member(obj: &Map<String, Value>, name: &'static str) -> Result<Vec<u8>, JwkError> {
+    b64::decode(member(obj, name)?).map_err(|_| JwkError::BadEncoding(name))
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    bytes[start..].to_vec()
+}
+
+fn bit_len(big_endian: &[u8]) -> usize {
+    let trimmed = strip_leading_zeros(big_endian);
+    match trimmed.first() {
+        None => 0,
+        Some(first) => trimmed.len() * 8 - first.leading_zeros() as usize,
+    }
+}
+
+impl Jwk {
+    /// Parses and checks a public JWK; private members (`d`, `p`, …) are refused.
+    pub fn from_value(value: &Value) -> Result<Self, JwkError> {
+        let obj = value.as_object().ok_or(JwkError::NotAnObject)?;
+        if ["d", "p", "q", "dp", "dq", "qi", "k"]
+            .iter()
+            .any(|m| obj.contains_key(*m))
+        {
+            return Err(JwkError::PrivateMaterial);
+        }
+        match member(obj, "kty")? {
+            "EC" => {
+                let crv = match member(obj, "crv")? {
+                    "P-256" => EcCurve::P256,
+                    "P-384" => EcCurve::P384,
+                    other => return Err(JwkError::UnsupportedCurve(other.to_owned())),
+                };
+                let x = b64_member(obj, "x")?;
+                let y = b64_member(obj, "y")?;
+                if x.len() != crv.coordinate_len() {
+                    return Err(JwkError::BadCoordinate("x"));
+                }
+                if y.len() != crv.coordinate_len() {
+                    return Err(JwkError::BadCoordinate("y"));
+                }
+                Ok(Self::Ec { crv, x, y })
+            }
+            "RSA" => {
+                let n = strip_leading_zeros(&b64_member(obj, "n")?);
+                let e = strip_leading_zeros(&b64_member(obj, "e")?);
+                let bits = bit_len(&n);
+                if !(RSA_MIN_BITS..=RSA_MAX_BITS).contains(&bits) {
+                    return Err(JwkError::RsaSize(bits));
+                }
+                // Only odd exponents in 3..2^32 are usable (aws-lc refuses others anyway).
+                if e.is_empty() || e.len() > 4 || e.last().is_some_and(|b| b % 2 == 0) || e == [1] {
+                    return Err(JwkError::RsaExponent);
+                }
+                Ok(Self::Rsa { n, e })
+            }
+            "OKP" => match member(obj, "crv")? {
+                "Ed25519" => {
+                    let x = b64_member(obj, "x")?;
+                    if x.len() != 32 {
+                        return Err(JwkError::BadCoordinate("x"));
+                    }
+                    Ok(Self::Ed25519 { x })
+                }
+                other => Err(JwkError::UnsupportedCurve(other.to_owned())),
+            },
+            other => Err(JwkError::UnsupportedKeyType(other.to_owned())),
+        }
+    }
+
+    /// The JWK as a JSON object holding only the required public members.
+    pub fn to_value(&self) -> Value {
+        match self {
+            Self::Ec { crv, x, y } => json!({
+                "crv": crv.name(), "kty": "EC", "x": b64::encode(x), "y": b64::encode(y)
+            }),
+            Self::Rsa { n, e } => json!({"e": b64::encode(e), "kty": "RSA", "n": b64::encode(n)}),
+            Self::Ed25519 { x } => json!({"crv": "Ed25519", "kty": "OKP", "x": b64::encode(x)}),
+        }
+    }
+
+    /// The RFC 7638 thumbprint input: required members in lexicographic order, no spaces.
+    fn canonical_json(&self) -> String {
+        match self {
+            Self::Ec { crv, x, y } => format!(
+                r#"{{"crv":"{}","kty":"EC","x":"{}","y":"{}"}}"#,
+                crv.name(),
+                b64::encode(x),
+                b64::encode(y)
+            ),
+            Self::Rsa { n, e } => format!(
+                r#"{{"e":"{}","kty":"RSA","n":"{}"}}"#,
+                b64::encode(e),
+                b64::encode(n)
+            ),
+            Self::Ed25519 { x } => {
+                format!(
+                    r#"{{"crv":"Ed25519","kty":"OKP","x":"{}"}}"#,
+                    b64::encode(x)
+                )
+            }
+        }
+    }
+
+    /// RFC 7638 SHA-256 thumbprint, base64url.
+    pub fn thumbprint(&self) -> String {
+        b64::encode(digest::digest(
+            &digest::SHA256,
+            self.canonical_json().as_bytes(),
+        ))
+    }
+
+    /// The JWS algorithm this key signs with (RSA keys: RS256).
+    pub fn algorithm(&self) -> JwsAlgorithm {
+        match self {
+            Self::Ec {
+                crv: EcCurve::P256, ..
+            } => JwsAlgorithm::Es256,
+            Self::Ec {
+                crv: EcCurve::P384, ..
+            } => JwsAlgorithm::Es384,
+            Self::Rsa { .. } => JwsAlgorithm::Rs256,
+            Self::Ed25519 { .. } => JwsAlgorithm::EdDsa,
+        }
+    }
+
+    /// A short description such as `ECDSA P-256` or `RSA 2048`, for messages and policy.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Ec { crv, .. } => format!("ECDSA {}", crv.name()),
+            Self::Rsa { n, .. } => format!("RSA {}", bit_len(n)),
+            Self::Ed25519 { .. } => "Ed25519".to_owned(),
+        }
+    }
+
+    /// Verifies `signature` over `message` with algorithm `alg`, which must fit the key.
+    pub fn verify(&self, alg: JwsAlgorithm, message: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
+        if alg != self.algorithm() {
+            return Err(VerifyError::AlgorithmMismatch {
+                alg,
+                key: self.describe(),
+            });
+        }
+        let ok = match self {
+            Self::Ec { crv, x, y } => {
+                let mut point = Vec::with_capacity(1 + x.len() + y.len());
+                point.push(0x04);
+                point.extend_from_slice(x);
+                point.extend_from_slice(y);
+                let algorithm = match crv {
+                    EcCurve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
+                    EcCurve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+                };
+                UnparsedPublicKey::new(algorithm, point).verify(message, sig)
+            }
+            Self::Rsa { n, e } => RsaPublicKeyComponents { n, e }.verify(
+                &signature::RSA_PKCS1_2048_8192_SHA256,
+                message,
+                sig,
+            ),
+            Self::Ed25519 { x } => {
+                UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig)
+            }
+        };
+        ok.map_err(|_| VerifyError::BadSignature)
+    }
+}
+
+/// Why a signature did not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("algorithm {alg} does not match the {key} key")]
+    AlgorithmMismatch { alg: JwsAlgorithm, key: String },
+    #[error("the signature does not verify")]
+    BadSignature,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// RFC 7638 §3.1: the example RSA key and its thumbprint.
+    #[test]
+    fn rfc7638_thumbprint_example() {
+        let jwk = json!({
+            "kty": "RSA",
+            "n": "0vx7agoebGcQSuuPiLJXZptN9nndrQmbXEps2aiAFbWhM78LhWx4cbbfAAtVT86zwu1RK7aPFFxuhDR1L6tSoc_BJECPebWKRXjBZCiFV4n3oknjhMstn64tZ_2W-5JsGY4Hc5n9yBXArwl93lqt7_RN5w6Cf0h4QyQ5v-65YGjQR0_FDW2QvzqY368QQMicAtaSqzs8KJZgnYb9c7d0zgdAZHzu6qMQvRL5hajrn1n91CbOpbISD08qNLyrdkt-bFTWhAI4vMQFh6WeZu0fM4lFd2NcRwr3XPksINHaQ-G_xBniIqbw0Ls1jF44-csFCur-kEgU8awapJzKnqDKgw",
+            "e": "AQAB",
+            "alg": "RS256",
+            "kid": "2011-04-29"
+        });
+        let key = Jwk::from_value(&jwk).unwrap();
+        assert_eq!(
+            key.thumbprint(),
+            "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"
+        );
+        assert_eq!(key.describe(), "RSA 2048");
+    }
+
+    #[test]
+    fn refuses_bad_keys() {
+        assert_eq!(
+            Jwk::from_value(&json!({"kty": "oct", "k": "abc"})),
+            Err(JwkError::PrivateMaterial)
+        );
+        assert_eq!(
+            Jwk::from_value(&json!({"kty": "EC", "crv": "P-521", "x": "", "y": ""})),
+            Err(JwkError::UnsupportedCurve("P-521".into()))
+        );
+        assert_eq!(
+            Jwk::from_value(&json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"})),
+            Err(JwkError::BadCoordinate("x"))
+        );
+        let small = b64::encode([0xc5u8; 128]);
+        assert_eq!(
+            Jwk::from_value(&json!({"kty": "RSA", "n": small, "e": "AQAB"})),
+            Err(JwkError::RsaSize(1024))
+        );
+        assert!(matches!(
+            Jwk::from_value(&json!([1])),
+            Err(JwkError::NotAnObject)
+        ));
+    }
+}

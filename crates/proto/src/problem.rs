@@ -1,0 +1,271 @@
+//! RFC 8555 §6.7 problem documents (RFC 7807) and their error types.
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Identifier;
+
+/// The `urn:ietf:params:acme:error:*` types of RFC 8555 §6.7 (plus `invalidProfile`
+/// from draft-ietf-acme-profiles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ProblemType {
+    AccountDoesNotExist,
+    AlreadyRevoked,
+    BadCsr,
+    BadNonce,
+    BadPublicKey,
+    BadRevocationReason,
+    BadSignatureAlgorithm,
+    Caa,
+    Compound,
+    Connection,
+    Dns,
+    ExternalAccountRequired,
+    IncorrectResponse,
+    InvalidContact,
+    InvalidProfile,
+    Malformed,
+    OrderNotReady,
+    RateLimited,
+    RejectedIdentifier,
+    ServerInternal,
+    Tls,
+    Unauthorized,
+    UnsupportedContact,
+    UnsupportedIdentifier,
+    UserActionRequired,
+    /// A generic HTTP problem (`about:blank`), used for 404/405 answers.
+    AboutBlank,
+}
+
+const PREFIX: &str = "urn:ietf:params:acme:error:";
+
+impl ProblemType {
+    const ALL: [ProblemType; 26] = [
+        Self::AccountDoesNotExist,
+        Self::AlreadyRevoked,
+        Self::BadCsr,
+        Self::BadNonce,
+        Self::BadPublicKey,
+        Self::BadRevocationReason,
+        Self::BadSignatureAlgorithm,
+        Self::Caa,
+        Self::Compound,
+        Self::Connection,
+        Self::Dns,
+        Self::ExternalAccountRequired,
+        Self::IncorrectResponse,
+        Self::InvalidContact,
+        Self::InvalidProfile,
+        Self::Malformed,
+        Self::OrderNotReady,
+        Self::RateLimited,
+        Self::RejectedIdentifier,
+        Self::ServerInternal,
+        Self::Tls,
+        Self::Unauthorized,
+        Self::UnsupportedContact,
+        Self::UnsupportedIdentifier,
+        Self::UserActionRequired,
+        Self::AboutBlank,
+    ];
+
+    /// The short name after the URN prefix, e.g. `badNonce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AccountDoesNotExist => "accountDoesNotExist",
+            Self::AlreadyRevoked => "alreadyRevoked",
+            Self::BadCsr => "badCSR",
+            Self::BadNonce => "badNonce",
+            Self::BadPublicKey => "badPublicKey",
+            Self::BadRevocationReason => "badRevocationReason",
+            Self::BadSignatureAlgorithm => "badSignatureAlgorithm",
+            Self::Caa => "caa",
+            Self::Compound => "compound",
+            Self::Connection => "connection",
+            Self::Dns => "dns",
+            Self::ExternalAccountRequired => "externalAccountRequired",
+            Self::IncorrectResponse => "incorrectResponse",
+            Self::InvalidContact => "invalidContact",
+            Self::InvalidProfile => "invalidProfile",
+            Self::Malformed => "malformed",
+            Self::OrderNotReady => "orderNotReady",
+            Self::RateLimited => "rateLimited",
+            Self::RejectedIdentifier => "rejectedIdentifier",
+            Self::ServerInternal => "serverInternal",
+            Self::Tls => "tls",
+            Self::Unauthorized => "unauthorized",
+            Self::UnsupportedContact => "unsupportedContact",
+            Self::UnsupportedIdentifier => "unsupportedIdentifier",
+            Self::UserActionRequired => "userActionRequired",
+            Self::AboutBlank => "about:blank",
+        }
+    }
+
+    /// The full type URI as it appears in a problem document.
+    pub fn uri(self) -> String {
+        match self {
+            Self::AboutBlank => "about:blank".to_owned(),
+            other => format!("{PREFIX}{}", other.name()),
+        }
+    }
+
+    /// Parses a type URI; unknown URIs yield `None`.
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        if uri == "about:blank" {
+            return Some(Self::AboutBlank);
+        }
+        let name = uri.strip_prefix(PREFIX)?;
+        Self::ALL.iter().copied().find(|t| t.name() == name)
+    }
+
+    /// The HTTP status a server answers with for this type (Boulder's and Pebble's choices).
+    pub fn default_status(self) -> u16 {
+        match self {
+            Self::AccountDoesNotExist => 400,
+            Self::Unauthorized => 403,
+            Self::UserActionRequired => 403,
+            Self::OrderNotReady => 403,
+            Self::RateLimited => 429,
+            Self::ServerInternal => 500,
+            Self::AboutBlank => 404,
+            Self::AlreadyRevoked => 400,
+            _ => 400,
+        }
+    }
+}
+
+impl Serialize for ProblemType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.uri())
+    }
+}
+
+impl<'de> Deserialize<'de> for ProblemType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let uri = String::deserialize(d)?;
+        Ok(Self::from_uri(&uri).unwrap_or(Self::AboutBlank))
+    }
+}
+
+/// An RFC 7807 problem document as ACME uses it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: ProblemType,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identifier: Option<Identifier>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subproblems: Vec<Problem>,
+}
+
+impl Problem {
+    /// A problem of `kind` with its default status and `detail`.
+    pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
+        Self {
+            kind,
+            detail: detail.into(),
+            status: Some(kind.default_status()),
+            identifier: None,
+            subproblems: Vec::new(),
+        }
+    }
+
+    /// The same problem with another HTTP status.
+    pub fn with_status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// A subproblem about one identifier (status omitted, as RFC 8555 §6.7.1 shows).
+    pub fn for_identifier(mut self, identifier: Identifier) -> Self {
+        self.identifier = Some(identifier);
+        self.status = None;
+        self
+    }
+
+    /// Attaches per-identifier subproblems.
+    pub fn with_subproblems(mut self, subproblems: Vec<Problem>) -> Self {
+        self.subproblems = subproblems;
+        self
+    }
+
+    /// The HTTP status to answer with.
+    pub fn http_status(&self) -> u16 {
+        self.status.unwrap_or_else(|| self.kind.default_status())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.kind.uri(), self.detail)?;
+        for sub in &self.subproblems {
+            write!(f, "; {sub}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Problem {}
+
+/// Shorthand constructors, one per common type.
+macro_rules! ctor {
+    ($($fn_name:ident => $kind:ident),* $(,)?) => {
+        impl Problem {
+            $(
+                #[doc = concat!("A `", stringify!($kind), "` problem.")]
+                pub fn $fn_name(detail: impl Into<String>) -> Self {
+                    Self::new(ProblemType::$kind, detail)
+                }
+            )*
+        }
+    };
+}
+
+ctor! {
+    malformed => Malformed,
+    unauthorized => Unauthorized,
+    bad_nonce => BadNonce,
+    bad_csr => BadCsr,
+    bad_public_key => BadPublicKey,
+    bad_signature_algorithm => BadSignatureAlgorithm,
+    account_does_not_exist => AccountDoesNotExist,
+    server_internal => ServerInternal,
+    rejected_identifier => RejectedIdentifier,
+    unsupported_identifier => UnsupportedIdentifier,
+    invalid_contact => InvalidContact,
+    unsupported_contact => UnsupportedContact,
+    order_not_ready => OrderNotReady,
+    connection => Connection,
+    incorrect_response => IncorrectResponse,
+    dns => Dns,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uri_round_trip_for_every_type() {
+        for t in ProblemType::ALL {
+            assert_eq!(ProblemType::from_uri(&t.uri()), Some(t));
+        }
+        assert_eq!(
+            ProblemType::BadCsr.uri(),
+            "urn:ietf:params:acme:error:badCSR"
+        );
+    }
+
+    #[test]
+    fn serializes_as_rfc7807() {
+        let p = Problem::bad_nonce("stale");
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["type"], "urn:ietf:params:acme:error:badNonce");
+        assert_eq!(v["status"], 400);
+        assert_eq!(v["detail"], "stale");
+        assert!(v.get("subproblems").is_none());
+    }
+}

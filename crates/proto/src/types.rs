@@ -1,0 +1,352 @@
+//! ACME resource objects (RFC 8555 §7.1) and request payloads, as they travel on the wire.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::problem::Problem;
+
+/// The directory object (§7.1.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Directory {
+    pub new_nonce: String,
+    pub new_account: String,
+    pub new_order: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_authz: Option<String>,
+    pub revoke_cert: String,
+    pub key_change: String,
+    /// ARI (RFC 9773).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_info: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<DirectoryMeta>,
+}
+
+/// The directory's `meta` object.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectoryMeta {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub website: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub caa_identities: Vec<String>,
+    #[serde(default)]
+    pub external_account_required: bool,
+    /// draft-ietf-acme-profiles: profile name → description.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub profiles: serde_json::Map<String, Value>,
+}
+
+/// Declares a status enum with its lower-case wire names, `as_str`, `parse` and `Display`.
+macro_rules! status_enum {
+    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),* $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $(#[serde(rename = $wire)] $variant,)*
+        }
+        impl $name {
+            /// The lower-case wire name of this status.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $wire,)* }
+            }
+            /// Parses the lower-case wire name.
+            pub fn parse(name: &str) -> Option<Self> {
+                match name { $($wire => Some(Self::$variant),)* _ => None }
+            }
+        }
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+status_enum!(
+    /// Account status (§7.1.6).
+    AccountStatus { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" }
+);
+status_enum!(
+    /// Order status (§7.1.6).
+    OrderStatus {
+        Pending => "pending", Ready => "ready", Processing => "processing",
+        Valid => "valid", Invalid => "invalid",
+    }
+);
+status_enum!(
+    /// Authorization status (§7.1.6).
+    AuthorizationStatus {
+        Pending => "pending", Valid => "valid", Invalid => "invalid",
+        Deactivated => "deactivated", Expired => "expired", Revoked => "revoked",
+    }
+);
+status_enum!(
+    /// Challenge status (§7.1.6).
+    ChallengeStatus {
+        Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid",
+    }
+);
+
+/// The type of an identifier (§9.7.7, RFC 8738).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IdentifierType {
+    Dns,
+    Ip,
+}
+
+/// An identifier (§7.1.4): a type and a value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Identifier {
+    #[serde(rename = "type")]
+    pub kind: IdentifierType,
+    pub value: String,
+}
+
+impl Identifier {
+    /// A `dns` identifier.
+    pub fn dns(value: impl Into<String>) -> Self {
+        Self {
+            kind: IdentifierType::Dns,
+            value: value.into(),
+        }
+    }
+
+    /// An `ip` identifier.
+    pub fn ip(value: impl Into<String>) -> Self {
+        Self {
+            kind: IdentifierType::Ip,
+            value: value.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Identifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            IdentifierType::Dns => "dns",
+            IdentifierType::Ip => "ip",
+        };
+        write!(f, "{kind}:{}", self.value)
+    }
+}
+
+/// newAccount payload (§7.3).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_return_existing: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_account_binding: Option<Value>,
+}
+
+/// Account update payload (§7.3.2, §7.3.6); all fields optional.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contact: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<AccountStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+}
+
+/// The account object (§7.1.2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Account {
+    pub status: AccountStatus,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub contact: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terms_of_service_agreed: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub orders: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+}
+
+/// The orders list of an account (§7.1.2.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrdersList {
+    pub orders: Vec<String>,
+}
+
+/// newOrder payload (§7.4).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewOrder {
+    pub identifiers: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// draft-ietf-acme-profiles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// RFC 9773 (ARI): the certificate this order replaces.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// The order object (§7.1.3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Order {
+    pub status: OrderStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    pub identifiers: Vec<Identifier>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+    pub authorizations: Vec<String>,
+    pub finalize: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+/// The authorization object (§7.1.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Authorization {
+    pub identifier: Identifier,
+    pub status: AuthorizationStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+    pub challenges: Vec<Challenge>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wildcard: Option<bool>,
+}
+
+/// Challenge types this project knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ChallengeType {
+    #[serde(rename = "http-01")]
+    Http01,
+    #[serde(rename = "dns-01")]
+    Dns01,
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+impl ChallengeType {
+    /// The wire name, e.g. `http-01`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Http01 => "http-01",
+            Self::Dns01 => "dns-01",
+            Self::TlsAlpn01 => "tls-alpn-01",
+        }
+    }
+
+    /// Parses the wire name.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "http-01" => Some(Self::Http01),
+            "dns-01" => Some(Self::Dns01),
+            "tls-alpn-01" => Some(Self::TlsAlpn01),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ChallengeType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The challenge object (§7.1.5, §8).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Challenge {
+    /// Kept as a string so that unknown challenge types from other CAs still parse.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub url: String,
+    pub status: ChallengeStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validated: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<Problem>,
+}
+
+/// Finalize payload (§7.4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Finalize {
+    /// base64url DER of a PKCS#10 CSR.
+    pub csr: String,
+}
+
+/// revokeCert payload (§7.6).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revocation {
+    /// base64url DER of the certificate.
+    pub certificate: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<u8>,
+}
+
+/// Inner payload of a keyChange request (§7.3.5).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct KeyChange {
+    pub account: String,
+    pub old_key: Value,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_wire_names() {
+        assert_eq!(OrderStatus::Processing.as_str(), "processing");
+        assert_eq!(
+            AuthorizationStatus::parse("deactivated"),
+            Some(AuthorizationStatus::Deactivated)
+        );
+        assert_eq!(ChallengeStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn order_parses_rfc8555_example() {
+        let json = r#"{
+          "status": "valid",
+          "expires": "2016-01-20T14:09:07.99Z",
+          "identifiers": [{ "type": "dns", "value": "www.example.org" },
+                          { "type": "dns", "value": "example.org" }],
+          "notBefore": "2016-01-01T00:00:00Z",
+          "notAfter": "2016-01-08T00:00:00Z",
+          "authorizations": ["https://example.com/acme/authz/PAniVnsZcis",
+                             "https://example.com/acme/authz/r4HqLzrSrpI"],
+          "finalize": "https://example.com/acme/order/TOlocE8rfgo/finalize",
+          "certificate": "https://example.com/acme/cert/mAt3xBGaobw"
+        }"#;
+        let order: Order = serde_json::from_str(json).unwrap();
+        assert_eq!(order.status, OrderStatus::Valid);
+        assert_eq!(order.identifiers[1], Identifier::dns("example.org"));
+    }
+}

@@ -1,0 +1,246 @@
+//! Assembles the CA from its configuration and serves it (HTTPS or plain HTTP).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use certwright_proto::types::DirectoryMeta;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::ra::{Ra, RaPolicy};
+use crate::store::Store;
+use crate::va::{NameResolver, Va, VaConfig};
+use crate::wfe::{self, AppState, NonceStore, Urls};
+
+/// Seconds a client has to send its request headers (slow clients are cut off).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Seconds a TLS handshake may take.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Things tests (and embedders) may substitute.
+#[derive(Clone, Default)]
+pub struct Options {
+    /// The VA's resolver; default: DNS per `validation.dns_resolver`.
+    pub resolver: Option<NameResolver>,
+    /// The clock; default: the system clock.
+    pub clock: Clock,
+}
+
+/// A CA ready to serve.
+pub struct CaServer {
+    pub config: Config,
+    pub state: Arc<AppState>,
+    pub store: Store,
+    pub root_path: std::path::PathBuf,
+    pub root_fingerprint: String,
+    pub root_pem: String,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// (challenges, orders) resumed from a previous run.
+    pub recovered: (usize, usize),
+}
+
+impl CaServer {
+    /// Opens the data directory (creating the CA on first start), the database, and the
+    /// authorities; resumes whatever a previous run left in flight.
+    pub async fn open(config: Config, options: Options) -> anyhow::Result<Self> {
+        config.validate()?;
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data directory {}", config.data_dir.display())
+        })?;
+        let hierarchy = Hierarchy::load_or_create(
+            &config.data_dir,
+            config.ca.key_type,
+            &config.ca.organization,
+            &config.tls_names(),
+        )?;
+        let root_path = hierarchy.paths.root_cert.clone();
+        let root_fingerprint = hierarchy.root_fingerprint();
+        let root_pem = hierarchy.root_pem.clone();
+        let tls = if config.tls {
+            Some(Arc::new(tls_config(&hierarchy)?))
+        } else {
+            None
+        };
+        let store = Store::open(&config.database_url())
+            .await
+            .with_context(|| format!("cannot open database {}", config.database_url()))?;
+        let ca = Arc::new(CertificateAuthority::new(
+            hierarchy,
+            IssuancePolicy {
+                lifetime_secs: i64::from(config.issuance.lifetime_days) * 86400,
+                backdate_secs: i64::from(config.issuance.backdate_secs),
+                client_auth: config.issuance.client_auth,
+            },
+        ));
+        let resolver = match options.resolver {
+            Some(r) => r,
+            None => NameResolver::dns(config.validation.dns_resolver)?,
+        };
+        let va = Va::new(
+            VaConfig {
+                http01_port: config.validation.http01_port,
+                tlsalpn01_port: config.validation.tlsalpn01_port,
+                timeout: Duration::from_secs(config.validation.timeout_secs),
+                max_concurrent: config.validation.max_concurrent,
+            },
+            resolver,
+        )?;
+        let ra = Ra::new(
+            store.clone(),
+            ca,
+            va,
+            options.clock.clone(),
+            RaPolicy {
+                order_lifetime_secs: i64::from(config.orders.order_lifetime_hours) * 3600,
+                pending_authz_lifetime_secs: i64::from(config.orders.pending_authz_lifetime_hours)
+                    * 3600,
+                valid_authz_lifetime_secs: i64::from(config.orders.valid_authz_lifetime_days)
+                    * 86400,
+                max_identifiers: config.orders.max_identifiers,
+                key_policy: KeyPolicy {
+                    rsa_max_bits: config.issuance.rsa_max_bits,
+                    allow_ed25519: config.issuance.allow_ed25519,
+                    ..KeyPolicy::default()
+                },
+                terms_of_service: config.directory.terms_of_service.is_some(),
+                external_account_required: config.directory.external_account_required,
+            },
+        );
+        let recovered = ra
+            .recover()
+            .await
+            .context("resuming work from the previous run")?;
+        let meta = DirectoryMeta {
+            terms_of_service: config.directory.terms_of_service.clone(),
+            website: config.directory.website.clone(),
+            caa_identities: config.directory.caa_identities.clone(),
+            external_account_required: config.directory.external_account_required,
+            profiles: Default::default(),
+        };
+        let state = Arc::new(AppState::new(
+            ra,
+            NonceStore::new(options.clock),
+            Urls {
+                base: config.base_url(),
+            },
+            meta,
+        ));
+        Ok(Self {
+            config,
+            state,
+            store,
+            root_path,
+            root_fingerprint,
+            root_pem,
+            tls,
+            recovered,
+        })
+    }
+
+    /// The directory URL.
+    pub fn directory_url(&self) -> String {
+        self.state.urls.endpoint("/directory")
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> anyhow::Result<()> {
+        let router = wfe::router(self.state.clone());
+        let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let acceptor = acceptor.clone();
+            connections.spawn(async move {
+                match acceptor {
+                    None => serve_connection(stream, router, peer).await,
+                    Some(acceptor) => {
+                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(tls)) => serve_connection(tls, router, peer).await,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                            }
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
+                    }
+                }
+            });
+            // Reap finished connections so the set does not grow without bound.
+            while connections.try_join_next().is_some() {}
+        }
+        tracing::info!("shutting down: no new connections; waiting up to 5 s for open ones");
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        Ok(())
+    }
+}
+
+async fn serve_connection<S>(io: S, router: Router, peer: SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(64 * 1024);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(64);
+    let service = TowerToHyperService::new(router);
+    if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+fn tls_config(h: &Hierarchy) -> anyhow::Result<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(h.tls_cert_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .context("parsing the TLS certificate")?;
+    chain.push(CertificateDer::from(h.root_der.clone()));
+    let key =
+        PrivateKeyDer::from_pem_slice(h.tls_key_pem.as_bytes()).context("parsing the TLS key")?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}

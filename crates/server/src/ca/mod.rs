@@ -1,0 +1,219 @@
+//! The certificate authority: issues end-entity certificates from checked CSRs with the
+//! intermediate key. Knows nothing of ACME; the RA decides *whether* to issue.
+
+pub mod csr;
+pub mod hierarchy;
+
+use std::net::IpAddr;
+
+use certwright_proto::types::{Identifier, IdentifierType};
+use rcgen::{
+    CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
+    SanType, SerialNumber,
+};
+use time::OffsetDateTime;
+
+pub use csr::{parse_csr, CheckedCsr, KeyPolicy};
+pub use hierarchy::{CaKeyType, Hierarchy};
+
+/// Issuance settings.
+#[derive(Debug, Clone)]
+pub struct IssuancePolicy {
+    /// Certificate lifetime in seconds.
+    pub lifetime_secs: i64,
+    /// How far notBefore is set before the time of issuance (clock skew allowance).
+    pub backdate_secs: i64,
+    /// Add the clientAuth EKU next to serverAuth.
+    pub client_auth: bool,
+}
+
+/// An issued certificate.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub serial_hex: String,
+    pub der: Vec<u8>,
+    /// Leaf first, then the intermediate.
+    pub chain_pem: String,
+    pub not_before: i64,
+    pub not_after: i64,
+}
+
+/// Issuance failures (all server-side: the CSR was already checked).
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("certificate signing failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+}
+
+/// Signs end-entity certificates.
+pub struct CertificateAuthority {
+    hierarchy: Hierarchy,
+    policy: IssuancePolicy,
+}
+
+/// A random positive serial of 128 bits (minus the sign bit), lower-case hex. The first
+/// byte is never zero, so the DER encoding always has the same length.
+pub fn random_serial() -> Vec<u8> {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    bytes[0] &= 0x7f;
+    if bytes[0] == 0 {
+        bytes[0] = 0x01;
+    }
+    bytes.to_vec()
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl CertificateAuthority {
+    /// A CA over a loaded hierarchy.
+    pub fn new(hierarchy: Hierarchy, policy: IssuancePolicy) -> Self {
+        Self { hierarchy, policy }
+    }
+
+    /// The hierarchy (root, intermediate, TLS material).
+    pub fn hierarchy(&self) -> &Hierarchy {
+        &self.hierarchy
+    }
+
+    /// Issues a certificate for `identifiers` to the CSR's key, at time `now`.
+    pub fn issue(
+        &self,
+        csr: &CheckedCsr,
+        identifiers: &[Identifier],
+        now: i64,
+    ) -> Result<Issued, IssueError> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)?;
+        let serial = random_serial();
+        let mut params = CertificateParams::default();
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.subject_alt_names = identifiers
+            .iter()
+            .map(|id| match id.kind {
+                IdentifierType::Dns => id.value.clone().try_into().map(SanType::DnsName),
+                IdentifierType::Ip => id
+                    .value
+                    .parse::<IpAddr>()
+                    .map(SanType::IpAddress)
+                    .map_err(|_| rcgen::Error::InvalidIpAddressOctetLength(0)),
+            })
+            .collect::<Result<_, _>>()?;
+        let mut dn = DistinguishedName::new();
+        let cn = csr.common_name.clone().or_else(|| {
+            identifiers
+                .iter()
+                .find(|i| i.kind == IdentifierType::Dns && i.value.len() <= 64)
+                .map(|i| i.value.clone())
+        });
+        if let Some(cn) = cn {
+            dn.push(DnType::CommonName, cn);
+        }
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = match csr.key {
+            certwright_proto::Jwk::Rsa { .. } => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            _ => vec![KeyUsagePurpose::DigitalSignature],
+        };
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        if self.policy.client_auth {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ClientAuth);
+        }
+        params.use_authority_key_identifier_extension = true;
+        let not_before = now - self.policy.backdate_secs;
+        let not_after = now + self.policy.lifetime_secs - 1;
+        params.not_before =
+            OffsetDateTime::from_unix_timestamp(not_before).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        params.not_after =
+            OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let cert = params.signed_by(&public_key, &self.hierarchy.intermediate)?;
+        let mut chain_pem = cert.pem();
+        if !chain_pem.ends_with('\n') {
+            chain_pem.push('\n');
+        }
+        chain_pem.push_str(&self.hierarchy.intermediate_pem);
+        Ok(Issued {
+            serial_hex: hex(&serial),
+            der: cert.der().to_vec(),
+            chain_pem,
+            not_before,
+            not_after,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::*;
+
+    #[test]
+    fn issues_a_leaf_with_the_expected_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hierarchy::load_or_create(
+            dir.path(),
+            CaKeyType::Ec256,
+            "certwright",
+            &["localhost".into()],
+        )
+        .unwrap();
+        let ca = CertificateAuthority::new(
+            h,
+            IssuancePolicy {
+                lifetime_secs: 90 * 86400,
+                backdate_secs: 300,
+                client_auth: false,
+            },
+        );
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::new(vec!["a.example".to_string()]).unwrap();
+        params.distinguished_name = DistinguishedName::new();
+        let der = params.serialize_request(&key).unwrap().der().to_vec();
+        let checked = parse_csr(&der, &KeyPolicy::default()).unwrap();
+        let ids = vec![Identifier::dns("a.example"), Identifier::ip("192.0.2.7")];
+        let issued = ca.issue(&checked, &ids, 1_800_000_000).unwrap();
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        assert_eq!(
+            cert.raw_serial_as_string().replace(':', ""),
+            issued.serial_hex
+        );
+        assert!(cert.tbs_certificate.serial.bits() >= 64);
+        assert_eq!(cert.validity().not_before.timestamp(), 1_800_000_000 - 300);
+        assert_eq!(
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp(),
+            90 * 86400 + 299
+        );
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert!(!bc.value.ca);
+        let eku = cert.extended_key_usage().unwrap().unwrap();
+        assert!(eku.value.server_auth && !eku.value.client_auth);
+        assert!(cert.key_usage().unwrap().unwrap().value.digital_signature());
+        assert!(cert
+            .get_extension_unique(&oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+            .unwrap()
+            .is_some());
+        assert!(cert
+            .get_extension_unique(&oid_registry::OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER)
+            .unwrap()
+            .is_some());
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        assert_eq!(san.value.general_names.len(), 2);
+        assert_eq!(
+            cert.subject()
+                .iter_common_name()
+                .next()
+                .unwrap()
+                .as_str()
+                .unwrap(),
+            "a.example"
+        );
+        assert!(issued.chain_pem.matches("BEGIN CERTIFICATE").count() == 2);
+    }
+}

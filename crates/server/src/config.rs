@@ -1,0 +1,302 @@
+//! Configuration: a TOML file (see `certwright-ca.example.toml`), overridden by flags and
+//! `CERTWRIGHT_*` environment variables.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::ca::CaKeyType;
+
+/// The whole configuration file. Every key is optional.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the ACME listener binds.
+    pub listen: SocketAddr,
+    /// External base URL clients use (scheme, host, port, optional path prefix).
+    /// Default: `https://localhost:<port>` (`http://` when `tls = false`).
+    pub base_url: Option<String>,
+    /// Directory holding the CA keys, certificates and the SQLite database.
+    pub data_dir: PathBuf,
+    /// Database URL. Default: `sqlite://<data_dir>/certwright.db`.
+    pub database_url: Option<String>,
+    /// Serve HTTPS with a certificate issued by the CA's own root (false: plain HTTP,
+    /// for running behind a TLS-terminating proxy).
+    pub tls: bool,
+    /// Log format: `text` or `json`.
+    pub log_format: LogFormat,
+    pub ca: CaSection,
+    pub issuance: IssuanceSection,
+    pub orders: OrdersSection,
+    pub validation: ValidationSection,
+    pub directory: DirectorySection,
+}
+
+/// `[ca]`: the CA's own keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaSection {
+    /// Key type of the root and intermediate created on first start.
+    pub key_type: CaKeyType,
+    /// Organization name in the CA certificates.
+    pub organization: String,
+}
+
+/// `[issuance]`: what end-entity certificates look like.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IssuanceSection {
+    /// Certificate lifetime in days.
+    pub lifetime_days: u32,
+    /// Seconds notBefore is backdated (clock skew allowance).
+    pub backdate_secs: u32,
+    /// Add the clientAuth EKU.
+    pub client_auth: bool,
+    /// Accept Ed25519 keys in CSRs.
+    pub allow_ed25519: bool,
+    /// Largest RSA key accepted in a CSR, in bits.
+    pub rsa_max_bits: usize,
+}
+
+/// `[orders]`: lifetimes of pending objects.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OrdersSection {
+    /// Hours an order stays usable.
+    pub order_lifetime_hours: u32,
+    /// Hours a pending authorization stays usable.
+    pub pending_authz_lifetime_hours: u32,
+    /// Days a valid authorization stays usable (and reusable by new orders).
+    pub valid_authz_lifetime_days: u32,
+    /// Identifiers allowed in one order.
+    pub max_identifiers: usize,
+}
+
+/// `[validation]`: how the VA reaches applicants (test knobs included).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ValidationSection {
+    /// Port http-01 connects to (80 in production; tests use another).
+    pub http01_port: u16,
+    /// Port tls-alpn-01 connects to (443 in production).
+    pub tlsalpn01_port: u16,
+    /// DNS resolver (`ADDR:PORT`) for the VA; default: the system's.
+    pub dns_resolver: Option<SocketAddr>,
+    /// Seconds one validation may take in all.
+    pub timeout_secs: u64,
+    /// Validations run at once; more wait their turn.
+    pub max_concurrent: usize,
+}
+
+/// `[directory]`: the directory's `meta`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DirectorySection {
+    pub terms_of_service: Option<String>,
+    pub website: Option<String>,
+    pub caa_identities: Vec<String>,
+    pub external_account_required: bool,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 14000)),
+            base_url: None,
+            data_dir: PathBuf::from("certwright-ca-data"),
+            database_url: None,
+            tls: true,
+            log_format: LogFormat::Text,
+            ca: CaSection::default(),
+            issuance: IssuanceSection::default(),
+            orders: OrdersSection::default(),
+            validation: ValidationSection::default(),
+            directory: DirectorySection::default(),
+        }
+    }
+}
+
+impl Default for CaSection {
+    fn default() -> Self {
+        Self {
+            key_type: CaKeyType::Ec256,
+            organization: "certwright".into(),
+        }
+    }
+}
+
+impl Default for IssuanceSection {
+    fn default() -> Self {
+        Self {
+            lifetime_days: 90,
+            backdate_secs: 300,
+            client_auth: false,
+            allow_ed25519: false,
+            rsa_max_bits: 4096,
+        }
+    }
+}
+
+impl Default for OrdersSection {
+    fn default() -> Self {
+        Self {
+            order_lifetime_hours: 7 * 24,
+            pending_authz_lifetime_hours: 7 * 24,
+            valid_authz_lifetime_days: 30,
+            max_identifiers: 100,
+        }
+    }
+}
+
+impl Default for ValidationSection {
+    fn default() -> Self {
+        Self {
+            http01_port: 80,
+            tlsalpn01_port: 443,
+            dns_resolver: None,
+            timeout_secs: 10,
+            max_concurrent: 64,
+        }
+    }
+}
+
+/// Configuration errors, each naming what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The external base URL without a trailing slash.
+    pub fn base_url(&self) -> String {
+        match &self.base_url {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => {
+                let scheme = if self.tls { "https" } else { "http" };
+                format!("{scheme}://localhost:{}", self.listen.port())
+            }
+        }
+    }
+
+    /// The database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| {
+            format!("sqlite://{}", self.data_dir.join("certwright.db").display())
+        })
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let base = url::Url::parse(&self.base_url())
+            .map_err(|e| ConfigError::Invalid(format!("base_url {:?}: {e}", self.base_url())))?;
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "base_url {:?} must be an http(s) URL with a host",
+                self.base_url()
+            )));
+        }
+        if self.issuance.lifetime_days == 0 {
+            return Err(ConfigError::Invalid(
+                "issuance.lifetime_days must be at least 1".into(),
+            ));
+        }
+        if self.validation.max_concurrent == 0 || self.validation.timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "validation.max_concurrent and validation.timeout_secs must be positive".into(),
+            ));
+        }
+        if self.orders.max_identifiers == 0 {
+            return Err(ConfigError::Invalid(
+                "orders.max_identifiers must be positive".into(),
+            ));
+        }
+        if !(2048..=8192).contains(&self.issuance.rsa_max_bits) {
+            return Err(ConfigError::Invalid(
+                "issuance.rsa_max_bits must be 2048..=8192".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Names (and IPs) the listener's TLS certificate must cover.
+    pub fn tls_names(&self) -> Vec<String> {
+        let mut names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        if let Ok(url) = url::Url::parse(&self.base_url()) {
+            if let Some(host) = url.host_str() {
+                let host = host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned();
+                if !names.contains(&host) {
+                    names.push(host);
+                }
+            }
+        }
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses_and_validates() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certwright-ca.example.toml");
+        let cfg = Config::from_file(&path).unwrap();
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn defaults_and_errors() {
+        let cfg = Config::default();
+        assert_eq!(cfg.base_url(), "https://localhost:14000");
+        assert!(cfg
+            .database_url()
+            .ends_with("certwright-ca-data/certwright.db"));
+        let err = toml::from_str::<Config>("listn = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+        let bad = Config {
+            base_url: Some("ftp://x".into()),
+            ..Config::default()
+        };
+        assert!(bad.validate().is_err());
+    }
+}

@@ -1,0 +1,15 @@
+//! certwright-ca: an ACME (RFC 8555) certificate authority.
+//!
+//! The parts follow Boulder's split inside one process: [`wfe`] (HTTP and JWS), [`ra`]
+//! (business rules and state machines), [`va`] (validation), [`ca`] (signing) and
+//! [`store`] (all durable state). [`app`] wires them together from a [`config::Config`].
+
+pub mod app;
+pub mod ca;
+pub mod clock;
+pub mod config;
+pub mod fsutil;
+pub mod ra;
+pub mod store;
+pub mod va;
+pub mod wfe;

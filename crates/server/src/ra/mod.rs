@@ -1,0 +1,679 @@
+//! The registration authority: ACME's business rules. Accounts, orders, authorizations,
+//! challenges and finalize; every status change goes through here (and `status`).
+
+pub mod contact;
+pub mod status;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use certwright_proto::identifier::{normalize, IdentifierError, NormalizedIdentifier};
+use certwright_proto::keyauth::{key_authorization, new_token};
+use certwright_proto::types::{
+    AccountStatus, AccountUpdate, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier,
+    IdentifierType, NewAccount, NewOrder, OrderStatus,
+};
+use certwright_proto::{b64, Jwk, Problem, ProblemType};
+
+use crate::ca::{parse_csr, CertificateAuthority, KeyPolicy};
+use crate::clock::Clock;
+use crate::store::{
+    AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
+    ChallengeRecord, NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Store,
+    StoreError,
+};
+use crate::va::Va;
+
+/// Rules the RA applies.
+#[derive(Debug, Clone)]
+pub struct RaPolicy {
+    pub order_lifetime_secs: i64,
+    pub pending_authz_lifetime_secs: i64,
+    pub valid_authz_lifetime_secs: i64,
+    pub max_identifiers: usize,
+    pub key_policy: KeyPolicy,
+    /// Newaccount must carry `termsOfServiceAgreed: true` (when the CA has terms).
+    pub terms_of_service: bool,
+    pub external_account_required: bool,
+}
+
+/// Converts a store failure into a problem. Only genuine server faults reach here.
+fn internal(e: StoreError) -> Problem {
+    tracing::error!(error = %e, "store failure");
+    Problem::server_internal("the CA's database failed; try again shortly")
+}
+
+/// An order with its status derived at read time.
+#[derive(Debug, Clone)]
+pub struct OrderView {
+    pub record: OrderRecord,
+    pub status: OrderStatus,
+}
+
+/// An authorization with its status derived at read time.
+#[derive(Debug, Clone)]
+pub struct AuthzView {
+    pub record: AuthzRecord,
+    pub status: AuthorizationStatus,
+}
+
+/// The registration authority. Cheap to clone.
+#[derive(Clone)]
+pub struct Ra {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    ca: Arc<CertificateAuthority>,
+    va: Va,
+    clock: Clock,
+    policy: RaPolicy,
+}
+
+impl Ra {
+    /// An RA over its collaborators.
+    pub fn new(
+        store: Store,
+        ca: Arc<CertificateAuthority>,
+        va: Va,
+        clock: Clock,
+        policy: RaPolicy,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                ca,
+                va,
+                clock,
+                policy,
+            }),
+        }
+    }
+
+    /// The store (read access for the WFE's lookups).
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    // ------------------------------------------------------------------ accounts
+
+    /// newAccount (§7.3). Returns the account and whether it was created now.
+    pub async fn new_account(
+        &self,
+        jwk: &Jwk,
+        request: &NewAccount,
+    ) -> Result<(AccountRecord, bool), Problem> {
+        let store = &self.inner.store;
+        if let Some(existing) = store
+            .account_by_thumbprint(&jwk.thumbprint())
+            .await
+            .map_err(internal)?
+        {
+            if existing.status != AccountStatus::Valid {
+                return Err(Problem::unauthorized(format!(
+                    "the account for this key is {}",
+                    existing.status
+                )));
+            }
+            return Ok((existing, false));
+        }
+        if request.only_return_existing == Some(true) {
+            return Err(Problem::account_does_not_exist(
+                "no account exists for this key (onlyReturnExisting was set)",
+            ));
+        }
+        if self.inner.policy.external_account_required {
+            return Err(Problem::new(
+                ProblemType::ExternalAccountRequired,
+                "this CA requires an external account binding for new accounts",
+            ));
+        }
+        if request.external_account_binding.is_some() {
+            return Err(Problem::malformed(
+                "this CA does not use external account binding; remove externalAccountBinding",
+            ));
+        }
+        let tos = request.terms_of_service_agreed == Some(true);
+        if self.inner.policy.terms_of_service && !tos {
+            return Err(Problem::new(
+                ProblemType::UserActionRequired,
+                "you must agree to the terms of service (termsOfServiceAgreed: true)",
+            )
+            .with_status(403));
+        }
+        let contact = contact::validate_contacts(request.contact.as_deref().unwrap_or(&[]))?;
+        match store.create_account(jwk, &contact, tos, self.now()).await {
+            Ok(account) => {
+                tracing::info!(account = %account.id, key = %jwk.describe(), "account created");
+                Ok((account, true))
+            }
+            // Two newAccount requests with one key raced: the other one won.
+            Err(StoreError::Conflict) => {
+                let existing = store
+                    .account_by_thumbprint(&jwk.thumbprint())
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| Problem::server_internal("account vanished during creation"))?;
+                Ok((existing, false))
+            }
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Account update or deactivation (§7.3.2, §7.3.6).
+    pub async fn update_account(
+        &self,
+        account: &AccountRecord,
+        update: &AccountUpdate,
+    ) -> Result<AccountRecord, Problem> {
+        let store = &self.inner.store;
+        match update.status {
+            None => {}
+            Some(AccountStatus::Deactivated) => {
+                if update.contact.is_some() {
+                    return Err(Problem::malformed(
+                        "deactivation cannot be combined with other changes",
+                    ));
+                }
+                store
+                    .deactivate_account(account.id)
+                    .await
+                    .map_err(internal)?;
+                tracing::info!(account = %account.id, "account deactivated");
+                return store.account(account.id).await.map_err(internal);
+            }
+            Some(other) => {
+                return Err(Problem::malformed(format!(
+                    "an account's status can only be set to \"deactivated\", not {other:?}"
+                )))
+            }
+        }
+        if let Some(contact) = &update.contact {
+            let contact = contact::validate_contacts(contact)?;
+            store
+                .update_account_contact(account.id, &contact)
+                .await
+                .map_err(internal)?;
+        }
+        if update.terms_of_service_agreed == Some(true) && !account.tos_agreed {
+            store
+                .set_account_tos_agreed(account.id)
+                .await
+                .map_err(internal)?;
+        }
+        store.account(account.id).await.map_err(internal)
+    }
+
+    // ------------------------------------------------------------------ orders
+
+    /// Checks and normalizes an order's identifiers; refusals carry subproblems.
+    fn check_identifiers(
+        &self,
+        identifiers: &[Identifier],
+    ) -> Result<Vec<NormalizedIdentifier>, Problem> {
+        if identifiers.is_empty() {
+            return Err(Problem::malformed("an order needs at least one identifier"));
+        }
+        let max = self.inner.policy.max_identifiers;
+        if identifiers.len() > max {
+            return Err(Problem::rejected_identifier(format!(
+                "an order may hold at most {max} identifiers, this one has {}",
+                identifiers.len()
+            )));
+        }
+        let mut out = Vec::new();
+        let mut problems = Vec::new();
+        let mut seen = BTreeSet::new();
+        for id in identifiers {
+            match normalize(id) {
+                Err(IdentifierError::BadDnsName(_, why)) => problems.push(
+                    Problem::rejected_identifier(format!(
+                        "{:?} is not a valid DNS name: {why}",
+                        id.value
+                    ))
+                    .for_identifier(id.clone()),
+                ),
+                Err(e @ IdentifierError::BadIp(_)) => {
+                    problems.push(Problem::malformed(e.to_string()).for_identifier(id.clone()))
+                }
+                Ok(n) if n.identifier.kind == IdentifierType::Ip => problems.push(
+                    Problem::unsupported_identifier(
+                        "this CA does not issue for IP address identifiers yet",
+                    )
+                    .for_identifier(id.clone()),
+                ),
+                Ok(n) if n.wildcard => problems.push(
+                    Problem::rejected_identifier(
+                        "this CA does not issue wildcard certificates yet",
+                    )
+                    .for_identifier(id.clone()),
+                ),
+                Ok(n) => {
+                    if seen.insert(n.identifier.clone()) {
+                        out.push(n);
+                    }
+                }
+            }
+        }
+        match problems.len() {
+            0 => Ok(out),
+            1 => {
+                let p = problems.remove(0);
+                let detail = format!(
+                    "{}: {}",
+                    p.identifier
+                        .as_ref()
+                        .map(|i| i.value.as_str())
+                        .unwrap_or(""),
+                    p.detail
+                );
+                Err(Problem::new(p.kind, detail).with_subproblems(vec![p]))
+            }
+            n => {
+                let all_same = problems.iter().all(|p| p.kind == problems[0].kind);
+                let kind = if all_same {
+                    problems[0].kind
+                } else {
+                    ProblemType::RejectedIdentifier
+                };
+                Err(Problem::new(
+                    kind,
+                    format!("{n} identifiers were refused; see subproblems"),
+                )
+                .with_subproblems(problems))
+            }
+        }
+    }
+
+    /// newOrder (§7.4).
+    pub async fn new_order(
+        &self,
+        account: &AccountRecord,
+        request: &NewOrder,
+    ) -> Result<OrderView, Problem> {
+        if request.not_before.is_some() || request.not_after.is_some() {
+            return Err(Problem::malformed(
+                "this CA sets validity itself; remove notBefore and notAfter from the order",
+            ));
+        }
+        if let Some(profile) = &request.profile {
+            return Err(Problem::new(
+                ProblemType::InvalidProfile,
+                format!("profile {profile:?} is not offered by this CA (it offers no profiles)"),
+            ));
+        }
+        if request.replaces.is_some() {
+            return Err(Problem::malformed(
+                "this CA does not offer renewal information (ARI) yet; remove \"replaces\"",
+            ));
+        }
+        let identifiers = self.check_identifiers(&request.identifiers)?;
+        let now = self.now();
+        let policy = &self.inner.policy;
+        let mut expires = now + policy.order_lifetime_secs;
+        let mut authorizations = Vec::with_capacity(identifiers.len());
+        for n in &identifiers {
+            let authz_id = n.authorization_identifier();
+            let reuse = self
+                .inner
+                .store
+                .find_reusable_authorization(account.id, &authz_id, n.wildcard, now + 3600)
+                .await
+                .map_err(internal)?;
+            match reuse {
+                Some(id) => {
+                    let authz = self.inner.store.authorization(id).await.map_err(internal)?;
+                    expires = expires.min(authz.expires);
+                    authorizations.push(NewAuthorization::Reuse(id));
+                }
+                None => {
+                    let authz_expires = now + policy.pending_authz_lifetime_secs;
+                    expires = expires.min(authz_expires);
+                    authorizations.push(NewAuthorization::Create {
+                        identifier: authz_id,
+                        wildcard: n.wildcard,
+                        expires: authz_expires,
+                        challenges: offered_challenges(n)
+                            .into_iter()
+                            .map(|kind| (kind, new_token()))
+                            .collect(),
+                    });
+                }
+            }
+        }
+        let record = self
+            .inner
+            .store
+            .create_order(&NewOrderRecord {
+                account_id: account.id,
+                identifiers: identifiers.iter().map(|n| n.identifier.clone()).collect(),
+                expires,
+                not_before: None,
+                not_after: None,
+                authorizations,
+                now,
+            })
+            .await
+            .map_err(internal)?;
+        tracing::info!(account = %account.id, order = %record.id, identifiers = ?record.identifiers, "order created");
+        self.view_order(record).await
+    }
+
+    /// Derives an order's current status.
+    pub async fn view_order(&self, record: OrderRecord) -> Result<OrderView, Problem> {
+        let states = self
+            .inner
+            .store
+            .order_authorization_states(record.id)
+            .await
+            .map_err(internal)?;
+        let status = status::order_status(record.status, record.expires, &states, self.now());
+        Ok(OrderView { record, status })
+    }
+
+    /// An order of `account`.
+    pub async fn order(&self, account: &AccountRecord, id: OrderId) -> Result<OrderView, Problem> {
+        let record = match self.inner.store.order(id).await {
+            Ok(r) if r.account_id == account.id => r,
+            Ok(_) | Err(StoreError::NotFound) => return Err(not_found("order")),
+            Err(e) => return Err(internal(e)),
+        };
+        self.view_order(record).await
+    }
+
+    /// An authorization of `account`.
+    pub async fn authorization(
+        &self,
+        account: &AccountRecord,
+        id: AuthzId,
+    ) -> Result<AuthzView, Problem> {
+        let record = match self.inner.store.authorization(id).await {
+            Ok(r) if r.account_id == account.id => r,
+            Ok(_) | Err(StoreError::NotFound) => return Err(not_found("authorization")),
+            Err(e) => return Err(internal(e)),
+        };
+        let status = status::authorization_status(record.status, record.expires, self.now());
+        Ok(AuthzView { record, status })
+    }
+
+    /// Client-side authorization deactivation (§7.5.2).
+    pub async fn deactivate_authorization(
+        &self,
+        account: &AccountRecord,
+        id: AuthzId,
+    ) -> Result<AuthzView, Problem> {
+        let view = self.authorization(account, id).await?;
+        if !matches!(
+            view.status,
+            AuthorizationStatus::Pending | AuthorizationStatus::Valid
+        ) {
+            return Err(Problem::malformed(format!(
+                "only a pending or valid authorization can be deactivated; this one is {}",
+                view.status
+            )));
+        }
+        if !self
+            .inner
+            .store
+            .deactivate_authorization(id)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Problem::malformed(
+                "the authorization changed status meanwhile; fetch it again",
+            ));
+        }
+        self.authorization(account, id).await
+    }
+
+    /// Responding to a challenge (§7.5.1): starts validation in the background and returns
+    /// at once. Responding again to a challenge already under way returns it unchanged.
+    pub async fn respond_to_challenge(
+        &self,
+        account: &AccountRecord,
+        authz_id: AuthzId,
+        challenge_id: ChallengeId,
+    ) -> Result<(AuthzView, ChallengeRecord), Problem> {
+        let authz = self.authorization(account, authz_id).await?;
+        let Some(challenge) = authz
+            .record
+            .challenges
+            .iter()
+            .find(|c| c.id == challenge_id)
+            .cloned()
+        else {
+            return Err(not_found("challenge"));
+        };
+        if challenge.status == ChallengeStatus::Pending {
+            if authz.status != AuthorizationStatus::Pending {
+                return Err(Problem::malformed(format!(
+                    "the authorization is {}; its challenges can no longer be attempted",
+                    authz.status
+                )));
+            }
+            if self
+                .inner
+                .store
+                .start_validation(challenge.id)
+                .await
+                .map_err(internal)?
+            {
+                self.spawn_validation(
+                    authz.record.identifier.clone(),
+                    challenge.clone(),
+                    account.jwk.clone(),
+                );
+            }
+        }
+        let challenge = self
+            .inner
+            .store
+            .challenge(challenge_id)
+            .await
+            .map_err(internal)?;
+        Ok((authz, challenge))
+    }
+
+    fn spawn_validation(
+        &self,
+        identifier: Identifier,
+        challenge: ChallengeRecord,
+        account_key: Jwk,
+    ) {
+        let ra = self.clone();
+        tokio::spawn(async move {
+            let key_auth = key_authorization(&challenge.token, &account_key);
+            let outcome = ra
+                .inner
+                .va
+                .validate(challenge.kind, &identifier, &challenge.token, &key_auth)
+                .await;
+            match &outcome.error {
+                None => {
+                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, "validation succeeded")
+                }
+                Some(p) => {
+                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, "validation failed")
+                }
+            }
+            let now = ra.now();
+            if let Err(e) = ra
+                .inner
+                .store
+                .finish_validation(challenge.id, outcome.error.as_ref(), &outcome.record, now)
+                .await
+            {
+                // Left `processing`: the next start resumes it.
+                tracing::error!(challenge = %challenge.id, error = %e, "could not record validation outcome");
+            }
+        });
+    }
+
+    // ------------------------------------------------------------------ finalize
+
+    /// Finalize (§7.4): checks the CSR against the order, then issues.
+    pub async fn finalize(
+        &self,
+        account: &AccountRecord,
+        id: OrderId,
+        csr_b64: &str,
+    ) -> Result<OrderView, Problem> {
+        let view = self.order(account, id).await?;
+        if view.status != OrderStatus::Ready {
+            return Err(Problem::order_not_ready(format!(
+                "the order is {}, not ready; {}",
+                view.status,
+                match view.status {
+                    OrderStatus::Pending => "complete its authorizations first",
+                    OrderStatus::Processing | OrderStatus::Valid => "it was already finalized",
+                    _ => "create a new order",
+                }
+            )));
+        }
+        let der =
+            b64::decode(csr_b64).map_err(|_| Problem::malformed("\"csr\" is not base64url"))?;
+        let csr = parse_csr(&der, &self.inner.policy.key_policy)?;
+        let ordered: BTreeSet<Identifier> = view.record.identifiers.iter().cloned().collect();
+        if csr.identifiers != ordered {
+            let extra: Vec<String> = csr
+                .identifiers
+                .difference(&ordered)
+                .map(|i| i.value.clone())
+                .collect();
+            let missing: Vec<String> = ordered
+                .difference(&csr.identifiers)
+                .map(|i| i.value.clone())
+                .collect();
+            return Err(Problem::bad_csr(format!(
+                "the CSR's names must be exactly the order's identifiers; not in the order: {extra:?}; missing from the CSR: {missing:?}"
+            )));
+        }
+        if csr.key.thumbprint() == account.jwk.thumbprint() {
+            return Err(Problem::bad_csr(
+                "the CSR's public key must not be the account key",
+            ));
+        }
+        if !self
+            .inner
+            .store
+            .begin_finalize(id, &der)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Problem::order_not_ready(
+                "the order is already being finalized",
+            ));
+        }
+        self.issue_for_order(id).await;
+        self.order(account, id).await
+    }
+
+    /// Issues for an order in `processing` (from finalize, or resumed after a restart).
+    async fn issue_for_order(&self, id: OrderId) {
+        let store = &self.inner.store;
+        let fail = |detail: String| async move {
+            tracing::error!(order = %id, %detail, "issuance failed");
+            let _ = store
+                .fail_order(
+                    id,
+                    &Problem::server_internal(format!("issuance failed: {detail}")),
+                )
+                .await;
+        };
+        let order = match store.order(id).await {
+            Ok(o) => o,
+            Err(e) => return fail(e.to_string()).await,
+        };
+        let Some(der) = order.csr.as_deref() else {
+            return fail("the order lost its CSR".into()).await;
+        };
+        let csr = match parse_csr(der, &self.inner.policy.key_policy) {
+            Ok(c) => c,
+            Err(p) => return fail(p.detail).await,
+        };
+        for _ in 0..3 {
+            let now = self.now();
+            let issued = match self.inner.ca.issue(&csr, &order.identifiers, now) {
+                Ok(i) => i,
+                Err(e) => return fail(e.to_string()).await,
+            };
+            let record = NewCertificate {
+                serial: issued.serial_hex.clone(),
+                account_id: order.account_id,
+                der: issued.der,
+                chain_pem: issued.chain_pem,
+                names: order.identifiers.clone(),
+                not_before: issued.not_before,
+                not_after: issued.not_after,
+                created_at: now,
+            };
+            match store.complete_order(id, &record).await {
+                Ok(()) => {
+                    tracing::info!(order = %id, serial = %record.serial, "certificate issued");
+                    return;
+                }
+                Err(StoreError::Conflict) => continue, // serial collision: draw another
+                Err(e) => return fail(e.to_string()).await,
+            }
+        }
+        fail("could not draw a unique serial number".into()).await
+    }
+
+    /// A certificate of `account`, by serial.
+    pub async fn certificate(
+        &self,
+        account: &AccountRecord,
+        serial: &str,
+    ) -> Result<CertificateRecord, Problem> {
+        match self.inner.store.certificate(serial).await {
+            Ok(c) if c.account_id == account.id => Ok(c),
+            Ok(_) | Err(StoreError::NotFound) => Err(not_found("certificate")),
+            Err(e) => Err(internal(e)),
+        }
+    }
+
+    /// Resumes what a previous run left in flight: validations are run again, issuance
+    /// is completed from the kept CSR. Nothing stays `processing`.
+    pub async fn recover(&self) -> Result<(usize, usize), StoreError> {
+        let store = &self.inner.store;
+        let challenges = store.processing_challenges().await?;
+        for id in &challenges {
+            let challenge = store.challenge(*id).await?;
+            let authz = store.authorization(challenge.authorization_id).await?;
+            let account = store.account(authz.account_id).await?;
+            self.spawn_validation(authz.identifier, challenge, account.jwk);
+        }
+        let orders = store.processing_orders().await?;
+        for id in &orders {
+            self.issue_for_order(*id).await;
+        }
+        Ok((challenges.len(), orders.len()))
+    }
+
+    /// Looks up an account by id (for `kid` authentication).
+    pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, Problem> {
+        match self.inner.store.account(id).await {
+            Ok(a) => Ok(Some(a)),
+            Err(StoreError::NotFound) => Ok(None),
+            Err(e) => Err(internal(e)),
+        }
+    }
+}
+
+fn not_found(what: &str) -> Problem {
+    Problem::new(
+        ProblemType::Malformed,
+        format!("no such {what} for this account"),
+    )
+    .with_status(404)
+}
+
+/// The challenge types offered for an identifier.
+fn offered_challenges(_identifier: &NormalizedIdentifier) -> Vec<ChallengeType> {
+    vec![ChallengeType::Http01]
+}

@@ -1,0 +1,536 @@
+//! The storage authority: every durable piece of state, behind business-level operations.
+//!
+//! Each public method is one transaction. SQL lives here and nowhere else. The embedded
+//! backend is SQLite in WAL mode; writes go through a single connection (SQLite allows one
+//! writer at a time anyway, and this avoids lock-upgrade deadlocks), reads through a pool.
+
+mod records;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use certwright_proto::types::{AuthorizationStatus, ChallengeStatus, Identifier, IdentifierType};
+use certwright_proto::{Jwk, Problem};
+use serde_json::Value;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+pub use records::*;
+
+/// Storage failures. `Conflict` is a uniqueness violation the caller can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("record already exists")]
+    Conflict,
+    #[error("record not found")]
+    NotFound,
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration error: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// The store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
+    /// and applies pending migrations.
+    pub async fn open(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // FULL: a transaction reported committed survives power loss, not just a crash.
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let in_memory = url.contains(":memory:");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        // An in-memory database exists once per connection: share the writer for reads.
+        let reader = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(8)
+                .connect_with(options.read_only(true))
+                .await?
+        };
+        Ok(Self { reader, writer })
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- accounts
+
+    /// Creates a valid account for `jwk`; `Conflict` if the key already has one.
+    pub async fn create_account(
+        &self,
+        jwk: &Jwk,
+        contact: &[String],
+        tos_agreed: bool,
+        now: i64,
+    ) -> Result<AccountRecord> {
+        let res = sqlx::query(
+            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
+             VALUES (?, ?, ?, 'valid', ?, ?)",
+        )
+        .bind(jwk.thumbprint())
+        .bind(jwk.to_value().to_string())
+        .bind(serde_json::to_string(contact).expect("strings serialize"))
+        .bind(tos_agreed)
+        .bind(now)
+        .execute(&self.writer)
+        .await;
+        match res {
+            Ok(done) => self.account(AccountId(done.last_insert_rowid())).await,
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The account with `id`.
+    pub async fn account(&self, id: AccountId) -> Result<AccountRecord> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        AccountRecord::from_row(&row)
+    }
+
+    /// The account whose key has this RFC 7638 thumbprint.
+    pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRecord>> {
+        let row = sqlx::query("SELECT * FROM accounts WHERE key_thumbprint = ?")
+            .bind(thumbprint)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(AccountRecord::from_row).transpose()
+    }
+
+    /// Replaces an account's contact list.
+    pub async fn update_account_contact(&self, id: AccountId, contact: &[String]) -> Result<()> {
+        sqlx::query("UPDATE accounts SET contact = ? WHERE id = ?")
+            .bind(serde_json::to_string(contact).expect("strings serialize"))
+            .bind(id.0)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Records that the account agreed to the terms of service.
+    pub async fn set_account_tos_agreed(&self, id: AccountId) -> Result<()> {
+        sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = ?")
+            .bind(id.0)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Deactivates an account and its pending authorizations (§7.3.6).
+    pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = ?")
+            .bind(id.0)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "UPDATE authorizations SET status = 'deactivated'
+             WHERE account_id = ? AND status IN ('pending', 'valid')",
+        )
+        .bind(id.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- orders
+
+    /// A still-valid authorization of `account` for `identifier` that outlives `min_expires`.
+    pub async fn find_reusable_authorization(
+        &self,
+        account: AccountId,
+        identifier: &Identifier,
+        wildcard: bool,
+        min_expires: i64,
+    ) -> Result<Option<AuthzId>> {
+        let row = sqlx::query(
+            "SELECT id FROM authorizations
+             WHERE account_id = ? AND identifier_type = ? AND identifier_value = ? AND wildcard = ?
+               AND status = 'valid' AND expires > ?
+             ORDER BY expires DESC LIMIT 1",
+        )
+        .bind(account.0)
+        .bind(identifier_type_name(identifier.kind))
+        .bind(&identifier.value)
+        .bind(wildcard)
+        .bind(min_expires)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row.map(|r| AuthzId(r.get::<i64, _>("id"))))
+    }
+
+    /// Creates an order with its authorizations (new ones with their challenges, or reused
+    /// ones) in one transaction.
+    pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
+        let mut tx = self.writer.begin().await?;
+        let order_id: i64 = sqlx::query(
+            "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at)
+             VALUES (?, 'pending', ?, ?, ?, ?, ?)",
+        )
+        .bind(new.account_id.0)
+        .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
+        .bind(new.expires)
+        .bind(new.not_before)
+        .bind(new.not_after)
+        .bind(new.now)
+        .execute(&mut *tx)
+        .await?
+        .last_insert_rowid();
+        for authz in &new.authorizations {
+            let authz_id = match authz {
+                NewAuthorization::Reuse(id) => id.0,
+                NewAuthorization::Create {
+                    identifier,
+                    wildcard,
+                    expires,
+                    challenges,
+                } => {
+                    let id = sqlx::query(
+                        "INSERT INTO authorizations
+                           (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
+                         VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                    )
+                    .bind(new.account_id.0)
+                    .bind(identifier_type_name(identifier.kind))
+                    .bind(&identifier.value)
+                    .bind(wildcard)
+                    .bind(expires)
+                    .bind(new.now)
+                    .execute(&mut *tx)
+                    .await?
+                    .last_insert_rowid();
+                    for (kind, token) in challenges {
+                        sqlx::query(
+                            "INSERT INTO challenges (authorization_id, type, token, status)
+                             VALUES (?, ?, ?, 'pending')",
+                        )
+                        .bind(id)
+                        .bind(kind.as_str())
+                        .bind(token)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    id
+                }
+            };
+            sqlx::query("INSERT OR IGNORE INTO order_authorizations (order_id, authorization_id) VALUES (?, ?)")
+                .bind(order_id)
+                .bind(authz_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.order(OrderId(order_id)).await
+    }
+
+    /// The order with `id`, with its authorization ids.
+    pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
+        let row = sqlx::query("SELECT * FROM orders WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let authz_ids = sqlx::query(
+            "SELECT authorization_id FROM order_authorizations WHERE order_id = ? ORDER BY authorization_id",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(|r| AuthzId(r.get::<i64, _>(0)))
+        .collect();
+        OrderRecord::from_row(&row, authz_ids)
+    }
+
+    /// Statuses and expiry of an order's authorizations, for deriving the order's status.
+    pub async fn order_authorization_states(
+        &self,
+        id: OrderId,
+    ) -> Result<Vec<(AuthorizationStatus, i64)>> {
+        let rows = sqlx::query(
+            "SELECT a.status, a.expires FROM authorizations a
+             JOIN order_authorizations oa ON oa.authorization_id = a.id
+             WHERE oa.order_id = ?",
+        )
+        .bind(id.0)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let s: String = r.get(0);
+                let status = AuthorizationStatus::parse(&s)
+                    .ok_or_else(|| StoreError::Corrupt(format!("authorization status {s:?}")))?;
+                Ok((status, r.get::<i64, _>(1)))
+            })
+            .collect()
+    }
+
+    /// A page of an account's order ids, oldest first, after `after` (exclusive).
+    pub async fn account_order_ids(
+        &self,
+        account: AccountId,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<OrderId>> {
+        let rows = sqlx::query(
+            "SELECT id FROM orders WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(account.0)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(|r| OrderId(r.get::<i64, _>(0))).collect())
+    }
+
+    /// The authorization with `id` and its challenges.
+    pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
+        let row = sqlx::query("SELECT * FROM authorizations WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let challenges =
+            sqlx::query("SELECT * FROM challenges WHERE authorization_id = ? ORDER BY id")
+                .bind(id.0)
+                .fetch_all(&self.reader)
+                .await?
+                .iter()
+                .map(ChallengeRecord::from_row)
+                .collect::<Result<Vec<_>>>()?;
+        AuthzRecord::from_row(&row, challenges)
+    }
+
+    /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
+    pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE authorizations SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')",
+        )
+        .bind(id.0)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---------------------------------------------------------------- validation
+
+    /// Moves a pending challenge of a pending authorization to `processing`. Returns false
+    /// when it was not pending (someone else started it, or it already finished).
+    pub async fn start_validation(&self, challenge: ChallengeId) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE challenges SET status = 'processing'
+             WHERE id = ? AND status = 'pending'
+               AND authorization_id IN (SELECT id FROM authorizations WHERE status = 'pending')",
+        )
+        .bind(challenge.0)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Records a validation outcome on the challenge and its authorization, atomically.
+    /// `error` is `None` for success. Returns false if the challenge was not processing.
+    pub async fn finish_validation(
+        &self,
+        challenge: ChallengeId,
+        error: Option<&Problem>,
+        record: &Value,
+        now: i64,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        let (status, validated) = match error {
+            None => (ChallengeStatus::Valid, Some(now)),
+            Some(_) => (ChallengeStatus::Invalid, None),
+        };
+        let done = sqlx::query(
+            "UPDATE challenges SET status = ?, validated = ?, error = ?, record = ?
+             WHERE id = ? AND status = 'processing'",
+        )
+        .bind(status.as_str())
+        .bind(validated)
+        .bind(error.map(|p| serde_json::to_string(p).expect("problems serialize")))
+        .bind(record.to_string())
+        .bind(challenge.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let authz_status = if error.is_none() { "valid" } else { "invalid" };
+        sqlx::query(
+            "UPDATE authorizations SET status = ?
+             WHERE id = (SELECT authorization_id FROM challenges WHERE id = ?) AND status = 'pending'",
+        )
+        .bind(authz_status)
+        .bind(challenge.0)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Challenges left `processing` (by a restart), to resume.
+    pub async fn processing_challenges(&self) -> Result<Vec<ChallengeId>> {
+        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| ChallengeId(r.get::<i64, _>(0)))
+            .collect())
+    }
+
+    /// The challenge with `id`.
+    pub async fn challenge(&self, id: ChallengeId) -> Result<ChallengeRecord> {
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = ?")
+            .bind(id.0)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        ChallengeRecord::from_row(&row)
+    }
+
+    // ---------------------------------------------------------------- finalize
+
+    /// Moves a `pending`-stored order (whose authorizations the RA found all valid) to
+    /// `processing` and keeps its CSR. False if another finalize got there first.
+    pub async fn begin_finalize(&self, order: OrderId, csr_der: &[u8]) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'processing', csr = ? WHERE id = ? AND status = 'pending'",
+        )
+        .bind(csr_der)
+        .bind(order.0)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores the issued certificate and marks the order valid, atomically. `Conflict` if
+    /// the serial is already taken (the caller issues again with a fresh serial).
+    pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let res = sqlx::query(
+            "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&cert.serial)
+        .bind(cert.account_id.0)
+        .bind(order.0)
+        .bind(&cert.der)
+        .bind(&cert.chain_pem)
+        .bind(serde_json::to_string(&cert.names).expect("identifiers serialize"))
+        .bind(cert.not_before)
+        .bind(cert.not_after)
+        .bind(cert.created_at)
+        .execute(&mut *tx)
+        .await;
+        match res {
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            other => other?,
+        };
+        let done = sqlx::query(
+            "UPDATE orders SET status = 'valid', certificate_serial = ?, csr = NULL
+             WHERE id = ? AND status = 'processing'",
+        )
+        .bind(&cert.serial)
+        .bind(order.0)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Marks an order invalid with `problem`.
+    pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<()> {
+        sqlx::query("UPDATE orders SET status = 'invalid', error = ?, csr = NULL WHERE id = ?")
+            .bind(serde_json::to_string(problem).expect("problems serialize"))
+            .bind(order.0)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Orders left `processing` (by a restart), to finish.
+    pub async fn processing_orders(&self) -> Result<Vec<OrderId>> {
+        let rows = sqlx::query("SELECT id FROM orders WHERE status = 'processing'")
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(rows.iter().map(|r| OrderId(r.get::<i64, _>(0))).collect())
+    }
+
+    /// The certificate with this serial (lower-case hex).
+    pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&self.reader)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        CertificateRecord::from_row(&row)
+    }
+
+    /// Row counts and statuses per table: a fingerprint that tests use to assert that a
+    /// refused request changed nothing.
+    pub async fn snapshot(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (table, query) in [
+            ("accounts", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status || contact, ','), '') FROM accounts"),
+            ("orders", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM orders"),
+            ("authorizations", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM authorizations"),
+            ("challenges", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM challenges"),
+            ("certificates", "SELECT COUNT(*) || ':' FROM certificates"),
+        ] {
+            let text: String = sqlx::query(query).fetch_one(&self.reader).await?.get(0);
+            out.push(format!("{table}={text}"));
+        }
+        Ok(out)
+    }
+}
+
+fn identifier_type_name(kind: IdentifierType) -> &'static str {
+    match kind {
+        IdentifierType::Dns => "dns",
+        IdentifierType::Ip => "ip",
+    }
+}
+
+/// Parses a stored status column.
+fn parse_status<T>(text: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown status {text:?}")))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,182 @@
+//! Authentication of POST requests (RFC 8555 §6.2–§6.5): content type, flattened JWS,
+//! algorithm, `url`, signer (`jwk` or `kid`), signature, account status and nonce.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::FromRequest;
+use axum::http::{header, Request};
+use certwright_proto::jws::{JwsError, Signer};
+use certwright_proto::{Jwk, ParsedJws, Problem, ProblemType, CONTENT_TYPE_JOSE};
+
+use super::problem::ApiError;
+use super::AppState;
+use crate::store::AccountRecord;
+use certwright_proto::types::AccountStatus;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Who signed an authenticated request.
+#[derive(Debug, Clone)]
+pub enum Authenticated {
+    /// A `jwk`-signed request (newAccount; revocation by certificate key).
+    Key(Jwk),
+    /// A `kid`-signed request from a valid account.
+    Account(AccountRecord),
+}
+
+/// A POST whose JWS has been verified and whose nonce has been redeemed.
+#[derive(Debug)]
+pub struct SignedRequest {
+    pub jws: ParsedJws,
+    pub signer: Authenticated,
+}
+
+impl SignedRequest {
+    /// The signing account; refuses `jwk`-signed requests.
+    pub fn account(&self) -> Result<&AccountRecord, ApiError> {
+        match &self.signer {
+            Authenticated::Account(a) => Ok(a),
+            Authenticated::Key(_) => Err(Problem::malformed(
+                "this request must be signed by an account (\"kid\"), not a bare \"jwk\"",
+            )
+            .into()),
+        }
+    }
+
+    /// The signing key of a `jwk`-signed request; refuses `kid`.
+    pub fn jwk(&self) -> Result<&Jwk, ApiError> {
+        match &self.signer {
+            Authenticated::Key(k) => Ok(k),
+            Authenticated::Account(_) => Err(Problem::malformed(
+                "newAccount must be signed with the account key in \"jwk\", not \"kid\"",
+            )
+            .into()),
+        }
+    }
+
+    /// Parses the payload as JSON of type `T`; POST-as-GET payloads are refused.
+    pub fn payload<T: serde::de::DeserializeOwned>(&self) -> Result<T, ApiError> {
+        if self.jws.is_post_as_get() {
+            return Err(
+                Problem::malformed("this request needs a JSON payload, not POST-as-GET").into(),
+            );
+        }
+        serde_json::from_slice(&self.jws.payload).map_err(|e| {
+            Problem::malformed(format!("the payload is not valid for this request: {e}")).into()
+        })
+    }
+
+    /// Requires POST-as-GET (empty payload).
+    pub fn require_post_as_get(&self) -> Result<(), ApiError> {
+        if self.jws.is_post_as_get() {
+            Ok(())
+        } else {
+            Err(Problem::malformed(
+                "this resource is fetched with POST-as-GET: the payload must be empty",
+            )
+            .into())
+        }
+    }
+}
+
+fn jws_problem(e: JwsError) -> Problem {
+    match e {
+        JwsError::UnsupportedAlgorithm(_) => Problem::bad_signature_algorithm(e.to_string()),
+        JwsError::BadJwk(_) => Problem::bad_public_key(e.to_string()),
+        JwsError::Signature(certwright_proto::jwk::VerifyError::AlgorithmMismatch { .. }) => {
+            Problem::bad_signature_algorithm(e.to_string())
+        }
+        JwsError::Signature(_) => Problem::malformed(format!("JWS verification failed: {e}")),
+        other => Problem::malformed(other.to_string()),
+    }
+}
+
+impl FromRequest<Arc<AppState>> for SignedRequest {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request<Body>, state: &Arc<AppState>) -> Result<Self, ApiError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if content_type.split(';').next().unwrap_or("").trim() != CONTENT_TYPE_JOSE {
+            return Err(Problem::malformed(format!(
+                "Content-Type must be {CONTENT_TYPE_JOSE}, not {content_type:?}"
+            ))
+            .with_status(415)
+            .into());
+        }
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+            .await
+            .map_err(|_| {
+                Problem::malformed(format!(
+                    "the request body is larger than {MAX_BODY_BYTES} bytes"
+                ))
+                .with_status(413)
+            })?;
+        let jws = ParsedJws::parse(&body).map_err(jws_problem)?;
+        if jws.header.alg.is_mac() {
+            return Err(Problem::bad_signature_algorithm(format!(
+                "{} is a MAC algorithm; sign with ES256, ES384, RS256 or EdDSA",
+                jws.header.alg
+            ))
+            .into());
+        }
+        let expected_url = format!("{}{}", state.urls.base, path);
+        if jws.header.url != expected_url {
+            return Err(Problem::unauthorized(format!(
+                "the JWS \"url\" {:?} does not match the request URL {expected_url:?}",
+                jws.header.url
+            ))
+            .into());
+        }
+        let Some(nonce) = jws.header.nonce.clone() else {
+            return Err(
+                Problem::bad_nonce("the JWS has no \"nonce\"; get one from newNonce").into(),
+            );
+        };
+        let signer = match &jws.header.signer {
+            Signer::Jwk(jwk) => {
+                jws.verify(jwk).map_err(jws_problem)?;
+                Authenticated::Key(jwk.clone())
+            }
+            Signer::Kid(kid) => {
+                let account = match state.urls.parse_account(kid) {
+                    Some(id) => state.ra.account(id).await?,
+                    None => None,
+                };
+                let Some(account) = account else {
+                    return Err(Problem::account_does_not_exist(format!(
+                        "no account is known by the key id {kid:?}"
+                    ))
+                    .into());
+                };
+                jws.verify(&account.jwk).map_err(jws_problem)?;
+                if account.status != AccountStatus::Valid {
+                    return Err(Problem::unauthorized(format!(
+                        "account {} is {}; it can no longer be used",
+                        account.id, account.status
+                    ))
+                    .into());
+                }
+                Authenticated::Account(account)
+            }
+        };
+        if !state.nonces.redeem(&nonce) {
+            return Err(Problem::new(
+                ProblemType::BadNonce,
+                "the nonce is unknown, expired or already used; retry with the nonce in this response",
+            )
+            .into());
+        }
+        Ok(SignedRequest { jws, signer })
+    }
+}

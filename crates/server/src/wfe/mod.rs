@@ -1,0 +1,107 @@
+//! The web front end: HTTP routing, JWS authentication, nonces, problem documents and the
+//! Link/Location/Retry-After headers. Owns nothing durable.
+
+pub mod auth;
+pub mod handlers;
+pub mod nonce;
+pub mod problem;
+pub mod render;
+pub mod urls;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use certwright_proto::types::{Directory, DirectoryMeta};
+
+use crate::ra::Ra;
+pub use nonce::NonceStore;
+pub use urls::Urls;
+
+/// Everything a request handler needs.
+pub struct AppState {
+    pub ra: Ra,
+    pub nonces: NonceStore,
+    pub urls: Urls,
+    pub directory: Directory,
+}
+
+impl AppState {
+    /// Builds the state and its directory object.
+    pub fn new(ra: Ra, nonces: NonceStore, urls: Urls, meta: DirectoryMeta) -> Self {
+        let directory = Directory {
+            new_nonce: urls.endpoint("/acme/new-nonce"),
+            new_account: urls.endpoint("/acme/new-account"),
+            new_order: urls.endpoint("/acme/new-order"),
+            new_authz: None,
+            revoke_cert: urls.endpoint("/acme/revoke-cert"),
+            key_change: urls.endpoint("/acme/key-change"),
+            renewal_info: None,
+            meta: Some(meta),
+        };
+        Self {
+            ra,
+            nonces,
+            urls,
+            directory,
+        }
+    }
+}
+
+/// Adds `Replay-Nonce` and `Link: <directory>;rel="index"` to every response.
+async fn acme_headers(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&state.nonces.issue()) {
+        headers.insert("replay-nonce", v);
+    }
+    if let Ok(v) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.directory_url())) {
+        headers.append(header::LINK, v);
+    }
+    response
+}
+
+impl AppState {
+    fn directory_url(&self) -> String {
+        self.urls.endpoint("/directory")
+    }
+}
+
+/// Seconds one request may take before the server answers 503.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The ACME router.
+pub fn router(state: Arc<AppState>) -> Router {
+    use handlers as h;
+    Router::new()
+        .route("/directory", get(h::directory))
+        .route("/acme/new-nonce", get(h::new_nonce).head(h::new_nonce))
+        .route("/acme/new-account", post(h::new_account))
+        .route("/acme/new-order", post(h::new_order))
+        .route("/acme/revoke-cert", post(h::not_yet))
+        .route("/acme/key-change", post(h::not_yet))
+        .route("/acme/acct/{id}", post(h::account))
+        .route("/acme/acct/{id}/orders", post(h::account_orders))
+        .route("/acme/order/{id}", post(h::order))
+        .route("/acme/order/{id}/finalize", post(h::finalize))
+        .route("/acme/authz/{id}", post(h::authorization))
+        .route("/acme/chall/{authz}/{id}", post(h::challenge))
+        .route("/acme/cert/{serial}", post(h::certificate))
+        .fallback(h::not_found)
+        .method_not_allowed_fallback(h::method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), acme_headers))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .with_state(state)
+}
