@@ -1,0 +1,468 @@
+//! In-process test fixture: a certwright-ca on a loopback port (plain HTTP), an http-01
+//! responder it validates against, and a small ACME client built on certwright-proto.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use certwright_proto::jws::{sign, Signer};
+use certwright_proto::types::{Directory, Identifier};
+use certwright_proto::{AccountKey, FlattenedJws, KeyType, Problem, ProblemType};
+use certwright_server::app::{CaServer, Options};
+use certwright_server::clock::Clock;
+use certwright_server::config::Config;
+use certwright_server::store::Store;
+use certwright_server::va::NameResolver;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+/// What the http-01 responder answers for a token.
+#[derive(Clone, Debug)]
+pub enum Answer {
+    Body(String),
+    Status(u16),
+    Redirect(String),
+}
+
+/// An http-01 responder on 127.0.0.1.
+#[derive(Clone)]
+pub struct Responder {
+    pub port: u16,
+    answers: Arc<Mutex<HashMap<String, Answer>>>,
+}
+
+async fn respond(
+    State(answers): State<Arc<Mutex<HashMap<String, Answer>>>>,
+    Path(token): Path<String>,
+) -> Response {
+    let answer = answers.lock().unwrap().get(&token).cloned();
+    match answer {
+        Some(Answer::Body(b)) => b.into_response(),
+        Some(Answer::Status(s)) => StatusCode::from_u16(s).unwrap().into_response(),
+        Some(Answer::Redirect(to)) => {
+            let mut h = HeaderMap::new();
+            h.insert(header::LOCATION, to.parse().unwrap());
+            (StatusCode::FOUND, h).into_response()
+        }
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+impl Responder {
+    pub async fn start() -> Self {
+        let answers: Arc<Mutex<HashMap<String, Answer>>> = Arc::default();
+        let app = axum::Router::new()
+            .route(
+                "/.well-known/acme-challenge/{token}",
+                axum::routing::get(respond),
+            )
+            .with_state(answers.clone());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { port, answers }
+    }
+
+    pub fn set(&self, token: &str, answer: Answer) {
+        self.answers
+            .lock()
+            .unwrap()
+            .insert(token.to_owned(), answer);
+    }
+}
+
+/// A running CA.
+pub struct TestCa {
+    pub base: String,
+    pub addr: SocketAddr,
+    pub store: Store,
+    pub clock: Clock,
+    pub data_dir: PathBuf,
+    pub responder: Responder,
+    pub root_pem: String,
+    _tmp: Option<tempfile::TempDir>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Names that resolve to nothing (for `dns` problems); everything else is 127.0.0.1,
+/// except `refused.test`, which is 127.0.0.2 where nothing listens.
+fn resolver() -> NameResolver {
+    let mut table = HashMap::new();
+    table.insert(
+        "refused.test".to_string(),
+        vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))],
+    );
+    NameResolver::Static {
+        table: Arc::new(table),
+        default: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    }
+}
+
+impl TestCa {
+    /// A fresh CA in a new temporary directory.
+    pub async fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let responder = Responder::start().await;
+        let mut ca = Self::start_in(dir, None, responder, Clock::system(), |_| {}).await;
+        ca._tmp = Some(tmp);
+        ca
+    }
+
+    /// A fresh CA with a configuration tweak.
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_owned();
+        let responder = Responder::start().await;
+        let mut ca = Self::start_in(dir, None, responder, Clock::system(), tweak).await;
+        ca._tmp = Some(tmp);
+        ca
+    }
+
+    /// A CA on `data_dir` (reusing `addr` if given).
+    pub async fn start_in(
+        data_dir: PathBuf,
+        addr: Option<SocketAddr>,
+        responder: Responder,
+        clock: Clock,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Self {
+        let listener = TcpListener::bind(addr.unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0))))
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = Config::default();
+        config.listen = addr;
+        config.tls = false;
+        config.data_dir = data_dir.clone();
+        config.base_url = Some(format!("http://{addr}"));
+        config.validation.http01_port = responder.port;
+        config.validation.timeout_secs = 5;
+        tweak(&mut config);
+        let server = CaServer::open(
+            config,
+            Options {
+                resolver: Some(resolver()),
+                clock: clock.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        let base = server.state.urls.base.clone();
+        let store = server.store.clone();
+        let root_pem = server.root_pem.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            server
+                .serve(listener, async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            base,
+            addr,
+            store,
+            clock,
+            data_dir,
+            responder,
+            root_pem,
+            _tmp: None,
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops serving and returns the pieces to start again on the same data.
+    pub async fn stop(mut self) -> (Option<tempfile::TempDir>, PathBuf, SocketAddr, Responder) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        (
+            self._tmp.take(),
+            self.data_dir.clone(),
+            self.addr,
+            self.responder.clone(),
+        )
+    }
+
+    /// A client with a fresh key of `kind` (not yet registered).
+    pub async fn client(&self, kind: KeyType) -> Acme {
+        Acme::new(&self.base, AccountKey::generate(kind).unwrap()).await
+    }
+
+    /// A registered client (ES256).
+    pub async fn account(&self) -> Acme {
+        let mut c = self.client(KeyType::EcP256).await;
+        c.register().await;
+        c
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    }
+    pub fn location(&self) -> String {
+        self.header("location").expect("Location header")
+    }
+    /// The problem document, asserting the content type.
+    pub fn problem(&self) -> Problem {
+        assert_eq!(
+            self.header("content-type").as_deref(),
+            Some("application/problem+json"),
+            "status {} body {}",
+            self.status,
+            String::from_utf8_lossy(&self.body)
+        );
+        serde_json::from_slice(&self.body).unwrap()
+    }
+    /// Asserts a problem of `kind` with HTTP `status`.
+    pub fn assert_problem(&self, kind: ProblemType, status: u16) -> Problem {
+        let p = self.problem();
+        assert_eq!((p.kind, self.status), (kind, status), "problem: {p}");
+        assert_eq!(p.status, Some(status));
+        assert!(!p.detail.is_empty(), "a problem needs a detail");
+        p
+    }
+}
+
+/// A minimal ACME client for tests: signs what it is told, no retries.
+pub struct Acme {
+    pub http: reqwest::Client,
+    pub dir: Directory,
+    pub key: AccountKey,
+    pub kid: Option<String>,
+}
+
+impl Acme {
+    pub async fn new(base: &str, key: AccountKey) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .no_proxy()
+            .build()
+            .unwrap();
+        let dir = http
+            .get(format!("{base}/directory"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        Self {
+            http,
+            dir,
+            key,
+            kid: None,
+        }
+    }
+
+    pub async fn nonce(&self) -> String {
+        let r = self.http.head(&self.dir.new_nonce).send().await.unwrap();
+        r.headers()["replay-nonce"].to_str().unwrap().to_owned()
+    }
+
+    pub fn signer(&self) -> Signer {
+        match &self.kid {
+            Some(kid) => Signer::Kid(kid.clone()),
+            None => Signer::Jwk(self.key.jwk()),
+        }
+    }
+
+    /// A signed JWS for `url` with a fresh nonce.
+    pub async fn jws(&self, url: &str, payload: Option<&Value>) -> FlattenedJws {
+        let nonce = self.nonce().await;
+        let body = payload.map(|p| p.to_string()).unwrap_or_default();
+        sign(
+            &self.key,
+            &self.signer(),
+            Some(&nonce),
+            url,
+            body.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    pub async fn send(&self, url: &str, body: Vec<u8>, content_type: &str) -> Resp {
+        let r = self
+            .http
+            .post(url)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let body = r.bytes().await.unwrap().to_vec();
+        Resp {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn send_jws(&self, url: &str, jws: &FlattenedJws) -> Resp {
+        self.send(
+            url,
+            serde_json::to_vec(jws).unwrap(),
+            "application/jose+json",
+        )
+        .await
+    }
+
+    /// POST (payload) or POST-as-GET (None).
+    pub async fn post(&self, url: &str, payload: Option<&Value>) -> Resp {
+        let jws = self.jws(url, payload).await;
+        self.send_jws(url, &jws).await
+    }
+
+    pub async fn register(&mut self) -> Resp {
+        let url = self.dir.new_account.clone();
+        let r = self
+            .post(
+                &url,
+                Some(&json!({"termsOfServiceAgreed": true, "contact": ["mailto:ops@example.com"]})),
+            )
+            .await;
+        assert!(
+            r.status == 201 || r.status == 200,
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        self.kid = Some(r.location());
+        r
+    }
+
+    pub async fn new_order(&self, names: &[&str]) -> Resp {
+        let ids: Vec<Identifier> = names.iter().map(|n| Identifier::dns(*n)).collect();
+        let url = self.dir.new_order.clone();
+        self.post(&url, Some(&json!({ "identifiers": ids }))).await
+    }
+
+    /// Publishes key authorizations on the responder and answers every pending http-01
+    /// challenge of the order; waits (bounded) for the authorizations to settle.
+    pub async fn authorize(&self, order: &Value, responder: &Responder) -> Vec<Value> {
+        let thumb = self.key.jwk().thumbprint();
+        let mut results = Vec::new();
+        for authz_url in order["authorizations"].as_array().unwrap() {
+            let authz_url = authz_url.as_str().unwrap();
+            let authz = self.post(authz_url, None).await.json();
+            if authz["status"] == "pending" {
+                let chall = authz["challenges"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|c| c["type"] == "http-01")
+                    .unwrap()
+                    .clone();
+                let token = chall["token"].as_str().unwrap();
+                responder.set(token, Answer::Body(format!("{token}.{thumb}")));
+                let r = self
+                    .post(chall["url"].as_str().unwrap(), Some(&json!({})))
+                    .await;
+                assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+            }
+            results.push(self.wait_authz(authz_url).await);
+        }
+        results
+    }
+
+    /// Polls an authorization until it leaves `pending` (at most 10 s).
+    pub async fn wait_authz(&self, url: &str) -> Value {
+        for _ in 0..200 {
+            let a = self.post(url, None).await.json();
+            if a["status"] != "pending" {
+                return a;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("authorization {url} stayed pending");
+    }
+
+    /// Polls an order until its status is not `pending`/`processing` (at most 10 s).
+    pub async fn wait_order(&self, url: &str) -> Value {
+        for _ in 0..200 {
+            let o = self.post(url, None).await.json();
+            if o["status"] != "pending" && o["status"] != "processing" {
+                return o;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("order {url} did not settle");
+    }
+
+    pub async fn finalize(&self, order: &Value, csr_der: &[u8]) -> Resp {
+        let payload = json!({"csr": certwright_proto::b64::encode(csr_der)});
+        self.post(order["finalize"].as_str().unwrap(), Some(&payload))
+            .await
+    }
+
+    /// Full issuance; returns (order URL, final order, PEM chain).
+    pub async fn issue(&self, names: &[&str], responder: &Responder) -> (String, Value, String) {
+        let r = self.new_order(names).await;
+        assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+        let order_url = r.location();
+        let order = r.json();
+        for a in self.authorize(&order, responder).await {
+            assert_eq!(a["status"], "valid", "{a}");
+        }
+        let ready = self.wait_order(&order_url).await;
+        assert_eq!(ready["status"], "ready", "{ready}");
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let r = self.finalize(&ready, &csr(names, &key)).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        let done = self.wait_order(&order_url).await;
+        assert_eq!(done["status"], "valid", "{done}");
+        let cert = self.post(done["certificate"].as_str().unwrap(), None).await;
+        assert_eq!(cert.status, 200);
+        (order_url, done, String::from_utf8(cert.body).unwrap())
+    }
+}
+
+/// A CSR (DER) for `names` with no subject, signed by `key`.
+pub fn csr(names: &[&str], key: &rcgen::KeyPair) -> Vec<u8> {
+    let mut params =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params.serialize_request(key).unwrap().der().to_vec()
+}
+
+/// Splits a PEM chain into DER certificates.
+pub fn pem_chain(pem: &str) -> Vec<Vec<u8>> {
+    use rustls::pki_types::pem::PemObject;
+    rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
+        .map(|c| c.unwrap().to_vec())
+        .collect()
+}
