@@ -189,7 +189,7 @@ impl Ra {
             }
             Some(other) => {
                 return Err(Problem::malformed(format!(
-                    "an account's status can only be set to \"deactivated\", not {other:?}"
+                    "an account's status can only be set to \"deactivated\", not \"{other}\""
                 )))
             }
         }
