@@ -3,6 +3,7 @@
 //! Wire types, JWS/JWK (flattened JSON serialization over aws-lc-rs), RFC 7638 thumbprints,
 //! key authorizations, identifier syntax and problem documents. No I/O lives here.
 
+pub mod ari;
 pub mod b64;
 pub mod identifier;
 pub mod jwk;

@@ -9,6 +9,8 @@ use crate::types::Identifier;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ProblemType {
     AccountDoesNotExist,
+    /// RFC 9773: the certificate named in `replaces` was already replaced.
+    AlreadyReplaced,
     AlreadyRevoked,
     BadCsr,
     BadNonce,
@@ -40,8 +42,9 @@ pub enum ProblemType {
 const PREFIX: &str = "urn:ietf:params:acme:error:";
 
 impl ProblemType {
-    const ALL: [ProblemType; 26] = [
+    const ALL: [ProblemType; 27] = [
         Self::AccountDoesNotExist,
+        Self::AlreadyReplaced,
         Self::AlreadyRevoked,
         Self::BadCsr,
         Self::BadNonce,
@@ -73,6 +76,7 @@ impl ProblemType {
     pub fn name(self) -> &'static str {
         match self {
             Self::AccountDoesNotExist => "accountDoesNotExist",
+            Self::AlreadyReplaced => "alreadyReplaced",
             Self::AlreadyRevoked => "alreadyRevoked",
             Self::BadCsr => "badCSR",
             Self::BadNonce => "badNonce",
@@ -122,6 +126,7 @@ impl ProblemType {
     pub fn default_status(self) -> u16 {
         match self {
             Self::AccountDoesNotExist => 400,
+            Self::AlreadyReplaced => 409,
             Self::Unauthorized => 403,
             Self::UserActionRequired => 403,
             Self::OrderNotReady => 403,

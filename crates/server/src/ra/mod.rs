@@ -357,6 +357,8 @@ impl Ra {
                 not_after: None,
                 authorizations,
                 now,
+                profile: None,
+                replaces: None,
             })
             .await
             .map_err(internal)?;
@@ -611,6 +613,7 @@ impl Ra {
                 not_before: issued.not_before,
                 not_after: issued.not_after,
                 created_at: now,
+                profile: order.profile.clone(),
             };
             match store.complete_order(id, &record).await {
                 Ok(()) => {

@@ -22,6 +22,10 @@ pub use records::*;
 pub enum StoreError {
     #[error("record already exists")]
     Conflict,
+    #[error("the certificate was already replaced by another order")]
+    AlreadyReplaced,
+    #[error("the external account binding key is unknown, revoked or already bound")]
+    EabUnavailable,
     #[error("record not found")]
     NotFound,
     #[error("corrupt record: {0}")]
@@ -195,8 +199,8 @@ impl Store {
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
         let mut tx = self.writer.begin().await?;
         let order_id: i64 = sqlx::query(
-            "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at)
-             VALUES (?, 'pending', ?, ?, ?, ?, ?)",
+            "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
+             VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(new.account_id.0)
         .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
@@ -204,9 +208,23 @@ impl Store {
         .bind(new.not_before)
         .bind(new.not_after)
         .bind(new.now)
+        .bind(&new.profile)
+        .bind(&new.replaces)
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
+        if let Some(serial) = &new.replaces {
+            let marked = sqlx::query(
+                "UPDATE certificates SET replaced_by_order = ? WHERE serial = ? AND replaced_by_order IS NULL",
+            )
+            .bind(order_id)
+            .bind(serial)
+            .execute(&mut *tx)
+            .await?;
+            if marked.rows_affected() != 1 {
+                return Err(StoreError::AlreadyReplaced);
+            }
+        }
         for authz in &new.authorizations {
             let authz_id = match authz {
                 NewAuthorization::Reuse(id) => id.0,
@@ -441,8 +459,8 @@ impl Store {
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
         let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
-            "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&cert.serial)
         .bind(cert.account_id.0)
@@ -453,6 +471,7 @@ impl Store {
         .bind(cert.not_before)
         .bind(cert.not_after)
         .bind(cert.created_at)
+        .bind(&cert.profile)
         .execute(&mut *tx)
         .await;
         match res {
@@ -502,6 +521,243 @@ impl Store {
         CertificateRecord::from_row(&row)
     }
 
+    // ---------------------------------------------------------------- lifecycle
+
+    /// Creates an account bound to an External Account Binding key, atomically: the key
+    /// must exist, not be revoked and not be bound yet (`EabUnavailable` otherwise).
+    pub async fn create_account_with_eab(
+        &self,
+        jwk: &Jwk,
+        contact: &[String],
+        tos_agreed: bool,
+        now: i64,
+        eab_kid: &str,
+    ) -> Result<AccountRecord> {
+        let mut tx = self.writer.begin().await?;
+        let label: Option<String> = sqlx::query(
+            "SELECT label FROM eab_keys WHERE kid = ? AND revoked_at IS NULL AND account_id IS NULL",
+        )
+        .bind(eab_kid)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.get(0));
+        let Some(label) = label else {
+            return Err(StoreError::EabUnavailable);
+        };
+        let res = sqlx::query(
+            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
+             VALUES (?, ?, ?, 'valid', ?, ?, ?, ?)",
+        )
+        .bind(jwk.thumbprint())
+        .bind(jwk.to_value().to_string())
+        .bind(serde_json::to_string(contact).expect("strings serialize"))
+        .bind(tos_agreed)
+        .bind(now)
+        .bind(eab_kid)
+        .bind(&label)
+        .execute(&mut *tx)
+        .await;
+        let id = match res {
+            Ok(done) => done.last_insert_rowid(),
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(e.into()),
+        };
+        sqlx::query("UPDATE eab_keys SET account_id = ? WHERE kid = ?")
+            .bind(id)
+            .bind(eab_kid)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        self.account(AccountId(id)).await
+    }
+
+    /// Stores a new EAB key.
+    pub async fn create_eab_key(
+        &self,
+        kid: &str,
+        label: &str,
+        hmac_key: &[u8],
+        now: i64,
+    ) -> Result<()> {
+        let res = sqlx::query(
+            "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(kid)
+        .bind(label)
+        .bind(hmac_key)
+        .bind(now)
+        .execute(&self.writer)
+        .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// One EAB key.
+    pub async fn eab_key(&self, kid: &str) -> Result<Option<EabKeyRecord>> {
+        let row = sqlx::query("SELECT * FROM eab_keys WHERE kid = ?")
+            .bind(kid)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(EabKeyRecord::from_row).transpose()
+    }
+
+    /// Every EAB key, oldest first.
+    pub async fn eab_keys(&self) -> Result<Vec<EabKeyRecord>> {
+        sqlx::query("SELECT * FROM eab_keys ORDER BY created_at, kid")
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(EabKeyRecord::from_row)
+            .collect()
+    }
+
+    /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.
+    pub async fn revoke_eab_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE eab_keys SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL")
+                .bind(now)
+                .bind(kid)
+                .execute(&self.writer)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Replaces an account's key (§7.3.5); `Conflict` if another account has the new key.
+    pub async fn change_account_key(&self, id: AccountId, new_key: &Jwk) -> Result<()> {
+        let res = sqlx::query("UPDATE accounts SET key_thumbprint = ?, jwk = ? WHERE id = ?")
+            .bind(new_key.thumbprint())
+            .bind(new_key.to_value().to_string())
+            .bind(id.0)
+            .execute(&self.writer)
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether `account` holds valid, unexpired authorizations for every identifier.
+    pub async fn has_valid_authorizations(
+        &self,
+        account: AccountId,
+        identifiers: &[Identifier],
+        now: i64,
+    ) -> Result<bool> {
+        for id in identifiers {
+            let (value, wildcard) = match id.value.strip_prefix("*.") {
+                Some(base) => (base, true),
+                None => (id.value.as_str(), false),
+            };
+            let found = sqlx::query(
+                "SELECT 1 FROM authorizations
+                 WHERE account_id = ? AND identifier_type = ? AND identifier_value = ? AND wildcard = ?
+                   AND status = 'valid' AND expires > ? LIMIT 1",
+            )
+            .bind(account.0)
+            .bind(identifier_type_name(id.kind))
+            .bind(value)
+            .bind(wildcard)
+            .bind(now)
+            .fetch_optional(&self.reader)
+            .await?;
+            if found.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Revokes a certificate; false if it was already revoked.
+    pub async fn revoke_certificate(&self, serial: &str, reason: u8, now: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(i64::from(reason))
+        .bind(serial)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Every revoked certificate that has not expired by `now` (a CRL's entries).
+    pub async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedEntry>> {
+        let rows = sqlx::query(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates
+             WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at, serial",
+        )
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| RevokedEntry {
+                serial: r.get(0),
+                revoked_at: r.get(1),
+                reason: r.get::<i64, _>(2) as u8,
+            })
+            .collect())
+    }
+
+    /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
+    pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
+        let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = ?")
+            .bind(serial)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Allocates the next CRL number of `issuer` (monotonic, never reused).
+    pub async fn allocate_crl_number(&self, issuer: &str) -> Result<i64> {
+        let row = sqlx::query(
+            "INSERT INTO crl_state (issuer, number, der, this_update, next_update) VALUES (?, 1, x'', 0, 0)
+             ON CONFLICT(issuer) DO UPDATE SET number = number + 1
+             RETURNING number",
+        )
+        .bind(issuer)
+        .fetch_one(&self.writer)
+        .await?;
+        Ok(row.get(0))
+    }
+
+    /// Saves the CRL built with `number`, unless a newer number was allocated meanwhile.
+    pub async fn save_crl(&self, issuer: &str, crl: &CrlRecord) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE crl_state SET der = ?, this_update = ?, next_update = ? WHERE issuer = ? AND number = ?",
+        )
+        .bind(&crl.der)
+        .bind(crl.this_update)
+        .bind(crl.next_update)
+        .bind(issuer)
+        .bind(crl.number)
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The latest saved CRL of `issuer`.
+    pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRecord>> {
+        let row = sqlx::query(
+            "SELECT number, der, this_update, next_update FROM crl_state WHERE issuer = ?",
+        )
+        .bind(issuer)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(row
+            .map(|r| CrlRecord {
+                number: r.get(0),
+                der: r.get(1),
+                this_update: r.get(2),
+                next_update: r.get(3),
+            })
+            .filter(|c| !c.der.is_empty()))
+    }
+
     /// Row counts and statuses per table: a fingerprint that tests use to assert that a
     /// refused request changed nothing.
     pub async fn snapshot(&self) -> Result<Vec<String>> {
@@ -511,7 +767,9 @@ impl Store {
             ("orders", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM orders"),
             ("authorizations", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM authorizations"),
             ("challenges", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM challenges"),
-            ("certificates", "SELECT COUNT(*) || ':' FROM certificates"),
+            ("certificates", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(COALESCE(revoked_at, '-') || COALESCE(replaced_by_order, '-'), ','), '') FROM certificates"),
+            ("eab_keys", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(COALESCE(account_id, '-'), ','), '') FROM eab_keys"),
+            ("account_keys", "SELECT COALESCE(GROUP_CONCAT(key_thumbprint, ','), '') FROM accounts"),
         ] {
             let text: String = sqlx::query(query).fetch_one(&self.reader).await?.get(0);
             out.push(format!("{table}={text}"));

@@ -60,6 +60,9 @@ pub struct AccountRecord {
     pub status: AccountStatus,
     pub tos_agreed: bool,
     pub created_at: i64,
+    /// The External Account Binding key id and label this account was bound with.
+    pub eab_kid: Option<String>,
+    pub eab_label: Option<String>,
 }
 
 impl AccountRecord {
@@ -72,6 +75,8 @@ impl AccountRecord {
             status: parse_status(row.get("status"), AccountStatus::parse)?,
             tos_agreed: row.get("tos_agreed"),
             created_at: row.get("created_at"),
+            eab_kid: row.get("eab_kid"),
+            eab_label: row.get("eab_label"),
         })
     }
 }
@@ -91,6 +96,9 @@ pub struct OrderRecord {
     pub csr: Option<Vec<u8>>,
     pub certificate_serial: Option<String>,
     pub authorization_ids: Vec<AuthzId>,
+    pub profile: Option<String>,
+    /// Serial of the certificate this order replaces (ARI).
+    pub replaces: Option<String>,
 }
 
 impl OrderRecord {
@@ -107,6 +115,8 @@ impl OrderRecord {
             csr: row.get("csr"),
             certificate_serial: row.get("certificate_serial"),
             authorization_ids,
+            profile: row.get("profile"),
+            replaces: row.get("replaces"),
         })
     }
 }
@@ -186,6 +196,12 @@ pub struct CertificateRecord {
     pub names: Vec<Identifier>,
     pub not_before: i64,
     pub not_after: i64,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<u8>,
+    /// An operator asked clients to renew now (ARI).
+    pub renew_early: bool,
+    pub replaced_by_order: Option<OrderId>,
+    pub profile: Option<String>,
 }
 
 impl CertificateRecord {
@@ -199,8 +215,57 @@ impl CertificateRecord {
             names: json_column(row, "names")?,
             not_before: row.get("not_before"),
             not_after: row.get("not_after"),
+            revoked_at: row.get("revoked_at"),
+            revocation_reason: row
+                .get::<Option<i64>, _>("revocation_reason")
+                .map(|r| r as u8),
+            renew_early: row.get("renew_early"),
+            replaced_by_order: row.get::<Option<i64>, _>("replaced_by_order").map(OrderId),
+            profile: row.get("profile"),
         })
     }
+}
+
+/// An External Account Binding key.
+#[derive(Debug, Clone)]
+pub struct EabKeyRecord {
+    pub kid: String,
+    pub label: String,
+    /// The HMAC key (secret).
+    pub hmac_key: Vec<u8>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+    pub account_id: Option<AccountId>,
+}
+
+impl EabKeyRecord {
+    pub(super) fn from_row(row: &SqliteRow) -> Result<Self> {
+        Ok(Self {
+            kid: row.get("kid"),
+            label: row.get("label"),
+            hmac_key: row.get("hmac_key"),
+            created_at: row.get("created_at"),
+            revoked_at: row.get("revoked_at"),
+            account_id: row.get::<Option<i64>, _>("account_id").map(AccountId),
+        })
+    }
+}
+
+/// A revoked certificate as a CRL lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedEntry {
+    pub serial: String,
+    pub revoked_at: i64,
+    pub reason: u8,
+}
+
+/// The latest published CRL of an issuer.
+#[derive(Debug, Clone)]
+pub struct CrlRecord {
+    pub number: i64,
+    pub der: Vec<u8>,
+    pub this_update: i64,
+    pub next_update: i64,
 }
 
 /// What `create_order` needs.
@@ -213,6 +278,9 @@ pub struct NewOrderRecord {
     pub not_after: Option<i64>,
     pub authorizations: Vec<NewAuthorization>,
     pub now: i64,
+    pub profile: Option<String>,
+    /// Serial of the certificate replaced (ARI); marked atomically with the order.
+    pub replaces: Option<String>,
 }
 
 /// One authorization of a new order: reused, or created with its challenges.
@@ -238,4 +306,5 @@ pub struct NewCertificate {
     pub not_before: i64,
     pub not_after: i64,
     pub created_at: i64,
+    pub profile: Option<String>,
 }

@@ -46,6 +46,8 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
                 challenges: vec![(ChallengeType::Http01, "tok".into())],
             }],
             now: 1,
+            profile: None,
+            replaces: None,
         })
         .await
         .unwrap();
