@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy};
+use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy, Profile};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::ra::{Ra, RaPolicy};
@@ -27,6 +27,23 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Seconds a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Where the intermediate's CRL is served, under the base URL.
+pub const CRL_PATH: &str = "/crl/intermediate.crl";
+
+/// Keeps the CRL fresh: publishes a new one when half of its validity has passed.
+fn spawn_crl_refresher(ra: Ra) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(p) = ra.current_crl().await {
+                tracing::error!(problem = %p, "refreshing the CRL failed");
+            }
+        }
+    });
+}
+
 /// Things tests (and embedders) may substitute.
 #[derive(Clone, Default)]
 pub struct Options {
@@ -34,6 +51,8 @@ pub struct Options {
     pub resolver: Option<NameResolver>,
     /// The clock; default: the system clock.
     pub clock: Clock,
+    /// Open for an admin command: no resumption of in-flight work, no background tasks.
+    pub admin: bool,
 }
 
 /// A CA ready to serve.
@@ -77,9 +96,8 @@ impl CaServer {
         let ca = Arc::new(CertificateAuthority::new(
             hierarchy,
             IssuancePolicy {
-                lifetime_secs: i64::from(config.issuance.lifetime_days) * 86400,
                 backdate_secs: i64::from(config.issuance.backdate_secs),
-                client_auth: config.issuance.client_auth,
+                crl_url: Some(format!("{}{}", config.base_url(), CRL_PATH)),
             },
         ));
         let resolver = match options.resolver {
@@ -114,18 +132,47 @@ impl CaServer {
                 },
                 terms_of_service: config.directory.terms_of_service.is_some(),
                 external_account_required: config.directory.external_account_required,
+                profiles: config
+                    .profiles()
+                    .into_iter()
+                    .map(|(name, p)| {
+                        let profile = Profile {
+                            name: name.clone(),
+                            lifetime_secs: i64::from(p.lifetime_days) * 86400,
+                            server_auth: p.server_auth,
+                            client_auth: p.client_auth,
+                            common_name: p.common_name,
+                        };
+                        (name, profile)
+                    })
+                    .collect(),
+                default_profile: config.default_profile(),
+                crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
             },
         );
-        let recovered = ra
-            .recover()
-            .await
-            .context("resuming work from the previous run")?;
+        let recovered = if options.admin {
+            (0, 0)
+        } else {
+            let recovered = ra
+                .recover()
+                .await
+                .context("resuming work from the previous run")?;
+            ra.current_crl()
+                .await
+                .map_err(|p| anyhow::anyhow!("publishing the CRL: {p}"))?;
+            spawn_crl_refresher(ra.clone());
+            recovered
+        };
         let meta = DirectoryMeta {
             terms_of_service: config.directory.terms_of_service.clone(),
             website: config.directory.website.clone(),
             caa_identities: config.directory.caa_identities.clone(),
             external_account_required: config.directory.external_account_required,
-            profiles: Default::default(),
+            profiles: config
+                .profiles()
+                .into_iter()
+                .map(|(name, p)| (name, serde_json::Value::String(p.description)))
+                .collect(),
         };
         let state = Arc::new(AppState::new(
             ra,

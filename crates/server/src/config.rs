@@ -1,6 +1,7 @@
 //! Configuration: a TOML file (see `certwright-ca.example.toml`), overridden by flags and
 //! `CERTWRIGHT_*` environment variables.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,55 @@ pub struct Config {
     pub orders: OrdersSection,
     pub validation: ValidationSection,
     pub directory: DirectorySection,
+    /// Certificate profiles (draft-ietf-acme-profiles), by name. Empty: the two built-in
+    /// ones, `tls-server` (from `[issuance]`) and `shortlived` (7 days).
+    pub profiles: BTreeMap<String, ProfileSection>,
+    /// Profile used when an order names none. Default: `tls-server`.
+    pub default_profile: Option<String>,
+    pub crl: CrlSection,
+}
+
+/// `[profiles.NAME]`: one certificate profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProfileSection {
+    /// Shown to clients in the directory's `meta.profiles`.
+    pub description: String,
+    /// Certificate lifetime in days.
+    pub lifetime_days: u32,
+    /// serverAuth extended key usage.
+    pub server_auth: bool,
+    /// clientAuth extended key usage.
+    pub client_auth: bool,
+    /// Put the first name (or the CSR's CN) in the subject common name.
+    pub common_name: bool,
+}
+
+impl Default for ProfileSection {
+    fn default() -> Self {
+        Self {
+            description: String::new(),
+            lifetime_days: 90,
+            server_auth: true,
+            client_auth: false,
+            common_name: true,
+        }
+    }
+}
+
+/// `[crl]`: certificate revocation lists.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CrlSection {
+    /// Hours between a CRL's thisUpdate and nextUpdate; a new one is published on every
+    /// revocation and when half of this has passed.
+    pub validity_hours: u32,
+}
+
+impl Default for CrlSection {
+    fn default() -> Self {
+        Self { validity_hours: 24 }
+    }
 }
 
 /// `[ca]`: the CA's own keys.
@@ -122,6 +172,9 @@ impl Default for Config {
             orders: OrdersSection::default(),
             validation: ValidationSection::default(),
             directory: DirectorySection::default(),
+            profiles: BTreeMap::new(),
+            default_profile: None,
+            crl: CrlSection::default(),
         }
     }
 }
@@ -243,12 +296,80 @@ impl Config {
                 "orders.max_identifiers must be positive".into(),
             ));
         }
+        let profiles = self.profiles();
+        for (name, p) in &profiles {
+            if p.lifetime_days == 0 || !(p.server_auth || p.client_auth) {
+                return Err(ConfigError::Invalid(format!(
+                    "profile {name:?} needs lifetime_days >= 1 and serverAuth or clientAuth"
+                )));
+            }
+        }
+        if !profiles.contains_key(&self.default_profile()) {
+            return Err(ConfigError::Invalid(format!(
+                "default_profile {:?} is not one of the profiles {:?}",
+                self.default_profile(),
+                profiles.keys().collect::<Vec<_>>()
+            )));
+        }
+        if self.crl.validity_hours == 0 {
+            return Err(ConfigError::Invalid(
+                "crl.validity_hours must be at least 1".into(),
+            ));
+        }
         if !(2048..=8192).contains(&self.issuance.rsa_max_bits) {
             return Err(ConfigError::Invalid(
                 "issuance.rsa_max_bits must be 2048..=8192".into(),
             ));
         }
         Ok(())
+    }
+
+    /// The profiles in force: the configured ones, or the two built-in defaults.
+    pub fn profiles(&self) -> BTreeMap<String, ProfileSection> {
+        if !self.profiles.is_empty() {
+            return self.profiles.clone();
+        }
+        let mut out = BTreeMap::new();
+        out.insert(
+            "tls-server".to_owned(),
+            ProfileSection {
+                description: format!(
+                    "TLS server certificate, {} days",
+                    self.issuance.lifetime_days
+                ),
+                lifetime_days: self.issuance.lifetime_days,
+                server_auth: true,
+                client_auth: self.issuance.client_auth,
+                common_name: true,
+            },
+        );
+        out.insert(
+            "shortlived".to_owned(),
+            ProfileSection {
+                description: "Short-lived TLS server certificate, 7 days, no common name"
+                    .to_owned(),
+                lifetime_days: 7,
+                server_auth: true,
+                client_auth: self.issuance.client_auth,
+                common_name: false,
+            },
+        );
+        out
+    }
+
+    /// The profile used when an order names none.
+    pub fn default_profile(&self) -> String {
+        match &self.default_profile {
+            Some(name) => name.clone(),
+            None => {
+                let profiles = self.profiles();
+                if profiles.contains_key("tls-server") {
+                    "tls-server".to_owned()
+                } else {
+                    profiles.keys().next().cloned().unwrap_or_default()
+                }
+            }
+        }
     }
 
     /// Names (and IPs) the listener's TLS certificate must cover.
@@ -282,6 +403,18 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certwright-ca.example.toml");
         let cfg = Config::from_file(&path).unwrap();
         cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn profiles_replace_the_built_in_ones() {
+        let cfg: Config = toml::from_str(
+            "default_profile = \"mtls\"\n[profiles.mtls]\ndescription = \"m\"\nlifetime_days = 30\nclient_auth = true\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let profiles = cfg.profiles();
+        assert_eq!(profiles.keys().collect::<Vec<_>>(), vec!["mtls"]);
+        assert!(profiles["mtls"].client_auth && profiles["mtls"].server_auth);
     }
 
     #[test]

@@ -5,10 +5,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use certwright_proto::b64;
 use certwright_server::app::{CaServer, Options};
+use certwright_server::ca::crl::reason_name;
 use certwright_server::ca::hierarchy::HierarchyPaths;
+use certwright_server::clock::{rfc3339, Clock};
 use certwright_server::config::{Config, LogFormat};
 use clap::{Parser, Subcommand};
+use serde_json::json;
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +40,211 @@ enum Command {
         )]
         data_dir: PathBuf,
     },
+    /// Manage External Account Binding keys.
+    Eab {
+        #[command(subcommand)]
+        action: EabAction,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// Revoke a certificate as the operator (publishes a new CRL).
+    Revoke {
+        /// Serial number (hex, colons allowed).
+        #[arg(long)]
+        serial: String,
+        /// RFC 5280 reason: a code or a name (keyCompromise, superseded, …).
+        #[arg(long, default_value = "unspecified")]
+        reason: String,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// Ask clients to renew a certificate now: its ARI window moves into the past.
+    RenewEarly {
+        /// Serial number (hex, colons allowed).
+        #[arg(long)]
+        serial: String,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum EabAction {
+    /// Create a key: prints the key id and the HMAC key (shown only once).
+    Create {
+        /// A label kept on accounts bound with this key (for audit and policy).
+        #[arg(long)]
+        label: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List keys and what they are bound to.
+    List {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key: it can no longer bind a new account.
+    Revoke {
+        /// The key id.
+        kid: String,
+    },
+}
+
+/// Where an admin command finds the CA.
+#[derive(clap::Args)]
+struct AdminArgs {
+    /// TOML configuration file.
+    #[arg(long, env = "CERTWRIGHT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory.
+    #[arg(long, env = "CERTWRIGHT_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Database URL.
+    #[arg(long, env = "CERTWRIGHT_DATABASE_URL")]
+    database_url: Option<String>,
+}
+
+impl AdminArgs {
+    async fn open(self) -> anyhow::Result<CaServer> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = self.data_dir {
+            c.data_dir = v;
+        }
+        if let Some(v) = self.database_url {
+            c.database_url = Some(v);
+        }
+        if !c.data_dir.join("root.key").exists() {
+            anyhow::bail!(
+                "no CA in {} (start `certwright-ca serve` with this data directory first)",
+                c.data_dir.display()
+            );
+        }
+        CaServer::open(
+            c,
+            Options {
+                admin: true,
+                ..Options::default()
+            },
+        )
+        .await
+    }
+}
+
+fn parse_reason(text: &str) -> anyhow::Result<u8> {
+    if let Ok(code) = text.parse::<u8>() {
+        return Ok(code);
+    }
+    (0u8..=10)
+        .find(|c| reason_name(*c).eq_ignore_ascii_case(text))
+        .ok_or_else(|| anyhow::anyhow!("unknown revocation reason {text:?}"))
+}
+
+fn random_b64(len: usize) -> String {
+    let mut b = vec![0u8; len];
+    aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
+    b64::encode(b)
+}
+
+async fn eab(action: EabAction, ca: AdminArgs) -> anyhow::Result<()> {
+    let server = ca.open().await?;
+    let store = &server.store;
+    let now = Clock::system().now();
+    match action {
+        EabAction::Create { label, json } => {
+            let kid = random_b64(12);
+            let key = random_b64(32);
+            store
+                .create_eab_key(&kid, &label, &b64::decode(&key)?, now)
+                .await?;
+            if json {
+                println!("{}", json!({"kid": kid, "hmac_key": key, "label": label}));
+            } else {
+                println!("kid:      {kid}");
+                println!("hmac_key: {key}");
+                println!("label:    {label}");
+                println!();
+                println!("The HMAC key is shown only now. Give both to the account holder:");
+                println!("  certbot … --eab-kid {kid} --eab-hmac-key {key}");
+                println!("  lego --eab --kid {kid} --hmac {key} …");
+            }
+        }
+        EabAction::List { json } => {
+            let rows: Vec<serde_json::Value> = store
+                .eab_keys()
+                .await?
+                .iter()
+                .map(|k| {
+                    let state = match (k.revoked_at, k.account_id) {
+                        (Some(_), _) => "revoked".to_owned(),
+                        (None, Some(a)) => format!("bound to account {a}"),
+                        (None, None) => "unused".to_owned(),
+                    };
+                    json!({"kid": k.kid, "label": k.label, "created": rfc3339(k.created_at), "state": state})
+                })
+                .collect();
+            if json {
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!("{:<18} {:<24} {:<22} STATE", "KID", "LABEL", "CREATED");
+                for r in rows {
+                    let col = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+                    println!(
+                        "{:<18} {:<24} {:<22} {}",
+                        col("kid"),
+                        col("label"),
+                        col("created"),
+                        col("state")
+                    );
+                }
+            }
+        }
+        EabAction::Revoke { kid } => {
+            if !store.revoke_eab_key(&kid, now).await? {
+                anyhow::bail!("no unrevoked EAB key with id {kid:?}");
+            }
+            println!("revoked EAB key {kid}");
+        }
+    }
+    Ok(())
+}
+
+async fn admin(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Eab { action, ca } => eab(action, ca).await,
+        Command::Revoke { serial, reason, ca } => {
+            let reason = parse_reason(&reason)?;
+            let server = ca.open().await?;
+            let cert = server
+                .state
+                .ra
+                .revoke_by_operator(&serial, reason)
+                .await
+                .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+            println!(
+                "revoked {} ({}); a new CRL is published",
+                cert.serial,
+                reason_name(reason)
+            );
+            Ok(())
+        }
+        Command::RenewEarly { serial, ca } => {
+            let server = ca.open().await?;
+            let serial = serial.replace(':', "").to_ascii_lowercase();
+            if !server.store.mark_renew_early(&serial).await? {
+                anyhow::bail!("no certificate with serial {serial}");
+            }
+            println!(
+                "certificate {serial} is marked: ARI now tells its client to renew immediately"
+            );
+            Ok(())
+        }
+        Command::Serve(_) | Command::Root { .. } => unreachable!("handled in main"),
+    }
 }
 
 #[derive(clap::Args)]
@@ -180,6 +389,11 @@ fn main() -> ExitCode {
             .build()
             .context("starting the async runtime")
             .and_then(|rt| rt.block_on(serve(args))),
+        other => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the async runtime")
+            .and_then(|rt| rt.block_on(admin(other))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

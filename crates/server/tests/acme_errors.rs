@@ -411,9 +411,9 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             }),
         ),
         (
-            "external account binding not in use",
-            ProblemType::Malformed,
-            400,
+            "external account binding with an unknown key id",
+            ProblemType::Unauthorized,
+            403,
             Box::pin(async {
                 let eab =
                     certwright_proto::jws::sign_eab(b"k", "kid", &new_account, &f.fresh.key.jwk());
@@ -645,9 +645,9 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             Box::pin(async { acme.post(&format!("{base}/acme/order/abc"), None).await }),
         ),
         (
-            "keyChange (not implemented yet)",
+            "keyChange whose payload is not a JWS",
             ProblemType::Malformed,
-            501,
+            400,
             Box::pin(async { acme.post(&dir.key_change, Some(&json!({}))).await }),
         ),
         (

@@ -62,7 +62,7 @@ pub fn parse_csr(der: &[u8], policy: &KeyPolicy) -> Result<CheckedCsr, Problem> 
         return Err(bad("the CSR has trailing bytes after its DER encoding"));
     }
     let info = &csr.certification_request_info;
-    let key = csr_key(&info.subject_pki, policy)?;
+    let key = public_key_jwk(&info.subject_pki, policy)?;
     csr.verify_signature()
         .map_err(|_| bad("the CSR's signature does not verify with its own public key"))?;
 
@@ -132,7 +132,8 @@ fn strip_zeros(b: &[u8]) -> Vec<u8> {
     b[i..].to_vec()
 }
 
-fn csr_key(
+/// The JWK of a SubjectPublicKeyInfo, if `policy` accepts the key.
+pub fn public_key_jwk(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
     policy: &KeyPolicy,
 ) -> Result<Jwk, Problem> {

@@ -1,6 +1,7 @@
 //! The certificate authority: issues end-entity certificates from checked CSRs with the
 //! intermediate key. Knows nothing of ACME; the RA decides *whether* to issue.
 
+pub mod crl;
 pub mod csr;
 pub mod hierarchy;
 
@@ -16,15 +17,25 @@ use time::OffsetDateTime;
 pub use csr::{parse_csr, CheckedCsr, KeyPolicy};
 pub use hierarchy::{CaKeyType, Hierarchy};
 
-/// Issuance settings.
+/// Issuance settings common to every profile.
 #[derive(Debug, Clone)]
 pub struct IssuancePolicy {
-    /// Certificate lifetime in seconds.
-    pub lifetime_secs: i64,
     /// How far notBefore is set before the time of issuance (clock skew allowance).
     pub backdate_secs: i64,
-    /// Add the clientAuth EKU next to serverAuth.
+    /// The CRL Distribution Point URL put in every certificate.
+    pub crl_url: Option<String>,
+}
+
+/// A certificate profile: what one kind of certificate looks like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Profile {
+    pub name: String,
+    /// Certificate lifetime in seconds.
+    pub lifetime_secs: i64,
+    pub server_auth: bool,
     pub client_auth: bool,
+    /// Set the subject common name (the CSR's CN, else the first DNS name).
+    pub common_name: bool,
 }
 
 /// An issued certificate.
@@ -79,11 +90,12 @@ impl CertificateAuthority {
         &self.hierarchy
     }
 
-    /// Issues a certificate for `identifiers` to the CSR's key, at time `now`.
+    /// Issues a certificate of `profile` for `identifiers` to the CSR's key, at `now`.
     pub fn issue(
         &self,
         csr: &CheckedCsr,
         identifiers: &[Identifier],
+        profile: &Profile,
         now: i64,
     ) -> Result<Issued, IssueError> {
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)?;
@@ -102,12 +114,19 @@ impl CertificateAuthority {
             })
             .collect::<Result<_, _>>()?;
         let mut dn = DistinguishedName::new();
-        let cn = csr.common_name.clone().or_else(|| {
-            identifiers
-                .iter()
-                .find(|i| i.kind == IdentifierType::Dns && i.value.len() <= 64)
-                .map(|i| i.value.clone())
-        });
+        let cn = profile
+            .common_name
+            .then(|| csr.common_name.clone())
+            .flatten()
+            .or_else(|| {
+                if !profile.common_name {
+                    return None;
+                }
+                identifiers
+                    .iter()
+                    .find(|i| i.kind == IdentifierType::Dns && i.value.len() <= 64)
+                    .map(|i| i.value.clone())
+            });
         if let Some(cn) = cn {
             dn.push(DnType::CommonName, cn);
         }
@@ -120,15 +139,25 @@ impl CertificateAuthority {
             ],
             _ => vec![KeyUsagePurpose::DigitalSignature],
         };
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        if self.policy.client_auth {
+        params.extended_key_usages = Vec::new();
+        if profile.server_auth {
+            params
+                .extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        if profile.client_auth {
             params
                 .extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
+        if let Some(url) = &self.policy.crl_url {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
         params.use_authority_key_identifier_extension = true;
         let not_before = now - self.policy.backdate_secs;
-        let not_after = now + self.policy.lifetime_secs - 1;
+        let not_after = now + profile.lifetime_secs - 1;
         params.not_before =
             OffsetDateTime::from_unix_timestamp(not_before).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         params.not_after =
@@ -167,18 +196,24 @@ mod tests {
         let ca = CertificateAuthority::new(
             h,
             IssuancePolicy {
-                lifetime_secs: 90 * 86400,
                 backdate_secs: 300,
-                client_auth: false,
+                crl_url: Some("http://ca.test/crl/intermediate.crl".into()),
             },
         );
+        let profile = Profile {
+            name: "tls-server".into(),
+            lifetime_secs: 90 * 86400,
+            server_auth: true,
+            client_auth: false,
+            common_name: true,
+        };
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::new(vec!["a.example".to_string()]).unwrap();
         params.distinguished_name = DistinguishedName::new();
         let der = params.serialize_request(&key).unwrap().der().to_vec();
         let checked = parse_csr(&der, &KeyPolicy::default()).unwrap();
         let ids = vec![Identifier::dns("a.example"), Identifier::ip("192.0.2.7")];
-        let issued = ca.issue(&checked, &ids, 1_800_000_000).unwrap();
+        let issued = ca.issue(&checked, &ids, &profile, 1_800_000_000).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
         assert_eq!(
             cert.raw_serial_as_string().replace(':', ""),
@@ -215,5 +250,30 @@ mod tests {
             "a.example"
         );
         assert!(issued.chain_pem.matches("BEGIN CERTIFICATE").count() == 2);
+        let cdp = cert
+            .get_extension_unique(&oid_registry::OID_X509_EXT_CRL_DISTRIBUTION_POINTS)
+            .unwrap()
+            .unwrap();
+        assert!(
+            format!("{:?}", cdp.parsed_extension()).contains("http://ca.test/crl/intermediate.crl")
+        );
+
+        // A client-auth profile without a common name.
+        let mtls = Profile {
+            name: "mtls".into(),
+            lifetime_secs: 7 * 86400,
+            server_auth: false,
+            client_auth: true,
+            common_name: false,
+        };
+        let issued = ca.issue(&checked, &ids, &mtls, 1_800_000_000).unwrap();
+        let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
+        let eku = cert.extended_key_usage().unwrap().unwrap();
+        assert!(eku.value.client_auth && !eku.value.server_auth);
+        assert!(cert.subject().iter_common_name().next().is_none());
+        assert_eq!(
+            cert.validity().not_after.timestamp() - 1_800_000_000,
+            7 * 86400 - 1
+        );
     }
 }

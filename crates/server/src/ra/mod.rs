@@ -2,9 +2,10 @@
 //! challenges and finalize; every status change goes through here (and `status`).
 
 pub mod contact;
+pub mod lifecycle;
 pub mod status;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use certwright_proto::identifier::{normalize, IdentifierError, NormalizedIdentifier};
@@ -15,7 +16,7 @@ use certwright_proto::types::{
 };
 use certwright_proto::{b64, Jwk, Problem, ProblemType};
 
-use crate::ca::{parse_csr, CertificateAuthority, KeyPolicy};
+use crate::ca::{parse_csr, CertificateAuthority, KeyPolicy, Profile};
 use crate::clock::Clock;
 use crate::store::{
     AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
@@ -35,6 +36,11 @@ pub struct RaPolicy {
     /// Newaccount must carry `termsOfServiceAgreed: true` (when the CA has terms).
     pub terms_of_service: bool,
     pub external_account_required: bool,
+    /// Certificate profiles by name, and the one used when an order names none.
+    pub profiles: BTreeMap<String, Profile>,
+    pub default_profile: String,
+    /// Seconds between a CRL's thisUpdate and nextUpdate.
+    pub crl_validity_secs: i64,
 }
 
 /// Converts a store failure into a problem. Only genuine server faults reach here.
@@ -107,6 +113,7 @@ impl Ra {
         &self,
         jwk: &Jwk,
         request: &NewAccount,
+        new_account_url: &str,
     ) -> Result<(AccountRecord, bool), Problem> {
         let store = &self.inner.store;
         if let Some(existing) = store
@@ -127,17 +134,16 @@ impl Ra {
                 "no account exists for this key (onlyReturnExisting was set)",
             ));
         }
-        if self.inner.policy.external_account_required {
-            return Err(Problem::new(
-                ProblemType::ExternalAccountRequired,
-                "this CA requires an external account binding for new accounts",
-            ));
-        }
-        if request.external_account_binding.is_some() {
-            return Err(Problem::malformed(
-                "this CA does not use external account binding; remove externalAccountBinding",
-            ));
-        }
+        let eab_kid = match &request.external_account_binding {
+            Some(binding) => Some(self.verify_eab(binding, jwk, new_account_url).await?),
+            None if self.inner.policy.external_account_required => {
+                return Err(Problem::new(
+                    ProblemType::ExternalAccountRequired,
+                    "this CA requires an external account binding (EAB key id and HMAC key from the CA operator) for new accounts",
+                ));
+            }
+            None => None,
+        };
         let tos = request.terms_of_service_agreed == Some(true);
         if self.inner.policy.terms_of_service && !tos {
             return Err(Problem::new(
@@ -147,7 +153,15 @@ impl Ra {
             .with_status(403));
         }
         let contact = contact::validate_contacts(request.contact.as_deref().unwrap_or(&[]))?;
-        match store.create_account(jwk, &contact, tos, self.now()).await {
+        let created = match &eab_kid {
+            Some(kid) => {
+                store
+                    .create_account_with_eab(jwk, &contact, tos, self.now(), kid)
+                    .await
+            }
+            None => store.create_account(jwk, &contact, tos, self.now()).await,
+        };
+        match created {
             Ok(account) => {
                 tracing::info!(account = %account.id, key = %jwk.describe(), "account created");
                 Ok((account, true))
@@ -161,6 +175,9 @@ impl Ra {
                     .ok_or_else(|| Problem::server_internal("account vanished during creation"))?;
                 Ok((existing, false))
             }
+            Err(StoreError::EabUnavailable) => Err(Problem::unauthorized(
+                "the external account key was revoked or bound to another account meanwhile",
+            )),
             Err(e) => Err(internal(e)),
         }
     }
@@ -301,20 +318,30 @@ impl Ra {
                 "this CA sets validity itself; remove notBefore and notAfter from the order",
             ));
         }
-        if let Some(profile) = &request.profile {
-            return Err(Problem::new(
-                ProblemType::InvalidProfile,
-                format!("profile {profile:?} is not offered by this CA (it offers no profiles)"),
-            ));
-        }
-        if request.replaces.is_some() {
-            return Err(Problem::malformed(
-                "this CA does not offer renewal information (ARI) yet; remove \"replaces\"",
-            ));
-        }
-        let identifiers = self.check_identifiers(&request.identifiers)?;
-        let now = self.now();
         let policy = &self.inner.policy;
+        let profile = match &request.profile {
+            None => policy.default_profile.clone(),
+            Some(name) if policy.profiles.contains_key(name) => name.clone(),
+            Some(name) => {
+                return Err(Problem::new(
+                    ProblemType::InvalidProfile,
+                    format!(
+                        "profile {name:?} is not offered by this CA; it offers {:?}",
+                        policy.profiles.keys().collect::<Vec<_>>()
+                    ),
+                ))
+            }
+        };
+        let identifiers = self.check_identifiers(&request.identifiers)?;
+        let replaces = match &request.replaces {
+            None => None,
+            Some(cert_id) => {
+                let ids: Vec<Identifier> =
+                    identifiers.iter().map(|n| n.identifier.clone()).collect();
+                Some(self.check_replaces(account, cert_id, &ids).await?)
+            }
+        };
+        let now = self.now();
         let mut expires = now + policy.order_lifetime_secs;
         let mut authorizations = Vec::with_capacity(identifiers.len());
         for n in &identifiers {
@@ -346,7 +373,7 @@ impl Ra {
                 }
             }
         }
-        let record = self
+        let created = self
             .inner
             .store
             .create_order(&NewOrderRecord {
@@ -357,11 +384,19 @@ impl Ra {
                 not_after: None,
                 authorizations,
                 now,
-                profile: None,
-                replaces: None,
+                profile: Some(profile),
+                replaces: replaces.clone(),
             })
-            .await
-            .map_err(internal)?;
+            .await;
+        let record = match created {
+            Ok(r) => r,
+            Err(StoreError::AlreadyReplaced) => {
+                return Err(lifecycle::already_replaced(
+                    request.replaces.as_deref().unwrap_or_default(),
+                ))
+            }
+            Err(e) => return Err(internal(e)),
+        };
         tracing::info!(account = %account.id, order = %record.id, identifiers = ?record.identifiers, "order created");
         self.view_order(record).await
     }
@@ -598,9 +633,19 @@ impl Ra {
             Ok(c) => c,
             Err(p) => return fail(p.detail).await,
         };
+        let profile_name = order
+            .profile
+            .as_deref()
+            .unwrap_or(&self.inner.policy.default_profile);
+        let Some(profile) = self.inner.policy.profiles.get(profile_name) else {
+            return fail(format!(
+                "the order's profile {profile_name:?} is no longer configured"
+            ))
+            .await;
+        };
         for _ in 0..3 {
             let now = self.now();
-            let issued = match self.inner.ca.issue(&csr, &order.identifiers, now) {
+            let issued = match self.inner.ca.issue(&csr, &order.identifiers, profile, now) {
                 Ok(i) => i,
                 Err(e) => return fail(e.to_string()).await,
             };

@@ -70,7 +70,8 @@ pub async fn new_nonce(method: axum::http::Method) -> Response {
 pub async fn new_account(State(state): State<Arc<AppState>>, req: SignedRequest) -> ApiResult {
     let jwk = req.jwk()?;
     let payload: NewAccount = req.payload()?;
-    let (account, created) = state.ra.new_account(jwk, &payload).await?;
+    let url = state.urls.endpoint("/acme/new-account");
+    let (account, created) = state.ra.new_account(jwk, &payload, &url).await?;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -291,16 +292,6 @@ pub async fn certificate(
         HeaderValue::from_static(CONTENT_TYPE_PEM_CHAIN),
     );
     Ok((headers, cert.chain_pem).into_response())
-}
-
-/// Endpoints that later versions add (keyChange, revokeCert): a clear answer meanwhile.
-pub async fn not_yet(req: SignedRequest) -> ApiResult {
-    let _ = req;
-    Err(
-        Problem::malformed("this CA version does not implement this endpoint yet")
-            .with_status(501)
-            .into(),
-    )
 }
 
 /// Any other path.

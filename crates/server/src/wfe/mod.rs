@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod handlers;
+pub mod lifecycle;
 pub mod nonce;
 pub mod problem;
 pub mod render;
@@ -41,7 +42,7 @@ impl AppState {
             new_authz: None,
             revoke_cert: urls.endpoint("/acme/revoke-cert"),
             key_change: urls.endpoint("/acme/key-change"),
-            renewal_info: None,
+            renewal_info: Some(urls.endpoint("/acme/renewal-info")),
             meta: Some(meta),
         };
         Self {
@@ -87,8 +88,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/acme/new-nonce", get(h::new_nonce).head(h::new_nonce))
         .route("/acme/new-account", post(h::new_account))
         .route("/acme/new-order", post(h::new_order))
-        .route("/acme/revoke-cert", post(h::not_yet))
-        .route("/acme/key-change", post(h::not_yet))
+        .route("/acme/revoke-cert", post(lifecycle::revoke_cert))
+        .route("/acme/key-change", post(lifecycle::key_change))
+        .route("/acme/renewal-info/{cert_id}", get(lifecycle::renewal_info))
+        .route(crate::app::CRL_PATH, get(lifecycle::crl))
         .route("/acme/acct/{id}", post(h::account))
         .route("/acme/acct/{id}/orders", post(h::account_orders))
         .route("/acme/order/{id}", post(h::order))

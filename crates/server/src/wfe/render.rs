@@ -36,7 +36,7 @@ pub fn order(urls: &Urls, view: &OrderView) -> Order {
             .collect(),
         finalize: urls.finalize(r.id),
         certificate: r.certificate_serial.as_deref().map(|s| urls.certificate(s)),
-        profile: None,
+        profile: r.profile.clone(),
         replaces: None,
     }
 }

@@ -152,6 +152,7 @@ impl TestCa {
             Options {
                 resolver: Some(resolver()),
                 clock: clock.clone(),
+                admin: false,
             },
         )
         .await

@@ -1,0 +1,472 @@
+//! The certificate lifecycle beyond issuance: External Account Binding (§7.3.4), key
+//! rollover (§7.3.5), revocation (§7.6) with its CRL, and renewal information (RFC 9773).
+
+use certwright_proto::ari::{parse_cert_id, RenewalInfo, SuggestedWindow};
+use certwright_proto::jws::Signer;
+use certwright_proto::types::{Identifier, KeyChange, Revocation};
+use certwright_proto::{b64, FlattenedJws, Jwk, JwsAlgorithm, ParsedJws, Problem, ProblemType};
+use serde_json::Value;
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::{internal, Ra};
+use crate::ca::crl::{reason_name, ALLOWED_REASONS};
+use crate::ca::{csr, KeyPolicy};
+use crate::clock::rfc3339;
+use crate::store::{AccountId, AccountRecord, CertificateRecord, CrlRecord, StoreError};
+
+/// The issuer name under which the intermediate's CRL is kept.
+pub const CRL_ISSUER: &str = "intermediate";
+/// Seconds clients should wait before asking for renewal information again.
+pub const ARI_RETRY_AFTER_SECS: u64 = 6 * 3600;
+
+/// Who asks for a revocation.
+pub enum Requester<'a> {
+    /// A `kid`-signed request.
+    Account(&'a AccountRecord),
+    /// A `jwk`-signed request: the certificate's own key.
+    CertificateKey(&'a Jwk),
+}
+
+/// Outcome of a key change.
+pub enum KeyChangeOutcome {
+    Changed(AccountRecord),
+    /// Another account already uses the new key (answered 409 with its Location).
+    KeyInUse(AccountId),
+}
+
+fn unauthorized(detail: impl Into<String>) -> Problem {
+    Problem::unauthorized(detail)
+}
+
+/// Lower-case hex of bytes.
+fn hex(bytes: &[u8]) -> String {
+    crate::ca::hex(bytes)
+}
+
+impl Ra {
+    /// Checks an `externalAccountBinding` (§7.3.4) for a new account with `account_key`;
+    /// returns the EAB key id it binds to.
+    pub(crate) async fn verify_eab(
+        &self,
+        binding: &Value,
+        account_key: &Jwk,
+        new_account_url: &str,
+    ) -> Result<String, Problem> {
+        let jws: FlattenedJws = serde_json::from_value(binding.clone()).map_err(|e| {
+            Problem::malformed(format!(
+                "externalAccountBinding is not a flattened JWS: {e}"
+            ))
+        })?;
+        let inner = ParsedJws::from_flattened(&jws)
+            .map_err(|e| Problem::malformed(format!("externalAccountBinding: {e}")))?;
+        if inner.header.alg != JwsAlgorithm::Hs256 {
+            return Err(Problem::bad_signature_algorithm(format!(
+                "externalAccountBinding must be signed with HS256, not {}",
+                inner.header.alg
+            )));
+        }
+        if inner.header.nonce.is_some() {
+            return Err(Problem::malformed(
+                "externalAccountBinding must not carry a nonce",
+            ));
+        }
+        if inner.header.url != new_account_url {
+            return Err(Problem::malformed(format!(
+                "externalAccountBinding \"url\" must be the newAccount URL {new_account_url:?}"
+            )));
+        }
+        let Signer::Kid(kid) = &inner.header.signer else {
+            return Err(Problem::malformed(
+                "externalAccountBinding must name its key with \"kid\"",
+            ));
+        };
+        let key = self
+            .inner
+            .store
+            .eab_key(kid)
+            .await
+            .map_err(internal)?
+            .ok_or_else(|| unauthorized(format!("external account key id {kid:?} is unknown")))?;
+        if key.revoked_at.is_some() {
+            return Err(unauthorized(format!(
+                "external account key {kid:?} has been revoked"
+            )));
+        }
+        if key.account_id.is_some() {
+            return Err(unauthorized(format!(
+                "external account key {kid:?} is already bound to an account"
+            )));
+        }
+        inner.verify_hmac(&key.hmac_key).map_err(|_| {
+            unauthorized("externalAccountBinding MAC does not verify with that key")
+        })?;
+        let payload: Value = serde_json::from_slice(&inner.payload)
+            .map_err(|_| Problem::malformed("externalAccountBinding payload is not a JWK"))?;
+        let bound = Jwk::from_value(&payload)
+            .map_err(|e| Problem::malformed(format!("externalAccountBinding payload: {e}")))?;
+        if &bound != account_key {
+            return Err(unauthorized(
+                "externalAccountBinding binds another key than this account's",
+            ));
+        }
+        Ok(kid.clone())
+    }
+
+    /// Account key rollover (§7.3.5). `inner` is the payload of the outer JWS.
+    pub async fn change_key(
+        &self,
+        account: &AccountRecord,
+        account_url: &str,
+        inner: &[u8],
+        key_change_url: &str,
+    ) -> Result<KeyChangeOutcome, Problem> {
+        let jws: FlattenedJws = serde_json::from_slice(inner).map_err(|e| {
+            Problem::malformed(format!("the keyChange payload is not a flattened JWS: {e}"))
+        })?;
+        let inner = ParsedJws::from_flattened(&jws).map_err(|e| match e {
+            certwright_proto::jws::JwsError::BadJwk(_) => {
+                Problem::bad_public_key(format!("inner JWS: {e}"))
+            }
+            certwright_proto::jws::JwsError::UnsupportedAlgorithm(_) => {
+                Problem::bad_signature_algorithm(format!("inner JWS: {e}"))
+            }
+            _ => Problem::malformed(format!("inner JWS: {e}")),
+        })?;
+        if inner.header.alg.is_mac() {
+            return Err(Problem::bad_signature_algorithm(
+                "the inner JWS must not use a MAC algorithm",
+            ));
+        }
+        let Signer::Jwk(new_key) = &inner.header.signer else {
+            return Err(Problem::malformed(
+                "the inner JWS must carry the new key in \"jwk\"",
+            ));
+        };
+        if inner.header.nonce.is_some() {
+            return Err(Problem::malformed("the inner JWS must not carry a nonce"));
+        }
+        if inner.header.url != key_change_url {
+            return Err(Problem::malformed(
+                "the inner JWS \"url\" must equal the outer one",
+            ));
+        }
+        inner.verify(new_key).map_err(|e| {
+            Problem::malformed(format!("the inner JWS does not verify with its jwk: {e}"))
+        })?;
+        let change: KeyChange = serde_json::from_slice(&inner.payload).map_err(|e| {
+            Problem::malformed(format!("the inner payload is not a keyChange object: {e}"))
+        })?;
+        if change.account != account_url {
+            return Err(unauthorized(
+                "the inner payload names another account than the signer",
+            ));
+        }
+        let old = Jwk::from_value(&change.old_key)
+            .map_err(|e| Problem::malformed(format!("oldKey: {e}")))?;
+        if old != account.jwk {
+            return Err(unauthorized("oldKey is not the account's current key"));
+        }
+        if *new_key == account.jwk {
+            return Err(Problem::malformed(
+                "the new key is the same as the current key",
+            ));
+        }
+        let store = &self.inner.store;
+        if let Some(other) = store
+            .account_by_thumbprint(&new_key.thumbprint())
+            .await
+            .map_err(internal)?
+        {
+            return Ok(KeyChangeOutcome::KeyInUse(other.id));
+        }
+        match store.change_account_key(account.id, new_key).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                let other = store
+                    .account_by_thumbprint(&new_key.thumbprint())
+                    .await
+                    .map_err(internal)?
+                    .ok_or_else(|| Problem::server_internal("key conflict without an owner"))?;
+                return Ok(KeyChangeOutcome::KeyInUse(other.id));
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        tracing::info!(account = %account.id, key = %new_key.describe(), "account key changed");
+        Ok(KeyChangeOutcome::Changed(
+            store.account(account.id).await.map_err(internal)?,
+        ))
+    }
+
+    /// revokeCert (§7.6).
+    pub async fn revoke(
+        &self,
+        requester: Requester<'_>,
+        request: &Revocation,
+    ) -> Result<CertificateRecord, Problem> {
+        let der = b64::decode(&request.certificate)
+            .map_err(|_| Problem::malformed("\"certificate\" is not base64url"))?;
+        let (rest, cert) = X509Certificate::from_der(&der)
+            .map_err(|_| Problem::malformed("\"certificate\" is not a DER X.509 certificate"))?;
+        if !rest.is_empty() {
+            return Err(Problem::malformed("\"certificate\" has trailing bytes"));
+        }
+        let serial = hex(cert.raw_serial());
+        let record = match self.inner.store.certificate(&serial).await {
+            Ok(r) if r.der == der => r,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(
+                    Problem::malformed("this CA did not issue that certificate").with_status(404)
+                )
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        let reason = request.reason.unwrap_or(0);
+        if !ALLOWED_REASONS.contains(&reason) {
+            return Err(Problem::new(
+                ProblemType::BadRevocationReason,
+                format!(
+                    "reason {reason} ({}) is not accepted; use one of {:?}",
+                    reason_name(reason),
+                    ALLOWED_REASONS
+                        .iter()
+                        .map(|r| format!("{r} {}", reason_name(*r)))
+                        .collect::<Vec<_>>()
+                ),
+            ));
+        }
+        match requester {
+            Requester::Account(account) if account.id == record.account_id => {}
+            Requester::Account(account) => {
+                let now = self.now();
+                if !self
+                    .inner
+                    .store
+                    .has_valid_authorizations(account.id, &record.names, now)
+                    .await
+                    .map_err(internal)?
+                {
+                    return Err(unauthorized(
+                        "this account neither requested the certificate nor holds valid authorizations for all its names",
+                    ));
+                }
+            }
+            Requester::CertificateKey(jwk) => {
+                let permissive = KeyPolicy {
+                    rsa_max_bits: 8192,
+                    allow_ed25519: true,
+                    ..KeyPolicy::default()
+                };
+                let key = csr::public_key_jwk(cert.public_key(), &permissive)
+                    .map_err(|_| unauthorized("the certificate's key type is not supported"))?;
+                if &key != jwk {
+                    return Err(unauthorized(
+                        "the request is not signed by the certificate's key",
+                    ));
+                }
+            }
+        }
+        if record.revoked_at.is_some() {
+            return Err(Problem::new(
+                ProblemType::AlreadyRevoked,
+                format!("certificate {serial} is already revoked"),
+            ));
+        }
+        let now = self.now();
+        if !self
+            .inner
+            .store
+            .revoke_certificate(&serial, reason, now)
+            .await
+            .map_err(internal)?
+        {
+            return Err(Problem::new(
+                ProblemType::AlreadyRevoked,
+                format!("certificate {serial} is already revoked"),
+            ));
+        }
+        tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
+        if let Err(e) = self.publish_crl().await {
+            tracing::error!(problem = %e, "publishing the CRL after a revocation failed");
+        }
+        self.inner
+            .store
+            .certificate(&serial)
+            .await
+            .map_err(internal)
+    }
+
+    /// Revocation by the CA operator (admin command): any allowed reason, any certificate.
+    pub async fn revoke_by_operator(
+        &self,
+        serial: &str,
+        reason: u8,
+    ) -> Result<CertificateRecord, Problem> {
+        if !ALLOWED_REASONS.contains(&reason) {
+            return Err(Problem::new(
+                ProblemType::BadRevocationReason,
+                format!("reason {reason} ({}) is not accepted", reason_name(reason)),
+            ));
+        }
+        let serial = serial.replace(':', "").to_ascii_lowercase();
+        let record = match self.inner.store.certificate(&serial).await {
+            Ok(r) => r,
+            Err(StoreError::NotFound) => {
+                return Err(
+                    Problem::malformed(format!("no certificate with serial {serial}"))
+                        .with_status(404),
+                )
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        if record.revoked_at.is_some()
+            || !self
+                .inner
+                .store
+                .revoke_certificate(&serial, reason, self.now())
+                .await
+                .map_err(internal)?
+        {
+            return Err(Problem::new(
+                ProblemType::AlreadyRevoked,
+                format!("certificate {serial} is already revoked"),
+            ));
+        }
+        tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
+        self.publish_crl().await?;
+        self.inner
+            .store
+            .certificate(&serial)
+            .await
+            .map_err(internal)
+    }
+
+    /// Signs and stores a new CRL for the intermediate.
+    pub async fn publish_crl(&self) -> Result<CrlRecord, Problem> {
+        let store = &self.inner.store;
+        let now = self.now();
+        let number = store
+            .allocate_crl_number(CRL_ISSUER)
+            .await
+            .map_err(internal)?;
+        let entries = store.revoked_certificates(now).await.map_err(internal)?;
+        let next_update = now + self.inner.policy.crl_validity_secs;
+        let der = self
+            .inner
+            .ca
+            .build_crl(number, &entries, now, next_update)
+            .map_err(|e| Problem::server_internal(format!("signing the CRL failed: {e}")))?;
+        let record = CrlRecord {
+            number,
+            der,
+            this_update: now,
+            next_update,
+        };
+        store
+            .save_crl(CRL_ISSUER, &record)
+            .await
+            .map_err(internal)?;
+        Ok(record)
+    }
+
+    /// The current CRL, published anew if there is none or half its validity has passed.
+    pub async fn current_crl(&self) -> Result<CrlRecord, Problem> {
+        let now = self.now();
+        match self
+            .inner
+            .store
+            .latest_crl(CRL_ISSUER)
+            .await
+            .map_err(internal)?
+        {
+            Some(crl) if now < crl.this_update + (crl.next_update - crl.this_update) / 2 => Ok(crl),
+            _ => self.publish_crl().await,
+        }
+    }
+
+    /// Finds the certificate an ARI certID names (RFC 9773 §4.1).
+    pub async fn certificate_by_ari_id(&self, cert_id: &str) -> Result<CertificateRecord, Problem> {
+        let (aki, serial) = parse_cert_id(cert_id).ok_or_else(|| {
+            Problem::malformed(format!(
+                "{cert_id:?} is not an ARI certificate identifier (AKI.serial, base64url)"
+            ))
+        })?;
+        let ski = self.intermediate_key_id();
+        let record = match self.inner.store.certificate(&hex(&serial)).await {
+            Ok(r) if ski.as_deref() == Some(aki.as_slice()) => r,
+            Ok(_) | Err(StoreError::NotFound) => {
+                return Err(Problem::malformed(format!(
+                    "no certificate of this CA has the identifier {cert_id:?}"
+                ))
+                .with_status(404))
+            }
+            Err(e) => return Err(internal(e)),
+        };
+        Ok(record)
+    }
+
+    fn intermediate_key_id(&self) -> Option<Vec<u8>> {
+        let der = &self.inner.ca.hierarchy().intermediate_der;
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        let ski = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
+                    Some(k.0.to_vec())
+                }
+                _ => None,
+            });
+        ski
+    }
+
+    /// renewalInfo for a certificate (RFC 9773 §4.2): the last third of its lifetime, or a
+    /// window in the past (renew now) when it is revoked or an operator marked it.
+    pub fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
+        let now = self.now();
+        let (start, end) = if cert.revoked_at.is_some() || cert.renew_early {
+            (now - 2 * 3600, now - 3600)
+        } else {
+            let lifetime = cert.not_after - cert.not_before;
+            (cert.not_before + lifetime * 2 / 3, cert.not_after)
+        };
+        RenewalInfo {
+            suggested_window: SuggestedWindow {
+                start: rfc3339(start),
+                end: rfc3339(end),
+            },
+            explanation_url: None,
+        }
+    }
+
+    /// Checks newOrder's `replaces` (RFC 9773 §5): the certificate exists, belongs to the
+    /// account and shares a name with the order. Returns its serial.
+    pub(crate) async fn check_replaces(
+        &self,
+        account: &AccountRecord,
+        cert_id: &str,
+        identifiers: &[Identifier],
+    ) -> Result<String, Problem> {
+        let cert = self.certificate_by_ari_id(cert_id).await?;
+        if cert.account_id != account.id {
+            return Err(unauthorized(
+                "the certificate named in \"replaces\" belongs to another account",
+            ));
+        }
+        if !cert.names.iter().any(|n| identifiers.contains(n)) {
+            return Err(Problem::malformed(
+                "the certificate named in \"replaces\" shares no identifier with this order",
+            ));
+        }
+        if cert.replaced_by_order.is_some() {
+            return Err(already_replaced(cert_id));
+        }
+        Ok(cert.serial)
+    }
+}
+
+/// The `alreadyReplaced` problem (RFC 9773 §5).
+pub(crate) fn already_replaced(cert_id: &str) -> Problem {
+    Problem::new(
+        ProblemType::AlreadyReplaced,
+        format!("the certificate {cert_id:?} was already replaced by another order"),
+    )
+}
