@@ -14,6 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
+use crate::ca::ocsp::OcspResponder;
 use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy, Profile};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -93,13 +94,36 @@ impl CaServer {
         let store = Store::open(&config.database_url())
             .await
             .with_context(|| format!("cannot open database {}", config.database_url()))?;
-        let ca = Arc::new(CertificateAuthority::new(
+        let ocsp = if config.ocsp.enabled {
+            let pem = hierarchy.load_or_create_ocsp_responder(options.clock.now())?;
+            let validity = i64::from(config.ocsp.validity_hours) * 3600;
+            Some(OcspResponder::new(
+                &hierarchy.intermediate_der,
+                &pem,
+                validity,
+            )?)
+        } else {
+            None
+        };
+        let mut ca = CertificateAuthority::new(
             hierarchy,
             IssuancePolicy {
                 backdate_secs: i64::from(config.issuance.backdate_secs),
                 crl_url: Some(format!("{}{}", config.base_url(), CRL_PATH)),
+                ocsp_url: ocsp
+                    .is_some()
+                    .then(|| format!("{}{}", config.base_url(), wfe::ocsp::OCSP_PATH)),
+                ca_issuers_url: Some(format!(
+                    "{}{}",
+                    config.base_url(),
+                    wfe::ocsp::CA_ISSUERS_PATH
+                )),
             },
-        ));
+        );
+        if let Some(responder) = ocsp {
+            ca = ca.with_ocsp(responder);
+        }
+        let ca = Arc::new(ca);
         let resolver = match options.resolver {
             Some(r) => r,
             None => NameResolver::dns(config.validation.dns_resolver)?,

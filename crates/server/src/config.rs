@@ -38,6 +38,7 @@ pub struct Config {
     /// Profile used when an order names none. Default: `tls-server`.
     pub default_profile: Option<String>,
     pub crl: CrlSection,
+    pub ocsp: OcspSection,
 }
 
 /// `[profiles.NAME]`: one certificate profile.
@@ -80,6 +81,25 @@ pub struct CrlSection {
 impl Default for CrlSection {
     fn default() -> Self {
         Self { validity_hours: 24 }
+    }
+}
+
+/// `[ocsp]`: the OCSP responder (RFC 6960).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OcspSection {
+    /// Serve OCSP at `<base_url>/ocsp` and name it in issued certificates.
+    pub enabled: bool,
+    /// Hours between a response's thisUpdate and nextUpdate (also its HTTP max-age).
+    pub validity_hours: u32,
+}
+
+impl Default for OcspSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            validity_hours: 24,
+        }
     }
 }
 
@@ -175,6 +195,7 @@ impl Default for Config {
             profiles: BTreeMap::new(),
             default_profile: None,
             crl: CrlSection::default(),
+            ocsp: OcspSection::default(),
         }
     }
 }
@@ -315,6 +336,17 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "crl.validity_hours must be at least 1".into(),
             ));
+        }
+        if !(1..=168).contains(&self.ocsp.validity_hours) {
+            return Err(ConfigError::Invalid(
+                "ocsp.validity_hours must be 1..=168".into(),
+            ));
+        }
+        if !self.base_url().is_ascii() {
+            return Err(ConfigError::Invalid(format!(
+                "base_url {:?} must be ASCII (punycode and percent-encode it): it goes into certificates",
+                self.base_url()
+            )));
         }
         if !(2048..=8192).contains(&self.issuance.rsa_max_bits) {
             return Err(ConfigError::Invalid(

@@ -111,6 +111,8 @@ mod tests {
             IssuancePolicy {
                 backdate_secs: 0,
                 crl_url: None,
+                ocsp_url: None,
+                ca_issuers_url: None,
             },
         );
         let entries = vec![

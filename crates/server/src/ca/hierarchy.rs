@@ -59,6 +59,9 @@ pub struct HierarchyPaths {
     pub intermediate_key: PathBuf,
     pub tls_cert: PathBuf,
     pub tls_key: PathBuf,
+    /// The delegated OCSP responder's certificate and key (see `load_or_create_ocsp_responder`).
+    pub ocsp_cert: PathBuf,
+    pub ocsp_key: PathBuf,
 }
 
 impl HierarchyPaths {
@@ -71,6 +74,8 @@ impl HierarchyPaths {
             intermediate_key: data_dir.join("intermediate.key"),
             tls_cert: data_dir.join("tls.pem"),
             tls_key: data_dir.join("tls.key"),
+            ocsp_cert: data_dir.join("ocsp.pem"),
+            ocsp_key: data_dir.join("ocsp.key"),
         }
     }
 }
@@ -258,6 +263,111 @@ impl Hierarchy {
             .map(|b| format!("{b:02X}"))
             .collect::<Vec<_>>()
             .join(":")
+    }
+}
+
+// ------------------------------------------------------------ the OCSP responder
+
+/// Lifetime of the delegated OCSP responder certificate.
+pub const OCSP_RESPONDER_LIFETIME_SECS: i64 = 90 * 86400;
+/// The responder certificate is re-issued when it expires within this.
+pub const OCSP_RESPONDER_RENEW_BEFORE_SECS: i64 = 30 * 86400;
+/// id-pkix-ocsp-nocheck (RFC 6960 §4.2.2.2.1): clients need not check the revocation
+/// status of the responder certificate itself. Its value is NULL.
+const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
+
+/// The delegated OCSP responder's certificate and PKCS#8 key, both PEM.
+#[derive(Clone)]
+pub struct OcspResponderPem {
+    pub cert_pem: String,
+    pub key_pem: String,
+    /// The certificate's notAfter, Unix seconds.
+    pub not_after: i64,
+}
+
+fn unix_time(unix: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(unix).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+impl Hierarchy {
+    /// Loads the delegated OCSP responder certificate (`ocsp.pem`, key `ocsp.key` 0600),
+    /// issuing a new one when it is missing, was not issued by the current intermediate,
+    /// does not match its key, or expires within 30 days of `now`.
+    pub fn load_or_create_ocsp_responder(
+        &self,
+        now: i64,
+    ) -> Result<OcspResponderPem, HierarchyError> {
+        match self.usable_ocsp_responder(now) {
+            Some(existing) => Ok(existing),
+            None => self.issue_ocsp_responder(now),
+        }
+    }
+
+    /// Issues a new responder certificate (P-256 key, signed by the intermediate, EKU
+    /// OCSPSigning, id-pkix-ocsp-nocheck, 90 days from `now`) and writes it.
+    pub fn issue_ocsp_responder(&self, now: i64) -> Result<OcspResponderPem, HierarchyError> {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let org = self
+            .intermediate_organization()
+            .unwrap_or_else(|| "certwright".to_owned());
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, org.clone());
+        dn.push(DnType::CommonName, format!("{org} OCSP Responder"));
+        params.distinguished_name = dn;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&super::random_serial()));
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::OcspSigning];
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            OID_OCSP_NOCHECK,
+            vec![0x05, 0x00],
+        )];
+        params.use_authority_key_identifier_extension = true;
+        let not_after = now + OCSP_RESPONDER_LIFETIME_SECS;
+        params.not_before = unix_time(now - 3600);
+        params.not_after = unix_time(not_after);
+        let cert = params.signed_by(&key, &self.intermediate)?;
+        let pem = OcspResponderPem {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+            not_after,
+        };
+        write(&self.paths.ocsp_key, &pem.key_pem, 0o600)?;
+        write(&self.paths.ocsp_cert, &pem.cert_pem, 0o644)?;
+        Ok(pem)
+    }
+
+    /// The responder files on disk, if they can go on being used at `now`.
+    fn usable_ocsp_responder(&self, now: i64) -> Option<OcspResponderPem> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let cert_pem = std::fs::read_to_string(&self.paths.ocsp_cert).ok()?;
+        let key_pem = std::fs::read_to_string(&self.paths.ocsp_key).ok()?;
+        let der = pem_to_der(&self.paths.ocsp_cert, &cert_pem).ok()?;
+        let (_, cert) = X509Certificate::from_der(&der).ok()?;
+        let (_, issuer) = X509Certificate::from_der(&self.intermediate_der).ok()?;
+        cert.verify_signature(Some(issuer.public_key())).ok()?;
+        let not_after = cert.validity().not_after.timestamp();
+        if not_after - now < OCSP_RESPONDER_RENEW_BEFORE_SECS {
+            return None;
+        }
+        let key = KeyPair::from_pem(&key_pem).ok()?;
+        if key.public_key_raw() != cert.public_key().subject_public_key.data.as_ref() {
+            return None;
+        }
+        Some(OcspResponderPem {
+            cert_pem,
+            key_pem,
+            not_after,
+        })
+    }
+
+    /// The organization in the intermediate's subject.
+    fn intermediate_organization(&self) -> Option<String> {
+        use x509_parser::prelude::{FromDer, X509Certificate};
+        let (_, cert) = X509Certificate::from_der(&self.intermediate_der).ok()?;
+        let org = cert.subject().iter_organization().next()?.as_str().ok()?;
+        Some(org.to_owned())
     }
 }
 

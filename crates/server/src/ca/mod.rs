@@ -4,6 +4,7 @@
 pub mod crl;
 pub mod csr;
 pub mod hierarchy;
+pub mod ocsp;
 
 use std::net::IpAddr;
 
@@ -24,6 +25,11 @@ pub struct IssuancePolicy {
     pub backdate_secs: i64,
     /// The CRL Distribution Point URL put in every certificate.
     pub crl_url: Option<String>,
+    /// The OCSP responder URL put in every certificate's Authority Information Access
+    /// (None: OCSP is off).
+    pub ocsp_url: Option<String>,
+    /// The URL of the issuer's certificate (DER) put beside it (caIssuers).
+    pub ca_issuers_url: Option<String>,
 }
 
 /// A certificate profile: what one kind of certificate looks like.
@@ -54,12 +60,16 @@ pub struct Issued {
 pub enum IssueError {
     #[error("certificate signing failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    #[error("encoding an extension failed: {0}")]
+    Der(#[from] der::Error),
 }
 
 /// Signs end-entity certificates.
 pub struct CertificateAuthority {
     hierarchy: Hierarchy,
     policy: IssuancePolicy,
+    /// The OCSP responder (see `ocsp.rs`), when enabled.
+    ocsp: Option<ocsp::OcspResponder>,
 }
 
 /// A random positive serial of 128 bits (minus the sign bit), lower-case hex. The first
@@ -82,7 +92,11 @@ pub fn hex(bytes: &[u8]) -> String {
 impl CertificateAuthority {
     /// A CA over a loaded hierarchy.
     pub fn new(hierarchy: Hierarchy, policy: IssuancePolicy) -> Self {
-        Self { hierarchy, policy }
+        Self {
+            hierarchy,
+            policy,
+            ocsp: None,
+        }
     }
 
     /// The hierarchy (root, intermediate, TLS material).
@@ -155,6 +169,12 @@ impl CertificateAuthority {
                 uris: vec![url.clone()],
             }];
         }
+        if let Some(aia) = ocsp::authority_info_access(
+            self.policy.ocsp_url.as_deref(),
+            self.policy.ca_issuers_url.as_deref(),
+        )? {
+            params.custom_extensions.push(aia);
+        }
         params.use_authority_key_identifier_extension = true;
         let not_before = now - self.policy.backdate_secs;
         let not_after = now + profile.lifetime_secs - 1;
@@ -198,6 +218,8 @@ mod tests {
             IssuancePolicy {
                 backdate_secs: 300,
                 crl_url: Some("http://ca.test/crl/intermediate.crl".into()),
+                ocsp_url: None,
+                ca_issuers_url: None,
             },
         );
         let profile = Profile {

@@ -3,6 +3,7 @@
 
 pub mod contact;
 pub mod lifecycle;
+pub mod ocsp;
 pub mod status;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -5,6 +5,7 @@ pub mod auth;
 pub mod handlers;
 pub mod lifecycle;
 pub mod nonce;
+pub mod ocsp;
 pub mod problem;
 pub mod render;
 pub mod urls;
@@ -92,6 +93,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/acme/key-change", post(lifecycle::key_change))
         .route("/acme/renewal-info/{cert_id}", get(lifecycle::renewal_info))
         .route(crate::app::CRL_PATH, get(lifecycle::crl))
+        .route(
+            ocsp::OCSP_PATH,
+            post(ocsp::post).get(ocsp::get_without_request),
+        )
+        .route("/ocsp/{*request}", get(ocsp::get))
+        .route(ocsp::CA_ISSUERS_PATH, get(ocsp::issuer_certificate))
         .route("/acme/acct/{id}", post(h::account))
         .route("/acme/acct/{id}/orders", post(h::account_orders))
         .route("/acme/order/{id}", post(h::order))
