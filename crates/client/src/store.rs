@@ -1,0 +1,498 @@
+//! The state directory: accounts per CA and certificates per name.
+//!
+//! ```text
+//! STATE/
+//!   accounts/<ca-slug>/account.json     directory URL, account URL, contacts
+//!   accounts/<ca-slug>/account.key      PKCS#8 PEM, 0600
+//!   certs/<name>/cert.pem chain.pem fullchain.pem privkey.pem (0600) meta.json
+//!   certs/<name>/archive/<n>/…          every earlier version
+//!   certs/<name>/.lock                  held while a run works on this certificate
+//! ```
+//! Every write is atomic (temporary file, fsync, rename, fsync of the directory).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::client::AccountCredentials;
+use crate::error::{Error, Result};
+use crate::solver::SolverSpec;
+
+/// Writes `data` to `path` atomically with permissions `mode`.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::Config(format!("{} is not a file path", path.display())))?;
+    let mut rnd = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut rnd).expect("the system RNG works");
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        name.to_string_lossy(),
+        certwright_proto::b64::encode(rnd)
+    ));
+    let result = (|| {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have narrowed the mode; set it exactly.
+        f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        f.write_all(data)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(|e| Error::io(path, e))
+}
+
+fn create_dir_private(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// A file-system name for a CA's directory URL (`acme-v02.example.org_directory`).
+pub fn ca_slug(directory_url: &str) -> String {
+    let rest = directory_url
+        .split_once("://")
+        .map_or(directory_url, |(_, r)| r);
+    let slug: String = rest
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    slug.trim_matches('_').to_owned()
+}
+
+/// A certificate name usable as a directory name (`*.example.org` → `_wildcard.example.org`).
+pub fn cert_dir_name(name: &str) -> Result<String> {
+    let n = name.replace('*', "_wildcard");
+    if n.is_empty()
+        || n.starts_with('.')
+        || !n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    {
+        return Err(Error::Config(format!(
+            "{name:?} cannot name a certificate (letters, digits, . - _ only)"
+        )));
+    }
+    Ok(n)
+}
+
+/// What is kept about an account besides its key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccountRecord {
+    /// The CA's directory URL.
+    pub directory_url: String,
+    /// The account URL.
+    pub url: String,
+    /// Contacts as registered.
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// `valid` or `deactivated` as last seen.
+    pub status: String,
+}
+
+/// What is kept about a certificate (meta.json): how to renew it and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertMeta {
+    /// The names in the certificate.
+    pub names: Vec<String>,
+    /// CA directory URLs, tried in this order.
+    pub servers: Vec<String>,
+    /// The CA that issued the current certificate.
+    pub issued_by: String,
+    /// Key type name (`ec256`, …).
+    pub key_type: String,
+    /// Keep the certificate key across renewals.
+    #[serde(default)]
+    pub reuse_key: bool,
+    /// How challenges are answered.
+    pub solver: SolverSpec,
+    /// Requested profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Preferred chain (issuer common name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_chain: Option<String>,
+    /// Contacts for new accounts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub email: Vec<String>,
+    /// Issuer common name.
+    pub issuer: String,
+    /// RFC 3339.
+    pub not_before: String,
+    /// RFC 3339.
+    pub not_after: String,
+    /// Serial, hex.
+    pub serial: String,
+    /// ARI certificate ID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_id: Option<String>,
+    /// When to renew (RFC 3339), chosen at issuance or from the CA's ARI window.
+    pub renew_at: String,
+    /// Consecutive failed renewal attempts.
+    #[serde(default)]
+    pub failures: u32,
+    /// Earliest next attempt after a failure (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<String>,
+    /// The last failure, for `list` and logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// Whether the certificate was revoked through certwright.
+    #[serde(default)]
+    pub revoked: bool,
+    /// The CSR was supplied by the user (no privkey.pem is kept).
+    #[serde(default)]
+    pub external_csr: bool,
+    /// Command run after each issuance or renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_hook: Option<String>,
+}
+
+/// The files of one issued certificate version.
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    /// Leaf PEM.
+    pub cert: String,
+    /// Intermediates PEM.
+    pub chain: String,
+    /// Leaf and intermediates.
+    pub fullchain: String,
+    /// Private key PEM (absent for a user CSR).
+    pub privkey: Option<String>,
+}
+
+/// Paths of a certificate's stable files (given to deploy hooks).
+#[derive(Debug, Clone)]
+pub struct CertPaths {
+    /// The certificate's directory.
+    pub dir: PathBuf,
+    /// cert.pem.
+    pub cert: PathBuf,
+    /// chain.pem.
+    pub chain: PathBuf,
+    /// fullchain.pem.
+    pub fullchain: PathBuf,
+    /// privkey.pem.
+    pub privkey: PathBuf,
+}
+
+/// The state directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held lock; released on drop.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+}
+
+fn lock_file(path: &Path) -> Result<Lock> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => Ok(Lock { _file: file }),
+        Err(rustix::io::Errno::WOULDBLOCK) => Err(Error::Locked(path.display().to_string())),
+        Err(e) => Err(Error::io(path, e.into())),
+    }
+}
+
+impl Store {
+    /// Opens (and creates, 0700) the state directory.
+    pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        create_dir_private(&root)?;
+        create_dir_private(&root.join("accounts"))?;
+        create_dir_private(&root.join("certs"))?;
+        Ok(Self { root })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn account_dir(&self, directory_url: &str) -> PathBuf {
+        self.root.join("accounts").join(ca_slug(directory_url))
+    }
+
+    /// Locks the account of a CA (creation, rollover) against other runs.
+    pub fn lock_account(&self, directory_url: &str) -> Result<Lock> {
+        let dir = self.account_dir(directory_url);
+        create_dir_private(&dir)?;
+        lock_file(&dir.join(".lock"))
+    }
+
+    /// The stored account for a CA.
+    pub fn load_account(
+        &self,
+        directory_url: &str,
+    ) -> Result<Option<(AccountRecord, AccountCredentials)>> {
+        let dir = self.account_dir(directory_url);
+        let json = dir.join("account.json");
+        let text = match std::fs::read_to_string(&json) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(Error::io(&json, e)),
+        };
+        let record: AccountRecord = serde_json::from_str(&text)
+            .map_err(|e| Error::Config(format!("{}: {e}", json.display())))?;
+        let key_path = dir.join("account.key");
+        let pem = std::fs::read_to_string(&key_path).map_err(|e| Error::io(&key_path, e))?;
+        let key_pkcs8 = pem_decode(&pem, "PRIVATE KEY").ok_or_else(|| {
+            Error::Config(format!("{} is not a PKCS#8 PEM key", key_path.display()))
+        })?;
+        let creds = AccountCredentials {
+            url: record.url.clone(),
+            key_pkcs8,
+        };
+        Ok(Some((record, creds)))
+    }
+
+    /// Stores an account (key 0600).
+    pub fn save_account(&self, record: &AccountRecord, creds: &AccountCredentials) -> Result<()> {
+        let dir = self.account_dir(&record.directory_url);
+        create_dir_private(&dir)?;
+        write_atomic(
+            &dir.join("account.key"),
+            pem_encode("PRIVATE KEY", &creds.key_pkcs8).as_bytes(),
+            0o600,
+        )?;
+        let json = serde_json::to_vec_pretty(record).expect("serializes");
+        write_atomic(&dir.join("account.json"), &json, 0o644)
+    }
+
+    /// The directory of a certificate.
+    pub fn cert_dir(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.root.join("certs").join(cert_dir_name(name)?))
+    }
+
+    /// The stable paths of a certificate.
+    pub fn cert_paths(&self, name: &str) -> Result<CertPaths> {
+        let dir = self.cert_dir(name)?;
+        Ok(CertPaths {
+            cert: dir.join("cert.pem"),
+            chain: dir.join("chain.pem"),
+            fullchain: dir.join("fullchain.pem"),
+            privkey: dir.join("privkey.pem"),
+            dir,
+        })
+    }
+
+    /// Locks a certificate for this run; another run gets [`Error::Locked`].
+    pub fn lock_cert(&self, name: &str) -> Result<Lock> {
+        let dir = self.cert_dir(name)?;
+        create_dir_private(&dir)?;
+        lock_file(&dir.join(".lock"))
+    }
+
+    /// The metadata of a certificate, if it exists.
+    pub fn load_meta(&self, name: &str) -> Result<Option<CertMeta>> {
+        let path = self.cert_dir(name)?.join("meta.json");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t)
+                .map(Some)
+                .map_err(|e| Error::Config(format!("{}: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Writes the metadata of a certificate.
+    pub fn save_meta(&self, name: &str, meta: &CertMeta) -> Result<()> {
+        let dir = self.cert_dir(name)?;
+        create_dir_private(&dir)?;
+        let json = serde_json::to_vec_pretty(meta).expect("serializes");
+        write_atomic(&dir.join("meta.json"), &json, 0o644)
+    }
+
+    /// The current private key PEM of a certificate.
+    pub fn load_privkey(&self, name: &str) -> Result<Option<String>> {
+        let path = self.cert_paths(name)?.privkey;
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// The current fullchain PEM of a certificate.
+    pub fn load_fullchain(&self, name: &str) -> Result<Option<String>> {
+        let path = self.cert_paths(name)?.fullchain;
+        match std::fs::read_to_string(&path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path, e)),
+        }
+    }
+
+    /// Installs a new version: the current files move to `archive/<n>/`, then the new files
+    /// and metadata are written atomically.
+    pub fn save_certificate(&self, name: &str, files: &CertFiles, meta: &CertMeta) -> Result<()> {
+        let paths = self.cert_paths(name)?;
+        create_dir_private(&paths.dir)?;
+        if paths.fullchain.exists() {
+            let archive = paths.dir.join("archive");
+            create_dir_private(&archive)?;
+            let n = std::fs::read_dir(&archive)
+                .map_err(|e| Error::io(&archive, e))?
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+                .max()
+                .map_or(1, |m| m + 1);
+            let slot = archive.join(n.to_string());
+            create_dir_private(&slot)?;
+            for file in [
+                "cert.pem",
+                "chain.pem",
+                "fullchain.pem",
+                "privkey.pem",
+                "meta.json",
+            ] {
+                let from = paths.dir.join(file);
+                if from.exists() {
+                    std::fs::copy(&from, slot.join(file)).map_err(|e| Error::io(&from, e))?;
+                }
+            }
+        }
+        if let Some(key) = &files.privkey {
+            write_atomic(&paths.privkey, key.as_bytes(), 0o600)?;
+        }
+        write_atomic(&paths.cert, files.cert.as_bytes(), 0o644)?;
+        write_atomic(&paths.chain, files.chain.as_bytes(), 0o644)?;
+        write_atomic(&paths.fullchain, files.fullchain.as_bytes(), 0o644)?;
+        self.save_meta(name, meta)
+    }
+
+    /// Names of all stored certificates with their metadata, sorted by name.
+    pub fn list(&self) -> Result<Vec<(String, CertMeta)>> {
+        let dir = self.root.join("certs");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if let Ok(Some(meta)) = self.load_meta(&name) {
+                out.push((name, meta));
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+}
+
+/// PEM-encodes DER with `label`.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Decodes the first PEM block with `label`.
+pub fn pem_decode(pem: &str, label: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let begin = format!("-----BEGIN {label}-----");
+    let end = format!("-----END {label}-----");
+    let start = pem.find(&begin)? + begin.len();
+    let stop = start + pem[start..].find(&end)?;
+    let body: String = pem[start..stop].split_whitespace().collect();
+    base64::engine::general_purpose::STANDARD.decode(body).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_modes_and_pem() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("k.pem");
+        write_atomic(&p, b"one", 0o600).unwrap();
+        write_atomic(&p, b"two", 0o600).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        let mode = std::fs::metadata(&p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temp left"
+        );
+        let pem = pem_encode("PRIVATE KEY", &[1, 2, 3, 250]);
+        assert_eq!(pem_decode(&pem, "PRIVATE KEY").unwrap(), [1, 2, 3, 250]);
+        assert_eq!(pem_decode(&pem, "CERTIFICATE"), None);
+    }
+
+    #[test]
+    fn names_and_slugs() {
+        assert_eq!(
+            ca_slug("https://localhost:14000/dir"),
+            "localhost_14000_dir"
+        );
+        assert_eq!(cert_dir_name("*.a.test").unwrap(), "_wildcard.a.test");
+        assert!(cert_dir_name("../etc").is_err());
+        assert!(cert_dir_name("a/b").is_err());
+    }
+
+    #[test]
+    fn lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("state")).unwrap();
+        let held = store.lock_cert("a.test").unwrap();
+        assert!(matches!(store.lock_cert("a.test"), Err(Error::Locked(_))));
+        drop(held);
+        store.lock_cert("a.test").unwrap();
+    }
+
+    #[test]
+    fn account_round_trip_with_private_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let url = "https://ca.test/dir";
+        assert!(store.load_account(url).unwrap().is_none());
+        let rec = AccountRecord {
+            directory_url: url.into(),
+            url: "https://ca.test/acct/1".into(),
+            contact: vec![],
+            status: "valid".into(),
+        };
+        let creds = AccountCredentials {
+            url: rec.url.clone(),
+            key_pkcs8: vec![9; 40],
+        };
+        store.save_account(&rec, &creds).unwrap();
+        assert_eq!(store.load_account(url).unwrap().unwrap(), (rec, creds));
+        let key = dir.path().join("accounts/ca.test_dir/account.key");
+        let mode = std::fs::metadata(key).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,0 +1,579 @@
+//! The `certwright` command against Pebble (Let's Encrypt's test CA) and
+//! pebble-challtestsrv, one shared instance per test binary. Pebble rejects 5% of nonces,
+//! so every test also exercises the badNonce retry.
+
+mod common;
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{mode, openssl_verify, Cli, Pebble};
+use serde_json::Value;
+
+fn pebble() -> &'static Pebble {
+    static P: OnceLock<Pebble> = OnceLock::new();
+    P.get_or_init(|| common::on_immortal_thread(|| Pebble::start(false)))
+}
+
+/// Pebble validates http-01 and tls-alpn-01 on fixed ports: one test at a time uses them.
+fn port_lock() -> MutexGuard<'static, ()> {
+    static L: Mutex<()> = Mutex::new(());
+    L.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn cli(p: &Pebble, state: &Path) -> Cli {
+    Cli {
+        server: p.directory_url.clone(),
+        ca_cert: p.listener_root.clone(),
+        state: state.to_owned(),
+    }
+}
+
+/// Checks the stored files of `name`: modes, chain verified by openssl against one of
+/// Pebble's roots, names in the leaf.
+fn check_files(p: &Pebble, c: &Cli, name: &str, names: &[&str]) -> Value {
+    let dir = c.cert_dir(name);
+    assert_eq!(mode(&dir.join("privkey.pem")), 0o600);
+    assert_eq!(mode(&dir.join("fullchain.pem")), 0o644);
+    let fullchain = std::fs::read_to_string(dir.join("fullchain.pem")).unwrap();
+    let cert = std::fs::read_to_string(dir.join("cert.pem")).unwrap();
+    let chain = std::fs::read_to_string(dir.join("chain.pem")).unwrap();
+    assert_eq!(fullchain, format!("{cert}{chain}"));
+    let info = certwright_client::certinfo::CertInfo::from_chain_pem(&fullchain).unwrap();
+    for n in names {
+        assert!(
+            info.names.iter().any(|x| x == n),
+            "{n} not in {:?}",
+            info.names
+        );
+    }
+    // The default chain ends at Pebble's root 0.
+    openssl_verify(&dir, &p.root_pem(0));
+    serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn http01_standalone_issue_list_renew_and_revoke() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let listen = format!("127.0.0.1:{}", p.http_port);
+    let _ports = port_lock();
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "http.example.test",
+        "-d",
+        "www.http.example.test",
+        "--key-type",
+        "ec256",
+        "--http01-listen",
+        &listen,
+        "--email",
+        "ops@example.test",
+    ]);
+    assert_eq!(v["action"], "issued");
+    let meta = check_files(
+        p,
+        &c,
+        "http.example.test",
+        &["http.example.test", "www.http.example.test"],
+    );
+    assert_eq!(meta["key_type"], "ec256");
+    // The account key is private too.
+    let accounts: Vec<_> = std::fs::read_dir(state.path().join("accounts"))
+        .unwrap()
+        .collect();
+    assert_eq!(accounts.len(), 1);
+    let acct_dir = accounts[0].as_ref().unwrap().path();
+    assert_eq!(mode(&acct_dir.join("account.key")), 0o600);
+
+    // Issuing again is a no-op while the certificate is not due.
+    let again = c.json(&[
+        "issue",
+        "-d",
+        "http.example.test",
+        "-d",
+        "www.http.example.test",
+        "--http01-listen",
+        &listen,
+    ]);
+    assert_eq!(again["action"], "unchanged");
+    let due = c.json(&["renew"]);
+    assert_eq!(due["action"], "not_due");
+
+    let list = c.json(&["list"]);
+    let row = &list[0];
+    assert_eq!(row["name"], "http.example.test");
+    assert!(row["days_left"].as_i64().unwrap() > 0);
+    assert!(row["issuer"].as_str().unwrap().contains("Pebble"), "{row}");
+
+    // Forced renewal: a new serial and a new key; the old version is archived.
+    let old_key = std::fs::read(c.cert_dir("http.example.test").join("privkey.pem")).unwrap();
+    let r = c.json(&["renew", "--force", "http.example.test"]);
+    assert_eq!(r["action"], "renewed");
+    assert_ne!(r["serial"], meta["serial"]);
+    let dir = c.cert_dir("http.example.test");
+    assert_ne!(std::fs::read(dir.join("privkey.pem")).unwrap(), old_key);
+    assert_eq!(
+        std::fs::read(dir.join("archive/1/privkey.pem")).unwrap(),
+        old_key
+    );
+    check_files(p, &c, "http.example.test", &["http.example.test"]);
+    drop(_ports);
+
+    // Revocation with a reason by the account key; Pebble refuses a second revocation.
+    let rv = c.json(&["revoke", "http.example.test", "--reason", "keyCompromise"]);
+    assert_eq!(rv["reason"], 1);
+    let out = c.run(&["revoke", "http.example.test", "--reason", "superseded"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("alreadyRevoked"));
+    assert_eq!(c.json(&["list"])[0]["revoked"], true);
+}
+
+/// A tiny static file server for the webroot test (Pebble's http-01 port).
+fn serve_dir(port: u16, root: std::path::PathBuf) -> impl Drop {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let flag = stop.clone();
+    std::thread::spawn(move || {
+        while !flag.load(Ordering::SeqCst) {
+            let Ok((mut s, _)) = listener.accept() else {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            };
+            s.set_nonblocking(false).ok();
+            s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut line = String::new();
+            BufReader::new(&s).read_line(&mut line).ok();
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+            let file = root.join(path.trim_start_matches('/'));
+            let resp = match std::fs::read(&file) {
+                Ok(body) if !path.contains("..") => {
+                    let mut r =
+                        format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len())
+                            .into_bytes();
+                    r.extend(body);
+                    r
+                }
+                _ => b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            };
+            s.write_all(&resp).ok();
+        }
+    });
+    Stop(stop)
+}
+
+#[test]
+fn webroot_with_rsa_key_removes_token_files() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let _ports = port_lock();
+    let _server = serve_dir(p.http_port, root.path().to_owned());
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "webroot.example.test",
+        "--key-type",
+        "rsa2048",
+        "--webroot",
+        root.path().to_str().unwrap(),
+    ]);
+    assert_eq!(v["action"], "issued");
+    let meta = check_files(p, &c, "webroot.example.test", &["webroot.example.test"]);
+    assert_eq!(meta["key_type"], "rsa2048");
+    let key =
+        std::fs::read_to_string(c.cert_dir("webroot.example.test").join("privkey.pem")).unwrap();
+    let der = certwright_client::store::pem_decode(&key, "PRIVATE KEY").unwrap();
+    assert!(matches!(
+        certwright_proto::AccountKey::from_pkcs8(&der).unwrap(),
+        certwright_proto::AccountKey::Rsa(_)
+    ));
+    let challenge_dir = root.path().join(".well-known/acme-challenge");
+    assert_eq!(
+        std::fs::read_dir(challenge_dir).unwrap().count(),
+        0,
+        "token files left behind"
+    );
+}
+
+#[test]
+fn tls_alpn01_standalone() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let _ports = port_lock();
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "alpn.example.test",
+        "--key-type",
+        "ec384",
+        "--tlsalpn01-listen",
+        &format!("127.0.0.1:{}", p.tls_port),
+    ]);
+    assert_eq!(v["action"], "issued");
+    check_files(p, &c, "alpn.example.test", &["alpn.example.test"]);
+}
+
+#[test]
+fn dns01_exec_hook_wildcard_and_preferred_chain() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let hook = p.dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", p.dns.dns_port);
+    // Pebble offers an alternate chain to its second root; prefer it by name.
+    let root1 = p.root_pem(1);
+    let root1_cn = {
+        let der = certwright_client::certinfo::chain_ders(&root1).unwrap();
+        certwright_client::certinfo::CertInfo::from_der(&der[0])
+            .unwrap()
+            .issuer
+    };
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "*.wild.example.test",
+        "-d",
+        "wild.example.test",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+        "--preferred-chain",
+        &root1_cn,
+    ]);
+    assert_eq!(v["action"], "issued");
+    let dir = c.cert_dir("*.wild.example.test");
+    let fullchain = std::fs::read_to_string(dir.join("fullchain.pem")).unwrap();
+    let issuers = certwright_client::certinfo::chain_issuers(&fullchain);
+    assert_eq!(
+        issuers.last().unwrap(),
+        &root1_cn,
+        "preferred chain not chosen"
+    );
+    openssl_verify(&dir, &root1);
+    let log = std::fs::read_to_string(state.path().join("dns01-hook.log")).unwrap();
+    // Both names share one TXT name; each was presented and cleaned up.
+    assert_eq!(
+        log.matches("present _acme-challenge.wild.example.test.")
+            .count(),
+        2,
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("cleanup _acme-challenge.wild.example.test.")
+            .count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn dns01_hook_failure_is_reported_with_exit_code() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let hook = state.path().join("broken.sh");
+    std::fs::write(&hook, "#!/bin/sh\necho 'zone is read-only' >&2\nexit 7\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = c.run(&[
+        "issue",
+        "-d",
+        "broken.example.test",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("zone is read-only"), "{err}");
+    assert!(!c
+        .cert_dir("broken.example.test")
+        .join("fullchain.pem")
+        .exists());
+}
+
+#[test]
+fn account_register_update_rollover_deactivate() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let reg = c.json(&[
+        "account",
+        "register",
+        "--email",
+        "a@example.test",
+        "--key-type",
+        "ec384",
+    ]);
+    assert_eq!(reg["status"], "valid");
+    assert_eq!(reg["key"], "ECDSA P-384");
+    let shown = c.json(&["account", "show"]);
+    assert_eq!(shown["url"], reg["url"]);
+    let upd = c.json(&["account", "update", "--email", "b@example.test"]);
+    assert_eq!(upd["contact"][0], "mailto:b@example.test");
+
+    let roll = c.json(&["account", "rollover", "--key-type", "ec256"]);
+    assert_ne!(roll["old_key_thumbprint"], roll["new_key_thumbprint"]);
+    assert_eq!(roll["url"], reg["url"]);
+    // The stored key is the new one: the account is found and used with it.
+    let shown = c.json(&["account", "show"]);
+    assert_eq!(shown["key"], "ECDSA P-256");
+    assert_eq!(shown["url"], reg["url"]);
+
+    let de = c.json(&["account", "deactivate"]);
+    assert_eq!(de["status"], "deactivated");
+    // A deactivated account can no longer order: the CA's problem and exit code 3.
+    let hook = p.dns.write_hook(state.path());
+    let out = c.run(&[
+        "issue",
+        "-d",
+        "gone.example.test",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unauthorized"));
+}
+
+#[test]
+fn revoke_by_certificate_key() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let hook = p.dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", p.dns.dns_port);
+    c.json(&[
+        "issue",
+        "-d",
+        "certkey.example.test",
+        "--key-type",
+        "rsa2048",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    let v = c.json(&[
+        "revoke",
+        "certkey.example.test",
+        "--by-cert-key",
+        "--reason",
+        "4",
+    ]);
+    assert_eq!(v["action"], "revoked");
+    let out = c.run(&["revoke", "certkey.example.test", "--by-cert-key"]);
+    assert_eq!(out.status.code(), Some(3));
+}
+
+#[test]
+fn external_account_binding() {
+    let p = common::on_immortal_thread(|| Pebble::start(true));
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(&p, state.path());
+    let out = c.run(&["account", "register", "--email", "e@example.test"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("externalAccountRequired"));
+    let wrong = c.run(&[
+        "account",
+        "register",
+        "--eab-kid",
+        "kid-1",
+        "--eab-hmac-key",
+        "b10lLJs8l1GPIzsLP0s6pMt8O0XVGnfTaCeROxQM0BIt2XrJMDHJZBM5NuQmQJQH",
+    ]);
+    assert_eq!(
+        wrong.status.code(),
+        Some(3),
+        "a MAC key of another kid must be refused"
+    );
+    let v = c.json(&[
+        "account",
+        "register",
+        "--eab-kid",
+        "kid-1",
+        "--eab-hmac-key",
+        "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W",
+    ]);
+    assert_eq!(v["status"], "valid");
+    // Then it issues.
+    let hook = p.dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", p.dns.dns_port);
+    let i = c.json(&[
+        "issue",
+        "-d",
+        "eab.example.test",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    assert_eq!(i["action"], "issued");
+    drop(p);
+}
+
+#[test]
+fn falls_back_to_the_next_ca_and_reports_why() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let hook = p.dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", p.dns.dns_port);
+    let dead = format!("https://localhost:{}/dir", common::free_port());
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certwright"));
+    cmd.args(["--json", "--server", &dead, "--server", &p.directory_url])
+        .arg("--ca-cert")
+        .arg(&p.listener_root)
+        .arg("--state-dir")
+        .arg(state.path())
+        .args([
+            "issue",
+            "-d",
+            "fallback.example.test",
+            "--dns01-exec",
+            hook.to_str().unwrap(),
+            "--dns01-resolver",
+            &resolver,
+        ]);
+    let out = common::run_bounded(&mut cmd, Duration::from_secs(120));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ca"], p.directory_url);
+    assert_eq!(v["fallbacks"][0]["ca"], dead);
+    assert!(!v["fallbacks"][0]["error"].as_str().unwrap().is_empty());
+}
+
+#[test]
+fn agent_issues_renews_with_moved_clock_runs_hooks_and_stops_on_sigterm() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let hook = p.dns.write_hook(state.path());
+    let deploy_log = state.path().join("deploy.log");
+    let config = state.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+server = "{server}"
+ca_cert = "{root}"
+
+[[certificate]]
+name = "agent-one"
+domains = ["agent1.example.test"]
+dns01_exec = "{hook}"
+dns01_resolvers = ["127.0.0.1:{dns}"]
+deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGHT_KEY_PATH" >> {log}'
+
+[[certificate]]
+domains = ["agent2.example.test"]
+key_type = "rsa2048"
+dns01_exec = "{hook}"
+dns01_resolvers = ["127.0.0.1:{dns}"]
+deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGHT_KEY_PATH" >> {log}'
+"#,
+            server = p.directory_url,
+            root = p.listener_root.display(),
+            hook = hook.display(),
+            dns = p.dns.dns_port,
+            log = deploy_log.display(),
+        ),
+    )
+    .unwrap();
+    let run_agent = |offset_secs: i64, want_lines: usize| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certwright"));
+        cmd.arg("--state-dir")
+            .arg(state.path())
+            .arg("run")
+            .arg("--config")
+            .arg(&config)
+            .env("CERTWRIGHT_TEST_TIME_OFFSET", offset_secs.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = common::spawn(&mut cmd);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let lines = std::fs::read_to_string(&deploy_log)
+                .map(|s| s.lines().count())
+                .unwrap_or(0);
+            if lines >= want_lines {
+                break;
+            }
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("agent exited early: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "agent did not deploy {want_lines} certificates in time"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // The agent is now asleep (or finishing); SIGTERM stops it cleanly.
+        let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = child.0.try_wait().unwrap() {
+                break s;
+            }
+            assert!(Instant::now() < deadline, "agent ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(status.success(), "agent exit status {status}");
+    };
+    // First run: both certificates are missing, issued, deployed.
+    run_agent(0, 2);
+    let c = cli(p, state.path());
+    let serial = |name: &str| -> String {
+        let meta: Value = serde_json::from_str(
+            &std::fs::read_to_string(c.cert_dir(name).join("meta.json")).unwrap(),
+        )
+        .unwrap();
+        meta["serial"].as_str().unwrap().to_owned()
+    };
+    let (s1, s2) = (serial("agent-one"), serial("agent2.example.test"));
+    let log = std::fs::read_to_string(&deploy_log).unwrap();
+    assert!(
+        log.contains(&format!(
+            "agent-one {}",
+            c.cert_dir("agent-one").join("fullchain.pem").display()
+        )),
+        "{log}"
+    );
+    // Second run with the clock moved past the renewal time of both: both renewed, hooks run.
+    let far = 6 * 365 * 86400;
+    run_agent(far, 4);
+    assert_ne!(serial("agent-one"), s1);
+    assert_ne!(serial("agent2.example.test"), s2);
+    assert!(c
+        .cert_dir("agent-one")
+        .join("archive/1/fullchain.pem")
+        .exists());
+}
