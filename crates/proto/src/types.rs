@@ -291,6 +291,14 @@ pub struct Challenge {
     pub validated: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
+    /// What the CA saw when it validated (a CA extension, as Boulder's
+    /// `validationRecord`): addresses contacted, records found, the CAA decision.
+    #[serde(
+        rename = "validationRecord",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub validation_record: Option<Value>,
 }
 
 /// Finalize payload (§7.4).

@@ -15,12 +15,14 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::ca::ocsp::OcspResponder;
-use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy, Profile};
+use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, Profile};
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::ra::policy::{Policy, PolicyHandle};
 use crate::ra::{Ra, RaPolicy};
-use crate::store::Store;
-use crate::va::{NameResolver, Va, VaConfig};
+use crate::store::{Backend, Store, StoreOptions};
+use crate::telemetry;
+use crate::va::{DenyList, NameResolver, Va, VaConfig};
 use crate::wfe::{self, AppState, NonceStore, Urls};
 
 /// Seconds a client has to send its request headers (slow clients are cut off).
@@ -40,6 +42,29 @@ fn spawn_crl_refresher(ra: Ra) {
             tick.tick().await;
             if let Err(p) = ra.current_crl().await {
                 tracing::error!(problem = %p, "refreshing the CRL failed");
+            }
+        }
+    });
+}
+
+/// Seconds between sweeps for work whose lease ran out and for expired nonces.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Takes over in-flight work whose instance died, and purges expired shared nonces.
+fn spawn_sweeper(ra: Ra, store: Store, clock: Clock) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(e) = ra.recover(false).await {
+                tracing::warn!(error = %e, "sweep for abandoned work failed");
+            }
+            if store.backend() == Backend::Postgres {
+                if let Err(e) = store.purge_nonces(clock.now()).await {
+                    tracing::warn!(error = %e, "purging expired nonces failed");
+                }
             }
         }
     });
@@ -67,6 +92,8 @@ pub struct CaServer {
     tls: Option<Arc<rustls::ServerConfig>>,
     /// (challenges, orders) resumed from a previous run.
     pub recovered: (usize, usize),
+    /// What the admin listener (`/metrics`, `/healthz`, `/readyz`) serves.
+    pub admin: Arc<telemetry::Admin>,
 }
 
 impl CaServer {
@@ -74,6 +101,7 @@ impl CaServer {
     /// authorities; resumes whatever a previous run left in flight.
     pub async fn open(config: Config, options: Options) -> anyhow::Result<Self> {
         config.validate()?;
+        let metrics = telemetry::install();
         std::fs::create_dir_all(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -91,7 +119,12 @@ impl CaServer {
         } else {
             None
         };
-        let store = Store::open(&config.database_url())
+        let store_options = StoreOptions {
+            auto_migrate: config.database.auto_migrate,
+            max_connections: config.database.max_connections,
+            acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+        };
+        let store = Store::open_with(&config.database_url(), &store_options)
             .await
             .with_context(|| format!("cannot open database {}", config.database_url()))?;
         let ocsp = if config.ocsp.enabled {
@@ -126,7 +159,11 @@ impl CaServer {
         let ca = Arc::new(ca);
         let resolver = match options.resolver {
             Some(r) => r,
-            None => NameResolver::dns(config.validation.dns_resolver)?,
+            None => NameResolver::dns_with_timeout(
+                config.validation.dns_resolver,
+                // Two attempts per query fit in one validation's time.
+                Duration::from_secs(config.validation.timeout_secs).mul_f32(0.4),
+            )?,
         };
         let va = Va::new(
             VaConfig {
@@ -134,12 +171,21 @@ impl CaServer {
                 tlsalpn01_port: config.validation.tlsalpn01_port,
                 timeout: Duration::from_secs(config.validation.timeout_secs),
                 max_concurrent: config.validation.max_concurrent,
+                deny: DenyList::parse(&config.validation.deny_ranges)
+                    .map_err(|e| anyhow::anyhow!("validation.deny_ranges: {e}"))?,
+                check_caa: config.validation.check_caa,
+                caa_identities: config.directory.caa_identities.clone(),
+                account_uri_prefix: format!("{}/acme/acct/", config.base_url()),
+                allow_ip_identifiers: config.validation.allow_ip_identifiers,
+                caa_recheck_after: Duration::from_secs(
+                    u64::from(config.validation.caa_recheck_after_hours) * 3600,
+                ),
             },
             resolver,
         )?;
         let ra = Ra::new(
             store.clone(),
-            ca,
+            ca.clone(),
             va,
             options.clock.clone(),
             RaPolicy {
@@ -148,12 +194,7 @@ impl CaServer {
                     * 3600,
                 valid_authz_lifetime_secs: i64::from(config.orders.valid_authz_lifetime_days)
                     * 86400,
-                max_identifiers: config.orders.max_identifiers,
-                key_policy: KeyPolicy {
-                    rsa_max_bits: config.issuance.rsa_max_bits,
-                    allow_ed25519: config.issuance.allow_ed25519,
-                    ..KeyPolicy::default()
-                },
+                live: PolicyHandle::new(Policy::from_config(&config)?),
                 terms_of_service: config.directory.terms_of_service.is_some(),
                 external_account_required: config.directory.external_account_required,
                 profiles: config
@@ -172,19 +213,25 @@ impl CaServer {
                     .collect(),
                 default_profile: config.default_profile(),
                 crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
+                lease_secs: 3 * config.validation.timeout_secs as i64 + 30,
             },
         );
         let recovered = if options.admin {
             (0, 0)
         } else {
+            // A single-instance store takes over everything; a shared one only what no
+            // live instance holds.
+            let everything = store.backend() == Backend::Sqlite;
             let recovered = ra
-                .recover()
+                .recover(everything)
                 .await
                 .context("resuming work from the previous run")?;
+            spawn_sweeper(ra.clone(), store.clone(), options.clock.clone());
             ra.current_crl()
                 .await
                 .map_err(|p| anyhow::anyhow!("publishing the CRL: {p}"))?;
             spawn_crl_refresher(ra.clone());
+            telemetry::spawn_database_pinger(store.clone());
             recovered
         };
         let meta = DirectoryMeta {
@@ -200,12 +247,21 @@ impl CaServer {
         };
         let state = Arc::new(AppState::new(
             ra,
-            NonceStore::new(options.clock),
+            match store.backend() {
+                Backend::Sqlite => NonceStore::new(options.clock),
+                Backend::Postgres => NonceStore::shared(store.clone(), options.clock),
+            },
             Urls {
                 base: config.base_url(),
             },
             meta,
         ));
+        let admin = Arc::new(telemetry::Admin {
+            metrics,
+            store: store.clone(),
+            ca,
+            acme: state.clone(),
+        });
         Ok(Self {
             config,
             state,
@@ -215,6 +271,7 @@ impl CaServer {
             root_pem,
             tls,
             recovered,
+            admin,
         })
     }
 

@@ -39,6 +39,117 @@ pub struct Config {
     pub default_profile: Option<String>,
     pub crl: CrlSection,
     pub ocsp: OcspSection,
+    pub database: DatabaseSection,
+    /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`.
+    pub admin_listen: AdminListen,
+    /// Naming, key and lifetime policy; reloaded on SIGHUP (see `docs/policy.md`).
+    pub policy: PolicySection,
+}
+
+/// Where the admin listener binds: an address, or `off` (also the empty string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AdminListen(pub Option<SocketAddr>);
+
+impl Default for AdminListen {
+    /// Loopback only: metrics and health are for the operator, not the world.
+    fn default() -> Self {
+        Self(Some(SocketAddr::from(([127, 0, 0, 1], 14001))))
+    }
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "off" => Ok(Self(None)),
+            addr => addr
+                .parse()
+                .map(|a| Self(Some(a)))
+                .map_err(|_| format!("admin_listen {addr:?} is neither ADDR:PORT nor \"off\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for AdminListen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// `[policy]`: which identifiers, keys and lifetimes the CA accepts. Everything here, and
+/// `[orders].max_identifiers`, `[issuance].rsa_max_bits` and `allow_ed25519`, is re-read on
+/// SIGHUP. The rules are explained in `docs/policy.md`; they are evaluated in `ra::policy`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicySection {
+    /// Name patterns an identifier must match (`host.example.com` exactly, `*.example.com`
+    /// any name below). Empty: every name not denied.
+    pub allowed_names: Vec<String>,
+    /// Name patterns no identifier may touch (same syntax); checked before `allowed_names`.
+    pub denied_names: Vec<String>,
+    /// Issue wildcard names (`*.example.com`) at all.
+    pub allow_wildcards: bool,
+    /// CIDR ranges (or single addresses) IP identifiers must fall in. Unset: any address.
+    pub allowed_ip_ranges: Option<Vec<String>>,
+    /// CSR key types: any of `rsa`, `p256`, `p384`, `ed25519`. Unset: `rsa`, `p256`,
+    /// `p384`, and `ed25519` when `[issuance].allow_ed25519` is set.
+    pub key_types: Option<Vec<String>>,
+    /// Smallest RSA key accepted in a CSR, in bits (the largest is `[issuance].rsa_max_bits`).
+    pub rsa_min_bits: usize,
+    /// Longest certificate lifetime in days, whatever the profile says. Unset: the profile's.
+    pub max_lifetime_days: Option<u32>,
+    /// Per EAB label: the only names and addresses accounts bound with that label may get.
+    pub eab: BTreeMap<String, EabRuleSection>,
+}
+
+impl Default for PolicySection {
+    fn default() -> Self {
+        Self {
+            allowed_names: Vec::new(),
+            denied_names: Vec::new(),
+            allow_wildcards: true,
+            allowed_ip_ranges: None,
+            key_types: None,
+            rsa_min_bits: 2048,
+            max_lifetime_days: None,
+            eab: BTreeMap::new(),
+        }
+    }
+}
+
+/// `[policy.eab.LABEL]`: what accounts bound with an EAB key of this label may request.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EabRuleSection {
+    /// Name patterns (as in `allowed_names`); names must match one of these too.
+    pub allowed_names: Vec<String>,
+    /// CIDR ranges for IP identifiers. Empty: no IP identifiers for this label.
+    pub allowed_ip_ranges: Vec<String>,
+}
+
+/// `[database]`: connection settings (the URL is the top-level `database_url`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSection {
+    /// Most connections to PostgreSQL per instance.
+    pub max_connections: u32,
+    /// Seconds a request waits for a connection before failing with serverInternal.
+    pub acquire_timeout_secs: u64,
+    /// Apply pending migrations at start. When false, `certwright-ca migrate` must be run
+    /// first and the server refuses to start on an older schema.
+    pub auto_migrate: bool,
+}
+
+impl Default for DatabaseSection {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            acquire_timeout_secs: 5,
+            auto_migrate: true,
+        }
+    }
 }
 
 /// `[profiles.NAME]`: one certificate profile.
@@ -157,6 +268,15 @@ pub struct ValidationSection {
     pub timeout_secs: u64,
     /// Validations run at once; more wait their turn.
     pub max_concurrent: usize,
+    /// Address ranges (CIDR) the VA never connects to; IP identifiers inside them are
+    /// refused at newOrder.
+    pub deny_ranges: Vec<String>,
+    /// Accept `ip` identifiers (RFC 8738).
+    pub allow_ip_identifiers: bool,
+    /// Check CAA (RFC 8659/8657) before issuing.
+    pub check_caa: bool,
+    /// At finalize, CAA is checked again for names validated longer ago than this.
+    pub caa_recheck_after_hours: u32,
 }
 
 /// `[directory]`: the directory's `meta`.
@@ -196,6 +316,9 @@ impl Default for Config {
             default_profile: None,
             crl: CrlSection::default(),
             ocsp: OcspSection::default(),
+            database: DatabaseSection::default(),
+            admin_listen: AdminListen::default(),
+            policy: PolicySection::default(),
         }
     }
 }
@@ -240,6 +363,10 @@ impl Default for ValidationSection {
             dns_resolver: None,
             timeout_secs: 10,
             max_concurrent: 64,
+            deny_ranges: Vec::new(),
+            allow_ip_identifiers: true,
+            check_caa: true,
+            caa_recheck_after_hours: 8,
         }
     }
 }
@@ -307,6 +434,9 @@ impl Config {
                 "issuance.lifetime_days must be at least 1".into(),
             ));
         }
+        if let Err(e) = crate::va::DenyList::parse(&self.validation.deny_ranges) {
+            return Err(ConfigError::Invalid(format!("validation.deny_ranges: {e}")));
+        }
         if self.validation.max_concurrent == 0 || self.validation.timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "validation.max_concurrent and validation.timeout_secs must be positive".into(),
@@ -353,6 +483,13 @@ impl Config {
                 "issuance.rsa_max_bits must be 2048..=8192".into(),
             ));
         }
+        if self.admin_listen.0 == Some(self.listen) {
+            return Err(ConfigError::Invalid(
+                "admin_listen must differ from listen (or be \"off\")".into(),
+            ));
+        }
+        crate::ra::policy::Policy::from_config(self)
+            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
     }
 

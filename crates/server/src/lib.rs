@@ -11,5 +11,6 @@ pub mod config;
 pub mod fsutil;
 pub mod ra;
 pub mod store;
+pub mod telemetry;
 pub mod va;
 pub mod wfe;

@@ -10,7 +10,7 @@ use certwright_server::app::{CaServer, Options};
 use certwright_server::ca::crl::reason_name;
 use certwright_server::ca::hierarchy::HierarchyPaths;
 use certwright_server::clock::{rfc3339, Clock};
-use certwright_server::config::{Config, LogFormat};
+use certwright_server::config::{AdminListen, Config, LogFormat};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -55,6 +55,27 @@ enum Command {
         /// RFC 5280 reason: a code or a name (keyCompromise, superseded, …).
         #[arg(long, default_value = "unspecified")]
         reason: String,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// Apply pending database migrations (the server refuses a schema newer than it knows).
+    Migrate {
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// Write the whole database as JSON lines (e.g. to move from SQLite to PostgreSQL).
+    Export {
+        /// Output file.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// Load an export into an empty database (select it with --database-url).
+    Import {
+        /// File written by `certwright-ca export`.
+        #[arg(long = "in")]
+        input: PathBuf,
         #[command(flatten)]
         ca: AdminArgs,
     },
@@ -107,6 +128,32 @@ struct AdminArgs {
 }
 
 impl AdminArgs {
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut c = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &self.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &self.database_url {
+            c.database_url = Some(v.clone());
+        }
+        Ok(c)
+    }
+
+    /// The store alone (no CA keys needed).
+    async fn store(&self, migrate: bool) -> anyhow::Result<certwright_server::store::Store> {
+        let c = self.config()?;
+        let options = certwright_server::store::StoreOptions {
+            auto_migrate: migrate,
+            ..Default::default()
+        };
+        certwright_server::store::Store::open_with(&c.database_url(), &options)
+            .await
+            .with_context(|| format!("opening {}", c.database_url()))
+    }
+
     async fn open(self) -> anyhow::Result<CaServer> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
@@ -243,6 +290,36 @@ async fn admin(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Migrate { ca } => {
+            ca.store(true).await?;
+            println!("the database schema is up to date");
+            Ok(())
+        }
+        Command::Export { out, ca } => {
+            let rows = ca.store(false).await?.export().await?;
+            let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+            certwright_server::fsutil::write_atomic(&out, text.as_bytes(), 0o600)
+                .with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "exported {} rows to {} (keep it secret: it holds EAB keys)",
+                rows.len(),
+                out.display()
+            );
+            Ok(())
+        }
+        Command::Import { input, ca } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("reading {}", input.display()))?;
+            let rows = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(serde_json::from_str)
+                .collect::<Result<Vec<serde_json::Value>, _>>()
+                .context("the export is not JSON lines")?;
+            let n = ca.store(true).await?.import(&rows).await?;
+            println!("imported {n} rows");
+            Ok(())
+        }
         Command::Serve(_) | Command::Root { .. } => unreachable!("handled in main"),
     }
 }
@@ -279,6 +356,10 @@ struct ServeArgs {
     /// Log format.
     #[arg(long, env = "CERTWRIGHT_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Admin listener for /metrics, /healthz and /readyz, ADDR:PORT or "off"
+    /// (default 127.0.0.1:14001).
+    #[arg(long, env = "CERTWRIGHT_ADMIN_LISTEN")]
+    admin_listen: Option<AdminListen>,
 }
 
 impl ServeArgs {
@@ -314,6 +395,9 @@ impl ServeArgs {
         if let Some(v) = self.log_format {
             c.log_format = v;
         }
+        if let Some(v) = self.admin_listen {
+            c.admin_listen = v;
+        }
         Ok(c)
     }
 }
@@ -331,6 +415,7 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let config_path = args.config.clone();
     let config = args.into_config()?;
     init_logging(config.log_format);
     let listen = config.listen;
@@ -338,6 +423,26 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
+    let admin_listen = server.config.admin_listen.0;
+    if let Some(addr) = admin_listen {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (admin_listen)"))?;
+        let state = server.admin.clone();
+        tokio::spawn(async move {
+            if let Err(e) =
+                certwright_server::telemetry::serve_admin(admin, state, shutdown_signal()).await
+            {
+                tracing::error!(error = %e, "the admin listener failed");
+            }
+        });
+    }
+    server
+        .state
+        .ra
+        .policy_handle()
+        .reload_on_sighup(config_path)
+        .context("installing the SIGHUP handler")?;
     let dir = server.directory_url();
     let root = server
         .root_path
@@ -348,6 +453,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  directory:        {dir}");
     println!("  root certificate: {root}");
     println!("  root SHA-256:     {}", server.root_fingerprint);
+    match admin_listen {
+        Some(addr) => println!("  admin:            http://{addr}/metrics, /healthz, /readyz"),
+        None => println!("  admin:            off"),
+    }
     if server.recovered != (0, 0) {
         println!(
             "  resumed from the previous run: {} validation(s), {} issuance(s)",

@@ -468,19 +468,19 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             Box::pin(async { acme.new_order(&["bad_name.example.test"]).await }),
         ),
         (
-            "wildcard (not yet offered)",
+            "wildcard not the whole leftmost label",
             ProblemType::RejectedIdentifier,
             400,
-            Box::pin(async { acme.new_order(&["*.example.test"]).await }),
+            Box::pin(async { acme.new_order(&["www.*.example.test"]).await }),
         ),
         (
-            "IP identifier (not yet offered)",
-            ProblemType::UnsupportedIdentifier,
+            "IP identifier that is not a unicast address",
+            ProblemType::RejectedIdentifier,
             400,
             Box::pin(async {
                 acme.post(
                     &new_order,
-                    Some(&json!({"identifiers": [{"type": "ip", "value": "192.0.2.1"}]})),
+                    Some(&json!({"identifiers": [{"type": "ip", "value": "224.0.0.1"}]})),
                 )
                 .await
             }),
@@ -740,4 +740,21 @@ async fn a_bad_nonce_answer_carries_a_nonce_that_works() {
     )
     .unwrap();
     assert_eq!(acme.send_jws(&kid, &jws).await.status, 200);
+}
+
+#[tokio::test]
+async fn ip_identifiers_are_refused_when_the_policy_says_so() {
+    let ca = TestCa::start_with(|c| c.validation.allow_ip_identifiers = false).await;
+    let acme = ca.account().await;
+    let before = ca.store.snapshot().await.unwrap();
+    let new_order = acme.dir.new_order.clone();
+    let r = acme
+        .post(
+            &new_order,
+            Some(&json!({"identifiers": [{"type": "ip", "value": "192.0.2.1"}]})),
+        )
+        .await;
+    let p = r.assert_problem(ProblemType::RejectedIdentifier, 400);
+    assert!(p.detail.contains("allow_ip_identifiers"), "{p}");
+    assert_eq!(ca.store.snapshot().await.unwrap(), before);
 }

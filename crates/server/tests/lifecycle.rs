@@ -370,12 +370,7 @@ async fn revocation_by_each_authority_with_crl_and_openssl() {
     )
     .unwrap();
     let leaf3 = leaf_der(&chain3);
-    let by_key = Acme {
-        http: acme.http.clone(),
-        dir: acme.dir.clone(),
-        key: cert_key,
-        kid: None,
-    };
+    let by_key = acme.rekeyed(cert_key);
     assert_eq!(
         by_key
             .post(&revoke_url, Some(&payload(&leaf3, Some(1))))

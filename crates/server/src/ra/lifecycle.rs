@@ -285,6 +285,7 @@ impl Ra {
             ));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
+        crate::telemetry::revocation(reason_name(reason));
         if let Err(e) = self.publish_crl().await {
             tracing::error!(problem = %e, "publishing the CRL after a revocation failed");
         }
@@ -332,6 +333,7 @@ impl Ra {
             ));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
+        crate::telemetry::revocation(reason_name(reason));
         self.publish_crl().await?;
         self.inner
             .store

@@ -4,7 +4,9 @@
 pub mod contact;
 pub mod lifecycle;
 pub mod ocsp;
+pub mod policy;
 pub mod status;
+mod validation;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,12 +14,12 @@ use std::sync::Arc;
 use certwright_proto::identifier::{normalize, IdentifierError, NormalizedIdentifier};
 use certwright_proto::keyauth::{key_authorization, new_token};
 use certwright_proto::types::{
-    AccountStatus, AccountUpdate, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier,
-    IdentifierType, NewAccount, NewOrder, OrderStatus,
+    AccountStatus, AccountUpdate, AuthorizationStatus, ChallengeStatus, Identifier, NewAccount,
+    NewOrder, OrderStatus,
 };
 use certwright_proto::{b64, Jwk, Problem, ProblemType};
 
-use crate::ca::{parse_csr, CertificateAuthority, KeyPolicy, Profile};
+use crate::ca::{parse_csr, CertificateAuthority, Profile};
 use crate::clock::Clock;
 use crate::store::{
     AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
@@ -32,8 +34,8 @@ pub struct RaPolicy {
     pub order_lifetime_secs: i64,
     pub pending_authz_lifetime_secs: i64,
     pub valid_authz_lifetime_secs: i64,
-    pub max_identifiers: usize,
-    pub key_policy: KeyPolicy,
+    /// Naming, key and lifetime policy; replaced whole on SIGHUP (see `policy`).
+    pub live: policy::PolicyHandle,
     /// Newaccount must carry `termsOfServiceAgreed: true` (when the CA has terms).
     pub terms_of_service: bool,
     pub external_account_required: bool,
@@ -42,6 +44,9 @@ pub struct RaPolicy {
     pub default_profile: String,
     /// Seconds between a CRL's thisUpdate and nextUpdate.
     pub crl_validity_secs: i64,
+    /// Seconds an instance holds work it started (a validation, an issuance) before
+    /// another may take it over.
+    pub lease_secs: i64,
 }
 
 /// Converts a store failure into a problem. Only genuine server faults reach here.
@@ -237,7 +242,7 @@ impl Ra {
         if identifiers.is_empty() {
             return Err(Problem::malformed("an order needs at least one identifier"));
         }
-        let max = self.inner.policy.max_identifiers;
+        let max = self.policy().max_names;
         if identifiers.len() > max {
             return Err(Problem::rejected_identifier(format!(
                 "an order may hold at most {max} identifiers, this one has {}",
@@ -259,23 +264,16 @@ impl Ra {
                 Err(e @ IdentifierError::BadIp(_)) => {
                     problems.push(Problem::malformed(e.to_string()).for_identifier(id.clone()))
                 }
-                Ok(n) if n.identifier.kind == IdentifierType::Ip => problems.push(
-                    Problem::unsupported_identifier(
-                        "this CA does not issue for IP address identifiers yet",
-                    )
-                    .for_identifier(id.clone()),
-                ),
-                Ok(n) if n.wildcard => problems.push(
-                    Problem::rejected_identifier(
-                        "this CA does not issue wildcard certificates yet",
-                    )
-                    .for_identifier(id.clone()),
-                ),
-                Ok(n) => {
-                    if seen.insert(n.identifier.clone()) {
-                        out.push(n);
+                Ok(n) => match self.ip_refusal(&n) {
+                    Some(why) => {
+                        problems.push(Problem::rejected_identifier(why).for_identifier(id.clone()))
                     }
-                }
+                    None => {
+                        if seen.insert(n.identifier.clone()) {
+                            out.push(n);
+                        }
+                    }
+                },
             }
         }
         match problems.len() {
@@ -334,6 +332,7 @@ impl Ra {
             }
         };
         let identifiers = self.check_identifiers(&request.identifiers)?;
+        self.check_naming_policy(account, &identifiers)?;
         let replaces = match &request.replaces {
             None => None,
             Some(cert_id) => {
@@ -366,7 +365,7 @@ impl Ra {
                         identifier: authz_id,
                         wildcard: n.wildcard,
                         expires: authz_expires,
-                        challenges: offered_challenges(n)
+                        challenges: validation::offered_challenges(n)
                             .into_iter()
                             .map(|kind| (kind, new_token()))
                             .collect(),
@@ -497,14 +496,15 @@ impl Ra {
             if self
                 .inner
                 .store
-                .start_validation(challenge.id)
+                .start_validation(challenge.id, self.now() + self.inner.policy.lease_secs)
                 .await
                 .map_err(internal)?
             {
                 self.spawn_validation(
                     authz.record.identifier.clone(),
+                    authz.record.wildcard,
                     challenge.clone(),
-                    account.jwk.clone(),
+                    account,
                 );
             }
         }
@@ -520,16 +520,26 @@ impl Ra {
     fn spawn_validation(
         &self,
         identifier: Identifier,
+        wildcard: bool,
         challenge: ChallengeRecord,
-        account_key: Jwk,
+        account: &AccountRecord,
     ) {
         let ra = self.clone();
+        let (account_id, account_key) = (account.id, account.jwk.clone());
         tokio::spawn(async move {
             let key_auth = key_authorization(&challenge.token, &account_key);
+            let started = std::time::Instant::now();
             let outcome = ra
                 .inner
                 .va
-                .validate(challenge.kind, &identifier, &challenge.token, &key_auth)
+                .validate_for_issuance(
+                    challenge.kind,
+                    &identifier,
+                    wildcard,
+                    &challenge.token,
+                    &key_auth,
+                    account_id.0,
+                )
                 .await;
             match &outcome.error {
                 None => {
@@ -539,6 +549,11 @@ impl Ra {
                     tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, "validation failed")
                 }
             }
+            crate::telemetry::validation(
+                challenge.kind.as_str(),
+                outcome.error.is_none(),
+                started.elapsed(),
+            );
             let now = ra.now();
             if let Err(e) = ra
                 .inner
@@ -575,7 +590,7 @@ impl Ra {
         }
         let der =
             b64::decode(csr_b64).map_err(|_| Problem::malformed("\"csr\" is not base64url"))?;
-        let csr = parse_csr(&der, &self.inner.policy.key_policy)?;
+        let csr = parse_csr(&der, &self.policy().key_policy)?;
         let ordered: BTreeSet<Identifier> = view.record.identifiers.iter().cloned().collect();
         if csr.identifiers != ordered {
             let extra: Vec<String> = csr
@@ -596,10 +611,11 @@ impl Ra {
                 "the CSR's public key must not be the account key",
             ));
         }
+        self.recheck_caa(account, &view.record).await?;
         if !self
             .inner
             .store
-            .begin_finalize(id, &der)
+            .begin_finalize(id, &der, self.now() + self.inner.policy.lease_secs)
             .await
             .map_err(internal)?
         {
@@ -616,6 +632,7 @@ impl Ra {
         let store = &self.inner.store;
         let fail = |detail: String| async move {
             tracing::error!(order = %id, %detail, "issuance failed");
+            crate::telemetry::issuance_failure();
             let _ = store
                 .fail_order(
                     id,
@@ -630,7 +647,7 @@ impl Ra {
         let Some(der) = order.csr.as_deref() else {
             return fail("the order lost its CSR".into()).await;
         };
-        let csr = match parse_csr(der, &self.inner.policy.key_policy) {
+        let csr = match parse_csr(der, &self.policy().key_policy) {
             Ok(c) => c,
             Err(p) => return fail(p.detail).await,
         };
@@ -644,6 +661,7 @@ impl Ra {
             ))
             .await;
         };
+        let profile = &self.policy().cap_lifetime(profile);
         for _ in 0..3 {
             let now = self.now();
             let issued = match self.inner.ca.issue(&csr, &order.identifiers, profile, now) {
@@ -664,6 +682,7 @@ impl Ra {
             match store.complete_order(id, &record).await {
                 Ok(()) => {
                     tracing::info!(order = %id, serial = %record.serial, "certificate issued");
+                    crate::telemetry::issuance(profile_name);
                     return;
                 }
                 Err(StoreError::Conflict) => continue, // serial collision: draw another
@@ -686,19 +705,25 @@ impl Ra {
         }
     }
 
-    /// Resumes what a previous run left in flight: validations are run again, issuance
-    /// is completed from the kept CSR. Nothing stays `processing`.
-    pub async fn recover(&self) -> Result<(usize, usize), StoreError> {
+    /// Resumes work left in flight whose lease ran out — by a previous run of this
+    /// instance, or by another instance that died. `everything` takes all of it regardless
+    /// of leases (a single-instance store at startup). Nothing stays `processing`.
+    pub async fn recover(&self, everything: bool) -> Result<(usize, usize), StoreError> {
         let store = &self.inner.store;
-        let challenges = store.processing_challenges().await?;
+        let now = self.now();
+        let lease_until = now + self.inner.policy.lease_secs;
+        let horizon = if everything { i64::MAX } else { now };
+        let challenges = store.claim_stale_validations(horizon, lease_until).await?;
         for id in &challenges {
             let challenge = store.challenge(*id).await?;
             let authz = store.authorization(challenge.authorization_id).await?;
             let account = store.account(authz.account_id).await?;
-            self.spawn_validation(authz.identifier, challenge, account.jwk);
+            tracing::info!(challenge = %id, "resuming a validation left in flight");
+            self.spawn_validation(authz.identifier, authz.wildcard, challenge, &account);
         }
-        let orders = store.processing_orders().await?;
+        let orders = store.claim_stale_issuances(horizon, lease_until).await?;
         for id in &orders {
+            tracing::info!(order = %id, "resuming an issuance left in flight");
             self.issue_for_order(*id).await;
         }
         Ok((challenges.len(), orders.len()))
@@ -720,9 +745,4 @@ fn not_found(what: &str) -> Problem {
         format!("no such {what} for this account"),
     )
     .with_status(404)
-}
-
-/// The challenge types offered for an identifier.
-fn offered_challenges(_identifier: &NormalizedIdentifier) -> Vec<ChallengeType> {
-    vec![ChallengeType::Http01]
 }

@@ -4,16 +4,18 @@
 //! backend is SQLite in WAL mode; writes go through a single connection (SQLite allows one
 //! writer at a time anyway, and this avoids lock-upgrade deadlocks), reads through a pool.
 
+mod export;
 mod records;
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use certwright_proto::types::{AuthorizationStatus, ChallengeStatus, Identifier, IdentifierType};
 use certwright_proto::{Jwk, Problem};
 use serde_json::Value;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Row, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::Migrator;
+use sqlx::AnyPool;
+use sqlx::Row;
 
 pub use records::*;
 
@@ -34,6 +36,8 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Schema(String),
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -42,40 +46,183 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// Which database engine a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Embedded SQLite (WAL, synchronous=FULL): one instance.
+    Sqlite,
+    /// PostgreSQL: several instances may share it.
+    Postgres,
+}
+
+/// Connection settings beyond the URL.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Apply pending migrations when opening (else refuse to run on an old schema).
+    pub auto_migrate: bool,
+    /// Most connections to PostgreSQL (SQLite uses one writer and a small read pool).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before failing (fast failure when the
+    /// database is unreachable).
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            auto_migrate: true,
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+
 /// The store. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    reader: SqlitePool,
-    writer: SqlitePool,
+    reader: AnyPool,
+    writer: AnyPool,
+    backend: Backend,
+}
+
+fn sqlite_url(url: &str, mode: &str) -> String {
+    if url.contains(":memory:") {
+        return url.to_owned();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode={mode}")
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` (`sqlite://PATH` or `sqlite::memory:`)
-    /// and applies pending migrations.
+    /// Opens the database at `url` (`sqlite://PATH`, `sqlite::memory:` or
+    /// `postgres://…`) and applies pending migrations.
     pub async fn open(url: &str) -> Result<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a transaction reported committed survives power loss, not just a crash.
-            .synchronous(SqliteSynchronous::Full)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(10));
-        let in_memory = url.contains(":memory:");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(options.clone())
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        // An in-memory database exists once per connection: share the writer for reads.
-        let reader = if in_memory {
-            writer.clone()
+        Self::open_with(url, &StoreOptions::default()).await
+    }
+
+    /// Opens the database with explicit options.
+    pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let store = if url.starts_with("sqlite:") {
+            let writer = AnyPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            // FULL: a committed transaction survives power loss, not just a crash.
+                            "PRAGMA synchronous = FULL",
+                            "PRAGMA foreign_keys = ON",
+                            "PRAGMA busy_timeout = 10000",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                        Ok(())
+                    })
+                })
+                .connect(&sqlite_url(url, "rwc"))
+                .await?;
+            // An in-memory database exists once per connection: share the writer for reads.
+            let reader = if url.contains(":memory:") {
+                writer.clone()
+            } else {
+                AnyPoolOptions::new()
+                    .max_connections(8)
+                    .acquire_timeout(options.acquire_timeout)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            sqlx::query("PRAGMA busy_timeout = 10000")
+                                .execute(&mut *conn)
+                                .await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy(&sqlite_url(url, "ro"))?
+            };
+            Self {
+                reader,
+                writer,
+                backend: Backend::Sqlite,
+            }
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            let pool = AnyPoolOptions::new()
+                .max_connections(options.max_connections)
+                .acquire_timeout(options.acquire_timeout)
+                .connect(url)
+                .await?;
+            Self {
+                reader: pool.clone(),
+                writer: pool,
+                backend: Backend::Postgres,
+            }
         } else {
-            SqlitePoolOptions::new()
-                .max_connections(8)
-                .connect_with(options.read_only(true))
-                .await?
+            return Err(StoreError::Corrupt(format!(
+                "unsupported database URL {url:?} (use sqlite://PATH or postgres://…)"
+            )));
         };
-        Ok(Self { reader, writer })
+        store.check_schema(options.auto_migrate).await?;
+        Ok(store)
+    }
+
+    /// The engine this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    fn migrator(&self) -> &'static Migrator {
+        match self.backend {
+            Backend::Sqlite => &SQLITE_MIGRATIONS,
+            Backend::Postgres => &POSTGRES_MIGRATIONS,
+        }
+    }
+
+    /// Refuses a schema newer than this binary knows; applies pending migrations when
+    /// `migrate` is set, else refuses a schema that lacks them.
+    async fn check_schema(&self, migrate: bool) -> Result<()> {
+        let known: Vec<i64> = self.migrator().iter().map(|m| m.version).collect();
+        let applied = self.applied_migrations().await?;
+        if let Some(newer) = applied.iter().find(|v| !known.contains(v)) {
+            return Err(StoreError::Schema(format!(
+                "the database has schema version {newer}, newer than this certwright-ca knows ({:?}); upgrade certwright-ca",
+                known.last()
+            )));
+        }
+        let pending = known.iter().filter(|v| !applied.contains(v)).count();
+        if pending > 0 {
+            if !migrate {
+                return Err(StoreError::Schema(format!(
+                    "{pending} migration(s) are pending; run `certwright-ca migrate` first"
+                )));
+            }
+            self.migrate().await?;
+        }
+        Ok(())
+    }
+
+    async fn applied_migrations(&self) -> Result<Vec<i64>> {
+        let rows = match sqlx::query(
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version",
+        )
+        .fetch_all(&self.writer)
+        .await
+        {
+            Ok(rows) => rows,
+            // No migrations table yet: a fresh database.
+            Err(sqlx::Error::Database(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        };
+        Ok(rows.iter().map(|r| r.get::<i64, _>(0)).collect())
+    }
+
+    /// Applies pending migrations; returns how many were applied.
+    pub async fn migrate(&self) -> Result<usize> {
+        let before = self.applied_migrations().await?.len();
+        self.migrator().run(&self.writer).await?;
+        Ok(self.applied_migrations().await?.len() - before)
     }
 
     /// Whether the database answers.
@@ -96,17 +243,17 @@ impl Store {
     ) -> Result<AccountRecord> {
         let res = sqlx::query(
             "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
-             VALUES (?, ?, ?, 'valid', ?, ?)",
+             VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
         )
         .bind(jwk.thumbprint())
         .bind(jwk.to_value().to_string())
         .bind(serde_json::to_string(contact).expect("strings serialize"))
-        .bind(tos_agreed)
+        .bind(i64::from(tos_agreed))
         .bind(now)
-        .execute(&self.writer)
+        .fetch_one(&self.writer)
         .await;
         match res {
-            Ok(done) => self.account(AccountId(done.last_insert_rowid())).await,
+            Ok(row) => self.account(AccountId(row.get(0))).await,
             Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
             Err(e) => Err(e.into()),
         }
@@ -114,7 +261,7 @@ impl Store {
 
     /// The account with `id`.
     pub async fn account(&self, id: AccountId) -> Result<AccountRecord> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
@@ -124,7 +271,7 @@ impl Store {
 
     /// The account whose key has this RFC 7638 thumbprint.
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRecord>> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE key_thumbprint = ?")
+        let row = sqlx::query("SELECT * FROM accounts WHERE key_thumbprint = $1")
             .bind(thumbprint)
             .fetch_optional(&self.reader)
             .await?;
@@ -133,7 +280,7 @@ impl Store {
 
     /// Replaces an account's contact list.
     pub async fn update_account_contact(&self, id: AccountId, contact: &[String]) -> Result<()> {
-        sqlx::query("UPDATE accounts SET contact = ? WHERE id = ?")
+        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
             .bind(serde_json::to_string(contact).expect("strings serialize"))
             .bind(id.0)
             .execute(&self.writer)
@@ -143,7 +290,7 @@ impl Store {
 
     /// Records that the account agreed to the terms of service.
     pub async fn set_account_tos_agreed(&self, id: AccountId) -> Result<()> {
-        sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = ?")
+        sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = $1")
             .bind(id.0)
             .execute(&self.writer)
             .await?;
@@ -153,13 +300,13 @@ impl Store {
     /// Deactivates an account and its pending authorizations (§7.3.6).
     pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
         let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = ?")
+        sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1")
             .bind(id.0)
             .execute(&mut *tx)
             .await?;
         sqlx::query(
             "UPDATE authorizations SET status = 'deactivated'
-             WHERE account_id = ? AND status IN ('pending', 'valid')",
+             WHERE account_id = $1 AND status IN ('pending', 'valid')",
         )
         .bind(id.0)
         .execute(&mut *tx)
@@ -180,14 +327,14 @@ impl Store {
     ) -> Result<Option<AuthzId>> {
         let row = sqlx::query(
             "SELECT id FROM authorizations
-             WHERE account_id = ? AND identifier_type = ? AND identifier_value = ? AND wildcard = ?
-               AND status = 'valid' AND expires > ?
+             WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+               AND status = 'valid' AND expires > $5
              ORDER BY expires DESC LIMIT 1",
         )
         .bind(account.0)
         .bind(identifier_type_name(identifier.kind))
         .bind(&identifier.value)
-        .bind(wildcard)
+        .bind(i64::from(wildcard))
         .bind(min_expires)
         .fetch_optional(&self.reader)
         .await?;
@@ -200,7 +347,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let order_id: i64 = sqlx::query(
             "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
-             VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(new.account_id.0)
         .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
@@ -210,12 +357,12 @@ impl Store {
         .bind(new.now)
         .bind(&new.profile)
         .bind(&new.replaces)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?
-        .last_insert_rowid();
+        .get(0);
         if let Some(serial) = &new.replaces {
             let marked = sqlx::query(
-                "UPDATE certificates SET replaced_by_order = ? WHERE serial = ? AND replaced_by_order IS NULL",
+                "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
             )
             .bind(order_id)
             .bind(serial)
@@ -237,21 +384,21 @@ impl Store {
                     let id = sqlx::query(
                         "INSERT INTO authorizations
                            (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
-                         VALUES (?, ?, ?, ?, 'pending', ?, ?)",
+                         VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
                     )
                     .bind(new.account_id.0)
                     .bind(identifier_type_name(identifier.kind))
                     .bind(&identifier.value)
-                    .bind(wildcard)
+                    .bind(i64::from(*wildcard))
                     .bind(expires)
                     .bind(new.now)
-                    .execute(&mut *tx)
+                    .fetch_one(&mut *tx)
                     .await?
-                    .last_insert_rowid();
+                    .get(0);
                     for (kind, token) in challenges {
                         sqlx::query(
                             "INSERT INTO challenges (authorization_id, type, token, status)
-                             VALUES (?, ?, ?, 'pending')",
+                             VALUES ($1, $2, $3, 'pending')",
                         )
                         .bind(id)
                         .bind(kind.as_str())
@@ -262,7 +409,7 @@ impl Store {
                     id
                 }
             };
-            sqlx::query("INSERT OR IGNORE INTO order_authorizations (order_id, authorization_id) VALUES (?, ?)")
+            sqlx::query("INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(order_id)
                 .bind(authz_id)
                 .execute(&mut *tx)
@@ -274,13 +421,13 @@ impl Store {
 
     /// The order with `id`, with its authorization ids.
     pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
-        let row = sqlx::query("SELECT * FROM orders WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         let authz_ids = sqlx::query(
-            "SELECT authorization_id FROM order_authorizations WHERE order_id = ? ORDER BY authorization_id",
+            "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id",
         )
         .bind(id.0)
         .fetch_all(&self.reader)
@@ -299,7 +446,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT a.status, a.expires FROM authorizations a
              JOIN order_authorizations oa ON oa.authorization_id = a.id
-             WHERE oa.order_id = ?",
+             WHERE oa.order_id = $1",
         )
         .bind(id.0)
         .fetch_all(&self.reader)
@@ -322,11 +469,11 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<OrderId>> {
         let rows = sqlx::query(
-            "SELECT id FROM orders WHERE account_id = ? AND id > ? ORDER BY id LIMIT ?",
+            "SELECT id FROM orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
         )
         .bind(account.0)
         .bind(after)
-        .bind(limit)
+        .bind(i64::from(limit))
         .fetch_all(&self.reader)
         .await?;
         Ok(rows.iter().map(|r| OrderId(r.get::<i64, _>(0))).collect())
@@ -334,13 +481,13 @@ impl Store {
 
     /// The authorization with `id` and its challenges.
     pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
-        let row = sqlx::query("SELECT * FROM authorizations WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM authorizations WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
         let challenges =
-            sqlx::query("SELECT * FROM challenges WHERE authorization_id = ? ORDER BY id")
+            sqlx::query("SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id")
                 .bind(id.0)
                 .fetch_all(&self.reader)
                 .await?
@@ -353,7 +500,7 @@ impl Store {
     /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE authorizations SET status = 'deactivated' WHERE id = ? AND status IN ('pending', 'valid')",
+            "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
         )
         .bind(id.0)
         .execute(&self.writer)
@@ -365,12 +512,13 @@ impl Store {
 
     /// Moves a pending challenge of a pending authorization to `processing`. Returns false
     /// when it was not pending (someone else started it, or it already finished).
-    pub async fn start_validation(&self, challenge: ChallengeId) -> Result<bool> {
+    pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE challenges SET status = 'processing'
-             WHERE id = ? AND status = 'pending'
+            "UPDATE challenges SET status = 'processing', lease_expires = $1
+             WHERE id = $2 AND status = 'pending'
                AND authorization_id IN (SELECT id FROM authorizations WHERE status = 'pending')",
         )
+        .bind(lease_until)
         .bind(challenge.0)
         .execute(&self.writer)
         .await?;
@@ -392,8 +540,8 @@ impl Store {
             Some(_) => (ChallengeStatus::Invalid, None),
         };
         let done = sqlx::query(
-            "UPDATE challenges SET status = ?, validated = ?, error = ?, record = ?
-             WHERE id = ? AND status = 'processing'",
+            "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+             WHERE id = $5 AND status = 'processing'",
         )
         .bind(status.as_str())
         .bind(validated)
@@ -407,8 +555,8 @@ impl Store {
         }
         let authz_status = if error.is_none() { "valid" } else { "invalid" };
         sqlx::query(
-            "UPDATE authorizations SET status = ?
-             WHERE id = (SELECT authorization_id FROM challenges WHERE id = ?) AND status = 'pending'",
+            "UPDATE authorizations SET status = $1
+             WHERE id = (SELECT authorization_id FROM challenges WHERE id = $2) AND status = 'pending'",
         )
         .bind(authz_status)
         .bind(challenge.0)
@@ -418,20 +566,9 @@ impl Store {
         Ok(true)
     }
 
-    /// Challenges left `processing` (by a restart), to resume.
-    pub async fn processing_challenges(&self) -> Result<Vec<ChallengeId>> {
-        let rows = sqlx::query("SELECT id FROM challenges WHERE status = 'processing'")
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| ChallengeId(r.get::<i64, _>(0)))
-            .collect())
-    }
-
     /// The challenge with `id`.
     pub async fn challenge(&self, id: ChallengeId) -> Result<ChallengeRecord> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
@@ -443,11 +580,18 @@ impl Store {
 
     /// Moves a `pending`-stored order (whose authorizations the RA found all valid) to
     /// `processing` and keeps its CSR. False if another finalize got there first.
-    pub async fn begin_finalize(&self, order: OrderId, csr_der: &[u8]) -> Result<bool> {
+    pub async fn begin_finalize(
+        &self,
+        order: OrderId,
+        csr_der: &[u8],
+        lease_until: i64,
+    ) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE orders SET status = 'processing', csr = ? WHERE id = ? AND status = 'pending'",
+            "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
+             WHERE id = $3 AND status = 'pending'",
         )
         .bind(csr_der)
+        .bind(lease_until)
         .bind(order.0)
         .execute(&self.writer)
         .await?;
@@ -460,7 +604,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&cert.serial)
         .bind(cert.account_id.0)
@@ -479,8 +623,8 @@ impl Store {
             other => other?,
         };
         let done = sqlx::query(
-            "UPDATE orders SET status = 'valid', certificate_serial = ?, csr = NULL
-             WHERE id = ? AND status = 'processing'",
+            "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
+             WHERE id = $2 AND status = 'processing'",
         )
         .bind(&cert.serial)
         .bind(order.0)
@@ -495,7 +639,7 @@ impl Store {
 
     /// Marks an order invalid with `problem`.
     pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<()> {
-        sqlx::query("UPDATE orders SET status = 'invalid', error = ?, csr = NULL WHERE id = ?")
+        sqlx::query("UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2")
             .bind(serde_json::to_string(problem).expect("problems serialize"))
             .bind(order.0)
             .execute(&self.writer)
@@ -503,17 +647,22 @@ impl Store {
         Ok(())
     }
 
-    /// Orders left `processing` (by a restart), to finish.
-    pub async fn processing_orders(&self) -> Result<Vec<OrderId>> {
-        let rows = sqlx::query("SELECT id FROM orders WHERE status = 'processing'")
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(rows.iter().map(|r| OrderId(r.get::<i64, _>(0))).collect())
+    /// Orders and challenges in `processing` (for invariant checks).
+    pub async fn processing_counts(&self) -> Result<(i64, i64)> {
+        let c: i64 = sqlx::query("SELECT COUNT(*) FROM challenges WHERE status = 'processing'")
+            .fetch_one(&self.reader)
+            .await?
+            .get(0);
+        let o: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE status = 'processing'")
+            .fetch_one(&self.reader)
+            .await?
+            .get(0);
+        Ok((c, o))
     }
 
     /// The certificate with this serial (lower-case hex).
     pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = ?")
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
             .bind(serial)
             .fetch_optional(&self.reader)
             .await?
@@ -535,7 +684,7 @@ impl Store {
     ) -> Result<AccountRecord> {
         let mut tx = self.writer.begin().await?;
         let label: Option<String> = sqlx::query(
-            "SELECT label FROM eab_keys WHERE kid = ? AND revoked_at IS NULL AND account_id IS NULL",
+            "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
         )
         .bind(eab_kid)
         .fetch_optional(&mut *tx)
@@ -546,23 +695,23 @@ impl Store {
         };
         let res = sqlx::query(
             "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
-             VALUES (?, ?, ?, 'valid', ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
         )
         .bind(jwk.thumbprint())
         .bind(jwk.to_value().to_string())
         .bind(serde_json::to_string(contact).expect("strings serialize"))
-        .bind(tos_agreed)
+        .bind(i64::from(tos_agreed))
         .bind(now)
         .bind(eab_kid)
         .bind(&label)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await;
-        let id = match res {
-            Ok(done) => done.last_insert_rowid(),
+        let id: i64 = match res {
+            Ok(row) => row.get(0),
             Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
             Err(e) => return Err(e.into()),
         };
-        sqlx::query("UPDATE eab_keys SET account_id = ? WHERE kid = ?")
+        sqlx::query("UPDATE eab_keys SET account_id = $1 WHERE kid = $2")
             .bind(id)
             .bind(eab_kid)
             .execute(&mut *tx)
@@ -580,7 +729,7 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let res = sqlx::query(
-            "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES (?, ?, ?, ?)",
+            "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(kid)
         .bind(label)
@@ -597,7 +746,7 @@ impl Store {
 
     /// One EAB key.
     pub async fn eab_key(&self, kid: &str) -> Result<Option<EabKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM eab_keys WHERE kid = ?")
+        let row = sqlx::query("SELECT * FROM eab_keys WHERE kid = $1")
             .bind(kid)
             .fetch_optional(&self.reader)
             .await?;
@@ -616,18 +765,19 @@ impl Store {
 
     /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.
     pub async fn revoke_eab_key(&self, kid: &str, now: i64) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE eab_keys SET revoked_at = ? WHERE kid = ? AND revoked_at IS NULL")
-                .bind(now)
-                .bind(kid)
-                .execute(&self.writer)
-                .await?;
+        let done = sqlx::query(
+            "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+        )
+        .bind(now)
+        .bind(kid)
+        .execute(&self.writer)
+        .await?;
         Ok(done.rows_affected() == 1)
     }
 
     /// Replaces an account's key (§7.3.5); `Conflict` if another account has the new key.
     pub async fn change_account_key(&self, id: AccountId, new_key: &Jwk) -> Result<()> {
-        let res = sqlx::query("UPDATE accounts SET key_thumbprint = ?, jwk = ? WHERE id = ?")
+        let res = sqlx::query("UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3")
             .bind(new_key.thumbprint())
             .bind(new_key.to_value().to_string())
             .bind(id.0)
@@ -654,13 +804,13 @@ impl Store {
             };
             let found = sqlx::query(
                 "SELECT 1 FROM authorizations
-                 WHERE account_id = ? AND identifier_type = ? AND identifier_value = ? AND wildcard = ?
-                   AND status = 'valid' AND expires > ? LIMIT 1",
+                 WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+                   AND status = 'valid' AND expires > $5 LIMIT 1",
             )
             .bind(account.0)
             .bind(identifier_type_name(id.kind))
             .bind(value)
-            .bind(wildcard)
+            .bind(i64::from(wildcard))
             .bind(now)
             .fetch_optional(&self.reader)
             .await?;
@@ -674,7 +824,7 @@ impl Store {
     /// Revokes a certificate; false if it was already revoked.
     pub async fn revoke_certificate(&self, serial: &str, reason: u8, now: i64) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ? AND revoked_at IS NULL",
+            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(i64::from(reason))
@@ -688,7 +838,7 @@ impl Store {
     pub async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedEntry>> {
         let rows = sqlx::query(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
-             WHERE revoked_at IS NOT NULL AND not_after > ? ORDER BY revoked_at, serial",
+             WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY revoked_at, serial",
         )
         .bind(now)
         .fetch_all(&self.reader)
@@ -705,7 +855,7 @@ impl Store {
 
     /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
     pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
-        let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = ?")
+        let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = $1")
             .bind(serial)
             .execute(&self.writer)
             .await?;
@@ -715,11 +865,12 @@ impl Store {
     /// Allocates the next CRL number of `issuer` (monotonic, never reused).
     pub async fn allocate_crl_number(&self, issuer: &str) -> Result<i64> {
         let row = sqlx::query(
-            "INSERT INTO crl_state (issuer, number, der, this_update, next_update) VALUES (?, 1, x'', 0, 0)
-             ON CONFLICT(issuer) DO UPDATE SET number = number + 1
+            "INSERT INTO crl_state (issuer, number, der, this_update, next_update) VALUES ($1, 1, $2, 0, 0)
+             ON CONFLICT (issuer) DO UPDATE SET number = crl_state.number + 1
              RETURNING number",
         )
         .bind(issuer)
+        .bind(Vec::<u8>::new())
         .fetch_one(&self.writer)
         .await?;
         Ok(row.get(0))
@@ -728,7 +879,7 @@ impl Store {
     /// Saves the CRL built with `number`, unless a newer number was allocated meanwhile.
     pub async fn save_crl(&self, issuer: &str, crl: &CrlRecord) -> Result<bool> {
         let done = sqlx::query(
-            "UPDATE crl_state SET der = ?, this_update = ?, next_update = ? WHERE issuer = ? AND number = ?",
+            "UPDATE crl_state SET der = $1, this_update = $2, next_update = $3 WHERE issuer = $4 AND number = $5",
         )
         .bind(&crl.der)
         .bind(crl.this_update)
@@ -743,7 +894,7 @@ impl Store {
     /// The latest saved CRL of `issuer`.
     pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRecord>> {
         let row = sqlx::query(
-            "SELECT number, der, this_update, next_update FROM crl_state WHERE issuer = ?",
+            "SELECT number, der, this_update, next_update FROM crl_state WHERE issuer = $1",
         )
         .bind(issuer)
         .fetch_optional(&self.reader)
@@ -758,21 +909,122 @@ impl Store {
             .filter(|c| !c.der.is_empty()))
     }
 
+    // ---------------------------------------------------------------- several instances
+
+    /// Records a nonce this instance issued (shared nonces: any instance redeems it).
+    pub async fn insert_nonce(&self, nonce: &str, expires: i64) -> Result<()> {
+        sqlx::query("INSERT INTO nonces (nonce, expires) VALUES ($1, $2)")
+            .bind(nonce)
+            .bind(expires)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Redeems a nonce: true exactly once, and only before it expires.
+    pub async fn redeem_nonce(&self, nonce: &str, now: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM nonces WHERE nonce = $1 AND expires > $2")
+            .bind(nonce)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Drops expired nonces; returns how many.
+    pub async fn purge_nonces(&self, now: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM nonces WHERE expires <= $1")
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Takes over validations whose lease ran out (their instance died, or this is a
+    /// restart): each returned challenge is now leased to the caller until `lease_until`.
+    pub async fn claim_stale_validations(
+        &self,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<ChallengeId>> {
+        let candidates = sqlx::query(
+            "SELECT id FROM challenges WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)",
+        )
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = Vec::new();
+        for row in candidates {
+            let id: i64 = row.get(0);
+            let done = sqlx::query(
+                "UPDATE challenges SET lease_expires = $1
+                 WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(ChallengeId(id));
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Takes over issuances whose lease ran out, like `claim_stale_validations`.
+    pub async fn claim_stale_issuances(&self, now: i64, lease_until: i64) -> Result<Vec<OrderId>> {
+        let candidates = sqlx::query(
+            "SELECT id FROM orders WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)",
+        )
+        .bind(now)
+        .fetch_all(&self.writer)
+        .await?;
+        let mut claimed = Vec::new();
+        for row in candidates {
+            let id: i64 = row.get(0);
+            let done = sqlx::query(
+                "UPDATE orders SET lease_expires = $1
+                 WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)",
+            )
+            .bind(lease_until)
+            .bind(id)
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+            if done.rows_affected() == 1 {
+                claimed.push(OrderId(id));
+            }
+        }
+        Ok(claimed)
+    }
+
     /// Row counts and statuses per table: a fingerprint that tests use to assert that a
     /// refused request changed nothing.
     pub async fn snapshot(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for (table, query) in [
-            ("accounts", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status || contact, ','), '') FROM accounts"),
-            ("orders", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM orders"),
-            ("authorizations", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM authorizations"),
-            ("challenges", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(status, ','), '') FROM challenges"),
-            ("certificates", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(COALESCE(revoked_at, '-') || COALESCE(replaced_by_order, '-'), ','), '') FROM certificates"),
-            ("eab_keys", "SELECT COUNT(*) || ':' || COALESCE(GROUP_CONCAT(COALESCE(account_id, '-'), ','), '') FROM eab_keys"),
-            ("account_keys", "SELECT COALESCE(GROUP_CONCAT(key_thumbprint, ','), '') FROM accounts"),
+            ("accounts", "SELECT CAST(id AS TEXT), status, contact, key_thumbprint FROM accounts ORDER BY id"),
+            ("orders", "SELECT CAST(id AS TEXT), status, COALESCE(profile, '-') FROM orders ORDER BY id"),
+            ("authorizations", "SELECT CAST(id AS TEXT), status FROM authorizations ORDER BY id"),
+            ("challenges", "SELECT CAST(id AS TEXT), status FROM challenges ORDER BY id"),
+            (
+                "certificates",
+                "SELECT serial, COALESCE(CAST(revoked_at AS TEXT), '-'), COALESCE(CAST(replaced_by_order AS TEXT), '-')
+                 FROM certificates ORDER BY serial",
+            ),
+            (
+                "eab_keys",
+                "SELECT kid, COALESCE(CAST(account_id AS TEXT), '-'), COALESCE(CAST(revoked_at AS TEXT), '-')
+                 FROM eab_keys ORDER BY kid",
+            ),
         ] {
-            let text: String = sqlx::query(query).fetch_one(&self.reader).await?.get(0);
-            out.push(format!("{table}={text}"));
+            let rows = sqlx::query(query).fetch_all(&self.reader).await?;
+            let text: Vec<String> = rows
+                .iter()
+                .map(|r| (0..r.len()).map(|c| r.get::<String, _>(c)).collect::<Vec<_>>().join("|"))
+                .collect();
+            out.push(format!("{table}={}", text.join(",")));
         }
         Ok(out)
     }

@@ -6,7 +6,7 @@ use certwright_proto::types::{
 };
 use certwright_proto::{Jwk, Problem};
 use serde_json::Value;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use super::{parse_status, Result, StoreError};
@@ -35,13 +35,13 @@ typed_id!(
     ChallengeId
 );
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &SqliteRow, column: &str) -> Result<T> {
+fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
     let text: String = row.get(column);
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
 
 fn optional_json_column<T: serde::de::DeserializeOwned>(
-    row: &SqliteRow,
+    row: &AnyRow,
     column: &str,
 ) -> Result<Option<T>> {
     let text: Option<String> = row.get(column);
@@ -66,14 +66,14 @@ pub struct AccountRecord {
 }
 
 impl AccountRecord {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         let jwk: Value = json_column(row, "jwk")?;
         Ok(Self {
             id: AccountId(row.get("id")),
             jwk: Jwk::from_value(&jwk).map_err(|e| StoreError::Corrupt(format!("jwk: {e}")))?,
             contact: json_column(row, "contact")?,
             status: parse_status(row.get("status"), AccountStatus::parse)?,
-            tos_agreed: row.get("tos_agreed"),
+            tos_agreed: row.get::<i64, _>("tos_agreed") != 0,
             created_at: row.get("created_at"),
             eab_kid: row.get("eab_kid"),
             eab_label: row.get("eab_label"),
@@ -102,7 +102,7 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    pub(super) fn from_row(row: &SqliteRow, authorization_ids: Vec<AuthzId>) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow, authorization_ids: Vec<AuthzId>) -> Result<Self> {
         Ok(Self {
             id: OrderId(row.get("id")),
             account_id: AccountId(row.get("account_id")),
@@ -134,7 +134,7 @@ pub struct AuthzRecord {
 }
 
 impl AuthzRecord {
-    pub(super) fn from_row(row: &SqliteRow, challenges: Vec<ChallengeRecord>) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow, challenges: Vec<ChallengeRecord>) -> Result<Self> {
         let kind = match row.get::<&str, _>("identifier_type") {
             "dns" => IdentifierType::Dns,
             "ip" => IdentifierType::Ip,
@@ -147,7 +147,7 @@ impl AuthzRecord {
                 kind,
                 value: row.get("identifier_value"),
             },
-            wildcard: row.get("wildcard"),
+            wildcard: row.get::<i64, _>("wildcard") != 0,
             status: parse_status(row.get("status"), AuthorizationStatus::parse)?,
             expires: row.get("expires"),
             challenges,
@@ -169,7 +169,7 @@ pub struct ChallengeRecord {
 }
 
 impl ChallengeRecord {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         let kind: &str = row.get("type");
         Ok(Self {
             id: ChallengeId(row.get("id")),
@@ -205,7 +205,7 @@ pub struct CertificateRecord {
 }
 
 impl CertificateRecord {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
             serial: row.get("serial"),
             account_id: AccountId(row.get("account_id")),
@@ -219,7 +219,7 @@ impl CertificateRecord {
             revocation_reason: row
                 .get::<Option<i64>, _>("revocation_reason")
                 .map(|r| r as u8),
-            renew_early: row.get("renew_early"),
+            renew_early: row.get::<i64, _>("renew_early") != 0,
             replaced_by_order: row.get::<Option<i64>, _>("replaced_by_order").map(OrderId),
             profile: row.get("profile"),
         })
@@ -239,7 +239,7 @@ pub struct EabKeyRecord {
 }
 
 impl EabKeyRecord {
-    pub(super) fn from_row(row: &SqliteRow) -> Result<Self> {
+    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
         Ok(Self {
             kid: row.get("kid"),
             label: row.get("label"),

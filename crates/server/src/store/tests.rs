@@ -53,12 +53,27 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
         .unwrap();
     let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
     let chall = authz.challenges[0].id;
-    assert!(s.start_validation(chall).await.unwrap());
+    assert!(s.start_validation(chall, 100).await.unwrap());
     assert!(
-        !s.start_validation(chall).await.unwrap(),
+        !s.start_validation(chall, 100).await.unwrap(),
         "a second start must lose"
     );
-    assert_eq!(s.processing_challenges().await.unwrap(), vec![chall]);
+    assert_eq!(
+        s.claim_stale_validations(50, 200).await.unwrap(),
+        vec![],
+        "lease still held"
+    );
+    assert_eq!(
+        s.claim_stale_validations(100, 200).await.unwrap(),
+        vec![chall],
+        "lease ran out"
+    );
+    assert_eq!(
+        s.claim_stale_validations(150, 300).await.unwrap(),
+        vec![],
+        "taken over once"
+    );
+    assert_eq!(s.processing_counts().await.unwrap(), (1, 0));
     assert!(s
         .finish_validation(chall, None, &serde_json::json!({}), 5)
         .await
@@ -71,4 +86,15 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
         .await
         .unwrap();
     assert_eq!(reuse, Some(authz.id));
+}
+
+#[tokio::test]
+async fn nonces_are_single_use_and_expire() {
+    let s = store().await;
+    s.insert_nonce("a", 100).await.unwrap();
+    s.insert_nonce("b", 100).await.unwrap();
+    assert!(s.redeem_nonce("a", 50).await.unwrap());
+    assert!(!s.redeem_nonce("a", 50).await.unwrap());
+    assert!(!s.redeem_nonce("b", 100).await.unwrap(), "expired");
+    assert_eq!(s.purge_nonces(100).await.unwrap(), 1);
 }

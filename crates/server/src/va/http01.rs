@@ -10,6 +10,7 @@ use certwright_proto::types::{Identifier, IdentifierType};
 use certwright_proto::Problem;
 use serde_json::{json, Value};
 
+use super::denylist::DeniedAddress;
 use super::resolver::LookupError;
 use super::Va;
 
@@ -36,6 +37,10 @@ pub async fn validate_http01(
     );
     let mut hops = Vec::new();
     for _ in 0..=MAX_REDIRECTS {
+        if let Err(denied) = check_literal_host(va, &url) {
+            hops.push(json!({"url": url, "error": denied.0}));
+            return (Some(Problem::connection(denied.0)), json!({"hops": hops}));
+        }
         let response = match va.http.get(&url).send().await {
             Ok(r) => r,
             Err(e) => {
@@ -122,6 +127,18 @@ pub async fn validate_http01(
     )
 }
 
+/// IP-literal URLs skip the resolver (and its deny-list filter): check them here.
+fn check_literal_host(va: &Va, url: &str) -> Result<(), DeniedAddress> {
+    let Ok(parsed) = reqwest::Url::parse(url) else {
+        return Ok(());
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => va.deny.check(ip.into()),
+        Some(url::Host::Ipv6(ip)) => va.deny.check(ip.into()),
+        _ => Ok(()),
+    }
+}
+
 fn redirect_allowed(url: &reqwest::Url, test_port: u16) -> Result<(), &'static str> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err("only http and https are followed");
@@ -152,6 +169,9 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest
 fn request_problem(url: &str, e: &reqwest::Error) -> Problem {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
+        if let Some(denied) = s.downcast_ref::<DeniedAddress>() {
+            return Problem::connection(denied.0.clone());
+        }
         if let Some(lookup) = s.downcast_ref::<LookupError>() {
             return Problem::dns(lookup.0.clone());
         }

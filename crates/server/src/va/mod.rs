@@ -1,17 +1,26 @@
 //! The validation authority: checks that an applicant controls an identifier.
 //! One file per method; this module bounds their time and concurrency.
 
+pub mod caa;
+pub mod denylist;
+pub mod dns01;
 pub mod http01;
 pub mod resolver;
+#[doc(hidden)]
+pub mod testalpn;
+#[doc(hidden)]
+pub mod testdns;
+pub mod tlsalpn01;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use certwright_proto::types::{ChallengeType, Identifier};
+use certwright_proto::types::{ChallengeType, Identifier, IdentifierType};
 use certwright_proto::Problem;
 use serde_json::{json, Value};
 use tokio::sync::Semaphore;
 
+pub use denylist::DenyList;
 pub use resolver::NameResolver;
 
 /// VA settings.
@@ -21,6 +30,36 @@ pub struct VaConfig {
     pub tlsalpn01_port: u16,
     pub timeout: Duration,
     pub max_concurrent: usize,
+    /// Addresses never contacted.
+    pub deny: DenyList,
+    /// Check CAA before a validation counts (off only for closed test setups).
+    pub check_caa: bool,
+    /// This CA's CAA issuer domains (`[directory] caa_identities`).
+    pub caa_identities: Vec<String>,
+    /// Account URLs are this prefix and the account id (for CAA `accounturi`).
+    pub account_uri_prefix: String,
+    /// Accept IP address identifiers (RFC 8738).
+    pub allow_ip_identifiers: bool,
+    /// Finalize re-checks CAA for validations older than this.
+    pub caa_recheck_after: Duration,
+}
+
+impl VaConfig {
+    /// Defaults for tests: ports 80/443, 10 s, 64 at once, no deny-list, CAA on.
+    pub fn new(account_uri_prefix: impl Into<String>) -> Self {
+        Self {
+            http01_port: 80,
+            tlsalpn01_port: 443,
+            timeout: Duration::from_secs(10),
+            max_concurrent: 64,
+            deny: DenyList::default(),
+            check_caa: true,
+            caa_identities: Vec::new(),
+            account_uri_prefix: account_uri_prefix.into(),
+            allow_ip_identifiers: true,
+            caa_recheck_after: Duration::from_secs(8 * 3600),
+        }
+    }
 }
 
 /// What a validation found: `error` is `None` on success; `record` is what the VA saw.
@@ -35,15 +74,22 @@ pub struct Outcome {
 pub struct Va {
     pub(crate) config: Arc<VaConfig>,
     pub(crate) http: reqwest::Client,
+    pub(crate) resolver: NameResolver,
+    pub(crate) deny: Arc<DenyList>,
+    pub(crate) tls_alpn: Arc<rustls::ClientConfig>,
     permits: Arc<Semaphore>,
 }
 
 impl Va {
     /// A VA resolving names with `resolver`.
     pub fn new(config: VaConfig, resolver: NameResolver) -> Result<Self, reqwest::Error> {
+        let deny = Arc::new(config.deny.clone());
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
-            .dns_resolver(Arc::new(resolver::ReqwestResolver(resolver)))
+            .dns_resolver(Arc::new(resolver::ReqwestResolver(
+                resolver.clone(),
+                deny.clone(),
+            )))
             .timeout(http01::request_timeout(config.timeout))
             .connect_timeout(config.timeout / 2)
             .user_agent(concat!("certwright-va/", env!("CARGO_PKG_VERSION")))
@@ -56,7 +102,15 @@ impl Va {
             permits: Arc::new(Semaphore::new(config.max_concurrent)),
             config: Arc::new(config),
             http,
+            resolver,
+            deny,
+            tls_alpn: tlsalpn01::client_config(),
         })
+    }
+
+    /// Whether the deny-list holds `ip` (such IP identifiers are refused at newOrder).
+    pub fn denies(&self, ip: std::net::IpAddr) -> bool {
+        self.deny.denying(ip).is_some()
     }
 
     /// Validates one challenge, bounded in time; waits for a free slot first.
@@ -72,29 +126,126 @@ impl Va {
             .acquire()
             .await
             .expect("the semaphore is never closed");
+        self.run_check(kind, identifier, token, key_authorization)
+            .await
+    }
+
+    /// Validates one challenge and, when it passed, checks CAA (for DNS identifiers) for
+    /// the account `account_id`; the CAA findings go into the record under `"caa"`.
+    pub async fn validate_for_issuance(
+        &self,
+        kind: ChallengeType,
+        identifier: &Identifier,
+        wildcard: bool,
+        token: &str,
+        key_authorization: &str,
+        account_id: i64,
+    ) -> Outcome {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        let mut outcome = self
+            .run_check(kind, identifier, token, key_authorization)
+            .await;
+        if outcome.error.is_none() {
+            let caa = self.run_caa(identifier, wildcard, account_id, kind).await;
+            outcome.error = caa.error;
+            outcome.record["caa"] = caa.record;
+        }
+        outcome
+    }
+
+    /// Checks CAA alone (the re-check at finalize), bounded in time.
+    pub async fn check_caa(
+        &self,
+        identifier: &Identifier,
+        wildcard: bool,
+        account_id: i64,
+        method: ChallengeType,
+    ) -> Outcome {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
+        self.run_caa(identifier, wildcard, account_id, method).await
+    }
+
+    async fn run_caa(
+        &self,
+        identifier: &Identifier,
+        wildcard: bool,
+        account_id: i64,
+        method: ChallengeType,
+    ) -> Outcome {
+        if identifier.kind != IdentifierType::Dns {
+            return Outcome {
+                error: None,
+                record: json!({"decision": "CAA does not apply to IP addresses"}),
+            };
+        }
+        if !self.config.check_caa {
+            return Outcome {
+                error: None,
+                record: json!({"decision": "CAA checking is disabled (validation.check_caa = false)"}),
+            };
+        }
+        let account_uri = format!("{}{account_id}", self.config.account_uri_prefix);
+        let request = caa::CaaRequest {
+            name: identifier.value.trim_start_matches("*."),
+            wildcard,
+            account_uri: &account_uri,
+            method,
+        };
+        let check = caa::check_caa(&self.resolver, &self.config.caa_identities, &request);
+        match tokio::time::timeout(self.config.timeout, check).await {
+            Ok((error, record)) => Outcome { error, record },
+            Err(_) => Outcome {
+                error: Some(Problem::dns(format!(
+                    "the CAA lookups for {} did not finish within {:?}; issuance is refused until CAA can be checked",
+                    identifier.value, self.config.timeout
+                ))),
+                record: json!({"error": "timed out"}),
+            },
+        }
+    }
+
+    async fn run_check(
+        &self,
+        kind: ChallengeType,
+        identifier: &Identifier,
+        token: &str,
+        key_authorization: &str,
+    ) -> Outcome {
         let check = async {
             match kind {
                 ChallengeType::Http01 => {
                     http01::validate_http01(self, identifier, token, key_authorization).await
                 }
-                other => (
-                    Some(Problem::malformed(format!(
-                        "{other} validation is not available on this CA"
-                    ))),
-                    Value::Null,
-                ),
+                ChallengeType::Dns01 => {
+                    dns01::validate_dns01(self, identifier, key_authorization).await
+                }
+                ChallengeType::TlsAlpn01 => {
+                    tlsalpn01::validate_tlsalpn01(self, identifier, key_authorization).await
+                }
             }
         };
         let started = std::time::Instant::now();
         let (error, mut record) = match tokio::time::timeout(self.config.timeout, check).await {
             Ok(result) => result,
-            Err(_) => (
-                Some(Problem::connection(format!(
-                    "validation of {} did not finish within {:?}",
+            Err(_) => {
+                let detail = format!(
+                    "validation of {} timed out (it did not finish within {:?})",
                     identifier.value, self.config.timeout
-                ))),
-                Value::Null,
-            ),
+                );
+                let problem = match kind {
+                    ChallengeType::Dns01 => Problem::dns(detail),
+                    _ => Problem::connection(detail),
+                };
+                (Some(problem), Value::Null)
+            }
         };
         if !record.is_object() {
             record = json!({});
@@ -102,5 +253,27 @@ impl Va {
         record["method"] = json!(kind.as_str());
         record["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
         Outcome { error, record }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::testdns::TestDns;
+    use super::*;
+
+    /// A VA asking `dns`, with `deny` ranges and a config tweak.
+    pub(crate) fn va_with(dns: &TestDns, deny: &[&str], tweak: impl FnOnce(&mut VaConfig)) -> Va {
+        let mut config = VaConfig::new("https://ca.test/acme/acct/");
+        config.timeout = Duration::from_secs(5);
+        config.deny = DenyList::parse(deny).unwrap();
+        config.caa_identities = vec!["ca.test".into()];
+        tweak(&mut config);
+        let resolver =
+            NameResolver::dns_with_timeout(Some(dns.addr), Duration::from_millis(700)).unwrap();
+        Va::new(config, resolver).unwrap()
+    }
+
+    pub(crate) fn va_with_dns(dns: &TestDns, deny: &[&str]) -> Va {
+        va_with(dns, deny, |_| {})
     }
 }

@@ -167,10 +167,15 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                     ))
                     .into());
                 }
+                crate::telemetry::record_account(account.id);
                 Authenticated::Account(account)
             }
         };
-        if !state.nonces.redeem(&nonce) {
+        let redeemed = state.nonces.redeem(&nonce).await.map_err(|e| {
+            tracing::error!(error = %e, "nonce lookup failed");
+            Problem::server_internal("the CA's database is unavailable; retry shortly")
+        })?;
+        if !redeemed {
             return Err(Problem::new(
                 ProblemType::BadNonce,
                 "the nonce is unknown, expired or already used; retry with the nonce in this response",

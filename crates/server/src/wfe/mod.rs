@@ -63,7 +63,7 @@ async fn acme_headers(
 ) -> Response {
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&state.nonces.issue()) {
+    if let Ok(v) = HeaderValue::from_str(&state.nonces.issue().await) {
         headers.insert("replay-nonce", v);
     }
     if let Ok(v) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.directory_url())) {
@@ -113,5 +113,6 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
+        .layer(middleware::from_fn(crate::telemetry::track_requests))
         .with_state(state)
 }

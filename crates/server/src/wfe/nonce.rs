@@ -1,4 +1,5 @@
-//! Replay nonces (RFC 8555 §6.5): random, single use, expiring; kept in memory.
+//! Replay nonces (RFC 8555 §6.5): random, single use, expiring. Kept in memory for a
+//! single instance, or in the database when several instances share it.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -6,6 +7,7 @@ use std::sync::Mutex;
 use certwright_proto::b64;
 
 use crate::clock::Clock;
+use crate::store::Store;
 
 /// How long a nonce stays redeemable.
 pub const NONCE_LIFETIME_SECS: i64 = 3600;
@@ -14,7 +16,68 @@ pub const NONCE_LIFETIME_SECS: i64 = 3600;
 pub const MAX_OUTSTANDING: usize = 200_000;
 
 /// Issues and redeems nonces.
-pub struct NonceStore {
+pub enum NonceStore {
+    /// In this process only (one instance).
+    Memory(MemoryNonces),
+    /// In the database: issued by one instance, redeemable once by any.
+    Shared { store: Store, clock: Clock },
+}
+
+fn fresh_nonce() -> String {
+    let mut bytes = [0u8; 16];
+    aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
+    b64::encode(bytes)
+}
+
+impl NonceStore {
+    /// Nonces kept in memory.
+    pub fn new(clock: Clock) -> Self {
+        Self::Memory(MemoryNonces::new(clock))
+    }
+
+    /// Nonces kept in the store, shared by every instance on it.
+    pub fn shared(store: Store, clock: Clock) -> Self {
+        Self::Shared { store, clock }
+    }
+
+    /// A fresh nonce (128 random bits, base64url).
+    pub async fn issue(&self) -> String {
+        match self {
+            Self::Memory(m) => m.issue(),
+            Self::Shared { store, clock } => {
+                let nonce = fresh_nonce();
+                if let Err(e) = store
+                    .insert_nonce(&nonce, clock.now() + NONCE_LIFETIME_SECS)
+                    .await
+                {
+                    // The client gets badNonce for it later and retries; say why here.
+                    tracing::error!(error = %e, "could not record a nonce");
+                }
+                nonce
+            }
+        }
+    }
+
+    /// Redeems `nonce`: Ok(true) exactly once for a nonce that was issued and has not
+    /// expired; Err when the database cannot tell.
+    pub async fn redeem(&self, nonce: &str) -> Result<bool, crate::store::StoreError> {
+        match self {
+            Self::Memory(m) => Ok(m.redeem(nonce)),
+            Self::Shared { store, clock } => store.redeem_nonce(nonce, clock.now()).await,
+        }
+    }
+
+    /// Nonces outstanding in memory (0 for shared nonces).
+    pub fn outstanding(&self) -> usize {
+        match self {
+            Self::Memory(m) => m.outstanding(),
+            Self::Shared { .. } => 0,
+        }
+    }
+}
+
+/// The in-memory nonce set.
+pub struct MemoryNonces {
     clock: Clock,
     state: Mutex<State>,
 }
@@ -25,8 +88,8 @@ struct State {
     order: VecDeque<String>,
 }
 
-impl NonceStore {
-    /// An empty store.
+impl MemoryNonces {
+    /// An empty set.
     pub fn new(clock: Clock) -> Self {
         Self {
             clock,
@@ -36,9 +99,7 @@ impl NonceStore {
 
     /// A fresh nonce (128 random bits, base64url).
     pub fn issue(&self) -> String {
-        let mut bytes = [0u8; 16];
-        aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
-        let nonce = b64::encode(bytes);
+        let nonce = fresh_nonce();
         let expires = self.clock.now() + NONCE_LIFETIME_SECS;
         let mut state = self.state.lock().expect("nonce lock poisoned");
         while state.order.len() >= MAX_OUTSTANDING {
@@ -87,7 +148,7 @@ mod tests {
     #[test]
     fn single_use_and_expiring() {
         let clock = Clock::system();
-        let store = NonceStore::new(clock.clone());
+        let store = MemoryNonces::new(clock.clone());
         let a = store.issue();
         assert!(store.redeem(&a));
         assert!(!store.redeem(&a), "replay must fail");

@@ -50,6 +50,7 @@ pub fn challenge(urls: &Urls, authz: AuthzId, c: &ChallengeRecord) -> Challenge 
         token: Some(c.token.clone()),
         validated: c.validated.map(rfc3339),
         error: c.error.clone(),
+        validation_record: c.record.clone().filter(|r| !r.is_null()),
     }
 }
 

@@ -87,6 +87,10 @@ pub struct TestCa {
     pub data_dir: PathBuf,
     pub responder: Responder,
     pub root_pem: String,
+    /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `http://127.0.0.1:PORT`.
+    pub admin_base: String,
+    /// The policy in force (tests may replace it as a SIGHUP reload would).
+    pub policy: certwright_server::ra::policy::PolicyHandle,
     _tmp: Option<tempfile::TempDir>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -143,14 +147,17 @@ impl TestCa {
         config.listen = addr;
         config.tls = false;
         config.data_dir = data_dir.clone();
+        config.database_url = database_url_for(&data_dir).await;
         config.base_url = Some(format!("http://{addr}"));
         config.validation.http01_port = responder.port;
         config.validation.timeout_secs = 5;
         tweak(&mut config);
+        // A test that names a DNS server (validation.dns_resolver) gets real lookups.
+        let resolver = config.validation.dns_resolver.is_none().then(resolver);
         let server = CaServer::open(
             config,
             Options {
-                resolver: Some(resolver()),
+                resolver,
                 clock: clock.clone(),
                 admin: false,
             },
@@ -160,6 +167,18 @@ impl TestCa {
         let base = server.state.urls.base.clone();
         let store = server.store.clone();
         let root_pem = server.root_pem.clone();
+        let policy = server.state.ra.policy_handle().clone();
+        let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
+        let admin = server.admin.clone();
+        tokio::spawn(async move {
+            let _ = certwright_server::telemetry::serve_admin(
+                admin_listener,
+                admin,
+                std::future::pending(),
+            )
+            .await;
+        });
         let (tx, rx) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(async move {
             server
@@ -177,10 +196,17 @@ impl TestCa {
             data_dir,
             responder,
             root_pem,
+            admin_base,
+            policy,
             _tmp: None,
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Takes ownership of the temporary data directory (and the test database with it).
+    pub fn adopt(&mut self, tmp: Option<tempfile::TempDir>) {
+        self._tmp = tmp;
     }
 
     /// Stops serving and returns the pieces to start again on the same data.
@@ -213,6 +239,78 @@ impl TestCa {
         c.register().await;
         c
     }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        // The owner of the data directory also removes the test's PostgreSQL database.
+        if self._tmp.is_none() {
+            return;
+        }
+        let Ok(url) = std::fs::read_to_string(self.data_dir.join(DATABASE_MARKER)) else {
+            return;
+        };
+        let name = url.rsplit('/').next().unwrap_or_default().to_owned();
+        let admin = admin_url();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Marker file in a test data directory holding its PostgreSQL database URL.
+const DATABASE_MARKER: &str = "test-database-url";
+
+fn admin_url() -> String {
+    std::env::var("CERTWRIGHT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether the suite runs on PostgreSQL (`CERTWRIGHT_TEST_BACKEND=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres")
+}
+
+/// The database for a test CA: SQLite in its data directory (None: the default), or a
+/// fresh PostgreSQL database of its own, created on first use and reused on restarts.
+pub async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
+    if !on_postgres() {
+        return None;
+    }
+    let marker = data_dir.join(DATABASE_MARKER);
+    if let Ok(url) = std::fs::read_to_string(&marker) {
+        return Some(url);
+    }
+    use sqlx::Connection;
+    let admin = admin_url();
+    let mut bytes = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    let name = format!(
+        "cw_test_{}",
+        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+    );
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+        .await
+        .expect("PostgreSQL for CERTWRIGHT_TEST_BACKEND=postgres (scripts/test starts one)");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    std::fs::write(&marker, &url).unwrap();
+    Some(url)
 }
 
 /// A response, read whole.
@@ -263,6 +361,9 @@ pub struct Acme {
     pub dir: Directory,
     pub key: AccountKey,
     pub kid: Option<String>,
+    /// Like a load balancer: requests for `routes.0` go to each of `routes.1` in turn.
+    pub routes: Option<(String, Vec<String>)>,
+    next_route: std::sync::atomic::AtomicUsize,
 }
 
 impl Acme {
@@ -285,11 +386,43 @@ impl Acme {
             dir,
             key,
             kid: None,
+            routes: None,
+            next_route: Default::default(),
+        }
+    }
+
+    /// The same client state with another key (not registered).
+    pub fn rekeyed(&self, key: AccountKey) -> Acme {
+        Acme {
+            http: self.http.clone(),
+            dir: self.dir.clone(),
+            key,
+            kid: None,
+            routes: self.routes.clone(),
+            next_route: Default::default(),
+        }
+    }
+
+    /// Where a request for `url` is sent (the next instance, when routed).
+    pub fn route(&self, url: &str) -> String {
+        match &self.routes {
+            Some((base, targets)) if url.starts_with(base.as_str()) => {
+                let i = self
+                    .next_route
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!("{}{}", targets[i % targets.len()], &url[base.len()..])
+            }
+            _ => url.to_owned(),
         }
     }
 
     pub async fn nonce(&self) -> String {
-        let r = self.http.head(&self.dir.new_nonce).send().await.unwrap();
+        let r = self
+            .http
+            .head(self.route(&self.dir.new_nonce))
+            .send()
+            .await
+            .unwrap();
         r.headers()["replay-nonce"].to_str().unwrap().to_owned()
     }
 
@@ -317,7 +450,7 @@ impl Acme {
     pub async fn send(&self, url: &str, body: Vec<u8>, content_type: &str) -> Resp {
         let r = self
             .http
-            .post(url)
+            .post(self.route(url))
             .header("content-type", content_type)
             .body(body)
             .send()

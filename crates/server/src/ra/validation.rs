@@ -1,0 +1,135 @@
+//! The RA's side of validation: which identifiers the VA can validate (IP addresses per
+//! `[validation]`), which challenges each identifier is offered, and the CAA re-check at
+//! finalize for validations older than `validation.caa_recheck_after_hours`.
+
+use std::net::IpAddr;
+
+use certwright_proto::identifier::NormalizedIdentifier;
+use certwright_proto::types::{ChallengeStatus, ChallengeType, IdentifierType};
+use certwright_proto::Problem;
+
+use super::{internal, Ra};
+use crate::store::{AccountRecord, OrderRecord};
+
+/// The challenge types offered for an identifier: dns-01 only for a wildcard (RFC 8555
+/// §7.1.3), http-01 and tls-alpn-01 for an IP address (RFC 8738 §7), all three otherwise.
+pub(super) fn offered_challenges(identifier: &NormalizedIdentifier) -> Vec<ChallengeType> {
+    match identifier.identifier.kind {
+        IdentifierType::Ip => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
+        IdentifierType::Dns if identifier.wildcard => vec![ChallengeType::Dns01],
+        IdentifierType::Dns => vec![
+            ChallengeType::Http01,
+            ChallengeType::Dns01,
+            ChallengeType::TlsAlpn01,
+        ],
+    }
+}
+
+impl Ra {
+    /// Why an IP identifier cannot be ordered (None for DNS names and acceptable addresses).
+    pub(super) fn ip_refusal(&self, n: &NormalizedIdentifier) -> Option<String> {
+        if n.identifier.kind != IdentifierType::Ip {
+            return None;
+        }
+        let va = &self.inner.va;
+        if !va.config.allow_ip_identifiers {
+            return Some(
+                "this CA does not issue for IP addresses (validation.allow_ip_identifiers = false)"
+                    .into(),
+            );
+        }
+        let ip: IpAddr = n.identifier.value.parse().ok()?;
+        let unusable = ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, IpAddr::V4(v4) if v4.is_broadcast());
+        if unusable {
+            return Some(format!(
+                "{ip} is not a unicast address; it cannot be validated or certified"
+            ));
+        }
+        if va.denies(ip) {
+            return Some(format!(
+                "{ip} lies in an address range this CA never connects to (validation.deny_ranges)"
+            ));
+        }
+        None
+    }
+
+    /// At finalize: CAA again for every name whose validation is older than the re-check
+    /// age (RFC 8659 §3 asks for a check shortly before issuance). A refusal is the
+    /// finalize request's answer; the order stays ready.
+    pub(super) async fn recheck_caa(
+        &self,
+        account: &AccountRecord,
+        order: &OrderRecord,
+    ) -> Result<(), Problem> {
+        let va = &self.inner.va;
+        let max_age = va.config.caa_recheck_after.as_secs() as i64;
+        let now = self.now();
+        for id in &order.authorization_ids {
+            let authz = self
+                .inner
+                .store
+                .authorization(*id)
+                .await
+                .map_err(internal)?;
+            let Some(challenge) = authz
+                .challenges
+                .iter()
+                .find(|c| c.status == ChallengeStatus::Valid)
+            else {
+                continue;
+            };
+            if now - challenge.validated.unwrap_or(0) <= max_age {
+                continue;
+            }
+            let outcome = va
+                .check_caa(
+                    &authz.identifier,
+                    authz.wildcard,
+                    account.id.0,
+                    challenge.kind,
+                )
+                .await;
+            tracing::info!(
+                order = %order.id,
+                identifier = %authz.identifier,
+                record = %outcome.record,
+                refused = outcome.error.is_some(),
+                "CAA re-checked at finalize"
+            );
+            if let Some(p) = outcome.error {
+                let status = if p.kind == certwright_proto::ProblemType::Caa {
+                    403
+                } else {
+                    p.http_status()
+                };
+                return Err(p
+                    .for_identifier(authz.identifier.clone())
+                    .with_status(status));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use certwright_proto::identifier::normalize;
+    use certwright_proto::types::Identifier;
+
+    #[test]
+    fn challenges_follow_the_identifier() {
+        let offered = |id: Identifier| offered_challenges(&normalize(&id).unwrap());
+        assert_eq!(
+            offered(Identifier::dns("*.example.test")),
+            vec![ChallengeType::Dns01]
+        );
+        assert_eq!(
+            offered(Identifier::ip("2001:db8::1")),
+            vec![ChallengeType::Http01, ChallengeType::TlsAlpn01]
+        );
+        assert_eq!(offered(Identifier::dns("www.example.test")).len(), 3);
+    }
+}

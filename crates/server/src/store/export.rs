@@ -1,0 +1,209 @@
+//! Moving a CA's database between backends: every table as JSON lines, in an order that
+//! satisfies foreign keys; import into an empty database in one transaction.
+
+use serde_json::{json, Map, Value};
+use sqlx::Row;
+
+use super::{Backend, Result, Store, StoreError};
+
+#[derive(Clone, Copy)]
+enum Col {
+    Int,
+    Text,
+    Blob,
+}
+
+use Col::{Blob, Int, Text};
+
+/// Tables and columns, parents before children.
+const TABLES: &[(&str, &[(&str, Col)])] = &[
+    (
+        "accounts",
+        &[
+            ("id", Int),
+            ("key_thumbprint", Text),
+            ("jwk", Text),
+            ("contact", Text),
+            ("status", Text),
+            ("tos_agreed", Int),
+            ("created_at", Int),
+            ("eab_kid", Text),
+            ("eab_label", Text),
+        ],
+    ),
+    (
+        "orders",
+        &[
+            ("id", Int),
+            ("account_id", Int),
+            ("status", Text),
+            ("identifiers", Text),
+            ("expires", Int),
+            ("not_before", Int),
+            ("not_after", Int),
+            ("error", Text),
+            ("csr", Blob),
+            ("certificate_serial", Text),
+            ("created_at", Int),
+            ("profile", Text),
+            ("replaces", Text),
+            ("lease_expires", Int),
+        ],
+    ),
+    (
+        "authorizations",
+        &[
+            ("id", Int),
+            ("account_id", Int),
+            ("identifier_type", Text),
+            ("identifier_value", Text),
+            ("wildcard", Int),
+            ("status", Text),
+            ("expires", Int),
+            ("created_at", Int),
+        ],
+    ),
+    (
+        "order_authorizations",
+        &[("order_id", Int), ("authorization_id", Int)],
+    ),
+    (
+        "challenges",
+        &[
+            ("id", Int),
+            ("authorization_id", Int),
+            ("type", Text),
+            ("token", Text),
+            ("status", Text),
+            ("validated", Int),
+            ("error", Text),
+            ("record", Text),
+            ("lease_expires", Int),
+        ],
+    ),
+    (
+        "certificates",
+        &[
+            ("serial", Text),
+            ("account_id", Int),
+            ("order_id", Int),
+            ("der", Blob),
+            ("chain_pem", Text),
+            ("names", Text),
+            ("not_before", Int),
+            ("not_after", Int),
+            ("created_at", Int),
+            ("revoked_at", Int),
+            ("revocation_reason", Int),
+            ("renew_early", Int),
+            ("replaced_by_order", Int),
+            ("profile", Text),
+        ],
+    ),
+    (
+        "eab_keys",
+        &[
+            ("kid", Text),
+            ("label", Text),
+            ("hmac_key", Blob),
+            ("created_at", Int),
+            ("revoked_at", Int),
+            ("account_id", Int),
+        ],
+    ),
+    (
+        "crl_state",
+        &[
+            ("issuer", Text),
+            ("number", Int),
+            ("der", Blob),
+            ("this_update", Int),
+            ("next_update", Int),
+        ],
+    ),
+];
+
+/// Tables whose `id` comes from a sequence (PostgreSQL needs it moved past imported ids).
+const ID_TABLES: &[&str] = &["accounts", "orders", "authorizations", "challenges"];
+
+impl Store {
+    /// Every row of every table as `{"table": …, "row": {…}}` JSON lines (blobs base64url).
+    pub async fn export(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for (table, cols) in TABLES {
+            let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
+            let sql = format!("SELECT {} FROM {table}", names.join(", "));
+            for row in sqlx::query(&sql).fetch_all(&self.reader).await? {
+                let mut obj = Map::new();
+                for (i, (name, col)) in cols.iter().enumerate() {
+                    let v = match col {
+                        Int => row.get::<Option<i64>, _>(i).map(Value::from),
+                        Text => row.get::<Option<String>, _>(i).map(Value::from),
+                        Blob => row
+                            .get::<Option<Vec<u8>>, _>(i)
+                            .map(|b| Value::from(certwright_proto::b64::encode(b))),
+                    };
+                    obj.insert((*name).to_owned(), v.unwrap_or(Value::Null));
+                }
+                out.push(json!({"table": table, "row": obj}));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Imports an export into this (empty) database, in one transaction.
+    pub async fn import(&self, lines: &[Value]) -> Result<usize> {
+        for (table, _) in TABLES {
+            let n: i64 = sqlx::query(&format!("SELECT COUNT(*) FROM {table}"))
+                .fetch_one(&self.reader)
+                .await?
+                .get(0);
+            if n > 0 {
+                return Err(StoreError::Schema(format!(
+                    "the target database is not empty ({table} has {n} rows); import needs a fresh one"
+                )));
+            }
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut count = 0;
+        for (table, cols) in TABLES {
+            let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
+            let params: Vec<String> = (1..=cols.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "INSERT INTO {table} ({}) VALUES ({})",
+                names.join(", "),
+                params.join(", ")
+            );
+            for line in lines.iter().filter(|l| l["table"] == *table) {
+                let row = &line["row"];
+                let mut q = sqlx::query(&sql);
+                for (name, col) in cols.iter() {
+                    let v = &row[*name];
+                    q = match col {
+                        Int => q.bind(v.as_i64()),
+                        Text => q.bind(v.as_str().map(str::to_owned)),
+                        Blob => q.bind(match v.as_str() {
+                            Some(s) => Some(certwright_proto::b64::decode(s).map_err(|_| {
+                                StoreError::Corrupt(format!("{table}.{name} is not base64url"))
+                            })?),
+                            None => None,
+                        }),
+                    };
+                }
+                q.execute(&mut *tx).await?;
+                count += 1;
+            }
+        }
+        if self.backend == Backend::Postgres {
+            for table in ID_TABLES {
+                sqlx::query(&format!(
+                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE((SELECT MAX(id) FROM {table}), 0) + 1, false)"
+                ))
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(count)
+    }
+}

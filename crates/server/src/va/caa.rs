@@ -1,0 +1,374 @@
+//! CAA (RFC 8659), with the `accounturi` and `validationmethods` parameters of RFC 8657.
+//!
+//! The relevant record set is found by climbing from the name towards the root: the first
+//! name (the name itself, then each parent, the root excluded) whose CAA query returns
+//! records holds it; a CNAME at a name is followed by the resolver and its target's records
+//! count for that name. No records anywhere: issuance is allowed.
+//!
+//! In the relevant set:
+//! - a record with the critical flag and a tag this CA does not know forbids issuance;
+//! - for a wildcard, `issuewild` records decide when there are any, else `issue` records;
+//!   for other names `issue` records decide; when the deciding tag has no records at all,
+//!   issuance is allowed;
+//! - a deciding record allows issuance when its issuer domain is one of this CA's
+//!   identities (`[directory] caa_identities`), its `accounturi` (if any) is the
+//!   requesting account's URL and its `validationmethods` (if any) include the method
+//!   used. Unknown parameters are ignored; a value that does not parse matches nothing.
+//!
+//! A lookup that fails (SERVFAIL, timeout, …) fails closed: no issuance.
+
+use certwright_proto::types::ChallengeType;
+use certwright_proto::Problem;
+use hickory_resolver::proto::rr::rdata::CAA;
+use serde_json::{json, Value};
+
+use super::resolver::{DnsFailure, NameResolver};
+
+/// What CAA is checked against.
+#[derive(Debug, Clone)]
+pub struct CaaRequest<'a> {
+    /// The name (for a wildcard, the base name without `*.`).
+    pub name: &'a str,
+    pub wildcard: bool,
+    /// The requesting account's URL (for `accounturi`).
+    pub account_uri: &'a str,
+    /// The method that validated the name (for `validationmethods`).
+    pub method: ChallengeType,
+}
+
+/// One CAA record as seen on the wire.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaaRecord {
+    pub critical: bool,
+    pub flags: u8,
+    pub tag: String,
+    pub value: String,
+}
+
+impl CaaRecord {
+    fn from_rdata(caa: &CAA) -> Self {
+        Self {
+            critical: caa.issuer_critical(),
+            flags: caa.flags(),
+            tag: caa.tag().as_str().to_owned(),
+            value: String::from_utf8_lossy(caa.raw_value()).into_owned(),
+        }
+    }
+
+    /// Presentation form: `0 issue "ca.example"`.
+    pub fn text(&self) -> String {
+        format!("{} {} {:?}", self.flags, self.tag, self.value)
+    }
+}
+
+/// An `issue`/`issuewild` value: issuer domain (None: `;`, nobody) and parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssueValue {
+    pub issuer: Option<String>,
+    pub parameters: Vec<(String, String)>,
+}
+
+/// Parses an issue value (RFC 8659 §4.2). Lenient about whitespace and a trailing `;`.
+pub fn parse_issue_value(value: &str) -> Result<IssueValue, String> {
+    let (domain, params) = match value.split_once(';') {
+        Some((d, p)) => (d.trim(), Some(p)),
+        None => (value.trim(), None),
+    };
+    let issuer = if domain.is_empty() {
+        None
+    } else {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        let ok = !d.is_empty()
+            && d.split('.').all(|label| {
+                !label.is_empty()
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            });
+        if !ok {
+            return Err(format!("{domain:?} is not an issuer domain name"));
+        }
+        Some(d)
+    };
+    let mut parameters = Vec::new();
+    for p in params.into_iter().flat_map(|p| p.split(';')) {
+        let p = p.trim();
+        if p.is_empty() {
+            continue;
+        }
+        let (k, v) = p
+            .split_once('=')
+            .ok_or_else(|| format!("parameter {p:?} has no '='"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            return Err(format!("{k:?} is not a parameter tag"));
+        }
+        if v.bytes().any(|b| !(0x21..=0x7e).contains(&b) || b == b';') {
+            return Err(format!("parameter {k} has an invalid value"));
+        }
+        parameters.push((k.to_ascii_lowercase(), v.to_owned()));
+    }
+    Ok(IssueValue { issuer, parameters })
+}
+
+/// Why one deciding record does not allow this issuance (None: it allows it).
+fn record_refuses(
+    record: &CaaRecord,
+    identities: &[String],
+    request: &CaaRequest<'_>,
+) -> Option<String> {
+    let value = match parse_issue_value(&record.value) {
+        Ok(v) => v,
+        Err(e) => return Some(format!("its value does not parse ({e})")),
+    };
+    let Some(issuer) = value.issuer else {
+        return Some("it names no issuer (issuance by any CA is forbidden)".into());
+    };
+    if !identities.iter().any(|i| i.eq_ignore_ascii_case(&issuer)) {
+        return Some(format!("it names {issuer}, not this CA"));
+    }
+    for (k, v) in &value.parameters {
+        match k.as_str() {
+            "accounturi" if v != request.account_uri => {
+                return Some(format!(
+                    "its accounturi {v} is not the requesting account {}",
+                    request.account_uri
+                ))
+            }
+            "validationmethods" if !v.split(',').any(|m| m.trim() == request.method.as_str()) => {
+                return Some(format!(
+                    "its validationmethods {v} do not include {}",
+                    request.method
+                ))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Decides on the relevant set found at `owner`.
+pub fn evaluate(
+    owner: &str,
+    records: &[CaaRecord],
+    identities: &[String],
+    request: &CaaRequest<'_>,
+) -> Result<String, Problem> {
+    if let Some(r) = records.iter().find(|r| {
+        r.critical
+            && !matches!(
+                r.tag.to_ascii_lowercase().as_str(),
+                "issue" | "issuewild" | "iodef"
+            )
+    }) {
+        return Err(Problem::new(
+            certwright_proto::ProblemType::Caa,
+            format!(
+                "CAA record at {owner} ({}) has the critical flag and the tag {:?}, which this CA does not understand: issuance is forbidden",
+                r.text(),
+                r.tag
+            ),
+        ));
+    }
+    let of_tag = |tag: &str| -> Vec<&CaaRecord> {
+        records
+            .iter()
+            .filter(|r| r.tag.eq_ignore_ascii_case(tag))
+            .collect()
+    };
+    let (tag, deciding) = match (request.wildcard, of_tag("issuewild")) {
+        (true, wild) if !wild.is_empty() => ("issuewild", wild),
+        _ => ("issue", of_tag("issue")),
+    };
+    if deciding.is_empty() {
+        return Ok(format!("CAA records at {owner} restrict no {tag}: allowed"));
+    }
+    let mut reasons = Vec::new();
+    for r in &deciding {
+        match record_refuses(r, identities, request) {
+            None => return Ok(format!("allowed by CAA record at {owner}: {}", r.text())),
+            Some(why) => reasons.push(format!("{} ({why})", r.text())),
+        }
+    }
+    Err(Problem::new(
+        certwright_proto::ProblemType::Caa,
+        format!(
+            "CAA {tag} records at {owner} forbid issuance for {}{} by this CA (identities {:?}): {}",
+            if request.wildcard { "*." } else { "" },
+            request.name,
+            identities,
+            reasons.join("; ")
+        ),
+    ))
+}
+
+/// Looks up and applies CAA for `request`; returns the problem (if refused) and what was
+/// seen at each name.
+pub async fn check_caa(
+    resolver: &NameResolver,
+    identities: &[String],
+    request: &CaaRequest<'_>,
+) -> (Option<Problem>, Value) {
+    let labels: Vec<&str> = request.name.split('.').collect();
+    let mut seen = Vec::new();
+    for i in 0..labels.len() {
+        let name = labels[i..].join(".");
+        match resolver.lookup_caa(&name).await {
+            Err(DnsFailure::NotFound { .. }) => seen.push(json!({"name": name, "records": []})),
+            Err(failure) => {
+                seen.push(json!({"name": name, "error": format!("{failure:?}")}));
+                return (
+                    Some(Problem::dns(format!(
+                        "{}; CAA must be checked before issuing for {}, so issuance is refused until the lookup succeeds",
+                        failure.describe("CAA", &name),
+                        request.name
+                    ))),
+                    json!({"checked": seen}),
+                );
+            }
+            Ok(answer) => {
+                let records: Vec<CaaRecord> =
+                    answer.records.iter().map(CaaRecord::from_rdata).collect();
+                seen.push(json!({
+                    "name": name,
+                    "cnames": answer.cnames,
+                    "records": records.iter().map(CaaRecord::text).collect::<Vec<_>>(),
+                }));
+                let decision = evaluate(&name, &records, identities, request);
+                let (error, summary) = match decision {
+                    Ok(s) => (None, s),
+                    Err(p) => (Some(p.clone()), p.detail),
+                };
+                return (error, json!({"checked": seen, "decision": summary}));
+            }
+        }
+    }
+    (
+        None,
+        json!({"checked": seen, "decision": "no CAA records: allowed"}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(flags: u8, tag: &str, value: &str) -> CaaRecord {
+        CaaRecord {
+            critical: flags & 0x80 != 0,
+            flags,
+            tag: tag.into(),
+            value: value.into(),
+        }
+    }
+
+    const ACCOUNT: &str = "https://ca.test/acme/acct/7";
+
+    fn request(wildcard: bool, method: ChallengeType) -> CaaRequest<'static> {
+        CaaRequest {
+            name: "www.example.test",
+            wildcard,
+            account_uri: ACCOUNT,
+            method,
+        }
+    }
+
+    #[test]
+    fn issue_values_parse() {
+        assert_eq!(
+            parse_issue_value(" ca.test ; accounturi=https://x/1;validationmethods=dns-01 ")
+                .unwrap(),
+            IssueValue {
+                issuer: Some("ca.test".into()),
+                parameters: vec![
+                    ("accounturi".into(), "https://x/1".into()),
+                    ("validationmethods".into(), "dns-01".into())
+                ],
+            }
+        );
+        assert_eq!(parse_issue_value(";").unwrap().issuer, None);
+        assert_eq!(parse_issue_value("").unwrap().issuer, None);
+        assert_eq!(
+            parse_issue_value("CA.Test.").unwrap().issuer.as_deref(),
+            Some("ca.test")
+        );
+        for bad in ["ca test", "ca.test; novalue", "ca..test", "ca.test; a=b c"] {
+            assert!(parse_issue_value(bad).is_err(), "{bad:?} parsed");
+        }
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let ids = vec!["ca.test".to_string()];
+        let http = request(false, ChallengeType::Http01);
+        let wild = request(true, ChallengeType::Dns01);
+        let allowed = |records: &[CaaRecord], req: &CaaRequest<'_>| {
+            evaluate("example.test", records, &ids, req).is_ok()
+        };
+        assert!(allowed(&[rec(0, "issue", "ca.test")], &http));
+        assert!(allowed(
+            &[rec(0, "issue", "other.test"), rec(0, "issue", "ca.test")],
+            &http
+        ));
+        assert!(!allowed(&[rec(0, "issue", "other.test")], &http));
+        assert!(!allowed(&[rec(0, "issue", ";")], &http));
+        // issuewild only: names are unrestricted, wildcards decided by it.
+        assert!(allowed(&[rec(0, "issuewild", "other.test")], &http));
+        assert!(!allowed(&[rec(0, "issuewild", "other.test")], &wild));
+        assert!(allowed(
+            &[
+                rec(0, "issue", "other.test"),
+                rec(0, "issuewild", "ca.test")
+            ],
+            &wild
+        ));
+        assert!(!allowed(&[rec(0, "issue", "other.test")], &wild));
+        // RFC 8657 parameters.
+        assert!(allowed(
+            &[rec(0, "issue", &format!("ca.test; accounturi={ACCOUNT}"))],
+            &http
+        ));
+        assert!(!allowed(
+            &[rec(
+                0,
+                "issue",
+                "ca.test; accounturi=https://ca.test/acme/acct/8"
+            )],
+            &http
+        ));
+        assert!(allowed(
+            &[rec(0, "issue", "ca.test; validationmethods=dns-01,http-01")],
+            &http
+        ));
+        assert!(!allowed(
+            &[rec(0, "issue", "ca.test; validationmethods=dns-01")],
+            &http
+        ));
+        assert!(allowed(
+            &[rec(0, "issue", "ca.test; unknown-param=1")],
+            &http
+        ));
+        // Critical unknown tags forbid; non-critical ones and iodef do not.
+        assert!(!allowed(
+            &[rec(128, "tbs", "x"), rec(0, "issue", "ca.test")],
+            &http
+        ));
+        assert!(allowed(
+            &[rec(0, "tbs", "x"), rec(0, "issue", "ca.test")],
+            &http
+        ));
+        assert!(allowed(&[rec(128, "iodef", "mailto:a@b.test")], &http));
+        // The refusal names the record.
+        let p = evaluate(
+            "example.test",
+            &[rec(0, "issue", "other.test")],
+            &ids,
+            &http,
+        )
+        .unwrap_err();
+        assert_eq!(p.kind, certwright_proto::ProblemType::Caa);
+        assert!(p.detail.contains("0 issue \"other.test\""), "{p}");
+        // No identities configured: any issue record forbids.
+        assert!(evaluate("example.test", &[rec(0, "issue", "ca.test")], &[], &http).is_err());
+    }
+}

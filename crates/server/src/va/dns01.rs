@@ -1,0 +1,172 @@
+//! dns-01 (RFC 8555 §8.4): a TXT record at `_acme-challenge.<name>` holding
+//! base64url(SHA-256(key authorization)).
+//!
+//! CNAMEs are followed (delegating `_acme-challenge` to another zone is the common
+//! pattern) by the resolver, at most a few links. Several TXT values may sit at the name:
+//! one matching is enough. Failures say what was found.
+
+use certwright_proto::keyauth::dns01_txt_value;
+use certwright_proto::types::{Identifier, IdentifierType};
+use certwright_proto::Problem;
+use serde_json::{json, Value};
+
+use super::resolver::DnsFailure;
+use super::Va;
+
+/// TXT values quoted in a failure's detail (the record keeps them all).
+const QUOTED_VALUES: usize = 5;
+
+/// The name a dns-01 TXT record lives at.
+pub fn challenge_name(base: &str) -> String {
+    format!("_acme-challenge.{base}")
+}
+
+/// Runs the check; returns the problem (if it failed) and what was seen.
+pub async fn validate_dns01(
+    va: &Va,
+    identifier: &Identifier,
+    key_authorization: &str,
+) -> (Option<Problem>, Value) {
+    if identifier.kind != IdentifierType::Dns {
+        return (
+            Some(Problem::malformed(
+                "dns-01 cannot validate an IP address identifier",
+            )),
+            Value::Null,
+        );
+    }
+    let name = challenge_name(&identifier.value);
+    let expected = dns01_txt_value(key_authorization);
+    match va.resolver.lookup_txt(&name).await {
+        Err(failure) => {
+            let record = json!({"name": name, "error": format!("{failure:?}")});
+            let detail = match failure {
+                DnsFailure::NotFound { .. } => format!(
+                    "{}; publish the dns-01 value there (or a CNAME to where it is published)",
+                    failure.describe("TXT", &name)
+                ),
+                _ => failure.describe("TXT", &name),
+            };
+            (Some(Problem::dns(detail)), record)
+        }
+        Ok(answer) => {
+            let record = json!({
+                "name": name,
+                "cnames": answer.cnames,
+                "txt": answer.records,
+            });
+            if answer.records.iter().any(|v| v.trim() == expected) {
+                return (None, record);
+            }
+            let mut quoted: Vec<String> = answer
+                .records
+                .iter()
+                .take(QUOTED_VALUES)
+                .map(|v| format!("{:?}", v.chars().take(100).collect::<String>()))
+                .collect();
+            if answer.records.len() > QUOTED_VALUES {
+                quoted.push(format!("and {} more", answer.records.len() - QUOTED_VALUES));
+            }
+            let via = if answer.cnames.is_empty() {
+                String::new()
+            } else {
+                format!(" (via CNAME {})", answer.cnames.join(" -> "))
+            };
+            (
+                Some(Problem::incorrect_response(format!(
+                    "incorrect TXT record at {name}{via}: found {}, expected {expected:?}",
+                    quoted.join(", ")
+                ))),
+                record,
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::va::testdns::{Behaviour, TestDns};
+    use crate::va::tests::va_with_dns;
+    use certwright_proto::ProblemType;
+
+    const KEY_AUTH: &str = "token.thumbprint";
+
+    async fn check(dns: &TestDns, name: &str) -> (Option<Problem>, Value) {
+        let va = va_with_dns(dns, &[]);
+        validate_dns01(&va, &Identifier::dns(name), KEY_AUTH).await
+    }
+
+    #[tokio::test]
+    async fn the_right_value_among_several_passes() {
+        let dns = TestDns::start().await.unwrap();
+        let good = dns01_txt_value(KEY_AUTH);
+        dns.set_txt(
+            "_acme-challenge.ok.test",
+            &["stale-value", &good, "another"],
+        );
+        let (error, record) = check(&dns, "ok.test").await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(record["txt"].as_array().unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_cname_delegation_is_followed() {
+        let dns = TestDns::start().await.unwrap();
+        dns.set_cname("_acme-challenge.deleg.test", "deleg.acme-zone.test");
+        dns.set_txt("deleg.acme-zone.test", &[&dns01_txt_value(KEY_AUTH)]);
+        let (error, record) = check(&dns, "deleg.test").await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(record["cnames"][0], "deleg.acme-zone.test", "{record}");
+    }
+
+    #[tokio::test]
+    async fn each_failure_is_a_dns_or_incorrect_response_problem() {
+        let dns = TestDns::start().await.unwrap();
+        dns.set_txt("_acme-challenge.wrong.test", &["not-it", "nor-this"]);
+        dns.set_behaviour("_acme-challenge.servfail.test", Behaviour::ServFail);
+        dns.set_addrs(
+            "_acme-challenge.nodata.test",
+            &["127.0.0.1".parse().unwrap()],
+        );
+        dns.set_cname("_acme-challenge.loop.test", "loop-b.test");
+        dns.set_cname("loop-b.test", "_acme-challenge.loop.test");
+
+        let (p, _) = check(&dns, "wrong.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::IncorrectResponse, "{p}");
+        assert!(
+            p.detail.contains("\"not-it\"") && p.detail.contains("\"nor-this\""),
+            "{p}"
+        );
+
+        let (p, _) = check(&dns, "missing.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Dns, "{p}");
+        assert!(p.detail.contains("NXDOMAIN"), "{p}");
+
+        let (p, _) = check(&dns, "nodata.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Dns, "{p}");
+        assert!(p.detail.contains("no TXT record"), "{p}");
+
+        let (p, _) = check(&dns, "servfail.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Dns, "{p}");
+        assert!(p.detail.contains("SERVFAIL"), "{p}");
+
+        let (p, _) = check(&dns, "loop.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Dns, "{p}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_server_is_a_dns_timeout() {
+        let dns = TestDns::start().await.unwrap();
+        dns.set_behaviour("_acme-challenge.silent.test", Behaviour::Silent);
+        let (p, _) = check(&dns, "silent.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Dns, "{p}");
+        assert!(p.detail.contains("timed out"), "{p}");
+    }
+}

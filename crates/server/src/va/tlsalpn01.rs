@@ -1,0 +1,469 @@
+//! tls-alpn-01 (RFC 8737; RFC 8738 §6 for IP addresses): a TLS handshake with the
+//! applicant on port 443 (or the configured test port), SNI set to the name (for an IP
+//! address its reverse-DNS name, `4.3.2.1.in-addr.arpa` / `….ip6.arpa`) and ALPN
+//! `acme-tls/1` offered.
+//!
+//! Passes only when the server negotiates `acme-tls/1` and presents a self-signed
+//! certificate with exactly one subjectAltName — the identifier — and a critical
+//! acmeIdentifier extension (1.3.6.1.5.5.7.1.31) holding the SHA-256 of the key
+//! authorization. Nothing else about the certificate (validity, issuer) is judged.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use certwright_proto::keyauth::key_authorization_digest;
+use certwright_proto::types::{Identifier, IdentifierType};
+use certwright_proto::Problem;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use x509_parser::extensions::GeneralName;
+use x509_parser::oid_registry::Oid;
+
+use super::Va;
+
+/// The ALPN protocol of RFC 8737.
+pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+/// id-pe-acmeIdentifier.
+pub const ACME_IDENTIFIER_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
+/// Addresses tried per validation (the first that accepts a connection is used).
+const MAX_ADDRESSES: usize = 2;
+
+/// The name sent as SNI: the name itself, or the reverse-DNS name of an IP address.
+pub fn sni_name(identifier: &Identifier) -> Result<String, Problem> {
+    match identifier.kind {
+        IdentifierType::Dns => Ok(identifier.value.clone()),
+        IdentifierType::Ip => {
+            let ip: IpAddr = identifier
+                .value
+                .parse()
+                .map_err(|_| Problem::malformed("the IP identifier does not parse"))?;
+            Ok(reverse_dns_name(ip))
+        }
+    }
+}
+
+/// `4.3.2.1.in-addr.arpa` for 1.2.3.4; 32 reversed nibbles under `ip6.arpa` for IPv6.
+pub fn reverse_dns_name(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
+        }
+        IpAddr::V6(v6) => {
+            let mut labels = Vec::with_capacity(33);
+            for byte in v6.octets().iter().rev() {
+                labels.push(format!("{:x}", byte & 0x0f));
+                labels.push(format!("{:x}", byte >> 4));
+            }
+            labels.push("ip6.arpa".to_owned());
+            labels.join(".")
+        }
+    }
+}
+
+/// A client TLS configuration offering only `acme-tls/1`, accepting any certificate
+/// (the check below judges it) but still verifying the handshake signature.
+pub fn client_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .expect("aws-lc-rs supports the default protocol versions")
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![ACME_TLS_ALPN.to_vec()];
+    config.resumption = rustls::client::Resumption::disabled();
+    Arc::new(config)
+}
+
+#[derive(Debug)]
+struct AnyCertificate(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_with_certificate_key(message, cert, dss, &self.0)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_with_certificate_key(message, cert, dss, &self.0)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Verifies the handshake signature with the certificate's public key. rustls's own
+/// helpers parse the certificate with webpki, which refuses the critical acmeIdentifier
+/// extension it does not know; x509-parser takes it as it is.
+fn verify_with_certificate_key(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+    provider: &CryptoProvider,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
+    let public_key = parsed.public_key().subject_public_key.data.as_ref();
+    let candidates = provider
+        .signature_verification_algorithms
+        .mapping
+        .iter()
+        .find(|(scheme, _)| *scheme == dss.scheme)
+        .map(|(_, algs)| *algs)
+        .unwrap_or(&[]);
+    if candidates.iter().any(|alg| {
+        alg.verify_signature(public_key, message, dss.signature())
+            .is_ok()
+    }) {
+        Ok(HandshakeSignatureValid::assertion())
+    } else {
+        Err(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::BadSignature,
+        ))
+    }
+}
+
+/// Runs the check; returns the problem (if it failed) and what was seen.
+pub async fn validate_tlsalpn01(
+    va: &Va,
+    identifier: &Identifier,
+    key_authorization: &str,
+) -> (Option<Problem>, Value) {
+    let sni = match sni_name(identifier) {
+        Ok(s) => s,
+        Err(p) => return (Some(p), Value::Null),
+    };
+    let port = va.config.tlsalpn01_port;
+    let addresses = match identifier.kind {
+        IdentifierType::Ip => match identifier.value.parse::<IpAddr>() {
+            Ok(ip) => vec![ip],
+            Err(_) => {
+                return (
+                    Some(Problem::malformed("the IP identifier does not parse")),
+                    Value::Null,
+                )
+            }
+        },
+        IdentifierType::Dns => match va.resolver.lookup_ip(&identifier.value).await {
+            Ok(ips) => ips,
+            Err(e) => return (Some(Problem::dns(e.0)), json!({"sni": sni})),
+        },
+    };
+    let addresses = match va.deny.allowed(&identifier.value, addresses) {
+        Ok(a) => a,
+        Err(denied) => {
+            return (
+                Some(Problem::connection(denied.0)),
+                json!({"sni": sni, "denied": true}),
+            )
+        }
+    };
+    let step = va.config.timeout / 2;
+    let mut attempts = Vec::new();
+    let mut connected = None;
+    for ip in addresses.iter().take(MAX_ADDRESSES) {
+        let addr = SocketAddr::new(*ip, port);
+        match tokio::time::timeout(step, TcpStream::connect(addr)).await {
+            Ok(Ok(stream)) => {
+                attempts.push(json!({"address": addr.to_string(), "connected": true}));
+                connected = Some((addr, stream));
+                break;
+            }
+            Ok(Err(e)) => {
+                attempts.push(json!({"address": addr.to_string(), "error": e.to_string()}))
+            }
+            Err(_) => attempts.push(json!({"address": addr.to_string(), "error": "timed out"})),
+        }
+    }
+    let Some((addr, stream)) = connected else {
+        return (
+            Some(Problem::connection(format!(
+                "could not connect to {} on port {port} for tls-alpn-01: {}",
+                identifier.value,
+                attempts
+                    .iter()
+                    .map(|a| format!(
+                        "{} ({})",
+                        a["address"].as_str().unwrap_or(""),
+                        a["error"].as_str().unwrap_or("")
+                    ))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+            json!({"sni": sni, "attempts": attempts}),
+        );
+    };
+    let mut record = json!({"sni": sni, "address": addr.to_string(), "attempts": attempts});
+    let server_name = match ServerName::try_from(sni.clone()) {
+        Ok(n) => n,
+        Err(_) => {
+            return (
+                Some(Problem::malformed(format!("{sni:?} cannot be sent as SNI"))),
+                record,
+            )
+        }
+    };
+    let connector = tokio_rustls::TlsConnector::from(va.tls_alpn.clone());
+    let tls = match tokio::time::timeout(step, connector.connect(server_name, stream)).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => {
+            return (
+                Some(Problem::new(
+                    certwright_proto::ProblemType::Tls,
+                    format!(
+                        "the TLS handshake with {addr} (SNI {sni}, ALPN acme-tls/1) failed: {e}"
+                    ),
+                )),
+                record,
+            )
+        }
+        Err(_) => {
+            return (
+                Some(Problem::connection(format!(
+                    "the TLS handshake with {addr} did not finish within {step:?}"
+                ))),
+                record,
+            )
+        }
+    };
+    let (_, session) = tls.get_ref();
+    let alpn = session
+        .alpn_protocol()
+        .map(|p| String::from_utf8_lossy(p).into_owned());
+    record["alpn"] = json!(alpn);
+    if session.alpn_protocol() != Some(ACME_TLS_ALPN) {
+        return (
+            Some(Problem::new(
+                certwright_proto::ProblemType::Tls,
+                format!(
+                    "{addr} did not negotiate the acme-tls/1 protocol (negotiated {})",
+                    alpn.as_deref().unwrap_or("none")
+                ),
+            )),
+            record,
+        );
+    }
+    let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
+        return (
+            Some(Problem::new(
+                certwright_proto::ProblemType::Tls,
+                format!("{addr} presented no certificate"),
+            )),
+            record,
+        );
+    };
+    let digest = key_authorization_digest(key_authorization);
+    match check_certificate(leaf.as_ref(), identifier, &digest) {
+        Ok(()) => (None, record),
+        Err(why) => (
+            Some(Problem::incorrect_response(format!(
+                "the tls-alpn-01 certificate from {addr} (SNI {sni}) is not acceptable: {why}"
+            ))),
+            record,
+        ),
+    }
+}
+
+/// The RFC 8737 §3 checks on the presented certificate.
+pub fn check_certificate(
+    der: &[u8],
+    identifier: &Identifier,
+    digest: &[u8; 32],
+) -> Result<(), String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("it does not parse as X.509: {e}"))?;
+    if cert.issuer().as_raw() != cert.subject().as_raw() || cert.verify_signature(None).is_err() {
+        return Err("it is not self-signed".into());
+    }
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|e| format!("its subjectAltName is malformed: {e}"))?
+        .ok_or("it has no subjectAltName")?;
+    let names = &san.value.general_names;
+    let matches = match (names.as_slice(), identifier.kind) {
+        ([GeneralName::DNSName(n)], IdentifierType::Dns) => {
+            n.eq_ignore_ascii_case(&identifier.value)
+        }
+        ([GeneralName::IPAddress(octets)], IdentifierType::Ip) => {
+            let want: Option<IpAddr> = identifier.value.parse().ok();
+            let got: Option<IpAddr> = match octets.len() {
+                4 => <[u8; 4]>::try_from(*octets).ok().map(IpAddr::from),
+                16 => <[u8; 16]>::try_from(*octets).ok().map(IpAddr::from),
+                _ => None,
+            };
+            want.is_some() && want == got
+        }
+        _ => false,
+    };
+    if !matches {
+        return Err(format!(
+            "its subjectAltName must hold exactly one entry, {}; it holds {}",
+            identifier,
+            names
+                .iter()
+                .map(|n| n.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    let oid = Oid::from(ACME_IDENTIFIER_OID).expect("a valid OID");
+    let ext = cert
+        .get_extension_unique(&oid)
+        .map_err(|_| "it has more than one acmeIdentifier extension".to_owned())?
+        .ok_or("it has no acmeIdentifier extension (1.3.6.1.5.5.7.1.31)")?;
+    if !ext.critical {
+        return Err("its acmeIdentifier extension is not marked critical".into());
+    }
+    let mut expected = vec![0x04, 0x20];
+    expected.extend_from_slice(digest);
+    if ext.value != expected.as_slice() {
+        return Err(format!(
+            "its acmeIdentifier extension does not hold the SHA-256 of the key authorization (expected OCTET STRING {}, found {})",
+            hex(&expected[2..]),
+            hex(ext.value)
+        ));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::va::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
+    use crate::va::testdns::TestDns;
+    use crate::va::tests::va_with;
+    use certwright_proto::ProblemType;
+
+    const KEY_AUTH: &str = "token.thumbprint";
+
+    #[test]
+    fn reverse_names_follow_rfc_8738() {
+        assert_eq!(
+            reverse_dns_name("192.0.2.1".parse().unwrap()),
+            "1.2.0.192.in-addr.arpa"
+        );
+        let v6 = reverse_dns_name("2001:db8::1".parse().unwrap());
+        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
+        assert!(v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
+        assert_eq!(v6.split('.').count(), 34);
+    }
+
+    async fn run(responder: &TlsAlpnResponder, dns: &TestDns, id: &Identifier) -> Option<Problem> {
+        let va = va_with(dns, &[], |c| c.tlsalpn01_port = responder.port);
+        validate_tlsalpn01(&va, id, KEY_AUTH).await.0
+    }
+
+    #[tokio::test]
+    async fn a_correct_certificate_passes_for_names_and_addresses() {
+        let dns = TestDns::start().await.unwrap();
+        let responder = TlsAlpnResponder::start().await;
+        for id in [Identifier::dns("alpn.test"), Identifier::ip("127.0.0.1")] {
+            let sni = sni_name(&id).unwrap();
+            responder.set(&sni, challenge_cert(&id, KEY_AUTH, Flaw::None));
+            assert_eq!(run(&responder, &dns, &id).await, None, "{id}");
+        }
+    }
+
+    #[tokio::test]
+    async fn each_flaw_is_refused_with_its_problem() {
+        let dns = TestDns::start().await.unwrap();
+        let responder = TlsAlpnResponder::start().await;
+        let id = Identifier::dns("flawed.test");
+        for (flaw, kind, words) in [
+            (Flaw::WrongDigest, ProblemType::IncorrectResponse, "SHA-256"),
+            (
+                Flaw::NotCritical,
+                ProblemType::IncorrectResponse,
+                "critical",
+            ),
+            (
+                Flaw::NoExtension,
+                ProblemType::IncorrectResponse,
+                "no acmeIdentifier",
+            ),
+            (
+                Flaw::ExtraSan,
+                ProblemType::IncorrectResponse,
+                "exactly one",
+            ),
+            (
+                Flaw::OtherName,
+                ProblemType::IncorrectResponse,
+                "exactly one",
+            ),
+            (
+                Flaw::NotSelfSigned,
+                ProblemType::IncorrectResponse,
+                "self-signed",
+            ),
+            (Flaw::NoAlpn, ProblemType::Tls, "acme-tls/1"),
+        ] {
+            responder.set("flawed.test", challenge_cert(&id, KEY_AUTH, flaw));
+            let p = run(&responder, &dns, &id).await.expect("must fail");
+            assert_eq!(p.kind, kind, "{flaw:?}: {p}");
+            assert!(p.detail.contains(words), "{flaw:?}: {p}");
+        }
+        // Nothing configured for the SNI: the responder aborts the handshake.
+        let p = run(&responder, &dns, &Identifier::dns("unknown.test"))
+            .await
+            .unwrap();
+        assert_eq!(p.kind, ProblemType::Tls, "{p}");
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_connection_problem() {
+        let dns = TestDns::start().await.unwrap();
+        let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = free.local_addr().unwrap().port();
+        drop(free);
+        let va = va_with(&dns, &[], |c| c.tlsalpn01_port = port);
+        let (p, _) = validate_tlsalpn01(&va, &Identifier::dns("closed.test"), KEY_AUTH).await;
+        assert_eq!(p.unwrap().kind, ProblemType::Connection);
+    }
+
+    #[tokio::test]
+    async fn denied_addresses_are_never_contacted() {
+        let dns = TestDns::start().await.unwrap();
+        let responder = TlsAlpnResponder::start().await;
+        let id = Identifier::dns("denied.test");
+        responder.set("denied.test", challenge_cert(&id, KEY_AUTH, Flaw::None));
+        let va = va_with(&dns, &["127.0.0.0/8"], |c| {
+            c.tlsalpn01_port = responder.port
+        });
+        let (p, _) = validate_tlsalpn01(&va, &id, KEY_AUTH).await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::Connection, "{p}");
+        assert!(p.detail.contains("deny_ranges"), "{p}");
+        assert_eq!(responder.connections(), 0);
+    }
+}
