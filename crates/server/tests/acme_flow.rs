@@ -320,7 +320,8 @@ async fn validation_failures_are_reported_per_cause() {
     let ca = TestCa::start().await;
     let acme = ca.account().await;
     let port = ca.responder.port;
-    let cases: Vec<(&str, Box<dyn Fn(&str) -> Option<Answer>>, ProblemType)> = vec![
+    type Responds = Box<dyn Fn(&str) -> Option<Answer>>;
+    let cases: Vec<(&str, Responds, ProblemType)> = vec![
         (
             "wrong.test",
             Box::new(|_| Some(Answer::Body("not-the-key-authorization".into()))),

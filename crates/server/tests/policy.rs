@@ -76,7 +76,8 @@ async fn policy_table_against_real_orders() {
     let other_label = eab_account(&ca, "kid-other", "team-other").await;
 
     // (who, identifiers, refused identifiers with a piece of the rule that refused each)
-    let table: Vec<(&str, &Acme, Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Row<'a> = (&'a str, &'a Acme, Vec<&'a str>, Vec<(&'a str, &'a str)>);
+    let table: Vec<Row> = vec![
         ("suffix rule", &plain, vec!["web.internal"], vec![]),
         (
             "suffix rule, any depth, and an exact name",

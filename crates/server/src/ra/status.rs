@@ -70,7 +70,8 @@ mod tests {
 
     #[test]
     fn order_follows_its_authorizations() {
-        let cases: &[(&[(A, i64)], i64, O)] = &[
+        type Case<'a> = (&'a [(A, i64)], i64, O);
+        let cases: &[Case] = &[
             (&[(A::Pending, 100), (A::Valid, 100)], 5, O::Pending),
             (&[(A::Valid, 100), (A::Valid, 100)], 5, O::Ready),
             (&[(A::Valid, 100), (A::Invalid, 100)], 5, O::Invalid),

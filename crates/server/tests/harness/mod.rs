@@ -143,12 +143,14 @@ impl TestCa {
             .await
             .unwrap();
         let addr = listener.local_addr().unwrap();
-        let mut config = Config::default();
-        config.listen = addr;
-        config.tls = false;
-        config.data_dir = data_dir.clone();
-        config.database_url = database_url_for(&data_dir).await;
-        config.base_url = Some(format!("http://{addr}"));
+        let mut config = Config {
+            listen: addr,
+            tls: false,
+            data_dir: data_dir.clone(),
+            database_url: database_url_for(&data_dir).await,
+            base_url: Some(format!("http://{addr}")),
+            ..Config::default()
+        };
         config.validation.http01_port = responder.port;
         config.validation.timeout_secs = 5;
         tweak(&mut config);
