@@ -21,7 +21,10 @@ pub struct Propagation {
     pub timeout: Duration,
 }
 
-fn resolver_for(servers: &[SocketAddr], recursion: bool) -> Resolver<TokioConnectionProvider> {
+pub(crate) fn resolver_for(
+    servers: &[SocketAddr],
+    recursion: bool,
+) -> Resolver<TokioConnectionProvider> {
     let mut group = NameServerConfigGroup::new();
     for s in servers {
         group.merge(NameServerConfigGroup::from_ips_clear(

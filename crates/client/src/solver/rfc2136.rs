@@ -1,8 +1,18 @@
-//! dns-01 through RFC 2136 dynamic updates signed with TSIG (RFC 8945).
+//! dns-01 through RFC 2136 dynamic updates signed with TSIG (RFC 8945), sent over TCP to
+//! the zone's primary server.
 
 use std::net::SocketAddr;
+use std::str::FromStr;
+use std::time::Duration;
 
+use base64::Engine;
+use hickory_proto::dnssec::rdata::tsig::TsigAlgorithm;
+use hickory_proto::dnssec::tsig::TSigner;
+use hickory_proto::op::{update_message, Message, ResponseCode};
+use hickory_proto::rr::rdata::TXT;
+use hickory_proto::rr::{Name, RData, RecordSet, RecordType};
 use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::propagation::Propagation;
 use super::{BoxFuture, ChallengeData, Solver};
@@ -10,10 +20,11 @@ use crate::error::{Error, Result};
 
 /// The RFC 2136 solver's configuration file (TOML).
 #[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Rfc2136Config {
     /// The primary server that accepts updates, `ip:port`.
     pub server: SocketAddr,
-    /// The zone to update (e.g. `example.test.`); by default the server is asked for the
+    /// The zone to update (e.g. `example.org.`); by default the server is asked for the
     /// SOA of the record's parents.
     #[serde(default)]
     pub zone: Option<String>,
@@ -37,34 +48,143 @@ fn default_ttl() -> u32 {
     60
 }
 
+/// How long one update exchange may take.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The RFC 2136 dns-01 solver.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Rfc2136 {
     config: Rfc2136Config,
+    signer: TSigner,
     propagation: Propagation,
 }
 
+impl std::fmt::Debug for Rfc2136 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the TSIG secret.
+        write!(
+            f,
+            "Rfc2136 {{ server: {}, key: {:?} }}",
+            self.config.server, self.config.tsig_key_name
+        )
+    }
+}
+
+fn fail(detail: impl Into<String>) -> Error {
+    Error::Solver {
+        solver: "rfc2136",
+        detail: detail.into(),
+    }
+}
+
 impl Rfc2136 {
-    /// A solver for `config`.
+    /// A solver for `config`; the propagation check asks the update server unless told
+    /// otherwise.
     pub fn new(config: Rfc2136Config, mut propagation: Propagation) -> Result<Self> {
+        let algorithm = match config.tsig_algorithm.to_ascii_lowercase().as_str() {
+            "hmac-sha256" => TsigAlgorithm::HmacSha256,
+            "hmac-sha384" => TsigAlgorithm::HmacSha384,
+            "hmac-sha512" => TsigAlgorithm::HmacSha512,
+            other => return Err(Error::Config(format!("unsupported TSIG algorithm {other}"))),
+        };
+        let secret = base64::engine::general_purpose::STANDARD
+            .decode(config.tsig_secret.trim())
+            .map_err(|_| Error::Config("tsig_secret is not base64".into()))?;
+        let name = Name::from_str(&config.tsig_key_name)
+            .map_err(|e| Error::Config(format!("tsig_key_name: {e}")))?;
+        let signer = TSigner::new(secret, algorithm, name, 300)
+            .map_err(|e| Error::Config(format!("TSIG key: {e}")))?;
         if propagation.nameservers.is_empty() {
             propagation.nameservers = vec![config.server];
         }
         Ok(Self {
             config,
+            signer,
             propagation,
         })
     }
 
-    async fn update(&self, _add: bool, _c: &ChallengeData) -> Result<()> {
-        Err(Error::Solver {
-            solver: "rfc2136",
-            detail: format!(
-                "RFC 2136 updates to {} are not implemented in this build",
-                self.config.server
-            ),
-        })
+    async fn zone_for(&self, fqdn: &Name) -> Result<Name> {
+        if let Some(z) = &self.config.zone {
+            let mut zone = Name::from_str(z).map_err(|e| Error::Config(format!("zone: {e}")))?;
+            zone.set_fqdn(true);
+            return Ok(zone);
+        }
+        let resolver = super::propagation::resolver_for(&[self.config.server], false);
+        let mut candidate = fqdn.base_name();
+        while !candidate.is_root() {
+            if let Ok(soa) = resolver.soa_lookup(candidate.clone()).await {
+                if soa
+                    .as_lookup()
+                    .records()
+                    .iter()
+                    .any(|r| r.name() == &candidate)
+                {
+                    return Ok(candidate);
+                }
+            }
+            candidate = candidate.base_name();
+        }
+        Err(fail(format!(
+            "{} answers no SOA for a parent of {fqdn}; set `zone`",
+            self.config.server
+        )))
     }
+
+    async fn update(&self, add: bool, c: &ChallengeData) -> Result<()> {
+        let fqdn =
+            Name::from_str(&c.dns01_fqdn()).map_err(|e| fail(format!("record name: {e}")))?;
+        let zone = self.zone_for(&fqdn).await?;
+        let mut rrset = RecordSet::with_ttl(fqdn.clone(), RecordType::TXT, self.config.ttl);
+        rrset.add_rdata(RData::TXT(TXT::new(vec![c.dns01_value()])));
+        let mut message = if add {
+            update_message::append(rrset, zone.clone(), false, false)
+        } else {
+            update_message::delete_by_rdata(rrset, zone.clone(), false)
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or_default();
+        message
+            .finalize(&self.signer, now)
+            .map_err(|e| fail(format!("TSIG signing: {e}")))?;
+        let bytes = message
+            .to_vec()
+            .map_err(|e| fail(format!("encoding the update: {e}")))?;
+        let answer =
+            tokio::time::timeout(EXCHANGE_TIMEOUT, exchange_tcp(self.config.server, &bytes))
+                .await
+                .map_err(|_| fail(format!("{} did not answer in time", self.config.server)))??;
+        let response =
+            Message::from_vec(&answer).map_err(|e| fail(format!("bad DNS answer: {e}")))?;
+        if response.id() != message.id() {
+            return Err(fail("the answer's ID does not match the update"));
+        }
+        if response.response_code() != ResponseCode::NoError {
+            return Err(fail(format!(
+                "{} refused the update of {fqdn} in zone {zone}: {}",
+                self.config.server,
+                response.response_code()
+            )));
+        }
+        tracing::debug!(%fqdn, add, "RFC 2136 update accepted");
+        Ok(())
+    }
+}
+
+async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>> {
+    let io = |e: std::io::Error| fail(format!("{server}: {e}"));
+    let mut stream = tokio::net::TcpStream::connect(server).await.map_err(io)?;
+    let len = u16::try_from(query.len()).map_err(|_| fail("update too large"))?;
+    let mut framed = len.to_be_bytes().to_vec();
+    framed.extend_from_slice(query);
+    stream.write_all(&framed).await.map_err(io)?;
+    let mut len = [0u8; 2];
+    stream.read_exact(&mut len).await.map_err(io)?;
+    let mut answer = vec![0u8; u16::from_be_bytes(len) as usize];
+    stream.read_exact(&mut answer).await.map_err(io)?;
+    Ok(answer)
 }
 
 impl Solver for Rfc2136 {
@@ -89,5 +209,35 @@ impl Solver for Rfc2136 {
             }
             Ok(())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_checked() {
+        let cfg: Rfc2136Config = toml::from_str(
+            "server = \"127.0.0.1:53\"\ntsig_key_name = \"k.\"\ntsig_secret = \"c2VjcmV0c2VjcmV0\"\n",
+        )
+        .unwrap();
+        let p = Propagation {
+            nameservers: vec![],
+            timeout: Duration::from_secs(1),
+        };
+        let s = Rfc2136::new(cfg.clone(), p.clone()).unwrap();
+        assert_eq!(s.propagation.nameservers, [cfg.server]);
+        assert!(!format!("{s:?}").contains("c2Vj"));
+        let bad = Rfc2136Config {
+            tsig_algorithm: "hmac-md5".into(),
+            ..cfg.clone()
+        };
+        assert!(Rfc2136::new(bad, p.clone()).is_err());
+        let bad = Rfc2136Config {
+            tsig_secret: "!!".into(),
+            ..cfg
+        };
+        assert!(Rfc2136::new(bad, p).is_err());
     }
 }

@@ -162,6 +162,12 @@ pub struct Pebble {
 impl Pebble {
     /// Starts Pebble; `eab` uses the EAB example config's MAC keys and requires EAB.
     pub fn start(eab: bool) -> Self {
+        Self::start_with(eab, None)
+    }
+
+    /// Like [`Pebble::start`], with Pebble's DNS queries going to `dns_port` instead of
+    /// its challtestsrv.
+    pub fn start_with(eab: bool, dns_port: Option<u16>) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let (listener_root, cert, key) = tls_identity(&dir);
@@ -189,7 +195,10 @@ impl Pebble {
             Command::new("pebble")
                 .arg("-config")
                 .arg(&config_path)
-                .args(["-dnsserver", &format!("127.0.0.1:{}", dns.dns_port)])
+                .args([
+                    "-dnsserver",
+                    &format!("127.0.0.1:{}", dns_port.unwrap_or(dns.dns_port)),
+                ])
                 .env("PEBBLE_VA_NOSLEEP", "1")
                 .env("PEBBLE_ALTERNATE_ROOTS", "1")
                 .stdout(log.try_clone().unwrap())

@@ -1,0 +1,120 @@
+//! The `certwright` command against this workspace's own CA binary, `certwright-ca`,
+//! with pebble-challtestsrv as the CA's DNS resolver.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{mode, openssl_verify, ChallTestSrv, Cli};
+
+/// Builds (if needed) and returns the certwright-ca binary of this workspace.
+fn certwright_ca_binary() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = common::run_bounded(
+        Command::new(cargo).current_dir(&root).args([
+            "build",
+            "-q",
+            "-p",
+            "certwright-server",
+            "--bin",
+            "certwright-ca",
+        ]),
+        Duration::from_secs(1200),
+    );
+    assert!(
+        out.status.success(),
+        "building certwright-ca: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    target.join("debug/certwright-ca")
+}
+
+#[test]
+fn issue_renew_and_revoke_against_certwright_ca() {
+    let binary = certwright_ca_binary();
+    let dns = ChallTestSrv::start();
+    let data = tempfile::tempdir().unwrap();
+    let (port, http01) = (common::free_port(), common::free_port());
+    let log = std::fs::File::create(data.path().join("ca.log")).unwrap();
+    let _ca = common::spawn(
+        Command::new(&binary)
+            .arg("serve")
+            .arg("--data-dir")
+            .arg(data.path().join("ca"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--http01-port", &http01.to_string()])
+            .args(["--dns-resolver", &format!("127.0.0.1:{}", dns.dns_port)])
+            .stdout(Stdio::null())
+            .stderr(log),
+    );
+    common::wait_for_port(port, "certwright-ca");
+    let root = data.path().join("ca/root.pem");
+    let state = tempfile::tempdir().unwrap();
+    let c = Cli {
+        server: format!("https://localhost:{port}/directory"),
+        ca_cert: root.clone(),
+        state: state.path().to_owned(),
+    };
+    let root_pem = std::fs::read_to_string(&root).unwrap();
+
+    // http-01 standalone, ECDSA key.
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "web.cw.test",
+        "-d",
+        "www.cw.test",
+        "--key-type",
+        "ec256",
+        "--http01-listen",
+        &format!("127.0.0.1:{http01}"),
+        "--email",
+        "ops@cw.test",
+    ]);
+    assert_eq!(v["action"], "issued", "{v}");
+    let dir = c.cert_dir("web.cw.test");
+    assert_eq!(mode(&dir.join("privkey.pem")), 0o600);
+    openssl_verify(&dir, &root_pem);
+
+    // dns-01 exec hook, RSA key, through the CA's resolver (challtestsrv).
+    let hook = dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", dns.dns_port);
+    let d = c.json(&[
+        "issue",
+        "-d",
+        "dns.cw.test",
+        "--key-type",
+        "rsa2048",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    assert_eq!(d["action"], "issued", "{d}");
+    openssl_verify(&c.cert_dir("dns.cw.test"), &root_pem);
+
+    // Forced renewal with a new key.
+    let r = c.json(&["renew", "--force", "web.cw.test"]);
+    assert_eq!(r["action"], "renewed");
+    assert_ne!(r["serial"], v["serial"]);
+    openssl_verify(&dir, &root_pem);
+
+    // Revocation by the account key.
+    let rv = c.json(&["revoke", "web.cw.test", "--reason", "superseded"]);
+    assert_eq!(rv["action"], "revoked");
+    assert_eq!(
+        c.json(&["list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["revoked"] == true)
+            .count(),
+        1
+    );
+}
