@@ -345,6 +345,19 @@ impl Manager {
         if meta.revoked && !force {
             return Ok(None);
         }
+        // A CA offering ARI may have moved the window (e.g. ahead of a mass revocation).
+        let meta = if !force && meta.ari_id.is_some() {
+            match self.refresh_ari(name).await {
+                Ok(Some(m)) => m,
+                Ok(None) => meta,
+                Err(e) => {
+                    tracing::warn!(name, error = %e, "could not refresh the ARI window");
+                    meta
+                }
+            }
+        } else {
+            meta
+        };
         if !force && Self::due_at(&meta) > self.now() {
             return Ok(None);
         }

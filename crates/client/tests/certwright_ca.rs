@@ -99,6 +99,41 @@ fn issue_renew_and_revoke_against_certwright_ca() {
     assert_eq!(d["action"], "issued", "{d}");
     openssl_verify(&c.cert_dir("dns.cw.test"), &root_pem);
 
+    // The CA offers ARI: not due now; once the operator moves the window into the past
+    // (`certwright-ca renew-early`), a plain `renew` renews.
+    assert_eq!(c.json(&["renew", "web.cw.test"])["action"], "not_due");
+    let serial = v["serial"].as_str().unwrap().to_owned();
+    let out = common::run_bounded(
+        Command::new(&binary)
+            .args(["renew-early", "--serial", &serial, "--data-dir"])
+            .arg(data.path().join("ca")),
+        Duration::from_secs(60),
+    );
+    assert!(
+        out.status.success(),
+        "renew-early: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ari = c.json(&["renew", "web.cw.test"]);
+    assert_eq!(ari["action"], "renewed", "{ari}");
+    let v = ari;
+
+    // A profile: certwright-ca's built-in "shortlived" gives 7 days.
+    let s = c.json(&[
+        "issue",
+        "-d",
+        "short.cw.test",
+        "--profile",
+        "shortlived",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    let nb = certwright_client::renewal::parse_rfc3339(s["not_before"].as_str().unwrap()).unwrap();
+    let na = certwright_client::renewal::parse_rfc3339(s["not_after"].as_str().unwrap()).unwrap();
+    assert!(na - nb <= time::Duration::days(8), "{s}");
+
     // Forced renewal with a new key.
     let r = c.json(&["renew", "--force", "web.cw.test"]);
     assert_eq!(r["action"], "renewed");

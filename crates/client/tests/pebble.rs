@@ -577,3 +577,75 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
         .join("archive/1/fullchain.pem")
         .exists());
 }
+
+#[test]
+fn issue_from_own_csr_keeps_no_key() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let key = state.path().join("own.key");
+    let csr = state.path().join("own.csr");
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&csr)
+        .args([
+            "-subj",
+            "/CN=csr.example.test",
+            "-addext",
+            "subjectAltName=DNS:csr.example.test,DNS:alt.csr.example.test",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hook = p.dns.write_hook(state.path());
+    let resolver = format!("127.0.0.1:{}", p.dns.dns_port);
+    let v = c.json(&[
+        "issue",
+        "--csr",
+        csr.to_str().unwrap(),
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    assert_eq!(
+        v["names"],
+        serde_json::json!(["csr.example.test", "alt.csr.example.test"])
+    );
+    let dir = c.cert_dir("csr.example.test");
+    assert!(!dir.join("privkey.pem").exists());
+    openssl_verify(&dir, &p.root_pem(0));
+    // The certificate is for the CSR's key.
+    let pubkey = |args: &[&str]| {
+        std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .unwrap()
+            .stdout
+    };
+    assert_eq!(
+        pubkey(&["pkey", "-pubout", "-in", key.to_str().unwrap()]),
+        pubkey(&[
+            "x509",
+            "-pubkey",
+            "-noout",
+            "-in",
+            dir.join("cert.pem").to_str().unwrap()
+        ])
+    );
+}
