@@ -134,6 +134,34 @@ fn issue_renew_and_revoke_against_certwright_ca() {
     let na = certwright_client::renewal::parse_rfc3339(s["not_after"].as_str().unwrap()).unwrap();
     assert!(na - nb <= time::Duration::days(8), "{s}");
 
+    // An EdDSA (Ed25519) account key, issuing with an RSA 3072 certificate key.
+    let ed_state = tempfile::tempdir().unwrap();
+    let ed = Cli {
+        state: ed_state.path().to_owned(),
+        ..Cli {
+            server: c.server.clone(),
+            ca_cert: c.ca_cert.clone(),
+            state: c.state.clone(),
+        }
+    };
+    assert_eq!(
+        ed.json(&["account", "register", "--key-type", "ed25519"])["key"],
+        "Ed25519"
+    );
+    let e = ed.json(&[
+        "issue",
+        "-d",
+        "eddsa.cw.test",
+        "--key-type",
+        "rsa3072",
+        "--dns01-exec",
+        hook.to_str().unwrap(),
+        "--dns01-resolver",
+        &resolver,
+    ]);
+    assert_eq!(e["action"], "issued");
+    openssl_verify(&ed.cert_dir("eddsa.cw.test"), &root_pem);
+
     // Forced renewal with a new key.
     let r = c.json(&["renew", "--force", "web.cw.test"]);
     assert_eq!(r["action"], "renewed");

@@ -649,3 +649,71 @@ fn issue_from_own_csr_keeps_no_key() {
         ])
     );
 }
+
+/// The library directly: Pebble rejects 5% of good nonces, so among 300 signed requests
+/// some are answered `badNonce` (all but certainly: 0.95^300 < 1e-6) and every one of them
+/// must still succeed through the retry. Also: finding an account by its key.
+#[test]
+fn library_retries_bad_nonces_and_finds_accounts_by_key() {
+    use certwright_client::client::NewAccountOptions;
+    use certwright_client::{Account, AcmeClient, ClientOptions};
+    use certwright_proto::{AccountKey, KeyType, ProblemType};
+    let p = pebble();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let options = ClientOptions::new(&p.directory_url)
+            .trust_pem(std::fs::read(&p.listener_root).unwrap());
+        let client = AcmeClient::new(options).await.unwrap();
+        let key = AccountKey::generate(KeyType::EcP256).unwrap();
+        let pkcs8 = key.to_pkcs8().unwrap();
+        let mut account = Account::create(
+            client.clone(),
+            key,
+            &NewAccountOptions {
+                contact: vec!["lib@example.test".into()],
+                terms_of_service_agreed: true,
+                eab: None,
+            },
+        )
+        .await
+        .unwrap();
+        for _ in 0..300 {
+            account.refresh().await.unwrap();
+        }
+        assert!(
+            client.bad_nonce_retries() > 0,
+            "no badNonce seen in 300 requests"
+        );
+
+        let found = Account::find(client.clone(), AccountKey::from_pkcs8(&pkcs8).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(found.url(), account.url());
+        let stranger = AccountKey::generate(KeyType::EcP256).unwrap();
+        let err = Account::find(client.clone(), stranger).await.unwrap_err();
+        assert!(err.is_problem(ProblemType::AccountDoesNotExist), "{err}");
+        assert_eq!(err.problem().unwrap().http_status(), 400);
+    });
+}
+
+#[test]
+fn account_keys_of_every_jws_algorithm() {
+    let p = pebble();
+    for (kt, want) in [
+        ("ec256", "ECDSA P-256"),
+        ("ec384", "ECDSA P-384"),
+        ("rsa2048", "RSA 2048"),
+    ] {
+        let state = tempfile::tempdir().unwrap();
+        let c = cli(p, state.path());
+        let v = c.json(&["account", "register", "--key-type", kt]);
+        assert_eq!(v["key"], want);
+        assert_eq!(c.json(&["account", "show"])["status"], "valid", "{kt}");
+    }
+    // Pebble has no EdDSA: the refusal arrives as its problem document and exit code 3
+    // (EdDSA is exercised against certwright-ca).
+    let state = tempfile::tempdir().unwrap();
+    let out = cli(p, state.path()).run(&["account", "register", "--key-type", "ed25519"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("badPublicKey"));
+}

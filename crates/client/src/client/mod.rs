@@ -157,9 +157,16 @@ pub struct AcmeClient {
     directory: Directory,
     nonces: NoncePool,
     poll: PollPolicy,
+    bad_nonce_retries: std::sync::atomic::AtomicU64,
 }
 
 impl AcmeClient {
+    /// How many requests were re-sent after a `badNonce` answer (for tests and metrics).
+    pub fn bad_nonce_retries(&self) -> u64 {
+        self.bad_nonce_retries
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Builds the HTTP client and fetches the directory.
     pub async fn new(options: ClientOptions) -> Result<Arc<Self>> {
         let http = build_http(&options)?;
@@ -176,6 +183,7 @@ impl AcmeClient {
             directory,
             nonces: NoncePool::default(),
             poll: options.poll,
+            bad_nonce_retries: Default::default(),
         }))
     }
 
@@ -258,6 +266,8 @@ impl AcmeClient {
             match read_response(url, resp).await {
                 Err(e) if e.is_problem(ProblemType::BadNonce) && attempt < BAD_NONCE_RETRIES => {
                     attempt += 1;
+                    self.bad_nonce_retries
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::debug!(url, attempt, "badNonce; retrying with a fresh nonce");
                 }
                 other => return other,
