@@ -35,8 +35,9 @@ pub fn retry_delay(failures: u32) -> Duration {
     Duration::from_secs(secs.min(6 * 3600))
 }
 
-/// RFC 3339 text of a time.
+/// RFC 3339 text of a time, in whole seconds.
 pub fn rfc3339(t: OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).unwrap_or(t);
     t.format(&time::format_description::well_known::Rfc3339)
         .expect("formats")
 }

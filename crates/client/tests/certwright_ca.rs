@@ -48,6 +48,7 @@ fn issue_renew_and_revoke_against_certwright_ca() {
             .arg("--data-dir")
             .arg(data.path().join("ca"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--admin-listen", "off"])
             .args(["--http01-port", &http01.to_string()])
             .args(["--dns-resolver", &format!("127.0.0.1:{}", dns.dns_port)])
             .stdout(Stdio::null())
@@ -137,12 +138,9 @@ fn issue_renew_and_revoke_against_certwright_ca() {
     // An EdDSA (Ed25519) account key, issuing with an RSA 3072 certificate key.
     let ed_state = tempfile::tempdir().unwrap();
     let ed = Cli {
+        server: c.server.clone(),
+        ca_cert: c.ca_cert.clone(),
         state: ed_state.path().to_owned(),
-        ..Cli {
-            server: c.server.clone(),
-            ca_cert: c.ca_cert.clone(),
-            state: c.state.clone(),
-        }
     };
     assert_eq!(
         ed.json(&["account", "register", "--key-type", "ed25519"])["key"],

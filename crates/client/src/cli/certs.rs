@@ -363,37 +363,60 @@ pub fn list(ctx: &Ctx) -> Result<()> {
         if rows.is_empty() {
             return "no certificates".into();
         }
-        let mut s = format!(
-            "{:<28} {:<24} {:<22} {:>9}  {:<22} {}\n",
-            "NAME", "ISSUER", "EXPIRES", "DAYS LEFT", "NEXT RENEWAL", "NAMES"
-        );
+        let mut table: Vec<[String; 6]> = vec![[
+            "NAME".into(),
+            "ISSUER".into(),
+            "EXPIRES".into(),
+            "DAYS LEFT".into(),
+            "NEXT RENEWAL".into(),
+            "NAMES".into(),
+        ]];
         for r in &rows {
-            let mut line = format!(
-                "{:<28} {:<24} {:<22} {:>9}  {:<22} {}",
-                r["name"].as_str().unwrap_or(""),
-                r["issuer"].as_str().unwrap_or(""),
-                r["not_after"].as_str().unwrap_or(""),
+            let mut names = r["names"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|v| v.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            if r["revoked"].as_bool() == Some(true) {
+                names.push_str("  [revoked]");
+            }
+            if let Some(e) = r["last_error"].as_str() {
+                names.push_str(&format!("  [last renewal failed: {e}]"));
+            }
+            table.push([
+                r["name"].as_str().unwrap_or("").to_owned(),
+                r["issuer"].as_str().unwrap_or("").to_owned(),
+                r["not_after"].as_str().unwrap_or("").to_owned(),
                 r["days_left"]
                     .as_i64()
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
-                r["next_renewal"].as_str().unwrap_or(""),
-                r["names"]
-                    .as_array()
-                    .map(|a| a
-                        .iter()
-                        .filter_map(|v| v.as_str())
-                        .collect::<Vec<_>>()
-                        .join(","))
-                    .unwrap_or_default(),
-            );
-            if r["revoked"].as_bool() == Some(true) {
-                line.push_str("  [revoked]");
-            }
-            if let Some(e) = r["last_error"].as_str() {
-                line.push_str(&format!("  [last renewal failed: {e}]"));
-            }
-            s.push_str(&line);
+                r["next_renewal"].as_str().unwrap_or("").to_owned(),
+                names,
+            ]);
+        }
+        let widths: Vec<usize> = (0..6)
+            .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
+            .collect();
+        let mut s = String::new();
+        for row in &table {
+            let line = row
+                .iter()
+                .enumerate()
+                .map(|(i, cell)| {
+                    if i == 3 {
+                        format!("{cell:>w$}", w = widths[i])
+                    } else {
+                        format!("{cell:<w$}", w = widths[i])
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join("  ");
+            s.push_str(line.trim_end());
             s.push('\n');
         }
         s.trim_end().to_owned()
