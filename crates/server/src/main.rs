@@ -415,7 +415,11 @@ fn init_logging(format: LogFormat) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config_path = args.config.clone();
+    // Absolute, so a SIGHUP reload reads the same file whatever the working directory.
+    let config_path = args
+        .config
+        .clone()
+        .map(|p| std::fs::canonicalize(&p).unwrap_or(p));
     let config = args.into_config()?;
     init_logging(config.log_format);
     let listen = config.listen;

@@ -280,6 +280,8 @@ impl CaProcess {
             .arg("--data-dir")
             .arg(data_dir)
             .args(["--listen", &listen.to_string()])
+            // Several CAs run at once: none takes the default admin port 14001.
+            .args(["--admin-listen", "off"])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--dns-resolver", &dns.addr.to_string()])
             .env("RUST_LOG", "info")
