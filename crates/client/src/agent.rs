@@ -216,14 +216,30 @@ pub enum AgentEvent {
     Failed { name: String, error: String },
 }
 
+/// The shortest time between two issuances of one certificate by one agent: a guard
+/// against renewal loops (a CA handing out certificates that are due at once, a clock
+/// jump).
+pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(600);
+
+/// What the agent remembers between passes.
+#[derive(Debug, Default)]
+pub struct AgentState {
+    /// Certificates whose first issuance failed: attempts and the next try.
+    failed_new: std::collections::HashMap<String, (u32, OffsetDateTime)>,
+    /// When this agent last issued each certificate (monotonic).
+    issued_at: std::collections::HashMap<String, std::time::Instant>,
+}
+
 /// One pass over every certificate: issue missing ones, renew due ones. Returns what
 /// happened and when the next certificate is due.
 pub async fn pass(
     manager: &Manager,
     certs: &[(String, CertSpec)],
     stop: &tokio::sync::watch::Receiver<bool>,
-    failed_new: &mut std::collections::HashMap<String, (u32, OffsetDateTime)>,
+    state: &mut AgentState,
 ) -> (Vec<AgentEvent>, OffsetDateTime) {
+    let failed_new = &mut state.failed_new;
+    let issued_at = &mut state.issued_at;
     let mut events = Vec::new();
     let mut next = manager.now() + MAX_SLEEP;
     for (name, spec) in certs {
@@ -265,8 +281,22 @@ pub async fn pass(
                     next = next.min(due);
                     continue;
                 }
+                if let Some(at) = issued_at.get(name) {
+                    let since = at.elapsed();
+                    if since < MIN_REISSUE_INTERVAL {
+                        let wait = MIN_REISSUE_INTERVAL - since;
+                        tracing::warn!(
+                            name,
+                            "due again right after being issued; waiting {}s before renewing",
+                            wait.as_secs()
+                        );
+                        next = next.min(now + wait);
+                        continue;
+                    }
+                }
                 match manager.obtain(name, spec, Some(&meta)).await {
                     Ok(o) => {
+                        issued_at.insert(name.clone(), std::time::Instant::now());
                         next = next.min(Manager::due_at(&o.meta));
                         events.push(AgentEvent::Renewed {
                             name: name.clone(),
@@ -302,6 +332,7 @@ pub async fn pass(
                 match manager.obtain(name, spec, None).await {
                     Ok(o) => {
                         failed_new.remove(name);
+                        issued_at.insert(name.clone(), std::time::Instant::now());
                         next = next.min(Manager::due_at(&o.meta));
                         events.push(AgentEvent::Issued {
                             name: name.clone(),
@@ -335,12 +366,12 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
     report: &(dyn Fn(&AgentEvent) + Send + Sync),
 ) -> Result<()> {
-    let mut failed_new = std::collections::HashMap::new();
+    let mut state = AgentState::default();
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let (events, next) = pass(manager, certs, &stop, &mut failed_new).await;
+        let (events, next) = pass(manager, certs, &stop, &mut state).await;
         for e in &events {
             report(e);
         }

@@ -507,7 +507,7 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
         ),
     )
     .unwrap();
-    let run_agent = |offset_secs: i64, want_lines: usize| {
+    let run_agent = |offset_secs: i64, want_lines: usize, settle: Duration| {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certwright"));
         cmd.arg("--state-dir")
             .arg(state.path())
@@ -535,7 +535,8 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        // The agent is now asleep (or finishing); SIGTERM stops it cleanly.
+        // Give a looping agent the chance to misbehave, then stop it: SIGTERM, clean exit.
+        std::thread::sleep(settle);
         let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
         rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -549,7 +550,7 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
         assert!(status.success(), "agent exit status {status}");
     };
     // First run: both certificates are missing, issued, deployed.
-    run_agent(0, 2);
+    run_agent(0, 2, Duration::ZERO);
     let c = cli(p, state.path());
     let serial = |name: &str| -> String {
         let meta: Value = serde_json::from_str(
@@ -568,8 +569,15 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
         "{log}"
     );
     // Second run with the clock moved past the renewal time of both: both renewed, hooks run.
+    // The renewed certificates are due again at once under this clock too (they were
+    // issued moments later); the agent's reissue guard keeps it from looping.
     let far = 6 * 365 * 86400;
-    run_agent(far, 4);
+    run_agent(far, 4, Duration::from_secs(3));
+    let lines = std::fs::read_to_string(&deploy_log)
+        .unwrap()
+        .lines()
+        .count();
+    assert_eq!(lines, 4, "a certificate was renewed twice in one run");
     assert_ne!(serial("agent-one"), s1);
     assert_ne!(serial("agent2.example.test"), s2);
     assert!(c
