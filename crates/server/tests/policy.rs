@@ -1,6 +1,7 @@
 //! The naming policy against real orders on an in-process CA: a table of allowed and
 //! refused identifiers (suffix rules, denied names, wildcards off, IP ranges, an EAB-label
-//! rule), and a SIGHUP reload that changes the outcome of the next order.
+//! rule), and a SIGHUP reload that changes the outcome of the next order — in process, and
+//! against the real `certwright-ca serve --config` binary.
 
 mod harness;
 
@@ -299,4 +300,94 @@ async fn a_shorter_max_lifetime_caps_the_profile() {
     let secs = validity.not_after.timestamp() - validity.not_before.timestamp();
     // 3 days plus the backdating allowance, far below the profile's 90 days.
     assert!(secs <= 3 * 86400 + 3600, "lifetime {secs} s");
+}
+
+/// A loopback port nothing listens on right now.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The real binary: `serve --config FILE --admin-listen ADDR`, then `kill -HUP` changes
+/// the next order's outcome, and the admin listener counts the reload.
+#[tokio::test]
+async fn the_binary_reloads_its_config_file_on_sighup() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("certwright-ca.toml");
+    let deny = |pattern: &str| {
+        std::fs::write(&file, format!("[policy]\ndenied_names = [\"{pattern}\"]\n")).unwrap()
+    };
+    deny("*.blocked.example");
+    let (port, admin_port) = (free_port(), free_port());
+    let base = format!("http://127.0.0.1:{port}");
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let log = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certwright-ca"))
+        .arg("serve")
+        .arg("--config")
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--base-url", &base])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .arg("--no-tls")
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{admin}/readyz")).send().await {
+            if r.status() == 200 {
+                ready = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stderr = || std::fs::read_to_string(dir.path().join("stderr.txt")).unwrap_or_default();
+    assert!(ready, "certwright-ca never became ready:\n{}", stderr());
+
+    let mut acme = Acme::new(
+        &base,
+        certwright_proto::AccountKey::generate(KeyType::EcP256).unwrap(),
+    )
+    .await;
+    acme.register().await;
+    order(&acme, &["www.blocked.example"])
+        .await
+        .assert_problem(ProblemType::RejectedIdentifier, 400);
+    assert_eq!(order(&acme, &["www.fine.example"]).await.status, 201);
+
+    deny("*.fine.example");
+    let pid = child.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    wait_for_outcome(&acme, "www.blocked.example", 201).await;
+    order(&acme, &["www.fine.example"])
+        .await
+        .assert_problem(ProblemType::RejectedIdentifier, 400);
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("certwright_policy_reloads_total{outcome=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(stderr().contains("policy reloaded"), "{}", stderr());
+    child.kill().await.unwrap();
 }
