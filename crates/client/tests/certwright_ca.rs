@@ -115,8 +115,36 @@ fn issue_renew_and_revoke_against_certwright_ca() {
         "renew-early: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let old_meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(c.cert_dir("web.cw.test").join("meta.json")).unwrap(),
+    )
+    .unwrap();
+    let old_ari_id = old_meta["ari_id"].as_str().expect("an ARI id").to_owned();
     let ari = c.json(&["renew", "web.cw.test"]);
     assert_eq!(ari["action"], "renewed", "{ari}");
+    // The renewal order named the old certificate in `replaces`: the CA now refuses a
+    // second replacement of it.
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use certwright_client::client::{Account, AcmeClient, ClientOptions};
+        let store = certwright_client::store::Store::open(state.path()).unwrap();
+        let (_, creds) = store.load_account(&c.server).unwrap().unwrap();
+        let client = AcmeClient::new(ClientOptions::new(&c.server).trust_pem(root_pem.clone()))
+            .await
+            .unwrap();
+        let account = Account::load(client, &creds).await.unwrap();
+        let err = account
+            .new_order(
+                vec![certwright_proto::types::Identifier::dns("web.cw.test")],
+                None,
+                Some(old_ari_id),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            err.is_problem(certwright_proto::ProblemType::AlreadyReplaced),
+            "{err}"
+        );
+    });
     let v = ari;
 
     // A profile: certwright-ca's built-in "shortlived" gives 7 days.
