@@ -1,7 +1,8 @@
 //! The naming policy against real orders on an in-process CA: a table of allowed and
 //! refused identifiers (suffix rules, denied names, wildcards off, IP ranges, an EAB-label
 //! rule), and a SIGHUP reload that changes the outcome of the next order — in process, and
-//! against the real `certwright-ca serve --config` binary.
+//! against the real `certwright-ca serve --config` binary; key types at finalize; the lifetime
+//! cap.
 
 mod harness;
 
@@ -390,4 +391,30 @@ async fn the_binary_reloads_its_config_file_on_sighup() {
     );
     assert!(stderr().contains("policy reloaded"), "{}", stderr());
     child.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_types_are_checked_at_finalize() {
+    let ca = TestCa::start_with(|c| c.policy.key_types = Some(strings(&["p384"]))).await;
+    let acme = ca.account().await;
+    let names = ["keys.example.com"];
+    let r = order(&acme, &names).await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let url = r.location();
+    for a in acme.authorize(&r.json(), &ca.responder).await {
+        assert_eq!(a["status"], "valid", "{a}");
+    }
+    let ready = acme.wait_order(&url).await;
+    assert_eq!(ready["status"], "ready", "{ready}");
+    let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let before = ca.store.snapshot().await.unwrap();
+    let p = acme
+        .finalize(&ready, &harness::csr(&names, &p256))
+        .await
+        .assert_problem(ProblemType::BadCsr, 400);
+    assert_eq!(ca.store.snapshot().await.unwrap(), before, "{p}");
+    let p384 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let r = acme.finalize(&ready, &harness::csr(&names, &p384)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(acme.wait_order(&url).await["status"], "valid");
 }
