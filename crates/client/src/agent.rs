@@ -313,7 +313,11 @@ pub async fn pass(
                             .unwrap_or_default();
                         failed.retry_at = Some(crate::renewal::rfc3339(retry));
                         failed.last_error = Some(e.to_string());
-                        let _ = manager.store().save_meta(name, &failed);
+                        if let Ok(_lock) = manager.store().lock_cert(name) {
+                            if let Err(e) = manager.store().save_meta(name, &failed) {
+                                tracing::warn!(name, error = %e, "could not record the failure");
+                            }
+                        }
                         next = next.min(retry);
                         events.push(AgentEvent::Failed {
                             name: name.clone(),
