@@ -547,6 +547,7 @@ async fn renewal_information_and_replacement() {
         .assert_problem(ProblemType::Malformed, 400);
     let r = order(&acme, "ari.example.test", &id).await;
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.json()["replaces"], id, "the order echoes replaces");
     let before = ca.store.snapshot().await.unwrap();
     order(&acme, "ari.example.test", &id)
         .await

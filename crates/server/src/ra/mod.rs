@@ -338,7 +338,10 @@ impl Ra {
             Some(cert_id) => {
                 let ids: Vec<Identifier> =
                     identifiers.iter().map(|n| n.identifier.clone()).collect();
-                Some(self.check_replaces(account, cert_id, &ids).await?)
+                Some((
+                    cert_id.clone(),
+                    self.check_replaces(account, cert_id, &ids).await?,
+                ))
             }
         };
         let now = self.now();

@@ -356,11 +356,11 @@ impl Store {
         .bind(new.not_after)
         .bind(new.now)
         .bind(&new.profile)
-        .bind(&new.replaces)
+        .bind(new.replaces.as_ref().map(|r| r.0.clone()))
         .fetch_one(&mut *tx)
         .await?
         .get(0);
-        if let Some(serial) = &new.replaces {
+        if let Some((_, serial)) = &new.replaces {
             let marked = sqlx::query(
                 "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
             )

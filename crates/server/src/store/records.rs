@@ -97,7 +97,7 @@ pub struct OrderRecord {
     pub certificate_serial: Option<String>,
     pub authorization_ids: Vec<AuthzId>,
     pub profile: Option<String>,
-    /// Serial of the certificate this order replaces (ARI).
+    /// ARI certificate identifier of the certificate this order replaces.
     pub replaces: Option<String>,
 }
 
@@ -279,8 +279,9 @@ pub struct NewOrderRecord {
     pub authorizations: Vec<NewAuthorization>,
     pub now: i64,
     pub profile: Option<String>,
-    /// Serial of the certificate replaced (ARI); marked atomically with the order.
-    pub replaces: Option<String>,
+    /// ARI identifier and serial (hex) of the certificate replaced; the certificate is
+    /// marked atomically with the order.
+    pub replaces: Option<(String, String)>,
 }
 
 /// One authorization of a new order: reused, or created with its challenges.

@@ -37,7 +37,7 @@ pub fn order(urls: &Urls, view: &OrderView) -> Order {
         finalize: urls.finalize(r.id),
         certificate: r.certificate_serial.as_deref().map(|s| urls.certificate(s)),
         profile: r.profile.clone(),
-        replaces: None,
+        replaces: r.replaces.clone(),
     }
 }
 
