@@ -947,53 +947,53 @@ impl Store {
         now: i64,
         lease_until: i64,
     ) -> Result<Vec<ChallengeId>> {
-        let candidates = sqlx::query(
-            "SELECT id FROM challenges WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)",
-        )
-        .bind(now)
-        .fetch_all(&self.writer)
-        .await?;
-        let mut claimed = Vec::new();
-        for row in candidates {
-            let id: i64 = row.get(0);
-            let done = sqlx::query(
-                "UPDATE challenges SET lease_expires = $1
-                 WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)",
-            )
-            .bind(lease_until)
-            .bind(id)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
-            if done.rows_affected() == 1 {
-                claimed.push(ChallengeId(id));
-            }
-        }
-        Ok(claimed)
+        Ok(self
+            .claim_stale("challenges", now, lease_until)
+            .await?
+            .into_iter()
+            .map(ChallengeId)
+            .collect())
     }
 
     /// Takes over issuances whose lease ran out, like `claim_stale_validations`.
     pub async fn claim_stale_issuances(&self, now: i64, lease_until: i64) -> Result<Vec<OrderId>> {
-        let candidates = sqlx::query(
-            "SELECT id FROM orders WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)",
-        )
+        Ok(self
+            .claim_stale("orders", now, lease_until)
+            .await?
+            .into_iter()
+            .map(OrderId)
+            .collect())
+    }
+
+    /// Claims `processing` rows of `table` whose lease ran out; a conditional update per
+    /// row, so two instances never claim the same one.
+    async fn claim_stale(
+        &self,
+        table: &'static str,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<Vec<i64>> {
+        let candidates = sqlx::query(&format!(
+            "SELECT id FROM {table} WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)"
+        ))
         .bind(now)
         .fetch_all(&self.writer)
         .await?;
+        let claim = format!(
+            "UPDATE {table} SET lease_expires = $1
+             WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)"
+        );
         let mut claimed = Vec::new();
         for row in candidates {
             let id: i64 = row.get(0);
-            let done = sqlx::query(
-                "UPDATE orders SET lease_expires = $1
-                 WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)",
-            )
-            .bind(lease_until)
-            .bind(id)
-            .bind(now)
-            .execute(&self.writer)
-            .await?;
+            let done = sqlx::query(&claim)
+                .bind(lease_until)
+                .bind(id)
+                .bind(now)
+                .execute(&self.writer)
+                .await?;
             if done.rows_affected() == 1 {
-                claimed.push(OrderId(id));
+                claimed.push(id);
             }
         }
         Ok(claimed)
