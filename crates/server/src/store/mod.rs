@@ -516,7 +516,7 @@ impl Store {
         let done = sqlx::query(
             "UPDATE challenges SET status = 'processing', lease_expires = $1
              WHERE id = $2 AND status = 'pending'
-               AND authorization_id IN (SELECT id FROM authorizations WHERE status = 'pending')",
+               AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
         )
         .bind(lease_until)
         .bind(challenge.0)
