@@ -117,13 +117,13 @@ enum EabAction {
 #[derive(clap::Args)]
 struct AdminArgs {
     /// TOML configuration file.
-    #[arg(long, env = "CERTWRIGHT_CONFIG")]
+    #[arg(long, env = "CERTWRIGHT_CONFIG", global = true)]
     config: Option<PathBuf>,
     /// Data directory.
-    #[arg(long, env = "CERTWRIGHT_DATA_DIR")]
+    #[arg(long, env = "CERTWRIGHT_DATA_DIR", global = true)]
     data_dir: Option<PathBuf>,
     /// Database URL.
-    #[arg(long, env = "CERTWRIGHT_DATABASE_URL")]
+    #[arg(long, env = "CERTWRIGHT_DATABASE_URL", global = true)]
     database_url: Option<String>,
 }
 

@@ -266,6 +266,24 @@ impl CaProcess {
         listen: SocketAddr,
         http01_port: u16,
     ) -> Self {
+        Self::start_with_args(guard, data_dir, listen, http01_port, &[])
+    }
+
+    /// Starts a CA on fresh ports with a configuration file.
+    pub fn start_with_config(guard: &mut ProcessGuard, data_dir: &Path, config: &Path) -> Self {
+        let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = config.to_string_lossy().into_owned();
+        Self::start_with_args(guard, data_dir, listen, free_port(), &["--config", &config])
+    }
+
+    /// Starts a CA with extra `serve` arguments.
+    pub fn start_with_args(
+        guard: &mut ProcessGuard,
+        data_dir: &Path,
+        listen: SocketAddr,
+        http01_port: u16,
+        extra: &[&str],
+    ) -> Self {
         let dns = dns();
         fs::create_dir_all(data_dir).unwrap();
         let run = fs::read_dir(data_dir)
@@ -284,6 +302,7 @@ impl CaProcess {
             .args(["--admin-listen", "off"])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--dns-resolver", &dns.addr.to_string()])
+            .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(fs::File::create(&out_path).unwrap())

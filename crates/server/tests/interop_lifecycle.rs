@@ -1,0 +1,273 @@
+//! The certificate lifecycle with real clients against a certwright-ca process: certbot
+//! and lego revoke (the CRL then lists the certificate with the reason), and External
+//! Account Binding required — refused without a binding, accepted with one.
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+
+use support::{
+    dns, leaf, require_binary, run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+};
+use x509_parser::prelude::*;
+
+const EMAIL: &str = "admin@example.com";
+
+fn certbot(dir: &Path, ca: &CaProcess, sub: &str) -> Command {
+    require_binary("certbot");
+    let mut cmd = Command::new("certbot");
+    cmd.env("REQUESTS_CA_BUNDLE", ca.root_path())
+        .arg(sub)
+        .arg("--non-interactive")
+        .arg("--config-dir")
+        .arg(dir.join("config"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .args(["--server", &ca.directory_url]);
+    cmd
+}
+
+fn lego(path: &Path, ca: &CaProcess, names: &[&str]) -> Command {
+    require_binary("lego");
+    let mut cmd = Command::new("lego");
+    cmd.env("LEGO_CA_CERTIFICATES", ca.root_path())
+        .arg("--path")
+        .arg(path)
+        .args(["--server", &ca.directory_url])
+        .args(["--email", EMAIL])
+        .arg("--accept-tos");
+    for name in names {
+        cmd.args(["--domains", name]);
+    }
+    cmd.arg("--http")
+        .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)]);
+    cmd
+}
+
+/// The CA's CRL entries as (serial hex, reason code).
+fn crl_entries(ca: &CaProcess) -> Vec<(String, Option<u8>)> {
+    let base = ca.directory_url.trim_end_matches("/directory");
+    let root = fs::read(ca.root_path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let der = rt.block_on(async {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("{base}/crl/intermediate.crl"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    });
+    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+    crl.iter_revoked_certificates()
+        .map(|r| {
+            (
+                r.raw_serial().iter().map(|b| format!("{b:02x}")).collect(),
+                r.reason_code().map(|c| c.1 .0),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn certbot_and_lego_revoke() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+
+    // certbot: certonly, then revoke --reason keycompromise.
+    let cb = tmp.path().join("certbot");
+    let mut cmd = certbot(&cb, &ca, "certonly");
+    cmd.args([
+        "--standalone",
+        "--agree-tos",
+        "-m",
+        EMAIL,
+        "-d",
+        "cb-revoke.certwright.test",
+    ])
+    .args([
+        "--http-01-port",
+        &ca.http01_port.to_string(),
+        "--http-01-address",
+        "127.0.0.1",
+    ]);
+    run_ok("certbot certonly", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let cert_path = cb.join("config/live/cb-revoke.certwright.test/cert.pem");
+    let certbot_serial = leaf(&cert_path).serial_hex;
+    let mut cmd = certbot(&cb, &ca, "revoke");
+    cmd.arg("--cert-path").arg(&cert_path).args([
+        "--reason",
+        "keycompromise",
+        "--no-delete-after-revoke",
+    ]);
+    run_ok("certbot revoke", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+
+    // lego: run, then revoke (reason superseded = 4).
+    let lp = tmp.path().join("lego");
+    let names = ["lego-revoke.certwright.test"];
+    let mut cmd = lego(&lp, &ca, &names);
+    cmd.arg("run");
+    run_ok("lego run", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let lego_serial = leaf(&lp.join("certificates/lego-revoke.certwright.test.crt")).serial_hex;
+    let mut cmd = lego(&lp, &ca, &names);
+    cmd.args(["revoke", "--reason", "4"]);
+    run_ok("lego revoke", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+
+    let entries = crl_entries(&ca);
+    assert!(
+        entries.contains(&(certbot_serial.clone(), Some(1))),
+        "{certbot_serial} in {entries:?}"
+    );
+    assert!(
+        entries.contains(&(lego_serial.clone(), Some(4))),
+        "{lego_serial} in {entries:?}"
+    );
+
+    // A second revocation is refused (alreadyRevoked).
+    let mut cmd = certbot(&cb, &ca, "revoke");
+    cmd.arg("--cert-path").arg(&cert_path).args([
+        "--reason",
+        "keycompromise",
+        "--no-delete-after-revoke",
+    ]);
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    assert!(!out.status.success(), "a second revocation must fail");
+    let log = fs::read_to_string(cb.join("logs/letsencrypt.log")).unwrap_or_default();
+    assert!(log.contains("alreadyRevoked"), "certbot saw alreadyRevoked");
+}
+
+/// Creates an EAB key with the admin command; returns (kid, hmac key).
+fn eab_create(ca: &CaProcess, label: &str) -> (String, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
+    cmd.args(["eab", "create", "--json", "--label", label])
+        .arg("--data-dir")
+        .arg(&ca.data_dir);
+    let out = run_ok(
+        "certwright-ca eab create",
+        &mut cmd,
+        CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["kid"].as_str().unwrap().to_owned(),
+        v["hmac_key"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn external_account_binding_with_certbot_and_lego() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("ca.toml");
+    fs::write(&config, "[directory]\nexternal_account_required = true\n").unwrap();
+    let mut guard = ProcessGuard::default();
+    let ca = CaProcess::start_with_config(&mut guard, &tmp.path().join("ca"), &config);
+
+    // certbot without a binding: refused.
+    let cb = tmp.path().join("certbot");
+    let mut cmd = certbot(&cb, &ca, "register");
+    cmd.args(["--agree-tos", "-m", EMAIL]);
+    let out = run_bounded(&mut cmd, CLIENT_TIMEOUT);
+    assert!(!out.status.success(), "registration without EAB must fail");
+    let log = fs::read_to_string(cb.join("logs/letsencrypt.log")).unwrap_or_default();
+    assert!(
+        log.contains("externalAccountRequired"),
+        "certbot saw externalAccountRequired"
+    );
+
+    // With the binding: registered, then a certificate.
+    let (kid, hmac) = eab_create(&ca, "team-certbot");
+    let mut cmd = certbot(&cb, &ca, "register");
+    cmd.args([
+        "--agree-tos",
+        "-m",
+        EMAIL,
+        "--eab-kid",
+        &kid,
+        "--eab-hmac-key",
+        &hmac,
+    ]);
+    run_ok(
+        "certbot register --eab",
+        &mut cmd,
+        CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    let mut cmd = certbot(&cb, &ca, "certonly");
+    cmd.args(["--standalone", "-d", "cb-eab.certwright.test"])
+        .args([
+            "--http-01-port",
+            &ca.http01_port.to_string(),
+            "--http-01-address",
+            "127.0.0.1",
+        ]);
+    run_ok(
+        "certbot certonly (EAB account)",
+        &mut cmd,
+        CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    // The key is used up: it cannot bind a second account.
+    let cb2 = tmp.path().join("certbot2");
+    let mut cmd = certbot(&cb2, &ca, "register");
+    cmd.args([
+        "--agree-tos",
+        "-m",
+        EMAIL,
+        "--eab-kid",
+        &kid,
+        "--eab-hmac-key",
+        &hmac,
+    ]);
+    assert!(
+        !run_bounded(&mut cmd, CLIENT_TIMEOUT).status.success(),
+        "an EAB key binds one account"
+    );
+
+    // lego with --eab.
+    let (kid, hmac) = eab_create(&ca, "team-lego");
+    let names = ["lego-eab.certwright.test"];
+    let lp = tmp.path().join("lego");
+    let mut cmd = lego(&lp, &ca, &names);
+    cmd.args(["--eab", "--kid", &kid, "--hmac", &hmac, "run"]);
+    run_ok("lego --eab run", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    assert!(lp
+        .join("certificates/lego-eab.certwright.test.crt")
+        .exists());
+
+    // The admin listing shows both keys bound.
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
+    cmd.args(["eab", "list", "--json"])
+        .arg("--data-dir")
+        .arg(&ca.data_dir);
+    let out = run_ok(
+        "certwright-ca eab list",
+        &mut cmd,
+        CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    let keys: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bound = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"].as_str().unwrap().starts_with("bound"))
+        .count();
+    assert_eq!(bound, 2, "{keys}");
+}
