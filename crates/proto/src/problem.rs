@@ -165,6 +165,10 @@ pub struct Problem {
     pub identifier: Option<Identifier>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subproblems: Vec<Problem>,
+    /// Seconds after which the client may try again (sent as `Retry-After`, not in the
+    /// document).
+    #[serde(skip)]
+    pub retry_after: Option<u64>,
 }
 
 impl Problem {
@@ -176,7 +180,14 @@ impl Problem {
             status: Some(kind.default_status()),
             identifier: None,
             subproblems: Vec::new(),
+            retry_after: None,
         }
+    }
+
+    /// The same problem with a `Retry-After` of `secs`.
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
 
     /// The same problem with another HTTP status.

@@ -50,7 +50,8 @@ fn spawn_crl_refresher(ra: Ra) {
 /// Seconds between sweeps for work whose lease ran out and for expired nonces.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
-/// Takes over in-flight work whose instance died, and purges expired shared nonces.
+/// Takes over in-flight work whose instance died, purges expired shared nonces and
+/// prunes rate-limit events past every window.
 fn spawn_sweeper(ra: Ra, store: Store, clock: Clock) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_INTERVAL);
@@ -65,6 +66,11 @@ fn spawn_sweeper(ra: Ra, store: Store, clock: Clock) {
                 if let Err(e) = store.purge_nonces(clock.now()).await {
                     tracing::warn!(error = %e, "purging expired nonces failed");
                 }
+            }
+            // Rate-limit events older than the longest window count for nothing.
+            let keep = ra.longest_rate_window();
+            if let Err(e) = store.prune_rate_events(clock.now() - keep).await {
+                tracing::warn!(error = %e, "pruning rate-limit events failed");
             }
         }
     });
@@ -123,6 +129,7 @@ impl CaServer {
             auto_migrate: config.database.auto_migrate,
             max_connections: config.database.max_connections,
             acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
+            sqlite_synchronous: config.database.sqlite_synchronous,
         };
         let store = Store::open_with(&config.database_url(), &store_options)
             .await
@@ -214,6 +221,7 @@ impl CaServer {
                 default_profile: config.default_profile(),
                 crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
                 lease_secs: 3 * config.validation.timeout_secs as i64 + 30,
+                rate_limits: config.rate_limits.clone(),
             },
         );
         let recovered = if options.admin {
@@ -348,7 +356,14 @@ where
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(64);
-    let service = TowerToHyperService::new(router);
+    // Every request learns which address it came from (per-address rate limits).
+    let service = TowerToHyperService::new(tower::util::MapRequest::new(
+        router,
+        move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(crate::wfe::ClientAddr(peer));
+            req
+        },
+    ));
     if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
         tracing::debug!(%peer, error = %e, "connection ended with an error");
     }

@@ -44,6 +44,8 @@ pub struct Config {
     pub admin_listen: AdminListen,
     /// Naming, key and lifetime policy; reloaded on SIGHUP (see `docs/policy.md`).
     pub policy: PolicySection,
+    /// Rate limits (see `docs/rate-limits.md`); all off by default.
+    pub rate_limits: RateLimitsSection,
 }
 
 /// Where the admin listener binds: an address, or `off` (also the empty string).
@@ -140,6 +142,9 @@ pub struct DatabaseSection {
     /// Apply pending migrations at start. When false, `certwright-ca migrate` must be run
     /// first and the server refuses to start on an older schema.
     pub auto_migrate: bool,
+    /// SQLite only: `full` (default, survives power loss) or `normal` (survives a process
+    /// crash; the last commits may be lost on power loss).
+    pub sqlite_synchronous: crate::store::SqliteSynchronous,
 }
 
 impl Default for DatabaseSection {
@@ -148,6 +153,7 @@ impl Default for DatabaseSection {
             max_connections: 16,
             acquire_timeout_secs: 5,
             auto_migrate: true,
+            sqlite_synchronous: crate::store::SqliteSynchronous::Full,
         }
     }
 }
@@ -279,6 +285,64 @@ pub struct ValidationSection {
     pub caa_recheck_after_hours: u32,
 }
 
+/// One windowed rate limit: at most `count` events per sliding `window_secs`;
+/// `count = 0` turns it off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowLimit {
+    pub count: u32,
+    pub window_secs: i64,
+}
+
+impl WindowLimit {
+    const fn off(window_secs: i64) -> Self {
+        Self {
+            count: 0,
+            window_secs,
+        }
+    }
+
+    /// Whether the limit applies.
+    pub fn enabled(&self) -> bool {
+        self.count > 0 && self.window_secs > 0
+    }
+}
+
+/// `[rate_limits]`: Boulder's limits, each off until given a count.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitsSection {
+    /// New accounts per client IP address.
+    pub new_accounts_per_ip: WindowLimit,
+    /// New orders per account.
+    pub new_orders_per_account: WindowLimit,
+    /// Certificates per registered domain (public suffix list), or per IP address.
+    pub certificates_per_registered_domain: WindowLimit,
+    /// Failed validations per account and identifier.
+    pub failed_validations_per_account_identifier: WindowLimit,
+    /// Certificates for exactly the same set of names.
+    pub duplicate_certificates: WindowLimit,
+    /// Pending authorizations an account may hold at once (0: no limit).
+    pub pending_authorizations_per_account: u32,
+    /// Take the client address from the last `X-Forwarded-For` entry (only behind a
+    /// proxy of your own that sets it).
+    pub trust_forwarded_for: bool,
+}
+
+impl Default for RateLimitsSection {
+    fn default() -> Self {
+        Self {
+            new_accounts_per_ip: WindowLimit::off(3 * 3600),
+            new_orders_per_account: WindowLimit::off(3 * 3600),
+            certificates_per_registered_domain: WindowLimit::off(7 * 86400),
+            failed_validations_per_account_identifier: WindowLimit::off(3600),
+            duplicate_certificates: WindowLimit::off(7 * 86400),
+            pending_authorizations_per_account: 0,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
 /// `[directory]`: the directory's `meta`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -319,6 +383,7 @@ impl Default for Config {
             database: DatabaseSection::default(),
             admin_listen: AdminListen::default(),
             policy: PolicySection::default(),
+            rate_limits: RateLimitsSection::default(),
         }
     }
 }
@@ -572,6 +637,28 @@ mod tests {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certwright-ca.example.toml");
         let cfg = Config::from_file(&path).unwrap();
         cfg.validate().unwrap();
+        // The documented rate limits are the built-in defaults (all off).
+        assert_eq!(cfg.rate_limits, RateLimitsSection::default());
+        // The documented durability is the built-in default (FULL).
+        assert_eq!(
+            cfg.database.sqlite_synchronous,
+            DatabaseSection::default().sqlite_synchronous
+        );
+    }
+
+    #[test]
+    fn sqlite_synchronous_is_full_or_normal() {
+        use crate::store::SqliteSynchronous;
+        let cfg: Config = toml::from_str("[database]\nsqlite_synchronous = \"normal\"\n").unwrap();
+        assert_eq!(cfg.database.sqlite_synchronous, SqliteSynchronous::Normal);
+        assert_eq!(
+            Config::default().database.sqlite_synchronous,
+            SqliteSynchronous::Full
+        );
+        let err = toml::from_str::<Config>("[database]\nsqlite_synchronous = \"off\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("off"), "{err}");
     }
 
     #[test]

@@ -79,6 +79,20 @@ enum Command {
         #[command(flatten)]
         ca: AdminArgs,
     },
+    /// The audit trail: check its hash chain, or export it.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
+    /// The inventory of every certificate the CA issued.
+    Certs {
+        #[command(subcommand)]
+        action: CertsAction,
+        #[command(flatten)]
+        ca: AdminArgs,
+    },
     /// Ask clients to renew a certificate now: its ARI window moves into the past.
     RenewEarly {
         /// Serial number (hex, colons allowed).
@@ -86,6 +100,59 @@ enum Command {
         serial: String,
         #[command(flatten)]
         ca: AdminArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Walk the whole chain; fail, naming the first bad entry, if any entry was altered,
+    /// inserted or deleted.
+    Verify,
+    /// Write entries as JSON lines, oldest first.
+    Export {
+        /// Only entries from this time (RFC 3339) or after this sequence number.
+        #[arg(long)]
+        since: Option<String>,
+        /// Output format (one JSON object per line).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ExportFormat {
+    Jsonl,
+}
+
+#[derive(Subcommand)]
+enum CertsAction {
+    /// List certificates, newest first.
+    List {
+        /// A name the certificate covers, exactly (`www.example.com`, `*.example.com`), or
+        /// every name under a domain when it starts with a dot (`.example.com`).
+        #[arg(long)]
+        name: Option<String>,
+        /// The requesting account's id.
+        #[arg(long)]
+        account: Option<i64>,
+        /// The EAB label of the requesting account.
+        #[arg(long)]
+        eab_label: Option<String>,
+        /// Unexpired certificates that expire within this many days.
+        #[arg(long)]
+        expiring_within: Option<u32>,
+        /// Only revoked certificates.
+        #[arg(long, conflicts_with = "not_revoked")]
+        revoked: bool,
+        /// Only certificates that are not revoked.
+        #[arg(long)]
+        not_revoked: bool,
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -260,8 +327,142 @@ async fn eab(action: EabAction, ca: AdminArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `--since`: an RFC 3339 time, or a sequence number. Returns (after seq, from time).
+fn parse_since(since: Option<&str>) -> anyhow::Result<(i64, i64)> {
+    let Some(since) = since else {
+        return Ok((0, i64::MIN));
+    };
+    if let Ok(seq) = since.parse::<i64>() {
+        return Ok((seq.saturating_sub(1).max(0), i64::MIN));
+    }
+    let t = time::OffsetDateTime::parse(since, &time::format_description::well_known::Rfc3339)
+        .with_context(|| {
+            format!("--since {since:?} is neither a sequence number nor an RFC 3339 time")
+        })?;
+    Ok((0, t.unix_timestamp()))
+}
+
+async fn audit(action: AuditAction, ca: AdminArgs) -> anyhow::Result<()> {
+    use certwright_server::store::AuditVerdict;
+    use std::io::Write as _;
+    let store = ca.store(false).await?;
+    match action {
+        AuditAction::Verify => match store.verify_audit().await? {
+            AuditVerdict::Intact { entries, head } => {
+                println!("audit trail intact: {entries} entries, head {head}");
+                Ok(())
+            }
+            AuditVerdict::Broken { seq, reason } => {
+                anyhow::bail!("audit trail broken at entry {seq}: {reason}")
+            }
+        },
+        AuditAction::Export {
+            since,
+            format: ExportFormat::Jsonl,
+            output,
+        } => {
+            let (mut after, from) = parse_since(since.as_deref())?;
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                )),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let mut count = 0u64;
+            loop {
+                let page = store
+                    .audit_entries(after, from, certwright_server::store::audit::PAGE)
+                    .await?;
+                let Some(last) = page.last() else { break };
+                after = last.seq;
+                for e in &page {
+                    let mut line = serde_json::to_value(e)?;
+                    line["time"] = json!(rfc3339(e.at));
+                    line["details"] = serde_json::from_str(&e.details).unwrap_or(json!(e.details));
+                    writeln!(out, "{line}")?;
+                    count += 1;
+                }
+            }
+            out.flush()?;
+            if let Some(path) = output {
+                eprintln!("exported {count} audit entries to {}", path.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
+    use certwright_server::store::inventory::CertificateFilter;
+    let CertsAction::List {
+        name,
+        account,
+        eab_label,
+        expiring_within,
+        revoked,
+        not_revoked,
+        json,
+    } = action;
+    let store = ca.store(false).await?;
+    let now = Clock::system().now();
+    let filter = CertificateFilter {
+        name,
+        account,
+        eab_label,
+        expiring_within: expiring_within.map(|d| i64::from(d) * 86_400),
+        revoked: match (revoked, not_revoked) {
+            (true, _) => Some(true),
+            (_, true) => Some(false),
+            _ => None,
+        },
+        now,
+    };
+    let list = store.list_certificates(&filter).await?;
+    let status = |c: &certwright_server::store::inventory::CertificateSummary| match (
+        c.revoked_at,
+        c.revocation_reason,
+    ) {
+        (Some(_), reason) => format!("revoked ({})", reason_name(reason.unwrap_or(0))),
+        (None, _) if c.not_after <= now => "expired".to_owned(),
+        (None, _) => "valid".to_owned(),
+    };
+    if json {
+        let rows: Vec<serde_json::Value> = list
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::to_value(c).expect("summaries serialize");
+                v["status"] = json!(status(c));
+                v["not_after_time"] = json!(rfc3339(c.not_after));
+                v
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return Ok(());
+    }
+    println!(
+        "{:<34} {:<21} {:<26} {:>7} {:<11} NAMES",
+        "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE"
+    );
+    for c in &list {
+        println!(
+            "{:<34} {:<21} {:<26} {:>7} {:<11} {}",
+            c.serial,
+            rfc3339(c.not_after),
+            status(c),
+            c.account_id,
+            c.profile.as_deref().unwrap_or("-"),
+            c.names.join(",")
+        );
+    }
+    eprintln!("{} certificate(s)", list.len());
+    Ok(())
+}
+
 async fn admin(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Audit { action, ca } => audit(action, ca).await,
+        Command::Certs { action, ca } => certs(action, ca).await,
         Command::Eab { action, ca } => eab(action, ca).await,
         Command::Revoke { serial, reason, ca } => {
             let reason = parse_reason(&reason)?;

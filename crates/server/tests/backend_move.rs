@@ -52,6 +52,15 @@ async fn sqlite_to_postgres_keeps_everything() {
         target.import(&rows).await.is_err(),
         "import refuses a non-empty database"
     );
+    // The audit trail moved whole, and records the import itself.
+    match target.verify_audit().await.unwrap() {
+        certwright_server::store::AuditVerdict::Intact { entries, .. } => {
+            let moved = rows.iter().filter(|r| r["table"] == "audit_log").count() as i64;
+            assert!(moved > 0, "the export holds the trail");
+            assert_eq!(entries, moved + 1, "the moved entries plus admin.import");
+        }
+        broken => panic!("the moved trail does not verify: {broken:?}"),
+    }
     drop(target);
 
     // The CA on PostgreSQL serves the same account and certificates.

@@ -15,21 +15,6 @@ fn leaf_der(chain_pem: &str) -> Vec<u8> {
     pem_chain(chain_pem).remove(0)
 }
 
-/// The ARI certificate identifier of a certificate.
-fn ari_id(der: &[u8]) -> String {
-    let (_, cert) = X509Certificate::from_der(der).unwrap();
-    let aki = cert
-        .iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        })
-        .unwrap();
-    certwright_proto::ari::cert_id(&aki, cert.raw_serial())
-}
-
 fn serial_hex(der: &[u8]) -> String {
     let (_, cert) = X509Certificate::from_der(der).unwrap();
     cert.raw_serial()
@@ -502,7 +487,7 @@ async fn renewal_information_and_replacement() {
     let ari = dir["renewalInfo"].as_str().unwrap().to_owned();
     let (_, _, chain) = acme.issue(&["ari.example.test"], &ca.responder).await;
     let der = leaf_der(&chain);
-    let id = ari_id(&der);
+    let id = harness::ari_id(&der);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
     let (nb, na) = (
         cert.validity().not_before.timestamp(),
@@ -562,7 +547,7 @@ async fn renewal_information_and_replacement() {
         Some(&json!({"certificate": b64::encode(&der2)})),
     )
     .await;
-    let info: Value = get(&format!("{ari}/{}", ari_id(&der2)))
+    let info: Value = get(&format!("{ari}/{}", harness::ari_id(&der2)))
         .await
         .json()
         .await

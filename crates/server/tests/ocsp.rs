@@ -200,7 +200,7 @@ async fn openssl_sees_good_then_revoked_with_the_reason() {
     // Revoked for key compromise: openssl sees it at once, with time and reason.
     assert!(ca
         .store
-        .revoke_certificate(&serial_hex(&leaf), 1, now())
+        .revoke_certificate(&serial_hex(&leaf), 1, now(), "admin")
         .await
         .unwrap());
     for extra in [&[][..], &["-no_nonce"][..]] {

@@ -272,10 +272,14 @@ impl Ra {
             ));
         }
         let now = self.now();
+        let by = match requester {
+            Requester::Account(account) => format!("account:{}", account.id.0),
+            Requester::CertificateKey(_) => "certificate-key".to_owned(),
+        };
         if !self
             .inner
             .store
-            .revoke_certificate(&serial, reason, now)
+            .revoke_certificate(&serial, reason, now, &by)
             .await
             .map_err(internal)?
         {
@@ -323,7 +327,7 @@ impl Ra {
             || !self
                 .inner
                 .store
-                .revoke_certificate(&serial, reason, self.now())
+                .revoke_certificate(&serial, reason, self.now(), "admin")
                 .await
                 .map_err(internal)?
         {

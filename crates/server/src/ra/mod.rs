@@ -5,6 +5,7 @@ pub mod contact;
 pub mod lifecycle;
 pub mod ocsp;
 pub mod policy;
+pub mod ratelimit;
 pub mod status;
 mod validation;
 
@@ -47,6 +48,8 @@ pub struct RaPolicy {
     /// Seconds an instance holds work it started (a validation, an issuance) before
     /// another may take it over.
     pub lease_secs: i64,
+    /// Rate limits (`ratelimit`).
+    pub rate_limits: crate::config::RateLimitsSection,
 }
 
 /// Converts a store failure into a problem. Only genuine server faults reach here.
@@ -120,6 +123,7 @@ impl Ra {
         jwk: &Jwk,
         request: &NewAccount,
         new_account_url: &str,
+        client: Option<std::net::IpAddr>,
     ) -> Result<(AccountRecord, bool), Problem> {
         let store = &self.inner.store;
         if let Some(existing) = store
@@ -159,6 +163,7 @@ impl Ra {
             .with_status(403));
         }
         let contact = contact::validate_contacts(request.contact.as_deref().unwrap_or(&[]))?;
+        self.check_new_account_rate(client).await?;
         let created = match &eab_kid {
             Some(kid) => {
                 store
@@ -170,6 +175,7 @@ impl Ra {
         match created {
             Ok(account) => {
                 tracing::info!(account = %account.id, key = %jwk.describe(), "account created");
+                self.note_new_account(client).await;
                 Ok((account, true))
             }
             // Two newAccount requests with one key raced: the other one won.
@@ -344,6 +350,9 @@ impl Ra {
                 ))
             }
         };
+        let ordered: Vec<Identifier> = identifiers.iter().map(|n| n.identifier.clone()).collect();
+        self.check_new_order_rates(account, &ordered, replaces.is_some())
+            .await?;
         let now = self.now();
         let mut expires = now + policy.order_lifetime_secs;
         let mut authorizations = Vec::with_capacity(identifiers.len());
@@ -381,7 +390,7 @@ impl Ra {
             .store
             .create_order(&NewOrderRecord {
                 account_id: account.id,
-                identifiers: identifiers.iter().map(|n| n.identifier.clone()).collect(),
+                identifiers: ordered,
                 expires,
                 not_before: None,
                 not_after: None,
@@ -401,6 +410,7 @@ impl Ra {
             Err(e) => return Err(internal(e)),
         };
         tracing::info!(account = %account.id, order = %record.id, identifiers = ?record.identifiers, "order created");
+        self.note_new_order(account.id).await;
         self.view_order(record).await
     }
 
@@ -566,6 +576,8 @@ impl Ra {
             {
                 // Left `processing`: the next start resumes it.
                 tracing::error!(challenge = %challenge.id, error = %e, "could not record validation outcome");
+            } else if outcome.error.is_some() {
+                ra.note_failed_validation(account_id, &identifier).await;
             }
         });
     }
@@ -681,11 +693,13 @@ impl Ra {
                 not_after: issued.not_after,
                 created_at: now,
                 profile: order.profile.clone(),
+                key_type: csr.key.describe(),
             };
             match store.complete_order(id, &record).await {
                 Ok(()) => {
                     tracing::info!(order = %id, serial = %record.serial, "certificate issued");
                     crate::telemetry::issuance(profile_name);
+                    self.note_issuance(&order.identifiers).await;
                     return;
                 }
                 Err(StoreError::Conflict) => continue, // serial collision: draw another

@@ -4,6 +4,7 @@
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
+use super::audit::{self, AuditEvent};
 use super::{Backend, Result, Store, StoreError};
 
 #[derive(Clone, Copy)]
@@ -121,6 +122,23 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("next_update", Int),
         ],
     ),
+    (
+        "audit_log",
+        &[
+            ("seq", Int),
+            ("at", Int),
+            ("actor", Text),
+            ("action", Text),
+            ("account_id", Int),
+            ("order_id", Int),
+            ("authz_id", Int),
+            ("challenge_id", Int),
+            ("serial", Text),
+            ("details", Text),
+            ("prev_hash", Text),
+            ("hash", Text),
+        ],
+    ),
 ];
 
 /// Tables whose `id` comes from a sequence (PostgreSQL needs it moved past imported ids).
@@ -148,6 +166,14 @@ impl Store {
                 out.push(json!({"table": table, "row": obj}));
             }
         }
+        // The audit chain's head (one row that always exists; import overwrites it).
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        out.push(json!({"table": "audit_head", "row": {
+            "seq": head.get::<i64, _>(0),
+            "hash": head.get::<String, _>(1),
+        }}));
         Ok(out)
     }
 
@@ -194,6 +220,23 @@ impl Store {
                 count += 1;
             }
         }
+        if let Some(head) = lines.iter().find(|l| l["table"] == "audit_head") {
+            let (seq, hash) = (head["row"]["seq"].as_i64(), head["row"]["hash"].as_str());
+            let (Some(seq), Some(hash)) = (seq, hash) else {
+                return Err(StoreError::Corrupt(
+                    "bad audit_head line in the export".into(),
+                ));
+            };
+            sqlx::query("UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1")
+                .bind(seq)
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+            count += 1;
+        }
+        let event = AuditEvent::new("admin", "admin.import")
+            .details(json!({ "rows": count, "backend": format!("{:?}", self.backend) }));
+        audit::append(&mut tx, &event).await?;
         if self.backend == Backend::Postgres {
             for table in ID_TABLES {
                 sqlx::query(&format!(

@@ -4,7 +4,10 @@
 //! backend is SQLite in WAL mode; writes go through a single connection (SQLite allows one
 //! writer at a time anyway, and this avoids lock-upgrade deadlocks), reads through a pool.
 
+pub mod audit;
 mod export;
+pub mod inventory;
+mod ratelimit;
 mod records;
 
 use std::time::Duration;
@@ -17,6 +20,7 @@ use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 use sqlx::Row;
 
+pub use audit::{AuditEntry, AuditEvent, AuditVerdict};
 pub use records::*;
 
 /// Storage failures. `Conflict` is a uniqueness violation the caller can act on.
@@ -65,6 +69,29 @@ pub struct StoreOptions {
     /// How long a request waits for a connection before failing (fast failure when the
     /// database is unreachable).
     pub acquire_timeout: Duration,
+    /// SQLite's `synchronous` setting for the writer (ignored on PostgreSQL).
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// SQLite durability: when a commit waits for the disk (`PRAGMA synchronous`, WAL mode).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is fsynced before it is answered: survives power loss (the default).
+    #[default]
+    Full,
+    /// Commits are fsynced only at WAL checkpoints: survives a process crash, but the last
+    /// commits before a power loss or kernel crash may be lost (already answered to clients).
+    Normal,
+}
+
+impl SqliteSynchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Self::Full => "PRAGMA synchronous = FULL",
+            Self::Normal => "PRAGMA synchronous = NORMAL",
+        }
+    }
 }
 
 impl Default for StoreOptions {
@@ -73,6 +100,7 @@ impl Default for StoreOptions {
             auto_migrate: true,
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 }
@@ -107,15 +135,17 @@ impl Store {
     pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let store = if url.starts_with("sqlite:") {
+            let synchronous = options.sqlite_synchronous.pragma();
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(options.acquire_timeout)
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
-                            // FULL: a committed transaction survives power loss, not just a crash.
-                            "PRAGMA synchronous = FULL",
+                            // FULL (default): a committed transaction survives power loss,
+                            // not just a crash.
+                            synchronous,
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 10000",
                         ] {
@@ -241,6 +271,7 @@ impl Store {
         tos_agreed: bool,
         now: i64,
     ) -> Result<AccountRecord> {
+        let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
              VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
@@ -250,13 +281,17 @@ impl Store {
         .bind(serde_json::to_string(contact).expect("strings serialize"))
         .bind(i64::from(tos_agreed))
         .bind(now)
-        .fetch_one(&self.writer)
+        .fetch_one(&mut *tx)
         .await;
-        match res {
-            Ok(row) => self.account(AccountId(row.get(0))).await,
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
-        }
+        let id = match res {
+            Ok(row) => AccountId(row.get(0)),
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(e.into()),
+        };
+        let event = audit::account_created(id, jwk, contact, tos_agreed, None);
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        self.account(id).await
     }
 
     /// The account with `id`.
@@ -280,20 +315,30 @@ impl Store {
 
     /// Replaces an account's contact list.
     pub async fn update_account_contact(&self, id: AccountId, contact: &[String]) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
             .bind(serde_json::to_string(contact).expect("strings serialize"))
             .bind(id.0)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        let event = AuditEvent::by_account(id, "account.update")
+            .details(serde_json::json!({ "contact": contact }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
     /// Records that the account agreed to the terms of service.
     pub async fn set_account_tos_agreed(&self, id: AccountId) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = $1")
             .bind(id.0)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
+        let event = AuditEvent::by_account(id, "account.update")
+            .details(serde_json::json!({ "terms_of_service_agreed": true }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
         Ok(())
     }
 
@@ -311,6 +356,7 @@ impl Store {
         .bind(id.0)
         .execute(&mut *tx)
         .await?;
+        audit::append(&mut tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -415,6 +461,16 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
+        let event = AuditEvent::by_account(new.account_id, "order.create")
+            .order(OrderId(order_id))
+            .details(serde_json::json!({
+                "identifiers": new.identifiers,
+                "profile": new.profile,
+                "replaces": new.replaces.as_ref().map(|r| &r.1),
+                "not_before": new.not_before,
+                "not_after": new.not_after,
+            }));
+        audit::append(&mut tx, &event).await?;
         tx.commit().await?;
         self.order(OrderId(order_id)).await
     }
@@ -499,13 +555,25 @@ impl Store {
 
     /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
-            "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')",
+            "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
+             RETURNING account_id, identifier_type, identifier_value",
         )
         .bind(id.0)
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        let event = AuditEvent::by_account(AccountId(row.get(0)), "authorization.deactivate")
+            .authz(id)
+            .details(serde_json::json!({
+                "identifier": {"type": row.get::<String, _>(1), "value": row.get::<String, _>(2)},
+            }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     // ---------------------------------------------------------------- validation
@@ -562,6 +630,26 @@ impl Store {
         .bind(challenge.0)
         .execute(&mut *tx)
         .await?;
+        let subject = sqlx::query(
+            "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.wildcard, c.type
+             FROM challenges c JOIN authorizations a ON a.id = c.authorization_id WHERE c.id = $1",
+        )
+        .bind(challenge.0)
+        .fetch_one(&mut *tx)
+        .await?;
+        let event = AuditEvent::new("system", "validation")
+            .account(AccountId(subject.get(1)))
+            .challenge(challenge)
+            .authz(AuthzId(subject.get(0)))
+            .details(serde_json::json!({
+            "identifier": {"type": subject.get::<String, _>(2), "value": subject.get::<String, _>(3)},
+            "wildcard": subject.get::<i64, _>(4) != 0,
+            "method": subject.get::<String, _>(5),
+            "outcome": authz_status,
+            "problem": error,
+            "record": record,
+        }));
+        audit::append(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -633,17 +721,46 @@ impl Store {
         if done.rows_affected() != 1 {
             return Err(StoreError::NotFound);
         }
+        let eab_label: Option<String> = sqlx::query("SELECT eab_label FROM accounts WHERE id = $1")
+            .bind(cert.account_id.0)
+            .fetch_one(&mut *tx)
+            .await?
+            .get(0);
+        let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
+            .order(order)
+            .serial(&cert.serial)
+            .details(serde_json::json!({
+                "names": cert.names,
+                "profile": cert.profile,
+                "key_type": cert.key_type,
+                "not_before": cert.not_before,
+                "not_after": cert.not_after,
+                "eab_label": eab_label,
+            }));
+        audit::append(&mut tx, &event).await?;
         tx.commit().await?;
         Ok(())
     }
 
     /// Marks an order invalid with `problem`.
     pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<()> {
-        sqlx::query("UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2")
-            .bind(serde_json::to_string(problem).expect("problems serialize"))
-            .bind(order.0)
-            .execute(&self.writer)
-            .await?;
+        let mut tx = self.writer.begin().await?;
+        let row = sqlx::query(
+            "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
+             RETURNING account_id",
+        )
+        .bind(serde_json::to_string(problem).expect("problems serialize"))
+        .bind(order.0)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = row {
+            let event = AuditEvent::new("system", "order.fail")
+                .account(AccountId(row.get(0)))
+                .order(order)
+                .details(serde_json::json!({ "problem": problem }));
+            audit::append(&mut tx, &event).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -716,6 +833,14 @@ impl Store {
             .bind(eab_kid)
             .execute(&mut *tx)
             .await?;
+        let event = audit::account_created(
+            AccountId(id),
+            jwk,
+            contact,
+            tos_agreed,
+            Some((eab_kid, &label)),
+        );
+        audit::append(&mut tx, &event).await?;
         tx.commit().await?;
         self.account(AccountId(id)).await
     }
@@ -728,6 +853,7 @@ impl Store {
         hmac_key: &[u8],
         now: i64,
     ) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
         let res = sqlx::query(
             "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -735,13 +861,19 @@ impl Store {
         .bind(label)
         .bind(hmac_key)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await;
         match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(e.into()),
         }
+        // The MAC key itself never enters the trail.
+        let event = AuditEvent::new("admin", "eab.create")
+            .details(serde_json::json!({ "kid": kid, "label": label }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// One EAB key.
@@ -765,29 +897,51 @@ impl Store {
 
     /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.
     pub async fn revoke_eab_key(&self, kid: &str, now: i64) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
         )
         .bind(now)
         .bind(kid)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let event =
+            AuditEvent::new("admin", "eab.revoke").details(serde_json::json!({ "kid": kid }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Replaces an account's key (§7.3.5); `Conflict` if another account has the new key.
     pub async fn change_account_key(&self, id: AccountId, new_key: &Jwk) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        let old: String = sqlx::query("SELECT key_thumbprint FROM accounts WHERE id = $1")
+            .bind(id.0)
+            .fetch_optional(&mut *tx)
+            .await?
+            .ok_or(StoreError::NotFound)?
+            .get(0);
         let res = sqlx::query("UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3")
             .bind(new_key.thumbprint())
             .bind(new_key.to_value().to_string())
             .bind(id.0)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await;
         match res {
-            Ok(_) => Ok(()),
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict),
-            Err(e) => Err(e.into()),
+            Ok(_) => {}
+            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+            Err(e) => return Err(e.into()),
         }
+        let event = AuditEvent::by_account(id, "account.key_change").details(serde_json::json!({
+            "old_key_thumbprint": old,
+            "new_key_thumbprint": new_key.thumbprint(),
+        }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Whether `account` holds valid, unexpired authorizations for every identifier.
@@ -821,17 +975,35 @@ impl Store {
         Ok(true)
     }
 
-    /// Revokes a certificate; false if it was already revoked.
-    pub async fn revoke_certificate(&self, serial: &str, reason: u8, now: i64) -> Result<bool> {
+    /// Revokes a certificate; false if it was already revoked. `by` says who asked
+    /// (`account:ID`, `certificate-key` or `admin`) for the audit trail.
+    pub async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: u8,
+        now: i64,
+        by: &str,
+    ) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL",
+            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
+             RETURNING account_id",
         )
         .bind(now)
         .bind(i64::from(reason))
         .bind(serial)
-        .execute(&self.writer)
+        .fetch_optional(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        let Some(row) = done else {
+            return Ok(false);
+        };
+        let event = AuditEvent::new(by, "certificate.revoke")
+            .account(AccountId(row.get(0)))
+            .serial(serial)
+            .details(serde_json::json!({ "reason": reason }));
+        audit::append(&mut tx, &event).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Every revoked certificate that has not expired by `now` (a CRL's entries).
@@ -855,11 +1027,21 @@ impl Store {
 
     /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
     pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = $1")
             .bind(serial)
-            .execute(&self.writer)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        audit::append(
+            &mut tx,
+            &AuditEvent::new("admin", "certificate.renew_early").serial(serial),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     /// Allocates the next CRL number of `issuer` (monotonic, never reused).
@@ -997,6 +1179,42 @@ impl Store {
             }
         }
         Ok(claimed)
+    }
+
+    /// Invariants over the whole store that no crash may break; one line per violation
+    /// (empty when all hold): work left `processing` (call after the sweeper ran), a
+    /// `valid` order without its certificate, a certificate whose order is not `valid` or
+    /// does not name it.
+    pub async fn integrity_violations(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (what, query) in [
+            (
+                "challenges stuck processing",
+                "SELECT CAST(id AS TEXT) FROM challenges WHERE status = 'processing'",
+            ),
+            (
+                "orders stuck processing",
+                "SELECT CAST(id AS TEXT) FROM orders WHERE status = 'processing'",
+            ),
+            (
+                "valid orders without a certificate",
+                "SELECT CAST(o.id AS TEXT) FROM orders o WHERE o.status = 'valid' AND NOT EXISTS
+                   (SELECT 1 FROM certificates c WHERE c.order_id = o.id)",
+            ),
+            (
+                "certificates whose order is not valid or names another serial",
+                "SELECT c.serial FROM certificates c JOIN orders o ON o.id = c.order_id
+                 WHERE o.status <> 'valid' OR o.certificate_serial IS NULL
+                    OR o.certificate_serial <> c.serial",
+            ),
+        ] {
+            let rows = sqlx::query(query).fetch_all(&self.reader).await?;
+            if !rows.is_empty() {
+                let ids: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+                out.push(format!("{what}: {}", ids.join(", ")));
+            }
+        }
+        Ok(out)
     }
 
     /// Row counts and statuses per table: a fingerprint that tests use to assert that a

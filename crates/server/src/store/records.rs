@@ -308,4 +308,6 @@ pub struct NewCertificate {
     pub not_after: i64,
     pub created_at: i64,
     pub profile: Option<String>,
+    /// The certificate key, e.g. `ECDSA P-256` (for the audit trail).
+    pub key_type: String,
 }

@@ -6,6 +6,26 @@ async fn store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
 }
 
+/// A new order of `account` for `a.example` with one fresh http-01 authorization.
+fn one_name_order(account: AccountId) -> NewOrderRecord {
+    NewOrderRecord {
+        account_id: account,
+        identifiers: vec![Identifier::dns("a.example")],
+        expires: 100,
+        not_before: None,
+        not_after: None,
+        authorizations: vec![NewAuthorization::Create {
+            identifier: Identifier::dns("a.example"),
+            wildcard: false,
+            expires: 100,
+            challenges: vec![(ChallengeType::Http01, "tok".into())],
+        }],
+        now: 1,
+        profile: None,
+        replaces: None,
+    }
+}
+
 #[tokio::test]
 async fn account_key_is_unique() {
     let s = store().await;
@@ -32,25 +52,7 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
     let s = store().await;
     let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s
-        .create_order(&NewOrderRecord {
-            account_id: acct.id,
-            identifiers: vec![Identifier::dns("a.example")],
-            expires: 100,
-            not_before: None,
-            not_after: None,
-            authorizations: vec![NewAuthorization::Create {
-                identifier: Identifier::dns("a.example"),
-                wildcard: false,
-                expires: 100,
-                challenges: vec![(ChallengeType::Http01, "tok".into())],
-            }],
-            now: 1,
-            profile: None,
-            replaces: None,
-        })
-        .await
-        .unwrap();
+    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
     let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
     let chall = authz.challenges[0].id;
     assert!(s.start_validation(chall, 100).await.unwrap());
@@ -97,4 +99,173 @@ async fn nonces_are_single_use_and_expire() {
     assert!(!s.redeem_nonce("a", 50).await.unwrap());
     assert!(!s.redeem_nonce("b", 100).await.unwrap(), "expired");
     assert_eq!(s.purge_nonces(100).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn integrity_violations_name_what_a_crash_could_break() {
+    let s = store().await;
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let chall = s
+        .authorization(order.authorization_ids[0])
+        .await
+        .unwrap()
+        .challenges[0]
+        .id;
+    assert!(s.integrity_violations().await.unwrap().is_empty());
+    assert!(s.start_validation(chall, 100).await.unwrap());
+    let found = s.integrity_violations().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("challenges stuck processing"),
+        "{found:?}"
+    );
+    s.finish_validation(chall, None, &serde_json::json!({}), 5)
+        .await
+        .unwrap();
+    // A valid order whose certificate row is missing (as a torn write would leave it).
+    sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = 'ab' WHERE id = $1")
+        .bind(order.id.0)
+        .execute(&s.writer)
+        .await
+        .unwrap();
+    let found = s.integrity_violations().await.unwrap();
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert!(
+        found[0].starts_with("valid orders without a certificate"),
+        "{found:?}"
+    );
+}
+
+/// A store with a few audited changes: account, EAB key, order, revocation attempt.
+async fn audited_store() -> (Store, AccountId) {
+    let s = store().await;
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let acct = s
+        .create_account(&jwk, &["mailto:a@example.com".into()], true, 1)
+        .await
+        .unwrap();
+    s.create_eab_key("kid-1", "team", b"secret-mac-key", 2)
+        .await
+        .unwrap();
+    s.update_account_contact(acct.id, &[]).await.unwrap();
+    s.revoke_eab_key("kid-1", 3).await.unwrap();
+    (s, acct.id)
+}
+
+#[tokio::test]
+async fn every_change_appends_a_chained_entry() {
+    let (s, acct) = audited_store().await;
+    let entries = s.audit_entries(0, i64::MIN, 100).await.unwrap();
+    let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "account.create",
+            "eab.create",
+            "account.update",
+            "eab.revoke"
+        ]
+    );
+    assert_eq!(entries[0].account_id, Some(acct.0));
+    assert_eq!(entries[0].actor, format!("account:{}", acct.0));
+    assert_eq!(entries[1].actor, "admin");
+    assert_eq!(entries[0].prev_hash, audit::GENESIS_HASH);
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].prev_hash, pair[0].hash);
+        assert_eq!(pair[1].seq, pair[0].seq + 1);
+    }
+    assert!(
+        entries.iter().all(|e| !e.details.contains("secret")),
+        "no MAC key in the trail"
+    );
+    assert_eq!(
+        s.verify_audit().await.unwrap(),
+        AuditVerdict::Intact {
+            entries: 4,
+            head: entries[3].hash.clone()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_altered_entry_breaks_the_chain_there() {
+    let (s, _) = audited_store().await;
+    sqlx::query("UPDATE audit_log SET details = '{\"kid\":\"kid-2\"}' WHERE seq = 4")
+        .execute(&s.writer)
+        .await
+        .unwrap();
+    match s.verify_audit().await.unwrap() {
+        AuditVerdict::Broken { seq: 4, reason } => assert!(reason.contains("altered"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_deleted_entry_is_found_in_the_middle_and_at_the_end() {
+    let (s, _) = audited_store().await;
+    sqlx::query("DELETE FROM audit_log WHERE seq = 4")
+        .execute(&s.writer)
+        .await
+        .unwrap();
+    match s.verify_audit().await.unwrap() {
+        AuditVerdict::Broken { seq: 4, reason } => assert!(reason.contains("deleted"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    sqlx::query("DELETE FROM audit_log WHERE seq = 2")
+        .execute(&s.writer)
+        .await
+        .unwrap();
+    match s.verify_audit().await.unwrap() {
+        AuditVerdict::Broken { seq: 2, reason } => assert!(reason.contains("missing"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_rewritten_chain_is_caught_by_its_links() {
+    let (s, _) = audited_store().await;
+    // Re-hash entry 2 after altering it: its own hash is consistent, but entry 3 still
+    // links to the old one.
+    let mut e = s.audit_entries(1, i64::MIN, 1).await.unwrap().remove(0);
+    e.actor = "account:99".into();
+    e.hash = e.compute_hash();
+    sqlx::query("UPDATE audit_log SET actor = $1, hash = $2 WHERE seq = 2")
+        .bind(&e.actor)
+        .bind(&e.hash)
+        .execute(&s.writer)
+        .await
+        .unwrap();
+    match s.verify_audit().await.unwrap() {
+        AuditVerdict::Broken { seq: 3, reason } => {
+            assert!(reason.contains("prev_hash"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn sqlite_writer_is_fsynced_per_commit_unless_normal_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    for (setting, expected) in [
+        (SqliteSynchronous::default(), 2), // FULL
+        (SqliteSynchronous::Normal, 1),
+    ] {
+        let url = format!("sqlite://{}", dir.path().join("ca.db").display());
+        let options = StoreOptions {
+            sqlite_synchronous: setting,
+            ..Default::default()
+        };
+        let store = Store::open_with(&url, &options).await.unwrap();
+        let level: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(&store.writer)
+            .await
+            .unwrap()
+            .try_get(0)
+            .unwrap();
+        assert_eq!(level, expected, "{setting:?}");
+        store.writer.close().await;
+        store.reader.close().await;
+    }
 }

@@ -97,12 +97,15 @@ pub async fn validate_http01(
         let body = match read_capped(response).await {
             Ok(b) => b,
             Err(e) => {
-                return (
-                    Some(Problem::connection(format!(
-                        "reading the response from {url} failed: {e}"
-                    ))),
-                    json!({"hops": hops}),
-                )
+                // A body that trickles in ends with the request timeout, which reqwest
+                // reports as a body error: say what happened.
+                let cause = root_cause(&e);
+                let detail = if e.is_timeout() || cause.contains("timed out") {
+                    format!("timed out reading the response from {url}")
+                } else {
+                    format!("reading the response from {url} failed: {cause}")
+                };
+                return (Some(Problem::connection(detail)), json!({"hops": hops}));
             }
         };
         let text = String::from_utf8_lossy(&body);

@@ -41,26 +41,7 @@ pub fn sni_name(identifier: &Identifier) -> Result<String, Problem> {
                 .value
                 .parse()
                 .map_err(|_| Problem::malformed("the IP identifier does not parse"))?;
-            Ok(reverse_dns_name(ip))
-        }
-    }
-}
-
-/// `4.3.2.1.in-addr.arpa` for 1.2.3.4; 32 reversed nibbles under `ip6.arpa` for IPv6.
-pub fn reverse_dns_name(ip: IpAddr) -> String {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            format!("{}.{}.{}.{}.in-addr.arpa", o[3], o[2], o[1], o[0])
-        }
-        IpAddr::V6(v6) => {
-            let mut labels = Vec::with_capacity(33);
-            for byte in v6.octets().iter().rev() {
-                labels.push(format!("{:x}", byte & 0x0f));
-                labels.push(format!("{:x}", byte >> 4));
-            }
-            labels.push("ip6.arpa".to_owned());
-            labels.join(".")
+            Ok(certwright_proto::identifier::reverse_dns_name(ip))
         }
     }
 }
@@ -365,18 +346,6 @@ mod tests {
     use certwright_proto::ProblemType;
 
     const KEY_AUTH: &str = "token.thumbprint";
-
-    #[test]
-    fn reverse_names_follow_rfc_8738() {
-        assert_eq!(
-            reverse_dns_name("192.0.2.1".parse().unwrap()),
-            "1.2.0.192.in-addr.arpa"
-        );
-        let v6 = reverse_dns_name("2001:db8::1".parse().unwrap());
-        assert!(v6.starts_with("1.0.0.0.0.0.0.0."), "{v6}");
-        assert!(v6.ends_with(".8.b.d.0.1.0.0.2.ip6.arpa"), "{v6}");
-        assert_eq!(v6.split('.').count(), 34);
-    }
 
     async fn run(responder: &TlsAlpnResponder, dns: &TestDns, id: &Identifier) -> Option<Problem> {
         let va = va_with(dns, &[], |c| c.tlsalpn01_port = responder.port);

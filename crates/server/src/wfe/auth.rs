@@ -1,6 +1,7 @@
 //! Authentication of POST requests (RFC 8555 §6.2–§6.5): content type, flattened JWS,
 //! algorithm, `url`, signer (`jwk` or `kid`), signature, account status and nonce.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -10,7 +11,7 @@ use certwright_proto::jws::{JwsError, Signer};
 use certwright_proto::{Jwk, ParsedJws, Problem, ProblemType, CONTENT_TYPE_JOSE};
 
 use super::problem::ApiError;
-use super::AppState;
+use super::{AppState, ClientAddr};
 use crate::store::AccountRecord;
 use certwright_proto::types::AccountStatus;
 
@@ -31,6 +32,27 @@ pub enum Authenticated {
 pub struct SignedRequest {
     pub jws: ParsedJws,
     pub signer: Authenticated,
+    /// The client's address (for per-address rate limits), when known.
+    pub client: Option<IpAddr>,
+}
+
+/// The client's address: the connection's peer, or with `trust_forwarded_for` the last
+/// `X-Forwarded-For` entry (what the operator's own proxy appended).
+fn client_address(req: &Request<Body>, trust_forwarded_for: bool) -> Option<IpAddr> {
+    if trust_forwarded_for {
+        let forwarded = req
+            .headers()
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
+            .next_back();
+        if forwarded.is_some() {
+            return forwarded;
+        }
+    }
+    req.extensions().get::<ClientAddr>().map(|c| c.0.ip())
 }
 
 impl SignedRequest {
@@ -109,6 +131,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             .with_status(415)
             .into());
         }
+        let client = client_address(&req, state.ra.trusts_forwarded_for());
         let path = req
             .uri()
             .path_and_query()
@@ -182,6 +205,41 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             )
             .into());
         }
-        Ok(SignedRequest { jws, signer })
+        Ok(SignedRequest {
+            jws,
+            signer,
+            client,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(forwarded: &[&str]) -> Request<Body> {
+        let mut b = Request::builder().uri("/acme/new-account");
+        for f in forwarded {
+            b = b.header("x-forwarded-for", *f);
+        }
+        let mut req = b.body(Body::empty()).unwrap();
+        req.extensions_mut()
+            .insert(ClientAddr("192.0.2.1:4000".parse().unwrap()));
+        req
+    }
+
+    #[test]
+    fn the_client_is_the_peer_unless_the_proxy_is_trusted() {
+        let req = request(&["203.0.113.9"]);
+        assert_eq!(client_address(&req, false), "192.0.2.1".parse().ok());
+        // The last entry is the one the operator's proxy appended.
+        let req = request(&["198.51.100.1, 203.0.113.9", "2001:db8::7"]);
+        assert_eq!(client_address(&req, true), "2001:db8::7".parse().ok());
+        let req = request(&["not-an-address"]);
+        assert_eq!(client_address(&req, true), "192.0.2.1".parse().ok());
+        assert_eq!(
+            client_address(&request(&[]), true),
+            "192.0.2.1".parse().ok()
+        );
     }
 }

@@ -71,7 +71,10 @@ pub async fn new_account(State(state): State<Arc<AppState>>, req: SignedRequest)
     let jwk = req.jwk()?;
     let payload: NewAccount = req.payload()?;
     let url = state.urls.endpoint("/acme/new-account");
-    let (account, created) = state.ra.new_account(jwk, &payload, &url).await?;
+    let (account, created) = state
+        .ra
+        .new_account(jwk, &payload, &url, req.client)
+        .await?;
     let status = if created {
         StatusCode::CREATED
     } else {

@@ -25,7 +25,12 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static(CONTENT_TYPE_PROBLEM),
         );
-        if problem.kind == certwright_proto::ProblemType::ServerInternal {
+        if let Some(secs) = problem.retry_after {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&secs.to_string()).expect("digits are a header value"),
+            );
+        } else if problem.kind == certwright_proto::ProblemType::ServerInternal {
             // Server faults are mostly passing (a database restart): say when to retry.
             response
                 .headers_mut()

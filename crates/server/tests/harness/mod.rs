@@ -29,6 +29,8 @@ pub enum Answer {
     Body(String),
     Status(u16),
     Redirect(String),
+    /// The body, after a pause (a slow server; keeps a validation in flight).
+    Delayed(Duration, String),
 }
 
 /// An http-01 responder on 127.0.0.1.
@@ -50,6 +52,10 @@ async fn respond(
             let mut h = HeaderMap::new();
             h.insert(header::LOCATION, to.parse().unwrap());
             (StatusCode::FOUND, h).into_response()
+        }
+        Some(Answer::Delayed(pause, b)) => {
+            tokio::time::sleep(pause).await;
+            b.into_response()
         }
         None => StatusCode::NOT_FOUND.into_response(),
     }
@@ -450,6 +456,7 @@ impl Acme {
     }
 
     pub async fn send(&self, url: &str, body: Vec<u8>, content_type: &str) -> Resp {
+        capture("request", &body);
         let r = self
             .http
             .post(self.route(url))
@@ -461,6 +468,7 @@ impl Acme {
         let status = r.status().as_u16();
         let headers = r.headers().clone();
         let body = r.bytes().await.unwrap().to_vec();
+        capture("response", &body);
         Resp {
             status,
             headers,
@@ -475,6 +483,14 @@ impl Acme {
             "application/jose+json",
         )
         .await
+    }
+
+    /// POST a payload given as raw bytes (signed as they are: invalid UTF-8, duplicate
+    /// keys, …).
+    pub async fn post_raw_payload(&self, url: &str, payload: &[u8]) -> Resp {
+        let nonce = self.nonce().await;
+        let jws = sign(&self.key, &self.signer(), Some(&nonce), url, payload).unwrap();
+        self.send_jws(url, &jws).await
     }
 
     /// POST (payload) or POST-as-GET (None).
@@ -515,13 +531,7 @@ impl Acme {
             let authz_url = authz_url.as_str().unwrap();
             let authz = self.post(authz_url, None).await.json();
             if authz["status"] == "pending" {
-                let chall = authz["challenges"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .find(|c| c["type"] == "http-01")
-                    .unwrap()
-                    .clone();
+                let chall = http01_challenge(&authz);
                 let token = chall["token"].as_str().unwrap();
                 responder.set(token, Answer::Body(format!("{token}.{thumb}")));
                 let r = self
@@ -601,4 +611,89 @@ pub fn pem_chain(pem: &str) -> Vec<Vec<u8>> {
     rustls::pki_types::CertificateDer::pem_slice_iter(pem.as_bytes())
         .map(|c| c.unwrap().to_vec())
         .collect()
+}
+
+/// The ARI certificate identifier of a certificate.
+pub fn ari_id(der: &[u8]) -> String {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+    let aki = cert
+        .iter_extensions()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(a) => {
+                a.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+        .unwrap();
+    certwright_proto::ari::cert_id(&aki, cert.raw_serial())
+}
+
+/// With `CERTWRIGHT_CAPTURE_DIR` set, keeps every request and response body the test
+/// client exchanges (scripts/fuzz-seeds turns them into fuzzing seed corpora).
+fn capture(kind: &str, body: &[u8]) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let Ok(dir) = std::env::var("CERTWRIGHT_CAPTURE_DIR") else {
+        return;
+    };
+    if body.is_empty() {
+        return;
+    }
+    let dir = std::path::Path::new(&dir).join(kind);
+    let _ = std::fs::create_dir_all(&dir);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let _ = std::fs::write(dir.join(format!("{}-{n}", std::process::id())), body);
+}
+
+/// The http-01 challenge of an authorization object.
+pub fn http01_challenge(authz: &Value) -> Value {
+    authz["challenges"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == "http-01"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no http-01 challenge in {authz}"))
+}
+
+/// A certificate a test client received: (index of the client in `clients`, certificate
+/// URL, PEM chain).
+pub type Received = (usize, String, String);
+
+/// The lower-case hex serial of the leaf of a PEM chain, as the store keys it.
+pub fn leaf_serial(chain: &str) -> String {
+    let der = pem_chain(chain).remove(0);
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    cert.raw_serial_as_string().replace(':', "").to_lowercase()
+}
+
+/// Every certificate the clients received is in `store` under its own serial (none
+/// twice), with the exact chain served, and still downloads. `context` prefixes failures.
+pub async fn assert_received_are_stored(
+    store: &Store,
+    clients: &[Arc<Acme>],
+    received: &[Received],
+    context: &str,
+) {
+    let mut serials: Vec<String> = received.iter().map(|(_, _, c)| leaf_serial(c)).collect();
+    serials.sort();
+    let total = serials.len();
+    serials.dedup();
+    assert_eq!(serials.len(), total, "{context}: a serial was served twice");
+    for (client, url, chain) in received {
+        let serial = leaf_serial(chain);
+        let stored = store
+            .certificate(&serial)
+            .await
+            .unwrap_or_else(|e| panic!("{context}: received {serial} is not stored: {e}"));
+        assert_eq!(
+            stored.chain_pem, *chain,
+            "{context}: stored chain of {serial}"
+        );
+        let again = clients[*client].post(url, None).await;
+        assert_eq!(again.status, 200, "{context}: {url}");
+        assert_eq!(
+            String::from_utf8(again.body).unwrap(),
+            *chain,
+            "{context}: {url}"
+        );
+    }
 }

@@ -179,6 +179,8 @@ pub fn run_ok(what: &str, cmd: &mut Command, timeout: Duration, context: &str) -
 
 pub struct Dns {
     pub addr: SocketAddr,
+    /// challtestsrv's management API (`POST /set-txt`, `/clear-txt`, …).
+    pub management: SocketAddr,
     /// Holding the write end of the wrapper's stdin keeps the server alive; when this test
     /// process exits (however it exits) the pipe closes and the wrapper stops the server.
     _lifeline: std::sync::Mutex<Child>,
@@ -233,6 +235,7 @@ fn start_dns() -> Dns {
     }
     Dns {
         addr,
+        management: format!("127.0.0.1:{mgmt_port}").parse().unwrap(),
         _lifeline: std::sync::Mutex::new(child),
     }
 }
@@ -319,13 +322,15 @@ impl CaProcess {
             log_path,
             out_path,
         };
-        ca.directory_url = ca.wait_ready(guard);
+        // With an external base URL (behind a load balancer) the CA prints that one.
+        let own_url = !extra.contains(&"--base-url");
+        ca.directory_url = ca.wait_ready(guard, own_url);
         ca
     }
 
     /// Waits for the "directory:" line on stdout, then for the directory to answer over
     /// HTTPS with the CA's own root trusted. Returns the directory URL.
-    fn wait_ready(&self, guard: &mut ProcessGuard) -> String {
+    fn wait_ready(&self, guard: &mut ProcessGuard, own_url: bool) -> String {
         let deadline = Instant::now() + CA_START_TIMEOUT;
         let url = loop {
             let out = fs::read_to_string(&self.out_path).unwrap_or_default();
@@ -349,11 +354,18 @@ impl CaProcess {
             );
             thread::sleep(Duration::from_millis(100));
         };
-        assert_eq!(
-            url,
-            format!("https://localhost:{}/directory", self.listen.port()),
-            "directory URL printed by the CA"
-        );
+        let probe_url = if own_url {
+            assert_eq!(
+                url,
+                format!("https://localhost:{}/directory", self.listen.port()),
+                "directory URL printed by the CA"
+            );
+            url.clone()
+        } else {
+            // Ask this instance directly, not whatever the base URL points at.
+            let scheme = url.split("://").next().unwrap_or("https");
+            format!("{scheme}://localhost:{}/directory", self.listen.port())
+        };
         let root = fs::read(self.root_path()).expect("root.pem exists once the CA serves");
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -366,12 +378,12 @@ impl CaProcess {
                 .build()
                 .unwrap();
             loop {
-                match http.get(&url).send().await {
+                match http.get(&probe_url).send().await {
                     Ok(resp) if resp.status().is_success() => break resp.json().await.unwrap(),
                     other => {
                         assert!(
                             Instant::now() < deadline,
-                            "directory {url} not answering: {other:?}\n{}",
+                            "directory {probe_url} not answering: {other:?}\n{}",
                             self.logs()
                         );
                     }
@@ -410,6 +422,21 @@ impl CaProcess {
             self.log_path.display(),
             tail(&self.log_path)
         )
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would, and reap the process.
+    pub fn kill(self, guard: &mut ProcessGuard) {
+        let child = guard.get(self.guard_index);
+        send_signal(child.id(), "KILL");
+        assert!(
+            wait_timeout(child, CA_STOP_TIMEOUT).is_some(),
+            "certwright-ca survived SIGKILL"
+        );
+    }
+
+    /// The process id (for /proc readings).
+    pub fn pid(&self, guard: &mut ProcessGuard) -> u32 {
+        guard.get(self.guard_index).id()
     }
 
     /// SIGTERM, and wait (bounded) for a clean exit.
@@ -543,4 +570,88 @@ pub fn openssl_san(cert: &Path) -> String {
         "",
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+// ------------------------------------------------------------------------------------------
+// Real ACME clients.
+
+/// The contact address the interop tests register with.
+pub const CLIENT_EMAIL: &str = "admin@example.com";
+
+/// certbot `sub` with its config/work/logs directories under `dir`, trusting the CA's root
+/// and pointed at its directory (no solver chosen yet).
+pub fn certbot_command(dir: &Path, ca: &CaProcess, sub: &str) -> Command {
+    require_binary("certbot");
+    let mut cmd = Command::new("certbot");
+    cmd.env("REQUESTS_CA_BUNDLE", ca.root_path())
+        .arg(sub)
+        .arg("--non-interactive")
+        .arg("--config-dir")
+        .arg(dir.join("config"))
+        .arg("--work-dir")
+        .arg(dir.join("work"))
+        .arg("--logs-dir")
+        .arg(dir.join("logs"))
+        .args(["--server", &ca.directory_url]);
+    cmd
+}
+
+/// lego with its `--path`, trusting the CA's root, for `names`: the global flags, to which
+/// a test adds a solver and the subcommand (lego 4.9 wants global flags first).
+pub fn lego_command(path: &Path, ca: &CaProcess, names: &[&str]) -> Command {
+    require_binary("lego");
+    let mut cmd = Command::new("lego");
+    cmd.env("LEGO_CA_CERTIFICATES", ca.root_path())
+        .arg("--path")
+        .arg(path)
+        .args(["--server", &ca.directory_url])
+        .args(["--email", CLIENT_EMAIL])
+        .arg("--accept-tos");
+    for name in names {
+        cmd.args(["--domains", name]);
+    }
+    cmd
+}
+
+// ------------------------------------------------------------------------------------------
+// PostgreSQL.
+
+/// A fresh, empty PostgreSQL database of this test's own; returns its URL. The server is
+/// `CERTWRIGHT_TEST_POSTGRES_URL` (default: postgres on 127.0.0.1:5432, which
+/// `scripts/test` makes sure runs).
+pub fn create_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("CERTWRIGHT_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let mut bytes = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut bytes).unwrap();
+    let name = bytes.iter().fold(String::from("cw_test_"), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test starts one): {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    });
+    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// Silences the panics of test-client requests cut by a deliberate kill (a flow spawned
+/// as its own task fails, and the test counts it); every other panic still prints.
+pub fn quiet_cut_requests() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("reqwest::Error") {
+            default(info);
+        }
+    }));
 }

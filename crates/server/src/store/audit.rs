@@ -1,0 +1,321 @@
+//! The audit trail: an append-only table in which each entry carries the SHA-256 of the
+//! entry before it, so that altering, inserting or deleting a past entry breaks the chain.
+//!
+//! Every change worth auditing appends its entry in the same transaction as the change,
+//! and last in that transaction: the append updates the one-row `audit_head` table first,
+//! which serializes appenders (on PostgreSQL, a row lock held to the commit) without
+//! holding that lock while waiting for any other.
+
+use serde::Serialize;
+use serde_json::{json, Value};
+use sqlx::{Any, Row, Transaction};
+
+use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
+
+/// `prev_hash` of the first entry.
+pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// Something that happened, to be appended to the trail.
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    /// Who: `account:ID`, `certificate-key`, `admin` or `system`.
+    pub actor: String,
+    /// What, e.g. `account.create`, `validation`, `certificate.issue`.
+    pub action: &'static str,
+    pub account: Option<AccountId>,
+    pub order: Option<OrderId>,
+    pub authz: Option<AuthzId>,
+    pub challenge: Option<ChallengeId>,
+    pub serial: Option<String>,
+    /// Event-specific facts (never a key or a MAC secret).
+    pub details: Value,
+}
+
+impl AuditEvent {
+    /// An event by `actor` with no subjects yet.
+    pub fn new(actor: impl Into<String>, action: &'static str) -> Self {
+        Self {
+            actor: actor.into(),
+            action,
+            account: None,
+            order: None,
+            authz: None,
+            challenge: None,
+            serial: None,
+            details: json!({}),
+        }
+    }
+
+    /// An event done by an account, about that account.
+    pub fn by_account(account: AccountId, action: &'static str) -> Self {
+        Self::new(format!("account:{}", account.0), action).account(account)
+    }
+
+    /// The account the event is about (when the actor is someone else).
+    pub fn account(mut self, account: AccountId) -> Self {
+        self.account = Some(account);
+        self
+    }
+
+    pub fn order(mut self, order: OrderId) -> Self {
+        self.order = Some(order);
+        self
+    }
+
+    pub fn authz(mut self, authz: AuthzId) -> Self {
+        self.authz = Some(authz);
+        self
+    }
+
+    pub fn challenge(mut self, challenge: ChallengeId) -> Self {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    pub fn serial(mut self, serial: &str) -> Self {
+        self.serial = Some(serial.to_owned());
+        self
+    }
+
+    pub fn details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// An account was created for `jwk` (with its External Account Binding, if any).
+pub(super) fn account_created(
+    id: AccountId,
+    jwk: &certwright_proto::Jwk,
+    contact: &[String],
+    tos_agreed: bool,
+    eab: Option<(&str, &str)>,
+) -> AuditEvent {
+    let mut details = json!({
+        "key_thumbprint": jwk.thumbprint(),
+        "contact": contact,
+        "terms_of_service_agreed": tos_agreed,
+    });
+    if let Some((kid, label)) = eab {
+        details["eab_kid"] = json!(kid);
+        details["eab_label"] = json!(label);
+    }
+    AuditEvent::by_account(id, "account.create").details(details)
+}
+
+/// A recorded entry, as stored and exported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditEntry {
+    pub seq: i64,
+    /// Unix seconds when the entry was written.
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub account_id: Option<i64>,
+    pub order_id: Option<i64>,
+    pub authz_id: Option<i64>,
+    pub challenge_id: Option<i64>,
+    pub serial: Option<String>,
+    /// The details exactly as hashed (a JSON object in text form).
+    pub details: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+impl AuditEntry {
+    /// The SHA-256 (lower-case hex) of the entry's canonical form: a JSON array of every
+    /// field but `hash`, in table order.
+    pub fn compute_hash(&self) -> String {
+        let canonical = json!([
+            self.seq,
+            self.at,
+            self.actor,
+            self.action,
+            self.account_id,
+            self.order_id,
+            self.authz_id,
+            self.challenge_id,
+            self.serial,
+            self.details,
+            self.prev_hash,
+        ])
+        .to_string();
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
+        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn from_row(row: &sqlx::any::AnyRow) -> Self {
+        Self {
+            seq: row.get("seq"),
+            at: row.get("at"),
+            actor: row.get("actor"),
+            action: row.get("action"),
+            account_id: row.get("account_id"),
+            order_id: row.get("order_id"),
+            authz_id: row.get("authz_id"),
+            challenge_id: row.get("challenge_id"),
+            serial: row.get("serial"),
+            details: row.get("details"),
+            prev_hash: row.get("prev_hash"),
+            hash: row.get("hash"),
+        }
+    }
+}
+
+/// What `audit verify` found.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AuditVerdict {
+    /// Every entry hashes right and links to the one before; the head agrees.
+    Intact { entries: i64, head: String },
+    /// The first bad place in the chain.
+    Broken { seq: i64, reason: String },
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
+}
+
+/// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
+pub(super) async fn append(tx: &mut Transaction<'static, Any>, event: &AuditEvent) -> Result<()> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut entry = AuditEntry {
+        seq: head.get(0),
+        at: unix_now(),
+        actor: event.actor.clone(),
+        action: event.action.to_owned(),
+        account_id: event.account.map(|a| a.0),
+        order_id: event.order.map(|o| o.0),
+        authz_id: event.authz.map(|a| a.0),
+        challenge_id: event.challenge.map(|c| c.0),
+        serial: event.serial.clone(),
+        details: event.details.to_string(),
+        prev_hash: head.get(1),
+        hash: String::new(),
+    };
+    entry.hash = entry.compute_hash();
+    insert(tx, &entry).await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&entry.hash)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes an entry as it is (appends and imports).
+pub(super) async fn insert(tx: &mut Transaction<'static, Any>, e: &AuditEntry) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, account_id, order_id, authz_id,
+                                challenge_id, serial, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(e.seq)
+    .bind(e.at)
+    .bind(&e.actor)
+    .bind(&e.action)
+    .bind(e.account_id)
+    .bind(e.order_id)
+    .bind(e.authz_id)
+    .bind(e.challenge_id)
+    .bind(&e.serial)
+    .bind(&e.details)
+    .bind(&e.prev_hash)
+    .bind(&e.hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Entries read per query when walking or exporting the trail.
+pub const PAGE: i64 = 1000;
+
+impl Store {
+    /// Appends an event that changes nothing else (an admin action, for instance).
+    pub async fn record_audit_event(&self, event: &AuditEvent) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        append(&mut tx, event).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Up to `limit` entries with `seq > after` and `at >= since`, in order.
+    pub async fn audit_entries(
+        &self,
+        after: i64,
+        since: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT * FROM audit_log WHERE seq > $1 AND at >= $2 ORDER BY seq LIMIT $3",
+        )
+        .bind(after)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(rows.iter().map(AuditEntry::from_row).collect())
+    }
+
+    /// Walks the whole chain, a page at a time: each entry's hash, its link to the entry
+    /// before, gaps in the sequence (a deleted entry), and the head against the last entry
+    /// (a deleted tail).
+    pub async fn verify_audit(&self) -> Result<AuditVerdict> {
+        let mut expected_seq = 1;
+        let mut prev_hash = GENESIS_HASH.to_owned();
+        loop {
+            let page = self.audit_entries(expected_seq - 1, i64::MIN, PAGE).await?;
+            if page.is_empty() {
+                break;
+            }
+            for e in &page {
+                let broken = |reason: String| Ok(AuditVerdict::Broken { seq: e.seq, reason });
+                if e.seq != expected_seq {
+                    return Ok(AuditVerdict::Broken {
+                        seq: expected_seq,
+                        reason: format!(
+                            "entry {expected_seq} is missing (the next one is {}): deleted",
+                            e.seq
+                        ),
+                    });
+                }
+                if e.prev_hash != prev_hash {
+                    return broken(format!(
+                        "its prev_hash {} is not the hash of entry {} ({prev_hash}): the chain was cut or rewritten",
+                        e.prev_hash,
+                        e.seq - 1
+                    ));
+                }
+                let computed = e.compute_hash();
+                if computed != e.hash {
+                    return broken(format!(
+                        "its content does not match its hash (stored {}, computed {computed}): the entry was altered",
+                        e.hash
+                    ));
+                }
+                prev_hash = e.hash.clone();
+                expected_seq += 1;
+            }
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        let (head_seq, head_hash): (i64, String) = (head.get(0), head.get(1));
+        let last = expected_seq - 1;
+        if head_seq != last || head_hash != prev_hash {
+            return Ok(AuditVerdict::Broken {
+                seq: last + 1,
+                reason: format!(
+                    "the chain ends at entry {last} but its head records entry {head_seq} ({head_hash}): entries at the end were deleted"
+                ),
+            });
+        }
+        Ok(AuditVerdict::Intact {
+            entries: last,
+            head: prev_hash,
+        })
+    }
+}

@@ -1,0 +1,170 @@
+//! The certificate inventory (`certwright-ca certs list`): every certificate the CA
+//! issued, filtered in SQL.
+
+use certwright_proto::types::Identifier;
+use serde::Serialize;
+use sqlx::Row;
+
+use super::{Result, Store, StoreError};
+
+/// Which certificates to list; every filter set must hold.
+#[derive(Debug, Clone, Default)]
+pub struct CertificateFilter {
+    /// A name the certificate covers: exact (`www.example.com`, `*.example.com`), or a
+    /// suffix when it starts with a dot (`.example.com`: every name under example.com).
+    pub name: Option<String>,
+    pub account: Option<i64>,
+    /// The EAB label of the requesting account.
+    pub eab_label: Option<String>,
+    /// Unexpired at `now` and expiring within this many seconds.
+    pub expiring_within: Option<i64>,
+    /// Only revoked (true) or only unrevoked (false) certificates.
+    pub revoked: Option<bool>,
+    /// "Now", for `expiring_within`.
+    pub now: i64,
+}
+
+/// One certificate in the inventory.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertificateSummary {
+    pub serial: String,
+    pub names: Vec<String>,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub account_id: i64,
+    pub eab_label: Option<String>,
+    pub profile: Option<String>,
+    pub revoked_at: Option<i64>,
+    pub revocation_reason: Option<u8>,
+}
+
+/// `value` with LIKE's wildcards and the escape character escaped (escape: `\`).
+fn like_escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+impl CertificateFilter {
+    /// Whether a certificate's names satisfy the name filter (the SQL prefilter works on
+    /// the JSON text; this is the exact test).
+    fn name_matches(&self, names: &[String]) -> bool {
+        match self.name.as_deref().map(str::to_ascii_lowercase) {
+            None => true,
+            Some(suffix) if suffix.starts_with('.') => names.iter().any(|n| n.ends_with(&suffix)),
+            Some(exact) => names.contains(&exact),
+        }
+    }
+}
+
+impl Store {
+    /// The certificates matching `filter`, newest first.
+    pub async fn list_certificates(
+        &self,
+        filter: &CertificateFilter,
+    ) -> Result<Vec<CertificateSummary>> {
+        let mut sql = String::from(
+            "SELECT c.serial, c.names, c.not_before, c.not_after, c.account_id, a.eab_label,
+                    c.profile, c.revoked_at, c.revocation_reason
+             FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE 1 = 1",
+        );
+        let mut text_args: Vec<(usize, String)> = Vec::new();
+        let mut int_args: Vec<(usize, i64)> = Vec::new();
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if let Some(name) = &filter.name {
+            let name = like_escape(&name.to_ascii_lowercase());
+            let i = next();
+            // Identifiers are stored as JSON: `…"value":"www.example.com"…`.
+            let pattern = if name.starts_with('.') {
+                format!("%{name}\"%")
+            } else {
+                format!("%\"value\":\"{name}\"%")
+            };
+            sql.push_str(&format!(" AND c.names LIKE ${i} ESCAPE '\\'"));
+            text_args.push((i, pattern));
+        }
+        if let Some(account) = filter.account {
+            let i = next();
+            sql.push_str(&format!(" AND c.account_id = ${i}"));
+            int_args.push((i, account));
+        }
+        if let Some(label) = &filter.eab_label {
+            let i = next();
+            sql.push_str(&format!(" AND a.eab_label = ${i}"));
+            text_args.push((i, label.clone()));
+        }
+        if let Some(within) = filter.expiring_within {
+            let (i, j) = (next(), next());
+            sql.push_str(&format!(" AND c.not_after > ${i} AND c.not_after <= ${j}"));
+            int_args.push((i, filter.now));
+            int_args.push((j, filter.now.saturating_add(within)));
+        }
+        match filter.revoked {
+            Some(true) => sql.push_str(" AND c.revoked_at IS NOT NULL"),
+            Some(false) => sql.push_str(" AND c.revoked_at IS NULL"),
+            None => {}
+        }
+        sql.push_str(" ORDER BY c.created_at DESC, c.serial");
+        // Bind in placeholder order.
+        let mut q = sqlx::query(&sql);
+        for i in 1..=n {
+            if let Some((_, v)) = text_args.iter().find(|(k, _)| *k == i) {
+                q = q.bind(v.clone());
+            } else if let Some((_, v)) = int_args.iter().find(|(k, _)| *k == i) {
+                q = q.bind(*v);
+            }
+        }
+        let rows = q.fetch_all(&self.reader).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let ids: Vec<Identifier> = serde_json::from_str(&row.get::<String, _>(1))
+                .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
+            let names: Vec<String> = ids.into_iter().map(|i| i.value).collect();
+            if !filter.name_matches(&names) {
+                continue;
+            }
+            out.push(CertificateSummary {
+                serial: row.get(0),
+                names,
+                not_before: row.get(2),
+                not_after: row.get(3),
+                account_id: row.get(4),
+                eab_label: row.get(5),
+                profile: row.get(6),
+                revoked_at: row.get(7),
+                revocation_reason: row.get::<Option<i64>, _>(8).map(|r| r as u8),
+            });
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_escape("a_b%c\\d"), "a\\_b\\%c\\\\d");
+    }
+
+    #[test]
+    fn name_filter_is_exact_or_a_suffix() {
+        let names = vec!["www.example.com".to_owned(), "*.api.example.com".to_owned()];
+        let f = |n: &str| CertificateFilter {
+            name: Some(n.into()),
+            ..Default::default()
+        };
+        assert!(f("www.example.com").name_matches(&names));
+        assert!(f("*.api.example.com").name_matches(&names));
+        assert!(f(".example.com").name_matches(&names));
+        assert!(f(".api.example.com").name_matches(&names));
+        assert!(!f("example.com").name_matches(&names));
+        assert!(!f(".other.com").name_matches(&names));
+    }
+}

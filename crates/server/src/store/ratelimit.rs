@@ -1,0 +1,59 @@
+//! Rate-limit events: what the RA's limits count, kept in the database so that counts
+//! survive restarts and are shared by every instance.
+
+use sqlx::Row;
+
+use super::{AccountId, Result, Store};
+
+impl Store {
+    /// Records one event counted by `limit` for `key` at `at`.
+    pub async fn record_rate_event(&self, limit: &str, key: &str, at: i64) -> Result<()> {
+        sqlx::query("INSERT INTO rate_events (limit_name, key, at) VALUES ($1, $2, $3)")
+            .bind(limit)
+            .bind(key)
+            .bind(at)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// How many events of `limit` for `key` happened after `since`, and when the oldest
+    /// of them did.
+    pub async fn rate_events_since(
+        &self,
+        limit: &str,
+        key: &str,
+        since: i64,
+    ) -> Result<(i64, Option<i64>)> {
+        let row = sqlx::query(
+            "SELECT COUNT(*), MIN(at) FROM rate_events WHERE limit_name = $1 AND key = $2 AND at > $3",
+        )
+        .bind(limit)
+        .bind(key)
+        .bind(since)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok((row.get(0), row.get(1)))
+    }
+
+    /// Deletes events at or before `before` (the sweeper, past the longest window).
+    pub async fn prune_rate_events(&self, before: i64) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM rate_events WHERE at <= $1")
+            .bind(before)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Unexpired pending authorizations of `account`.
+    pub async fn pending_authorization_count(&self, account: AccountId, now: i64) -> Result<i64> {
+        Ok(sqlx::query(
+            "SELECT COUNT(*) FROM authorizations WHERE account_id = $1 AND status = 'pending' AND expires > $2",
+        )
+        .bind(account.0)
+        .bind(now)
+        .fetch_one(&self.reader)
+        .await?
+        .get(0))
+    }
+}
