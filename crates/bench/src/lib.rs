@@ -7,6 +7,7 @@
 //! that the client side costs as little CPU as possible next to the server under test.
 
 pub mod acme;
+pub mod balance;
 pub mod report;
 pub mod responder;
 pub mod run;

@@ -24,6 +24,16 @@ struct Cli {
 enum Command {
     /// Run flows against a directory and print the figures.
     Run(Box<RunArgs>),
+    /// A TCP round-robin balancer in front of several CA instances (loopback benchmarks
+    /// of a scale-out deployment; TLS passes through).
+    Balance {
+        /// Where clients connect.
+        #[arg(long)]
+        listen: SocketAddr,
+        /// An instance's listener; give it once per instance.
+        #[arg(long = "backend", required = true)]
+        backends: Vec<SocketAddr>,
+    },
     /// Print two JSON reports side by side, with the ratio second/first.
     Compare {
         /// The baseline report (e.g. Pebble's).
@@ -133,6 +143,13 @@ fn main() -> anyhow::Result<()> {
             print!("{}", compare(&read(&base)?, &read(&other)?));
             Ok(())
         }
+        Command::Balance { listen, backends } => tokio::runtime::Runtime::new()?.block_on(async {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listening on {listen}"))?;
+            println!("balancing {listen} over {backends:?}");
+            certwright_bench::balance::serve(listener, backends).await
+        }),
         Command::Run(args) => {
             let mut rt = tokio::runtime::Builder::new_multi_thread();
             rt.enable_all();

@@ -7,42 +7,22 @@ mod support;
 use std::fs;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 use support::{
-    dns, leaf, require_binary, run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, run_bounded,
+    run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 use x509_parser::prelude::*;
 
-const EMAIL: &str = "admin@example.com";
+const EMAIL: &str = support::CLIENT_EMAIL;
 
 fn certbot(dir: &Path, ca: &CaProcess, sub: &str) -> Command {
-    require_binary("certbot");
-    let mut cmd = Command::new("certbot");
-    cmd.env("REQUESTS_CA_BUNDLE", ca.root_path())
-        .arg(sub)
-        .arg("--non-interactive")
-        .arg("--config-dir")
-        .arg(dir.join("config"))
-        .arg("--work-dir")
-        .arg(dir.join("work"))
-        .arg("--logs-dir")
-        .arg(dir.join("logs"))
-        .args(["--server", &ca.directory_url]);
-    cmd
+    certbot_command(dir, ca, sub)
 }
 
 fn lego(path: &Path, ca: &CaProcess, names: &[&str]) -> Command {
-    require_binary("lego");
-    let mut cmd = Command::new("lego");
-    cmd.env("LEGO_CA_CERTIFICATES", ca.root_path())
-        .arg("--path")
-        .arg(path)
-        .args(["--server", &ca.directory_url])
-        .args(["--email", EMAIL])
-        .arg("--accept-tos");
-    for name in names {
-        cmd.args(["--domains", name]);
-    }
+    let mut cmd = lego_command(path, ca, names);
     cmd.arg("--http")
         .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)]);
     cmd
@@ -270,4 +250,100 @@ fn external_account_binding_with_certbot_and_lego() {
         .filter(|k| k["state"].as_str().unwrap().starts_with("bound"))
         .count();
     assert_eq!(bound, 2, "{keys}");
+}
+
+/// A CA moved from SQLite to PostgreSQL with `export`/`import` keeps serving certbot: the
+/// same account renews, and an earlier revocation is still on the CRL.
+#[test]
+fn certbot_renews_after_the_ca_moves_from_sqlite_to_postgres() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let data_dir = tmp.path().join("ca");
+    let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let http01_port = free_port();
+    let ca = CaProcess::start_on(&mut guard, &data_dir, listen, http01_port);
+
+    let cb = tmp.path().join("certbot");
+    let certonly = |ca: &CaProcess, name: &str| {
+        let mut cmd = certbot(&cb, ca, "certonly");
+        cmd.args(["--standalone", "--agree-tos", "-m", EMAIL, "-d", name])
+            .args(["--http-01-port", &ca.http01_port.to_string()])
+            .args(["--http-01-address", "127.0.0.1"]);
+        run_ok("certbot certonly", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    };
+    certonly(&ca, "move-kept.certwright.test");
+    certonly(&ca, "move-revoked.certwright.test");
+    let revoked_path = cb.join("config/live/move-revoked.certwright.test/cert.pem");
+    let revoked_serial = leaf(&revoked_path).serial_hex;
+    let mut cmd = certbot(&cb, &ca, "revoke");
+    cmd.arg("--cert-path").arg(&revoked_path).args([
+        "--reason",
+        "keycompromise",
+        "--no-delete-after-revoke",
+    ]);
+    run_ok("certbot revoke", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let kept_path = cb.join("config/live/move-kept.certwright.test/cert.pem");
+    let kept_before = leaf(&kept_path).serial_hex;
+    ca.stop(&mut guard);
+
+    // export from SQLite, import into a fresh PostgreSQL database.
+    let export = tmp.path().join("export.jsonl");
+    let admin = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
+        cmd.args(args).arg("--data-dir").arg(&data_dir);
+        run_ok("certwright-ca", &mut cmd, Duration::from_secs(60), "")
+    };
+    admin(&["export", "--out", export.to_str().unwrap()]);
+    let url = create_postgres_database();
+    let out = admin(&[
+        "import",
+        "--in",
+        export.to_str().unwrap(),
+        "--database-url",
+        &url,
+    ]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("imported"),
+        "{out:?}"
+    );
+
+    // The same CA (keys, address) on PostgreSQL: certbot renews with its account.
+    let ca = CaProcess::start_with_args(
+        &mut guard,
+        &data_dir,
+        listen,
+        http01_port,
+        &["--database-url", &url],
+    );
+    let accounts_before = fs::read_dir(cb.join("config/accounts")).unwrap().count();
+    let mut cmd = certbot(&cb, &ca, "renew");
+    cmd.args(["--force-renewal", "--no-random-sleep-on-renew"])
+        .args(["--cert-name", "move-kept.certwright.test"])
+        .args(["--http-01-port", &ca.http01_port.to_string()])
+        .args(["--http-01-address", "127.0.0.1"]);
+    run_ok("certbot renew", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let kept_after = leaf(&kept_path).serial_hex;
+    assert_ne!(kept_before, kept_after, "certbot got a new certificate");
+    assert_eq!(
+        fs::read_dir(cb.join("config/accounts")).unwrap().count(),
+        accounts_before,
+        "certbot renewed with the account it had"
+    );
+    let entries = crl_entries(&ca);
+    assert!(
+        entries.contains(&(revoked_serial.clone(), Some(1))),
+        "the revocation moved too: {revoked_serial} in {entries:?}"
+    );
+    // The database really is PostgreSQL: the renewal landed there.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored = rt.block_on(async {
+        let store = certwright_server::store::Store::open(&url).await.unwrap();
+        store.certificate(&kept_after).await.map(|c| c.serial)
+    });
+    assert_eq!(stored.unwrap(), kept_after);
+    ca.stop(&mut guard);
 }
