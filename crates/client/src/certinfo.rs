@@ -151,6 +151,72 @@ pub fn chain_ders(chain: &str) -> Result<Vec<Vec<u8>>> {
     Ok(out)
 }
 
+/// Leeway for the CA's and this host's clocks when checking a new certificate's validity.
+const CLOCK_SKEW_SECS: i64 = 600;
+
+/// Checks what a CA handed back before it replaces anything on disk: the leaf carries the
+/// CSR's public key, covers every requested name and is valid at `now` (give or take
+/// ten minutes of clock skew), and each certificate of the chain is signed by the next.
+/// Returns the leaf's facts.
+pub fn verify_issued(
+    fullchain: &str,
+    csr_der: &[u8],
+    names: &[String],
+    now: i64,
+) -> Result<CertInfo> {
+    use x509_parser::prelude::X509CertificationRequest;
+    let bad = |what: String| -> Result<CertInfo> {
+        Err(Error::Certificate(format!("the CA's certificate {what}")))
+    };
+    let ders = chain_ders(fullchain)?;
+    let certs = ders
+        .iter()
+        .map(|d| {
+            X509Certificate::from_der(d)
+                .map(|(_, c)| c)
+                .map_err(|e| Error::Certificate(format!("not an X.509 certificate: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let (_, csr) = X509CertificationRequest::from_der(csr_der)
+        .map_err(|e| Error::Certificate(format!("our own CSR does not parse: {e}")))?;
+    let leaf = &certs[0];
+    if leaf.public_key().raw != csr.certification_request_info.subject_pki.raw {
+        return bad("is not for our key (its public key differs from the CSR's)".into());
+    }
+    let info = CertInfo::from_der(&ders[0])?;
+    for name in names {
+        let covered = match name.parse::<std::net::IpAddr>() {
+            Ok(ip) => info.names.iter().any(|n| n.parse() == Ok(ip)),
+            Err(_) => info.names.iter().any(|n| n.eq_ignore_ascii_case(name)),
+        };
+        if !covered {
+            return bad(format!("does not cover {name} (it names {:?})", info.names));
+        }
+    }
+    let (from, until) = (
+        info.not_before.unix_timestamp(),
+        info.not_after.unix_timestamp(),
+    );
+    if now + CLOCK_SKEW_SECS < from || now > until {
+        return bad(format!(
+            "is not valid now (valid from {} until {})",
+            info.not_before, info.not_after
+        ));
+    }
+    for (i, pair) in certs.windows(2).enumerate() {
+        if pair[0]
+            .verify_signature(Some(pair[1].public_key()))
+            .is_err()
+        {
+            return bad(format!(
+                "chain is broken: certificate {i} is not signed by certificate {}",
+                i + 1
+            ));
+        }
+    }
+    Ok(info)
+}
+
 /// What the client keeps about an issued certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertInfo {
@@ -308,5 +374,42 @@ mod tests {
         assert_eq!(choose_chain(&chains, Some("Root A")), chain_a);
         assert_eq!(choose_chain(&chains, Some("Nobody")), chain_a);
         assert_eq!(choose_chain(&chains, None), chain_a);
+    }
+
+    #[test]
+    fn an_issued_certificate_is_checked_before_use() {
+        let (root, issuer) = ca("Root A");
+        let (other_root, _) = ca("Root B");
+        let key = CertKey::generate(KeyType::EcP256).unwrap();
+        let names: Vec<String> = vec!["a.test".into(), "10.0.0.1".into()];
+        let csr = key.csr(&names).unwrap();
+        let mut p = rcgen::CertificateParams::new(names.clone()).unwrap();
+        p.use_authority_key_identifier_extension = true;
+        p.not_before = OffsetDateTime::now_utc() - time::Duration::hours(1);
+        p.not_after = OffsetDateTime::now_utc() + time::Duration::days(90);
+        let good = p.signed_by(&key.pair, &issuer).unwrap();
+        let chain = format!("{}{}", good.pem(), root.pem());
+        let now = OffsetDateTime::now_utc().unix_timestamp();
+        verify_issued(&chain, &csr, &names, now).unwrap();
+
+        let err = |chain: &str, csr: &[u8], names: &[String], now: i64| {
+            verify_issued(chain, csr, names, now)
+                .unwrap_err()
+                .to_string()
+        };
+        // Another key than the CSR's.
+        let stranger = format!("{}{}", leaf(&issuer).pem(), root.pem());
+        assert!(err(&stranger, &csr, &names, now).contains("not for our key"));
+        // A name missing.
+        let more = vec!["a.test".to_string(), "b.test".into()];
+        assert!(err(&chain, &csr, &more, now).contains("does not cover b.test"));
+        // Expired (seen from far in the future).
+        assert!(err(&chain, &csr, &names, now + 91 * 86400).contains("not valid now"));
+        assert!(err(&chain, &csr, &names, now - 2 * 3600).contains("not valid now"));
+        // An intermediate that did not sign the leaf.
+        let broken = format!("{}{}", good.pem(), other_root.pem());
+        assert!(err(&broken, &csr, &names, now).contains("chain is broken"));
+        // Not a certificate at all.
+        assert!(verify_issued("garbage", &csr, &names, now).is_err());
     }
 }

@@ -4,7 +4,9 @@
 use certwright_proto::keyauth::key_authorization;
 use certwright_proto::types::{AuthorizationStatus, OrderStatus};
 
-use crate::certinfo::{choose_chain, identifier_for, split_pem_chain, CertInfo, CertKey};
+use crate::certinfo::{
+    choose_chain, identifier_for, split_pem_chain, verify_issued, CertInfo, CertKey,
+};
 use crate::client::Account;
 use crate::error::{Error, Result};
 use crate::solver::{ChallengeData, Solver};
@@ -147,7 +149,12 @@ pub async fn issue(account: &Account, req: &IssueRequest, solver: &dyn Solver) -
     let chains = account.download_certificate(&cert_url).await?;
     let all: Vec<&str> = chains.all().map(String::as_str).collect();
     let fullchain = choose_chain(&all, req.preferred_chain.as_deref()).to_owned();
-    let info = CertInfo::from_chain_pem(&fullchain)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default();
+    // Nothing on disk changes unless the certificate fits the key, names and chain.
+    let info = verify_issued(&fullchain, &csr, &req.names, now)?;
     Ok(Issued {
         fullchain,
         key_pem,

@@ -4,11 +4,17 @@
 //! STATE/
 //!   accounts/<ca-slug>/account.json     directory URL, account URL, contacts
 //!   accounts/<ca-slug>/account.key      PKCS#8 PEM, 0600
-//!   certs/<name>/cert.pem chain.pem fullchain.pem privkey.pem (0600) meta.json
-//!   certs/<name>/archive/<n>/…          every earlier version
+//!   certs/<name>/cert.pem chain.pem fullchain.pem privkey.pem   symlinks to current/…
+//!   certs/<name>/current                symlink to archive/<n>, the version in use
+//!   certs/<name>/archive/<n>/…          every version, the current one included
+//!   certs/<name>/meta.json
 //!   certs/<name>/.lock                  held while a run works on this certificate
 //! ```
-//! Every write is atomic (temporary file, fsync, rename, fsync of the directory).
+//! Every write is atomic (temporary file, fsync, rename, fsync of the directory). A new
+//! version is written whole into its own `archive/<n>/` first and then made current by
+//! replacing the one `current` symlink, so the four files change together: a crash at
+//! any moment leaves either the old set or the new one, never a key that does not fit
+//! its certificate.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -350,41 +356,68 @@ impl Store {
         }
     }
 
-    /// Installs a new version: the current files move to `archive/<n>/`, then the new files
-    /// and metadata are written atomically.
+    /// Installs a new version: written whole into a fresh `archive/<n>/`, then made
+    /// current by atomically replacing the `current` symlink; the metadata follows. (A
+    /// crash before the swap leaves the old version in use; one after it, before the
+    /// metadata, leaves metadata about the old certificate, so the next run renews again.)
     pub fn save_certificate(&self, name: &str, files: &CertFiles, meta: &CertMeta) -> Result<()> {
         let paths = self.cert_paths(name)?;
+        self.install_version(&paths, files)?;
+        self.save_meta(name, meta)
+    }
+
+    /// Writes `files` as a new version and makes it current (see `save_certificate`).
+    fn install_version(&self, paths: &CertPaths, files: &CertFiles) -> Result<()> {
         create_dir_private(&paths.dir)?;
-        if paths.fullchain.exists() {
-            let archive = paths.dir.join("archive");
-            create_dir_private(&archive)?;
-            let n = std::fs::read_dir(&archive)
-                .map_err(|e| Error::io(&archive, e))?
-                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
-                .max()
-                .map_or(1, |m| m + 1);
-            let slot = archive.join(n.to_string());
-            create_dir_private(&slot)?;
-            for file in [
-                "cert.pem",
-                "chain.pem",
-                "fullchain.pem",
-                "privkey.pem",
-                "meta.json",
-            ] {
-                let from = paths.dir.join(file);
-                if from.exists() {
-                    std::fs::copy(&from, slot.join(file)).map_err(|e| Error::io(&from, e))?;
-                }
+        let archive = paths.dir.join("archive");
+        create_dir_private(&archive)?;
+        let current = paths.dir.join("current");
+        if !is_symlink(&current) && paths.fullchain.exists() {
+            self.adopt_unversioned(paths, &archive)?;
+        }
+        let n = next_version(&archive)?;
+        let slot = archive.join(n.to_string());
+        create_dir_private(&slot)?;
+        if let Some(key) = &files.privkey {
+            write_atomic(&slot.join("privkey.pem"), key.as_bytes(), 0o600)?;
+        }
+        write_atomic(&slot.join("cert.pem"), files.cert.as_bytes(), 0o644)?;
+        write_atomic(&slot.join("chain.pem"), files.chain.as_bytes(), 0o644)?;
+        write_atomic(
+            &slot.join("fullchain.pem"),
+            files.fullchain.as_bytes(),
+            0o644,
+        )?;
+        replace_symlink(&current, Path::new("archive").join(n.to_string()).as_path())?;
+        link_stable_paths(paths)
+    }
+
+    /// Turns the regular files of an install from before versioned directories into a
+    /// version of its own, made current, with the stable paths linked to it. The content
+    /// at every stable path is the same before and after.
+    fn adopt_unversioned(&self, paths: &CertPaths, archive: &Path) -> Result<()> {
+        let n = next_version(archive)?;
+        let slot = archive.join(n.to_string());
+        create_dir_private(&slot)?;
+        for (from, mode) in [
+            (&paths.cert, 0o644),
+            (&paths.chain, 0o644),
+            (&paths.fullchain, 0o644),
+            (&paths.privkey, 0o600),
+        ] {
+            if let Ok(data) = std::fs::read(from) {
+                write_atomic(
+                    &slot.join(from.file_name().expect("a file name")),
+                    &data,
+                    mode,
+                )?;
             }
         }
-        if let Some(key) = &files.privkey {
-            write_atomic(&paths.privkey, key.as_bytes(), 0o600)?;
-        }
-        write_atomic(&paths.cert, files.cert.as_bytes(), 0o644)?;
-        write_atomic(&paths.chain, files.chain.as_bytes(), 0o644)?;
-        write_atomic(&paths.fullchain, files.fullchain.as_bytes(), 0o644)?;
-        self.save_meta(name, meta)
+        replace_symlink(
+            &paths.dir.join("current"),
+            Path::new("archive").join(n.to_string()).as_path(),
+        )?;
+        link_stable_paths(paths)
     }
 
     /// Names of all stored certificates with their metadata, sorted by name.
@@ -403,6 +436,48 @@ impl Store {
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
     }
+}
+
+fn is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// The next free version number under `archive/`.
+fn next_version(archive: &Path) -> Result<u32> {
+    Ok(std::fs::read_dir(archive)
+        .map_err(|e| Error::io(archive, e))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .max()
+        .map_or(1, |m| m + 1))
+}
+
+/// Points `link` at `target` atomically: a new symlink renamed over the old entry, then
+/// the directory fsynced.
+fn replace_symlink(link: &Path, target: &Path) -> Result<()> {
+    let dir = link.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        link.file_name().and_then(|n| n.to_str()).unwrap_or("link")
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::rename(&tmp, link).map_err(|e| Error::io(link, e))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+/// Makes each stable path (`fullchain.pem`, …) a symlink to `current/<file>`.
+fn link_stable_paths(paths: &CertPaths) -> Result<()> {
+    for path in [&paths.cert, &paths.chain, &paths.fullchain, &paths.privkey] {
+        let file = path.file_name().expect("a file name");
+        let target = Path::new("current").join(file);
+        if std::fs::read_link(path).is_ok_and(|t| t == target) {
+            continue;
+        }
+        replace_symlink(path, &target)?;
+    }
+    Ok(())
 }
 
 /// PEM-encodes DER with `label`.
@@ -461,6 +536,82 @@ mod tests {
         assert_eq!(cert_dir_name("*.a.test").unwrap(), "_wildcard.a.test");
         assert!(cert_dir_name("../etc").is_err());
         assert!(cert_dir_name("a/b").is_err());
+    }
+
+    fn files(tag: &str, key: bool) -> CertFiles {
+        CertFiles {
+            cert: format!("cert {tag}"),
+            chain: format!("chain {tag}"),
+            fullchain: format!("cert {tag}chain {tag}"),
+            privkey: key.then(|| format!("key {tag}")),
+        }
+    }
+
+    fn read(path: &Path) -> String {
+        std::fs::read_to_string(path).unwrap()
+    }
+
+    #[test]
+    fn versions_are_swapped_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let paths = store.cert_paths("a.test").unwrap();
+        store.install_version(&paths, &files("one", true)).unwrap();
+        store.install_version(&paths, &files("two", true)).unwrap();
+        assert_eq!(read(&paths.fullchain), "cert twochain two");
+        assert_eq!(read(&paths.privkey), "key two");
+        assert_eq!(read(&paths.dir.join("archive/1/privkey.pem")), "key one");
+        assert_eq!(
+            std::fs::read_link(paths.dir.join("current")).unwrap(),
+            Path::new("archive/2")
+        );
+        let mode = std::fs::metadata(&paths.privkey)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600);
+        // A crash while a third version is being written (before the swap): the stable
+        // paths still show version two, whole; the next install goes past the debris.
+        let slot = paths.dir.join("archive/3");
+        std::fs::create_dir(&slot).unwrap();
+        std::fs::write(slot.join("privkey.pem"), "key half").unwrap();
+        assert_eq!(read(&paths.privkey), "key two");
+        assert_eq!(read(&paths.cert), "cert two");
+        store.install_version(&paths, &files("four", true)).unwrap();
+        assert_eq!(read(&paths.privkey), "key four");
+        assert_eq!(read(&paths.chain), "chain four");
+        // A CSR-based certificate has no key file.
+        store.install_version(&paths, &files("csr", false)).unwrap();
+        assert!(!paths.privkey.exists());
+        assert_eq!(read(&paths.cert), "cert csr");
+    }
+
+    #[test]
+    fn an_unversioned_install_is_adopted_without_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let paths = store.cert_paths("old.test").unwrap();
+        std::fs::create_dir_all(&paths.dir).unwrap();
+        for (p, v) in [
+            (&paths.cert, "cert old"),
+            (&paths.chain, "chain old"),
+            (&paths.fullchain, "cert oldchain old"),
+            (&paths.privkey, "key old"),
+        ] {
+            std::fs::write(p, v).unwrap();
+        }
+        store.install_version(&paths, &files("new", true)).unwrap();
+        assert_eq!(read(&paths.privkey), "key new");
+        assert_eq!(read(&paths.dir.join("archive/1/privkey.pem")), "key old");
+        assert_eq!(
+            read(&paths.dir.join("archive/1/fullchain.pem")),
+            "cert oldchain old"
+        );
+        assert!(std::fs::symlink_metadata(&paths.fullchain)
+            .unwrap()
+            .file_type()
+            .is_symlink());
     }
 
     #[test]

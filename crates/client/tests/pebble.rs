@@ -234,6 +234,25 @@ fn tls_alpn01_standalone() {
     check_files(p, &c, "alpn.example.test", &["alpn.example.test"]);
 }
 
+/// An IP identifier over tls-alpn-01: Pebble's VA sends the address's reverse-DNS name as
+/// SNI (RFC 8738 §6), and the responder must answer for it.
+#[test]
+fn tls_alpn01_standalone_ip_identifier() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let _ports = port_lock();
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "127.0.0.1",
+        "--tlsalpn01-listen",
+        &format!("127.0.0.1:{}", p.tls_port),
+    ]);
+    assert_eq!(v["action"], "issued", "{v}");
+    check_files(p, &c, "127.0.0.1", &["127.0.0.1"]);
+}
+
 #[test]
 fn dns01_exec_hook_wildcard_and_preferred_chain() {
     let p = pebble();
@@ -724,4 +743,61 @@ fn account_keys_of_every_jws_algorithm() {
     let out = cli(p, state.path()).run(&["account", "register", "--key-type", "ed25519"]);
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stderr).contains("badPublicKey"));
+}
+
+/// The certificate files of `dir` are a working set: the key fits the leaf, and the chain
+/// verifies with openssl.
+fn assert_working_set(p: &Pebble, dir: &Path) {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let key = std::fs::read_to_string(dir.join("privkey.pem")).unwrap();
+    let key = certwright_client::certinfo::CertKey::from_pem(&key).unwrap();
+    let chain = std::fs::read_to_string(dir.join("fullchain.pem")).unwrap();
+    let ders = certwright_client::certinfo::chain_ders(&chain).unwrap();
+    let (_, leaf) = X509Certificate::from_der(&ders[0]).unwrap();
+    assert_eq!(
+        leaf.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(&key.pair).as_slice(),
+        "privkey.pem does not fit fullchain.pem"
+    );
+    openssl_verify(dir, &p.root_pem(0));
+}
+
+/// SIGKILL of a renewal at several moments: each time the files on disk are a working
+/// set (old or new, never mixed), and a run afterwards completes the renewal.
+#[test]
+fn a_kill_during_renewal_never_leaves_a_broken_certificate() {
+    let p = pebble();
+    let state = tempfile::tempdir().unwrap();
+    let c = cli(p, state.path());
+    let listen = format!("127.0.0.1:{}", p.http_port);
+    let _ports = port_lock();
+    let v = c.json(&[
+        "issue",
+        "-d",
+        "kill.example.test",
+        "--http01-listen",
+        &listen,
+    ]);
+    assert_eq!(v["action"], "issued");
+    let first_serial = v["serial"].clone();
+    let dir = c.cert_dir("kill.example.test");
+    assert_working_set(p, &dir);
+    // A renewal against Pebble takes a few hundred milliseconds: kill it at points spread
+    // over that time (bounded count).
+    for delay_ms in [30u64, 120, 220, 320, 450, 600, 800] {
+        let mut child = common::spawn(
+            c.command()
+                .args(["renew", "--force", "kill.example.test"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
+        );
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.0.kill();
+        let _ = child.0.wait();
+        assert_working_set(p, &dir);
+    }
+    let done = c.json(&["renew", "--force", "kill.example.test"]);
+    assert_eq!(done["action"], "renewed", "{done}");
+    assert_ne!(done["serial"], first_serial);
+    assert_working_set(p, &dir);
 }

@@ -146,9 +146,10 @@ impl Rfc2136 {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
             .unwrap_or_default();
-        message
+        let mut verify_answer = message
             .finalize(&self.signer, now)
-            .map_err(|e| fail(format!("TSIG signing: {e}")))?;
+            .map_err(|e| fail(format!("TSIG signing: {e}")))?
+            .ok_or_else(|| fail("TSIG signing gave no verifier for the answer"))?;
         let bytes = message
             .to_vec()
             .map_err(|e| fail(format!("encoding the update: {e}")))?;
@@ -168,6 +169,14 @@ impl Rfc2136 {
                 response.response_code()
             )));
         }
+        // A success only counts when the server signed it with our key (RFC 8945 §5.3):
+        // an unsigned or forged NOERROR must not make us tell the CA to look.
+        verify_answer(&answer).map_err(|e| {
+            fail(format!(
+                "{}'s answer to the update of {fqdn} failed TSIG verification: {e}",
+                self.config.server
+            ))
+        })?;
         tracing::debug!(%fqdn, add, "RFC 2136 update accepted");
         Ok(())
     }
@@ -215,6 +224,56 @@ impl Solver for Rfc2136 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A server that answers every update NOERROR without signing it.
+    async fn unsigned_noerror_server() -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut len = [0u8; 2];
+            stream.read_exact(&mut len).await.unwrap();
+            let mut query = vec![0u8; u16::from_be_bytes(len) as usize];
+            stream.read_exact(&mut query).await.unwrap();
+            let query = Message::from_vec(&query).unwrap();
+            let mut answer = Message::new();
+            answer
+                .set_id(query.id())
+                .set_message_type(hickory_proto::op::MessageType::Response)
+                .set_op_code(query.op_code())
+                .set_response_code(ResponseCode::NoError);
+            let bytes = answer.to_vec().unwrap();
+            let mut framed = (bytes.len() as u16).to_be_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            stream.write_all(&framed).await.unwrap();
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn an_unsigned_success_is_refused() {
+        let server = unsigned_noerror_server().await;
+        let cfg = Rfc2136Config {
+            server,
+            zone: Some("example.test.".into()),
+            tsig_key_name: "k.".into(),
+            tsig_algorithm: default_alg(),
+            tsig_secret: "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0".into(),
+            ttl: default_ttl(),
+        };
+        let p = Propagation {
+            nameservers: vec![],
+            timeout: Duration::from_secs(1),
+        };
+        let solver = Rfc2136::new(cfg, p).unwrap();
+        let c = ChallengeData {
+            identifier: "a.example.test".into(),
+            token: "tok".into(),
+            key_authorization: "tok.thumb".into(),
+        };
+        let err = solver.update(true, &c).await.unwrap_err().to_string();
+        assert!(err.contains("TSIG verification"), "{err}");
+    }
 
     #[test]
     fn config_is_checked() {

@@ -115,6 +115,15 @@ impl Drop for TlsAlpn01Standalone {
     }
 }
 
+/// The SNI a validating CA sends for `identifier`: the name itself, or for an IP address
+/// its reverse-DNS name (RFC 8738 §6).
+fn sni_for(identifier: &str) -> String {
+    match identifier.parse::<std::net::IpAddr>() {
+        Ok(ip) => certwright_proto::identifier::reverse_dns_name(ip),
+        Err(_) => identifier.to_ascii_lowercase(),
+    }
+}
+
 impl Solver for TlsAlpn01Standalone {
     fn challenge_type(&self) -> &'static str {
         "tls-alpn-01"
@@ -127,7 +136,7 @@ impl Solver for TlsAlpn01Standalone {
                 .0
                 .lock()
                 .expect("certs")
-                .insert(c.identifier.to_ascii_lowercase(), Arc::new(cert));
+                .insert(sni_for(&c.identifier), Arc::new(cert));
             Ok(())
         })
     }
@@ -137,7 +146,7 @@ impl Solver for TlsAlpn01Standalone {
             .0
             .lock()
             .expect("certs")
-            .remove(&c.identifier.to_ascii_lowercase());
+            .remove(&sni_for(&c.identifier));
         Box::pin(async { Ok(()) })
     }
 }
