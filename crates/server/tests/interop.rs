@@ -14,11 +14,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{
-    leaf, openssl_san, openssl_verify, require_binary, run_ok, write_first_cert, CaProcess,
-    ProcessGuard, CLIENT_TIMEOUT,
+    certbot_command, leaf, lego_command, openssl_san, openssl_verify, require_binary, run_ok,
+    write_first_cert, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 
-const EMAIL: &str = "admin@example.com";
+const EMAIL: &str = support::CLIENT_EMAIL;
 
 // ------------------------------------------------------------------------------------------
 // certbot
@@ -26,31 +26,19 @@ const EMAIL: &str = "admin@example.com";
 /// certbot with its own config/work/logs directories, trusting the CA's root.
 struct Certbot {
     dir: PathBuf,
-    root: PathBuf,
 }
 
 impl Certbot {
-    fn new(dir: &Path, ca: &CaProcess) -> Self {
+    fn new(dir: &Path) -> Self {
         require_binary("certbot");
         Self {
             dir: dir.to_owned(),
-            root: ca.root_path(),
         }
     }
 
     fn command(&self, ca: &CaProcess, subcommand: &str) -> Command {
-        let mut cmd = Command::new("certbot");
-        cmd.env("REQUESTS_CA_BUNDLE", &self.root)
-            .arg(subcommand)
-            .arg("--non-interactive")
-            .arg("--config-dir")
-            .arg(self.dir.join("config"))
-            .arg("--work-dir")
-            .arg(self.dir.join("work"))
-            .arg("--logs-dir")
-            .arg(self.dir.join("logs"))
-            .args(["--server", &ca.directory_url])
-            .args(["--http-01-port", &ca.http01_port.to_string()])
+        let mut cmd = certbot_command(&self.dir, ca, subcommand);
+        cmd.args(["--http-01-port", &ca.http01_port.to_string()])
             .args(["--http-01-address", "127.0.0.1"]);
         cmd
     }
@@ -98,7 +86,7 @@ fn certbot_certonly_then_forced_renewal() {
     let mut guard = ProcessGuard::default();
     let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
     let root = ca.root_path();
-    let certbot = Certbot::new(&tmp.path().join("certbot"), &ca);
+    let certbot = Certbot::new(&tmp.path().join("certbot"));
     let names = [
         "certbot-renew.certwright.test",
         "www.certbot-renew.certwright.test",
@@ -150,30 +138,19 @@ fn certbot_certonly_then_forced_renewal() {
 /// lego with its own --path, trusting the CA's root.
 struct Lego {
     path: PathBuf,
-    root: PathBuf,
 }
 
 impl Lego {
-    fn new(path: &Path, ca: &CaProcess) -> Self {
+    fn new(path: &Path) -> Self {
         require_binary("lego");
         Self {
             path: path.to_owned(),
-            root: ca.root_path(),
         }
     }
 
     /// lego 4.9: global flags (server, account, solver) before the subcommand.
     fn command(&self, ca: &CaProcess, names: &[&str]) -> Command {
-        let mut cmd = Command::new("lego");
-        cmd.env("LEGO_CA_CERTIFICATES", &self.root)
-            .arg("--path")
-            .arg(&self.path)
-            .args(["--server", &ca.directory_url])
-            .args(["--email", EMAIL])
-            .arg("--accept-tos");
-        for name in names {
-            cmd.args(["--domains", name]);
-        }
+        let mut cmd = lego_command(&self.path, ca, names);
         cmd.arg("--http")
             .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)]);
         cmd
@@ -254,7 +231,7 @@ fn lego_run_then_renew() {
     let mut guard = ProcessGuard::default();
     let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
     let root = ca.root_path();
-    let lego = Lego::new(&tmp.path().join("lego"), &ca);
+    let lego = Lego::new(&tmp.path().join("lego"));
     let names = [
         "lego-renew.certwright.test",
         "www.lego-renew.certwright.test",
@@ -279,7 +256,7 @@ fn lego_renews_after_ca_restart_with_same_root_and_account() {
     let mut guard = ProcessGuard::default();
     let ca = CaProcess::start(&mut guard, &data_dir);
     let (listen, http01_port) = (ca.listen, ca.http01_port);
-    let lego = Lego::new(&tmp.path().join("lego"), &ca);
+    let lego = Lego::new(&tmp.path().join("lego"));
     let names = ["restart.certwright.test"];
 
     lego.run(&ca, &names);
@@ -327,4 +304,42 @@ fn sorted(names: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     v.sort();
     v
+}
+
+/// The TLS listener offers HTTP/2 and HTTP/1.1 by ALPN: a client asking for either gets it.
+#[test]
+fn the_tls_listener_serves_http2_and_http1_by_alpn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let root = fs::read(ca.root_path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for (h2, want) in [
+            (true, reqwest::Version::HTTP_2),
+            (false, reqwest::Version::HTTP_11),
+        ] {
+            let mut b = reqwest::Client::builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
+                .timeout(std::time::Duration::from_secs(10));
+            if !h2 {
+                b = b.http1_only();
+            }
+            let r = b
+                .build()
+                .unwrap()
+                .get(&ca.directory_url)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.version(), want);
+            assert_eq!(r.status(), 200);
+            let dir: serde_json::Value = r.json().await.unwrap();
+            assert!(dir["newNonce"].is_string(), "{dir}");
+        }
+    });
+    ca.stop(&mut guard);
 }
