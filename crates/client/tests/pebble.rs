@@ -801,3 +801,80 @@ fn a_kill_during_renewal_never_leaves_a_broken_certificate() {
     assert_ne!(done["serial"], first_serial);
     assert_working_set(p, &dir);
 }
+
+/// A CA that hands out a certificate for another key, a chain that does not link, or a
+/// cut-off PEM: each renewal fails with a reason, the files on disk stay exactly the
+/// working set they were, and the next honest renewal replaces them.
+#[test]
+fn a_broken_certificate_from_the_ca_never_replaces_a_working_one() {
+    use common::tamper::{Tamper, TamperingProxy};
+    let p = pebble();
+    let proxy = common::on_immortal_thread(|| TamperingProxy::start(p));
+    let state = tempfile::tempdir().unwrap();
+    let c = Cli {
+        server: proxy.directory_url.clone(),
+        ca_cert: proxy.listener_root.clone(),
+        state: state.path().to_owned(),
+    };
+    let listen = format!("127.0.0.1:{}", p.http_port);
+    let _ports = port_lock();
+    let name = "tampered.example.test";
+    let v = c.json(&["issue", "-d", name, "--http01-listen", &listen]);
+    assert_eq!(v["action"], "issued", "{v}");
+    let dir = c.cert_dir(name);
+    assert_working_set(p, &dir);
+    let files = ["privkey.pem", "cert.pem", "chain.pem", "fullchain.pem"];
+    let meta = || -> Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("meta.json")).unwrap()).unwrap()
+    };
+    let snapshot = || {
+        files
+            .iter()
+            .map(|f| std::fs::read(dir.join(f)).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let before = snapshot();
+    let cases = [
+        (Tamper::ForeignKey, "not for our key"),
+        (Tamper::BrokenChain, "chain is broken"),
+        (Tamper::Truncated, "certificate"),
+    ];
+    for (attempt, (mode, reason)) in cases.into_iter().enumerate() {
+        let served = proxy.tampered();
+        proxy.set(mode);
+        let out = c.run(&["renew", "--force", name]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success(),
+            "{mode:?}: renewal succeeded: {stderr}"
+        );
+        assert!(
+            stderr.contains(reason),
+            "{mode:?}: no '{reason}' in: {stderr}"
+        );
+        // Pebble offers alternate chains too: every one of them was spoiled.
+        assert!(proxy.tampered() > served, "{mode:?} was not served");
+        let now = snapshot();
+        for ((f, a), b) in files.iter().zip(&before).zip(&now) {
+            assert!(
+                a == b,
+                "{mode:?} changed {f}: {}",
+                String::from_utf8_lossy(b)
+            );
+        }
+        // meta.json keeps the certificate it describes and records the failure.
+        let m = meta();
+        assert_eq!(m["serial"], v["serial"], "{m}");
+        assert_eq!(m["failures"], attempt as u64 + 1, "{m}");
+        assert!(m["last_error"].as_str().unwrap().contains(reason), "{m}");
+        assert_working_set(p, &dir);
+    }
+    proxy.set(Tamper::Nothing);
+    let done = c.json(&["renew", "--force", name]);
+    assert_eq!(done["action"], "renewed", "{done}");
+    assert_ne!(done["serial"], v["serial"]);
+    assert!(snapshot() != before);
+    assert_eq!(meta()["serial"], done["serial"]);
+    assert_eq!(meta()["failures"], 0);
+    assert_working_set(p, &dir);
+}

@@ -2,6 +2,8 @@
 //! its guard drops or, for shared fixtures, when the test process exits (PDEATHSIG).
 #![allow(dead_code)]
 
+pub mod tamper;
+
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
