@@ -1,9 +1,9 @@
 //! Hostile requests against the real HTTP stack of a running CA (malformed JWS and
 //! payloads are in `acme_errors.rs`): slow clients, oversized headers, HTTP/1.0 and
 //! HTTP/2, invalid UTF-8, huge numbers, duplicate keys, unknown fields, 10,000
-//! identifiers, a CSR with thousands of names, and a replay storm of one nonce. Each gets
-//! a problem document (or a closed connection where HTTP itself is broken), and a
-//! legitimate client keeps being served meanwhile.
+//! identifiers, a CSR with thousands of names, CSRs with odd extensions, and a replay
+//! storm of one nonce. Each gets a problem document (or a closed connection where HTTP
+//! itself is broken), and a legitimate client keeps being served meanwhile.
 
 mod harness;
 
@@ -243,4 +243,128 @@ async fn a_replay_storm_of_one_nonce_is_accepted_once() {
         }
     }
     assert_eq!(ok, 1, "exactly one request with the nonce is served");
+}
+
+/// A CSR made by `openssl req` for `name` with these `-addext` arguments (a DNS SAN for
+/// `name` unless they hold a subjectAltName).
+fn openssl_csr(dir: &std::path::Path, name: &str, addext: &[&str]) -> Vec<u8> {
+    let out = dir.join(format!("{name}.der"));
+    let mut cmd = std::process::Command::new("openssl");
+    cmd.args(["req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:P-256", "-subj", &format!("/CN={name}")])
+        .arg("-keyout")
+        .arg(dir.join(format!("{name}.key")));
+    if !addext.iter().any(|e| e.starts_with("subjectAltName")) {
+        cmd.args(["-addext", &format!("subjectAltName=DNS:{name}")]);
+    }
+    for ext in addext {
+        cmd.args(["-addext", ext]);
+    }
+    let status = cmd
+        .args(["-outform", "DER", "-out"])
+        .arg(&out)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success(), "openssl req {addext:?}");
+    std::fs::read(&out).unwrap()
+}
+
+/// CSRs asking for what a subscriber must never get — a CA certificate, certificate
+/// signing, an unknown critical extension, a 16 KB extension, e-mail and URI names — are
+/// refused as badCSR or issued without any of it: the leaf is never a CA, never signs
+/// certificates and carries only the CA's own extensions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csrs_with_odd_extensions_never_shape_the_certificate() {
+    let ca = TestCa::start().await;
+    let acme = ca.account().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let big = format!("1.3.6.1.4.1.55555.2=DER:{}", "ab".repeat(16 * 1024));
+    let cases: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "ca.odd.test",
+            vec![
+                "basicConstraints=critical,CA:TRUE",
+                "keyUsage=critical,keyCertSign,cRLSign",
+            ],
+        ),
+        (
+            "unknown.odd.test",
+            vec!["1.3.6.1.4.1.55555.1=critical,DER:0500"],
+        ),
+        ("big.odd.test", vec![big.as_str()]),
+        (
+            "eku.odd.test",
+            vec!["extendedKeyUsage=codeSigning,emailProtection"],
+        ),
+        (
+            "email.odd.test",
+            vec!["subjectAltName=DNS:email.odd.test,email:root@odd.test"],
+        ),
+        (
+            "uri.odd.test",
+            vec!["subjectAltName=DNS:uri.odd.test,URI:https://odd.test/"],
+        ),
+    ];
+    for (name, ext) in cases {
+        let r = acme.new_order(&[name]).await;
+        let (order_url, order) = (r.location(), r.json());
+        for a in acme.authorize(&order, &ca.responder).await {
+            assert_eq!(a["status"], "valid");
+        }
+        let ready = acme.wait_order(&order_url).await;
+        let r = acme
+            .finalize(&ready, &openssl_csr(tmp.path(), name, &ext))
+            .await;
+        if name.starts_with("email.") || name.starts_with("uri.") {
+            let p = r.assert_problem(ProblemType::BadCsr, 400);
+            assert!(p.detail.contains("subjectAltName"), "{name}: {p}");
+            let still = acme.post(&order_url, None).await.json();
+            assert_eq!(
+                still["status"], "ready",
+                "{name}: a refused CSR changes nothing"
+            );
+            continue;
+        }
+        assert_eq!(
+            r.status,
+            200,
+            "{name}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let done = acme.wait_order(&order_url).await;
+        let pem = acme.post(done["certificate"].as_str().unwrap(), None).await;
+        let der = harness::pem_chain(&String::from_utf8(pem.body).unwrap()).remove(0);
+        let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+        use x509_parser::extensions::ParsedExtension as E;
+        for ext in cert.extensions() {
+            let oid = ext.oid.to_id_string();
+            assert!(
+                !oid.starts_with("1.3.6.1.4.1.55555"),
+                "{name}: {oid} was copied"
+            );
+            match ext.parsed_extension() {
+                E::BasicConstraints(bc) => assert!(!bc.ca, "{name}: issued a CA certificate"),
+                E::KeyUsage(ku) => assert!(
+                    !ku.key_cert_sign() && !ku.crl_sign(),
+                    "{name}: the leaf may sign certificates: {ku}"
+                ),
+                E::ExtendedKeyUsage(eku) => assert!(
+                    eku.server_auth && !eku.code_signing && !eku.email_protection,
+                    "{name}: {eku:?}"
+                ),
+                _ => {}
+            }
+        }
+        let names: Vec<String> = cert
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, [format!("DNSName({name})")], "{name}");
+    }
 }
