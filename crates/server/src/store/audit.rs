@@ -8,7 +8,7 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{Any, Row, Transaction};
+use sqlx::{AnyConnection, Row};
 
 use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
 
@@ -179,9 +179,9 @@ fn unix_now() -> i64 {
 }
 
 /// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
-pub(super) async fn append(tx: &mut Transaction<'static, Any>, event: &AuditEvent) -> Result<()> {
+pub(super) async fn append(tx: &mut AnyConnection, event: &AuditEvent) -> Result<()> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut **tx)
+        .fetch_one(&mut *tx)
         .await?;
     let mut entry = AuditEntry {
         seq: head.get(0),
@@ -201,13 +201,13 @@ pub(super) async fn append(tx: &mut Transaction<'static, Any>, event: &AuditEven
     insert(tx, &entry).await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
         .bind(&entry.hash)
-        .execute(&mut **tx)
+        .execute(&mut *tx)
         .await?;
     Ok(())
 }
 
 /// Writes an entry as it is (appends and imports).
-pub(super) async fn insert(tx: &mut Transaction<'static, Any>, e: &AuditEntry) -> Result<()> {
+pub(super) async fn insert(tx: &mut AnyConnection, e: &AuditEntry) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor, action, account_id, order_id, authz_id,
                                 challenge_id, serial, details, prev_hash, hash)
@@ -225,7 +225,7 @@ pub(super) async fn insert(tx: &mut Transaction<'static, Any>, e: &AuditEntry) -
     .bind(&e.details)
     .bind(&e.prev_hash)
     .bind(&e.hash)
-    .execute(&mut **tx)
+    .execute(&mut *tx)
     .await?;
     Ok(())
 }
@@ -236,10 +236,9 @@ pub const PAGE: i64 = 1000;
 impl Store {
     /// Appends an event that changes nothing else (an admin action, for instance).
     pub async fn record_audit_event(&self, event: &AuditEvent) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        append(&mut tx, event).await?;
-        tx.commit().await?;
-        Ok(())
+        let event = event.clone();
+        self.write(move |tx| Box::pin(async move { append(tx, &event).await }))
+            .await
     }
 
     /// Up to `limit` entries with `seq > after` and `at >= since`, in order.

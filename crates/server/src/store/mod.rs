@@ -2,13 +2,15 @@
 //!
 //! Each public method is one transaction. SQL lives here and nowhere else. The embedded
 //! backend is SQLite in WAL mode; writes go through a single connection (SQLite allows one
-//! writer at a time anyway, and this avoids lock-upgrade deadlocks), reads through a pool.
+//! writer at a time anyway, and this avoids lock-upgrade deadlocks), with group commit in
+//! front of it (`writer`), reads through a pool.
 
 pub mod audit;
 mod export;
 pub mod inventory;
 mod ratelimit;
 mod records;
+mod writer;
 
 use std::time::Duration;
 
@@ -42,6 +44,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
     Schema(String),
+    /// The transaction (or the write batch it was part of) did not commit.
+    #[error("database error: the write was not committed: {0}")]
+    Commit(String),
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -114,6 +119,8 @@ pub struct Store {
     reader: AnyPool,
     writer: AnyPool,
     backend: Backend,
+    /// Group commit in front of the SQLite writer (`None` on PostgreSQL).
+    group: Option<writer::GroupCommit>,
 }
 
 fn sqlite_url(url: &str, mode: &str) -> String {
@@ -175,6 +182,7 @@ impl Store {
             };
             Self {
                 reader,
+                group: Some(writer::GroupCommit::start(writer.clone())),
                 writer,
                 backend: Backend::Sqlite,
             }
@@ -188,6 +196,7 @@ impl Store {
                 reader: pool.clone(),
                 writer: pool,
                 backend: Backend::Postgres,
+                group: None,
             }
         } else {
             return Err(StoreError::Corrupt(format!(
@@ -271,8 +280,12 @@ impl Store {
         tos_agreed: bool,
         now: i64,
     ) -> Result<AccountRecord> {
-        let mut tx = self.writer.begin().await?;
-        let res = sqlx::query(
+        let (jwk, contact) = (jwk.clone(), contact.to_vec());
+        let value = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    let (jwk, contact) = (&jwk, &contact[..]);
+                    let res = sqlx::query(
             "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
              VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
         )
@@ -283,15 +296,18 @@ impl Store {
         .bind(now)
         .fetch_one(&mut *tx)
         .await;
-        let id = match res {
-            Ok(row) => AccountId(row.get(0)),
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            Err(e) => return Err(e.into()),
-        };
-        let event = audit::account_created(id, jwk, contact, tos_agreed, None);
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.account(id).await
+                    let id = match res {
+                        Ok(row) => AccountId(row.get(0)),
+                        Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                        Err(e) => return Err(e.into()),
+                    };
+                    let event = audit::account_created(id, jwk, contact, tos_agreed, None);
+                    audit::append(tx, &event).await?;
+                    Ok(id)
+                })
+            })
+            .await?;
+        self.account(value).await
     }
 
     /// The account with `id`.
@@ -315,50 +331,61 @@ impl Store {
 
     /// Replaces an account's contact list.
     pub async fn update_account_contact(&self, id: AccountId, contact: &[String]) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
-            .bind(serde_json::to_string(contact).expect("strings serialize"))
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        let event = AuditEvent::by_account(id, "account.update")
-            .details(serde_json::json!({ "contact": contact }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
+        let contact = contact.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let contact = &contact[..];
+                sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
+                    .bind(serde_json::to_string(contact).expect("strings serialize"))
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let event = AuditEvent::by_account(id, "account.update")
+                    .details(serde_json::json!({ "contact": contact }));
+                audit::append(tx, &event).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Records that the account agreed to the terms of service.
     pub async fn set_account_tos_agreed(&self, id: AccountId) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        let event = AuditEvent::by_account(id, "account.update")
-            .details(serde_json::json!({ "terms_of_service_agreed": true }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                let event = AuditEvent::by_account(id, "account.update")
+                    .details(serde_json::json!({ "terms_of_service_agreed": true }));
+                audit::append(tx, &event).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Deactivates an account and its pending authorizations (§7.3.6).
     pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1")
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "UPDATE authorizations SET status = 'deactivated'
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1")
+                    .bind(id.0)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(
+                    "UPDATE authorizations SET status = 'deactivated'
              WHERE account_id = $1 AND status IN ('pending', 'valid')",
-        )
-        .bind(id.0)
-        .execute(&mut *tx)
-        .await?;
-        audit::append(&mut tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
-        tx.commit().await?;
-        Ok(())
+                )
+                .bind(id.0)
+                .execute(&mut *tx)
+                .await?;
+                audit::append(tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     // ---------------------------------------------------------------- orders
@@ -390,7 +417,9 @@ impl Store {
     /// Creates an order with its authorizations (new ones with their challenges, or reused
     /// ones) in one transaction.
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
-        let mut tx = self.writer.begin().await?;
+        let new = new.clone();
+        let value = self.write(move |tx| Box::pin(async move {
+        let new = &new;
         let order_id: i64 = sqlx::query(
             "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
              VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
@@ -470,9 +499,10 @@ impl Store {
                 "not_before": new.not_before,
                 "not_after": new.not_after,
             }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.order(OrderId(order_id)).await
+        audit::append(tx, &event).await?;
+        Ok(order_id)
+        })).await?;
+        self.order(OrderId(value)).await
     }
 
     /// The order with `id`, with its authorization ids.
@@ -555,7 +585,7 @@ impl Store {
 
     /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        self.write(move |tx| Box::pin(async move {
         let done = sqlx::query(
             "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
              RETURNING account_id, identifier_type, identifier_value",
@@ -571,9 +601,9 @@ impl Store {
             .details(serde_json::json!({
                 "identifier": {"type": row.get::<String, _>(1), "value": row.get::<String, _>(2)},
             }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
+        audit::append(tx, &event).await?;
         Ok(true)
+        })).await
     }
 
     // ---------------------------------------------------------------- validation
@@ -581,6 +611,7 @@ impl Store {
     /// Moves a pending challenge of a pending authorization to `processing`. Returns false
     /// when it was not pending (someone else started it, or it already finished).
     pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
+        self.write(move |tx| Box::pin(async move {
         let done = sqlx::query(
             "UPDATE challenges SET status = 'processing', lease_expires = $1
              WHERE id = $2 AND status = 'pending'
@@ -588,9 +619,10 @@ impl Store {
         )
         .bind(lease_until)
         .bind(challenge.0)
-        .execute(&self.writer)
+        .execute(&mut *tx)
         .await?;
         Ok(done.rows_affected() == 1)
+        })).await
     }
 
     /// Records a validation outcome on the challenge and its authorization, atomically.
@@ -602,7 +634,9 @@ impl Store {
         record: &Value,
         now: i64,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let (error, record) = (error.cloned(), record.clone());
+        self.write(move |tx| Box::pin(async move {
+        let (error, record) = (error.as_ref(), &record);
         let (status, validated) = match error {
             None => (ChallengeStatus::Valid, Some(now)),
             Some(_) => (ChallengeStatus::Invalid, None),
@@ -649,9 +683,9 @@ impl Store {
             "problem": error,
             "record": record,
         }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
+        audit::append(tx, &event).await?;
         Ok(true)
+        })).await
     }
 
     /// The challenge with `id`.
@@ -674,22 +708,30 @@ impl Store {
         csr_der: &[u8],
         lease_until: i64,
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
+        let csr_der = csr_der.to_vec();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
              WHERE id = $3 AND status = 'pending'",
-        )
-        .bind(csr_der)
-        .bind(lease_until)
-        .bind(order.0)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+                )
+                .bind(csr_der)
+                .bind(lease_until)
+                .bind(order.0)
+                .execute(&mut *tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     /// Stores the issued certificate and marks the order valid, atomically. `Conflict` if
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let cert = cert.clone();
+        self.write(move |tx| Box::pin(async move {
+        let cert = &cert;
         let res = sqlx::query(
             "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -737,31 +779,36 @@ impl Store {
                 "not_after": cert.not_after,
                 "eab_label": eab_label,
             }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
+        audit::append(tx, &event).await?;
         Ok(())
+        })).await
     }
 
     /// Marks an order invalid with `problem`.
     pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let row = sqlx::query(
-            "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
+        let problem = problem.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let problem = &problem;
+                let row = sqlx::query(
+                    "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
              RETURNING account_id",
-        )
-        .bind(serde_json::to_string(problem).expect("problems serialize"))
-        .bind(order.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if let Some(row) = row {
-            let event = AuditEvent::new("system", "order.fail")
-                .account(AccountId(row.get(0)))
-                .order(order)
-                .details(serde_json::json!({ "problem": problem }));
-            audit::append(&mut tx, &event).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+                )
+                .bind(serde_json::to_string(problem).expect("problems serialize"))
+                .bind(order.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = row {
+                    let event = AuditEvent::new("system", "order.fail")
+                        .account(AccountId(row.get(0)))
+                        .order(order)
+                        .details(serde_json::json!({ "problem": problem }));
+                    audit::append(tx, &event).await?;
+                }
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Orders and challenges in `processing` (for invariant checks).
@@ -799,7 +846,9 @@ impl Store {
         now: i64,
         eab_kid: &str,
     ) -> Result<AccountRecord> {
-        let mut tx = self.writer.begin().await?;
+        let (jwk, contact, eab_kid) = (jwk.clone(), contact.to_vec(), eab_kid.to_owned());
+        let value = self.write(move |tx| Box::pin(async move {
+        let (jwk, contact, eab_kid) = (&jwk, &contact[..], eab_kid.as_str());
         let label: Option<String> = sqlx::query(
             "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
         )
@@ -840,9 +889,10 @@ impl Store {
             tos_agreed,
             Some((eab_kid, &label)),
         );
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        self.account(AccountId(id)).await
+        audit::append(tx, &event).await?;
+        Ok(id)
+        })).await?;
+        self.account(AccountId(value)).await
     }
 
     /// Stores a new EAB key.
@@ -853,8 +903,11 @@ impl Store {
         hmac_key: &[u8],
         now: i64,
     ) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let res = sqlx::query(
+        let (kid, label, hmac_key) = (kid.to_owned(), label.to_owned(), hmac_key.to_vec());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (kid, label, hmac_key) = (kid.as_str(), label.as_str(), &hmac_key[..]);
+                let res = sqlx::query(
             "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
         )
         .bind(kid)
@@ -863,17 +916,19 @@ impl Store {
         .bind(now)
         .execute(&mut *tx)
         .await;
-        match res {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        // The MAC key itself never enters the trail.
-        let event = AuditEvent::new("admin", "eab.create")
-            .details(serde_json::json!({ "kid": kid, "label": label }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
+                match res {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    Err(e) => return Err(e.into()),
+                }
+                // The MAC key itself never enters the trail.
+                let event = AuditEvent::new("admin", "eab.create")
+                    .details(serde_json::json!({ "kid": kid, "label": label }));
+                audit::append(tx, &event).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// One EAB key.
@@ -897,51 +952,63 @@ impl Store {
 
     /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.
     pub async fn revoke_eab_key(&self, kid: &str, now: i64) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
-        )
-        .bind(now)
-        .bind(kid)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let event =
-            AuditEvent::new("admin", "eab.revoke").details(serde_json::json!({ "kid": kid }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(true)
+        let kid = kid.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let kid = kid.as_str();
+                let done = sqlx::query(
+                    "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+                )
+                .bind(now)
+                .bind(kid)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                let event = AuditEvent::new("admin", "eab.revoke")
+                    .details(serde_json::json!({ "kid": kid }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Replaces an account's key (§7.3.5); `Conflict` if another account has the new key.
     pub async fn change_account_key(&self, id: AccountId, new_key: &Jwk) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
-        let old: String = sqlx::query("SELECT key_thumbprint FROM accounts WHERE id = $1")
-            .bind(id.0)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(StoreError::NotFound)?
-            .get(0);
-        let res = sqlx::query("UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3")
-            .bind(new_key.thumbprint())
-            .bind(new_key.to_value().to_string())
-            .bind(id.0)
-            .execute(&mut *tx)
-            .await;
-        match res {
-            Ok(_) => {}
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            Err(e) => return Err(e.into()),
-        }
-        let event = AuditEvent::by_account(id, "account.key_change").details(serde_json::json!({
-            "old_key_thumbprint": old,
-            "new_key_thumbprint": new_key.thumbprint(),
-        }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
-        Ok(())
+        let new_key = new_key.clone();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let new_key = &new_key;
+                let old: String = sqlx::query("SELECT key_thumbprint FROM accounts WHERE id = $1")
+                    .bind(id.0)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .ok_or(StoreError::NotFound)?
+                    .get(0);
+                let res =
+                    sqlx::query("UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3")
+                        .bind(new_key.thumbprint())
+                        .bind(new_key.to_value().to_string())
+                        .bind(id.0)
+                        .execute(&mut *tx)
+                        .await;
+                match res {
+                    Ok(_) => {}
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    Err(e) => return Err(e.into()),
+                }
+                let event =
+                    AuditEvent::by_account(id, "account.key_change").details(serde_json::json!({
+                        "old_key_thumbprint": old,
+                        "new_key_thumbprint": new_key.thumbprint(),
+                    }));
+                audit::append(tx, &event).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Whether `account` holds valid, unexpired authorizations for every identifier.
@@ -984,7 +1051,9 @@ impl Store {
         now: i64,
         by: &str,
     ) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let (serial, by) = (serial.to_owned(), by.to_owned());
+        self.write(move |tx| Box::pin(async move {
+        let (serial, by) = (serial.as_str(), by.as_str());
         let done = sqlx::query(
             "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
              RETURNING account_id",
@@ -1001,9 +1070,9 @@ impl Store {
             .account(AccountId(row.get(0)))
             .serial(serial)
             .details(serde_json::json!({ "reason": reason }));
-        audit::append(&mut tx, &event).await?;
-        tx.commit().await?;
+        audit::append(tx, &event).await?;
         Ok(true)
+        })).await
     }
 
     /// Every revoked certificate that has not expired by `now` (a CRL's entries).
@@ -1027,21 +1096,26 @@ impl Store {
 
     /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
     pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = $1")
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        audit::append(
-            &mut tx,
-            &AuditEvent::new("admin", "certificate.renew_early").serial(serial),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(true)
+        let serial = serial.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                let serial = serial.as_str();
+                let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = $1")
+                    .bind(serial)
+                    .execute(&mut *tx)
+                    .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                audit::append(
+                    tx,
+                    &AuditEvent::new("admin", "certificate.renew_early").serial(serial),
+                )
+                .await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Allocates the next CRL number of `issuer` (monotonic, never reused).

@@ -8,13 +8,19 @@ use super::{AccountId, Result, Store};
 impl Store {
     /// Records one event counted by `limit` for `key` at `at`.
     pub async fn record_rate_event(&self, limit: &str, key: &str, at: i64) -> Result<()> {
-        sqlx::query("INSERT INTO rate_events (limit_name, key, at) VALUES ($1, $2, $3)")
-            .bind(limit)
-            .bind(key)
-            .bind(at)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        let (limit, key) = (limit.to_owned(), key.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                sqlx::query("INSERT INTO rate_events (limit_name, key, at) VALUES ($1, $2, $3)")
+                    .bind(limit)
+                    .bind(key)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// How many events of `limit` for `key` happened after `since`, and when the oldest

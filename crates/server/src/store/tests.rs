@@ -269,3 +269,50 @@ async fn sqlite_writer_is_fsynced_per_commit_unless_normal_is_asked_for() {
         store.reader.close().await;
     }
 }
+
+/// Concurrent writes share commits; a write that fails inside a batch (a key that already
+/// has an account) gets its own error and leaves the others and the audit chain intact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_are_group_committed_and_fail_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("ca.db").display());
+    let s = Store::open(&url).await.unwrap();
+    let taken = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    s.create_account(&taken, &[], true, 1).await.unwrap();
+    let before = s.group_commits().unwrap();
+    let keys: Vec<_> = (0..200)
+        .map(|i| match i % 10 {
+            0 => taken.clone(),
+            _ => AccountKey::generate(KeyType::EcP256).unwrap().jwk(),
+        })
+        .collect();
+    let mut tasks = tokio::task::JoinSet::new();
+    for jwk in keys {
+        let s = s.clone();
+        tasks.spawn(async move { s.create_account(&jwk, &[], true, 2).await });
+    }
+    let (mut created, mut conflicts) = (0, 0);
+    while let Some(r) = tasks.join_next().await {
+        match r.unwrap() {
+            Ok(_) => created += 1,
+            Err(StoreError::Conflict) => conflicts += 1,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert_eq!((created, conflicts), (180, 20));
+    let commits = s.group_commits().unwrap() - before;
+    assert!(
+        commits < 200,
+        "{commits} commits for 200 concurrent writes: nothing was grouped"
+    );
+    let accounts: i64 = sqlx::query("SELECT COUNT(*) FROM accounts")
+        .fetch_one(&s.reader)
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(accounts, 181);
+    assert!(matches!(
+        s.verify_audit().await.unwrap(),
+        AuditVerdict::Intact { .. }
+    ));
+}
