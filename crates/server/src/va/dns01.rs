@@ -160,6 +160,31 @@ mod tests {
         assert_eq!(p.kind, ProblemType::Dns, "{p}");
     }
 
+    /// 300 TXT records of 200 characters (~60 KB: truncated over UDP, fetched again over
+    /// TCP): the right value among them passes; without it the problem names a few values
+    /// and how many more there were, not all 60 KB.
+    #[tokio::test]
+    async fn a_huge_txt_set_is_read_over_tcp_and_reported_briefly() {
+        let dns = TestDns::start().await.unwrap();
+        let junk: Vec<String> = (0..300)
+            .map(|i| format!("{i:03}{}", "x".repeat(197)))
+            .collect();
+        let mut with_good: Vec<&str> = junk.iter().map(String::as_str).collect();
+        let good = dns01_txt_value(KEY_AUTH);
+        with_good.push(&good);
+        dns.set_txt("_acme-challenge.huge.test", &with_good);
+        let (error, record) = check(&dns, "huge.test").await;
+        assert!(error.is_none(), "{error:?}");
+        assert_eq!(record["txt"].as_array().unwrap().len(), 301);
+
+        dns.set_txt("_acme-challenge.huge.test", &with_good[..300]);
+        let (p, _) = check(&dns, "huge.test").await;
+        let p = p.unwrap();
+        assert_eq!(p.kind, ProblemType::IncorrectResponse, "{p}");
+        assert!(p.detail.contains("more"), "{p}");
+        assert!(p.detail.len() < 2048, "{} bytes of detail", p.detail.len());
+    }
+
     #[tokio::test]
     async fn a_silent_server_is_a_dns_timeout() {
         let dns = TestDns::start().await.unwrap();

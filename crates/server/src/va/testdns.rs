@@ -2,7 +2,7 @@
 //! `[validation] dns_resolver` at it and set the records each case needs (TXT, CAA with
 //! any flags and tags, CNAME, A/AAAA), or make a name answer SERVFAIL or nothing at all.
 //!
-//! It answers over UDP and TCP, follows CNAMEs inside its own table (as an authoritative
+//! It answers over UDP (truncating what does not fit) and TCP, follows CNAMEs inside its own table (as an authoritative
 //! server does, at most 8 links) and answers A queries for unknown names with a default
 //! address (127.0.0.1), like pebble-challtestsrv. Other queries for names without
 //! records answer NXDOMAIN.
@@ -88,7 +88,7 @@ impl TestDns {
                 let Ok((n, peer)) = udp.recv_from(&mut buf).await else {
                     continue;
                 };
-                if let Some(reply) = answer(&z, &buf[..n]) {
+                if let Some(reply) = answer(&z, &buf[..n], true) {
                     let _ = udp.send_to(&reply, peer).await;
                 }
             }
@@ -111,7 +111,7 @@ impl TestDns {
                         if stream.read_exact(&mut msg).await.is_err() {
                             return;
                         }
-                        match answer(&z, &msg) {
+                        match answer(&z, &msg, false) {
                             Some(reply) => {
                                 let mut out = (reply.len() as u16).to_be_bytes().to_vec();
                                 out.extend_from_slice(&reply);
@@ -203,7 +203,9 @@ impl Drop for TestDns {
 }
 
 /// Builds the reply to one query; `None` when the name is silent (or the query unreadable).
-fn answer(zone: &Mutex<Zone>, packet: &[u8]) -> Option<Vec<u8>> {
+/// Over UDP, a reply larger than the client's EDNS payload size (512 bytes without EDNS)
+/// goes out truncated (TC set, no answers), and the client asks again over TCP.
+fn answer(zone: &Mutex<Zone>, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
     let request = Message::from_vec(packet).ok()?;
     let query = request.queries().first()?.clone();
     let mut reply = Message::new();
@@ -303,5 +305,15 @@ fn answer(zone: &Mutex<Zone>, packet: &[u8]) -> Option<Vec<u8>> {
         break;
     }
     reply.set_response_code(code);
-    reply.to_vec().ok()
+    let wire = reply.to_vec().ok()?;
+    let room = request
+        .extensions()
+        .as_ref()
+        .map_or(512, |edns| usize::from(edns.max_payload()).max(512));
+    if udp && wire.len() > room {
+        reply.take_answers();
+        reply.set_truncated(true);
+        return reply.to_vec().ok();
+    }
+    Some(wire)
 }
