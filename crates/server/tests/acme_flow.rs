@@ -234,15 +234,7 @@ async fn full_flow_issues_a_verifiable_certificate() {
     leaf.verify_signature(Some(inter.public_key())).unwrap();
     inter.verify_signature(Some(root.public_key())).unwrap();
     assert_eq!(leaf.issuer(), inter.subject());
-    let sans: Vec<String> = leaf
-        .subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|g| g.to_string())
-        .collect();
+    let sans: Vec<String> = harness::san_strings(&leaf);
     assert_eq!(
         sans,
         vec![

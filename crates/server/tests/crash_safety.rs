@@ -175,19 +175,10 @@ async fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
     // The invariants, over the whole store. The restarted CA resumed what was in flight
     // when it was killed; give it a bounded time to finish.
     let store = Store::open(&db_url).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let violations = store.integrity_violations().await.unwrap();
-        if violations.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "seed {seed}: {violations:?}\n{}",
-            ca.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    harness::wait_for_integrity(&store, Duration::from_secs(60), || {
+        format!("seed {seed}\n{}", ca.logs())
+    })
+    .await;
     let received = received.lock().unwrap().clone();
     let total = received.len();
     harness::assert_received_are_stored(&store, &accounts, &received, &format!("seed {seed}"))

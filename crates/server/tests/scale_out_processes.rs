@@ -196,19 +196,7 @@ async fn an_instance_killed_under_load_leaves_nothing_behind() {
     // The survivor settles what the dead instance held: nothing stays processing, no
     // order is valid without its certificate.
     let store = Store::open(&url).await.unwrap();
-    let deadline = Instant::now() + SETTLE_TIMEOUT;
-    loop {
-        let violations = store.integrity_violations().await.unwrap();
-        if violations.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "after {SETTLE_TIMEOUT:?}: {violations:?}\n{}",
-            second.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    harness::wait_for_integrity(&store, SETTLE_TIMEOUT, || second.logs()).await;
 
     // The survivor took the victim's validation over once its lease ran out, and the
     // order completes there.

@@ -665,6 +665,36 @@ pub fn leaf_serial(chain: &str) -> String {
     cert.raw_serial_as_string().replace(':', "").to_lowercase()
 }
 
+/// Waits (polling, at most `within`) until `store` has no integrity violations, i.e. a
+/// (re)started CA has settled what was in flight; fails with them and `logs()` otherwise.
+pub async fn wait_for_integrity(store: &Store, within: Duration, logs: impl Fn() -> String) {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let violations = store.integrity_violations().await.unwrap();
+        if violations.is_empty() {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "after {within:?}: {violations:?}\n{}",
+            logs()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The subjectAltNames of `cert` as x509-parser prints them (`DNSName(a.example)`, …).
+pub fn san_strings(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    cert.subject_alternative_name()
+        .unwrap()
+        .unwrap()
+        .value
+        .general_names
+        .iter()
+        .map(|n| n.to_string())
+        .collect()
+}
+
 /// Every certificate the clients received is in `store` under its own serial (none
 /// twice), with the exact chain served, and still downloads. `context` prefixes failures.
 pub async fn assert_received_are_stored(
