@@ -316,3 +316,22 @@ async fn concurrent_writes_are_group_committed_and_fail_alone() {
         AuditVerdict::Intact { .. }
     ));
 }
+
+/// An operation that panics fails its caller; the writer goes on serving.
+#[tokio::test]
+async fn a_panicking_write_costs_its_batch_not_the_writer() {
+    let s = store().await;
+    let r = s
+        .write(|_tx| {
+            Box::pin(async move {
+                if std::hint::black_box(true) {
+                    panic!("an operation panics (expected in this test)");
+                }
+                Ok::<(), StoreError>(())
+            })
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Commit(_))), "{r:?}");
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    s.create_account(&jwk, &[], true, 1).await.unwrap();
+}

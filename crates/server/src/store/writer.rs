@@ -106,15 +106,23 @@ impl Store {
 }
 
 /// The writer task: batches until the store (and with it the queue's senders) is gone.
+/// Each batch runs in a task of its own, so an operation that panics costs its batch
+/// (rolled back, its callers get an error), not the writer.
 async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+    loop {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
+            return;
+        }
         let size = batch.len();
-        let mut answers = Vec::with_capacity(size);
-        let outcome = run_batch(&pool, &mut batch, &mut answers).await;
-        // Jobs never started (the batch failed before them) are dropped: their callers
-        // learn it from the closed reply channel.
-        batch.clear();
+        let pool = pool.clone();
+        let (outcome, answers) = match tokio::spawn(run_batch(pool, batch)).await {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, operations = size, "a write batch panicked; rolled back");
+                continue;
+            }
+        };
         if outcome.is_ok() {
             commits.fetch_add(1, Ordering::Relaxed);
         }
@@ -129,21 +137,27 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>
     }
 }
 
+/// Runs `batch` in one transaction. Jobs never started (the batch failed before them)
+/// are dropped: their callers learn it from the closed reply channel.
 async fn run_batch(
-    pool: &AnyPool,
-    batch: &mut Vec<Job>,
-    answers: &mut Vec<Answer>,
-) -> std::result::Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    for job in batch.drain(..) {
-        let mut savepoint = tx.begin().await?;
-        let (ok, answer) = job(&mut savepoint).await;
-        answers.push(answer);
-        if ok {
-            savepoint.commit().await?;
-        } else {
-            savepoint.rollback().await?;
+    pool: AnyPool,
+    batch: Vec<Job>,
+) -> (std::result::Result<(), sqlx::Error>, Vec<Answer>) {
+    let mut answers = Vec::with_capacity(batch.len());
+    let outcome = async {
+        let mut tx = pool.begin().await?;
+        for job in batch {
+            let mut savepoint = tx.begin().await?;
+            let (ok, answer) = job(&mut savepoint).await;
+            answers.push(answer);
+            if ok {
+                savepoint.commit().await?;
+            } else {
+                savepoint.rollback().await?;
+            }
         }
+        tx.commit().await
     }
-    tx.commit().await
+    .await;
+    (outcome, answers)
 }
