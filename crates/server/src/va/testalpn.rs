@@ -34,6 +34,9 @@ pub enum Flaw {
     NotSelfSigned,
     /// The server does not negotiate acme-tls/1.
     NoAlpn,
+    /// Otherwise correct, with a 100 KB extension: larger than a TLS handshake message
+    /// may be.
+    Huge,
 }
 
 /// A certificate and key to serve, and whether to negotiate acme-tls/1.
@@ -78,6 +81,14 @@ pub fn challenge_cert(
     }
     if flaw != Flaw::NoExtension {
         params.custom_extensions = vec![ext];
+    }
+    if flaw == Flaw::Huge {
+        params
+            .custom_extensions
+            .push(CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 55555, 3],
+                vec![0x5a; 100 * 1024],
+            ));
     }
     let cert = if flaw == Flaw::NotSelfSigned {
         let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key generation");

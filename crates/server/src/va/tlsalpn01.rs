@@ -396,6 +396,8 @@ mod tests {
                 "self-signed",
             ),
             (Flaw::NoAlpn, ProblemType::Tls, "acme-tls/1"),
+            // The VA's TLS stack refuses a handshake message over 64 KiB.
+            (Flaw::Huge, ProblemType::Tls, "HandshakePayloadTooLarge"),
         ] {
             responder.set("flawed.test", challenge_cert(&id, KEY_AUTH, flaw));
             let p = run(&responder, &dns, &id).await.expect("must fail");
