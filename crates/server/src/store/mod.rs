@@ -470,16 +470,20 @@ impl Store {
                     .fetch_one(&mut *tx)
                     .await?
                     .get(0);
-                    for (kind, token) in challenges {
-                        sqlx::query(
-                            "INSERT INTO challenges (authorization_id, type, token, status)
-                             VALUES ($1, $2, $3, 'pending')",
-                        )
-                        .bind(id)
-                        .bind(kind.as_str())
-                        .bind(token)
-                        .execute(&mut *tx)
-                        .await?;
+                    // All of the authorization's challenges in one statement.
+                    if !challenges.is_empty() {
+                        let rows: Vec<String> = (0..challenges.len())
+                            .map(|i| format!("($1, ${}, ${}, 'pending')", 2 * i + 2, 2 * i + 3))
+                            .collect();
+                        let sql = format!(
+                            "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
+                            rows.join(", ")
+                        );
+                        let mut insert = sqlx::query(&sql).bind(id);
+                        for (kind, token) in challenges {
+                            insert = insert.bind(kind.as_str()).bind(token);
+                        }
+                        insert.execute(&mut *tx).await?;
                     }
                     id
                 }
