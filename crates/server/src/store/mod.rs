@@ -281,7 +281,7 @@ impl Store {
         now: i64,
     ) -> Result<AccountRecord> {
         let (jwk, contact) = (jwk.clone(), contact.to_vec());
-        let value = self
+        let id = self
             .write(move |tx| {
                 Box::pin(async move {
                     let (jwk, contact) = (&jwk, &contact[..]);
@@ -307,7 +307,7 @@ impl Store {
                 })
             })
             .await?;
-        self.account(value).await
+        self.account(id).await
     }
 
     /// The account with `id`.
@@ -418,95 +418,98 @@ impl Store {
     /// ones) in one transaction.
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
         let new = new.clone();
-        let value = self.write(move |tx| Box::pin(async move {
-        let new = &new;
-        let order_id: i64 = sqlx::query(
-            "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
-             VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(new.account_id.0)
-        .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
-        .bind(new.expires)
-        .bind(new.not_before)
-        .bind(new.not_after)
-        .bind(new.now)
-        .bind(&new.profile)
-        .bind(new.replaces.as_ref().map(|r| r.0.clone()))
-        .fetch_one(&mut *tx)
-        .await?
-        .get(0);
-        if let Some((_, serial)) = &new.replaces {
-            let marked = sqlx::query(
-                "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
-            )
-            .bind(order_id)
-            .bind(serial)
-            .execute(&mut *tx)
-            .await?;
-            if marked.rows_affected() != 1 {
-                return Err(StoreError::AlreadyReplaced);
-            }
-        }
-        for authz in &new.authorizations {
-            let authz_id = match authz {
-                NewAuthorization::Reuse(id) => id.0,
-                NewAuthorization::Create {
-                    identifier,
-                    wildcard,
-                    expires,
-                    challenges,
-                } => {
-                    let id = sqlx::query(
-                        "INSERT INTO authorizations
-                           (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
-                         VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+        let order_id = self.write(move |tx| {
+            Box::pin(async move {
+                let new = &new;
+                let order_id: i64 = sqlx::query(
+                    "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
+                     VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                )
+                .bind(new.account_id.0)
+                .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
+                .bind(new.expires)
+                .bind(new.not_before)
+                .bind(new.not_after)
+                .bind(new.now)
+                .bind(&new.profile)
+                .bind(new.replaces.as_ref().map(|r| r.0.clone()))
+                .fetch_one(&mut *tx)
+                .await?
+                .get(0);
+                if let Some((_, serial)) = &new.replaces {
+                    let marked = sqlx::query(
+                        "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
                     )
-                    .bind(new.account_id.0)
-                    .bind(identifier_type_name(identifier.kind))
-                    .bind(&identifier.value)
-                    .bind(i64::from(*wildcard))
-                    .bind(expires)
-                    .bind(new.now)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
-                    // All of the authorization's challenges in one statement.
-                    if !challenges.is_empty() {
-                        let rows: Vec<String> = (0..challenges.len())
-                            .map(|i| format!("($1, ${}, ${}, 'pending')", 2 * i + 2, 2 * i + 3))
-                            .collect();
-                        let sql = format!(
-                            "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
-                            rows.join(", ")
-                        );
-                        let mut insert = sqlx::query(&sql).bind(id);
-                        for (kind, token) in challenges {
-                            insert = insert.bind(kind.as_str()).bind(token);
-                        }
-                        insert.execute(&mut *tx).await?;
+                    .bind(order_id)
+                    .bind(serial)
+                    .execute(&mut *tx)
+                    .await?;
+                    if marked.rows_affected() != 1 {
+                        return Err(StoreError::AlreadyReplaced);
                     }
-                    id
                 }
-            };
-            sqlx::query("INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                .bind(order_id)
-                .bind(authz_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let event = AuditEvent::by_account(new.account_id, "order.create")
-            .order(OrderId(order_id))
-            .details(serde_json::json!({
-                "identifiers": new.identifiers,
-                "profile": new.profile,
-                "replaces": new.replaces.as_ref().map(|r| &r.1),
-                "not_before": new.not_before,
-                "not_after": new.not_after,
-            }));
-        audit::append(tx, &event).await?;
-        Ok(order_id)
-        })).await?;
-        self.order(OrderId(value)).await
+                for authz in &new.authorizations {
+                    let authz_id = match authz {
+                        NewAuthorization::Reuse(id) => id.0,
+                        NewAuthorization::Create {
+                            identifier,
+                            wildcard,
+                            expires,
+                            challenges,
+                        } => {
+                            let id = sqlx::query(
+                                "INSERT INTO authorizations
+                                   (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
+                                 VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+                            )
+                            .bind(new.account_id.0)
+                            .bind(identifier_type_name(identifier.kind))
+                            .bind(&identifier.value)
+                            .bind(i64::from(*wildcard))
+                            .bind(expires)
+                            .bind(new.now)
+                            .fetch_one(&mut *tx)
+                            .await?
+                            .get(0);
+                            // All of the authorization's challenges in one statement.
+                            if !challenges.is_empty() {
+                                let rows: Vec<String> = (0..challenges.len())
+                                    .map(|i| format!("($1, ${}, ${}, 'pending')", 2 * i + 2, 2 * i + 3))
+                                    .collect();
+                                let sql = format!(
+                                    "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
+                                    rows.join(", ")
+                                );
+                                let mut insert = sqlx::query(&sql).bind(id);
+                                for (kind, token) in challenges {
+                                    insert = insert.bind(kind.as_str()).bind(token);
+                                }
+                                insert.execute(&mut *tx).await?;
+                            }
+                            id
+                        }
+                    };
+                    sqlx::query("INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+                        .bind(order_id)
+                        .bind(authz_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let event = AuditEvent::by_account(new.account_id, "order.create")
+                    .order(OrderId(order_id))
+                    .details(serde_json::json!({
+                        "identifiers": new.identifiers,
+                        "profile": new.profile,
+                        "replaces": new.replaces.as_ref().map(|r| &r.1),
+                        "not_before": new.not_before,
+                        "not_after": new.not_after,
+                    }));
+                audit::append(tx, &event).await?;
+                Ok(order_id)
+            })
+        })
+        .await?;
+        self.order(OrderId(order_id)).await
     }
 
     /// The order with `id`, with its authorization ids.
@@ -589,25 +592,28 @@ impl Store {
 
     /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
-        self.write(move |tx| Box::pin(async move {
-        let done = sqlx::query(
-            "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
-             RETURNING account_id, identifier_type, identifier_value",
-        )
-        .bind(id.0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = done else {
-            return Ok(false);
-        };
-        let event = AuditEvent::by_account(AccountId(row.get(0)), "authorization.deactivate")
-            .authz(id)
-            .details(serde_json::json!({
-                "identifier": {"type": row.get::<String, _>(1), "value": row.get::<String, _>(2)},
-            }));
-        audit::append(tx, &event).await?;
-        Ok(true)
-        })).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
+                     RETURNING account_id, identifier_type, identifier_value",
+                )
+                .bind(id.0)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = done else {
+                    return Ok(false);
+                };
+                let event = AuditEvent::by_account(AccountId(row.get(0)), "authorization.deactivate")
+                    .authz(id)
+                    .details(serde_json::json!({
+                        "identifier": {"type": row.get::<String, _>(1), "value": row.get::<String, _>(2)},
+                    }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     // ---------------------------------------------------------------- validation
@@ -615,18 +621,21 @@ impl Store {
     /// Moves a pending challenge of a pending authorization to `processing`. Returns false
     /// when it was not pending (someone else started it, or it already finished).
     pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
-        self.write(move |tx| Box::pin(async move {
-        let done = sqlx::query(
-            "UPDATE challenges SET status = 'processing', lease_expires = $1
-             WHERE id = $2 AND status = 'pending'
-               AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
-        )
-        .bind(lease_until)
-        .bind(challenge.0)
-        .execute(&mut *tx)
-        .await?;
-        Ok(done.rows_affected() == 1)
-        })).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = sqlx::query(
+                    "UPDATE challenges SET status = 'processing', lease_expires = $1
+                     WHERE id = $2 AND status = 'pending'
+                       AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
+                )
+                .bind(lease_until)
+                .bind(challenge.0)
+                .execute(&mut *tx)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            })
+        })
+        .await
     }
 
     /// Records a validation outcome on the challenge and its authorization, atomically.
@@ -639,57 +648,60 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let (error, record) = (error.cloned(), record.clone());
-        self.write(move |tx| Box::pin(async move {
-        let (error, record) = (error.as_ref(), &record);
-        let (status, validated) = match error {
-            None => (ChallengeStatus::Valid, Some(now)),
-            Some(_) => (ChallengeStatus::Invalid, None),
-        };
-        let done = sqlx::query(
-            "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
-             WHERE id = $5 AND status = 'processing'",
-        )
-        .bind(status.as_str())
-        .bind(validated)
-        .bind(error.map(|p| serde_json::to_string(p).expect("problems serialize")))
-        .bind(record.to_string())
-        .bind(challenge.0)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Ok(false);
-        }
-        let authz_status = if error.is_none() { "valid" } else { "invalid" };
-        sqlx::query(
-            "UPDATE authorizations SET status = $1
-             WHERE id = (SELECT authorization_id FROM challenges WHERE id = $2) AND status = 'pending'",
-        )
-        .bind(authz_status)
-        .bind(challenge.0)
-        .execute(&mut *tx)
-        .await?;
-        let subject = sqlx::query(
-            "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.wildcard, c.type
-             FROM challenges c JOIN authorizations a ON a.id = c.authorization_id WHERE c.id = $1",
-        )
-        .bind(challenge.0)
-        .fetch_one(&mut *tx)
-        .await?;
-        let event = AuditEvent::new("system", "validation")
-            .account(AccountId(subject.get(1)))
-            .challenge(challenge)
-            .authz(AuthzId(subject.get(0)))
-            .details(serde_json::json!({
-            "identifier": {"type": subject.get::<String, _>(2), "value": subject.get::<String, _>(3)},
-            "wildcard": subject.get::<i64, _>(4) != 0,
-            "method": subject.get::<String, _>(5),
-            "outcome": authz_status,
-            "problem": error,
-            "record": record,
-        }));
-        audit::append(tx, &event).await?;
-        Ok(true)
-        })).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (error, record) = (error.as_ref(), &record);
+                let (status, validated) = match error {
+                    None => (ChallengeStatus::Valid, Some(now)),
+                    Some(_) => (ChallengeStatus::Invalid, None),
+                };
+                let done = sqlx::query(
+                    "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+                     WHERE id = $5 AND status = 'processing'",
+                )
+                .bind(status.as_str())
+                .bind(validated)
+                .bind(error.map(|p| serde_json::to_string(p).expect("problems serialize")))
+                .bind(record.to_string())
+                .bind(challenge.0)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Ok(false);
+                }
+                let authz_status = if error.is_none() { "valid" } else { "invalid" };
+                sqlx::query(
+                    "UPDATE authorizations SET status = $1
+                     WHERE id = (SELECT authorization_id FROM challenges WHERE id = $2) AND status = 'pending'",
+                )
+                .bind(authz_status)
+                .bind(challenge.0)
+                .execute(&mut *tx)
+                .await?;
+                let subject = sqlx::query(
+                    "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.wildcard, c.type
+                     FROM challenges c JOIN authorizations a ON a.id = c.authorization_id WHERE c.id = $1",
+                )
+                .bind(challenge.0)
+                .fetch_one(&mut *tx)
+                .await?;
+                let event = AuditEvent::new("system", "validation")
+                    .account(AccountId(subject.get(1)))
+                    .challenge(challenge)
+                    .authz(AuthzId(subject.get(0)))
+                    .details(serde_json::json!({
+                    "identifier": {"type": subject.get::<String, _>(2), "value": subject.get::<String, _>(3)},
+                    "wildcard": subject.get::<i64, _>(4) != 0,
+                    "method": subject.get::<String, _>(5),
+                    "outcome": authz_status,
+                    "problem": error,
+                    "record": record,
+                }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// The challenge with `id`.
@@ -734,58 +746,61 @@ impl Store {
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
         let cert = cert.clone();
-        self.write(move |tx| Box::pin(async move {
-        let cert = &cert;
-        let res = sqlx::query(
-            "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&cert.serial)
-        .bind(cert.account_id.0)
-        .bind(order.0)
-        .bind(&cert.der)
-        .bind(&cert.chain_pem)
-        .bind(serde_json::to_string(&cert.names).expect("identifiers serialize"))
-        .bind(cert.not_before)
-        .bind(cert.not_after)
-        .bind(cert.created_at)
-        .bind(&cert.profile)
-        .execute(&mut *tx)
-        .await;
-        match res {
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            other => other?,
-        };
-        let done = sqlx::query(
-            "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
-             WHERE id = $2 AND status = 'processing'",
-        )
-        .bind(&cert.serial)
-        .bind(order.0)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::NotFound);
-        }
-        let eab_label: Option<String> = sqlx::query("SELECT eab_label FROM accounts WHERE id = $1")
-            .bind(cert.account_id.0)
-            .fetch_one(&mut *tx)
-            .await?
-            .get(0);
-        let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
-            .order(order)
-            .serial(&cert.serial)
-            .details(serde_json::json!({
-                "names": cert.names,
-                "profile": cert.profile,
-                "key_type": cert.key_type,
-                "not_before": cert.not_before,
-                "not_after": cert.not_after,
-                "eab_label": eab_label,
-            }));
-        audit::append(tx, &event).await?;
-        Ok(())
-        })).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let cert = &cert;
+                let res = sqlx::query(
+                    "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&cert.serial)
+                .bind(cert.account_id.0)
+                .bind(order.0)
+                .bind(&cert.der)
+                .bind(&cert.chain_pem)
+                .bind(serde_json::to_string(&cert.names).expect("identifiers serialize"))
+                .bind(cert.not_before)
+                .bind(cert.not_after)
+                .bind(cert.created_at)
+                .bind(&cert.profile)
+                .execute(&mut *tx)
+                .await;
+                match res {
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    other => other?,
+                };
+                let done = sqlx::query(
+                    "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
+                     WHERE id = $2 AND status = 'processing'",
+                )
+                .bind(&cert.serial)
+                .bind(order.0)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    return Err(StoreError::NotFound);
+                }
+                let eab_label: Option<String> = sqlx::query("SELECT eab_label FROM accounts WHERE id = $1")
+                    .bind(cert.account_id.0)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .get(0);
+                let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
+                    .order(order)
+                    .serial(&cert.serial)
+                    .details(serde_json::json!({
+                        "names": cert.names,
+                        "profile": cert.profile,
+                        "key_type": cert.key_type,
+                        "not_before": cert.not_before,
+                        "not_after": cert.not_after,
+                        "eab_label": eab_label,
+                    }));
+                audit::append(tx, &event).await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// Marks an order invalid with `problem`.
@@ -851,52 +866,55 @@ impl Store {
         eab_kid: &str,
     ) -> Result<AccountRecord> {
         let (jwk, contact, eab_kid) = (jwk.clone(), contact.to_vec(), eab_kid.to_owned());
-        let value = self.write(move |tx| Box::pin(async move {
-        let (jwk, contact, eab_kid) = (&jwk, &contact[..], eab_kid.as_str());
-        let label: Option<String> = sqlx::query(
-            "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
-        )
-        .bind(eab_kid)
-        .fetch_optional(&mut *tx)
-        .await?
-        .map(|r| r.get(0));
-        let Some(label) = label else {
-            return Err(StoreError::EabUnavailable);
-        };
-        let res = sqlx::query(
-            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
-             VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(jwk.thumbprint())
-        .bind(jwk.to_value().to_string())
-        .bind(serde_json::to_string(contact).expect("strings serialize"))
-        .bind(i64::from(tos_agreed))
-        .bind(now)
-        .bind(eab_kid)
-        .bind(&label)
-        .fetch_one(&mut *tx)
-        .await;
-        let id: i64 = match res {
-            Ok(row) => row.get(0),
-            Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-            Err(e) => return Err(e.into()),
-        };
-        sqlx::query("UPDATE eab_keys SET account_id = $1 WHERE kid = $2")
-            .bind(id)
-            .bind(eab_kid)
-            .execute(&mut *tx)
-            .await?;
-        let event = audit::account_created(
-            AccountId(id),
-            jwk,
-            contact,
-            tos_agreed,
-            Some((eab_kid, &label)),
-        );
-        audit::append(tx, &event).await?;
-        Ok(id)
-        })).await?;
-        self.account(AccountId(value)).await
+        let id = self.write(move |tx| {
+            Box::pin(async move {
+                let (jwk, contact, eab_kid) = (&jwk, &contact[..], eab_kid.as_str());
+                let label: Option<String> = sqlx::query(
+                    "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
+                )
+                .bind(eab_kid)
+                .fetch_optional(&mut *tx)
+                .await?
+                .map(|r| r.get(0));
+                let Some(label) = label else {
+                    return Err(StoreError::EabUnavailable);
+                };
+                let res = sqlx::query(
+                    "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
+                     VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
+                )
+                .bind(jwk.thumbprint())
+                .bind(jwk.to_value().to_string())
+                .bind(serde_json::to_string(contact).expect("strings serialize"))
+                .bind(i64::from(tos_agreed))
+                .bind(now)
+                .bind(eab_kid)
+                .bind(&label)
+                .fetch_one(&mut *tx)
+                .await;
+                let id: i64 = match res {
+                    Ok(row) => row.get(0),
+                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
+                    Err(e) => return Err(e.into()),
+                };
+                sqlx::query("UPDATE eab_keys SET account_id = $1 WHERE kid = $2")
+                    .bind(id)
+                    .bind(eab_kid)
+                    .execute(&mut *tx)
+                    .await?;
+                let event = audit::account_created(
+                    AccountId(id),
+                    jwk,
+                    contact,
+                    tos_agreed,
+                    Some((eab_kid, &label)),
+                );
+                audit::append(tx, &event).await?;
+                Ok(id)
+            })
+        })
+        .await?;
+        self.account(AccountId(id)).await
     }
 
     /// Stores a new EAB key.
@@ -1056,27 +1074,30 @@ impl Store {
         by: &str,
     ) -> Result<bool> {
         let (serial, by) = (serial.to_owned(), by.to_owned());
-        self.write(move |tx| Box::pin(async move {
-        let (serial, by) = (serial.as_str(), by.as_str());
-        let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
-             RETURNING account_id",
-        )
-        .bind(now)
-        .bind(i64::from(reason))
-        .bind(serial)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = done else {
-            return Ok(false);
-        };
-        let event = AuditEvent::new(by, "certificate.revoke")
-            .account(AccountId(row.get(0)))
-            .serial(serial)
-            .details(serde_json::json!({ "reason": reason }));
-        audit::append(tx, &event).await?;
-        Ok(true)
-        })).await
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (serial, by) = (serial.as_str(), by.as_str());
+                let done = sqlx::query(
+                    "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
+                     RETURNING account_id",
+                )
+                .bind(now)
+                .bind(i64::from(reason))
+                .bind(serial)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = done else {
+                    return Ok(false);
+                };
+                let event = AuditEvent::new(by, "certificate.revoke")
+                    .account(AccountId(row.get(0)))
+                    .serial(serial)
+                    .details(serde_json::json!({ "reason": reason }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Every revoked certificate that has not expired by `now` (a CRL's entries).
