@@ -141,7 +141,7 @@ impl AuditEntry {
         ])
         .to_string();
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-        digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+        crate::ca::hex(digest.as_ref())
     }
 
     fn from_row(row: &sqlx::any::AnyRow) -> Self {

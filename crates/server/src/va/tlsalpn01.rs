@@ -11,6 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
+use crate::ca::hex;
 use certwright_proto::keyauth::key_authorization_digest;
 use certwright_proto::types::{Identifier, IdentifierType};
 use certwright_proto::Problem;
@@ -331,10 +332,6 @@ pub fn check_certificate(
         ));
     }
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
