@@ -38,6 +38,12 @@ pub struct CertificateSummary {
     pub revocation_reason: Option<u8>,
 }
 
+/// A bound argument of the listing query.
+enum Arg {
+    Text(String),
+    Int(i64),
+}
+
 /// `value` with LIKE's wildcards and the escape character escaped (escape: `\`).
 fn like_escape(value: &str) -> String {
     value
@@ -69,40 +75,37 @@ impl Store {
                     c.profile, c.revoked_at, c.revocation_reason
              FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE 1 = 1",
         );
-        let mut text_args: Vec<(usize, String)> = Vec::new();
-        let mut int_args: Vec<(usize, i64)> = Vec::new();
-        let mut n = 0;
-        let mut next = || {
-            n += 1;
-            n
+        // Arguments in placeholder order: `param` adds one and names its placeholder.
+        let mut args: Vec<Arg> = Vec::new();
+        let mut param = |arg: Arg| {
+            args.push(arg);
+            format!("${}", args.len())
         };
         if let Some(name) = &filter.name {
             let name = like_escape(&name.to_ascii_lowercase());
-            let i = next();
             // Identifiers are stored as JSON: `…"value":"www.example.com"…`.
             let pattern = if name.starts_with('.') {
                 format!("%{name}\"%")
             } else {
                 format!("%\"value\":\"{name}\"%")
             };
-            sql.push_str(&format!(" AND c.names LIKE ${i} ESCAPE '\\'"));
-            text_args.push((i, pattern));
+            let p = param(Arg::Text(pattern));
+            sql.push_str(&format!(" AND c.names LIKE {p} ESCAPE '\\'"));
         }
         if let Some(account) = filter.account {
-            let i = next();
-            sql.push_str(&format!(" AND c.account_id = ${i}"));
-            int_args.push((i, account));
+            let p = param(Arg::Int(account));
+            sql.push_str(&format!(" AND c.account_id = {p}"));
         }
         if let Some(label) = &filter.eab_label {
-            let i = next();
-            sql.push_str(&format!(" AND a.eab_label = ${i}"));
-            text_args.push((i, label.clone()));
+            let p = param(Arg::Text(label.clone()));
+            sql.push_str(&format!(" AND a.eab_label = {p}"));
         }
         if let Some(within) = filter.expiring_within {
-            let (i, j) = (next(), next());
-            sql.push_str(&format!(" AND c.not_after > ${i} AND c.not_after <= ${j}"));
-            int_args.push((i, filter.now));
-            int_args.push((j, filter.now.saturating_add(within)));
+            let from = param(Arg::Int(filter.now));
+            let until = param(Arg::Int(filter.now.saturating_add(within)));
+            sql.push_str(&format!(
+                " AND c.not_after > {from} AND c.not_after <= {until}"
+            ));
         }
         match filter.revoked {
             Some(true) => sql.push_str(" AND c.revoked_at IS NOT NULL"),
@@ -110,14 +113,12 @@ impl Store {
             None => {}
         }
         sql.push_str(" ORDER BY c.created_at DESC, c.serial");
-        // Bind in placeholder order.
         let mut q = sqlx::query(&sql);
-        for i in 1..=n {
-            if let Some((_, v)) = text_args.iter().find(|(k, _)| *k == i) {
-                q = q.bind(v.clone());
-            } else if let Some((_, v)) = int_args.iter().find(|(k, _)| *k == i) {
-                q = q.bind(*v);
-            }
+        for arg in args {
+            q = match arg {
+                Arg::Text(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+            };
         }
         let rows = q.fetch_all(&self.reader).await?;
         let mut out = Vec::with_capacity(rows.len());
