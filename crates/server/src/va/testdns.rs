@@ -2,10 +2,10 @@
 //! `[validation] dns_resolver` at it and set the records each case needs (TXT, CAA with
 //! any flags and tags, CNAME, A/AAAA), or make a name answer SERVFAIL or nothing at all.
 //!
-//! It answers over UDP (truncating what does not fit) and TCP, follows CNAMEs inside its own table (as an authoritative
-//! server does, at most 8 links) and answers A queries for unknown names with a default
-//! address (127.0.0.1), like pebble-challtestsrv. Other queries for names without
-//! records answer NXDOMAIN.
+//! It answers over UDP (truncating what does not fit) and TCP, follows CNAMEs inside its
+//! own table (as an authoritative server does, at most 8 links) and answers A queries for
+//! unknown names with a default address (127.0.0.1), like pebble-challtestsrv. Other
+//! queries for names without records answer NXDOMAIN.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

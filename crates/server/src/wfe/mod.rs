@@ -25,11 +25,11 @@ use crate::ra::Ra;
 pub use nonce::NonceStore;
 pub use urls::Urls;
 
-/// Everything a request handler needs.
 /// The peer address of the connection a request came on (a request extension).
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
+/// Everything a request handler needs.
 pub struct AppState {
     pub ra: Ra,
     pub nonces: NonceStore,
