@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+mod pg;
+
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -259,7 +261,7 @@ impl Drop for TestCa {
             return;
         };
         let name = url.rsplit('/').next().unwrap_or_default().to_owned();
-        let admin = admin_url();
+        let admin = pg::admin_url();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -281,11 +283,6 @@ impl Drop for TestCa {
 /// Marker file in a test data directory holding its PostgreSQL database URL.
 const DATABASE_MARKER: &str = "test-database-url";
 
-fn admin_url() -> String {
-    std::env::var("CERTWRIGHT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
 /// Whether the suite runs on PostgreSQL (`CERTWRIGHT_TEST_BACKEND=postgres`).
 pub fn on_postgres() -> bool {
     std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres")
@@ -301,22 +298,7 @@ pub async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
     if let Ok(url) = std::fs::read_to_string(&marker) {
         return Some(url);
     }
-    use sqlx::Connection;
-    let admin = admin_url();
-    let mut bytes = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    let name = format!(
-        "cw_test_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL for CERTWRIGHT_TEST_BACKEND=postgres (scripts/test starts one)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
+    let url = pg::create_database().await;
     std::fs::write(&marker, &url).unwrap();
     Some(url)
 }

@@ -7,6 +7,11 @@
 
 #![allow(dead_code)]
 
+// The same file as `harness::pg`: a test binary that includes both trees compiles it twice.
+#[allow(clippy::duplicate_mod)]
+#[path = "../harness/pg.rs"]
+mod pg;
+
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Read;
@@ -616,33 +621,14 @@ pub fn lego_command(path: &Path, ca: &CaProcess, names: &[&str]) -> Command {
 // ------------------------------------------------------------------------------------------
 // PostgreSQL.
 
-/// A fresh, empty PostgreSQL database of this test's own; returns its URL. The server is
-/// `CERTWRIGHT_TEST_POSTGRES_URL` (default: postgres on 127.0.0.1:5432, which
-/// `scripts/test` makes sure runs).
+/// A fresh, empty PostgreSQL database of this test's own; returns its URL (see
+/// `pg::admin_url` for the server).
 pub fn create_postgres_database() -> String {
-    use sqlx::Connection;
-    let admin = std::env::var("CERTWRIGHT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let mut bytes = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    let name = bytes.iter().fold(String::from("cw_test_"), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    });
-    let rt = tokio::runtime::Builder::new_current_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test starts one): {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-    });
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+        .unwrap()
+        .block_on(pg::create_database())
 }
 
 /// Silences the panics of test-client requests cut by a deliberate kill (a flow spawned
