@@ -149,10 +149,8 @@ pub async fn issue(account: &Account, req: &IssueRequest, solver: &dyn Solver) -
     let chains = account.download_certificate(&cert_url).await?;
     let all: Vec<&str> = chains.all().map(String::as_str).collect();
     let fullchain = choose_chain(&all, req.preferred_chain.as_deref()).to_owned();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default();
+    // The real time, not a test-shifted clock: the CA dated the certificate by it.
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     // Nothing on disk changes unless the certificate fits the key, names and chain.
     let info = verify_issued(&fullchain, &csr, &req.names, now)?;
     Ok(Issued {

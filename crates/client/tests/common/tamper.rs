@@ -191,12 +191,12 @@ async fn forward(State(s): State<Arc<Shared>>, req: Request) -> Response {
 /// The chain `pem` spoiled as `mode` says.
 fn tamper(pem: &str, mode: Tamper) -> String {
     let blocks = certwright_client::certinfo::split_pem_chain(pem);
-    let names = certwright_client::certinfo::CertInfo::from_chain_pem(pem)
-        .unwrap()
-        .names;
     match mode {
         Tamper::Nothing => pem.to_owned(),
         Tamper::ForeignKey => {
+            let names = certwright_client::certinfo::CertInfo::from_chain_pem(pem)
+                .unwrap()
+                .names;
             let key = rcgen::KeyPair::generate().unwrap();
             let foreign = rcgen::CertificateParams::new(names)
                 .unwrap()
