@@ -6,12 +6,15 @@
 //! front of it (`writer`), reads through a pool.
 
 pub mod audit;
+mod columns;
 mod export;
 pub mod inventory;
 mod ratelimit;
 mod records;
+mod sqlite_reads;
 mod writer;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use certwright_proto::types::{AuthorizationStatus, ChallengeStatus, Identifier, IdentifierType};
@@ -21,6 +24,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 use sqlx::Row;
+
+use columns::Columns;
 
 pub use audit::{AuditEntry, AuditEvent, AuditVerdict};
 pub use records::*;
@@ -40,6 +45,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read on the request path (SQLite, see `sqlite_reads`) failed.
+    #[error("database error: {0}")]
+    Read(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -121,6 +129,8 @@ pub struct Store {
     backend: Backend,
     /// Group commit in front of the SQLite writer (`None` on PostgreSQL).
     group: Option<writer::GroupCommit>,
+    /// Request-path reads on the calling thread (SQLite files only).
+    reads: Option<Arc<sqlite_reads::SqliteReads>>,
 }
 
 fn sqlite_url(url: &str, mode: &str) -> String {
@@ -164,7 +174,16 @@ impl Store {
                 .connect(&sqlite_url(url, "rwc"))
                 .await?;
             // An in-memory database exists once per connection: share the writer for reads.
-            let reader = if url.contains(":memory:") {
+            let in_memory = url.contains(":memory:");
+            let reads = if in_memory {
+                None
+            } else {
+                let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
+                Some(Arc::new(sqlite_reads::SqliteReads::new(
+                    options.get_filename().to_owned(),
+                )))
+            };
+            let reader = if in_memory {
                 writer.clone()
             } else {
                 AnyPoolOptions::new()
@@ -185,6 +204,7 @@ impl Store {
                 group: Some(writer::GroupCommit::start(writer.clone())),
                 writer,
                 backend: Backend::Sqlite,
+                reads,
             }
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
@@ -197,6 +217,7 @@ impl Store {
                 writer: pool,
                 backend: Backend::Postgres,
                 group: None,
+                reads: None,
             }
         } else {
             return Err(StoreError::Corrupt(format!(
@@ -312,7 +333,13 @@ impl Store {
 
     /// The account with `id`.
     pub async fn account(&self, id: AccountId) -> Result<AccountRecord> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE id = $1")
+        const SQL: &str = "SELECT * FROM accounts WHERE id = $1";
+        if let Some(reads) = &self.reads {
+            return reads
+                .optional(SQL, &[&id.0], |r| AccountRecord::from_row(r))?
+                .ok_or(StoreError::NotFound);
+        }
+        let row = sqlx::query(SQL)
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
@@ -322,7 +349,11 @@ impl Store {
 
     /// The account whose key has this RFC 7638 thumbprint.
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRecord>> {
-        let row = sqlx::query("SELECT * FROM accounts WHERE key_thumbprint = $1")
+        const SQL: &str = "SELECT * FROM accounts WHERE key_thumbprint = $1";
+        if let Some(reads) = &self.reads {
+            return reads.optional(SQL, &[&thumbprint], |r| AccountRecord::from_row(r));
+        }
+        let row = sqlx::query(SQL)
             .bind(thumbprint)
             .fetch_optional(&self.reader)
             .await?;
@@ -398,19 +429,29 @@ impl Store {
         wildcard: bool,
         min_expires: i64,
     ) -> Result<Option<AuthzId>> {
-        let row = sqlx::query(
-            "SELECT id FROM authorizations
+        const SQL: &str = "SELECT id FROM authorizations
              WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
                AND status = 'valid' AND expires > $5
-             ORDER BY expires DESC LIMIT 1",
-        )
-        .bind(account.0)
-        .bind(identifier_type_name(identifier.kind))
-        .bind(&identifier.value)
-        .bind(i64::from(wildcard))
-        .bind(min_expires)
-        .fetch_optional(&self.reader)
-        .await?;
+             ORDER BY expires DESC LIMIT 1";
+        if let Some(reads) = &self.reads {
+            let kind = identifier_type_name(identifier.kind);
+            let params: [&dyn rusqlite::ToSql; 5] = [
+                &account.0,
+                &kind,
+                &identifier.value,
+                &i64::from(wildcard),
+                &min_expires,
+            ];
+            return reads.optional(SQL, &params, |r| Ok(AuthzId(r.int("id")?)));
+        }
+        let row = sqlx::query(SQL)
+            .bind(account.0)
+            .bind(identifier_type_name(identifier.kind))
+            .bind(&identifier.value)
+            .bind(i64::from(wildcard))
+            .bind(min_expires)
+            .fetch_optional(&self.reader)
+            .await?;
         Ok(row.map(|r| AuthzId(r.get::<i64, _>("id"))))
     }
 
@@ -514,20 +555,34 @@ impl Store {
 
     /// The order with `id`, with its authorization ids.
     pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
-        let row = sqlx::query("SELECT * FROM orders WHERE id = $1")
+        const ORDER: &str = "SELECT * FROM orders WHERE id = $1";
+        const AUTHZ_IDS: &str = "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id";
+        if let Some(reads) = &self.reads {
+            let Some(order) =
+                reads.optional(ORDER, &[&id.0], |r| OrderRecord::from_row(r, Vec::new()))?
+            else {
+                return Err(StoreError::NotFound);
+            };
+            let authorization_ids = reads.all(AUTHZ_IDS, &[&id.0], |r| {
+                Ok(AuthzId(r.int("authorization_id")?))
+            })?;
+            return Ok(OrderRecord {
+                authorization_ids,
+                ..order
+            });
+        }
+        let row = sqlx::query(ORDER)
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let authz_ids = sqlx::query(
-            "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id",
-        )
-        .bind(id.0)
-        .fetch_all(&self.reader)
-        .await?
-        .iter()
-        .map(|r| AuthzId(r.get::<i64, _>(0)))
-        .collect();
+        let authz_ids = sqlx::query(AUTHZ_IDS)
+            .bind(id.0)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(|r| AuthzId(r.get::<i64, _>(0)))
+            .collect();
         OrderRecord::from_row(&row, authz_ids)
     }
 
@@ -536,22 +591,18 @@ impl Store {
         &self,
         id: OrderId,
     ) -> Result<Vec<(AuthorizationStatus, i64)>> {
-        let rows = sqlx::query(
-            "SELECT a.status, a.expires FROM authorizations a
+        const SQL: &str = "SELECT a.status, a.expires FROM authorizations a
              JOIN order_authorizations oa ON oa.authorization_id = a.id
-             WHERE oa.order_id = $1",
-        )
-        .bind(id.0)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let s: String = r.get(0);
-                let status = AuthorizationStatus::parse(&s)
-                    .ok_or_else(|| StoreError::Corrupt(format!("authorization status {s:?}")))?;
-                Ok((status, r.get::<i64, _>(1)))
-            })
-            .collect()
+             WHERE oa.order_id = $1";
+        fn decode(r: &impl Columns) -> Result<(AuthorizationStatus, i64)> {
+            let status = parse_status(&r.text("status")?, AuthorizationStatus::parse)?;
+            Ok((status, r.int("expires")?))
+        }
+        if let Some(reads) = &self.reads {
+            return reads.all(SQL, &[&id.0], |r| decode(r));
+        }
+        let rows = sqlx::query(SQL).bind(id.0).fetch_all(&self.reader).await?;
+        rows.iter().map(decode).collect()
     }
 
     /// A page of an account's order ids, oldest first, after `after` (exclusive).
@@ -574,19 +625,32 @@ impl Store {
 
     /// The authorization with `id` and its challenges.
     pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
-        let row = sqlx::query("SELECT * FROM authorizations WHERE id = $1")
+        const AUTHZ: &str = "SELECT * FROM authorizations WHERE id = $1";
+        const CHALLENGES: &str = "SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id";
+        if let Some(reads) = &self.reads {
+            let Some(authz) =
+                reads.optional(AUTHZ, &[&id.0], |r| AuthzRecord::from_row(r, Vec::new()))?
+            else {
+                return Err(StoreError::NotFound);
+            };
+            let challenges = reads.all(CHALLENGES, &[&id.0], |r| ChallengeRecord::from_row(r))?;
+            return Ok(AuthzRecord {
+                challenges,
+                ..authz
+            });
+        }
+        let row = sqlx::query(AUTHZ)
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
             .ok_or(StoreError::NotFound)?;
-        let challenges =
-            sqlx::query("SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id")
-                .bind(id.0)
-                .fetch_all(&self.reader)
-                .await?
-                .iter()
-                .map(ChallengeRecord::from_row)
-                .collect::<Result<Vec<_>>>()?;
+        let challenges = sqlx::query(CHALLENGES)
+            .bind(id.0)
+            .fetch_all(&self.reader)
+            .await?
+            .iter()
+            .map(ChallengeRecord::from_row)
+            .collect::<Result<Vec<_>>>()?;
         AuthzRecord::from_row(&row, challenges)
     }
 
@@ -657,42 +721,40 @@ impl Store {
                 };
                 let done = sqlx::query(
                     "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
-                     WHERE id = $5 AND status = 'processing'",
+                     WHERE id = $5 AND status = 'processing'
+                     RETURNING authorization_id, type",
                 )
                 .bind(status.as_str())
                 .bind(validated)
                 .bind(error.map(|p| serde_json::to_string(p).expect("problems serialize")))
                 .bind(record.to_string())
                 .bind(challenge.0)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if done.rows_affected() != 1 {
+                let Some(done) = done else {
                     return Ok(false);
-                }
+                };
+                let (authz_id, method) = (AuthzId(done.int("authorization_id")?), done.text("type")?);
                 let authz_status = if error.is_none() { "valid" } else { "invalid" };
-                sqlx::query(
-                    "UPDATE authorizations SET status = $1
-                     WHERE id = (SELECT authorization_id FROM challenges WHERE id = $2) AND status = 'pending'",
+                // Only a pending authorization changes; the row comes back either way (for
+                // the audit entry), which saves a separate lookup.
+                let subject = sqlx::query(
+                    "UPDATE authorizations SET status = CASE WHEN status = 'pending' THEN $1 ELSE status END
+                     WHERE id = $2
+                     RETURNING account_id, identifier_type, identifier_value, wildcard",
                 )
                 .bind(authz_status)
-                .bind(challenge.0)
-                .execute(&mut *tx)
-                .await?;
-                let subject = sqlx::query(
-                    "SELECT a.id, a.account_id, a.identifier_type, a.identifier_value, a.wildcard, c.type
-                     FROM challenges c JOIN authorizations a ON a.id = c.authorization_id WHERE c.id = $1",
-                )
-                .bind(challenge.0)
+                .bind(authz_id.0)
                 .fetch_one(&mut *tx)
                 .await?;
                 let event = AuditEvent::new("system", "validation")
-                    .account(AccountId(subject.get(1)))
+                    .account(AccountId(subject.int("account_id")?))
                     .challenge(challenge)
-                    .authz(AuthzId(subject.get(0)))
+                    .authz(authz_id)
                     .details(serde_json::json!({
-                    "identifier": {"type": subject.get::<String, _>(2), "value": subject.get::<String, _>(3)},
-                    "wildcard": subject.get::<i64, _>(4) != 0,
-                    "method": subject.get::<String, _>(5),
+                    "identifier": {"type": subject.text("identifier_type")?, "value": subject.text("identifier_value")?},
+                    "wildcard": subject.flag("wildcard")?,
+                    "method": method,
                     "outcome": authz_status,
                     "problem": error,
                     "record": record,
@@ -706,7 +768,13 @@ impl Store {
 
     /// The challenge with `id`.
     pub async fn challenge(&self, id: ChallengeId) -> Result<ChallengeRecord> {
-        let row = sqlx::query("SELECT * FROM challenges WHERE id = $1")
+        const SQL: &str = "SELECT * FROM challenges WHERE id = $1";
+        if let Some(reads) = &self.reads {
+            return reads
+                .optional(SQL, &[&id.0], |r| ChallengeRecord::from_row(r))?
+                .ok_or(StoreError::NotFound);
+        }
+        let row = sqlx::query(SQL)
             .bind(id.0)
             .fetch_optional(&self.reader)
             .await?
@@ -769,22 +837,20 @@ impl Store {
                     Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
                     other => other?,
                 };
+                // The account's EAB label (for the audit entry) comes back with the update.
                 let done = sqlx::query(
                     "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
-                     WHERE id = $2 AND status = 'processing'",
+                     WHERE id = $2 AND status = 'processing'
+                     RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label",
                 )
                 .bind(&cert.serial)
                 .bind(order.0)
-                .execute(&mut *tx)
+                .fetch_optional(&mut *tx)
                 .await?;
-                if done.rows_affected() != 1 {
+                let Some(done) = done else {
                     return Err(StoreError::NotFound);
-                }
-                let eab_label: Option<String> = sqlx::query("SELECT eab_label FROM accounts WHERE id = $1")
-                    .bind(cert.account_id.0)
-                    .fetch_one(&mut *tx)
-                    .await?
-                    .get(0);
+                };
+                let eab_label = done.opt_text("eab_label")?;
                 let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
                     .order(order)
                     .serial(&cert.serial)
@@ -845,7 +911,13 @@ impl Store {
 
     /// The certificate with this serial (lower-case hex).
     pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
-        let row = sqlx::query("SELECT * FROM certificates WHERE serial = $1")
+        const SQL: &str = "SELECT * FROM certificates WHERE serial = $1";
+        if let Some(reads) = &self.reads {
+            return reads
+                .optional(SQL, &[&serial], |r| CertificateRecord::from_row(r))?
+                .ok_or(StoreError::NotFound);
+        }
+        let row = sqlx::query(SQL)
             .bind(serial)
             .fetch_optional(&self.reader)
             .await?
@@ -1359,5 +1431,7 @@ fn parse_status<T>(text: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
     parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown status {text:?}")))
 }
 
+#[cfg(test)]
+mod query_plans;
 #[cfg(test)]
 mod tests;

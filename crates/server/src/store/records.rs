@@ -1,15 +1,13 @@
 //! Typed ids and the records the store hands out.
 
+use super::columns::Columns;
+use super::{parse_status, Result, StoreError};
 use certwright_proto::types::{
     AccountStatus, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, IdentifierType,
     OrderStatus,
 };
 use certwright_proto::{Jwk, Problem};
 use serde_json::Value;
-use sqlx::any::AnyRow;
-use sqlx::Row;
-
-use super::{parse_status, Result, StoreError};
 
 macro_rules! typed_id {
     ($($(#[$doc:meta])* $name:ident),*) => {$(
@@ -35,22 +33,6 @@ typed_id!(
     ChallengeId
 );
 
-fn json_column<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> Result<T> {
-    let text: String = row.get(column);
-    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-}
-
-fn optional_json_column<T: serde::de::DeserializeOwned>(
-    row: &AnyRow,
-    column: &str,
-) -> Result<Option<T>> {
-    let text: Option<String> = row.get(column);
-    text.map(|t| {
-        serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
-    })
-    .transpose()
-}
-
 /// An account.
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
@@ -66,17 +48,17 @@ pub struct AccountRecord {
 }
 
 impl AccountRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
-        let jwk: Value = json_column(row, "jwk")?;
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self> {
+        let jwk: Value = row.json("jwk")?;
         Ok(Self {
-            id: AccountId(row.get("id")),
+            id: AccountId(row.int("id")?),
             jwk: Jwk::from_value(&jwk).map_err(|e| StoreError::Corrupt(format!("jwk: {e}")))?,
-            contact: json_column(row, "contact")?,
-            status: parse_status(row.get("status"), AccountStatus::parse)?,
-            tos_agreed: row.get::<i64, _>("tos_agreed") != 0,
-            created_at: row.get("created_at"),
-            eab_kid: row.get("eab_kid"),
-            eab_label: row.get("eab_label"),
+            contact: row.json("contact")?,
+            status: parse_status(&row.text("status")?, AccountStatus::parse)?,
+            tos_agreed: row.flag("tos_agreed")?,
+            created_at: row.int("created_at")?,
+            eab_kid: row.opt_text("eab_kid")?,
+            eab_label: row.opt_text("eab_label")?,
         })
     }
 }
@@ -102,21 +84,21 @@ pub struct OrderRecord {
 }
 
 impl OrderRecord {
-    pub(super) fn from_row(row: &AnyRow, authorization_ids: Vec<AuthzId>) -> Result<Self> {
+    pub(super) fn from_row(row: &impl Columns, authorization_ids: Vec<AuthzId>) -> Result<Self> {
         Ok(Self {
-            id: OrderId(row.get("id")),
-            account_id: AccountId(row.get("account_id")),
-            status: parse_status(row.get("status"), OrderStatus::parse)?,
-            identifiers: json_column(row, "identifiers")?,
-            expires: row.get("expires"),
-            not_before: row.get("not_before"),
-            not_after: row.get("not_after"),
-            error: optional_json_column(row, "error")?,
-            csr: row.get("csr"),
-            certificate_serial: row.get("certificate_serial"),
+            id: OrderId(row.int("id")?),
+            account_id: AccountId(row.int("account_id")?),
+            status: parse_status(&row.text("status")?, OrderStatus::parse)?,
+            identifiers: row.json("identifiers")?,
+            expires: row.int("expires")?,
+            not_before: row.opt_int("not_before")?,
+            not_after: row.opt_int("not_after")?,
+            error: row.opt_json("error")?,
+            csr: row.opt_blob("csr")?,
+            certificate_serial: row.opt_text("certificate_serial")?,
             authorization_ids,
-            profile: row.get("profile"),
-            replaces: row.get("replaces"),
+            profile: row.opt_text("profile")?,
+            replaces: row.opt_text("replaces")?,
         })
     }
 }
@@ -134,22 +116,22 @@ pub struct AuthzRecord {
 }
 
 impl AuthzRecord {
-    pub(super) fn from_row(row: &AnyRow, challenges: Vec<ChallengeRecord>) -> Result<Self> {
-        let kind = match row.get::<&str, _>("identifier_type") {
+    pub(super) fn from_row(row: &impl Columns, challenges: Vec<ChallengeRecord>) -> Result<Self> {
+        let kind = match row.text("identifier_type")?.as_str() {
             "dns" => IdentifierType::Dns,
             "ip" => IdentifierType::Ip,
             other => return Err(StoreError::Corrupt(format!("identifier type {other:?}"))),
         };
         Ok(Self {
-            id: AuthzId(row.get("id")),
-            account_id: AccountId(row.get("account_id")),
+            id: AuthzId(row.int("id")?),
+            account_id: AccountId(row.int("account_id")?),
             identifier: Identifier {
                 kind,
-                value: row.get("identifier_value"),
+                value: row.text("identifier_value")?,
             },
-            wildcard: row.get::<i64, _>("wildcard") != 0,
-            status: parse_status(row.get("status"), AuthorizationStatus::parse)?,
-            expires: row.get("expires"),
+            wildcard: row.flag("wildcard")?,
+            status: parse_status(&row.text("status")?, AuthorizationStatus::parse)?,
+            expires: row.int("expires")?,
             challenges,
         })
     }
@@ -169,18 +151,18 @@ pub struct ChallengeRecord {
 }
 
 impl ChallengeRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
-        let kind: &str = row.get("type");
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self> {
+        let kind = row.text("type")?;
         Ok(Self {
-            id: ChallengeId(row.get("id")),
-            authorization_id: AuthzId(row.get("authorization_id")),
-            kind: ChallengeType::parse(kind)
+            id: ChallengeId(row.int("id")?),
+            authorization_id: AuthzId(row.int("authorization_id")?),
+            kind: ChallengeType::parse(&kind)
                 .ok_or_else(|| StoreError::Corrupt(format!("challenge type {kind:?}")))?,
-            token: row.get("token"),
-            status: parse_status(row.get("status"), ChallengeStatus::parse)?,
-            validated: row.get("validated"),
-            error: optional_json_column(row, "error")?,
-            record: optional_json_column(row, "record")?,
+            token: row.text("token")?,
+            status: parse_status(&row.text("status")?, ChallengeStatus::parse)?,
+            validated: row.opt_int("validated")?,
+            error: row.opt_json("error")?,
+            record: row.opt_json("record")?,
         })
     }
 }
@@ -205,23 +187,28 @@ pub struct CertificateRecord {
 }
 
 impl CertificateRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self> {
         Ok(Self {
-            serial: row.get("serial"),
-            account_id: AccountId(row.get("account_id")),
-            order_id: OrderId(row.get("order_id")),
-            der: row.get("der"),
-            chain_pem: row.get("chain_pem"),
-            names: json_column(row, "names")?,
-            not_before: row.get("not_before"),
-            not_after: row.get("not_after"),
-            revoked_at: row.get("revoked_at"),
+            serial: row.text("serial")?,
+            account_id: AccountId(row.int("account_id")?),
+            order_id: OrderId(row.int("order_id")?),
+            der: row.blob("der")?,
+            chain_pem: row.text("chain_pem")?,
+            names: row.json("names")?,
+            not_before: row.int("not_before")?,
+            not_after: row.int("not_after")?,
+            revoked_at: row.opt_int("revoked_at")?,
             revocation_reason: row
-                .get::<Option<i64>, _>("revocation_reason")
-                .map(|r| r as u8),
-            renew_early: row.get::<i64, _>("renew_early") != 0,
-            replaced_by_order: row.get::<Option<i64>, _>("replaced_by_order").map(OrderId),
-            profile: row.get("profile"),
+                .opt_int("revocation_reason")?
+                .map(|r| {
+                    u8::try_from(r).map_err(|_| {
+                        StoreError::Corrupt(format!("revocation_reason {r} out of range"))
+                    })
+                })
+                .transpose()?,
+            renew_early: row.flag("renew_early")?,
+            replaced_by_order: row.opt_int("replaced_by_order")?.map(OrderId),
+            profile: row.opt_text("profile")?,
         })
     }
 }
@@ -239,14 +226,14 @@ pub struct EabKeyRecord {
 }
 
 impl EabKeyRecord {
-    pub(super) fn from_row(row: &AnyRow) -> Result<Self> {
+    pub(super) fn from_row(row: &impl Columns) -> Result<Self> {
         Ok(Self {
-            kid: row.get("kid"),
-            label: row.get("label"),
-            hmac_key: row.get("hmac_key"),
-            created_at: row.get("created_at"),
-            revoked_at: row.get("revoked_at"),
-            account_id: row.get::<Option<i64>, _>("account_id").map(AccountId),
+            kid: row.text("kid")?,
+            label: row.text("label")?,
+            hmac_key: row.blob("hmac_key")?,
+            created_at: row.int("created_at")?,
+            revoked_at: row.opt_int("revoked_at")?,
+            account_id: row.opt_int("account_id")?.map(AccountId),
         })
     }
 }

@@ -1,6 +1,6 @@
 use super::*;
 use certwright_proto::types::ChallengeType;
-use certwright_proto::{AccountKey, KeyType};
+use certwright_proto::{AccountKey, KeyType, ProblemType};
 
 async fn store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
@@ -334,4 +334,118 @@ async fn a_panicking_write_costs_its_batch_not_the_writer() {
     assert!(matches!(r, Err(StoreError::Commit(_))), "{r:?}");
     let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     s.create_account(&jwk, &[], true, 1).await.unwrap();
+}
+
+/// On an SQLite file the request-path reads run on the calling thread (`sqlite_reads`);
+/// they must return exactly what the sqlx read pool returns, for every record kind and for
+/// rows that do not exist.
+#[tokio::test]
+async fn reads_on_the_calling_thread_match_the_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("reads.db").display());
+    let s = Store::open(&url).await.unwrap();
+    assert!(
+        s.reads.is_some(),
+        "a file database reads on the calling thread"
+    );
+    let pool = Store {
+        reads: None,
+        ..s.clone()
+    };
+
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let account = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let order = s.create_order(&one_name_order(account.id)).await.unwrap();
+    let authz = order.authorization_ids[0];
+    let challenge = s.authorization(authz).await.unwrap().challenges[0].id;
+    assert!(s.start_validation(challenge, 50).await.unwrap());
+    let problem = Problem::new(ProblemType::Connection, "refused");
+    let record = serde_json::json!({"url": "http://a.example/"});
+    assert!(s
+        .finish_validation(challenge, Some(&problem), &record, 2)
+        .await
+        .unwrap());
+    assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
+    let cert = NewCertificate {
+        serial: "0a0b".into(),
+        account_id: account.id,
+        der: vec![0x30, 0x00],
+        chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        names: vec![Identifier::dns("a.example")],
+        not_before: 1,
+        not_after: 99,
+        created_at: 2,
+        profile: Some("default".into()),
+        key_type: "ECDSA P-256".into(),
+    };
+    s.complete_order(order.id, &cert).await.unwrap();
+
+    let same = |a: String, b: String| assert_eq!(a, b);
+    same(
+        format!("{:?}", s.account(account.id).await.unwrap()),
+        format!("{:?}", pool.account(account.id).await.unwrap()),
+    );
+    same(
+        format!("{:?}", s.account_by_thumbprint(&jwk.thumbprint()).await),
+        format!("{:?}", pool.account_by_thumbprint(&jwk.thumbprint()).await),
+    );
+    let read_order = s.order(order.id).await.unwrap();
+    assert_eq!(read_order.certificate_serial.as_deref(), Some("0a0b"));
+    same(
+        format!("{read_order:?}"),
+        format!("{:?}", pool.order(order.id).await.unwrap()),
+    );
+    same(
+        format!("{:?}", s.order_authorization_states(order.id).await),
+        format!("{:?}", pool.order_authorization_states(order.id).await),
+    );
+    let read_authz = s.authorization(authz).await.unwrap();
+    assert_eq!(read_authz.challenges[0].error.as_ref(), Some(&problem));
+    assert_eq!(read_authz.challenges[0].record.as_ref(), Some(&record));
+    same(
+        format!("{read_authz:?}"),
+        format!("{:?}", pool.authorization(authz).await.unwrap()),
+    );
+    same(
+        format!("{:?}", s.challenge(challenge).await.unwrap()),
+        format!("{:?}", pool.challenge(challenge).await.unwrap()),
+    );
+    let read_cert = s.certificate("0a0b").await.unwrap();
+    assert_eq!(read_cert.der, cert.der);
+    same(
+        format!("{read_cert:?}"),
+        format!("{:?}", pool.certificate("0a0b").await.unwrap()),
+    );
+    same(
+        format!(
+            "{:?}",
+            s.find_reusable_authorization(account.id, &Identifier::dns("a.example"), false, 0)
+                .await
+        ),
+        format!(
+            "{:?}",
+            pool.find_reusable_authorization(account.id, &Identifier::dns("a.example"), false, 0)
+                .await
+        ),
+    );
+    assert!(matches!(
+        s.account(AccountId(999)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.order(OrderId(999)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.authorization(AuthzId(999)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.challenge(ChallengeId(999)).await,
+        Err(StoreError::NotFound)
+    ));
+    assert!(matches!(
+        s.certificate("ff").await,
+        Err(StoreError::NotFound)
+    ));
 }
