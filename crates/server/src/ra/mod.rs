@@ -20,7 +20,7 @@ use certwright_proto::types::{
 };
 use certwright_proto::{b64, Jwk, Problem, ProblemType};
 
-use crate::ca::{parse_csr, CertificateAuthority, Profile};
+use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, Profile};
 use crate::clock::Clock;
 use crate::store::{
     AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
@@ -638,34 +638,48 @@ impl Ra {
                 "the order is already being finalized",
             ));
         }
-        self.issue_for_order(id).await;
+        // The CSR was parsed and checked above and the order read: no need to again.
+        self.issue(&view.record, &csr).await;
         self.order(account, id).await
     }
 
-    /// Issues for an order in `processing` (from finalize, or resumed after a restart).
+    /// Issues for an order left in `processing` (resumed after a restart): reads it and
+    /// parses its stored CSR, then issues.
     async fn issue_for_order(&self, id: OrderId) {
-        let store = &self.inner.store;
-        let fail = |detail: String| async move {
-            tracing::error!(order = %id, %detail, "issuance failed");
-            crate::telemetry::issuance_failure();
-            let _ = store
-                .fail_order(
-                    id,
-                    &Problem::server_internal(format!("issuance failed: {detail}")),
-                )
-                .await;
-        };
-        let order = match store.order(id).await {
+        let order = match self.inner.store.order(id).await {
             Ok(o) => o,
-            Err(e) => return fail(e.to_string()).await,
+            Err(e) => return self.fail_issuance(id, e.to_string()).await,
         };
         let Some(der) = order.csr.as_deref() else {
-            return fail("the order lost its CSR".into()).await;
+            return self
+                .fail_issuance(id, "the order lost its CSR".into())
+                .await;
         };
-        let csr = match parse_csr(der, &self.policy().key_policy) {
-            Ok(c) => c,
-            Err(p) => return fail(p.detail).await,
-        };
+        match parse_csr(der, &self.policy().key_policy) {
+            Ok(csr) => self.issue(&order, &csr).await,
+            Err(p) => self.fail_issuance(id, p.detail).await,
+        }
+    }
+
+    /// Marks an order whose issuance failed invalid.
+    async fn fail_issuance(&self, id: OrderId, detail: String) {
+        tracing::error!(order = %id, %detail, "issuance failed");
+        crate::telemetry::issuance_failure();
+        let _ = self
+            .inner
+            .store
+            .fail_order(
+                id,
+                &Problem::server_internal(format!("issuance failed: {detail}")),
+            )
+            .await;
+    }
+
+    /// Signs and stores the certificate for `order` (in `processing`) from its checked
+    /// `csr`, or marks the order invalid.
+    async fn issue(&self, order: &OrderRecord, csr: &CheckedCsr) {
+        let (store, id) = (&self.inner.store, order.id);
+        let fail = |detail: String| self.fail_issuance(id, detail);
         let profile_name = order
             .profile
             .as_deref()
@@ -679,7 +693,7 @@ impl Ra {
         let profile = &self.policy().cap_lifetime(profile);
         for _ in 0..3 {
             let now = self.now();
-            let issued = match self.inner.ca.issue(&csr, &order.identifiers, profile, now) {
+            let issued = match self.inner.ca.issue(csr, &order.identifiers, profile, now) {
                 Ok(i) => i,
                 Err(e) => return fail(e.to_string()).await,
             };
