@@ -10,21 +10,73 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Test databases older than this are dropped by the next test that creates one.
+const STALE_AFTER_SECS: u64 = 6 * 3600;
+
 /// Creates a fresh, empty database with a random name; returns its URL.
+///
+/// Tests that start CA processes cannot drop their database when they end (the processes
+/// may still hold it), so the name carries its creation time and every creation first
+/// drops the test databases older than [`STALE_AFTER_SECS`]: no run leaves more than a few
+/// hours of databases behind on the server.
 pub async fn create_database() -> String {
     let admin = admin_url();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let mut bytes = [0u8; 6];
     aws_lc_rs::rand::fill(&mut bytes).unwrap();
     let name = format!(
-        "cw_test_{}",
+        "cw_test_{now}_{}",
         bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
     );
     let mut conn = sqlx::postgres::PgConnection::connect(&admin)
         .await
         .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test starts one): {e}"));
+    drop_stale(&mut conn, now).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut conn)
         .await
         .unwrap();
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// Whether a test database called `name` is stale at `now`: made more than
+/// [`STALE_AFTER_SECS`] ago, or named in the older scheme without a time.
+fn is_stale(name: &str, now: u64) -> bool {
+    let Some(rest) = name.strip_prefix("cw_test_") else {
+        return false;
+    };
+    match rest.split_once('_').map(|(t, _)| t.parse::<u64>()) {
+        Some(Ok(created)) => now.saturating_sub(created) > STALE_AFTER_SECS,
+        _ => true,
+    }
+}
+
+async fn drop_stale(conn: &mut sqlx::postgres::PgConnection, now: u64) {
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'cw\\_test\\_%'")
+            .fetch_all(&mut *conn)
+            .await
+            .unwrap_or_default();
+    for name in names.iter().filter(|n| is_stale(n, now)) {
+        // Best effort: another run may be dropping it at the same moment.
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut *conn)
+            .await;
+    }
+}
+
+#[test]
+fn test_databases_go_stale_after_hours_or_when_named_the_old_way() {
+    let now = 1_800_000_000;
+    assert!(!is_stale(&format!("cw_test_{}_00ff", now - 60), now));
+    assert!(is_stale(
+        &format!("cw_test_{}_00ff", now - STALE_AFTER_SECS - 1),
+        now
+    ));
+    assert!(is_stale("cw_test_a1b2c3d4e5f6", now));
+    assert!(!is_stale("certwright", now));
+    assert!(!is_stale("postgres", now));
 }
