@@ -44,38 +44,73 @@ fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {e}"))
 }
 
-impl Columns for AnyRow {
-    fn int(&self, column: &str) -> Result<i64> {
-        self.try_get(column).map_err(|e| corrupt(column, e))
-    }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        self.try_get(column).map_err(|e| corrupt(column, e))
-    }
-    fn text(&self, column: &str) -> Result<String> {
-        self.try_get(column).map_err(|e| corrupt(column, e))
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        self.try_get(column).map_err(|e| corrupt(column, e))
-    }
-    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
-        self.try_get(column).map_err(|e| corrupt(column, e))
-    }
+/// Implements `Columns` for a row type through its by-name getter (`try_get` for sqlx,
+/// `get` for rusqlite), which decodes any requested Rust type.
+macro_rules! columns_via {
+    ($row:ty, $getter:ident) => {
+        impl Columns for $row {
+            fn int(&self, column: &str) -> Result<i64> {
+                self.$getter(column).map_err(|e| corrupt(column, e))
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+                self.$getter(column).map_err(|e| corrupt(column, e))
+            }
+            fn text(&self, column: &str) -> Result<String> {
+                self.$getter(column).map_err(|e| corrupt(column, e))
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>> {
+                self.$getter(column).map_err(|e| corrupt(column, e))
+            }
+            fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
+                self.$getter(column).map_err(|e| corrupt(column, e))
+            }
+        }
+    };
 }
 
-impl Columns for rusqlite::Row<'_> {
-    fn int(&self, column: &str) -> Result<i64> {
-        self.get(column).map_err(|e| corrupt(column, e))
+columns_via!(AnyRow, try_get);
+columns_via!(rusqlite::Row<'_>, get);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(row: &impl Columns) {
+        assert_eq!(row.int("n").unwrap(), 7);
+        assert_eq!(row.opt_int("missing_value").unwrap(), None);
+        assert_eq!(row.text("t").unwrap(), "x");
+        assert_eq!(row.json::<Vec<i64>>("j").unwrap(), [1, 2]);
+        assert!(row.flag("n").unwrap());
+        // A text column read as a number, an absent column, bad JSON: errors, no panic.
+        assert!(matches!(row.int("t"), Err(StoreError::Corrupt(e)) if e.starts_with("t:")));
+        assert!(matches!(row.text("nope"), Err(StoreError::Corrupt(_))));
+        assert!(matches!(
+            row.json::<Vec<i64>>("t"),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            row.blob("missing_value"),
+            Err(StoreError::Corrupt(_))
+        ));
     }
-    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-        self.get(column).map_err(|e| corrupt(column, e))
+
+    const ROW: &str = "SELECT 7 AS n, 'x' AS t, '[1,2]' AS j, NULL AS missing_value";
+
+    #[test]
+    fn rusqlite_rows_decode_and_refuse_wrong_types() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.query_row(ROW, [], |row| {
+            check(row);
+            Ok(())
+        })
+        .unwrap();
     }
-    fn text(&self, column: &str) -> Result<String> {
-        self.get(column).map_err(|e| corrupt(column, e))
-    }
-    fn opt_text(&self, column: &str) -> Result<Option<String>> {
-        self.get(column).map_err(|e| corrupt(column, e))
-    }
-    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
-        self.get(column).map_err(|e| corrupt(column, e))
+
+    #[tokio::test]
+    async fn sqlx_rows_decode_and_refuse_wrong_types() {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect("sqlite::memory:").await.unwrap();
+        let row = sqlx::query(ROW).fetch_one(&pool).await.unwrap();
+        check(&row);
     }
 }
