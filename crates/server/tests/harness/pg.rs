@@ -42,15 +42,22 @@ pub async fn create_database() -> String {
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
 }
 
-/// Whether a test database called `name` is stale at `now`: made more than
-/// [`STALE_AFTER_SECS`] ago, or named in the older scheme without a time.
+/// Whether a test database called `name` is stale at `now`: made by [`create_database`]
+/// more than [`STALE_AFTER_SECS`] ago, or named in its older scheme without a time
+/// (`cw_test_` and 12 hex digits). Other names, such as databases a test manages itself,
+/// are never touched.
 fn is_stale(name: &str, now: u64) -> bool {
     let Some(rest) = name.strip_prefix("cw_test_") else {
         return false;
     };
-    match rest.split_once('_').map(|(t, _)| t.parse::<u64>()) {
-        Some(Ok(created)) => now.saturating_sub(created) > STALE_AFTER_SECS,
-        _ => true,
+    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
+    match rest.split_once('_') {
+        Some((time, random)) if hex(random) => match time.parse::<u64>() {
+            Ok(created) => now.saturating_sub(created) > STALE_AFTER_SECS,
+            Err(_) => false,
+        },
+        Some(_) => false,
+        None => rest.len() == 12 && hex(rest),
     }
 }
 
@@ -77,6 +84,9 @@ fn test_databases_go_stale_after_hours_or_when_named_the_old_way() {
         now
     ));
     assert!(is_stale("cw_test_a1b2c3d4e5f6", now));
+    // A test's own database (observability's readyz test drops it mid-test itself).
+    assert!(!is_stale("cw_test_ready_a1b2c3d4e5f6", now));
+    assert!(!is_stale("cw_test_", now));
     assert!(!is_stale("certwright", now));
     assert!(!is_stale("postgres", now));
 }
