@@ -238,8 +238,8 @@ async fn full_flow_issues_a_verifiable_certificate() {
     assert_eq!(
         sans,
         vec![
-            "DNSName(www.flow.example.test)",
-            "DNSName(xn--bcher-kva.flow.example.test)"
+            "dns:www.flow.example.test",
+            "dns:xn--bcher-kva.flow.example.test"
         ]
     );
     assert_eq!(

@@ -357,6 +357,6 @@ async fn csrs_with_odd_extensions_never_shape_the_certificate() {
             }
         }
         let names: Vec<String> = harness::san_strings(&cert);
-        assert_eq!(names, [format!("DNSName({name})")], "{name}");
+        assert_eq!(names, [format!("dns:{name}")], "{name}");
     }
 }

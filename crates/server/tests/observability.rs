@@ -148,34 +148,16 @@ async fn healthz_and_readyz_on_a_healthy_ca() {
     );
 }
 
-/// A fresh PostgreSQL database of this test's own (the suite's PostgreSQL, see
-/// `scripts/test`), so it can be made unreachable without touching anything else.
-async fn own_postgres_database() -> (String, String) {
-    use sqlx::Connection;
-    let admin = std::env::var("CERTWRIGHT_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
-    let mut bytes = [0u8; 6];
-    aws_lc_rs::rand::fill(&mut bytes).unwrap();
-    let name = format!(
-        "cw_test_ready_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin)
-        .await
-        .expect("PostgreSQL on 127.0.0.1:5432 (scripts/test starts one)");
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    let url = format!("{}/{name}", admin.rsplit_once('/').unwrap().0);
-    (admin, url)
-}
-
 #[tokio::test]
 async fn readyz_fails_when_the_database_is_unreachable() {
     use sqlx::Connection;
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
-    let (admin, url) = own_postgres_database().await;
+    // A database of this test's own, so it can be made unreachable without touching
+    // anything else.
+    let (admin, url) = (
+        harness::pg::admin_url(),
+        harness::pg::create_database().await,
+    );
     let name = url.rsplit('/').next().unwrap().to_owned();
     let db = url.clone();
     let ca = TestCa::start_with(move |c| {

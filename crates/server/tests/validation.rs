@@ -95,20 +95,7 @@ fn failure(authz: &Value) -> (ProblemType, String) {
 fn sans(pem: &str) -> Vec<String> {
     let der = pem_chain(pem).remove(0);
     let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
-    cert.subject_alternative_name()
-        .unwrap()
-        .unwrap()
-        .value
-        .general_names
-        .iter()
-        .map(|n| match n {
-            x509_parser::extensions::GeneralName::DNSName(d) => format!("dns:{d}"),
-            x509_parser::extensions::GeneralName::IPAddress(o) if o.len() == 4 => {
-                format!("ip:{}", std::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]))
-            }
-            other => format!("{other:?}"),
-        })
-        .collect()
+    harness::san_strings(&cert)
 }
 
 async fn finalize_and_fetch(acme: &Acme, order_url: &str, names: &[&str]) -> String {

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-mod pg;
+pub mod pg;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -665,15 +665,23 @@ pub async fn wait_for_integrity(store: &Store, within: Duration, logs: impl Fn()
     }
 }
 
-/// The subjectAltNames of `cert` as x509-parser prints them (`DNSName(a.example)`, …).
+/// The subjectAltNames of `cert` as `dns:NAME` and `ip:ADDRESS` (anything else in
+/// x509-parser's debug form).
 pub fn san_strings(cert: &x509_parser::certificate::X509Certificate<'_>) -> Vec<String> {
+    use x509_parser::extensions::GeneralName;
     cert.subject_alternative_name()
         .unwrap()
         .unwrap()
         .value
         .general_names
         .iter()
-        .map(|n| n.to_string())
+        .map(|n| match n {
+            GeneralName::DNSName(d) => format!("dns:{d}"),
+            GeneralName::IPAddress(o) if o.len() == 4 => {
+                format!("ip:{}", std::net::Ipv4Addr::new(o[0], o[1], o[2], o[3]))
+            }
+            other => format!("{other:?}"),
+        })
         .collect()
 }
 
