@@ -452,7 +452,7 @@ impl Store {
             .bind(min_expires)
             .fetch_optional(&self.reader)
             .await?;
-        Ok(row.map(|r| AuthzId(r.get::<i64, _>("id"))))
+        row.map(|r| Ok(AuthzId(r.int("id")?))).transpose()
     }
 
     /// Creates an order with its authorizations (new ones with their challenges, or reused
@@ -581,8 +581,8 @@ impl Store {
             .fetch_all(&self.reader)
             .await?
             .iter()
-            .map(|r| AuthzId(r.get::<i64, _>(0)))
-            .collect();
+            .map(|r| Ok(AuthzId(r.int("authorization_id")?)))
+            .collect::<Result<_>>()?;
         OrderRecord::from_row(&row, authz_ids)
     }
 
