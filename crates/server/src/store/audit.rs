@@ -8,8 +8,10 @@
 
 use serde::Serialize;
 use serde_json::{json, Value};
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
+use super::columns::Columns;
+use super::tx::{params, Tx};
 use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
 
 /// `prev_hash` of the first entry.
@@ -179,12 +181,15 @@ fn unix_now() -> i64 {
 }
 
 /// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
-pub(super) async fn append(tx: &mut AnyConnection, event: &AuditEvent) -> Result<()> {
-    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-        .fetch_one(&mut *tx)
+pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
+    let head = tx
+        .fetch_one(
+            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+            &[],
+        )
         .await?;
     let mut entry = AuditEntry {
-        seq: head.get(0),
+        seq: head.int("seq")?,
         at: unix_now(),
         actor: event.actor.clone(),
         action: event.action.to_owned(),
@@ -194,38 +199,34 @@ pub(super) async fn append(tx: &mut AnyConnection, event: &AuditEvent) -> Result
         challenge_id: event.challenge.map(|c| c.0),
         serial: event.serial.clone(),
         details: event.details.to_string(),
-        prev_hash: head.get(1),
+        prev_hash: head.text("hash")?,
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
-    insert(tx, &entry).await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&entry.hash)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
-}
-
-/// Writes an entry as it is (appends and imports).
-pub(super) async fn insert(tx: &mut AnyConnection, e: &AuditEntry) -> Result<()> {
-    sqlx::query(
+    tx.execute(
         "INSERT INTO audit_log (seq, at, actor, action, account_id, order_id, authz_id,
                                 challenge_id, serial, details, prev_hash, hash)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+        &params![
+            entry.seq,
+            entry.at,
+            &entry.actor,
+            &entry.action,
+            entry.account_id,
+            entry.order_id,
+            entry.authz_id,
+            entry.challenge_id,
+            &entry.serial,
+            &entry.details,
+            &entry.prev_hash,
+            &entry.hash,
+        ],
     )
-    .bind(e.seq)
-    .bind(e.at)
-    .bind(&e.actor)
-    .bind(&e.action)
-    .bind(e.account_id)
-    .bind(e.order_id)
-    .bind(e.authz_id)
-    .bind(e.challenge_id)
-    .bind(&e.serial)
-    .bind(&e.details)
-    .bind(&e.prev_hash)
-    .bind(&e.hash)
-    .execute(&mut *tx)
+    .await?;
+    tx.execute(
+        "UPDATE audit_head SET hash = $1 WHERE id = 1",
+        &params![&entry.hash],
+    )
     .await?;
     Ok(())
 }

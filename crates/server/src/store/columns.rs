@@ -40,7 +40,7 @@ pub(super) trait Columns {
     }
 }
 
-fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {e}"))
 }
 
@@ -48,25 +48,31 @@ fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
 /// `get` for rusqlite), which decodes any requested Rust type.
 macro_rules! columns_via {
     ($row:ty, $getter:ident) => {
-        impl Columns for $row {
-            fn int(&self, column: &str) -> Result<i64> {
-                self.$getter(column).map_err(|e| corrupt(column, e))
+        impl $crate::store::columns::Columns for $row {
+            fn int(&self, column: &str) -> $crate::store::Result<i64> {
+                self.$getter(column)
+                    .map_err(|e| $crate::store::columns::corrupt(column, e))
             }
-            fn opt_int(&self, column: &str) -> Result<Option<i64>> {
-                self.$getter(column).map_err(|e| corrupt(column, e))
+            fn opt_int(&self, column: &str) -> $crate::store::Result<Option<i64>> {
+                self.$getter(column)
+                    .map_err(|e| $crate::store::columns::corrupt(column, e))
             }
-            fn text(&self, column: &str) -> Result<String> {
-                self.$getter(column).map_err(|e| corrupt(column, e))
+            fn text(&self, column: &str) -> $crate::store::Result<String> {
+                self.$getter(column)
+                    .map_err(|e| $crate::store::columns::corrupt(column, e))
             }
-            fn opt_text(&self, column: &str) -> Result<Option<String>> {
-                self.$getter(column).map_err(|e| corrupt(column, e))
+            fn opt_text(&self, column: &str) -> $crate::store::Result<Option<String>> {
+                self.$getter(column)
+                    .map_err(|e| $crate::store::columns::corrupt(column, e))
             }
-            fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
-                self.$getter(column).map_err(|e| corrupt(column, e))
+            fn opt_blob(&self, column: &str) -> $crate::store::Result<Option<Vec<u8>>> {
+                self.$getter(column)
+                    .map_err(|e| $crate::store::columns::corrupt(column, e))
             }
         }
     };
 }
+pub(super) use columns_via;
 
 columns_via!(AnyRow, try_get);
 columns_via!(rusqlite::Row<'_>, get);

@@ -236,7 +236,7 @@ impl Store {
         }
         let event = AuditEvent::new("admin", "admin.import")
             .details(json!({ "rows": count, "backend": format!("{:?}", self.backend) }));
-        audit::append(&mut tx, &event).await?;
+        audit::append(&mut *tx, &event).await?;
         if self.backend == Backend::Postgres {
             for table in ID_TABLES {
                 sqlx::query(&format!(

@@ -12,6 +12,7 @@ pub mod inventory;
 mod ratelimit;
 mod records;
 mod sqlite_reads;
+mod tx;
 mod writer;
 
 use std::sync::Arc;
@@ -23,9 +24,10 @@ use serde_json::Value;
 use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
-use sqlx::Row;
+use sqlx::Row as _;
 
 use columns::Columns;
+use tx::{params, Param, Row};
 
 pub use audit::{AuditEntry, AuditEvent, AuditVerdict};
 pub use records::*;
@@ -45,9 +47,14 @@ pub enum StoreError {
     Corrupt(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// A read on the request path (SQLite, see `sqlite_reads`) failed.
+    /// A uniqueness constraint refused a write (operations that expect it turn it into
+    /// `Conflict`).
     #[error("database error: {0}")]
-    Read(String),
+    Unique(String),
+    /// An SQLite statement run through rusqlite (the request-path reads and the writer
+    /// thread) failed.
+    #[error("database error: {0}")]
+    Sqlite(String),
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("{0}")]
@@ -57,11 +64,16 @@ pub enum StoreError {
     Commit(String),
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+/// A uniqueness violation as `Conflict`, for the operations where it means "already
+/// exists".
+fn unique_is_conflict(e: StoreError) -> StoreError {
+    match e {
+        StoreError::Unique(_) => StoreError::Conflict,
+        other => other,
+    }
 }
 
-type Result<T> = std::result::Result<T, StoreError>;
+pub(crate) type Result<T> = std::result::Result<T, StoreError>;
 
 /// Which database engine a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,19 +186,15 @@ impl Store {
                 .connect(&sqlite_url(url, "rwc"))
                 .await?;
             // An in-memory database exists once per connection: share the writer for reads.
-            let in_memory = url.contains(":memory:");
-            let reads = if in_memory {
+            let file = if url.contains(":memory:") {
                 None
             } else {
                 let options: sqlx::sqlite::SqliteConnectOptions = url.parse()?;
-                Some(Arc::new(sqlite_reads::SqliteReads::new(
-                    options.get_filename().to_owned(),
-                )))
+                Some(options.get_filename().to_owned())
             };
-            let reader = if in_memory {
-                writer.clone()
-            } else {
-                AnyPoolOptions::new()
+            let reader = match &file {
+                None => writer.clone(),
+                Some(_) => AnyPoolOptions::new()
                     .max_connections(8)
                     .acquire_timeout(options.acquire_timeout)
                     .after_connect(|conn, _| {
@@ -197,15 +205,27 @@ impl Store {
                             Ok(())
                         })
                     })
-                    .connect_lazy(&sqlite_url(url, "ro"))?
+                    .connect_lazy(&sqlite_url(url, "ro"))?,
             };
-            Self {
+            let store = Self {
                 reader,
-                group: Some(writer::GroupCommit::start(writer.clone())),
                 writer,
                 backend: Backend::Sqlite,
-                reads,
-            }
+                group: None,
+                reads: file
+                    .as_ref()
+                    .map(|path| Arc::new(sqlite_reads::SqliteReads::new(path.clone()))),
+            };
+            // The writer thread starts on the migrated schema.
+            store.check_schema(options.auto_migrate).await?;
+            let group = match &file {
+                Some(path) => Some(writer::GroupCommit::start(
+                    path,
+                    options.sqlite_synchronous,
+                )?),
+                None => None,
+            };
+            return Ok(Self { group, ..store });
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
             let pool = AnyPoolOptions::new()
                 .max_connections(options.max_connections)
@@ -291,6 +311,22 @@ impl Store {
         Ok(())
     }
 
+    // ---------------------------------------------------------------- reads
+
+    /// Every row of a read: on an SQLite file on the calling thread (`sqlite_reads`), else
+    /// through the sqlx read pool.
+    async fn read_all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        match &self.reads {
+            Some(reads) => reads.all(sql, params),
+            None => tx::pool_fetch_all(&self.reader, sql, params).await,
+        }
+    }
+
+    /// The first row of a read, if any (see `read_all`).
+    async fn read_optional(&self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
+        Ok(self.read_all(sql, params).await?.into_iter().next())
+    }
+
     // ---------------------------------------------------------------- accounts
 
     /// Creates a valid account for `jwk`; `Conflict` if the key already has one.
@@ -306,22 +342,21 @@ impl Store {
             .write(move |tx| {
                 Box::pin(async move {
                     let (jwk, contact) = (&jwk, &contact[..]);
-                    let res = sqlx::query(
-            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
-             VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
-        )
-        .bind(jwk.thumbprint())
-        .bind(jwk.to_value().to_string())
-        .bind(serde_json::to_string(contact).expect("strings serialize"))
-        .bind(i64::from(tos_agreed))
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await;
-                    let id = match res {
-                        Ok(row) => AccountId(row.get(0)),
-                        Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                        Err(e) => return Err(e.into()),
-                    };
+                    let row = tx
+                        .fetch_one(
+                            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
+                             VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
+                            &params![
+                                jwk.thumbprint(),
+                                jwk.to_value().to_string(),
+                                serde_json::to_string(contact).expect("strings serialize"),
+                                tos_agreed,
+                                now,
+                            ],
+                        )
+                        .await
+                        .map_err(unique_is_conflict)?;
+                    let id = AccountId(row.int("id")?);
                     let event = audit::account_created(id, jwk, contact, tos_agreed, None);
                     audit::append(tx, &event).await?;
                     Ok(id)
@@ -333,15 +368,8 @@ impl Store {
 
     /// The account with `id`.
     pub async fn account(&self, id: AccountId) -> Result<AccountRecord> {
-        const SQL: &str = "SELECT * FROM accounts WHERE id = $1";
-        if let Some(reads) = &self.reads {
-            return reads
-                .optional(SQL, &[&id.0], |r| AccountRecord::from_row(r))?
-                .ok_or(StoreError::NotFound);
-        }
-        let row = sqlx::query(SQL)
-            .bind(id.0)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional("SELECT * FROM accounts WHERE id = $1", &params![id.0])
             .await?
             .ok_or(StoreError::NotFound)?;
         AccountRecord::from_row(&row)
@@ -349,13 +377,11 @@ impl Store {
 
     /// The account whose key has this RFC 7638 thumbprint.
     pub async fn account_by_thumbprint(&self, thumbprint: &str) -> Result<Option<AccountRecord>> {
-        const SQL: &str = "SELECT * FROM accounts WHERE key_thumbprint = $1";
-        if let Some(reads) = &self.reads {
-            return reads.optional(SQL, &[&thumbprint], |r| AccountRecord::from_row(r));
-        }
-        let row = sqlx::query(SQL)
-            .bind(thumbprint)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional(
+                "SELECT * FROM accounts WHERE key_thumbprint = $1",
+                &params![thumbprint],
+            )
             .await?;
         row.as_ref().map(AccountRecord::from_row).transpose()
     }
@@ -366,11 +392,14 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let contact = &contact[..];
-                sqlx::query("UPDATE accounts SET contact = $1 WHERE id = $2")
-                    .bind(serde_json::to_string(contact).expect("strings serialize"))
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    "UPDATE accounts SET contact = $1 WHERE id = $2",
+                    &params![
+                        serde_json::to_string(contact).expect("strings serialize"),
+                        id.0
+                    ],
+                )
+                .await?;
                 let event = AuditEvent::by_account(id, "account.update")
                     .details(serde_json::json!({ "contact": contact }));
                 audit::append(tx, &event).await?;
@@ -384,10 +413,11 @@ impl Store {
     pub async fn set_account_tos_agreed(&self, id: AccountId) -> Result<()> {
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query("UPDATE accounts SET tos_agreed = 1 WHERE id = $1")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    "UPDATE accounts SET tos_agreed = 1 WHERE id = $1",
+                    &params![id.0],
+                )
+                .await?;
                 let event = AuditEvent::by_account(id, "account.update")
                     .details(serde_json::json!({ "terms_of_service_agreed": true }));
                 audit::append(tx, &event).await?;
@@ -401,16 +431,16 @@ impl Store {
     pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query("UPDATE accounts SET status = 'deactivated' WHERE id = $1")
-                    .bind(id.0)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(
-                    "UPDATE authorizations SET status = 'deactivated'
-             WHERE account_id = $1 AND status IN ('pending', 'valid')",
+                tx.execute(
+                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1",
+                    &params![id.0],
                 )
-                .bind(id.0)
-                .execute(&mut *tx)
+                .await?;
+                tx.execute(
+                    "UPDATE authorizations SET status = 'deactivated'
+                     WHERE account_id = $1 AND status IN ('pending', 'valid')",
+                    &params![id.0],
+                )
                 .await?;
                 audit::append(tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
                 Ok(())
@@ -429,28 +459,20 @@ impl Store {
         wildcard: bool,
         min_expires: i64,
     ) -> Result<Option<AuthzId>> {
-        const SQL: &str = "SELECT id FROM authorizations
-             WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
-               AND status = 'valid' AND expires > $5
-             ORDER BY expires DESC LIMIT 1";
-        if let Some(reads) = &self.reads {
-            let kind = identifier_type_name(identifier.kind);
-            let params: [&dyn rusqlite::ToSql; 5] = [
-                &account.0,
-                &kind,
-                &identifier.value,
-                &i64::from(wildcard),
-                &min_expires,
-            ];
-            return reads.optional(SQL, &params, |r| Ok(AuthzId(r.int("id")?)));
-        }
-        let row = sqlx::query(SQL)
-            .bind(account.0)
-            .bind(identifier_type_name(identifier.kind))
-            .bind(&identifier.value)
-            .bind(i64::from(wildcard))
-            .bind(min_expires)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional(
+                "SELECT id FROM authorizations
+                 WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+                   AND status = 'valid' AND expires > $5
+                 ORDER BY expires DESC LIMIT 1",
+                &params![
+                    account.0,
+                    identifier_type_name(identifier.kind),
+                    &identifier.value,
+                    wildcard,
+                    min_expires,
+                ],
+            )
             .await?;
         row.map(|r| Ok(AuthzId(r.int("id")?))).transpose()
     }
@@ -462,30 +484,31 @@ impl Store {
         let order_id = self.write(move |tx| {
             Box::pin(async move {
                 let new = &new;
-                let order_id: i64 = sqlx::query(
-                    "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
-                     VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                )
-                .bind(new.account_id.0)
-                .bind(serde_json::to_string(&new.identifiers).expect("identifiers serialize"))
-                .bind(new.expires)
-                .bind(new.not_before)
-                .bind(new.not_after)
-                .bind(new.now)
-                .bind(&new.profile)
-                .bind(new.replaces.as_ref().map(|r| r.0.clone()))
-                .fetch_one(&mut *tx)
-                .await?
-                .get(0);
-                if let Some((_, serial)) = &new.replaces {
-                    let marked = sqlx::query(
-                        "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
+                let order_id = tx
+                    .fetch_one(
+                        "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
+                         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                        &params![
+                            new.account_id.0,
+                            serde_json::to_string(&new.identifiers).expect("identifiers serialize"),
+                            new.expires,
+                            new.not_before,
+                            new.not_after,
+                            new.now,
+                            &new.profile,
+                            new.replaces.as_ref().map(|r| r.0.clone()),
+                        ],
                     )
-                    .bind(order_id)
-                    .bind(serial)
-                    .execute(&mut *tx)
-                    .await?;
-                    if marked.rows_affected() != 1 {
+                    .await?
+                    .int("id")?;
+                if let Some((_, serial)) = &new.replaces {
+                    let marked = tx
+                        .execute(
+                            "UPDATE certificates SET replaced_by_order = $1 WHERE serial = $2 AND replaced_by_order IS NULL",
+                            &params![order_id, serial],
+                        )
+                        .await?;
+                    if marked != 1 {
                         return Err(StoreError::AlreadyReplaced);
                     }
                 }
@@ -498,20 +521,22 @@ impl Store {
                             expires,
                             challenges,
                         } => {
-                            let id = sqlx::query(
-                                "INSERT INTO authorizations
-                                   (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
-                                 VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
-                            )
-                            .bind(new.account_id.0)
-                            .bind(identifier_type_name(identifier.kind))
-                            .bind(&identifier.value)
-                            .bind(i64::from(*wildcard))
-                            .bind(expires)
-                            .bind(new.now)
-                            .fetch_one(&mut *tx)
-                            .await?
-                            .get(0);
+                            let id = tx
+                                .fetch_one(
+                                    "INSERT INTO authorizations
+                                       (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
+                                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+                                    &params![
+                                        new.account_id.0,
+                                        identifier_type_name(identifier.kind),
+                                        &identifier.value,
+                                        *wildcard,
+                                        *expires,
+                                        new.now,
+                                    ],
+                                )
+                                .await?
+                                .int("id")?;
                             // All of the authorization's challenges in one statement.
                             if !challenges.is_empty() {
                                 let rows: Vec<String> = (0..challenges.len())
@@ -521,20 +546,21 @@ impl Store {
                                     "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
                                     rows.join(", ")
                                 );
-                                let mut insert = sqlx::query(&sql).bind(id);
+                                let mut values = vec![Param::from(id)];
                                 for (kind, token) in challenges {
-                                    insert = insert.bind(kind.as_str()).bind(token);
+                                    values.push(kind.as_str().into());
+                                    values.push(token.into());
                                 }
-                                insert.execute(&mut *tx).await?;
+                                tx.execute(&sql, &values).await?;
                             }
                             id
                         }
                     };
-                    sqlx::query("INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-                        .bind(order_id)
-                        .bind(authz_id)
-                        .execute(&mut *tx)
-                        .await?;
+                    tx.execute(
+                        "INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                        &params![order_id, authz_id],
+                    )
+                    .await?;
                 }
                 let event = AuditEvent::by_account(new.account_id, "order.create")
                     .order(OrderId(order_id))
@@ -555,30 +581,15 @@ impl Store {
 
     /// The order with `id`, with its authorization ids.
     pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
-        const ORDER: &str = "SELECT * FROM orders WHERE id = $1";
-        const AUTHZ_IDS: &str = "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id";
-        if let Some(reads) = &self.reads {
-            let Some(order) =
-                reads.optional(ORDER, &[&id.0], |r| OrderRecord::from_row(r, Vec::new()))?
-            else {
-                return Err(StoreError::NotFound);
-            };
-            let authorization_ids = reads.all(AUTHZ_IDS, &[&id.0], |r| {
-                Ok(AuthzId(r.int("authorization_id")?))
-            })?;
-            return Ok(OrderRecord {
-                authorization_ids,
-                ..order
-            });
-        }
-        let row = sqlx::query(ORDER)
-            .bind(id.0)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional("SELECT * FROM orders WHERE id = $1", &params![id.0])
             .await?
             .ok_or(StoreError::NotFound)?;
-        let authz_ids = sqlx::query(AUTHZ_IDS)
-            .bind(id.0)
-            .fetch_all(&self.reader)
+        let authz_ids = self
+            .read_all(
+                "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id",
+                &params![id.0],
+            )
             .await?
             .iter()
             .map(|r| Ok(AuthzId(r.int("authorization_id")?)))
@@ -591,18 +602,19 @@ impl Store {
         &self,
         id: OrderId,
     ) -> Result<Vec<(AuthorizationStatus, i64)>> {
-        const SQL: &str = "SELECT a.status, a.expires FROM authorizations a
+        self.read_all(
+            "SELECT a.status, a.expires FROM authorizations a
              JOIN order_authorizations oa ON oa.authorization_id = a.id
-             WHERE oa.order_id = $1";
-        fn decode(r: &impl Columns) -> Result<(AuthorizationStatus, i64)> {
+             WHERE oa.order_id = $1",
+            &params![id.0],
+        )
+        .await?
+        .iter()
+        .map(|r| {
             let status = parse_status(&r.text("status")?, AuthorizationStatus::parse)?;
             Ok((status, r.int("expires")?))
-        }
-        if let Some(reads) = &self.reads {
-            return reads.all(SQL, &[&id.0], |r| decode(r));
-        }
-        let rows = sqlx::query(SQL).bind(id.0).fetch_all(&self.reader).await?;
-        rows.iter().map(decode).collect()
+        })
+        .collect()
     }
 
     /// A page of an account's order ids, oldest first, after `after` (exclusive).
@@ -612,41 +624,27 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<OrderId>> {
-        let rows = sqlx::query(
+        self.read_all(
             "SELECT id FROM orders WHERE account_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+            &params![account.0, after, i64::from(limit)],
         )
-        .bind(account.0)
-        .bind(after)
-        .bind(i64::from(limit))
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.iter().map(|r| OrderId(r.get::<i64, _>(0))).collect())
+        .await?
+        .iter()
+        .map(|r| Ok(OrderId(r.int("id")?)))
+        .collect()
     }
 
     /// The authorization with `id` and its challenges.
     pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
-        const AUTHZ: &str = "SELECT * FROM authorizations WHERE id = $1";
-        const CHALLENGES: &str = "SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id";
-        if let Some(reads) = &self.reads {
-            let Some(authz) =
-                reads.optional(AUTHZ, &[&id.0], |r| AuthzRecord::from_row(r, Vec::new()))?
-            else {
-                return Err(StoreError::NotFound);
-            };
-            let challenges = reads.all(CHALLENGES, &[&id.0], |r| ChallengeRecord::from_row(r))?;
-            return Ok(AuthzRecord {
-                challenges,
-                ..authz
-            });
-        }
-        let row = sqlx::query(AUTHZ)
-            .bind(id.0)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional("SELECT * FROM authorizations WHERE id = $1", &params![id.0])
             .await?
             .ok_or(StoreError::NotFound)?;
-        let challenges = sqlx::query(CHALLENGES)
-            .bind(id.0)
-            .fetch_all(&self.reader)
+        let challenges = self
+            .read_all(
+                "SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id",
+                &params![id.0],
+            )
             .await?
             .iter()
             .map(ChallengeRecord::from_row)
@@ -658,20 +656,20 @@ impl Store {
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
         self.write(move |tx| {
             Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
-                     RETURNING account_id, identifier_type, identifier_value",
-                )
-                .bind(id.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let done = tx
+                    .fetch_optional(
+                        "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
+                         RETURNING account_id, identifier_type, identifier_value",
+                        &params![id.0],
+                    )
+                    .await?;
                 let Some(row) = done else {
                     return Ok(false);
                 };
-                let event = AuditEvent::by_account(AccountId(row.get(0)), "authorization.deactivate")
+                let event = AuditEvent::by_account(AccountId(row.int("account_id")?), "authorization.deactivate")
                     .authz(id)
                     .details(serde_json::json!({
-                        "identifier": {"type": row.get::<String, _>(1), "value": row.get::<String, _>(2)},
+                        "identifier": {"type": row.text("identifier_type")?, "value": row.text("identifier_value")?},
                     }));
                 audit::append(tx, &event).await?;
                 Ok(true)
@@ -687,16 +685,15 @@ impl Store {
     pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
         self.write(move |tx| {
             Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE challenges SET status = 'processing', lease_expires = $1
-                     WHERE id = $2 AND status = 'pending'
-                       AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
-                )
-                .bind(lease_until)
-                .bind(challenge.0)
-                .execute(&mut *tx)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let done = tx
+                    .execute(
+                        "UPDATE challenges SET status = 'processing', lease_expires = $1
+                         WHERE id = $2 AND status = 'pending'
+                           AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
+                        &params![lease_until, challenge.0],
+                    )
+                    .await?;
+                Ok(done == 1)
             })
         })
         .await
@@ -719,18 +716,20 @@ impl Store {
                     None => (ChallengeStatus::Valid, Some(now)),
                     Some(_) => (ChallengeStatus::Invalid, None),
                 };
-                let done = sqlx::query(
-                    "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
-                     WHERE id = $5 AND status = 'processing'
-                     RETURNING authorization_id, type",
-                )
-                .bind(status.as_str())
-                .bind(validated)
-                .bind(error.map(|p| serde_json::to_string(p).expect("problems serialize")))
-                .bind(record.to_string())
-                .bind(challenge.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let done = tx
+                    .fetch_optional(
+                        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+                         WHERE id = $5 AND status = 'processing'
+                         RETURNING authorization_id, type",
+                        &params![
+                            status.as_str(),
+                            validated,
+                            error.map(|p| serde_json::to_string(p).expect("problems serialize")),
+                            record.to_string(),
+                            challenge.0,
+                        ],
+                    )
+                    .await?;
                 let Some(done) = done else {
                     return Ok(false);
                 };
@@ -738,15 +737,14 @@ impl Store {
                 let authz_status = if error.is_none() { "valid" } else { "invalid" };
                 // Only a pending authorization changes; the row comes back either way (for
                 // the audit entry), which saves a separate lookup.
-                let subject = sqlx::query(
-                    "UPDATE authorizations SET status = CASE WHEN status = 'pending' THEN $1 ELSE status END
-                     WHERE id = $2
-                     RETURNING account_id, identifier_type, identifier_value, wildcard",
-                )
-                .bind(authz_status)
-                .bind(authz_id.0)
-                .fetch_one(&mut *tx)
-                .await?;
+                let subject = tx
+                    .fetch_one(
+                        "UPDATE authorizations SET status = CASE WHEN status = 'pending' THEN $1 ELSE status END
+                         WHERE id = $2
+                         RETURNING account_id, identifier_type, identifier_value, wildcard",
+                        &params![authz_status, authz_id.0],
+                    )
+                    .await?;
                 let event = AuditEvent::new("system", "validation")
                     .account(AccountId(subject.int("account_id")?))
                     .challenge(challenge)
@@ -768,15 +766,8 @@ impl Store {
 
     /// The challenge with `id`.
     pub async fn challenge(&self, id: ChallengeId) -> Result<ChallengeRecord> {
-        const SQL: &str = "SELECT * FROM challenges WHERE id = $1";
-        if let Some(reads) = &self.reads {
-            return reads
-                .optional(SQL, &[&id.0], |r| ChallengeRecord::from_row(r))?
-                .ok_or(StoreError::NotFound);
-        }
-        let row = sqlx::query(SQL)
-            .bind(id.0)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional("SELECT * FROM challenges WHERE id = $1", &params![id.0])
             .await?
             .ok_or(StoreError::NotFound)?;
         ChallengeRecord::from_row(&row)
@@ -795,16 +786,14 @@ impl Store {
         let csr_der = csr_der.to_vec();
         self.write(move |tx| {
             Box::pin(async move {
-                let done = sqlx::query(
-                    "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
-             WHERE id = $3 AND status = 'pending'",
-                )
-                .bind(csr_der)
-                .bind(lease_until)
-                .bind(order.0)
-                .execute(&mut *tx)
-                .await?;
-                Ok(done.rows_affected() == 1)
+                let done = tx
+                    .execute(
+                        "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
+                         WHERE id = $3 AND status = 'pending'",
+                        &params![csr_der, lease_until, order.0],
+                    )
+                    .await?;
+                Ok(done == 1)
             })
         })
         .await
@@ -817,36 +806,33 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let cert = &cert;
-                let res = sqlx::query(
+                tx.execute(
                     "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    &params![
+                        &cert.serial,
+                        cert.account_id.0,
+                        order.0,
+                        &cert.der,
+                        &cert.chain_pem,
+                        serde_json::to_string(&cert.names).expect("identifiers serialize"),
+                        cert.not_before,
+                        cert.not_after,
+                        cert.created_at,
+                        &cert.profile,
+                    ],
                 )
-                .bind(&cert.serial)
-                .bind(cert.account_id.0)
-                .bind(order.0)
-                .bind(&cert.der)
-                .bind(&cert.chain_pem)
-                .bind(serde_json::to_string(&cert.names).expect("identifiers serialize"))
-                .bind(cert.not_before)
-                .bind(cert.not_after)
-                .bind(cert.created_at)
-                .bind(&cert.profile)
-                .execute(&mut *tx)
-                .await;
-                match res {
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    other => other?,
-                };
+                .await
+                .map_err(unique_is_conflict)?;
                 // The account's EAB label (for the audit entry) comes back with the update.
-                let done = sqlx::query(
-                    "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
-                     WHERE id = $2 AND status = 'processing'
-                     RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label",
-                )
-                .bind(&cert.serial)
-                .bind(order.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let done = tx
+                    .fetch_optional(
+                        "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
+                         WHERE id = $2 AND status = 'processing'
+                         RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label",
+                        &params![&cert.serial, order.0],
+                    )
+                    .await?;
                 let Some(done) = done else {
                     return Err(StoreError::NotFound);
                 };
@@ -875,17 +861,19 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let problem = &problem;
-                let row = sqlx::query(
-                    "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
-             RETURNING account_id",
-                )
-                .bind(serde_json::to_string(problem).expect("problems serialize"))
-                .bind(order.0)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let row = tx
+                    .fetch_optional(
+                        "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
+                         RETURNING account_id",
+                        &params![
+                            serde_json::to_string(problem).expect("problems serialize"),
+                            order.0
+                        ],
+                    )
+                    .await?;
                 if let Some(row) = row {
                     let event = AuditEvent::new("system", "order.fail")
-                        .account(AccountId(row.get(0)))
+                        .account(AccountId(row.int("account_id")?))
                         .order(order)
                         .details(serde_json::json!({ "problem": problem }));
                     audit::append(tx, &event).await?;
@@ -911,15 +899,11 @@ impl Store {
 
     /// The certificate with this serial (lower-case hex).
     pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
-        const SQL: &str = "SELECT * FROM certificates WHERE serial = $1";
-        if let Some(reads) = &self.reads {
-            return reads
-                .optional(SQL, &[&serial], |r| CertificateRecord::from_row(r))?
-                .ok_or(StoreError::NotFound);
-        }
-        let row = sqlx::query(SQL)
-            .bind(serial)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional(
+                "SELECT * FROM certificates WHERE serial = $1",
+                &params![serial],
+            )
             .await?
             .ok_or(StoreError::NotFound)?;
         CertificateRecord::from_row(&row)
@@ -941,39 +925,38 @@ impl Store {
         let id = self.write(move |tx| {
             Box::pin(async move {
                 let (jwk, contact, eab_kid) = (&jwk, &contact[..], eab_kid.as_str());
-                let label: Option<String> = sqlx::query(
-                    "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
-                )
-                .bind(eab_kid)
-                .fetch_optional(&mut *tx)
-                .await?
-                .map(|r| r.get(0));
-                let Some(label) = label else {
+                let key = tx
+                    .fetch_optional(
+                        "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
+                        &params![eab_kid],
+                    )
+                    .await?;
+                let Some(key) = key else {
                     return Err(StoreError::EabUnavailable);
                 };
-                let res = sqlx::query(
-                    "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
-                     VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
+                let label = key.text("label")?;
+                let id = tx
+                    .fetch_one(
+                        "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
+                         VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
+                        &params![
+                            jwk.thumbprint(),
+                            jwk.to_value().to_string(),
+                            serde_json::to_string(contact).expect("strings serialize"),
+                            tos_agreed,
+                            now,
+                            eab_kid,
+                            &label,
+                        ],
+                    )
+                    .await
+                    .map_err(unique_is_conflict)?
+                    .int("id")?;
+                tx.execute(
+                    "UPDATE eab_keys SET account_id = $1 WHERE kid = $2",
+                    &params![id, eab_kid],
                 )
-                .bind(jwk.thumbprint())
-                .bind(jwk.to_value().to_string())
-                .bind(serde_json::to_string(contact).expect("strings serialize"))
-                .bind(i64::from(tos_agreed))
-                .bind(now)
-                .bind(eab_kid)
-                .bind(&label)
-                .fetch_one(&mut *tx)
-                .await;
-                let id: i64 = match res {
-                    Ok(row) => row.get(0),
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    Err(e) => return Err(e.into()),
-                };
-                sqlx::query("UPDATE eab_keys SET account_id = $1 WHERE kid = $2")
-                    .bind(id)
-                    .bind(eab_kid)
-                    .execute(&mut *tx)
-                    .await?;
+                .await?;
                 let event = audit::account_created(
                     AccountId(id),
                     jwk,
@@ -1000,21 +983,13 @@ impl Store {
         let (kid, label, hmac_key) = (kid.to_owned(), label.to_owned(), hmac_key.to_vec());
         self.write(move |tx| {
             Box::pin(async move {
-                let (kid, label, hmac_key) = (kid.as_str(), label.as_str(), &hmac_key[..]);
-                let res = sqlx::query(
-            "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(kid)
-        .bind(label)
-        .bind(hmac_key)
-        .bind(now)
-        .execute(&mut *tx)
-        .await;
-                match res {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    Err(e) => return Err(e.into()),
-                }
+                let (kid, label) = (kid.as_str(), label.as_str());
+                tx.execute(
+                    "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
+                    &params![kid, label, hmac_key, now],
+                )
+                .await
+                .map_err(unique_is_conflict)?;
                 // The MAC key itself never enters the trail.
                 let event = AuditEvent::new("admin", "eab.create")
                     .details(serde_json::json!({ "kid": kid, "label": label }));
@@ -1050,14 +1025,13 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let kid = kid.as_str();
-                let done = sqlx::query(
-                    "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
-                )
-                .bind(now)
-                .bind(kid)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() != 1 {
+                let done = tx
+                    .execute(
+                        "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+                        &params![now, kid],
+                    )
+                    .await?;
+                if done != 1 {
                     return Ok(false);
                 }
                 let event = AuditEvent::new("admin", "eab.revoke")
@@ -1075,24 +1049,19 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let new_key = &new_key;
-                let old: String = sqlx::query("SELECT key_thumbprint FROM accounts WHERE id = $1")
-                    .bind(id.0)
-                    .fetch_optional(&mut *tx)
+                let old = tx
+                    .fetch_one(
+                        "SELECT key_thumbprint FROM accounts WHERE id = $1",
+                        &params![id.0],
+                    )
                     .await?
-                    .ok_or(StoreError::NotFound)?
-                    .get(0);
-                let res =
-                    sqlx::query("UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3")
-                        .bind(new_key.thumbprint())
-                        .bind(new_key.to_value().to_string())
-                        .bind(id.0)
-                        .execute(&mut *tx)
-                        .await;
-                match res {
-                    Ok(_) => {}
-                    Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict),
-                    Err(e) => return Err(e.into()),
-                }
+                    .text("key_thumbprint")?;
+                tx.execute(
+                    "UPDATE accounts SET key_thumbprint = $1, jwk = $2 WHERE id = $3",
+                    &params![new_key.thumbprint(), new_key.to_value().to_string(), id.0],
+                )
+                .await
+                .map_err(unique_is_conflict)?;
                 let event =
                     AuditEvent::by_account(id, "account.key_change").details(serde_json::json!({
                         "old_key_thumbprint": old,
@@ -1117,18 +1086,20 @@ impl Store {
                 Some(base) => (base, true),
                 None => (id.value.as_str(), false),
             };
-            let found = sqlx::query(
-                "SELECT 1 FROM authorizations
-                 WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
-                   AND status = 'valid' AND expires > $5 LIMIT 1",
-            )
-            .bind(account.0)
-            .bind(identifier_type_name(id.kind))
-            .bind(value)
-            .bind(i64::from(wildcard))
-            .bind(now)
-            .fetch_optional(&self.reader)
-            .await?;
+            let found = self
+                .read_optional(
+                    "SELECT 1 FROM authorizations
+                     WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+                       AND status = 'valid' AND expires > $5 LIMIT 1",
+                    &params![
+                        account.0,
+                        identifier_type_name(id.kind),
+                        value,
+                        wildcard,
+                        now
+                    ],
+                )
+                .await?;
             if found.is_none() {
                 return Ok(false);
             }
@@ -1149,20 +1120,18 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let (serial, by) = (serial.as_str(), by.as_str());
-                let done = sqlx::query(
-                    "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
-                     RETURNING account_id",
-                )
-                .bind(now)
-                .bind(i64::from(reason))
-                .bind(serial)
-                .fetch_optional(&mut *tx)
-                .await?;
+                let done = tx
+                    .fetch_optional(
+                        "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
+                         RETURNING account_id",
+                        &params![now, i64::from(reason), serial],
+                    )
+                    .await?;
                 let Some(row) = done else {
                     return Ok(false);
                 };
                 let event = AuditEvent::new(by, "certificate.revoke")
-                    .account(AccountId(row.get(0)))
+                    .account(AccountId(row.int("account_id")?))
                     .serial(serial)
                     .details(serde_json::json!({ "reason": reason }));
                 audit::append(tx, &event).await?;
@@ -1197,11 +1166,13 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let serial = serial.as_str();
-                let done = sqlx::query("UPDATE certificates SET renew_early = 1 WHERE serial = $1")
-                    .bind(serial)
-                    .execute(&mut *tx)
+                let done = tx
+                    .execute(
+                        "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
+                        &params![serial],
+                    )
                     .await?;
-                if done.rows_affected() != 1 {
+                if done != 1 {
                     return Ok(false);
                 }
                 audit::append(

@@ -3,6 +3,7 @@
 
 use sqlx::Row;
 
+use super::tx::params;
 use super::{AccountId, Result, Store};
 
 impl Store {
@@ -11,12 +12,11 @@ impl Store {
         let (limit, key) = (limit.to_owned(), key.to_owned());
         self.write(move |tx| {
             Box::pin(async move {
-                sqlx::query("INSERT INTO rate_events (limit_name, key, at) VALUES ($1, $2, $3)")
-                    .bind(limit)
-                    .bind(key)
-                    .bind(at)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.execute(
+                    "INSERT INTO rate_events (limit_name, key, at) VALUES ($1, $2, $3)",
+                    &params![limit, key, at],
+                )
+                .await?;
                 Ok(())
             })
         })

@@ -16,9 +16,10 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, ToSql};
+use rusqlite::{Connection, OpenFlags};
 
-use super::{Result, StoreError};
+use super::tx::{bind_sqlite, sqlite_error, OwnedRow, Param, Row};
+use super::Result;
 
 /// How many idle read connections are kept (more are opened while busier).
 const MAX_IDLE: usize = 8;
@@ -65,51 +66,27 @@ impl SqliteReads {
         result
     }
 
-    /// Every row of `sql` with `params` bound to `$1`, `$2`, …, each decoded by `decode`.
-    pub(super) fn all<T>(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-        mut decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
-    ) -> Result<Vec<T>> {
+    /// Every row of `sql` with `params` bound to `$1`, `$2`, ….
+    pub(super) fn all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
         self.with(|conn| {
             let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
-            for (i, value) in params.iter().enumerate() {
-                let name = format!("${}", i + 1);
-                let index = stmt
-                    .parameter_index(&name)
-                    .map_err(sqlite_error)?
-                    .ok_or_else(|| StoreError::Corrupt(format!("no parameter {name} in {sql}")))?;
-                stmt.raw_bind_parameter(index, value)
-                    .map_err(sqlite_error)?;
-            }
+            bind_sqlite(&mut stmt, sql, params)?;
             let mut rows = stmt.raw_query();
             let mut out = Vec::new();
             while let Some(row) = rows.next().map_err(sqlite_error)? {
-                out.push(decode(row)?);
+                out.push(Row::Owned(OwnedRow::copy(row)?));
             }
             Ok(out)
         })
     }
-
-    /// The first row of `sql`, if there is one.
-    pub(super) fn optional<T>(
-        &self,
-        sql: &str,
-        params: &[&dyn ToSql],
-        decode: impl FnMut(&rusqlite::Row<'_>) -> Result<T>,
-    ) -> Result<Option<T>> {
-        Ok(self.all(sql, params, decode)?.into_iter().next())
-    }
-}
-
-fn sqlite_error(e: rusqlite::Error) -> StoreError {
-    StoreError::Read(e.to_string())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::columns::Columns;
+    use crate::store::tx::params;
+    use crate::store::StoreError;
 
     fn database() -> (tempfile::TempDir, SqliteReads) {
         let dir = tempfile::tempdir().unwrap();
@@ -124,29 +101,30 @@ mod tests {
         (dir, SqliteReads::new(path))
     }
 
+    fn names(rows: Vec<Row>) -> Vec<String> {
+        rows.iter().map(|r| r.text("name").unwrap()).collect()
+    }
+
     #[test]
     fn parameters_are_bound_by_their_number_not_their_position() {
         let (_dir, reads) = database();
-        let names = reads
+        let rows = reads
             .all(
                 "SELECT name FROM t WHERE n > $2 AND id <= $1 ORDER BY id",
-                &[&3_i64, &10_i64],
-                |row| row.get::<_, String>(0).map_err(sqlite_error),
+                &params![3, 10],
             )
             .unwrap();
-        assert_eq!(names, ["two"]);
+        assert_eq!(names(rows), ["two"]);
     }
 
     #[test]
     fn a_missing_row_is_none_and_connections_are_reused() {
         let (_dir, reads) = database();
         for _ in 0..3 {
-            let none = reads
-                .optional("SELECT name FROM t WHERE id = $1", &[&9_i64], |row| {
-                    row.get::<_, String>(0).map_err(sqlite_error)
-                })
+            let rows = reads
+                .all("SELECT name FROM t WHERE id = $1", &params![9])
                 .unwrap();
-            assert!(none.is_none());
+            assert!(rows.is_empty());
         }
         assert_eq!(reads.idle.lock().unwrap().len(), 1);
     }
@@ -154,17 +132,21 @@ mod tests {
     #[test]
     fn reads_refuse_to_write_and_bad_sql_is_an_error_not_a_panic() {
         let (_dir, reads) = database();
-        let write = reads.all("DELETE FROM t WHERE id = $1", &[&1_i64], |_| Ok(()));
-        assert!(matches!(write, Err(StoreError::Read(_))), "{write:?}");
-        let bad = reads.all("SELECT nope FROM t", &[], |_| Ok(()));
-        assert!(matches!(bad, Err(StoreError::Read(_))), "{bad:?}");
-        let extra = reads.all("SELECT 1", &[&1_i64], |_| Ok(()));
-        assert!(matches!(extra, Err(StoreError::Corrupt(_))), "{extra:?}");
-        let count: Vec<i64> = reads
-            .all("SELECT COUNT(*) FROM t", &[], |row| {
-                row.get(0).map_err(sqlite_error)
-            })
-            .unwrap();
-        assert_eq!(count, [3]);
+        let write = reads.all("DELETE FROM t WHERE id = $1", &params![1]);
+        assert!(
+            matches!(write, Err(StoreError::Sqlite(_))),
+            "{:?}",
+            write.err()
+        );
+        let bad = reads.all("SELECT nope FROM t", &[]);
+        assert!(matches!(bad, Err(StoreError::Sqlite(_))), "{:?}", bad.err());
+        let extra = reads.all("SELECT 1", &params![1]);
+        assert!(
+            matches!(extra, Err(StoreError::Corrupt(_))),
+            "{:?}",
+            extra.err()
+        );
+        let count = reads.all("SELECT COUNT(*) AS n FROM t", &[]).unwrap();
+        assert_eq!(count[0].int("n").unwrap(), 3);
     }
 }

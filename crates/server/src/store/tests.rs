@@ -258,15 +258,19 @@ async fn sqlite_writer_is_fsynced_per_commit_unless_normal_is_asked_for() {
             ..Default::default()
         };
         let store = Store::open_with(&url, &options).await.unwrap();
-        let level: i64 = sqlx::query("PRAGMA synchronous")
-            .fetch_one(&store.writer)
+        // The writer thread's connection is the one that commits.
+        let level = store
+            .write(|tx| {
+                Box::pin(async move {
+                    tx.fetch_one("PRAGMA synchronous", &[])
+                        .await?
+                        .int("synchronous")
+                })
+            })
             .await
-            .unwrap()
-            .try_get(0)
             .unwrap();
         assert_eq!(level, expected, "{setting:?}");
-        store.writer.close().await;
-        store.reader.close().await;
+        drop(store);
     }
 }
 
@@ -317,13 +321,19 @@ async fn concurrent_writes_are_group_committed_and_fail_alone() {
     ));
 }
 
-/// An operation that panics fails its caller; the writer goes on serving.
+/// An operation that panics fails its caller and rolls back its batch; the writer thread
+/// goes on serving.
 #[tokio::test]
 async fn a_panicking_write_costs_its_batch_not_the_writer() {
-    let s = store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&format!("sqlite://{}", dir.path().join("ca.db").display()))
+        .await
+        .unwrap();
     let r = s
-        .write(|_tx| {
+        .write(|tx| {
             Box::pin(async move {
+                tx.execute("UPDATE audit_head SET seq = 99 WHERE id = 1", &[])
+                    .await?;
                 if std::hint::black_box(true) {
                     panic!("an operation panics (expected in this test)");
                 }
@@ -334,6 +344,40 @@ async fn a_panicking_write_costs_its_batch_not_the_writer() {
     assert!(matches!(r, Err(StoreError::Commit(_))), "{r:?}");
     let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     s.create_account(&jwk, &[], true, 1).await.unwrap();
+    // The panicking operation's change was rolled back: the chain is intact.
+    assert!(matches!(
+        s.verify_audit().await.unwrap(),
+        AuditVerdict::Intact { entries: 1, .. }
+    ));
+}
+
+/// An operation that fails rolls back to its savepoint: what it wrote before failing is
+/// gone.
+#[tokio::test]
+async fn a_failed_write_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&format!("sqlite://{}", dir.path().join("ca.db").display()))
+        .await
+        .unwrap();
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let account = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let r = s
+        .write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1",
+                    &params![account.id.0],
+                )
+                .await?;
+                tx.execute("INSERT INTO no_such_table VALUES (1)", &[])
+                    .await?;
+                Ok(())
+            })
+        })
+        .await;
+    assert!(matches!(r, Err(StoreError::Sqlite(_))), "{r:?}");
+    let after = s.account(account.id).await.unwrap();
+    assert_eq!(after.status, certwright_proto::types::AccountStatus::Valid);
 }
 
 /// On an SQLite file the request-path reads run on the calling thread (`sqlite_reads`);
@@ -448,4 +492,145 @@ async fn reads_on_the_calling_thread_match_the_pool() {
         s.certificate("ff").await,
         Err(StoreError::NotFound)
     ));
+}
+
+/// Every write operation, run once.
+async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
+    let account = s.create_account(key, &[], false, 1).await.unwrap();
+    s.update_account_contact(account.id, &["mailto:a@example.org".into()])
+        .await
+        .unwrap();
+    s.set_account_tos_agreed(account.id).await.unwrap();
+    let mut new = one_name_order(account.id);
+    if let NewAuthorization::Create { challenges, .. } = &mut new.authorizations[0] {
+        challenges.push((ChallengeType::Dns01, "tok2".into()));
+    }
+    let order = s.create_order(&new).await.unwrap();
+    let challenge = s
+        .authorization(order.authorization_ids[0])
+        .await
+        .unwrap()
+        .challenges[0]
+        .id;
+    assert!(s.start_validation(challenge, 50).await.unwrap());
+    assert!(!s.start_validation(challenge, 50).await.unwrap());
+    let record = serde_json::json!({"url": "http://a.example/"});
+    assert!(s
+        .finish_validation(challenge, None, &record, 2)
+        .await
+        .unwrap());
+    assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
+    let cert = NewCertificate {
+        serial: "0a0b".into(),
+        account_id: account.id,
+        der: vec![0x30, 0x00],
+        chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        names: vec![Identifier::dns("a.example")],
+        not_before: 1,
+        not_after: 99,
+        created_at: 2,
+        profile: None,
+        key_type: "ECDSA P-256".into(),
+    };
+    s.complete_order(order.id, &cert).await.unwrap();
+    // A renewal that replaces it, with a reused authorization; then one that fails.
+    let reuse = s
+        .find_reusable_authorization(account.id, &Identifier::dns("a.example"), false, 3)
+        .await
+        .unwrap()
+        .unwrap();
+    let renewal = NewOrderRecord {
+        authorizations: vec![NewAuthorization::Reuse(reuse)],
+        replaces: Some(("ari".into(), "0a0b".into())),
+        ..one_name_order(account.id)
+    };
+    let renewal = s.create_order(&renewal).await.unwrap();
+    let again = NewOrderRecord {
+        replaces: Some(("ari".into(), "0a0b".into())),
+        ..one_name_order(account.id)
+    };
+    assert!(matches!(
+        s.create_order(&again).await,
+        Err(StoreError::AlreadyReplaced)
+    ));
+    s.fail_order(renewal.id, &Problem::new(ProblemType::BadCsr, "no"))
+        .await
+        .unwrap();
+    assert!(s.mark_renew_early("0a0b").await.unwrap());
+    assert!(s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
+    assert!(!s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
+    assert!(s.deactivate_authorization(reuse).await.unwrap());
+    s.create_eab_key("kid", "team", b"mac", 1).await.unwrap();
+    assert!(matches!(
+        s.create_eab_key("kid", "team", b"mac", 1).await,
+        Err(StoreError::Conflict)
+    ));
+    let bound = s
+        .create_account_with_eab(other_key, &[], true, 1, "kid")
+        .await
+        .unwrap();
+    assert!(matches!(
+        s.change_account_key(account.id, other_key).await,
+        Err(StoreError::Conflict)
+    ));
+    assert!(!s.revoke_eab_key("kid-unknown", 1).await.unwrap());
+    assert!(s.revoke_eab_key("kid", 1).await.unwrap());
+    s.deactivate_account(bound.id).await.unwrap();
+    s.record_rate_event("orders", "acct", 1).await.unwrap();
+    s.record_audit_event(&AuditEvent::new("admin", "test"))
+        .await
+        .unwrap();
+}
+
+/// On an SQLite file the writes run on the writer thread's own connection
+/// (`writer`); they must leave exactly the rows and audit entries that the same
+/// operations leave through a sqlx transaction (the PostgreSQL code path).
+#[tokio::test]
+async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
+    let threaded = Store::open(&url("thread.db")).await.unwrap();
+    assert!(threaded.group.is_some());
+    let plain = Store {
+        group: None,
+        ..Store::open(&url("sqlx.db")).await.unwrap()
+    };
+    let key = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let other_key = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    every_write(&threaded, &key, &other_key).await;
+    every_write(&plain, &key, &other_key).await;
+    assert_eq!(
+        threaded.snapshot().await.unwrap(),
+        plain.snapshot().await.unwrap()
+    );
+    let trail = |entries: Vec<AuditEntry>| {
+        entries
+            .into_iter()
+            .map(|e| {
+                (
+                    e.seq,
+                    e.actor,
+                    e.action,
+                    e.account_id,
+                    e.order_id,
+                    e.authz_id,
+                    e.challenge_id,
+                    e.serial,
+                    e.details,
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let threaded_trail = trail(threaded.audit_entries(0, 0, 100).await.unwrap());
+    assert_eq!(threaded_trail.len(), 16);
+    assert_eq!(
+        threaded_trail,
+        trail(plain.audit_entries(0, 0, 100).await.unwrap())
+    );
+    for s in [&threaded, &plain] {
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 16, .. }
+        ));
+    }
 }

@@ -1,28 +1,33 @@
 //! Write transactions, and group commit for SQLite.
 //!
-//! Every write operation of the store is a closure over one connection inside a
-//! transaction ([`Store::write`]). On PostgreSQL each runs in a transaction of its own
-//! from the pool. On SQLite, where there is one writer and every commit waits for an
-//! fsync, a single task takes all operations waiting at that moment (up to
-//! [`MAX_BATCH`]), runs each inside a savepoint of one transaction, commits once, and only
-//! then answers every caller. An operation that fails rolls back to its savepoint and gets
-//! its own error; the others are unaffected. If the commit fails, every operation of the
-//! batch gets that failure and none of them happened. No caller is answered before its
-//! change is durable, so the durability promise is the same as one commit per operation —
-//! with one fsync per batch instead of one per operation.
+//! Every write operation of the store is a closure over one [`Tx`] inside a transaction
+//! ([`Store::write`]). On PostgreSQL (and an in-memory SQLite database) each runs in a
+//! transaction of its own from the sqlx pool.
+//!
+//! On an SQLite file, where there is one writer and every commit waits for an fsync, a
+//! thread of its own owns the write connection (rusqlite). It takes all operations waiting
+//! at that moment (up to [`MAX_BATCH`]), runs each inside a savepoint of one transaction,
+//! commits once, and only then answers every caller. An operation that fails rolls back to
+//! its savepoint and gets its own error; the others are unaffected. If the commit fails,
+//! every operation of the batch gets that failure and none of them happened. No caller is
+//! answered before its change is durable, so the durability promise is the same as one
+//! commit per operation — with one fsync per batch instead of one per operation.
+//!
+//! The thread runs every statement itself (no hand-off per statement, as sqlx's SQLite
+//! driver makes): a batch costs one wake-up of the thread and one answer per caller.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
-use sqlx::{Acquire, AnyConnection, AnyPool};
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Result, Store, StoreError};
-
-/// A boxed future borrowing the connection it runs on.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+use super::tx::{sqlite_error, BoxFuture, SqliteTx, Tx};
+use super::{Result, SqliteSynchronous, Store, StoreError};
 
 /// Most operations committed together.
 pub const MAX_BATCH: usize = 128;
@@ -30,35 +35,73 @@ pub const MAX_BATCH: usize = 128;
 /// How many operations may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
 
+/// Prepared statements kept by the write connection (every write statement of the store
+/// fits).
+const STATEMENT_CACHE: usize = 96;
+
 /// Answers a caller once the fate of its batch is known (`Some(reason)`: the commit
 /// failed).
 type Answer = Box<dyn FnOnce(Option<&str>) + Send>;
 
-/// One queued operation: runs on the batch's connection, says whether it succeeded (so
+/// One queued operation: runs on the batch's transaction, says whether it succeeded (so
 /// its savepoint is released or rolled back) and how to answer its caller.
-type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, (bool, Answer)> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut dyn Tx) -> BoxFuture<'c, (bool, Answer)> + Send>;
 
-/// The queue in front of the SQLite writer task.
+/// The queue in front of the SQLite writer thread.
 #[derive(Clone)]
 pub(super) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
-    /// Transactions committed by the writer task so far.
+    /// Transactions committed by the writer thread so far.
     commits: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
-    /// Starts the writer task on `pool` (the single writer connection).
-    pub(super) fn start(pool: AnyPool) -> Self {
+    /// Opens the write connection to the database file at `path` and starts the writer
+    /// thread on it. The thread ends when the last store clone is dropped.
+    pub(super) fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self> {
+        let conn = open(path, synchronous)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
-        tokio::spawn(run(pool, rx, commits.clone()));
-        Self { jobs, commits }
+        let counter = commits.clone();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || run(conn, rx, counter))
+            .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self { jobs, commits })
     }
 }
 
+/// The write connection: WAL, the configured durability, foreign keys enforced.
+fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(sqlite_error)?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(sqlite_error)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // `journal_mode` answers with a row, so it is read rather than executed.
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+        .map_err(sqlite_error)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Sqlite(format!(
+            "the database refused WAL mode (it is in {mode} mode)"
+        )));
+    }
+    conn.execute_batch(synchronous.pragma())
+        .map_err(sqlite_error)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(sqlite_error)?;
+    Ok(conn)
+}
+
 impl Store {
-    /// How many group-commit transactions the SQLite writer has committed (`None` on
-    /// PostgreSQL, where each write commits on its own).
+    /// How many group-commit transactions the SQLite writer has committed (`None` where
+    /// each write commits on its own: PostgreSQL, in-memory SQLite).
     pub fn group_commits(&self) -> Option<u64> {
         self.group
             .as_ref()
@@ -70,18 +113,18 @@ impl Store {
     pub(super) async fn write<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut AnyConnection) -> BoxFuture<'c, Result<T>> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut dyn Tx) -> BoxFuture<'c, Result<T>> + Send + 'static,
     {
         let Some(group) = &self.group else {
             let mut tx = self.writer.begin().await?;
-            let value = op(&mut tx).await?;
+            let value = op(&mut *tx).await?;
             tx.commit().await?;
             return Ok(value);
         };
         let (reply, answer) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
+        let job: Job = Box::new(move |tx| {
             Box::pin(async move {
-                let outcome = op(conn).await;
+                let outcome = op(tx).await;
                 let ok = outcome.is_ok();
                 let answer: Answer = Box::new(move |commit_failure| {
                     let result = match (outcome, commit_failure) {
@@ -105,30 +148,41 @@ impl Store {
     }
 }
 
-/// The writer task: batches until the store (and with it the queue's senders) is gone.
-/// Each batch runs in a task of its own, so an operation that panics costs its batch
-/// (rolled back, its callers get an error), not the writer.
-async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
-    loop {
+/// The writer thread: batches until the store (and with it the queue's senders) is gone.
+/// An operation that panics costs its batch (rolled back; its callers get an error), not
+/// the writer.
+fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+    while let Some(first) = rx.blocking_recv() {
         let mut batch = Vec::with_capacity(MAX_BATCH);
-        if rx.recv_many(&mut batch, MAX_BATCH).await == 0 {
-            return;
+        batch.push(first);
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
         }
         let size = batch.len();
-        let pool = pool.clone();
-        let (outcome, answers) = match tokio::spawn(run_batch(pool, batch)).await {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, operations = size, "a write batch panicked; rolled back");
-                continue;
-            }
+        let mut answers = Vec::with_capacity(size);
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_batch(&mut conn, batch, &mut answers)
+        }));
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(_) => Some("an operation in the same write batch panicked".to_owned()),
         };
-        if outcome.is_ok() {
-            commits.fetch_add(1, Ordering::Relaxed);
-        }
-        let failure = outcome.err().map(|e| e.to_string());
-        if let Some(reason) = &failure {
-            tracing::error!(error = %reason, operations = size, "a write batch failed to commit");
+        match &failure {
+            None => {
+                commits.fetch_add(1, Ordering::Relaxed);
+            }
+            Some(reason) => {
+                tracing::error!(error = %reason, operations = size, "a write batch failed; rolled back");
+                if !conn.is_autocommit() {
+                    if let Err(e) = conn.execute_batch("ROLLBACK") {
+                        tracing::error!(error = %e, "rolling back the failed write batch failed");
+                    }
+                }
+            }
         }
         metrics::histogram!("certwright_store_write_batch_size").record(size as f64);
         for answer in answers {
@@ -137,27 +191,46 @@ async fn run(pool: AnyPool, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>
     }
 }
 
-/// Runs `batch` in one transaction. Jobs never started (the batch failed before them)
-/// are dropped: their callers learn it from the closed reply channel.
-async fn run_batch(
-    pool: AnyPool,
-    batch: Vec<Job>,
-) -> (std::result::Result<(), sqlx::Error>, Vec<Answer>) {
-    let mut answers = Vec::with_capacity(batch.len());
-    let outcome = async {
-        let mut tx = pool.begin().await?;
-        for job in batch {
-            let mut savepoint = tx.begin().await?;
-            let (ok, answer) = job(&mut savepoint).await;
-            answers.push(answer);
-            if ok {
-                savepoint.commit().await?;
-            } else {
-                savepoint.rollback().await?;
+/// Runs `batch` in one transaction and commits it. Jobs never run (the batch failed
+/// before them) are dropped: their callers learn it from the closed reply channel.
+fn run_batch(conn: &mut Connection, batch: Vec<Job>, answers: &mut Vec<Answer>) -> Result<()> {
+    exec(conn, "BEGIN IMMEDIATE")?;
+    for job in batch {
+        exec(conn, "SAVEPOINT op")?;
+        let ok = match run_now(job(&mut SqliteTx(conn))) {
+            Some((ok, answer)) => {
+                answers.push(answer);
+                ok
             }
+            None => {
+                // Only statements are awaited in an operation, and they are ready at
+                // once; anything else is a bug. The caller's reply is dropped with it.
+                tracing::error!("a write operation waited on something other than the database");
+                false
+            }
+        };
+        if !ok {
+            exec(conn, "ROLLBACK TO op")?;
         }
-        tx.commit().await
+        exec(conn, "RELEASE op")?;
     }
-    .await;
-    (outcome, answers)
+    exec(conn, "COMMIT")
+}
+
+fn exec(conn: &Connection, sql: &str) -> Result<()> {
+    conn.prepare_cached(sql)
+        .and_then(|mut stmt| stmt.raw_execute())
+        .map(drop)
+        .map_err(sqlite_error)
+}
+
+/// Polls `future` once: its value if it completed.
+fn run_now<T>(mut future: BoxFuture<'_, T>) -> Option<T> {
+    match future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(value) => Some(value),
+        Poll::Pending => None,
+    }
 }
