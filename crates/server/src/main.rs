@@ -1,5 +1,10 @@
 //! `certwright-ca`: run the CA (`serve`) or print its root certificate (`root`).
 
+/// mimalloc instead of glibc's allocator: a request allocates and frees many small
+/// buffers on whichever tokio worker runs it (docs/performance.md has the measurement).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;

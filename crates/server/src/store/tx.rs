@@ -96,8 +96,15 @@ pub(super) fn bind_sqlite<P: ToSql>(
     sql: &str,
     params: &[P],
 ) -> Result<()> {
+    const NAMES: [&str; 16] = [
+        "$1", "$2", "$3", "$4", "$5", "$6", "$7", "$8", "$9", "$10", "$11", "$12", "$13", "$14",
+        "$15", "$16",
+    ];
     for (i, value) in params.iter().enumerate() {
-        let name = format!("${}", i + 1);
+        let name = match NAMES.get(i) {
+            Some(name) => std::borrow::Cow::Borrowed(*name),
+            None => std::borrow::Cow::Owned(format!("${}", i + 1)),
+        };
         let index = stmt
             .parameter_index(&name)
             .map_err(sqlite_error)?
@@ -375,6 +382,14 @@ mod tests {
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
         exercise(&mut SqliteTx(&mut conn)).await;
         let mut tx = SqliteTx(&mut conn);
+        // Past the table of ready-made parameter names.
+        let many: Vec<Param> = (1..=17).map(Param::from).collect();
+        let sql = (1..=17)
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(" + ");
+        let sum = tx.fetch_one(&format!("SELECT {sql} AS s"), &many).await;
+        assert_eq!(sum.unwrap().int("s").unwrap(), 153);
         let extra = tx.execute("SELECT 1", &params![1]).await;
         assert!(
             matches!(extra, Err(StoreError::Corrupt(_))),
