@@ -6,6 +6,22 @@ async fn store() -> Store {
     Store::open("sqlite::memory:").await.unwrap()
 }
 
+/// The certificate `0a0b` for `a.example`, as `complete_order` stores it.
+fn certificate_0a0b(account: AccountId, profile: Option<&str>) -> NewCertificate {
+    NewCertificate {
+        serial: "0a0b".into(),
+        account_id: account,
+        der: vec![0x30, 0x00],
+        chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+        names: vec![Identifier::dns("a.example")],
+        not_before: 1,
+        not_after: 99,
+        created_at: 2,
+        profile: profile.map(str::to_owned),
+        key_type: "ECDSA P-256".into(),
+    }
+}
+
 /// A new order of `account` for `a.example` with one fresh http-01 authorization.
 fn one_name_order(account: AccountId) -> NewOrderRecord {
     NewOrderRecord {
@@ -410,18 +426,7 @@ async fn reads_on_the_calling_thread_match_the_pool() {
         .await
         .unwrap());
     assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
-    let cert = NewCertificate {
-        serial: "0a0b".into(),
-        account_id: account.id,
-        der: vec![0x30, 0x00],
-        chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
-        names: vec![Identifier::dns("a.example")],
-        not_before: 1,
-        not_after: 99,
-        created_at: 2,
-        profile: Some("default".into()),
-        key_type: "ECDSA P-256".into(),
-    };
+    let cert = certificate_0a0b(account.id, Some("default"));
     s.complete_order(order.id, &cert).await.unwrap();
 
     let same = |a: String, b: String| assert_eq!(a, b);
@@ -520,18 +525,7 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
         .await
         .unwrap());
     assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
-    let cert = NewCertificate {
-        serial: "0a0b".into(),
-        account_id: account.id,
-        der: vec![0x30, 0x00],
-        chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
-        names: vec![Identifier::dns("a.example")],
-        not_before: 1,
-        not_after: 99,
-        created_at: 2,
-        profile: None,
-        key_type: "ECDSA P-256".into(),
-    };
+    let cert = certificate_0a0b(account.id, None);
     s.complete_order(order.id, &cert).await.unwrap();
     // A renewal that replaces it, with a reused authorization; then one that fails.
     let reuse = s
