@@ -1,9 +1,12 @@
 //! The storage authority: every durable piece of state, behind business-level operations.
 //!
-//! Each public method is one transaction. SQL lives here and nowhere else. The embedded
-//! backend is SQLite in WAL mode; writes go through a single connection (SQLite allows one
-//! writer at a time anyway, and this avoids lock-upgrade deadlocks), with group commit in
-//! front of it (`writer`), reads through a pool.
+//! Each public method is one transaction. SQL lives here and nowhere else. Write
+//! operations are written once against `tx::Tx` and run through `Store::write`. The
+//! embedded backend is SQLite in WAL mode: on a file, writes go through the one connection
+//! of the writer thread with group commit (`writer`; SQLite allows one writer at a time
+//! anyway), request-path reads run on the calling thread (`sqlite_reads`), the rest
+//! through a sqlx pool. Migrations, imports and the shared nonces of several instances use
+//! sqlx directly.
 
 pub mod audit;
 mod columns;
@@ -1188,31 +1191,37 @@ impl Store {
 
     /// Allocates the next CRL number of `issuer` (monotonic, never reused).
     pub async fn allocate_crl_number(&self, issuer: &str) -> Result<i64> {
-        let row = sqlx::query(
-            "INSERT INTO crl_state (issuer, number, der, this_update, next_update) VALUES ($1, 1, $2, 0, 0)
-             ON CONFLICT (issuer) DO UPDATE SET number = crl_state.number + 1
-             RETURNING number",
-        )
-        .bind(issuer)
-        .bind(Vec::<u8>::new())
-        .fetch_one(&self.writer)
-        .await?;
-        Ok(row.get(0))
+        let issuer = issuer.to_owned();
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.fetch_one(
+                    "INSERT INTO crl_state (issuer, number, der, this_update, next_update) VALUES ($1, 1, $2, 0, 0)
+                     ON CONFLICT (issuer) DO UPDATE SET number = crl_state.number + 1
+                     RETURNING number",
+                    &params![issuer, Vec::<u8>::new()],
+                )
+                .await?
+                .int("number")
+            })
+        })
+        .await
     }
 
     /// Saves the CRL built with `number`, unless a newer number was allocated meanwhile.
     pub async fn save_crl(&self, issuer: &str, crl: &CrlRecord) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE crl_state SET der = $1, this_update = $2, next_update = $3 WHERE issuer = $4 AND number = $5",
-        )
-        .bind(&crl.der)
-        .bind(crl.this_update)
-        .bind(crl.next_update)
-        .bind(issuer)
-        .bind(crl.number)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let (issuer, crl) = (issuer.to_owned(), crl.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = tx
+                    .execute(
+                        "UPDATE crl_state SET der = $1, this_update = $2, next_update = $3 WHERE issuer = $4 AND number = $5",
+                        &params![crl.der, crl.this_update, crl.next_update, issuer, crl.number],
+                    )
+                    .await?;
+                Ok(done == 1)
+            })
+        })
+        .await
     }
 
     /// The latest saved CRL of `issuer`.
@@ -1234,6 +1243,9 @@ impl Store {
     }
 
     // ---------------------------------------------------------------- several instances
+
+    // Shared nonces are for several instances on PostgreSQL, where one autocommit
+    // statement per nonce is the cheapest write; they bypass `write`.
 
     /// Records a nonce this instance issued (shared nonces: any instance redeems it).
     pub async fn insert_nonce(&self, nonce: &str, expires: i64) -> Result<()> {
@@ -1297,30 +1309,31 @@ impl Store {
         now: i64,
         lease_until: i64,
     ) -> Result<Vec<i64>> {
-        let candidates = sqlx::query(&format!(
-            "SELECT id FROM {table} WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)"
-        ))
-        .bind(now)
-        .fetch_all(&self.writer)
-        .await?;
-        let claim = format!(
-            "UPDATE {table} SET lease_expires = $1
-             WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)"
-        );
-        let mut claimed = Vec::new();
-        for row in candidates {
-            let id: i64 = row.get(0);
-            let done = sqlx::query(&claim)
-                .bind(lease_until)
-                .bind(id)
-                .bind(now)
-                .execute(&self.writer)
-                .await?;
-            if done.rows_affected() == 1 {
-                claimed.push(id);
-            }
-        }
-        Ok(claimed)
+        self.write(move |tx| {
+            Box::pin(async move {
+                let candidates = tx
+                    .fetch_all(
+                        &format!(
+                            "SELECT id FROM {table} WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)"
+                        ),
+                        &params![now],
+                    )
+                    .await?;
+                let claim = format!(
+                    "UPDATE {table} SET lease_expires = $1
+                     WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)"
+                );
+                let mut claimed = Vec::new();
+                for row in candidates {
+                    let id = row.int("id")?;
+                    if tx.execute(&claim, &params![lease_until, id, now]).await? == 1 {
+                        claimed.push(id);
+                    }
+                }
+                Ok(claimed)
+            })
+        })
+        .await
     }
 
     /// Invariants over the whole store that no crash may break; one line per violation

@@ -44,11 +44,13 @@ impl Store {
 
     /// Deletes events at or before `before` (the sweeper, past the longest window).
     pub async fn prune_rate_events(&self, before: i64) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM rate_events WHERE at <= $1")
-            .bind(before)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute("DELETE FROM rate_events WHERE at <= $1", &params![before])
+                    .await
+            })
+        })
+        .await
     }
 
     /// Unexpired pending authorizations of `account`.

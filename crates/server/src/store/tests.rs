@@ -571,9 +571,38 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
     assert!(s.revoke_eab_key("kid", 1).await.unwrap());
     s.deactivate_account(bound.id).await.unwrap();
     s.record_rate_event("orders", "acct", 1).await.unwrap();
+    s.record_rate_event("orders", "acct", 9).await.unwrap();
+    assert_eq!(s.prune_rate_events(1).await.unwrap(), 1);
     s.record_audit_event(&AuditEvent::new("admin", "test"))
         .await
         .unwrap();
+    // CRL numbers, and a save that lost to a newer number.
+    assert_eq!(s.allocate_crl_number("root").await.unwrap(), 1);
+    assert_eq!(s.allocate_crl_number("root").await.unwrap(), 2);
+    let crl = |number| CrlRecord {
+        number,
+        der: vec![0x30, number as u8],
+        this_update: 1,
+        next_update: 2,
+    };
+    assert!(!s.save_crl("root", &crl(1)).await.unwrap());
+    assert!(s.save_crl("root", &crl(2)).await.unwrap());
+    assert_eq!(s.latest_crl("root").await.unwrap().unwrap().der, [0x30, 2]);
+    // A validation whose lease ran out is claimed once.
+    let stale = s.create_order(&one_name_order(account.id)).await.unwrap();
+    let challenge = s
+        .authorization(stale.authorization_ids[0])
+        .await
+        .unwrap()
+        .challenges[0]
+        .id;
+    assert!(s.start_validation(challenge, 50).await.unwrap());
+    assert_eq!(
+        s.claim_stale_validations(60, 100).await.unwrap(),
+        [challenge]
+    );
+    assert!(s.claim_stale_validations(60, 100).await.unwrap().is_empty());
+    assert!(s.claim_stale_issuances(60, 100).await.unwrap().is_empty());
 }
 
 /// On an SQLite file the writes run on the writer thread's own connection
@@ -616,7 +645,7 @@ async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
             .collect::<Vec<_>>()
     };
     let threaded_trail = trail(threaded.audit_entries(0, 0, 100).await.unwrap());
-    assert_eq!(threaded_trail.len(), 16);
+    assert_eq!(threaded_trail.len(), 17);
     assert_eq!(
         threaded_trail,
         trail(plain.audit_entries(0, 0, 100).await.unwrap())
@@ -624,7 +653,7 @@ async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
     for s in [&threaded, &plain] {
         assert!(matches!(
             s.verify_audit().await.unwrap(),
-            AuditVerdict::Intact { entries: 16, .. }
+            AuditVerdict::Intact { entries: 17, .. }
         ));
     }
 }
