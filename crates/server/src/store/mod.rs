@@ -142,7 +142,8 @@ pub struct Store {
     reader: AnyPool,
     writer: AnyPool,
     backend: Backend,
-    /// Group commit in front of the SQLite writer (`None` on PostgreSQL).
+    /// Group commit on the SQLite writer thread (`None` on PostgreSQL and in-memory
+    /// SQLite, where each write is a sqlx transaction of its own).
     group: Option<writer::GroupCommit>,
     /// Request-path reads on the calling thread (SQLite files only).
     reads: Option<Arc<sqlite_reads::SqliteReads>>,
@@ -321,7 +322,7 @@ impl Store {
     async fn read_all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
         match &self.reads {
             Some(reads) => reads.all(sql, params),
-            None => tx::pool_fetch_all(&self.reader, sql, params).await,
+            None => tx::sqlx_fetch_all(&self.reader, sql, params).await,
         }
     }
 

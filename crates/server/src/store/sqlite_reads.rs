@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
 
-use super::tx::{bind_sqlite, sqlite_error, OwnedRow, Param, Row};
+use super::tx::{sqlite_error, sqlite_fetch_all, Param, Row};
 use super::Result;
 
 /// How many idle read connections are kept (more are opened while busier).
@@ -68,16 +68,7 @@ impl SqliteReads {
 
     /// Every row of `sql` with `params` bound to `$1`, `$2`, ….
     pub(super) fn all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        self.with(|conn| {
-            let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
-            bind_sqlite(&mut stmt, sql, params)?;
-            let mut rows = stmt.raw_query();
-            let mut out = Vec::new();
-            while let Some(row) = rows.next().map_err(sqlite_error)? {
-                out.push(Row::Owned(OwnedRow::copy(row)?));
-            }
-            Ok(out)
-        })
+        self.with(|conn| sqlite_fetch_all(conn, sql, params))
     }
 }
 

@@ -129,17 +129,46 @@ pub(super) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// Every row of `sql` run on a sqlx pool.
-pub(super) async fn pool_fetch_all(
-    pool: &sqlx::AnyPool,
+/// Every row of `sql` run through sqlx, on a pool or on one connection.
+pub(super) async fn sqlx_fetch_all<'c, E>(
+    executor: E,
     sql: &str,
     params: &[Param],
-) -> Result<Vec<Row>> {
+) -> Result<Vec<Row>>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
     let rows = bind_sqlx(sqlx::query(sql), params)
-        .fetch_all(pool)
+        .fetch_all(executor)
         .await
         .map_err(sqlx_error)?;
     Ok(rows.into_iter().map(Row::Sqlx).collect())
+}
+
+/// `sql` prepared (cached) on a rusqlite connection with `params` bound.
+fn sqlite_statement<'c>(
+    conn: &'c rusqlite::Connection,
+    sql: &str,
+    params: &[Param],
+) -> Result<rusqlite::CachedStatement<'c>> {
+    let mut stmt = conn.prepare_cached(sql).map_err(sqlite_error)?;
+    bind_sqlite(&mut stmt, sql, params)?;
+    Ok(stmt)
+}
+
+/// Every row of `sql` on a rusqlite connection (the writer thread's or a reader's).
+pub(super) fn sqlite_fetch_all(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    params: &[Param],
+) -> Result<Vec<Row>> {
+    let mut stmt = sqlite_statement(conn, sql, params)?;
+    let mut rows = stmt.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sqlite_error)? {
+        out.push(Row::Owned(OwnedRow::copy(row)?));
+    }
+    Ok(out)
 }
 
 /// A sqlx failure as a store error; uniqueness violations become `Unique`.
@@ -272,13 +301,7 @@ impl Tx for AnyConnection {
         sql: &'a str,
         params: &'a [Param],
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        Box::pin(async move {
-            let rows = bind_sqlx(sqlx::query(sql), params)
-                .fetch_all(&mut *self)
-                .await
-                .map_err(sqlx_error)?;
-            Ok(rows.into_iter().map(Row::Sqlx).collect())
-        })
+        Box::pin(sqlx_fetch_all(self, sql, params))
     }
 }
 
@@ -287,25 +310,9 @@ impl Tx for AnyConnection {
 pub(super) struct SqliteTx<'c>(pub(super) &'c mut rusqlite::Connection);
 
 impl SqliteTx<'_> {
-    fn statement(&self, sql: &str, params: &[Param]) -> Result<rusqlite::CachedStatement<'_>> {
-        let mut stmt = self.0.prepare_cached(sql).map_err(sqlite_error)?;
-        bind_sqlite(&mut stmt, sql, params)?;
-        Ok(stmt)
-    }
-
     fn run_execute(&self, sql: &str, params: &[Param]) -> Result<u64> {
-        let mut stmt = self.statement(sql, params)?;
+        let mut stmt = sqlite_statement(self.0, sql, params)?;
         Ok(stmt.raw_execute().map_err(sqlite_error)? as u64)
-    }
-
-    fn run_query(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        let mut stmt = self.statement(sql, params)?;
-        let mut rows = stmt.raw_query();
-        let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(sqlite_error)? {
-            out.push(Row::Owned(OwnedRow::copy(row)?));
-        }
-        Ok(out)
     }
 }
 
@@ -319,7 +326,7 @@ impl Tx for SqliteTx<'_> {
         sql: &'a str,
         params: &'a [Param],
     ) -> BoxFuture<'a, Result<Vec<Row>>> {
-        Box::pin(std::future::ready(self.run_query(sql, params)))
+        Box::pin(std::future::ready(sqlite_fetch_all(self.0, sql, params)))
     }
 }
 
