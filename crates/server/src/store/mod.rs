@@ -1006,17 +1006,15 @@ impl Store {
 
     /// One EAB key.
     pub async fn eab_key(&self, kid: &str) -> Result<Option<EabKeyRecord>> {
-        let row = sqlx::query("SELECT * FROM eab_keys WHERE kid = $1")
-            .bind(kid)
-            .fetch_optional(&self.reader)
+        let row = self
+            .read_optional("SELECT * FROM eab_keys WHERE kid = $1", &params![kid])
             .await?;
         row.as_ref().map(EabKeyRecord::from_row).transpose()
     }
 
     /// Every EAB key, oldest first.
     pub async fn eab_keys(&self) -> Result<Vec<EabKeyRecord>> {
-        sqlx::query("SELECT * FROM eab_keys ORDER BY created_at, kid")
-            .fetch_all(&self.reader)
+        self.read_all("SELECT * FROM eab_keys ORDER BY created_at, kid", &[])
             .await?
             .iter()
             .map(EabKeyRecord::from_row)
@@ -1147,21 +1145,21 @@ impl Store {
 
     /// Every revoked certificate that has not expired by `now` (a CRL's entries).
     pub async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedEntry>> {
-        let rows = sqlx::query(
+        self.read_all(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
              WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY revoked_at, serial",
+            &params![now],
         )
-        .bind(now)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows
-            .iter()
-            .map(|r| RevokedEntry {
-                serial: r.get(0),
-                revoked_at: r.get(1),
-                reason: r.get::<i64, _>(2) as u8,
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RevokedEntry {
+                serial: r.text("serial")?,
+                revoked_at: r.int("revoked_at")?,
+                reason: r.int("revocation_reason")? as u8,
             })
-            .collect())
+        })
+        .collect()
     }
 
     /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
@@ -1227,20 +1225,23 @@ impl Store {
 
     /// The latest saved CRL of `issuer`.
     pub async fn latest_crl(&self, issuer: &str) -> Result<Option<CrlRecord>> {
-        let row = sqlx::query(
-            "SELECT number, der, this_update, next_update FROM crl_state WHERE issuer = $1",
-        )
-        .bind(issuer)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(row
-            .map(|r| CrlRecord {
-                number: r.get(0),
-                der: r.get(1),
-                this_update: r.get(2),
-                next_update: r.get(3),
+        let row = self
+            .read_optional(
+                "SELECT number, der, this_update, next_update FROM crl_state WHERE issuer = $1",
+                &params![issuer],
+            )
+            .await?;
+        let crl = row
+            .map(|r| -> Result<CrlRecord> {
+                Ok(CrlRecord {
+                    number: r.int("number")?,
+                    der: r.blob("der")?,
+                    this_update: r.int("this_update")?,
+                    next_update: r.int("next_update")?,
+                })
             })
-            .filter(|c| !c.der.is_empty()))
+            .transpose()?;
+        Ok(crl.filter(|c| !c.der.is_empty()))
     }
 
     // ---------------------------------------------------------------- several instances

@@ -1,10 +1,9 @@
 //! Rate-limit events: what the RA's limits count, kept in the database so that counts
 //! survive restarts and are shared by every instance.
 
-use sqlx::Row;
-
+use super::columns::Columns;
 use super::tx::params;
-use super::{AccountId, Result, Store};
+use super::{AccountId, Result, Store, StoreError};
 
 impl Store {
     /// Records one event counted by `limit` for `key` at `at`.
@@ -31,15 +30,14 @@ impl Store {
         key: &str,
         since: i64,
     ) -> Result<(i64, Option<i64>)> {
-        let row = sqlx::query(
-            "SELECT COUNT(*), MIN(at) FROM rate_events WHERE limit_name = $1 AND key = $2 AND at > $3",
-        )
-        .bind(limit)
-        .bind(key)
-        .bind(since)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok((row.get(0), row.get(1)))
+        let rows = self
+            .read_all(
+                "SELECT COUNT(*) AS n, MIN(at) AS oldest FROM rate_events WHERE limit_name = $1 AND key = $2 AND at > $3",
+                &params![limit, key, since],
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::NotFound)?;
+        Ok((row.int("n")?, row.opt_int("oldest")?))
     }
 
     /// Deletes events at or before `before` (the sweeper, past the longest window).
@@ -55,13 +53,12 @@ impl Store {
 
     /// Unexpired pending authorizations of `account`.
     pub async fn pending_authorization_count(&self, account: AccountId, now: i64) -> Result<i64> {
-        Ok(sqlx::query(
-            "SELECT COUNT(*) FROM authorizations WHERE account_id = $1 AND status = 'pending' AND expires > $2",
-        )
-        .bind(account.0)
-        .bind(now)
-        .fetch_one(&self.reader)
-        .await?
-        .get(0))
+        let rows = self
+            .read_all(
+                "SELECT COUNT(*) AS n FROM authorizations WHERE account_id = $1 AND status = 'pending' AND expires > $2",
+                &params![account.0, now],
+            )
+            .await?;
+        rows.first().ok_or(StoreError::NotFound)?.int("n")
     }
 }

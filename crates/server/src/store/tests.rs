@@ -622,6 +622,46 @@ async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
     let other_key = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     every_write(&threaded, &key, &other_key).await;
     every_write(&plain, &key, &other_key).await;
+    // The reads off the hottest path return the same on the calling thread as through
+    // the sqlx pool.
+    let pool = Store {
+        reads: None,
+        ..threaded.clone()
+    };
+    for s in [&threaded, &pool] {
+        assert_eq!(
+            s.rate_events_since("orders", "acct", 0).await.unwrap(),
+            (1, Some(9))
+        );
+        assert_eq!(
+            s.rate_events_since("orders", "none", 0).await.unwrap(),
+            (0, None)
+        );
+        assert_eq!(
+            s.pending_authorization_count(AccountId(1), 0)
+                .await
+                .unwrap(),
+            1
+        );
+        let revoked = s.revoked_certificates(0).await.unwrap();
+        assert_eq!(revoked.len(), 1);
+        assert_eq!(
+            (
+                revoked[0].serial.as_str(),
+                revoked[0].revoked_at,
+                revoked[0].reason
+            ),
+            ("0a0b", 5, 1)
+        );
+        assert_eq!(s.latest_crl("root").await.unwrap().unwrap().number, 2);
+        assert!(s.latest_crl("other").await.unwrap().is_none());
+        let eab = s.eab_key("kid").await.unwrap().unwrap();
+        assert_eq!(
+            format!("{eab:?}"),
+            format!("{:?}", s.eab_keys().await.unwrap()[0])
+        );
+        assert!(s.eab_key("nope").await.unwrap().is_none());
+    }
     assert_eq!(
         threaded.snapshot().await.unwrap(),
         plain.snapshot().await.unwrap()
