@@ -131,7 +131,9 @@ impl Va {
     }
 
     /// Validates one challenge and, when it passed, checks CAA (for DNS identifiers) for
-    /// the account `account_id`; the CAA findings go into the record under `"caa"`.
+    /// the account `account_id`; the CAA findings go into the record under `"caa"`. The
+    /// CAA lookups run while the challenge is checked, so a validation takes the longer of
+    /// the two rather than their sum.
     pub async fn validate_for_issuance(
         &self,
         kind: ChallengeType,
@@ -146,11 +148,23 @@ impl Va {
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let mut outcome = self
-            .run_check(kind, identifier, token, key_authorization)
-            .await;
+        // CAA is looked up while the challenge is checked (its answer only counts when the
+        // check passes; a failed check drops the lookups still in flight).
+        let check = self.run_check(kind, identifier, token, key_authorization);
+        let caa = self.run_caa(identifier, wildcard, account_id, kind);
+        tokio::pin!(check, caa);
+        let mut caa_done = None;
+        let mut outcome = loop {
+            tokio::select! {
+                outcome = &mut check => break outcome,
+                found = &mut caa, if caa_done.is_none() => caa_done = Some(found),
+            }
+        };
         if outcome.error.is_none() {
-            let caa = self.run_caa(identifier, wildcard, account_id, kind).await;
+            let caa = match caa_done {
+                Some(found) => found,
+                None => caa.await,
+            };
             outcome.error = caa.error;
             outcome.record["caa"] = caa.record;
         }
@@ -275,5 +289,53 @@ pub(crate) mod tests {
 
     pub(crate) fn va_with_dns(dns: &TestDns, deny: &[&str]) -> Va {
         va_with(dns, deny, |_| {})
+    }
+
+    /// CAA (looked up alongside the check) decides only when the check passed: a failed
+    /// check reports its own problem, with no CAA findings, even where CAA would refuse.
+    #[tokio::test]
+    async fn caa_counts_only_after_a_passed_check() {
+        use super::testdns::Behaviour;
+        use certwright_proto::ProblemType;
+        const KEY_AUTH: &str = "token.thumbprint";
+        let dns = TestDns::start().await.unwrap();
+        let va = va_with_dns(&dns, &[]);
+        let good = certwright_proto::keyauth::dns01_txt_value(KEY_AUTH);
+        let validate = |name: &'static str| {
+            let va = va.clone();
+            async move {
+                va.validate_for_issuance(
+                    ChallengeType::Dns01,
+                    &Identifier::dns(name),
+                    false,
+                    "token",
+                    KEY_AUTH,
+                    7,
+                )
+                .await
+            }
+        };
+
+        dns.set_txt("_acme-challenge.allowed.test", &[&good]);
+        let outcome = validate("allowed.test").await;
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        assert_eq!(
+            outcome.record["caa"]["decision"], "no CAA records: allowed",
+            "{}",
+            outcome.record
+        );
+
+        dns.set_txt("_acme-challenge.forbidden.test", &[&good]);
+        dns.add_caa("forbidden.test", 0, "issue", "other-ca.test");
+        let outcome = validate("forbidden.test").await;
+        let problem = outcome.error.expect("CAA forbids this CA");
+        assert_eq!(problem.kind, ProblemType::Caa, "{problem:?}");
+
+        dns.set_txt("_acme-challenge.wrong.test", &["not-it"]);
+        dns.set_behaviour("wrong.test", Behaviour::ServFail);
+        let outcome = validate("wrong.test").await;
+        let problem = outcome.error.expect("the TXT value is wrong");
+        assert_eq!(problem.kind, ProblemType::IncorrectResponse, "{problem:?}");
+        assert!(outcome.record.get("caa").is_none(), "{}", outcome.record);
     }
 }
