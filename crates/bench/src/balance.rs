@@ -16,8 +16,12 @@ pub async fn serve(listener: TcpListener, backends: Vec<SocketAddr>) -> anyhow::
     loop {
         let (mut inbound, _) = match listener.accept().await {
             Ok(c) => c,
-            // Out of file descriptors or a reset before accept: keep serving.
-            Err(_) => continue,
+            // Out of file descriptors or a reset before accept: back off (an error that
+            // repeats at once would otherwise spin a core), keep serving.
+            Err(_) => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
         };
         let (backends, next) = (backends.clone(), next.clone());
         tokio::spawn(async move {
