@@ -530,6 +530,8 @@ async fn admin(command: Command) -> anyhow::Result<()> {
     }
 }
 
+// The doc comments are also the `--help` text, where a URL is written plainly.
+#[allow(rustdoc::bare_urls)]
 #[derive(clap::Args)]
 struct ServeArgs {
     /// TOML configuration file (see certwright-ca.example.toml).

@@ -209,7 +209,7 @@ const PARALLEL_LOOKUPS: usize = 8;
 /// Looks up and applies CAA for `request`; returns the problem (if refused) and what was
 /// seen at each name.
 ///
-/// The names of the climb are asked at once (at most [`PARALLEL_LOOKUPS`] in flight), so
+/// The names of the climb are asked at once (at most eight in flight), so
 /// the check takes about one DNS round trip instead of one per label; the answers are
 /// still taken in order from the name itself upwards, and the first one that decides (a
 /// record set, or a failed lookup) ends the check, exactly as a one-by-one climb would.
