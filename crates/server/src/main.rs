@@ -155,6 +155,9 @@ enum CertsAction {
         /// Only certificates that are not revoked.
         #[arg(long)]
         not_revoked: bool,
+        /// At most this many certificates (the newest).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        limit: Option<u64>,
         /// Print a JSON array instead of a table.
         #[arg(long)]
         json: bool,
@@ -398,8 +401,33 @@ async fn audit(action: AuditAction, ca: AdminArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Standard output for a long listing: buffered, and the first write error kept (the
+/// rest of the listing is then skipped).
+struct Output<W: std::io::Write> {
+    out: std::io::BufWriter<W>,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: std::io::Write> Output<W> {
+    fn write(&mut self, text: std::fmt::Arguments) {
+        if self.failed.is_none() {
+            if let Err(e) = std::io::Write::write_fmt(&mut self.out, text) {
+                self.failed = Some(e);
+            }
+        }
+    }
+
+    /// Flushes; the first error met, if any.
+    fn finish(mut self) -> std::io::Result<()> {
+        match self.failed.take() {
+            Some(e) => Err(e),
+            None => std::io::Write::flush(&mut self.out),
+        }
+    }
+}
+
 async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
-    use certwright_server::store::inventory::CertificateFilter;
+    use certwright_server::store::inventory::{CertificateFilter, CertificateSummary};
     let CertsAction::List {
         name,
         account,
@@ -407,6 +435,7 @@ async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
         expiring_within,
         revoked,
         not_revoked,
+        limit,
         json,
     } = action;
     let store = ca.store(false).await?;
@@ -423,44 +452,66 @@ async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
         },
         now,
     };
-    let list = store.list_certificates(&filter).await?;
-    let status = |c: &certwright_server::store::inventory::CertificateSummary| match (
-        c.revoked_at,
-        c.revocation_reason,
-    ) {
+    let status = |c: &CertificateSummary| match (c.revoked_at, c.revocation_reason) {
         (Some(_), reason) => format!("revoked ({})", reason_name(reason.unwrap_or(0))),
         (None, _) if c.not_after <= now => "expired".to_owned(),
         (None, _) => "valid".to_owned(),
     };
+    // Rows are printed as they are read. A reader that goes away (`| head`) ends the
+    // listing quietly; any other write error is reported.
+    let mut out = Output {
+        out: std::io::BufWriter::new(std::io::stdout().lock()),
+        failed: None,
+    };
     if json {
-        let rows: Vec<serde_json::Value> = list
-            .iter()
-            .map(|c| {
-                let mut v = serde_json::to_value(c).expect("summaries serialize");
-                v["status"] = json!(status(c));
+        out.write(format_args!("["));
+    } else {
+        out.write(format_args!(
+            "{:<34} {:<21} {:<26} {:>7} {:<11} NAMES\n",
+            "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE"
+        ));
+    }
+    let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
+    let mut first = true;
+    let count = store
+        .each_certificate(&filter, limit, |c| {
+            if json {
+                let mut v = serde_json::to_value(&c).expect("summaries serialize");
+                v["status"] = json!(status(&c));
                 v["not_after_time"] = json!(rfc3339(c.not_after));
-                v
-            })
-            .collect();
-        println!("{}", serde_json::Value::Array(rows));
-        return Ok(());
+                let comma = if first { "" } else { "," };
+                out.write(format_args!("{comma}\n{v}"));
+            } else {
+                out.write(format_args!(
+                    "{:<34} {:<21} {:<26} {:>7} {:<11} {}\n",
+                    c.serial,
+                    rfc3339(c.not_after),
+                    status(&c),
+                    c.account_id,
+                    c.profile.as_deref().unwrap_or("-"),
+                    c.names.join(",")
+                ));
+            }
+            first = false;
+            match out.failed {
+                Some(_) => std::ops::ControlFlow::Break(()),
+                None => std::ops::ControlFlow::Continue(()),
+            }
+        })
+        .await?;
+    if json {
+        out.write(format_args!("\n]\n"));
     }
-    println!(
-        "{:<34} {:<21} {:<26} {:>7} {:<11} NAMES",
-        "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE"
-    );
-    for c in &list {
-        println!(
-            "{:<34} {:<21} {:<26} {:>7} {:<11} {}",
-            c.serial,
-            rfc3339(c.not_after),
-            status(c),
-            c.account_id,
-            c.profile.as_deref().unwrap_or("-"),
-            c.names.join(",")
-        );
+    match out.finish() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+        Err(e) => return Err(anyhow::Error::new(e).context("writing the listing")),
+        Ok(()) => {}
     }
-    eprintln!("{} certificate(s)", list.len());
+    if limit == Some(count) {
+        eprintln!("{count} certificate(s): the newest {count} (--limit); more may match");
+    } else {
+        eprintln!("{count} certificate(s)");
+    }
     Ok(())
 }
 

@@ -170,7 +170,27 @@ async fn issuance_and_revocation_are_audited_and_tampering_is_found() {
     assert!(list(vec!["--expiring-within", "1"]).await.is_empty());
     assert!(list(vec!["--account", "999999"]).await.is_empty());
     assert!(list(vec!["--eab-label", "nobody"]).await.is_empty());
+    let newest = list(vec!["--limit", "1"]).await;
+    assert_eq!(newest.len(), 1, "{newest:?}");
+    assert!(both.contains(&newest[0]), "{newest:?}");
+    assert_eq!(list(vec!["--limit", "5"]).await, both);
+    assert_eq!(
+        list(vec!["--limit", "1", "--name", "kept.audit.test"]).await,
+        vec![kept_serial.clone()]
+    );
+    let out = cli(&ca, &["certs", "list", "--limit", "0"]).await;
+    assert!(
+        !out.status.success(),
+        "a zero limit is refused: {}",
+        text(&out)
+    );
     let out = cli(&ca, &["certs", "list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("2 certificate(s)"),
+        "{}",
+        text(&out)
+    );
     let table = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         table.contains(&kept_serial) && table.contains("revoked (keyCompromise)"),

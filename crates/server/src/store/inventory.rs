@@ -1,7 +1,10 @@
 //! The certificate inventory (`certwright-ca certs list`): every certificate the CA
 //! issued, filtered in SQL.
 
+use std::ops::ControlFlow;
+
 use certwright_proto::types::Identifier;
+use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -65,11 +68,30 @@ impl CertificateFilter {
 }
 
 impl Store {
-    /// The certificates matching `filter`, newest first.
+    /// The certificates matching `filter`, newest first (all of them: for a listing of
+    /// any size, use [`Store::each_certificate`]).
     pub async fn list_certificates(
         &self,
         filter: &CertificateFilter,
     ) -> Result<Vec<CertificateSummary>> {
+        let mut out = Vec::new();
+        self.each_certificate(filter, None, |c| {
+            out.push(c);
+            ControlFlow::Continue(())
+        })
+        .await?;
+        Ok(out)
+    }
+
+    /// Hands each certificate matching `filter` to `each`, newest first, as the rows are
+    /// read (memory stays flat however many match); stops after `limit` matches or when
+    /// `each` breaks. Returns how many were handed over.
+    pub async fn each_certificate(
+        &self,
+        filter: &CertificateFilter,
+        limit: Option<usize>,
+        mut each: impl FnMut(CertificateSummary) -> ControlFlow<()>,
+    ) -> Result<usize> {
         let mut sql = String::from(
             "SELECT c.serial, c.names, c.not_before, c.not_after, c.account_id, a.eab_label,
                     c.profile, c.revoked_at, c.revocation_reason
@@ -120,16 +142,19 @@ impl Store {
                 Arg::Int(v) => q.bind(v),
             };
         }
-        let rows = q.fetch_all(&self.reader).await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for row in &rows {
+        let mut rows = q.fetch(&self.reader);
+        let mut handed = 0;
+        while limit.is_none_or(|limit| handed < limit) {
+            let Some(row) = rows.try_next().await? else {
+                break;
+            };
             let ids: Vec<Identifier> = serde_json::from_str(&row.get::<String, _>(1))
                 .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
             let names: Vec<String> = ids.into_iter().map(|i| i.value).collect();
             if !filter.name_matches(&names) {
                 continue;
             }
-            out.push(CertificateSummary {
+            let flow = each(CertificateSummary {
                 serial: row.get(0),
                 names,
                 not_before: row.get(2),
@@ -140,8 +165,12 @@ impl Store {
                 revoked_at: row.get(7),
                 revocation_reason: row.get::<Option<i64>, _>(8).map(|r| r as u8),
             });
+            handed += 1;
+            if flow.is_break() {
+                break;
+            }
         }
-        Ok(out)
+        Ok(handed)
     }
 }
 
