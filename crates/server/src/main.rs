@@ -471,15 +471,14 @@ async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
             "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE"
         ));
     }
-    let limit = limit.map(|l| usize::try_from(l).unwrap_or(usize::MAX));
-    let mut first = true;
-    let count = store
-        .each_certificate(&filter, limit, |c| {
+    let mut count: u64 = 0;
+    store
+        .each_certificate(&filter, |c| {
             if json {
                 let mut v = serde_json::to_value(&c).expect("summaries serialize");
                 v["status"] = json!(status(&c));
                 v["not_after_time"] = json!(rfc3339(c.not_after));
-                let comma = if first { "" } else { "," };
+                let comma = if count == 0 { "" } else { "," };
                 out.write(format_args!("{comma}\n{v}"));
             } else {
                 out.write(format_args!(
@@ -492,10 +491,11 @@ async fn certs(action: CertsAction, ca: AdminArgs) -> anyhow::Result<()> {
                     c.names.join(",")
                 ));
             }
-            first = false;
-            match out.failed {
-                Some(_) => std::ops::ControlFlow::Break(()),
-                None => std::ops::ControlFlow::Continue(()),
+            count += 1;
+            if out.failed.is_some() || limit == Some(count) {
+                std::ops::ControlFlow::Break(())
+            } else {
+                std::ops::ControlFlow::Continue(())
             }
         })
         .await?;

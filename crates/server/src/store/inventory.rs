@@ -68,30 +68,13 @@ impl CertificateFilter {
 }
 
 impl Store {
-    /// The certificates matching `filter`, newest first (all of them: for a listing of
-    /// any size, use [`Store::each_certificate`]).
-    pub async fn list_certificates(
-        &self,
-        filter: &CertificateFilter,
-    ) -> Result<Vec<CertificateSummary>> {
-        let mut out = Vec::new();
-        self.each_certificate(filter, None, |c| {
-            out.push(c);
-            ControlFlow::Continue(())
-        })
-        .await?;
-        Ok(out)
-    }
-
     /// Hands each certificate matching `filter` to `each`, newest first, as the rows are
-    /// read (memory stays flat however many match); stops after `limit` matches or when
-    /// `each` breaks. Returns how many were handed over.
+    /// read (memory stays flat however many match), until `each` breaks.
     pub async fn each_certificate(
         &self,
         filter: &CertificateFilter,
-        limit: Option<usize>,
         mut each: impl FnMut(CertificateSummary) -> ControlFlow<()>,
-    ) -> Result<usize> {
+    ) -> Result<()> {
         let mut sql = String::from(
             "SELECT c.serial, c.names, c.not_before, c.not_after, c.account_id, a.eab_label,
                     c.profile, c.revoked_at, c.revocation_reason
@@ -143,11 +126,7 @@ impl Store {
             };
         }
         let mut rows = q.fetch(&self.reader);
-        let mut handed = 0;
-        while limit.is_none_or(|limit| handed < limit) {
-            let Some(row) = rows.try_next().await? else {
-                break;
-            };
+        while let Some(row) = rows.try_next().await? {
             let ids: Vec<Identifier> = serde_json::from_str(&row.get::<String, _>(1))
                 .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
             let names: Vec<String> = ids.into_iter().map(|i| i.value).collect();
@@ -165,12 +144,11 @@ impl Store {
                 revoked_at: row.get(7),
                 revocation_reason: row.get::<Option<i64>, _>(8).map(|r| r as u8),
             });
-            handed += 1;
             if flow.is_break() {
                 break;
             }
         }
-        Ok(handed)
+        Ok(())
     }
 }
 
