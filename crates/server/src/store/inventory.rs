@@ -8,6 +8,7 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::tx::{bind_sqlx, Param};
 use super::{Result, Store, StoreError};
 
 /// Which certificates to list; every filter set must hold.
@@ -39,12 +40,6 @@ pub struct CertificateSummary {
     pub profile: Option<String>,
     pub revoked_at: Option<i64>,
     pub revocation_reason: Option<u8>,
-}
-
-/// A bound argument of the listing query.
-enum Arg {
-    Text(String),
-    Int(i64),
 }
 
 /// `value` with LIKE's wildcards and the escape character escaped (escape: `\`).
@@ -81,8 +76,8 @@ impl Store {
              FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE 1 = 1",
         );
         // Arguments in placeholder order: `param` adds one and names its placeholder.
-        let mut args: Vec<Arg> = Vec::new();
-        let mut param = |arg: Arg| {
+        let mut args: Vec<Param> = Vec::new();
+        let mut param = |arg: Param| {
             args.push(arg);
             format!("${}", args.len())
         };
@@ -94,20 +89,20 @@ impl Store {
             } else {
                 format!("%\"value\":\"{name}\"%")
             };
-            let p = param(Arg::Text(pattern));
+            let p = param(Param::from(pattern));
             sql.push_str(&format!(" AND c.names LIKE {p} ESCAPE '\\'"));
         }
         if let Some(account) = filter.account {
-            let p = param(Arg::Int(account));
+            let p = param(Param::from(account));
             sql.push_str(&format!(" AND c.account_id = {p}"));
         }
         if let Some(label) = &filter.eab_label {
-            let p = param(Arg::Text(label.clone()));
+            let p = param(Param::from(label));
             sql.push_str(&format!(" AND a.eab_label = {p}"));
         }
         if let Some(within) = filter.expiring_within {
-            let from = param(Arg::Int(filter.now));
-            let until = param(Arg::Int(filter.now.saturating_add(within)));
+            let from = param(Param::from(filter.now));
+            let until = param(Param::from(filter.now.saturating_add(within)));
             sql.push_str(&format!(
                 " AND c.not_after > {from} AND c.not_after <= {until}"
             ));
@@ -118,14 +113,7 @@ impl Store {
             None => {}
         }
         sql.push_str(" ORDER BY c.created_at DESC, c.serial");
-        let mut q = sqlx::query(&sql);
-        for arg in args {
-            q = match arg {
-                Arg::Text(v) => q.bind(v),
-                Arg::Int(v) => q.bind(v),
-            };
-        }
-        let mut rows = q.fetch(&self.reader);
+        let mut rows = bind_sqlx(sqlx::query(&sql), &args).fetch(&self.reader);
         while let Some(row) = rows.try_next().await? {
             let ids: Vec<Identifier> = serde_json::from_str(&row.get::<String, _>(1))
                 .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;

@@ -75,7 +75,7 @@ impl ToSql for Param {
 }
 
 /// Binds `params` to a sqlx query, in order (`$1` first).
-fn bind_sqlx<'q>(
+pub(super) fn bind_sqlx<'q>(
     mut query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
     params: &'q [Param],
 ) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
