@@ -35,6 +35,7 @@ async fn start_ca(
     };
     config.validation.http01_port = http01_port;
     config.validation.timeout_secs = 5;
+    config.validation.allow_loopback = true;
     let resolver = NameResolver::Static {
         table: Arc::new(HashMap::new()),
         default: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),

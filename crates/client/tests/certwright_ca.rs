@@ -51,6 +51,7 @@ fn issue_renew_and_revoke_against_certwright_ca() {
             .args(["--admin-listen", "off"])
             .args(["--http01-port", &http01.to_string()])
             .args(["--dns-resolver", &format!("127.0.0.1:{}", dns.dns_port)])
+            .arg("--allow-loopback-validation")
             .stdout(Stdio::null())
             .stderr(log),
     );

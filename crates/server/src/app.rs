@@ -172,6 +172,11 @@ impl CaServer {
                 Duration::from_secs(config.validation.timeout_secs).mul_f32(0.4),
             )?,
         };
+        if config.validation.allow_loopback {
+            tracing::warn!(
+                "validation.allow_loopback is ON (test switch): the VA connects to loopback addresses, so any account can make this CA read services on its own host; never use it on a CA that others can reach"
+            );
+        }
         let va = Va::new(
             VaConfig {
                 http01_port: config.validation.http01_port,
@@ -179,7 +184,8 @@ impl CaServer {
                 timeout: Duration::from_secs(config.validation.timeout_secs),
                 max_concurrent: config.validation.max_concurrent,
                 deny: DenyList::parse(&config.validation.deny_ranges)
-                    .map_err(|e| anyhow::anyhow!("validation.deny_ranges: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("validation.deny_ranges: {e}"))?
+                    .allowing_loopback(config.validation.allow_loopback),
                 check_caa: config.validation.check_caa,
                 caa_identities: config.directory.caa_identities.clone(),
                 account_uri_prefix: format!("{}/acme/acct/", config.base_url()),

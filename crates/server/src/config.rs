@@ -274,9 +274,14 @@ pub struct ValidationSection {
     pub timeout_secs: u64,
     /// Validations run at once; more wait their turn.
     pub max_concurrent: usize,
-    /// Address ranges (CIDR) the VA never connects to; IP identifiers inside them are
-    /// refused at newOrder.
+    /// Address ranges (CIDR) the VA never connects to, on top of the addresses it never
+    /// contacts whatever this says (unspecified, loopback, link-local, multicast,
+    /// broadcast); IP identifiers inside them are refused at newOrder.
     pub deny_ranges: Vec<String>,
+    /// TEST SWITCH: let the VA connect to loopback addresses (127.0.0.0/8, ::1), for
+    /// challenge servers on the CA's own host. Off by default; never on a CA that others
+    /// can reach, since any account could then make the CA read its own host's services.
+    pub allow_loopback: bool,
     /// Accept `ip` identifiers (RFC 8738).
     pub allow_ip_identifiers: bool,
     /// Check CAA (RFC 8659/8657) before issuing.
@@ -429,6 +434,7 @@ impl Default for ValidationSection {
             timeout_secs: 10,
             max_concurrent: 64,
             deny_ranges: Vec::new(),
+            allow_loopback: false,
             allow_ip_identifiers: true,
             check_caa: true,
             caa_recheck_after_hours: 8,

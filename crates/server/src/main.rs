@@ -609,6 +609,10 @@ struct ServeArgs {
     /// DNS resolver the VA asks, ADDR:PORT (default: the system's).
     #[arg(long, env = "CERTWRIGHT_DNS_RESOLVER")]
     dns_resolver: Option<SocketAddr>,
+    /// TEST SWITCH: let the VA validate against loopback addresses (challenge servers on
+    /// this host). Never on a CA others can reach.
+    #[arg(long, env = "CERTWRIGHT_ALLOW_LOOPBACK_VALIDATION")]
+    allow_loopback_validation: bool,
     /// Serve plain HTTP (behind a TLS-terminating proxy) instead of HTTPS.
     #[arg(long, env = "CERTWRIGHT_NO_TLS")]
     no_tls: bool,
@@ -647,6 +651,9 @@ impl ServeArgs {
         }
         if let Some(v) = self.dns_resolver {
             c.validation.dns_resolver = Some(v);
+        }
+        if self.allow_loopback_validation {
+            c.validation.allow_loopback = true;
         }
         if self.no_tls {
             c.tls = false;
@@ -719,6 +726,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match admin_listen {
         Some(addr) => println!("  admin:            http://{addr}/metrics, /healthz, /readyz"),
         None => println!("  admin:            off"),
+    }
+    if server.config.validation.allow_loopback {
+        println!(
+            "  WARNING:          loopback validation is ON (test switch): any account can make this CA connect to services on its own host"
+        );
     }
     if server.recovered != (0, 0) {
         println!(

@@ -193,9 +193,17 @@ async fn full_flow_issues_a_verifiable_certificate() {
         .clone()
         .unwrap();
     assert_eq!(record["method"], "http-01");
-    assert_eq!(
-        record["hops"][0]["address"],
-        format!("127.0.0.1:{}", ca.responder.port)
+    let hop = &record["hops"][0];
+    assert_eq!(hop["addressUsed"], "127.0.0.1", "{record}");
+    assert_eq!(hop["addressesResolved"], json!(["127.0.0.1"]), "{record}");
+    assert_eq!(hop["port"], ca.responder.port, "{record}");
+    assert_eq!(hop["status"], 200, "{record}");
+    assert!(
+        hop["hostname"]
+            .as_str()
+            .unwrap()
+            .ends_with("flow.example.test"),
+        "{record}"
     );
 
     for a in acme.authorize(&order, &ca.responder).await {
@@ -362,7 +370,18 @@ async fn validation_failures_are_reported_per_cause() {
         assert_eq!(settled["status"], "invalid", "{name}: {settled}");
         let err = &settled["challenges"][0]["error"];
         assert_eq!(err["type"], want.uri(), "{name}: {err}");
-        assert!(!err["detail"].as_str().unwrap().is_empty());
+        let detail = err["detail"].as_str().unwrap();
+        assert!(!detail.is_empty());
+        // Fixed sentences: neither what the server sent nor the socket's own words.
+        assert!(
+            !detail.contains("not-the-key-authorization"),
+            "{name}: {detail}"
+        );
+        assert!(!detail.contains("os error"), "{name}: {detail}");
+        assert!(
+            !settled.to_string().contains("not-the-key-authorization"),
+            "{settled}"
+        );
         let order = acme.wait_order(&order_url).await;
         assert_eq!(order["status"], "invalid", "{name}");
         // An invalid authorization cannot be retried.

@@ -149,15 +149,21 @@ async fn hostile_challenge_servers_are_bounded_and_reported() {
         (
             "to-denied-name.test",
             ProblemType::Connection,
-            "deny_ranges",
+            "127.0.0.2 (in an address range this CA does not validate)",
         ),
-        ("to-denied-ip.test", ProblemType::Connection, "deny_ranges"),
+        (
+            "to-denied-ip.test",
+            ProblemType::Connection,
+            "the CA does not connect to 127.0.0.2: it lies in an address range this CA does not validate",
+        ),
     ];
     for (name, kind, words) in cases {
         let err = validate(&acme, name).await;
         assert_eq!(err["type"], kind.uri(), "{name}: {err}");
         let detail = err["detail"].as_str().unwrap_or_default();
         assert!(detail.contains(words), "{name}: {detail}");
+        // The operator's configuration is not shown to clients.
+        assert!(!detail.contains("deny_ranges"), "{name}: {detail}");
     }
 
     // A flood: the VA reads a few kilobytes, compares them and hangs up.
@@ -244,4 +250,211 @@ async fn hostile_tls_alpn_servers_are_bounded_and_reported() {
         written < 64 << 20,
         "the VA kept reading: {written} bytes were sent before it hung up"
     );
+}
+
+/// What an internal service on the CA's own host would answer.
+const SECRET: &str = "internal-secret-4f0c2a9e";
+
+/// A challenge server for the address-rule cases: `leak.test` answers 200 with a body
+/// holding [`SECRET`]; `to-N.test` redirects to the N-th of `targets`; every other Host
+/// (a request that reached the server through a refused address) is recorded in `hits`
+/// and answered with the secret too.
+async fn redirecting_server(
+    targets: Arc<Vec<String>>,
+    hits: Arc<std::sync::Mutex<Vec<String>>>,
+) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let (targets, hits) = (targets.clone(), hits.clone());
+            tokio::spawn(async move {
+                let Some(host) = request_host(&mut stream).await else {
+                    return;
+                };
+                let index = host
+                    .strip_prefix("to-")
+                    .and_then(|h| h.strip_suffix(".test"))
+                    .and_then(|n| n.parse::<usize>().ok());
+                let answer = match index.and_then(|i| targets.get(i)) {
+                    Some(target) => format!(
+                        "HTTP/1.1 302 Found\r\nLocation: {}\r\nContent-Length: 0\r\n\r\n",
+                        target.replace("PORT", &port.to_string())
+                    ),
+                    None => {
+                        if host != "leak.test" {
+                            hits.lock().unwrap().push(host);
+                        }
+                        format!(
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{SECRET}",
+                            SECRET.len()
+                        )
+                    }
+                };
+                let _ = stream.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+/// Every client-visible byte about an order: the order, its authorization and challenge.
+async fn client_view(acme: &Acme, name: &str) -> (String, Value) {
+    let r = acme.new_order(&[name]).await;
+    let order_url = r.location();
+    let order = r.json();
+    let authz_url = order["authorizations"][0].as_str().unwrap().to_owned();
+    let authz = acme.post(&authz_url, None).await.json();
+    let chall = harness::http01_challenge(&authz);
+    let chall_url = chall["url"].as_str().unwrap().to_owned();
+    let answer = acme.post(&chall_url, Some(&json!({}))).await;
+    let settled = acme.wait_authz(&authz_url).await;
+    assert_eq!(settled["status"], "invalid", "{name}: {settled}");
+    let mut seen = answer.json().to_string();
+    seen.push_str(&settled.to_string());
+    seen.push_str(&acme.post(&chall_url, None).await.json().to_string());
+    seen.push_str(&acme.wait_order(&order_url).await.to_string());
+    (seen, harness::http01_challenge(&settled))
+}
+
+/// The high-severity hole of an open redirect into the CA's own network: an account that
+/// answers its http-01 challenge with a redirect to an address the VA must never contact
+/// (every spelling of the unspecified, link-local — the cloud metadata address —,
+/// multicast and broadcast addresses, and names resolving there) gets a `connection`
+/// problem naming the address, and no connection is made: the server behind those
+/// addresses (this one, which 0.0.0.0 would reach) never sees a request. A body holding
+/// a secret reaches no client-visible byte, only the operators' audit record.
+#[tokio::test]
+async fn the_validator_does_not_reach_or_reveal_internal_services() {
+    let targets: Vec<String> = [
+        "http://0.0.0.0:PORT/latest/meta-data/",
+        "http://0:PORT/x",
+        "http://0x00000000:PORT/x",
+        "http://[::]:PORT/x",
+        "http://[::ffff:0.0.0.0]:PORT/x",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://0xa9fea9fe/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/latest/meta-data/",
+        "http://[64:ff9b::a9fe:a9fe]/latest/meta-data/",
+        "http://[fe80::1]:PORT/x",
+        "http://224.0.0.1:PORT/x",
+        "http://[ff02::1]:PORT/x",
+        "http://255.255.255.255:PORT/x",
+        "http://zero.test:PORT/x",
+        "http://metadata.test/latest/meta-data/",
+        "http://mapped-metadata.test/latest/meta-data/",
+    ]
+    .map(String::from)
+    .to_vec();
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = redirecting_server(Arc::new(targets.clone()), hits.clone()).await;
+    let ca = TestCa::start_with(move |c| {
+        c.validation.http01_port = port;
+        c.validation.timeout_secs = 3;
+    })
+    .await;
+    let acme = ca.account().await;
+
+    for (i, target) in targets.iter().enumerate() {
+        let name = format!("to-{i}.test");
+        let (seen, chall) = client_view(&acme, &name).await;
+        let err = &chall["error"];
+        assert_eq!(
+            err["type"],
+            ProblemType::Connection.uri(),
+            "{target}: {err}"
+        );
+        let detail = err["detail"].as_str().unwrap();
+        assert!(
+            detail.contains("the CA does not connect to"),
+            "{target}: {detail}"
+        );
+        assert!(!seen.contains(SECRET), "{target}: {seen}");
+        // The refused hop was never contacted: no address used, no status.
+        let hops = chall["validationRecord"]["hops"].as_array().unwrap();
+        assert_eq!(hops.len(), 2, "{target}: {hops:?}");
+        assert_eq!(hops[0]["status"], 302, "{target}: {hops:?}");
+        assert!(hops[1].get("addressUsed").is_none(), "{target}: {hops:?}");
+        assert!(hops[1].get("status").is_none(), "{target}: {hops:?}");
+    }
+
+    // A name resolving to 0.0.0.0 is refused at the first hop.
+    let (seen, chall) = client_view(&acme, "zero.test").await;
+    let detail = chall["error"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("zero.test resolves only to addresses the CA does not connect to: 0.0.0.0"),
+        "{detail}"
+    );
+    assert!(!seen.contains(SECRET), "{seen}");
+    assert_eq!(*hits.lock().unwrap(), Vec::<String>::new());
+
+    // A body holding a secret: the client learns that it was not the key authorization,
+    // not what it was.
+    let (seen, chall) = client_view(&acme, "leak.test").await;
+    assert_eq!(
+        chall["error"]["type"],
+        ProblemType::IncorrectResponse.uri(),
+        "{chall}"
+    );
+    assert!(!seen.contains(SECRET), "{seen}");
+    assert!(!seen.contains(&SECRET[..12]), "{seen}");
+    // Operators still see what was read, in the audit record.
+    let audit = ca.store.audit_entries(0, i64::MIN, 10_000).await.unwrap();
+    let diagnostic = audit
+        .iter()
+        .filter(|e| e.action == "validation")
+        .map(|e| e.details.to_string())
+        .find(|d| d.contains("leak.test"))
+        .expect("the validation was audited");
+    assert!(diagnostic.contains(SECRET), "{diagnostic}");
+}
+
+/// Without the test switch the VA does not validate against loopback at all: a name
+/// resolving to 127.0.0.1 is refused before any connection, and an IP identifier on
+/// loopback is refused at newOrder, with nothing stored.
+#[tokio::test]
+async fn loopback_is_refused_without_the_test_switch() {
+    let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let port = redirecting_server(Arc::new(Vec::new()), hits.clone()).await;
+    let ca = TestCa::start_with(move |c| {
+        c.validation.http01_port = port;
+        c.validation.allow_loopback = false;
+    })
+    .await;
+    let acme = ca.account().await;
+    let (seen, chall) = client_view(&acme, "local.test").await;
+    let err = &chall["error"];
+    assert_eq!(err["type"], ProblemType::Connection.uri(), "{err}");
+    assert_eq!(
+        err["detail"],
+        "local.test resolves only to addresses the CA does not connect to: 127.0.0.1 (a loopback address)",
+    );
+    assert!(!seen.contains(SECRET), "{seen}");
+    assert_eq!(*hits.lock().unwrap(), Vec::<String>::new());
+    let hops = chall["validationRecord"]["hops"].as_array().unwrap();
+    assert!(hops[0].get("addressUsed").is_none(), "{hops:?}");
+
+    let before = ca
+        .store
+        .audit_entries(0, i64::MIN, 10_000)
+        .await
+        .unwrap()
+        .len();
+    for ip in ["127.0.0.1", "::1"] {
+        let r = acme
+            .post(
+                &acme.dir.new_order.clone(),
+                Some(&json!({"identifiers": [{"type": "ip", "value": ip}]})),
+            )
+            .await;
+        let problem = r.assert_problem(ProblemType::RejectedIdentifier, 400);
+        assert!(problem.detail.contains("loopback"), "{ip}: {problem:?}");
+    }
+    let after = ca
+        .store
+        .audit_entries(0, i64::MIN, 10_000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "a refused order changed the store");
 }

@@ -559,7 +559,7 @@ impl Ra {
                     tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, "validation succeeded")
                 }
                 Some(p) => {
-                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, "validation failed")
+                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, diagnostic = %outcome.diagnostic, "validation failed")
                 }
             }
             crate::telemetry::validation(
@@ -571,7 +571,13 @@ impl Ra {
             if let Err(e) = ra
                 .inner
                 .store
-                .finish_validation(challenge.id, outcome.error.as_ref(), &outcome.record, now)
+                .finish_validation(
+                    challenge.id,
+                    outcome.error.as_ref(),
+                    &outcome.record,
+                    &outcome.diagnostic,
+                    now,
+                )
                 .await
             {
                 // Left `processing`: the next start resumes it.

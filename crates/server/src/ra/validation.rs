@@ -47,9 +47,10 @@ impl Ra {
                 "{ip} is not a unicast address; it cannot be validated or certified"
             ));
         }
-        if va.denies(ip) {
+        if let Some(denied) = va.refuses(ip) {
             return Some(format!(
-                "{ip} lies in an address range this CA never connects to (validation.deny_ranges)"
+                "{}, so it cannot be validated",
+                denied.client_detail()
             ));
         }
         None
@@ -94,7 +95,7 @@ impl Ra {
             tracing::info!(
                 order = %order.id,
                 identifier = %authz.identifier,
-                record = %outcome.record,
+                diagnostic = %outcome.diagnostic,
                 refused = outcome.error.is_some(),
                 "CAA re-checked at finalize"
             );

@@ -704,15 +704,18 @@ impl Store {
     }
 
     /// Records a validation outcome on the challenge and its authorization, atomically.
-    /// `error` is `None` for success. Returns false if the challenge was not processing.
+    /// `error` is `None` for success; `record` is stored on the challenge (clients see it),
+    /// `diagnostic` (what the VA read) goes only into the audit entry. Returns false if
+    /// the challenge was not processing.
     pub async fn finish_validation(
         &self,
         challenge: ChallengeId,
         error: Option<&Problem>,
         record: &Value,
+        diagnostic: &Value,
         now: i64,
     ) -> Result<bool> {
-        let (error, record) = (error.cloned(), record.clone());
+        let (error, record, diagnostic) = (error.cloned(), record.clone(), diagnostic.clone());
         self.write(move |tx| {
             Box::pin(async move {
                 let (error, record) = (error.as_ref(), &record);
@@ -760,6 +763,7 @@ impl Store {
                     "outcome": authz_status,
                     "problem": error,
                     "record": record,
+                    "diagnostic": diagnostic,
                 }));
                 audit::append(tx, &event).await?;
                 Ok(true)

@@ -93,7 +93,13 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
     );
     assert_eq!(s.processing_counts().await.unwrap(), (1, 0));
     assert!(s
-        .finish_validation(chall, None, &serde_json::json!({}), 5)
+        .finish_validation(
+            chall,
+            None,
+            &serde_json::json!({}),
+            &serde_json::json!({}),
+            5
+        )
         .await
         .unwrap());
     let authz = s.authorization(authz.id).await.unwrap();
@@ -137,9 +143,15 @@ async fn integrity_violations_name_what_a_crash_could_break() {
         found[0].starts_with("challenges stuck processing"),
         "{found:?}"
     );
-    s.finish_validation(chall, None, &serde_json::json!({}), 5)
-        .await
-        .unwrap();
+    s.finish_validation(
+        chall,
+        None,
+        &serde_json::json!({}),
+        &serde_json::json!({}),
+        5,
+    )
+    .await
+    .unwrap();
     // A valid order whose certificate row is missing (as a torn write would leave it).
     sqlx::query("UPDATE orders SET status = 'valid', certificate_serial = 'ab' WHERE id = $1")
         .bind(order.id.0)
@@ -422,7 +434,7 @@ async fn reads_on_the_calling_thread_match_the_pool() {
     let problem = Problem::new(ProblemType::Connection, "refused");
     let record = serde_json::json!({"url": "http://a.example/"});
     assert!(s
-        .finish_validation(challenge, Some(&problem), &record, 2)
+        .finish_validation(challenge, Some(&problem), &record, &record, 2)
         .await
         .unwrap());
     assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
@@ -521,7 +533,7 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
     assert!(!s.start_validation(challenge, 50).await.unwrap());
     let record = serde_json::json!({"url": "http://a.example/"});
     assert!(s
-        .finish_validation(challenge, None, &record, 2)
+        .finish_validation(challenge, None, &record, &record, 2)
         .await
         .unwrap());
     assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());

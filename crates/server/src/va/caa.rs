@@ -21,9 +21,10 @@ use certwright_proto::types::ChallengeType;
 use certwright_proto::Problem;
 use futures_util::StreamExt;
 use hickory_resolver::proto::rr::rdata::CAA;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::resolver::{DnsFailure, NameResolver};
+use super::Outcome;
 
 /// What CAA is checked against.
 #[derive(Debug, Clone)]
@@ -218,7 +219,7 @@ pub async fn check_caa(
     resolver: &NameResolver,
     identities: &[String],
     request: &CaaRequest<'_>,
-) -> (Option<Problem>, Value) {
+) -> Outcome {
     let labels: Vec<&str> = request.name.split('.').collect();
     let names: Vec<String> = (0..labels.len()).map(|i| labels[i..].join(".")).collect();
     // The lookups are collected first: a stream that maps borrowed names to futures
@@ -233,15 +234,19 @@ pub async fn check_caa(
         match answer {
             Err(DnsFailure::NotFound { .. }) => seen.push(json!({"name": name, "records": []})),
             Err(failure) => {
-                seen.push(json!({"name": name, "error": format!("{failure:?}")}));
-                return (
-                    Some(Problem::dns(format!(
+                let mut diagnostic = seen.clone();
+                seen.push(json!({"name": name, "error": failure.describe("CAA", name)}));
+                diagnostic
+                    .push(json!({"name": name, "error": failure.operator_detail("CAA", name)}));
+                return Outcome {
+                    error: Some(Problem::dns(format!(
                         "{}; CAA must be checked before issuing for {}, so issuance is refused until the lookup succeeds",
                         failure.describe("CAA", name),
                         request.name
                     ))),
-                    json!({"checked": seen}),
-                );
+                    record: json!({"checked": seen}),
+                    diagnostic: json!({"checked": diagnostic}),
+                };
             }
             Ok(answer) => {
                 let records: Vec<CaaRecord> =
@@ -256,11 +261,11 @@ pub async fn check_caa(
                     Ok(s) => (None, s),
                     Err(p) => (Some(p.clone()), p.detail),
                 };
-                return (error, json!({"checked": seen, "decision": summary}));
+                return Outcome::plain(error, json!({"checked": seen, "decision": summary}));
             }
         }
     }
-    (
+    Outcome::plain(
         None,
         json!({"checked": seen, "decision": "no CAA records: allowed"}),
     )
@@ -414,8 +419,11 @@ mod tests {
         dns.set_behaviour("slow.a.climb.test", Behaviour::Silent);
         dns.add_caa("a.climb.test", 0, "issue", "ca.test");
         let identities = vec!["ca.test".to_owned()];
-        let (problem, record) =
-            check_caa(&resolver(&dns), &identities, &climb("slow.a.climb.test")).await;
+        let Outcome {
+            error: problem,
+            record,
+            ..
+        } = check_caa(&resolver(&dns), &identities, &climb("slow.a.climb.test")).await;
         let problem = problem.expect("a silent name must refuse issuance");
         assert_eq!(
             problem.kind,
@@ -445,7 +453,11 @@ mod tests {
 
         dns.add_caa("b.climb.test", 0, "issue", "ca.test");
         dns.set_behaviour("climb.test", Behaviour::ServFail);
-        let (problem, record) = check_caa(&resolver, &identities, &climb("www.b.climb.test")).await;
+        let Outcome {
+            error: problem,
+            record,
+            ..
+        } = check_caa(&resolver, &identities, &climb("www.b.climb.test")).await;
         assert!(problem.is_none(), "{problem:?} {record}");
         let checked: Vec<&str> = record["checked"]
             .as_array()
@@ -457,7 +469,9 @@ mod tests {
 
         dns.add_caa("c.other.test", 0, "issue", "other-ca.test");
         dns.set_behaviour("www.c.other.test", Behaviour::ServFail);
-        let (problem, _) = check_caa(&resolver, &identities, &climb("www.c.other.test")).await;
+        let problem = check_caa(&resolver, &identities, &climb("www.c.other.test"))
+            .await
+            .error;
         let problem = problem.expect("a failed lookup must refuse issuance");
         assert_eq!(
             problem.kind,
@@ -468,7 +482,9 @@ mod tests {
 
         dns.add_caa("e.other.test", 0, "issue", "other-ca.test");
         dns.set_behaviour("other.test", Behaviour::ServFail);
-        let (problem, _) = check_caa(&resolver, &identities, &climb("www.e.other.test")).await;
+        let problem = check_caa(&resolver, &identities, &climb("www.e.other.test"))
+            .await
+            .error;
         let problem = problem.expect("the record set at e.other.test forbids issuance");
         assert_eq!(
             problem.kind,

@@ -30,7 +30,8 @@ pub struct VaConfig {
     pub tlsalpn01_port: u16,
     pub timeout: Duration,
     pub max_concurrent: usize,
-    /// Addresses never contacted.
+    /// Addresses never contacted: the reserved kinds (loopback only unless allowed by
+    /// the test switch) and `deny_ranges`.
     pub deny: DenyList,
     /// Check CAA before a validation counts (off only for closed test setups).
     pub check_caa: bool,
@@ -45,7 +46,8 @@ pub struct VaConfig {
 }
 
 impl VaConfig {
-    /// Defaults for tests: ports 80/443, 10 s, 64 at once, no deny-list, CAA on.
+    /// Defaults: ports 80/443, 10 s, 64 at once, only the reserved addresses refused
+    /// (loopback included), CAA on.
     pub fn new(account_uri_prefix: impl Into<String>) -> Self {
         Self {
             http01_port: 80,
@@ -62,11 +64,28 @@ impl VaConfig {
     }
 }
 
-/// What a validation found: `error` is `None` on success; `record` is what the VA saw.
+/// What a validation found.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The problem a client sees (fixed sentences), `None` on success.
     pub error: Option<Problem>,
+    /// The `validationRecord` a client sees: what was contacted (URLs, host names, ports,
+    /// addresses resolved and used, HTTP statuses, the CAA decision), never what was read.
     pub record: Value,
+    /// What operators see, in the log and the audit record: the record with everything
+    /// the VA read and every error in its own words.
+    pub diagnostic: Value,
+}
+
+impl Outcome {
+    /// An outcome whose record and diagnostic are the same (nothing read to hide).
+    pub fn plain(error: Option<Problem>, record: Value) -> Self {
+        Self {
+            error,
+            diagnostic: record.clone(),
+            record,
+        }
+    }
 }
 
 /// The validation authority. Cheap to clone.
@@ -108,9 +127,10 @@ impl Va {
         })
     }
 
-    /// Whether the deny-list holds `ip` (such IP identifiers are refused at newOrder).
-    pub fn denies(&self, ip: std::net::IpAddr) -> bool {
-        self.deny.denying(ip).is_some()
+    /// Why the VA would refuse to connect to `ip`, if it would (such IP identifiers are
+    /// refused at newOrder).
+    pub fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
+        self.deny.check(ip).err()
     }
 
     /// Validates one challenge, bounded in time; waits for a free slot first.
@@ -167,6 +187,7 @@ impl Va {
             };
             outcome.error = caa.error;
             outcome.record["caa"] = caa.record;
+            outcome.diagnostic["caa"] = caa.diagnostic;
         }
         outcome
     }
@@ -195,16 +216,16 @@ impl Va {
         method: ChallengeType,
     ) -> Outcome {
         if identifier.kind != IdentifierType::Dns {
-            return Outcome {
-                error: None,
-                record: json!({"decision": "CAA does not apply to IP addresses"}),
-            };
+            return Outcome::plain(
+                None,
+                json!({"decision": "CAA does not apply to IP addresses"}),
+            );
         }
         if !self.config.check_caa {
-            return Outcome {
-                error: None,
-                record: json!({"decision": "CAA checking is disabled (validation.check_caa = false)"}),
-            };
+            return Outcome::plain(
+                None,
+                json!({"decision": "CAA checking is disabled (validation.check_caa = false)"}),
+            );
         }
         let account_uri = format!("{}{account_id}", self.config.account_uri_prefix);
         let request = caa::CaaRequest {
@@ -215,14 +236,14 @@ impl Va {
         };
         let check = caa::check_caa(&self.resolver, &self.config.caa_identities, &request);
         match tokio::time::timeout(self.config.timeout, check).await {
-            Ok((error, record)) => Outcome { error, record },
-            Err(_) => Outcome {
-                error: Some(Problem::dns(format!(
+            Ok(outcome) => outcome,
+            Err(_) => Outcome::plain(
+                Some(Problem::dns(format!(
                     "the CAA lookups for {} did not finish within {:?}; issuance is refused until CAA can be checked",
                     identifier.value, self.config.timeout
                 ))),
-                record: json!({"error": "timed out"}),
-            },
+                json!({"error": "timed out"}),
+            ),
         }
     }
 
@@ -247,8 +268,8 @@ impl Va {
             }
         };
         let started = std::time::Instant::now();
-        let (error, mut record) = match tokio::time::timeout(self.config.timeout, check).await {
-            Ok(result) => result,
+        let mut outcome = match tokio::time::timeout(self.config.timeout, check).await {
+            Ok(outcome) => outcome,
             Err(_) => {
                 let detail = format!(
                     "validation of {} timed out (it did not finish within {:?})",
@@ -258,15 +279,18 @@ impl Va {
                     ChallengeType::Dns01 => Problem::dns(detail),
                     _ => Problem::connection(detail),
                 };
-                (Some(problem), Value::Null)
+                Outcome::plain(Some(problem), json!({}))
             }
         };
-        if !record.is_object() {
-            record = json!({});
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        for part in [&mut outcome.record, &mut outcome.diagnostic] {
+            if !part.is_object() {
+                *part = json!({});
+            }
+            part["method"] = json!(kind.as_str());
+            part["elapsed_ms"] = json!(elapsed_ms);
         }
-        record["method"] = json!(kind.as_str());
-        record["elapsed_ms"] = json!(started.elapsed().as_millis() as u64);
-        Outcome { error, record }
+        outcome
     }
 }
 
@@ -279,7 +303,8 @@ pub(crate) mod tests {
     pub(crate) fn va_with(dns: &TestDns, deny: &[&str], tweak: impl FnOnce(&mut VaConfig)) -> Va {
         let mut config = VaConfig::new("https://ca.test/acme/acct/");
         config.timeout = Duration::from_secs(5);
-        config.deny = DenyList::parse(deny).unwrap();
+        // The test servers listen on loopback.
+        config.deny = DenyList::parse(deny).unwrap().allowing_loopback(true);
         config.caa_identities = vec!["ca.test".into()];
         tweak(&mut config);
         let resolver =

@@ -15,10 +15,26 @@ use hickory_resolver::proto::rr::{RData, RecordType};
 use hickory_resolver::proto::ProtoErrorKind;
 use hickory_resolver::{ResolveError, ResolveErrorKind, TokioResolver};
 
-/// A failed lookup, phrased for a `dns` problem document.
+/// A failed address lookup: `Display` is the operator's detail (the resolver's own
+/// words included); [`LookupError::client_detail`] the fixed sentence a client may see.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct LookupError(pub String);
+#[error("{}", .failure.operator_detail("A/AAAA", .name))]
+pub struct LookupError {
+    pub name: String,
+    pub failure: DnsFailure,
+}
+
+impl LookupError {
+    /// The sentence for a `dns` problem document.
+    pub fn client_detail(&self) -> String {
+        self.failure.describe("A or AAAA", &self.name)
+    }
+}
+
+/// The system's resolver configuration could not be read.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("cannot read the system resolver configuration: {0}")]
+pub struct ResolverSetupError(String);
 
 /// Resolves names to addresses.
 #[derive(Clone)]
@@ -34,7 +50,7 @@ pub enum NameResolver {
 
 impl NameResolver {
     /// DNS through `server` (`ADDR:PORT`), or the system's resolvers when `None`.
-    pub fn dns(server: Option<SocketAddr>) -> Result<Self, LookupError> {
+    pub fn dns(server: Option<SocketAddr>) -> Result<Self, ResolverSetupError> {
         Self::dns_with_timeout(server, std::time::Duration::from_secs(5))
     }
 
@@ -43,7 +59,7 @@ impl NameResolver {
     pub fn dns_with_timeout(
         server: Option<SocketAddr>,
         query_timeout: std::time::Duration,
-    ) -> Result<Self, LookupError> {
+    ) -> Result<Self, ResolverSetupError> {
         let mut opts = ResolverOpts::default();
         opts.timeout = query_timeout;
         opts.attempts = 2;
@@ -57,38 +73,35 @@ impl NameResolver {
                     TokioConnectionProvider::default(),
                 )
             }
-            None => TokioResolver::builder_tokio().map_err(|e| {
-                LookupError(format!(
-                    "cannot read the system resolver configuration: {e}"
-                ))
-            })?,
+            None => {
+                TokioResolver::builder_tokio().map_err(|e| ResolverSetupError(e.to_string()))?
+            }
         };
         Ok(Self::Dns(Arc::new(builder.with_options(opts).build())))
     }
 
     /// Resolves `name` to its addresses (A and AAAA).
     pub async fn lookup_ip(&self, name: &str) -> Result<Vec<IpAddr>, LookupError> {
+        let failed = |failure| LookupError {
+            name: name.to_owned(),
+            failure,
+        };
         match self {
             Self::Static { table, default } => table
                 .get(name)
                 .cloned()
                 .or_else(|| default.map(|d| vec![d]))
-                .ok_or_else(|| LookupError(format!("no address for {name}"))),
+                .ok_or_else(|| failed(DnsFailure::NotFound { nxdomain: true })),
             Self::Dns(resolver) => match resolver.lookup_ip(format!("{name}.")).await {
                 Ok(lookup) => {
                     let ips: Vec<IpAddr> = lookup.iter().collect();
                     if ips.is_empty() {
-                        Err(LookupError(format!("no A or AAAA record for {name}")))
+                        Err(failed(DnsFailure::NotFound { nxdomain: false }))
                     } else {
                         Ok(ips)
                     }
                 }
-                Err(e) => Err(LookupError(match e.kind() {
-                    ResolveErrorKind::Proto(p) if p.is_no_records_found() => {
-                        format!("no A or AAAA record for {name} (NXDOMAIN or no data)")
-                    }
-                    _ => format!("DNS lookup of {name} failed: {e}"),
-                })),
+                Err(e) => Err(failed(DnsFailure::from_resolve(&e))),
             },
         }
     }
@@ -204,7 +217,8 @@ impl DnsFailure {
         }
     }
 
-    /// Describes the failure of a query for `rtype` records at `name`.
+    /// Describes the failure of a query for `rtype` records at `name`: a fixed sentence
+    /// (the resolver's own error text stays out, see [`DnsFailure::operator_detail`]).
     pub fn describe(&self, rtype: &str, name: &str) -> String {
         match self {
             Self::NotFound { nxdomain: true } => {
@@ -217,13 +231,25 @@ impl DnsFailure {
                 format!("the DNS server answered {code} when asked for {rtype} at {name}")
             }
             Self::Timeout => format!("the DNS query for {rtype} at {name} timed out"),
+            Self::Other(_) => format!(
+                "the DNS query for {rtype} at {name} failed (no usable answer from the CA's resolver)"
+            ),
+        }
+    }
+
+    /// As [`DnsFailure::describe`], with the resolver's own words: for logs and the audit
+    /// record only.
+    pub fn operator_detail(&self, rtype: &str, name: &str) -> String {
+        match self {
             Self::Other(e) => format!("the DNS query for {rtype} at {name} failed: {e}"),
+            _ => self.describe(rtype, name),
         }
     }
 }
 
 /// Lets reqwest use the VA's resolver, so the address contacted is the one we looked up;
-/// addresses in the deny-list are dropped.
+/// addresses the VA's rules refuse are dropped (on every lookup, so an answer that
+/// changes between lookups is judged again).
 pub(crate) struct ReqwestResolver(pub NameResolver, pub Arc<DenyList>);
 
 impl reqwest::dns::Resolve for ReqwestResolver {
@@ -232,6 +258,10 @@ impl reqwest::dns::Resolve for ReqwestResolver {
         let deny = self.1.clone();
         Box::pin(async move {
             let ips = resolver.lookup_ip(name.as_str()).await?;
+            // The http-01 record shows what the name resolved to (when this runs inside
+            // the request's task, as reqwest does).
+            let _ = super::http01::RESOLVED
+                .try_with(|seen| seen.lock().expect("not poisoned").extend(&ips));
             let ips = deny.allowed(name.as_str(), ips)?;
             let addrs: reqwest::dns::Addrs =
                 Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)));

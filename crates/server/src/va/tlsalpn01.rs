@@ -24,7 +24,7 @@ use tokio::net::TcpStream;
 use x509_parser::extensions::GeneralName;
 use x509_parser::oid_registry::Oid;
 
-use super::Va;
+use super::{Outcome, Va};
 
 /// The ALPN protocol of RFC 8737.
 pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
@@ -131,83 +131,104 @@ fn verify_with_certificate_key(
     }
 }
 
-/// Runs the check; returns the problem (if it failed) and what was seen.
+/// Runs the check. The client's record names the SNI, port and addresses resolved and
+/// used, and the protocol negotiated; socket and TLS error text and anything taken from
+/// the presented certificate go to the operators' diagnostic only.
 pub async fn validate_tlsalpn01(
     va: &Va,
     identifier: &Identifier,
     key_authorization: &str,
-) -> (Option<Problem>, Value) {
+) -> Outcome {
     let sni = match sni_name(identifier) {
         Ok(s) => s,
-        Err(p) => return (Some(p), Value::Null),
+        Err(p) => return Outcome::plain(Some(p), Value::Null),
     };
     let port = va.config.tlsalpn01_port;
+    let mut record = json!({"hostname": identifier.value, "sni": sni, "port": port});
     let addresses = match identifier.kind {
         IdentifierType::Ip => match identifier.value.parse::<IpAddr>() {
             Ok(ip) => vec![ip],
             Err(_) => {
-                return (
+                return Outcome::plain(
                     Some(Problem::malformed("the IP identifier does not parse")),
-                    Value::Null,
+                    record,
                 )
             }
         },
         IdentifierType::Dns => match va.resolver.lookup_ip(&identifier.value).await {
             Ok(ips) => ips,
-            Err(e) => return (Some(Problem::dns(e.0)), json!({"sni": sni})),
+            Err(e) => {
+                let mut diagnostic = record.clone();
+                diagnostic["error"] = json!(e.to_string());
+                return Outcome {
+                    error: Some(Problem::dns(e.client_detail())),
+                    record,
+                    diagnostic,
+                };
+            }
         },
     };
+    record["addressesResolved"] = json!(addresses);
     let addresses = match va.deny.allowed(&identifier.value, addresses) {
         Ok(a) => a,
         Err(denied) => {
-            return (
-                Some(Problem::connection(denied.0)),
-                json!({"sni": sni, "denied": true}),
-            )
+            let mut diagnostic = record.clone();
+            diagnostic["refused"] = json!(denied.to_string());
+            return Outcome {
+                error: Some(Problem::connection(denied.client_detail())),
+                record,
+                diagnostic,
+            };
         }
     };
     let step = va.config.timeout / 2;
+    let mut tried = Vec::new();
     let mut attempts = Vec::new();
     let mut connected = None;
     for ip in addresses.iter().take(MAX_ADDRESSES) {
         let addr = SocketAddr::new(*ip, port);
         match tokio::time::timeout(step, TcpStream::connect(addr)).await {
             Ok(Ok(stream)) => {
-                attempts.push(json!({"address": addr.to_string(), "connected": true}));
                 connected = Some((addr, stream));
                 break;
             }
             Ok(Err(e)) => {
-                attempts.push(json!({"address": addr.to_string(), "error": e.to_string()}))
+                tried.push(format!("{addr}: {}", connect_failure(e.kind())));
+                attempts.push(json!({"address": addr.to_string(), "error": e.to_string()}));
             }
-            Err(_) => attempts.push(json!({"address": addr.to_string(), "error": "timed out"})),
+            Err(_) => {
+                tried.push(format!("{addr}: timed out"));
+                attempts.push(json!({"address": addr.to_string(), "error": "timed out"}));
+            }
         }
     }
+    let mut diagnostic = record.clone();
+    diagnostic["attempts"] = json!(attempts);
+    let fail = |problem: Problem, record: Value, diagnostic: Value| Outcome {
+        error: Some(problem),
+        record,
+        diagnostic,
+    };
     let Some((addr, stream)) = connected else {
-        return (
-            Some(Problem::connection(format!(
-                "could not connect to {} on port {port} for tls-alpn-01: {}",
+        return fail(
+            Problem::connection(format!(
+                "could not connect to {} on port {port} for tls-alpn-01 ({})",
                 identifier.value,
-                attempts
-                    .iter()
-                    .map(|a| format!(
-                        "{} ({})",
-                        a["address"].as_str().unwrap_or(""),
-                        a["error"].as_str().unwrap_or("")
-                    ))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-            json!({"sni": sni, "attempts": attempts}),
+                tried.join(", ")
+            )),
+            record,
+            diagnostic,
         );
     };
-    let mut record = json!({"sni": sni, "address": addr.to_string(), "attempts": attempts});
+    record["addressUsed"] = json!(addr.ip());
+    diagnostic["addressUsed"] = json!(addr.ip());
     let server_name = match ServerName::try_from(sni.clone()) {
         Ok(n) => n,
         Err(_) => {
-            return (
-                Some(Problem::malformed(format!("{sni:?} cannot be sent as SNI"))),
+            return fail(
+                Problem::malformed(format!("{sni:?} cannot be sent as SNI")),
                 record,
+                diagnostic,
             )
         }
     };
@@ -215,60 +236,110 @@ pub async fn validate_tlsalpn01(
     let tls = match tokio::time::timeout(step, connector.connect(server_name, stream)).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => {
-            return (
-                Some(Problem::new(
+            diagnostic["error"] = json!(e.to_string());
+            let alert = e
+                .get_ref()
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+                .and_then(|tls| match tls {
+                    rustls::Error::AlertReceived(alert) => Some(format!("{alert:?}")),
+                    _ => None,
+                });
+            let why = match alert {
+                Some(alert) => format!(": the server sent the TLS alert {alert}"),
+                None => String::new(),
+            };
+            return fail(
+                Problem::new(
                     certwright_proto::ProblemType::Tls,
                     format!(
-                        "the TLS handshake with {addr} (SNI {sni}, ALPN acme-tls/1) failed: {e}"
+                        "the TLS handshake with {addr} (SNI {sni}, ALPN acme-tls/1) failed{why}"
                     ),
-                )),
+                ),
                 record,
-            )
+                diagnostic,
+            );
         }
         Err(_) => {
-            return (
-                Some(Problem::connection(format!(
+            return fail(
+                Problem::connection(format!(
                     "the TLS handshake with {addr} did not finish within {step:?}"
-                ))),
+                )),
                 record,
+                diagnostic,
             )
         }
     };
     let (_, session) = tls.get_ref();
-    let alpn = session
+    let negotiated_alpn = session.alpn_protocol() == Some(ACME_TLS_ALPN);
+    record["alpn"] = json!(negotiated_alpn.then_some("acme-tls/1"));
+    diagnostic["alpn"] = json!(session
         .alpn_protocol()
-        .map(|p| String::from_utf8_lossy(p).into_owned());
-    record["alpn"] = json!(alpn);
-    if session.alpn_protocol() != Some(ACME_TLS_ALPN) {
-        return (
-            Some(Problem::new(
+        .map(|p| String::from_utf8_lossy(p).into_owned()));
+    if !negotiated_alpn {
+        return fail(
+            Problem::new(
                 certwright_proto::ProblemType::Tls,
-                format!(
-                    "{addr} did not negotiate the acme-tls/1 protocol (negotiated {})",
-                    alpn.as_deref().unwrap_or("none")
-                ),
-            )),
+                format!("{addr} did not negotiate the acme-tls/1 protocol"),
+            ),
             record,
+            diagnostic,
         );
     }
     let Some(leaf) = session.peer_certificates().and_then(|c| c.first()) else {
-        return (
-            Some(Problem::new(
+        return fail(
+            Problem::new(
                 certwright_proto::ProblemType::Tls,
                 format!("{addr} presented no certificate"),
-            )),
+            ),
             record,
+            diagnostic,
         );
     };
     let digest = key_authorization_digest(key_authorization);
     match check_certificate(leaf.as_ref(), identifier, &digest) {
-        Ok(()) => (None, record),
-        Err(why) => (
-            Some(Problem::incorrect_response(format!(
-                "the tls-alpn-01 certificate from {addr} (SNI {sni}) is not acceptable: {why}"
-            ))),
+        Ok(()) => Outcome {
+            error: None,
             record,
-        ),
+            diagnostic,
+        },
+        Err(fault) => {
+            diagnostic["certificate"] = json!(fault.detail);
+            fail(
+                Problem::incorrect_response(format!(
+                    "the tls-alpn-01 certificate from {addr} (SNI {sni}) is not acceptable: {}",
+                    fault.reason
+                )),
+                record,
+                diagnostic,
+            )
+        }
+    }
+}
+
+/// A short, fixed phrase for a failed connection.
+pub(crate) fn connect_failure(kind: std::io::ErrorKind) -> &'static str {
+    use std::io::ErrorKind as K;
+    match kind {
+        K::ConnectionRefused => "connection refused by the host",
+        K::ConnectionReset | K::ConnectionAborted => "the connection was reset",
+        K::TimedOut => "timed out",
+        K::HostUnreachable | K::NetworkUnreachable => "the host is unreachable",
+        _ => "could not connect",
+    }
+}
+
+/// Why a presented certificate fails RFC 8737 §3: a fixed reason for the client, and the
+/// details (names and values taken from the certificate) for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateFault {
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+fn fault(reason: &'static str, detail: impl Into<String>) -> CertificateFault {
+    CertificateFault {
+        reason,
+        detail: detail.into(),
     }
 }
 
@@ -277,16 +348,25 @@ pub fn check_certificate(
     der: &[u8],
     identifier: &Identifier,
     digest: &[u8; 32],
-) -> Result<(), String> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der)
-        .map_err(|e| format!("it does not parse as X.509: {e}"))?;
+) -> Result<(), CertificateFault> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| {
+        fault(
+            "it does not parse as X.509",
+            format!("it does not parse as X.509: {e}"),
+        )
+    })?;
     if cert.issuer().as_raw() != cert.subject().as_raw() || cert.verify_signature(None).is_err() {
-        return Err("it is not self-signed".into());
+        return Err(fault("it is not self-signed", "it is not self-signed"));
     }
     let san = cert
         .subject_alternative_name()
-        .map_err(|e| format!("its subjectAltName is malformed: {e}"))?
-        .ok_or("it has no subjectAltName")?;
+        .map_err(|e| {
+            fault(
+                "its subjectAltName is malformed",
+                format!("its subjectAltName is malformed: {e}"),
+            )
+        })?
+        .ok_or_else(|| fault("it has no subjectAltName", "it has no subjectAltName"))?;
     let names = &san.value.general_names;
     let matches = match (names.as_slice(), identifier.kind) {
         ([GeneralName::DNSName(n)], IdentifierType::Dns) => {
@@ -304,31 +384,42 @@ pub fn check_certificate(
         _ => false,
     };
     if !matches {
-        return Err(format!(
-            "its subjectAltName must hold exactly one entry, {}; it holds {}",
-            identifier,
-            names
-                .iter()
-                .map(|n| n.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
+        return Err(fault(
+            "its subjectAltName must hold exactly one entry, the identifier",
+            format!(
+                "its subjectAltName must hold exactly one entry, {}; it holds {}",
+                identifier,
+                names
+                    .iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         ));
     }
     let oid = Oid::from(ACME_IDENTIFIER_OID).expect("a valid OID");
+    let no_extension = "it has no acmeIdentifier extension (1.3.6.1.5.5.7.1.31)";
     let ext = cert
         .get_extension_unique(&oid)
-        .map_err(|_| "it has more than one acmeIdentifier extension".to_owned())?
-        .ok_or("it has no acmeIdentifier extension (1.3.6.1.5.5.7.1.31)")?;
+        .map_err(|_| {
+            let why = "it has more than one acmeIdentifier extension";
+            fault(why, why)
+        })?
+        .ok_or_else(|| fault(no_extension, no_extension))?;
     if !ext.critical {
-        return Err("its acmeIdentifier extension is not marked critical".into());
+        let why = "its acmeIdentifier extension is not marked critical";
+        return Err(fault(why, why));
     }
     let mut expected = vec![0x04, 0x20];
     expected.extend_from_slice(digest);
     if ext.value != expected.as_slice() {
-        return Err(format!(
-            "its acmeIdentifier extension does not hold the SHA-256 of the key authorization (expected OCTET STRING {}, found {})",
-            hex(&expected[2..]),
-            hex(ext.value)
+        return Err(fault(
+            "its acmeIdentifier extension does not hold the SHA-256 of the key authorization",
+            format!(
+                "its acmeIdentifier extension does not hold the SHA-256 of the key authorization (expected OCTET STRING {}, found {})",
+                hex(&expected[2..]),
+                hex(ext.value)
+            ),
         ));
     }
     Ok(())
@@ -346,7 +437,7 @@ mod tests {
 
     async fn run(responder: &TlsAlpnResponder, dns: &TestDns, id: &Identifier) -> Option<Problem> {
         let va = va_with(dns, &[], |c| c.tlsalpn01_port = responder.port);
-        validate_tlsalpn01(&va, id, KEY_AUTH).await.0
+        validate_tlsalpn01(&va, id, KEY_AUTH).await.error
     }
 
     #[tokio::test]
@@ -394,7 +485,7 @@ mod tests {
             ),
             (Flaw::NoAlpn, ProblemType::Tls, "acme-tls/1"),
             // The VA's TLS stack refuses a handshake message over 64 KiB.
-            (Flaw::Huge, ProblemType::Tls, "HandshakePayloadTooLarge"),
+            (Flaw::Huge, ProblemType::Tls, "handshake"),
         ] {
             responder.set("flawed.test", challenge_cert(&id, KEY_AUTH, flaw));
             let p = run(&responder, &dns, &id).await.expect("must fail");
@@ -415,8 +506,12 @@ mod tests {
         let port = free.local_addr().unwrap().port();
         drop(free);
         let va = va_with(&dns, &[], |c| c.tlsalpn01_port = port);
-        let (p, _) = validate_tlsalpn01(&va, &Identifier::dns("closed.test"), KEY_AUTH).await;
-        assert_eq!(p.unwrap().kind, ProblemType::Connection);
+        let outcome = validate_tlsalpn01(&va, &Identifier::dns("closed.test"), KEY_AUTH).await;
+        let p = outcome.error.unwrap();
+        assert_eq!(p.kind, ProblemType::Connection);
+        // A fixed phrase, not the socket's own words.
+        assert!(p.detail.contains("connection refused by the host"), "{p}");
+        assert!(!p.detail.contains("os error"), "{p}");
     }
 
     #[tokio::test]
@@ -428,10 +523,10 @@ mod tests {
         let va = va_with(&dns, &["127.0.0.0/8"], |c| {
             c.tlsalpn01_port = responder.port
         });
-        let (p, _) = validate_tlsalpn01(&va, &id, KEY_AUTH).await;
-        let p = p.unwrap();
+        let p = validate_tlsalpn01(&va, &id, KEY_AUTH).await.error.unwrap();
         assert_eq!(p.kind, ProblemType::Connection, "{p}");
-        assert!(p.detail.contains("deny_ranges"), "{p}");
+        assert!(p.detail.contains("does not validate"), "{p}");
+        assert!(!p.detail.contains("127.0.0.0/8"), "{p}");
         assert_eq!(responder.connections(), 0);
     }
 }

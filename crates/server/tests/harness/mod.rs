@@ -104,13 +104,27 @@ pub struct TestCa {
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
-/// Names that resolve to nothing (for `dns` problems); everything else is 127.0.0.1,
-/// except `refused.test`, which is 127.0.0.2 where nothing listens.
+/// Every name is 127.0.0.1, except `refused.test`, which is 127.0.0.2 where nothing
+/// listens, and names that resolve to addresses the VA must never contact:
+/// `zero.test` (0.0.0.0), `metadata.test` (169.254.169.254) and `mapped-metadata.test`
+/// (::ffff:169.254.169.254).
 fn resolver() -> NameResolver {
     let mut table = HashMap::new();
     table.insert(
         "refused.test".to_string(),
         vec![IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2))],
+    );
+    table.insert(
+        "zero.test".to_string(),
+        vec![IpAddr::V4(Ipv4Addr::UNSPECIFIED)],
+    );
+    table.insert(
+        "metadata.test".to_string(),
+        vec![IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254))],
+    );
+    table.insert(
+        "mapped-metadata.test".to_string(),
+        vec!["::ffff:169.254.169.254".parse().unwrap()],
     );
     NameResolver::Static {
         table: Arc::new(table),
@@ -161,6 +175,8 @@ impl TestCa {
         };
         config.validation.http01_port = responder.port;
         config.validation.timeout_secs = 5;
+        // The challenge servers listen on loopback (the test switch).
+        config.validation.allow_loopback = true;
         tweak(&mut config);
         // A test that names a DNS server (validation.dns_resolver) gets real lookups.
         let resolver = config.validation.dns_resolver.is_none().then(resolver);

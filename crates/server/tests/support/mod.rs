@@ -310,6 +310,8 @@ impl CaProcess {
             .args(["--admin-listen", "off"])
             .args(["--http01-port", &http01_port.to_string()])
             .args(["--dns-resolver", &dns.addr.to_string()])
+            // The challenge servers listen on loopback (the test switch).
+            .arg("--allow-loopback-validation")
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
