@@ -270,11 +270,21 @@ impl CaServer {
             },
             meta,
         ));
+        let token = match &config.admin_token_file {
+            Some(path) => Some(read_admin_token(path)?),
+            None => None,
+        };
+        if let Some(addr) = config.admin_listen.0 {
+            if !addr.ip().to_canonical().is_loopback() && token.is_none() {
+                tracing::warn!(%addr, "the admin listener is open to the network without a bearer token (admin_token_file)");
+            }
+        }
         let admin = Arc::new(telemetry::Admin {
             metrics,
             store: store.clone(),
             ca,
             acme: state.clone(),
+            token,
         });
         Ok(Self {
             config,
@@ -318,6 +328,8 @@ impl CaServer {
                 _ = &mut shutdown => break,
             };
             let _ = stream.set_nodelay(true);
+            // Closed with a lingering read, so a refused oversized request gets its answer.
+            let stream = crate::linger::Lingering::new(stream);
             let router = router.clone();
             let acceptor = acceptor.clone();
             connections.spawn(async move {
@@ -346,6 +358,26 @@ impl CaServer {
         .await;
         Ok(())
     }
+}
+
+/// Reads the admin listener's bearer token; warns when the file is readable by others.
+fn read_admin_token(path: &std::path::Path) -> anyhow::Result<telemetry::AdminToken> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{mode:03o}"),
+                "the admin token file is readable by others; run chmod 600 on it"
+            );
+        }
+    }
+    telemetry::AdminToken::parse(&text)
+        .map_err(|e| anyhow::anyhow!("admin_token_file {}: {e}", path.display()))
 }
 
 async fn serve_connection<S>(io: S, router: Router, peer: SocketAddr)

@@ -42,6 +42,12 @@ pub struct Config {
     pub database: DatabaseSection,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`.
     pub admin_listen: AdminListen,
+    /// Let `admin_listen` be an address other than loopback (an explicit opt-in: metrics
+    /// and readiness are for the operator).
+    pub admin_allow_non_loopback: bool,
+    /// A file holding the bearer token the admin listener requires for `/metrics` and
+    /// `/readyz` (`/healthz` stays open); keep it 0600.
+    pub admin_token_file: Option<PathBuf>,
     /// Naming, key and lifetime policy; reloaded on SIGHUP (see `docs/policy.md`).
     pub policy: PolicySection,
     /// Rate limits (see `docs/rate-limits.md`); all off by default.
@@ -387,6 +393,8 @@ impl Default for Config {
             ocsp: OcspSection::default(),
             database: DatabaseSection::default(),
             admin_listen: AdminListen::default(),
+            admin_allow_non_loopback: false,
+            admin_token_file: None,
             policy: PolicySection::default(),
             rate_limits: RateLimitsSection::default(),
         }
@@ -559,6 +567,13 @@ impl Config {
                 "admin_listen must differ from listen (or be \"off\")".into(),
             ));
         }
+        if let Some(addr) = self.admin_listen.0 {
+            if !addr.ip().to_canonical().is_loopback() && !self.admin_allow_non_loopback {
+                return Err(ConfigError::Invalid(format!(
+                    "admin_listen {addr} is not a loopback address: metrics and readiness would be open to the network; set admin_allow_non_loopback = true (--admin-allow-non-loopback) to mean it, with admin_token_file to require a bearer token"
+                )));
+            }
+        }
         crate::ra::policy::Policy::from_config(self)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
         Ok(())
@@ -650,6 +665,26 @@ mod tests {
             cfg.database.sqlite_synchronous,
             DatabaseSection::default().sqlite_synchronous
         );
+    }
+
+    /// An admin listener off loopback needs the explicit opt-in; loopback (v4 or v6)
+    /// and "off" need nothing.
+    #[test]
+    fn a_non_loopback_admin_listener_must_be_asked_for() {
+        for addr in ["0.0.0.0:14001", "10.1.2.3:14001", "[::]:14001"] {
+            let cfg: Config = toml::from_str(&format!("admin_listen = \"{addr}\"\n")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("admin_allow_non_loopback"), "{addr}: {err}");
+            let cfg: Config = toml::from_str(&format!(
+                "admin_listen = \"{addr}\"\nadmin_allow_non_loopback = true\n"
+            ))
+            .unwrap();
+            cfg.validate().unwrap();
+        }
+        for addr in ["127.0.0.1:14001", "127.0.0.9:9", "[::1]:14001", "off"] {
+            let cfg: Config = toml::from_str(&format!("admin_listen = \"{addr}\"\n")).unwrap();
+            cfg.validate().unwrap();
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod ca;
 pub mod clock;
 pub mod config;
 pub mod fsutil;
+pub mod linger;
 pub mod ra;
 pub mod store;
 pub mod telemetry;

@@ -266,10 +266,17 @@ fn parse_reason(text: &str) -> anyhow::Result<u8> {
         .ok_or_else(|| anyhow::anyhow!("unknown revocation reason {text:?}"))
 }
 
+/// `len` random bytes in base64url, never starting with `-`: the value is pasted into
+/// client command lines (`certbot --eab-kid …`), where a leading dash reads as an option.
 fn random_b64(len: usize) -> String {
     let mut b = vec![0u8; len];
-    aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
-    b64::encode(b)
+    loop {
+        aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
+        let text = b64::encode(&b);
+        if !text.starts_with('-') {
+            return text;
+        }
+    }
 }
 
 async fn eab(action: EabAction, ca: AdminArgs) -> anyhow::Result<()> {
@@ -623,6 +630,12 @@ struct ServeArgs {
     /// (default 127.0.0.1:14001).
     #[arg(long, env = "CERTWRIGHT_ADMIN_LISTEN")]
     admin_listen: Option<AdminListen>,
+    /// Allow an admin listener on an address other than loopback.
+    #[arg(long, env = "CERTWRIGHT_ADMIN_ALLOW_NON_LOOPBACK")]
+    admin_allow_non_loopback: bool,
+    /// File holding the bearer token the admin listener requires (for /metrics, /readyz).
+    #[arg(long, env = "CERTWRIGHT_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -663,6 +676,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.admin_listen {
             c.admin_listen = v;
+        }
+        if self.admin_allow_non_loopback {
+            c.admin_allow_non_loopback = true;
+        }
+        if let Some(v) = self.admin_token_file {
+            c.admin_token_file = Some(v);
         }
         Ok(c)
     }

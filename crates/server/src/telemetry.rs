@@ -298,6 +298,51 @@ pub struct Admin {
     pub store: Store,
     pub ca: Arc<CertificateAuthority>,
     pub acme: Arc<AppState>,
+    /// When set, `/metrics` and `/readyz` need `Authorization: Bearer <token>`
+    /// (`admin_token_file`); `/healthz` stays open for probes.
+    pub token: Option<AdminToken>,
+}
+
+/// The admin listener's bearer token (never logged: `Debug` shows nothing of it).
+#[derive(Clone)]
+pub struct AdminToken(Arc<str>);
+
+impl AdminToken {
+    /// The shortest token accepted.
+    pub const MIN_LEN: usize = 16;
+
+    /// A token from the text of `admin_token_file` (surrounding white space ignored).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let token = text.trim();
+        if token.len() < Self::MIN_LEN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "the admin token must be at least {} printable characters without spaces",
+                Self::MIN_LEN
+            ));
+        }
+        Ok(Self(token.into()))
+    }
+
+    /// Whether `request` carries the token (compared in constant time).
+    fn admits(&self, request: &Request) -> bool {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        aws_lc_rs::constant_time::verify_slices_are_equal(
+            presented.trim().as_bytes(),
+            self.0.as_bytes(),
+        )
+        .is_ok()
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(…)")
+    }
 }
 
 /// The admin router: `/metrics` (Prometheus text), `/healthz` (the process answers) and
@@ -307,7 +352,37 @@ pub fn admin_router(admin: Arc<Admin>) -> Router {
         .route("/metrics", get(metrics_endpoint))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .layer(axum::middleware::from_fn_with_state(
+            admin.clone(),
+            require_admin_token,
+        ))
         .with_state(admin)
+}
+
+/// Refuses every admin request but `/healthz` without the configured bearer token.
+async fn require_admin_token(
+    State(admin): State<Arc<Admin>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match &admin.token {
+        Some(token) if request.uri().path() != "/healthz" && !token.admits(&request) => (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (admin_token_file)\n",
+        )
+            .into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// Whether the request came over loopback (the connection's peer address, when the
+/// listener records it; anything else counts as remote).
+fn from_loopback(request: &Request) -> bool {
+    request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .is_some_and(|c| c.0.ip().to_canonical().is_loopback())
 }
 
 async fn metrics_endpoint(State(admin): State<Arc<Admin>>) -> Response {
@@ -326,7 +401,7 @@ async fn healthz() -> Response {
     (StatusCode::OK, "ok\n").into_response()
 }
 
-async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+async fn readyz(State(admin): State<Arc<Admin>>, request: Request) -> Response {
     let database = ping_database(&admin.store).await;
     let ca_key = {
         use rcgen::SigningKey;
@@ -340,9 +415,12 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
             .map_err(|e| e.to_string())
     };
     let ready = database.is_ok() && ca_key.is_ok();
+    // Error text (a database host name, a driver message) only for a local operator.
+    let local = from_loopback(&request);
     let show = |r: &Result<(), String>| match r {
         Ok(()) => "ok".to_owned(),
-        Err(e) => e.clone(),
+        Err(e) if local => e.clone(),
+        Err(_) => "unavailable".to_owned(),
     };
     if let Err(e) = &database {
         tracing::warn!(error = %e, "not ready: the database does not answer");
@@ -369,9 +447,12 @@ pub async fn serve_admin(
     admin: Arc<Admin>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, admin_router(admin))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(
+        listener,
+        admin_router(admin).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 #[cfg(test)]

@@ -216,6 +216,24 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             }),
         ),
         (
+            "the account's own kid with a leading zero (signed by its key)",
+            ProblemType::AccountDoesNotExist,
+            400,
+            Box::pin(async {
+                let padded = kid.replace("/acme/acct/", "/acme/acct/0");
+                let h = json!({"alg": "ES256", "kid": padded, "nonce": acme.nonce().await, "url": new_order});
+                acme.send_jws(
+                    &new_order,
+                    &raw_jws(
+                        &acme.key,
+                        h,
+                        "{\"identifiers\":[{\"type\":\"dns\",\"value\":\"zero.example.test\"}]}",
+                    ),
+                )
+                .await
+            }),
+        ),
+        (
             "kid that is not an account URL",
             ProblemType::AccountDoesNotExist,
             400,

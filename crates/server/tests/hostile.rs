@@ -360,3 +360,101 @@ async fn csrs_with_odd_extensions_never_shape_the_certificate() {
         assert_eq!(names, [format!("dns:{name}")], "{name}");
     }
 }
+
+/// A body over the limit gets its `413` problem document although the client is still
+/// sending it: the CA decides on `Content-Length` before reading, says
+/// `Connection: close`, and lingers on the socket so the answer is not destroyed by a
+/// reset. A chunked body with no length is cut off at the limit with the same answer.
+#[tokio::test]
+async fn an_oversized_body_gets_its_413_while_the_client_is_still_sending() {
+    let ca = TestCa::start().await;
+    let acme = ca.account().await;
+    let new_order = acme.dir.new_order.clone();
+    let before = ca
+        .store
+        .audit_entries(0, i64::MIN, 10_000)
+        .await
+        .unwrap()
+        .len();
+
+    for _ in 0..3 {
+        let r = acme
+            .send(&new_order, vec![b'{'; 5 << 20], "application/jose+json")
+            .await;
+        let p = r.assert_problem(ProblemType::Malformed, 413);
+        assert!(p.detail.contains("larger than 65536 bytes"), "{p}");
+        assert_eq!(r.header("connection").as_deref(), Some("close"));
+        assert!(r.header("replay-nonce").is_some());
+    }
+
+    // A client that sends its 5 MiB slowly: the answer comes while most of the body is
+    // still to be sent; it must still be readable (the CA lingers instead of resetting).
+    let mut s = TcpStream::connect(ca.addr).await.unwrap();
+    let head = format!(
+        "POST /acme/new-order HTTP/1.1\r\nHost: {}\r\nContent-Type: application/jose+json\r\nContent-Length: {}\r\n\r\n",
+        ca.addr,
+        5 << 20
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = s.into_split();
+    // The whole body goes out without a write error (a client such as curl reports a
+    // failed write as "connection reset" and never reads the answer).
+    let sender = tokio::spawn(async move {
+        let chunk = vec![b'{'; 64 * 1024];
+        for _ in 0..80 {
+            writer.write_all(&chunk).await?;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        writer.flush().await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut out = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(15), reader.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{read:?}: {answer:?}");
+    let sent = tokio::time::timeout(Duration::from_secs(15), sender).await;
+    assert!(
+        matches!(sent, Ok(Ok(Ok(())))),
+        "the body could not be sent: {sent:?}"
+    );
+
+    // Chunked, no length: refused at the limit, answered all the same.
+    let mut s = TcpStream::connect(ca.addr).await.unwrap();
+    let head = format!(
+        "POST /acme/new-order HTTP/1.1\r\nHost: {}\r\nContent-Type: application/jose+json\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ca.addr
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = s.into_split();
+    let sender = tokio::spawn(async move {
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "x".repeat(64 * 1024));
+        for _ in 0..80 {
+            if writer.write_all(chunk.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(15), reader.read_to_end(&mut out)).await;
+    let answer = String::from_utf8_lossy(&out);
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(
+        answer.contains("urn:ietf:params:acme:error:malformed"),
+        "{answer}"
+    );
+    assert!(
+        answer.to_ascii_lowercase().contains("connection: close"),
+        "{answer}"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(15), sender).await;
+
+    // Nothing was stored, and the CA serves the next request as usual.
+    let after = ca
+        .store
+        .audit_entries(0, i64::MIN, 10_000)
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(before, after);
+    assert_eq!(acme.new_order(&["after.example.test"]).await.status, 201);
+}

@@ -178,10 +178,88 @@ async fn readyz_fails_when_the_database_is_unreachable() {
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["ready"], false);
     assert_ne!(body["database"], "ok", "{body}");
+    assert_ne!(
+        body["database"], "unavailable",
+        "loopback sees the cause: {body}"
+    );
     assert_eq!(body["ca_key"], "ok");
+    // Asked from another address, the answer says what is down but not why.
+    let (status, remote) = admin_request(&ca, "/readyz", "10.0.0.5:40000", None).await;
+    assert_eq!(status, 503);
+    let remote: Value = serde_json::from_str(&remote).unwrap();
+    assert_eq!(
+        remote,
+        json!({"ready": false, "database": "unavailable", "ca_key": "ok"})
+    );
     // Alive all the same: a restart would not help.
     let r = reqwest::get(format!("{}/healthz", ca.admin_base))
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+}
+
+/// A request to the admin router as if from `peer` (no network: the connection's address
+/// is what the listener would record), with an optional bearer token.
+async fn admin_request(ca: &TestCa, path: &str, peer: &str, token: Option<&str>) -> (u16, String) {
+    use tower::ServiceExt;
+    let mut request = axum::http::Request::builder().uri(path);
+    if let Some(t) = token {
+        request = request.header("authorization", format!("Bearer {t}"));
+    }
+    let mut request = request.body(axum::body::Body::empty()).unwrap();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    request
+        .extensions_mut()
+        .insert(axum::extract::ConnectInfo(peer));
+    let response = certwright_server::telemetry::admin_router(ca.admin.clone())
+        .oneshot(request)
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// With `admin_token_file`, `/metrics` and `/readyz` need the bearer token (a missing or
+/// wrong one gets 401 and no data); `/healthz` stays open for probes.
+#[tokio::test]
+async fn the_admin_listener_requires_its_bearer_token_when_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = "s3cret-admin-token-0123456789";
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let path = file.clone();
+    let ca = TestCa::start_with(move |c| c.admin_token_file = Some(path)).await;
+    let client = reqwest::Client::new();
+    for (path, auth, want) in [
+        ("/metrics", None, 401),
+        ("/metrics", Some("wrong-token-wrong-token"), 401),
+        ("/metrics", Some(&token[..token.len() - 1]), 401),
+        ("/readyz", None, 401),
+        ("/metrics", Some(token), 200),
+        ("/readyz", Some(token), 200),
+        ("/healthz", None, 200),
+    ] {
+        let mut request = client.get(format!("{}{path}", ca.admin_base));
+        if let Some(t) = auth {
+            request = request.bearer_auth(t);
+        }
+        let r = request.send().await.unwrap();
+        assert_eq!(r.status().as_u16(), want, "{path} with {auth:?}");
+        let body = r.text().await.unwrap();
+        if want == 401 {
+            assert!(
+                !body.contains("certwright_"),
+                "{path}: metrics leaked: {body}"
+            );
+            assert!(!body.contains("ready"), "{path}: readiness leaked: {body}");
+        }
+    }
+    // Remote or local, the token is what counts.
+    let (status, _) = admin_request(&ca, "/metrics", "10.0.0.5:40000", None).await;
+    assert_eq!(status, 401);
+    let (status, _) = admin_request(&ca, "/metrics", "10.0.0.5:40000", Some(token)).await;
+    assert_eq!(status, 200);
 }

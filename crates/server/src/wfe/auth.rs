@@ -18,6 +18,14 @@ use certwright_proto::types::AccountStatus;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// The answer to a body over [`MAX_BODY_BYTES`] (`malformed`, 413).
+pub fn body_too_large() -> Problem {
+    Problem::malformed(format!(
+        "the request body is larger than {MAX_BODY_BYTES} bytes"
+    ))
+    .with_status(413)
+}
+
 /// Who signed an authenticated request.
 #[derive(Debug, Clone)]
 pub enum Authenticated {
@@ -139,12 +147,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             .unwrap_or_default();
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
-            .map_err(|_| {
-                Problem::malformed(format!(
-                    "the request body is larger than {MAX_BODY_BYTES} bytes"
-                ))
-                .with_status(413)
-            })?;
+            .map_err(|_| body_too_large())?;
         let jws = ParsedJws::parse(&body).map_err(jws_problem)?;
         if jws.header.alg.is_mac() {
             return Err(Problem::bad_signature_algorithm(format!(

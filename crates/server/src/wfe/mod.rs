@@ -82,6 +82,30 @@ impl AppState {
     }
 }
 
+/// Refuses a request whose `Content-Length` is over the body limit before reading any of
+/// it, and closes the connection after any `413` (the rest of an oversized body is not
+/// read: see `linger.rs` for how the client still gets to read the answer).
+async fn refuse_oversized_bodies(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let http1 = request.version() <= axum::http::Version::HTTP_11;
+    let mut response = match declared {
+        Some(length) if length > auth::MAX_BODY_BYTES as u64 => {
+            axum::response::IntoResponse::into_response(problem::ApiError(auth::body_too_large()))
+        }
+        _ => next.run(request).await,
+    };
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && http1 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Seconds one request may take before the server answers 503.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -112,6 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/acme/cert/{serial}", post(h::certificate))
         .fallback(h::not_found)
         .method_not_allowed_fallback(h::method_not_allowed)
+        .layer(middleware::from_fn(refuse_oversized_bodies))
         .layer(middleware::from_fn_with_state(state.clone(), acme_headers))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,

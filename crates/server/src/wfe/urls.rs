@@ -58,7 +58,9 @@ impl Urls {
         if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
             return None;
         }
-        id.parse().ok().map(AccountId)
+        let id = AccountId(id.parse().ok()?);
+        // Only the account URL exactly as the CA gave it (`…/acct/06` is not account 6).
+        (self.account(id) == kid).then_some(id)
     }
 }
 
@@ -81,6 +83,26 @@ mod tests {
             None
         );
         assert_eq!(u.parse_account("https://ca.example:14000/acme/acct/"), None);
+        // Only the exact URL: no leading zeros, no other spelling of the number.
+        for other in [
+            "06",
+            "006",
+            "042",
+            "+42",
+            "42/",
+            "42?x",
+            "99999999999999999999",
+        ] {
+            assert_eq!(
+                u.parse_account(&format!("https://ca.example:14000/acme/acct/{other}")),
+                None,
+                "{other}"
+            );
+        }
+        assert_eq!(
+            u.parse_account("https://ca.example:14000/acme/acct/6"),
+            Some(AccountId(6))
+        );
         assert_eq!(
             u.challenge(AuthzId(3), ChallengeId(9)),
             "https://ca.example:14000/acme/chall/3/9"

@@ -97,6 +97,8 @@ pub struct TestCa {
     pub root_pem: String,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `http://127.0.0.1:PORT`.
     pub admin_base: String,
+    /// The admin endpoints' state (for requests that must look remote).
+    pub admin: Arc<certwright_server::telemetry::Admin>,
     /// The policy in force (tests may replace it as a SIGHUP reload would).
     pub policy: certwright_server::ra::policy::PolicyHandle,
     _tmp: Option<tempfile::TempDir>,
@@ -197,6 +199,7 @@ impl TestCa {
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         let admin = server.admin.clone();
+        let admin_state = admin.clone();
         tokio::spawn(async move {
             let _ = certwright_server::telemetry::serve_admin(
                 admin_listener,
@@ -223,6 +226,7 @@ impl TestCa {
             responder,
             root_pem,
             admin_base,
+            admin: admin_state,
             policy,
             _tmp: None,
             shutdown: Some(tx),
