@@ -10,6 +10,7 @@ pub mod clock;
 pub mod config;
 pub mod fsutil;
 pub mod ra;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod va;
