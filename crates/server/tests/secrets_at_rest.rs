@@ -128,7 +128,7 @@ async fn restart(ca: TestCa) -> TestCa {
 fn ca_command(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
     cmd.args(args).arg("--data-dir").arg(dir);
-    if let Some(url) = std::fs::read_to_string(dir.join("test-database-url")).ok() {
+    if let Ok(url) = std::fs::read_to_string(dir.join("test-database-url")) {
         cmd.arg("--database-url").arg(url);
     }
     cmd.env_remove(secrets::KEK_ENV);
