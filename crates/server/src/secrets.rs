@@ -158,11 +158,13 @@ impl KekSource {
         };
         match self {
             Self::Env(value) => Kek::from_bytes(
-                &decode_kek(value.as_bytes()).map_err(bad)?,
+                &decode_kek(value.as_bytes(), false).map_err(bad)?,
                 describe.clone(),
             ),
             Self::File(path) | Self::DataDir(path) => match std::fs::read(path) {
-                Ok(bytes) => Kek::from_bytes(&decode_kek(&bytes).map_err(bad)?, describe.clone()),
+                Ok(bytes) => {
+                    Kek::from_bytes(&decode_kek(&bytes, true).map_err(bad)?, describe.clone())
+                }
                 Err(e)
                     if e.kind() == std::io::ErrorKind::NotFound
                         && may_create
@@ -204,13 +206,20 @@ impl KekSource {
     }
 }
 
-/// The KEK as text or bytes: exactly 32 raw bytes, or base64url / base64 of 32 bytes
-/// (surrounding whitespace and padding allowed), so `openssl rand 32`,
-/// `openssl rand -base64 32` and the file certwright-ca writes all work.
-fn decode_kek(bytes: &[u8]) -> Result<[u8; KEK_LEN], String> {
+/// The KEK as text or bytes: base64url / base64 of 32 bytes (surrounding whitespace and
+/// padding allowed) or, in a file (`raw_ok`), exactly 32 raw bytes; so
+/// `openssl rand -base64 32`, `openssl rand 32 > FILE` and the file certwright-ca writes
+/// all work. The environment variable takes text only: a 32-character passphrase there is
+/// refused, not taken for a key.
+fn decode_kek(bytes: &[u8], raw_ok: bool) -> Result<[u8; KEK_LEN], String> {
     // Base64 of 32 bytes is at least 43 characters: 32 bytes are the raw key.
     if let Ok(raw) = <[u8; KEK_LEN]>::try_from(bytes) {
-        return Ok(raw);
+        if raw_ok {
+            return Ok(raw);
+        }
+        return Err(format!(
+            "{KEK_LEN} characters: not base64 of {KEK_LEN} bytes (43 characters)"
+        ));
     }
     let text = std::str::from_utf8(bytes)
         .map_err(|_| format!("neither {KEK_LEN} raw bytes nor base64 text"))?;
@@ -552,11 +561,17 @@ mod tests {
             format!("{url}\n").into_bytes(),
             std.into_bytes(),
         ] {
-            let k = Kek::from_bytes(&decode_kek(&form).unwrap(), "t").unwrap();
+            let k = Kek::from_bytes(&decode_kek(&form, true).unwrap(), "t").unwrap();
             assert_eq!(k.id(), id);
         }
-        assert!(decode_kek(b"too short").is_err());
-        assert!(decode_kek(b64::encode([1u8; 16]).as_bytes()).is_err());
+        assert!(
+            decode_kek(&raw, false).is_err(),
+            "raw bytes from a file only"
+        );
+        let passphrase = KekSource::Env("a 32-character passphrase here!!".into());
+        assert!(passphrase.load(false).is_err());
+        assert!(decode_kek(b"too short", true).is_err());
+        assert!(decode_kek(b64::encode([1u8; 16]).as_bytes(), true).is_err());
         let source = KekSource::Env("not base64 at all!".into());
         let e = source.load(true).unwrap_err().to_string();
         assert!(e.contains(KEK_ENV), "{e}");
