@@ -199,18 +199,18 @@ impl Store {
             .filter(|l| l["table"] == "eab_keys")
             .filter_map(|l| Some((l["row"]["kid"].as_str()?, l["row"]["kek_id"].as_str()?)))
             .collect();
-        let Some((_, sealed_with)) = sealed.first() else {
-            return Ok(());
-        };
-        let kek = self.require_kek()?;
-        let foreign: Vec<&str> = sealed
-            .iter()
-            .filter(|(_, id)| *id != kek.id())
-            .map(|(kid, _)| *kid)
-            .collect();
-        if foreign.is_empty() {
+        if sealed.is_empty() {
             return Ok(());
         }
+        let kek = self.require_kek()?;
+        let foreign: Vec<(&str, &str)> = sealed
+            .into_iter()
+            .filter(|(_, id)| *id != kek.id())
+            .collect();
+        let Some((_, sealed_with)) = foreign.first() else {
+            return Ok(());
+        };
+        let foreign: Vec<&str> = foreign.iter().map(|(kid, _)| *kid).collect();
         Err(StoreError::Schema(format!(
             "the export holds {} EAB key(s) ({}) encrypted with key-encryption key id {sealed_with}, \
              but the KEK here ({}) has id {}: give this CA the source CA's KEK (copy its {} or set \

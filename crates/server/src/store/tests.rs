@@ -919,3 +919,40 @@ async fn export_carries_sealed_keys_and_import_needs_the_same_kek() {
     );
     assert_eq!(same.eab_hmac_key(&moved).unwrap(), key);
 }
+
+#[tokio::test]
+async fn an_export_of_an_older_version_is_imported_and_its_keys_sealed() {
+    let s = store().await;
+    let key = random_key();
+    s.create_eab_key("kid", "team", &key, 1).await.unwrap();
+    // What a version before sealing exported: the plaintext key, no kek_id.
+    let rows: Vec<serde_json::Value> = s
+        .export()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut line| {
+            if line["table"] == "eab_keys" {
+                let row = line["row"].as_object_mut().unwrap();
+                row.remove("kek_id");
+                row.insert(
+                    "hmac_key".into(),
+                    certwright_proto::b64::encode(&key).into(),
+                );
+            }
+            line
+        })
+        .collect();
+    let target = store().await;
+    target.import(&rows).await.unwrap();
+    assert!(target
+        .eab_key("kid")
+        .await
+        .unwrap()
+        .unwrap()
+        .kek_id
+        .is_none());
+    assert_eq!(target.seal_legacy_eab_keys().await.unwrap(), 1);
+    let record = target.eab_key("kid").await.unwrap().unwrap();
+    assert_eq!(target.eab_hmac_key(&record).unwrap(), key);
+}
