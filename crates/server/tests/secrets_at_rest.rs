@@ -125,6 +125,18 @@ async fn restart(ca: TestCa) -> TestCa {
     ca
 }
 
+/// Starts the CA once more on `dir` and lets it own the directory, so that its end
+/// removes the test's PostgreSQL database too.
+async fn clean_up(
+    tmp: Option<tempfile::TempDir>,
+    dir: PathBuf,
+    addr: std::net::SocketAddr,
+    responder: harness::Responder,
+) {
+    let mut ca = TestCa::start_in(dir, Some(addr), responder, Clock::system(), |_| {}).await;
+    ca.adopt(tmp);
+}
+
 fn ca_command(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
     cmd.args(args).arg("--data-dir").arg(dir);
@@ -257,7 +269,7 @@ async fn the_database_and_an_export_do_not_reveal_eab_keys() {
 #[tokio::test]
 async fn eab_create_and_export_commands_keep_the_key_out_of_the_files() {
     let ca = TestCa::start().await;
-    let (tmp, dir, _, _) = ca.stop().await;
+    let (tmp, dir, addr, responder) = ca.stop().await;
     let out = ca_command(&dir, &["eab", "create", "--json", "--label", "cli"]);
     let created: Value = serde_json::from_slice(&out.stdout).unwrap();
     let key = b64::decode(created["hmac_key"].as_str().unwrap()).unwrap();
@@ -276,7 +288,7 @@ async fn eab_create_and_export_commands_keep_the_key_out_of_the_files() {
     let export = std::fs::read(&file).unwrap();
     assert!(String::from_utf8_lossy(&export).contains(kid));
     assert_hidden("the export file", &export, &key);
-    drop(tmp);
+    clean_up(tmp, dir, addr, responder).await;
 }
 
 /// Inserts a plaintext EAB key the way a version before encryption stored it.
@@ -335,14 +347,14 @@ async fn a_plaintext_key_of_an_older_version_is_encrypted_at_start_and_still_bin
 #[tokio::test]
 async fn migrate_encrypts_plaintext_keys() {
     let ca = TestCa::start().await;
-    let (tmp, dir, _, _) = ca.stop().await;
+    let (tmp, dir, addr, responder) = ca.stop().await;
     let key = random_key();
     insert_legacy_key(&dir, "kid-old", &key).await;
     ca_command(&dir, &["migrate"]);
     let (stored, kek_id) = raw_row(&dir, "kid-old").await;
     assert!(stored.starts_with(b"v1:") && kek_id.is_some());
     assert_hidden("the column after migrate", &stored, &key);
-    drop(tmp);
+    clean_up(tmp, dir, addr, responder).await;
 }
 
 #[tokio::test]
@@ -352,7 +364,7 @@ async fn a_wrong_or_missing_kek_stops_the_start_with_a_clear_error() {
         .create_eab_key("kid-unused", "team", b"mac", ca.clock.now())
         .await
         .unwrap();
-    let (tmp, dir, _, _) = ca.stop().await;
+    let (tmp, dir, addr, responder) = ca.stop().await;
     let kek_path = dir.join(KEK_FILE);
     let original = std::fs::read(&kek_path).unwrap();
 
@@ -382,7 +394,7 @@ async fn a_wrong_or_missing_kek_stops_the_start_with_a_clear_error() {
     drop(server);
 
     std::fs::write(&kek_path, original).unwrap();
-    drop(tmp);
+    clean_up(tmp, dir, addr, responder).await;
 }
 
 #[tokio::test]
