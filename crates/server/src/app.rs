@@ -108,7 +108,7 @@ impl CaServer {
     pub async fn open(config: Config, options: Options) -> anyhow::Result<Self> {
         config.validate()?;
         let metrics = telemetry::install();
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        crate::fsutil::create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         let hierarchy = Hierarchy::load_or_create(
@@ -134,6 +134,11 @@ impl CaServer {
         let store = Store::open_with(&config.database_url(), &store_options)
             .await
             .with_context(|| format!("cannot open database {}", config.database_url()))?;
+        // EAB keys sealed at rest; the server refuses keys it could not use (docs/hardening.md).
+        let store = crate::secrets::attach_eab_kek(&config, store, !options.admin)
+            .await
+            .context("loading the key-encryption key of EAB keys")?;
+        crate::secrets::warn_loose_modes(&config);
         let ocsp = if config.ocsp.enabled {
             let pem = hierarchy.load_or_create_ocsp_responder(options.clock.now())?;
             let validity = i64::from(config.ocsp.validity_hours) * 3600;

@@ -22,6 +22,10 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL. Default: `sqlite://<data_dir>/certwright.db`.
     pub database_url: Option<String>,
+    /// File holding the key-encryption key of EAB keys (must exist; instances sharing a
+    /// database need the same one). Default: `<data_dir>/eab-kek.key`, created on first
+    /// start. `CERTWRIGHT_EAB_KEK` wins over both (see `secrets`).
+    pub eab_kek_file: Option<PathBuf>,
     /// Serve HTTPS with a certificate issued by the CA's own root (false: plain HTTP,
     /// for running behind a TLS-terminating proxy).
     pub tls: bool,
@@ -380,6 +384,7 @@ impl Default for Config {
             base_url: None,
             data_dir: PathBuf::from("certwright-ca-data"),
             database_url: None,
+            eab_kek_file: None,
             tls: true,
             log_format: LogFormat::Text,
             ca: CaSection::default(),

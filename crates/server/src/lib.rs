@@ -11,6 +11,7 @@ pub mod config;
 pub mod fsutil;
 pub mod linger;
 pub mod ra;
+pub mod secrets;
 pub mod store;
 pub mod telemetry;
 pub mod va;

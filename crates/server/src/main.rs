@@ -555,8 +555,10 @@ async fn admin(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Migrate { ca } => {
-            ca.store(true).await?;
-            println!("the database schema is up to date");
+            let store = ca.store(true).await?;
+            // A schema migration has no key: plaintext EAB keys are sealed here.
+            certwright_server::secrets::attach_eab_kek(&ca.config()?, store, false).await?;
+            println!("the database schema is up to date; EAB keys are encrypted at rest");
             Ok(())
         }
         Command::Export { out, ca } => {
@@ -565,7 +567,8 @@ async fn admin(command: Command) -> anyhow::Result<()> {
             certwright_server::fsutil::write_atomic(&out, text.as_bytes(), 0o600)
                 .with_context(|| format!("writing {}", out.display()))?;
             println!(
-                "exported {} rows to {} (keep it secret: it holds EAB keys)",
+                "exported {} rows to {} (EAB keys in it are encrypted with the data directory's \
+                 key-encryption key; importing needs that KEK)",
                 rows.len(),
                 out.display()
             );
@@ -580,8 +583,25 @@ async fn admin(command: Command) -> anyhow::Result<()> {
                 .map(serde_json::from_str)
                 .collect::<Result<Vec<serde_json::Value>, _>>()
                 .context("the export is not JSON lines")?;
-            let n = ca.store(true).await?.import(&rows).await?;
-            println!("imported {n} rows");
+            // Sealed EAB keys need the KEK they were sealed with; without any, a data
+            // directory's KEK may be created here.
+            let sealed = rows
+                .iter()
+                .any(|r| r["table"] == "eab_keys" && r["row"]["kek_id"].is_string());
+            let source = certwright_server::secrets::KekSource::from_environment(&ca.config()?);
+            let kek = source.load(!sealed).with_context(|| {
+                format!(
+                    "the export holds encrypted EAB keys: this CA needs the source CA's \
+                     key-encryption key at {} (or in {})",
+                    source.describe(),
+                    certwright_server::secrets::KEK_ENV
+                )
+            })?;
+            let store = ca.store(true).await?.with_eab_kek(std::sync::Arc::new(kek));
+            let n = store.import(&rows).await?;
+            // An export of an older version carries plaintext keys: sealed now.
+            let sealed = store.seal_legacy_eab_keys().await?;
+            println!("imported {n} rows ({sealed} plaintext EAB keys encrypted)");
             Ok(())
         }
         Command::Serve(_) | Command::Root { .. } => unreachable!("handled in main"),

@@ -5,6 +5,7 @@ mod harness;
 
 use certwright_proto::b64;
 use certwright_server::clock::Clock;
+use certwright_server::secrets::{KekSource, KEK_FILE};
 use certwright_server::store::Store;
 use harness::TestCa;
 use serde_json::json;
@@ -41,7 +42,18 @@ async fn sqlite_to_postgres_keeps_everything() {
     std::fs::remove_file(dir.join("certwright.db")).ok();
     std::env::set_var("CERTWRIGHT_TEST_BACKEND", "postgres");
     let url = harness::database_url_for(&dir).await.unwrap();
-    let target = Store::open(&url).await.unwrap();
+    // The EAB key travels sealed: the target needs the data directory's KEK.
+    let kek = KekSource::DataDir(dir.join(KEK_FILE)).load(false).unwrap();
+    let bare = Store::open(&url).await.unwrap();
+    assert!(
+        bare.import(&rows).await.is_err(),
+        "sealed keys need the KEK"
+    );
+    assert!(
+        bare.eab_keys().await.unwrap().is_empty(),
+        "nothing imported"
+    );
+    let target = bare.with_eab_kek(std::sync::Arc::new(kek));
     assert_eq!(target.import(&rows).await.unwrap(), rows.len());
     assert_eq!(
         target.snapshot().await.unwrap(),
@@ -76,7 +88,12 @@ async fn sqlite_to_postgres_keeps_everything() {
         .unwrap();
     assert_eq!(crl.len(), 1);
     assert_eq!(crl[0].reason, 1);
-    assert!(moved.store.eab_key("kid-move").await.unwrap().is_some());
+    let moved_key = moved.store.eab_key("kid-move").await.unwrap().unwrap();
+    assert_eq!(
+        moved.store.eab_hmac_key(&moved_key).unwrap(),
+        b"secret",
+        "the moved EAB key still opens with the data directory's KEK"
+    );
     // New rows get fresh ids past the imported ones.
     acme.issue(&["after-move.example.test"], &moved.responder)
         .await;

@@ -166,3 +166,28 @@ async fn crl_numbers_stay_monotonic_across_instances() {
     }
     assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{numbers:?}");
 }
+
+/// Instances on one database share the key-encryption key (copied with the CA keys): an
+/// EAB key created through one binds an account through the other.
+#[tokio::test]
+async fn an_eab_key_created_on_one_instance_binds_on_the_other() {
+    let (first, second, _dir) = pair().await;
+    let kek = |ca: &TestCa| ca.store.eab_kek().unwrap().id().to_owned();
+    assert_eq!(kek(&first), kek(&second));
+    let mac = b"a shared mac key for both instances";
+    first
+        .store
+        .create_eab_key("kid-shared", "team", mac, first.clock.now())
+        .await
+        .unwrap();
+    let acme = second.client(KeyType::EcP256).await;
+    let url = acme.dir.new_account.clone();
+    let binding = certwright_proto::jws::sign_eab(mac, "kid-shared", &url, &acme.key.jwk());
+    let r = acme
+        .post(
+            &url,
+            Some(&json!({"termsOfServiceAgreed": true, "externalAccountBinding": binding})),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+}

@@ -19,6 +19,11 @@ pub const CRL_ISSUER: &str = "intermediate";
 /// Seconds clients should wait before asking for renewal information again.
 pub const ARI_RETRY_AFTER_SECS: u64 = 6 * 3600;
 
+/// What a client hears when the CA cannot decrypt the EAB key it names (the reason is
+/// logged for the operator).
+pub const EAB_KEY_UNREADABLE: &str =
+    "the CA cannot read its copy of this external account key; ask the CA operator";
+
 /// Who asks for a revocation.
 pub enum Requester<'a> {
     /// A `kid`-signed request.
@@ -97,7 +102,13 @@ impl Ra {
                 "external account key {kid:?} is already bound to an account"
             )));
         }
-        inner.verify_hmac(&key.hmac_key).map_err(|_| {
+        let hmac_key = self.inner.store.eab_hmac_key(&key).map_err(|e| {
+            // A wrong key-encryption key or a damaged row: the operator's problem, told in
+            // the log; the client learns only that the CA failed.
+            tracing::error!(kid = %kid, error = %e, "cannot decrypt an EAB key");
+            Problem::server_internal(EAB_KEY_UNREADABLE)
+        })?;
+        inner.verify_hmac(&hmac_key).map_err(|_| {
             unauthorized("externalAccountBinding MAC does not verify with that key")
         })?;
         let payload: Value = serde_json::from_slice(&inner.payload)

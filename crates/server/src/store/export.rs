@@ -1,11 +1,16 @@
 //! Moving a CA's database between backends: every table as JSON lines, in an order that
 //! satisfies foreign keys; import into an empty database in one transaction.
+//!
+//! EAB HMAC keys travel as stored: sealed with the key-encryption key, with its id. Export
+//! refuses plaintext keys an older version left (`certwright-ca migrate` seals them);
+//! import refuses keys sealed with another KEK than the target's, before writing anything.
 
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
 use super::audit::{self, AuditEvent};
 use super::{Backend, Result, Store, StoreError};
+use crate::secrets::SecretsError;
 
 #[derive(Clone, Copy)]
 enum Col {
@@ -107,6 +112,7 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("kid", Text),
             ("label", Text),
             ("hmac_key", Blob),
+            ("kek_id", Text),
             ("created_at", Int),
             ("revoked_at", Int),
             ("account_id", Int),
@@ -152,6 +158,13 @@ impl Store {
             let names: Vec<&str> = cols.iter().map(|c| c.0).collect();
             let sql = format!("SELECT {} FROM {table}", names.join(", "));
             for row in sqlx::query(&sql).fetch_all(&self.reader).await? {
+                if *table == "eab_keys" && row.get::<Option<String>, _>("kek_id").is_none() {
+                    // The export file alone must not reveal an HMAC key.
+                    return Err(SecretsError::Plaintext {
+                        kid: row.get::<String, _>("kid"),
+                    }
+                    .into());
+                }
                 let mut obj = Map::new();
                 for (i, (name, col)) in cols.iter().enumerate() {
                     let v = match col {
@@ -177,6 +190,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Every sealed EAB key of an export must be sealed with this store's key-encryption
+    /// key, or the imported CA could never use it. Keys without a KEK id (an export of an
+    /// older version) are plaintext: `seal_legacy_eab_keys` seals them after the import.
+    fn check_imported_eab_keys(&self, lines: &[Value]) -> Result<()> {
+        let sealed: Vec<(&str, &str)> = lines
+            .iter()
+            .filter(|l| l["table"] == "eab_keys")
+            .filter_map(|l| Some((l["row"]["kid"].as_str()?, l["row"]["kek_id"].as_str()?)))
+            .collect();
+        if sealed.is_empty() {
+            return Ok(());
+        }
+        let kek = self.require_kek()?;
+        let foreign: Vec<(&str, &str)> = sealed
+            .into_iter()
+            .filter(|(_, id)| *id != kek.id())
+            .collect();
+        let Some((_, sealed_with)) = foreign.first() else {
+            return Ok(());
+        };
+        let foreign: Vec<&str> = foreign.iter().map(|(kid, _)| *kid).collect();
+        Err(StoreError::Schema(format!(
+            "the export holds {} EAB key(s) ({}) encrypted with key-encryption key id {sealed_with}, \
+             but the KEK here ({}) has id {}: give this CA the source CA's KEK (copy its {} or set \
+             {}) and import again; nothing was imported",
+            foreign.len(),
+            foreign.join(", "),
+            kek.source(),
+            kek.id(),
+            crate::secrets::KEK_FILE,
+            crate::secrets::KEK_ENV,
+        )))
+    }
+
     /// Imports an export into this (empty) database, in one transaction.
     pub async fn import(&self, lines: &[Value]) -> Result<usize> {
         for (table, _) in TABLES {
@@ -190,6 +237,7 @@ impl Store {
                 )));
             }
         }
+        self.check_imported_eab_keys(lines)?;
         let mut tx = self.writer.begin().await?;
         let mut count = 0;
         for (table, cols) in TABLES {

@@ -29,6 +29,7 @@ use sqlx::migrate::Migrator;
 use sqlx::AnyPool;
 use sqlx::Row as _;
 
+use crate::secrets::{Kek, SecretsError};
 use columns::Columns;
 use tx::{params, Param, Row};
 
@@ -65,6 +66,12 @@ pub enum StoreError {
     /// The transaction (or the write batch it was part of) did not commit.
     #[error("database error: the write was not committed: {0}")]
     Commit(String),
+    /// Sealing or opening an EAB key with the key-encryption key failed (`secrets`).
+    #[error("{0}")]
+    Secret(#[from] crate::secrets::SecretsError),
+    /// The database file could not be created.
+    #[error("cannot create the database file {path}: {error}")]
+    File { path: String, error: std::io::Error },
 }
 
 /// A uniqueness violation as `Conflict`, for the operations where it means "already
@@ -147,6 +154,8 @@ pub struct Store {
     group: Option<writer::GroupCommit>,
     /// Request-path reads on the calling thread (SQLite files only).
     reads: Option<Arc<sqlite_reads::SqliteReads>>,
+    /// Seals and opens EAB HMAC keys (`secrets`); attached with `with_eab_kek`.
+    eab_kek: Option<Arc<Kek>>,
 }
 
 fn sqlite_url(url: &str, mode: &str) -> String {
@@ -168,6 +177,14 @@ impl Store {
     pub async fn open_with(url: &str, options: &StoreOptions) -> Result<Self> {
         sqlx::any::install_default_drivers();
         let store = if url.starts_with("sqlite:") {
+            // The database file is private from its creation (SQLite gives its -wal and
+            // -shm files the database file's mode).
+            if let Some(path) = Self::sqlite_file(url) {
+                crate::fsutil::create_private_file(&path).map_err(|error| StoreError::File {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+            }
             let synchronous = options.sqlite_synchronous.pragma();
             let writer = AnyPoolOptions::new()
                 .max_connections(1)
@@ -219,6 +236,7 @@ impl Store {
                 reads: file
                     .as_ref()
                     .map(|path| Arc::new(sqlite_reads::SqliteReads::new(path.clone()))),
+                eab_kek: None,
             };
             // The writer thread starts on the migrated schema.
             store.check_schema(options.auto_migrate).await?;
@@ -242,6 +260,7 @@ impl Store {
                 backend: Backend::Postgres,
                 group: None,
                 reads: None,
+                eab_kek: None,
             }
         } else {
             return Err(StoreError::Corrupt(format!(
@@ -255,6 +274,34 @@ impl Store {
     /// The engine this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The file of an `sqlite://PATH` URL (None for PostgreSQL and in-memory SQLite).
+    pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+        if !url.starts_with("sqlite:") || url.contains(":memory:") {
+            return None;
+        }
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
+        Some(options.get_filename().to_owned())
+    }
+
+    /// This store with the key-encryption key that seals and opens EAB HMAC keys.
+    pub fn with_eab_kek(self, kek: Arc<Kek>) -> Self {
+        Self {
+            eab_kek: Some(kek),
+            ..self
+        }
+    }
+
+    /// The key-encryption key, if one is attached.
+    pub fn eab_kek(&self) -> Option<&Arc<Kek>> {
+        self.eab_kek.as_ref()
+    }
+
+    fn require_kek(&self) -> Result<Arc<Kek>> {
+        self.eab_kek
+            .clone()
+            .ok_or(StoreError::Secret(SecretsError::NoKek))
     }
 
     fn migrator(&self) -> &'static Migrator {
@@ -980,7 +1027,8 @@ impl Store {
         self.account(AccountId(id)).await
     }
 
-    /// Stores a new EAB key.
+    /// Stores a new EAB key, its HMAC key sealed with the key-encryption key (which must
+    /// be attached: `with_eab_kek`).
     pub async fn create_eab_key(
         &self,
         kid: &str,
@@ -988,13 +1036,16 @@ impl Store {
         hmac_key: &[u8],
         now: i64,
     ) -> Result<()> {
-        let (kid, label, hmac_key) = (kid.to_owned(), label.to_owned(), hmac_key.to_vec());
+        let kek = self.require_kek()?;
+        let sealed = kek.seal(kid, hmac_key)?;
+        let kek_id = kek.id().to_owned();
+        let (kid, label) = (kid.to_owned(), label.to_owned());
         self.write(move |tx| {
             Box::pin(async move {
                 let (kid, label) = (kid.as_str(), label.as_str());
                 tx.execute(
-                    "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, $2, $3, $4)",
-                    &params![kid, label, hmac_key, now],
+                    "INSERT INTO eab_keys (kid, label, hmac_key, kek_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    &params![kid, label, sealed, kek_id, now],
                 )
                 .await
                 .map_err(unique_is_conflict)?;
@@ -1023,6 +1074,47 @@ impl Store {
             .iter()
             .map(EabKeyRecord::from_row)
             .collect()
+    }
+
+    /// The HMAC key of an EAB key, opened with the key-encryption key. A key sealed with
+    /// another KEK, altered, or still in plaintext is an error (`StoreError::Secret`).
+    pub fn eab_hmac_key(&self, key: &EabKeyRecord) -> Result<Vec<u8>> {
+        Ok(self
+            .require_kek()?
+            .open(&key.kid, key.kek_id.as_deref(), key.stored_key.as_bytes())?)
+    }
+
+    /// Seals every EAB key an older version stored in plaintext (rows without a KEK id),
+    /// in one transaction with one audit entry; returns how many.
+    pub async fn seal_legacy_eab_keys(&self) -> Result<usize> {
+        let kek = self.require_kek()?;
+        self.write(move |tx| {
+            Box::pin(async move {
+                let legacy = tx
+                    .fetch_all(
+                        "SELECT kid, hmac_key FROM eab_keys WHERE kek_id IS NULL",
+                        &params![],
+                    )
+                    .await?;
+                for row in &legacy {
+                    let kid = row.text("kid")?;
+                    let sealed = kek.seal(&kid, &row.blob("hmac_key")?)?;
+                    tx.execute(
+                        "UPDATE eab_keys SET hmac_key = $1, kek_id = $2 WHERE kid = $3 AND kek_id IS NULL",
+                        &params![sealed, kek.id(), kid],
+                    )
+                    .await?;
+                }
+                if !legacy.is_empty() {
+                    let event = AuditEvent::new("system", "eab.encrypt_legacy").details(
+                        serde_json::json!({ "count": legacy.len(), "kek_id": kek.id() }),
+                    );
+                    audit::append(tx, &event).await?;
+                }
+                Ok(legacy.len())
+            })
+        })
+        .await
     }
 
     /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.

@@ -48,6 +48,10 @@ const MAY_SCAN: &[(&str, &str)] = &[
         "SELECT * FROM eab_keys ORDER BY",
         "eab_keys(): the operator's list of EAB keys",
     ),
+    (
+        "SELECT kid, hmac_key FROM eab_keys WHERE kek_id IS NULL",
+        "seal_legacy_eab_keys(): once per start, finds plaintext keys of older versions",
+    ),
 ];
 
 const SOURCES: &[(&str, &str)] = &[

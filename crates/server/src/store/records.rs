@@ -218,8 +218,11 @@ impl CertificateRecord {
 pub struct EabKeyRecord {
     pub kid: String,
     pub label: String,
-    /// The HMAC key (secret).
-    pub hmac_key: Vec<u8>,
+    /// The HMAC key as stored: sealed with the key-encryption key (`Store::eab_hmac_key`
+    /// opens it), or plaintext in a row an older version wrote, until start-up seals it.
+    pub stored_key: StoredKey,
+    /// Id of the key-encryption key that sealed it (None: plaintext).
+    pub kek_id: Option<String>,
     pub created_at: i64,
     pub revoked_at: Option<i64>,
     pub account_id: Option<AccountId>,
@@ -230,11 +233,29 @@ impl EabKeyRecord {
         Ok(Self {
             kid: row.text("kid")?,
             label: row.text("label")?,
-            hmac_key: row.blob("hmac_key")?,
+            stored_key: StoredKey(row.blob("hmac_key")?),
+            kek_id: row.opt_text("kek_id")?,
             created_at: row.int("created_at")?,
             revoked_at: row.opt_int("revoked_at")?,
             account_id: row.opt_int("account_id")?.map(AccountId),
         })
+    }
+}
+
+/// A secret as the database stores it. `Debug` shows its length only.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StoredKey(pub(crate) Vec<u8>);
+
+impl StoredKey {
+    /// The stored bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "StoredKey({} bytes)", self.0.len())
     }
 }
 

@@ -2,8 +2,16 @@ use super::*;
 use certwright_proto::types::ChallengeType;
 use certwright_proto::{AccountKey, KeyType, ProblemType};
 
+/// A key-encryption key for EAB keys (tests only).
+fn test_kek() -> Arc<Kek> {
+    Arc::new(Kek::from_bytes(&[42; crate::secrets::KEK_LEN], "test").unwrap())
+}
+
 async fn store() -> Store {
-    Store::open("sqlite::memory:").await.unwrap()
+    Store::open("sqlite::memory:")
+        .await
+        .unwrap()
+        .with_eab_kek(test_kek())
 }
 
 /// The certificate `0a0b` for `a.example`, as `complete_order` stores it.
@@ -624,11 +632,17 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
 async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
     let dir = tempfile::tempdir().unwrap();
     let url = |name: &str| format!("sqlite://{}", dir.path().join(name).display());
-    let threaded = Store::open(&url("thread.db")).await.unwrap();
+    let threaded = Store::open(&url("thread.db"))
+        .await
+        .unwrap()
+        .with_eab_kek(test_kek());
     assert!(threaded.group.is_some());
     let plain = Store {
         group: None,
-        ..Store::open(&url("sqlx.db")).await.unwrap()
+        ..Store::open(&url("sqlx.db"))
+            .await
+            .unwrap()
+            .with_eab_kek(test_kek())
     };
     let key = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     let other_key = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
@@ -708,4 +722,249 @@ async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
             AuditVerdict::Intact { entries: 17, .. }
         ));
     }
+}
+
+/// Every encoding of `key` an operator or a dump tool might show (raw, base64,
+/// base64url, hex).
+fn encodings(key: &[u8]) -> Vec<Vec<u8>> {
+    use base64::Engine as _;
+    let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+    vec![
+        key.to_vec(),
+        base64::engine::general_purpose::STANDARD
+            .encode(key)
+            .into_bytes(),
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .encode(key)
+            .into_bytes(),
+        certwright_proto::b64::encode(key).into_bytes(),
+        hex.clone().into_bytes(),
+        hex.to_ascii_uppercase().into_bytes(),
+    ]
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+fn random_key() -> Vec<u8> {
+    let mut key = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).unwrap();
+    key
+}
+
+#[tokio::test]
+async fn eab_keys_are_sealed_in_the_database_file_and_open_with_the_kek() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.db");
+    let s = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+        .with_eab_kek(test_kek());
+    let key = random_key();
+    s.create_eab_key("kid-1", "team", &key, 1).await.unwrap();
+
+    let record = s.eab_key("kid-1").await.unwrap().unwrap();
+    assert_eq!(record.kek_id.as_deref(), Some(test_kek().id()));
+    assert!(record.stored_key.as_bytes().starts_with(b"v1:"));
+    assert_eq!(s.eab_hmac_key(&record).unwrap(), key);
+    assert!(!format!("{record:?}").contains(&format!("{:?}", key[0..4].to_vec())));
+
+    // Neither the column nor the database file (with its WAL) holds the key.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let column: Vec<u8> = conn
+        .query_row(
+            "SELECT hmac_key FROM eab_keys WHERE kid = 'kid-1'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    file.extend(std::fs::read(dir.path().join("ca.db-wal")).unwrap_or_default());
+    assert!(contains(&file, b"kid-1"), "the scan reads the rows");
+    for encoding in encodings(&key) {
+        assert!(!contains(&column, &encoding), "the column reveals the key");
+        assert!(
+            !contains(&file, &encoding),
+            "the database file reveals the key"
+        );
+    }
+
+    // Another KEK cannot open it; a store without one neither seals nor opens.
+    let other = s.clone().with_eab_kek(Arc::new(
+        Kek::from_bytes(&[1; crate::secrets::KEK_LEN], "other").unwrap(),
+    ));
+    assert!(matches!(
+        other.eab_hmac_key(&record),
+        Err(StoreError::Secret(SecretsError::WrongKek { .. }))
+    ));
+    let bare = Store::open("sqlite::memory:").await.unwrap();
+    assert!(matches!(
+        bare.create_eab_key("k", "l", b"m", 1).await,
+        Err(StoreError::Secret(SecretsError::NoKek))
+    ));
+    assert!(bare.eab_hmac_key(&record).is_err());
+}
+
+#[tokio::test]
+async fn the_database_file_and_its_wal_are_created_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ca.db");
+    let s = Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap()
+        .with_eab_kek(test_kek());
+    s.create_eab_key("kid", "team", b"k", 1).await.unwrap();
+    for name in ["ca.db", "ca.db-wal", "ca.db-shm"] {
+        let mode = std::fs::metadata(dir.path().join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+}
+
+/// Inserts a plaintext EAB key the way a version before sealing stored it.
+async fn insert_legacy_key(s: &Store, kid: &str, key: &[u8]) {
+    sqlx::query(
+        "INSERT INTO eab_keys (kid, label, hmac_key, created_at) VALUES ($1, 'old', $2, 1)",
+    )
+    .bind(kid)
+    .bind(key.to_vec())
+    .execute(&s.writer)
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn legacy_plaintext_keys_are_sealed_once_in_an_audited_transaction() {
+    let s = store().await;
+    let (a, b) = (random_key(), random_key());
+    insert_legacy_key(&s, "old-a", &a).await;
+    insert_legacy_key(&s, "old-b", &b).await;
+    s.create_eab_key("new", "team", b"new key", 1)
+        .await
+        .unwrap();
+    let legacy = s.eab_key("old-a").await.unwrap().unwrap();
+    assert!(legacy.kek_id.is_none());
+    assert!(
+        matches!(
+            s.eab_hmac_key(&legacy),
+            Err(StoreError::Secret(SecretsError::Plaintext { .. }))
+        ),
+        "a plaintext row is not used as it is"
+    );
+    assert!(
+        matches!(
+            s.export().await,
+            Err(StoreError::Secret(SecretsError::Plaintext { .. }))
+        ),
+        "no export while keys are in plaintext"
+    );
+
+    assert_eq!(s.seal_legacy_eab_keys().await.unwrap(), 2);
+    assert_eq!(s.seal_legacy_eab_keys().await.unwrap(), 0, "once");
+    for (kid, key) in [("old-a", &a), ("old-b", &b)] {
+        let record = s.eab_key(kid).await.unwrap().unwrap();
+        assert_eq!(record.kek_id.as_deref(), Some(test_kek().id()));
+        assert_eq!(&s.eab_hmac_key(&record).unwrap(), key);
+        for encoding in encodings(key) {
+            assert!(!contains(record.stored_key.as_bytes(), &encoding));
+        }
+    }
+    let entries = s.audit_entries(0, i64::MIN, 100).await.unwrap();
+    let sealed: Vec<_> = entries
+        .iter()
+        .filter(|e| e.action == "eab.encrypt_legacy")
+        .collect();
+    assert_eq!(sealed.len(), 1, "one entry for the one transaction");
+    let details: serde_json::Value = serde_json::from_str(&sealed[0].details).unwrap();
+    assert_eq!(details["count"], 2);
+    assert!(matches!(
+        s.verify_audit().await.unwrap(),
+        AuditVerdict::Intact { .. }
+    ));
+}
+
+#[tokio::test]
+async fn export_carries_sealed_keys_and_import_needs_the_same_kek() {
+    let s = store().await;
+    let key = random_key();
+    s.create_eab_key("kid", "team", &key, 1).await.unwrap();
+    let rows = s.export().await.unwrap();
+    let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    assert!(text.contains("\"kid\""));
+    for encoding in encodings(&key) {
+        assert!(
+            !contains(text.as_bytes(), &encoding),
+            "the export reveals the key"
+        );
+    }
+
+    // Into a store with another KEK: refused, nothing imported.
+    let other = Store::open("sqlite::memory:")
+        .await
+        .unwrap()
+        .with_eab_kek(Arc::new(
+            Kek::from_bytes(&[9; crate::secrets::KEK_LEN], "the other CA's KEK").unwrap(),
+        ));
+    let e = other.import(&rows).await.unwrap_err().to_string();
+    assert!(
+        e.contains("the other CA's KEK") && e.contains("nothing was imported"),
+        "{e}"
+    );
+    assert!(other.eab_keys().await.unwrap().is_empty());
+    let bare = Store::open("sqlite::memory:").await.unwrap();
+    assert!(bare.import(&rows).await.is_err());
+
+    // With the same KEK the key moves as it was stored, and still opens.
+    let same = Store::open("sqlite::memory:")
+        .await
+        .unwrap()
+        .with_eab_kek(test_kek());
+    assert_eq!(same.import(&rows).await.unwrap(), rows.len());
+    let moved = same.eab_key("kid").await.unwrap().unwrap();
+    assert_eq!(
+        moved.stored_key,
+        s.eab_key("kid").await.unwrap().unwrap().stored_key
+    );
+    assert_eq!(same.eab_hmac_key(&moved).unwrap(), key);
+}
+
+#[tokio::test]
+async fn an_export_of_an_older_version_is_imported_and_its_keys_sealed() {
+    let s = store().await;
+    let key = random_key();
+    s.create_eab_key("kid", "team", &key, 1).await.unwrap();
+    // What a version before sealing exported: the plaintext key, no kek_id.
+    let rows: Vec<serde_json::Value> = s
+        .export()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|mut line| {
+            if line["table"] == "eab_keys" {
+                let row = line["row"].as_object_mut().unwrap();
+                row.remove("kek_id");
+                row.insert(
+                    "hmac_key".into(),
+                    certwright_proto::b64::encode(&key).into(),
+                );
+            }
+            line
+        })
+        .collect();
+    let target = store().await;
+    target.import(&rows).await.unwrap();
+    assert!(target
+        .eab_key("kid")
+        .await
+        .unwrap()
+        .unwrap()
+        .kek_id
+        .is_none());
+    assert_eq!(target.seal_legacy_eab_keys().await.unwrap(), 1);
+    let record = target.eab_key("kid").await.unwrap().unwrap();
+    assert_eq!(target.eab_hmac_key(&record).unwrap(), key);
 }
