@@ -214,10 +214,14 @@ impl CaServer {
                             server_auth: p.server_auth,
                             client_auth: p.client_auth,
                             common_name: p.common_name,
+                            policy_oids: p
+                                .parsed_policy_oids()
+                                .map_err(|e| anyhow::anyhow!("profile {name:?}: {e}"))?,
+                            subject_key_identifier: p.subject_key_identifier,
                         };
-                        (name, profile)
+                        Ok((name, profile))
                     })
-                    .collect(),
+                    .collect::<anyhow::Result<_>>()?,
                 default_profile: config.default_profile(),
                 crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
                 lease_secs: 3 * config.validation.timeout_secs as i64 + 30,

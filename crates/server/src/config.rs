@@ -170,8 +170,15 @@ pub struct ProfileSection {
     pub server_auth: bool,
     /// clientAuth extended key usage.
     pub client_auth: bool,
-    /// Put the first name (or the CSR's CN) in the subject common name.
+    /// Put the first name (or the CSR's CN) in the subject common name (NOT RECOMMENDED
+    /// by the Baseline Requirements; off by default).
     pub common_name: bool,
+    /// Certificate Policies OIDs (dotted). Unset: `["2.23.140.1.2.1"]` (DV) when
+    /// `server_auth`, none otherwise. An empty list leaves the extension out.
+    pub policy_oids: Option<Vec<String>>,
+    /// Put a Subject Key Identifier in the certificates (NOT RECOMMENDED for subscriber
+    /// certificates since CA/B Forum ballot SC-62; off by default).
+    pub subject_key_identifier: bool,
 }
 
 impl Default for ProfileSection {
@@ -181,8 +188,36 @@ impl Default for ProfileSection {
             lifetime_days: 90,
             server_auth: true,
             client_auth: false,
-            common_name: true,
+            common_name: false,
+            policy_oids: None,
+            subject_key_identifier: false,
         }
+    }
+}
+
+impl ProfileSection {
+    /// The Certificate Policies OIDs in force (see `policy_oids`), as written.
+    pub fn policy_oids(&self) -> Vec<String> {
+        match &self.policy_oids {
+            Some(oids) => oids.clone(),
+            None if self.server_auth => vec![crate::ca::DV_POLICY_OID.to_string()],
+            None => Vec::new(),
+        }
+    }
+
+    /// The policy OIDs, parsed; the error names the bad one.
+    pub fn parsed_policy_oids(&self) -> Result<Vec<der::asn1::ObjectIdentifier>, String> {
+        let mut out: Vec<der::asn1::ObjectIdentifier> = Vec::new();
+        for text in self.policy_oids() {
+            let oid = der::asn1::ObjectIdentifier::new(text.trim()).map_err(|e| {
+                format!("policy_oids: {text:?} is not a dotted object identifier ({e})")
+            })?;
+            if out.contains(&oid) {
+                return Err(format!("policy_oids: {text:?} is listed twice"));
+            }
+            out.push(oid);
+        }
+        Ok(out)
     }
 }
 
@@ -519,6 +554,8 @@ impl Config {
                     "profile {name:?} needs lifetime_days >= 1 and serverAuth or clientAuth"
                 )));
             }
+            p.parsed_policy_oids()
+                .map_err(|e| ConfigError::Invalid(format!("profile {name:?}: {e}")))?;
         }
         if !profiles.contains_key(&self.default_profile()) {
             return Err(ConfigError::Invalid(format!(
@@ -574,7 +611,9 @@ impl Config {
                 lifetime_days: self.issuance.lifetime_days,
                 server_auth: true,
                 client_auth: self.issuance.client_auth,
-                common_name: true,
+                common_name: false,
+                policy_oids: None,
+                subject_key_identifier: false,
             },
         );
         out.insert(
@@ -586,6 +625,8 @@ impl Config {
                 server_auth: true,
                 client_auth: self.issuance.client_auth,
                 common_name: false,
+                policy_oids: None,
+                subject_key_identifier: false,
             },
         );
         out
