@@ -42,6 +42,13 @@ pub struct Config {
     pub database: DatabaseSection,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`.
     pub admin_listen: AdminListen,
+    /// Address of the plain-HTTP listener that serves only the read-only PKI resources
+    /// (CRL, OCSP, issuer certificate), or `off`. Default `127.0.0.1:14002`.
+    pub pki_http_listen: PkiHttpListen,
+    /// Public `http://` URL of those resources, put in the CRL Distribution Points and
+    /// Authority Information Access of new certificates. Default: the host of `base_url`
+    /// with the port of `pki_http_listen`; with the listener off, `base_url`.
+    pub pki_base_url: Option<String>,
     /// Naming, key and lifetime policy; reloaded on SIGHUP (see `docs/policy.md`).
     pub policy: PolicySection,
     /// Rate limits (see `docs/rate-limits.md`); all off by default.
@@ -74,6 +81,39 @@ impl std::str::FromStr for AdminListen {
 }
 
 impl TryFrom<String> for AdminListen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// Where the plain-HTTP PKI listener binds: an address, or `off` (also the empty string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PkiHttpListen(pub Option<SocketAddr>);
+
+impl Default for PkiHttpListen {
+    /// Loopback, like the other listeners: exposing it is the operator's decision (the
+    /// URLs in certificates must reach it from wherever relying parties are).
+    fn default() -> Self {
+        Self(Some(SocketAddr::from(([127, 0, 0, 1], 14002))))
+    }
+}
+
+impl std::str::FromStr for PkiHttpListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "off" => Ok(Self(None)),
+            addr => addr
+                .parse()
+                .map(|a| Self(Some(a)))
+                .map_err(|_| format!("pki_http_listen {addr:?} is neither ADDR:PORT nor \"off\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for PkiHttpListen {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
@@ -417,6 +457,8 @@ impl Default for Config {
             ocsp: OcspSection::default(),
             database: DatabaseSection::default(),
             admin_listen: AdminListen::default(),
+            pki_http_listen: PkiHttpListen::default(),
+            pki_base_url: None,
             policy: PolicySection::default(),
             rate_limits: RateLimitsSection::default(),
         }
@@ -512,6 +554,26 @@ impl Config {
         }
     }
 
+    /// The public base URL of the PKI resources (CRL, OCSP, issuer certificate) named in
+    /// new certificates, without a trailing slash: `pki_base_url`, else `http://` + the
+    /// host of `base_url` + the port of `pki_http_listen`, else (listener off) `base_url`.
+    pub fn pki_base_url(&self) -> String {
+        if let Some(url) = &self.pki_base_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let Some(listen) = self.pki_http_listen.0 else {
+            return self.base_url();
+        };
+        let host = url::Url::parse(&self.base_url())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".to_owned());
+        match listen.port() {
+            80 => format!("http://{host}"),
+            port => format!("http://{host}:{port}"),
+        }
+    }
+
     /// The database URL.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
@@ -590,8 +652,42 @@ impl Config {
                 "admin_listen must differ from listen (or be \"off\")".into(),
             ));
         }
+        self.validate_pki()?;
         crate::ra::policy::Policy::from_config(self)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The plain-HTTP PKI listener and the URL certificates name for it.
+    fn validate_pki(&self) -> Result<(), ConfigError> {
+        if let Some(addr) = self.pki_http_listen.0 {
+            if addr == self.listen || self.admin_listen.0 == Some(addr) {
+                return Err(ConfigError::Invalid(
+                    "pki_http_listen must differ from listen and admin_listen (or be \"off\")"
+                        .into(),
+                ));
+            }
+        }
+        let Some(text) = &self.pki_base_url else {
+            return Ok(());
+        };
+        let bad = |why: &str| ConfigError::Invalid(format!("pki_base_url {text:?} {why}"));
+        let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+        if url.scheme() != "http" {
+            return Err(bad(
+                "must be an http:// URL: relying parties fetch CRLs, OCSP responses and issuer \
+                 certificates over plain HTTP (Baseline Requirements §7.1.2.7); to keep \
+                 base_url's https URLs, leave pki_base_url unset and set pki_http_listen = \"off\"",
+            ));
+        }
+        if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("needs a host and no query or fragment"));
+        }
+        if !text.is_ascii() {
+            return Err(bad(
+                "must be ASCII (punycode and percent-encode it): it goes into certificates",
+            ));
+        }
         Ok(())
     }
 
@@ -712,6 +808,113 @@ mod tests {
         let profiles = cfg.profiles();
         assert_eq!(profiles.keys().collect::<Vec<_>>(), vec!["mtls"]);
         assert!(profiles["mtls"].client_auth && profiles["mtls"].server_auth);
+    }
+
+    #[test]
+    fn profiles_default_to_the_dv_subscriber_profile() {
+        let cfg = Config::default();
+        for (name, p) in cfg.profiles() {
+            assert!(!p.common_name, "{name}");
+            assert!(!p.subject_key_identifier, "{name}");
+            assert_eq!(p.policy_oids(), ["2.23.140.1.2.1"], "{name}");
+        }
+        // A configured profile: the DV OID when it is for TLS servers, none otherwise;
+        // an explicit list as written, [] for none.
+        let cfg: Config = toml::from_str(
+            "[profiles.web]\n\
+             [profiles.mtls]\nserver_auth = false\nclient_auth = true\n\
+             [profiles.custom]\npolicy_oids = [\"2.23.140.1.2.2\", \"1.3.6.1.4.1.99999.7\"]\n\
+             common_name = true\nsubject_key_identifier = true\n\
+             [profiles.none]\npolicy_oids = []\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let p = cfg.profiles();
+        assert_eq!(p["web"].policy_oids(), ["2.23.140.1.2.1"]);
+        assert!(!p["web"].common_name && !p["web"].subject_key_identifier);
+        assert!(p["mtls"].policy_oids().is_empty());
+        assert_eq!(
+            p["custom"].parsed_policy_oids().unwrap(),
+            [
+                der::asn1::ObjectIdentifier::new_unwrap("2.23.140.1.2.2"),
+                der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.7")
+            ]
+        );
+        assert!(p["custom"].common_name && p["custom"].subject_key_identifier);
+        assert!(p["none"].parsed_policy_oids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_policy_oids_are_refused_at_load_naming_the_profile() {
+        for (oids, says) in [
+            ("[\"dv\"]", "\"dv\" is not a dotted object identifier"),
+            ("[\"2.23.140.1.2.1.\"]", "is not a dotted object identifier"),
+            ("[\"\"]", "is not a dotted object identifier"),
+            ("[\"2.23.140.1.2.1\", \"2.23.140.1.2.1\"]", "listed twice"),
+        ] {
+            let cfg: Config =
+                toml::from_str(&format!("[profiles.web]\npolicy_oids = {oids}\n")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("profile \"web\": policy_oids: ") && err.contains(says),
+                "{oids}: {err}"
+            );
+        }
+        // Not a list of strings: refused by the parser, naming the key.
+        let err = toml::from_str::<Config>("[profiles.web]\npolicy_oids = \"2.23.140.1.2.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("policy_oids"), "{err}");
+    }
+
+    #[test]
+    fn the_pki_listener_and_its_url() {
+        // Default: on, loopback 14002; the URL takes base_url's host.
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.pki_http_listen.0,
+            Some(SocketAddr::from(([127, 0, 0, 1], 14002)))
+        );
+        assert_eq!(cfg.pki_base_url(), "http://localhost:14002");
+        let cfg = Config {
+            base_url: Some("https://ca.example.internal:8443/acme-ca/".into()),
+            pki_http_listen: "0.0.0.0:80".parse().unwrap(),
+            ..Config::default()
+        };
+        cfg.validate().unwrap();
+        assert_eq!(cfg.pki_base_url(), "http://ca.example.internal");
+        let cfg = Config {
+            base_url: Some("https://[::1]:14000".into()),
+            ..Config::default()
+        };
+        assert_eq!(cfg.pki_base_url(), "http://[::1]:14002");
+        // Set explicitly (trailing slash dropped).
+        let cfg: Config =
+            toml::from_str("pki_base_url = \"http://pki.example.internal/certwright/\"\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.pki_base_url(), "http://pki.example.internal/certwright");
+        // Off: base_url's URLs, unless pki_base_url says otherwise.
+        let cfg: Config = toml::from_str("pki_http_listen = \"off\"\n").unwrap();
+        assert_eq!(cfg.pki_http_listen.0, None);
+        assert_eq!(cfg.pki_base_url(), "https://localhost:14000");
+        // Refused: https, no host, a query, non-ASCII, clashing listeners, garbage.
+        for bad in [
+            "pki_base_url = \"https://pki.example.internal\"",
+            "pki_base_url = \"http://\"",
+            "pki_base_url = \"http://pki.example.internal/?x=1\"",
+            "pki_base_url = \"http://pkï.example.internal\"",
+            "pki_base_url = \"pki.example.internal\"",
+            "pki_http_listen = \"127.0.0.1:14000\"",
+            "pki_http_listen = \"127.0.0.1:14001\"",
+        ] {
+            let cfg: Config = toml::from_str(bad).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("pki_"), "{bad}: {err}");
+        }
+        let err = toml::from_str::<Config>("pki_http_listen = \"everywhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither ADDR:PORT nor \"off\""), "{err}");
     }
 
     #[test]

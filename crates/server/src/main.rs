@@ -15,7 +15,7 @@ use certwright_server::app::{CaServer, Options};
 use certwright_server::ca::crl::reason_name;
 use certwright_server::ca::hierarchy::HierarchyPaths;
 use certwright_server::clock::{rfc3339, Clock};
-use certwright_server::config::{AdminListen, Config, LogFormat};
+use certwright_server::config::{AdminListen, Config, LogFormat, PkiHttpListen};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -619,6 +619,14 @@ struct ServeArgs {
     /// (default 127.0.0.1:14001).
     #[arg(long, env = "CERTWRIGHT_ADMIN_LISTEN")]
     admin_listen: Option<AdminListen>,
+    /// Plain-HTTP listener for the CRL, OCSP and the issuer certificate only, ADDR:PORT
+    /// or "off" (default 127.0.0.1:14002).
+    #[arg(long, env = "CERTWRIGHT_PKI_HTTP_LISTEN")]
+    pki_http_listen: Option<PkiHttpListen>,
+    /// Public http:// URL of those resources, named in new certificates (default: the
+    /// host of the base URL, the port of --pki-http-listen).
+    #[arg(long, env = "CERTWRIGHT_PKI_BASE_URL")]
+    pki_base_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -656,6 +664,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.admin_listen {
             c.admin_listen = v;
+        }
+        if let Some(v) = self.pki_http_listen {
+            c.pki_http_listen = v;
+        }
+        if let Some(v) = self.pki_base_url {
+            c.pki_base_url = Some(v);
         }
         Ok(c)
     }
@@ -700,6 +714,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let pki_http_listen = server.config.pki_http_listen.0;
+    if let Some(addr) = pki_http_listen {
+        let pki = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (pki_http_listen)"))?;
+        let state = server.state.clone();
+        tokio::spawn(certwright_server::app::serve_pki_http(
+            state,
+            pki,
+            shutdown_signal(),
+        ));
+    }
     server
         .state
         .ra
@@ -719,6 +745,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     match admin_listen {
         Some(addr) => println!("  admin:            http://{addr}/metrics, /healthz, /readyz"),
         None => println!("  admin:            off"),
+    }
+    let pki_base = server.config.pki_base_url();
+    match pki_http_listen {
+        Some(addr) => println!("  PKI (plain HTTP): {addr}, named in certificates as {pki_base}"),
+        None => println!("  PKI (plain HTTP): off; certificates name {pki_base}"),
     }
     if server.recovered != (0, 0) {
         println!(
