@@ -307,7 +307,7 @@ impl CaServer {
     ) -> anyhow::Result<()> {
         let router = wfe::router(self.state.clone());
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
-        serve_router(listener, router, acceptor, shutdown).await;
+        serve_router("acme", listener, router, acceptor, shutdown).await;
         Ok(())
     }
 }
@@ -321,13 +321,14 @@ pub async fn serve_pki_http(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) {
-    serve_router(listener, wfe::pki_router(state), None, shutdown).await;
+    serve_router("pki", listener, wfe::pki_router(state), None, shutdown).await;
 }
 
-/// The accept loop shared by the listeners: each connection served by `router`, over TLS
-/// when there is an `acceptor`; on `shutdown`, no new connections and up to 5 s for the
-/// open ones.
+/// The accept loop shared by the listeners (`name` in logs): each connection served by
+/// `router`, over TLS when there is an `acceptor`; on `shutdown`, no new connections and
+/// up to 5 s for the open ones.
 async fn serve_router(
+    name: &'static str,
     listener: TcpListener,
     router: Router,
     acceptor: Option<tokio_rustls::TlsAcceptor>,
@@ -341,7 +342,7 @@ async fn serve_router(
                 Ok(a) => a,
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
-                    tracing::warn!(error = %e, "accept failed");
+                    tracing::warn!(listener = name, error = %e, "accept failed");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
@@ -369,7 +370,10 @@ async fn serve_router(
         // Reap finished connections so the set does not grow without bound.
         while connections.try_join_next().is_some() {}
     }
-    tracing::info!("shutting down: no new connections; waiting up to 5 s for open ones");
+    tracing::info!(
+        listener = name,
+        "shutting down: no new connections; waiting up to 5 s for open ones"
+    );
     let _ = tokio::time::timeout(Duration::from_secs(5), async {
         while connections.join_next().await.is_some() {}
     })
