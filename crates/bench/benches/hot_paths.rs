@@ -90,13 +90,7 @@ fn csrs(c: &mut Criterion) {
 
 fn signing(c: &mut Criterion) {
     let mut group = c.benchmark_group("issue");
-    let profile = Profile {
-        name: "tls-server".into(),
-        lifetime_secs: 90 * 86400,
-        server_auth: true,
-        client_auth: false,
-        common_name: true,
-    };
+    let profile = Profile::tls_server("tls-server", 90 * 86400);
     let leaf = parse_csr(
         &csr(&names(), &cert_key(KeyType::EcP256).unwrap()).unwrap(),
         &KeyPolicy::default(),

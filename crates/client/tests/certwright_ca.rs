@@ -49,6 +49,7 @@ fn issue_renew_and_revoke_against_certwright_ca() {
             .arg(data.path().join("ca"))
             .args(["--listen", &format!("127.0.0.1:{port}")])
             .args(["--admin-listen", "off"])
+            .args(["--pki-http-listen", "off"])
             .args(["--http01-port", &http01.to_string()])
             .args(["--dns-resolver", &format!("127.0.0.1:{}", dns.dns_port)])
             .arg("--allow-loopback-validation")

@@ -150,19 +150,26 @@ impl CaServer {
         } else {
             None
         };
+        // The URLs relying parties fetch revocation data and the issuer from: plain HTTP
+        // (see `serve_pki_http`).
+        let pki_base = config.pki_base_url();
+        if !pki_base.starts_with("http://") {
+            tracing::warn!(
+                %pki_base,
+                "pki_http_listen is off: new certificates name https:// CRL, OCSP and \
+                 caIssuers URLs, which the Baseline Requirements do not allow and many \
+                 relying parties cannot fetch"
+            );
+        }
         let mut ca = CertificateAuthority::new(
             hierarchy,
             IssuancePolicy {
                 backdate_secs: i64::from(config.issuance.backdate_secs),
-                crl_url: Some(format!("{}{}", config.base_url(), CRL_PATH)),
+                crl_url: Some(format!("{pki_base}{CRL_PATH}")),
                 ocsp_url: ocsp
                     .is_some()
-                    .then(|| format!("{}{}", config.base_url(), wfe::ocsp::OCSP_PATH)),
-                ca_issuers_url: Some(format!(
-                    "{}{}",
-                    config.base_url(),
-                    wfe::ocsp::CA_ISSUERS_PATH
-                )),
+                    .then(|| format!("{pki_base}{}", wfe::ocsp::OCSP_PATH)),
+                ca_issuers_url: Some(format!("{pki_base}{}", wfe::ocsp::CA_ISSUERS_PATH)),
             },
         );
         if let Some(responder) = ocsp {
@@ -225,10 +232,14 @@ impl CaServer {
                             server_auth: p.server_auth,
                             client_auth: p.client_auth,
                             common_name: p.common_name,
+                            policy_oids: p
+                                .parsed_policy_oids()
+                                .map_err(|e| anyhow::anyhow!("profile {name:?}: {e}"))?,
+                            subject_key_identifier: p.subject_key_identifier,
                         };
-                        (name, profile)
+                        Ok((name, profile))
                     })
-                    .collect(),
+                    .collect::<anyhow::Result<_>>()?,
                 default_profile: config.default_profile(),
                 crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
                 lease_secs: 3 * config.validation.timeout_secs as i64 + 30,
@@ -317,50 +328,7 @@ impl CaServer {
     ) -> anyhow::Result<()> {
         let router = wfe::router(self.state.clone());
         let acceptor = self.tls.map(tokio_rustls::TlsAcceptor::from);
-        let mut connections = JoinSet::new();
-        tokio::pin!(shutdown);
-        loop {
-            let (stream, peer) = tokio::select! {
-                accepted = listener.accept() => match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                },
-                _ = &mut shutdown => break,
-            };
-            let _ = stream.set_nodelay(true);
-            // Closed with a lingering read, so a refused oversized request gets its answer.
-            let stream = crate::linger::Lingering::new(stream);
-            let router = router.clone();
-            let acceptor = acceptor.clone();
-            connections.spawn(async move {
-                match acceptor {
-                    None => serve_connection(stream, router, peer).await,
-                    Some(acceptor) => {
-                        match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                            .await
-                        {
-                            Ok(Ok(tls)) => serve_connection(tls, router, peer).await,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed")
-                            }
-                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
-                        }
-                    }
-                }
-            });
-            // Reap finished connections so the set does not grow without bound.
-            while connections.try_join_next().is_some() {}
-        }
-        tracing::info!("shutting down: no new connections; waiting up to 5 s for open ones");
-        let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            while connections.join_next().await.is_some() {}
-        })
-        .await;
+        serve_router("acme", listener, router, acceptor, shutdown).await;
         Ok(())
     }
 }
@@ -383,6 +351,76 @@ fn read_admin_token(path: &std::path::Path) -> anyhow::Result<telemetry::AdminTo
     }
     telemetry::AdminToken::parse(&text)
         .map_err(|e| anyhow::anyhow!("admin_token_file {}: {e}", path.display()))
+}
+
+/// Serves the read-only PKI resources (CRL, OCSP, the issuer certificate; see
+/// `wfe::pki_router`) over plain HTTP on `listener` until `shutdown` resolves — never the
+/// ACME API. Same connection handling as the ACME listener: header read timeout, request
+/// timeout, bounded request bodies.
+pub async fn serve_pki_http(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) {
+    serve_router("pki", listener, wfe::pki_router(state), None, shutdown).await;
+}
+
+/// The accept loop shared by the listeners (`name` in logs): each connection served by
+/// `router`, over TLS when there is an `acceptor`; on `shutdown`, no new connections and
+/// up to 5 s for the open ones.
+async fn serve_router(
+    name: &'static str,
+    listener: TcpListener,
+    router: Router,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!(listener = name, error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        // Closed with a lingering read, so a refused oversized request gets its answer.
+        let stream = crate::linger::Lingering::new(stream);
+        let router = router.clone();
+        let acceptor = acceptor.clone();
+        connections.spawn(async move {
+            match acceptor {
+                None => serve_connection(stream, router, peer).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, router, peer).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow without bound.
+        while connections.try_join_next().is_some() {}
+    }
+    tracing::info!(
+        listener = name,
+        "shutting down: no new connections; waiting up to 5 s for open ones"
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 async fn serve_connection<S>(io: S, router: Router, peer: SocketAddr)

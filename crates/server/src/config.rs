@@ -52,6 +52,13 @@ pub struct Config {
     /// A file holding the bearer token the admin listener requires for `/metrics` and
     /// `/readyz` (`/healthz` stays open); keep it 0600.
     pub admin_token_file: Option<PathBuf>,
+    /// Address of the plain-HTTP listener that serves only the read-only PKI resources
+    /// (CRL, OCSP, issuer certificate), or `off`. Default `127.0.0.1:14002`.
+    pub pki_http_listen: PkiHttpListen,
+    /// Public `http://` URL of those resources, put in the CRL Distribution Points and
+    /// Authority Information Access of new certificates. Default: the host of `base_url`
+    /// with the port of `pki_http_listen`; with the listener off, `base_url`.
+    pub pki_base_url: Option<String>,
     /// Naming, key and lifetime policy; reloaded on SIGHUP (see `docs/policy.md`).
     pub policy: PolicySection,
     /// Rate limits (see `docs/rate-limits.md`); all off by default.
@@ -84,6 +91,39 @@ impl std::str::FromStr for AdminListen {
 }
 
 impl TryFrom<String> for AdminListen {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+/// Where the plain-HTTP PKI listener binds: an address, or `off` (also the empty string).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct PkiHttpListen(pub Option<SocketAddr>);
+
+impl Default for PkiHttpListen {
+    /// Loopback, like the other listeners: exposing it is the operator's decision (the
+    /// URLs in certificates must reach it from wherever relying parties are).
+    fn default() -> Self {
+        Self(Some(SocketAddr::from(([127, 0, 0, 1], 14002))))
+    }
+}
+
+impl std::str::FromStr for PkiHttpListen {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim() {
+            "" | "off" => Ok(Self(None)),
+            addr => addr
+                .parse()
+                .map(|a| Self(Some(a)))
+                .map_err(|_| format!("pki_http_listen {addr:?} is neither ADDR:PORT nor \"off\"")),
+        }
+    }
+}
+
+impl TryFrom<String> for PkiHttpListen {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
         s.parse()
@@ -180,8 +220,15 @@ pub struct ProfileSection {
     pub server_auth: bool,
     /// clientAuth extended key usage.
     pub client_auth: bool,
-    /// Put the first name (or the CSR's CN) in the subject common name.
+    /// Put the first name (or the CSR's CN) in the subject common name (NOT RECOMMENDED
+    /// by the Baseline Requirements; off by default).
     pub common_name: bool,
+    /// Certificate Policies OIDs (dotted). Unset: `["2.23.140.1.2.1"]` (DV) when
+    /// `server_auth`, none otherwise. An empty list leaves the extension out.
+    pub policy_oids: Option<Vec<String>>,
+    /// Put a Subject Key Identifier in the certificates (NOT RECOMMENDED for subscriber
+    /// certificates since CA/B Forum ballot SC-62; off by default).
+    pub subject_key_identifier: bool,
 }
 
 impl Default for ProfileSection {
@@ -191,8 +238,36 @@ impl Default for ProfileSection {
             lifetime_days: 90,
             server_auth: true,
             client_auth: false,
-            common_name: true,
+            common_name: false,
+            policy_oids: None,
+            subject_key_identifier: false,
         }
+    }
+}
+
+impl ProfileSection {
+    /// The Certificate Policies OIDs in force (see `policy_oids`), as written.
+    pub fn policy_oids(&self) -> Vec<String> {
+        match &self.policy_oids {
+            Some(oids) => oids.clone(),
+            None if self.server_auth => vec![crate::ca::DV_POLICY_OID.to_string()],
+            None => Vec::new(),
+        }
+    }
+
+    /// The policy OIDs, parsed; the error names the bad one.
+    pub fn parsed_policy_oids(&self) -> Result<Vec<der::asn1::ObjectIdentifier>, String> {
+        let mut out: Vec<der::asn1::ObjectIdentifier> = Vec::new();
+        for text in self.policy_oids() {
+            let oid = der::asn1::ObjectIdentifier::new(text.trim()).map_err(|e| {
+                format!("policy_oids: {text:?} is not a dotted object identifier ({e})")
+            })?;
+            if out.contains(&oid) {
+                return Err(format!("policy_oids: {text:?} is listed twice"));
+            }
+            out.push(oid);
+        }
+        Ok(out)
     }
 }
 
@@ -400,6 +475,8 @@ impl Default for Config {
             admin_listen: AdminListen::default(),
             admin_allow_non_loopback: false,
             admin_token_file: None,
+            pki_http_listen: PkiHttpListen::default(),
+            pki_base_url: None,
             policy: PolicySection::default(),
             rate_limits: RateLimitsSection::default(),
         }
@@ -496,6 +573,26 @@ impl Config {
         }
     }
 
+    /// The public base URL of the PKI resources (CRL, OCSP, issuer certificate) named in
+    /// new certificates, without a trailing slash: `pki_base_url`, else `http://` + the
+    /// host of `base_url` + the port of `pki_http_listen`, else (listener off) `base_url`.
+    pub fn pki_base_url(&self) -> String {
+        if let Some(url) = &self.pki_base_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let Some(listen) = self.pki_http_listen.0 else {
+            return self.base_url();
+        };
+        let host = url::Url::parse(&self.base_url())
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| "localhost".to_owned());
+        match listen.port() {
+            80 => format!("http://{host}"),
+            port => format!("http://{host}:{port}"),
+        }
+    }
+
     /// The database URL.
     pub fn database_url(&self) -> String {
         self.database_url.clone().unwrap_or_else(|| {
@@ -538,6 +635,8 @@ impl Config {
                     "profile {name:?} needs lifetime_days >= 1 and serverAuth or clientAuth"
                 )));
             }
+            p.parsed_policy_oids()
+                .map_err(|e| ConfigError::Invalid(format!("profile {name:?}: {e}")))?;
         }
         if !profiles.contains_key(&self.default_profile()) {
             return Err(ConfigError::Invalid(format!(
@@ -579,8 +678,42 @@ impl Config {
                 )));
             }
         }
+        self.validate_pki()?;
         crate::ra::policy::Policy::from_config(self)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The plain-HTTP PKI listener and the URL certificates name for it.
+    fn validate_pki(&self) -> Result<(), ConfigError> {
+        if let Some(addr) = self.pki_http_listen.0 {
+            if addr == self.listen || self.admin_listen.0 == Some(addr) {
+                return Err(ConfigError::Invalid(
+                    "pki_http_listen must differ from listen and admin_listen (or be \"off\")"
+                        .into(),
+                ));
+            }
+        }
+        let Some(text) = &self.pki_base_url else {
+            return Ok(());
+        };
+        let bad = |why: &str| ConfigError::Invalid(format!("pki_base_url {text:?} {why}"));
+        let url = url::Url::parse(text).map_err(|e| bad(&format!("is not a URL: {e}")))?;
+        if url.scheme() != "http" {
+            return Err(bad(
+                "must be an http:// URL: relying parties fetch CRLs, OCSP responses and issuer \
+                 certificates over plain HTTP (Baseline Requirements §7.1.2.7); to keep \
+                 base_url's https URLs, leave pki_base_url unset and set pki_http_listen = \"off\"",
+            ));
+        }
+        if url.host_str().is_none() || url.query().is_some() || url.fragment().is_some() {
+            return Err(bad("needs a host and no query or fragment"));
+        }
+        if !text.is_ascii() {
+            return Err(bad(
+                "must be ASCII (punycode and percent-encode it): it goes into certificates",
+            ));
+        }
         Ok(())
     }
 
@@ -600,7 +733,9 @@ impl Config {
                 lifetime_days: self.issuance.lifetime_days,
                 server_auth: true,
                 client_auth: self.issuance.client_auth,
-                common_name: true,
+                common_name: false,
+                policy_oids: None,
+                subject_key_identifier: false,
             },
         );
         out.insert(
@@ -612,6 +747,8 @@ impl Config {
                 server_auth: true,
                 client_auth: self.issuance.client_auth,
                 common_name: false,
+                policy_oids: None,
+                subject_key_identifier: false,
             },
         );
         out
@@ -717,6 +854,113 @@ mod tests {
         let profiles = cfg.profiles();
         assert_eq!(profiles.keys().collect::<Vec<_>>(), vec!["mtls"]);
         assert!(profiles["mtls"].client_auth && profiles["mtls"].server_auth);
+    }
+
+    #[test]
+    fn profiles_default_to_the_dv_subscriber_profile() {
+        let cfg = Config::default();
+        for (name, p) in cfg.profiles() {
+            assert!(!p.common_name, "{name}");
+            assert!(!p.subject_key_identifier, "{name}");
+            assert_eq!(p.policy_oids(), ["2.23.140.1.2.1"], "{name}");
+        }
+        // A configured profile: the DV OID when it is for TLS servers, none otherwise;
+        // an explicit list as written, [] for none.
+        let cfg: Config = toml::from_str(
+            "[profiles.web]\n\
+             [profiles.mtls]\nserver_auth = false\nclient_auth = true\n\
+             [profiles.custom]\npolicy_oids = [\"2.23.140.1.2.2\", \"1.3.6.1.4.1.99999.7\"]\n\
+             common_name = true\nsubject_key_identifier = true\n\
+             [profiles.none]\npolicy_oids = []\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let p = cfg.profiles();
+        assert_eq!(p["web"].policy_oids(), ["2.23.140.1.2.1"]);
+        assert!(!p["web"].common_name && !p["web"].subject_key_identifier);
+        assert!(p["mtls"].policy_oids().is_empty());
+        assert_eq!(
+            p["custom"].parsed_policy_oids().unwrap(),
+            [
+                der::asn1::ObjectIdentifier::new_unwrap("2.23.140.1.2.2"),
+                der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.7")
+            ]
+        );
+        assert!(p["custom"].common_name && p["custom"].subject_key_identifier);
+        assert!(p["none"].parsed_policy_oids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_policy_oids_are_refused_at_load_naming_the_profile() {
+        for (oids, says) in [
+            ("[\"dv\"]", "\"dv\" is not a dotted object identifier"),
+            ("[\"2.23.140.1.2.1.\"]", "is not a dotted object identifier"),
+            ("[\"\"]", "is not a dotted object identifier"),
+            ("[\"2.23.140.1.2.1\", \"2.23.140.1.2.1\"]", "listed twice"),
+        ] {
+            let cfg: Config =
+                toml::from_str(&format!("[profiles.web]\npolicy_oids = {oids}\n")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(
+                err.contains("profile \"web\": policy_oids: ") && err.contains(says),
+                "{oids}: {err}"
+            );
+        }
+        // Not a list of strings: refused by the parser, naming the key.
+        let err = toml::from_str::<Config>("[profiles.web]\npolicy_oids = \"2.23.140.1.2.1\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("policy_oids"), "{err}");
+    }
+
+    #[test]
+    fn the_pki_listener_and_its_url() {
+        // Default: on, loopback 14002; the URL takes base_url's host.
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.pki_http_listen.0,
+            Some(SocketAddr::from(([127, 0, 0, 1], 14002)))
+        );
+        assert_eq!(cfg.pki_base_url(), "http://localhost:14002");
+        let cfg = Config {
+            base_url: Some("https://ca.example.internal:8443/acme-ca/".into()),
+            pki_http_listen: "0.0.0.0:80".parse().unwrap(),
+            ..Config::default()
+        };
+        cfg.validate().unwrap();
+        assert_eq!(cfg.pki_base_url(), "http://ca.example.internal");
+        let cfg = Config {
+            base_url: Some("https://[::1]:14000".into()),
+            ..Config::default()
+        };
+        assert_eq!(cfg.pki_base_url(), "http://[::1]:14002");
+        // Set explicitly (trailing slash dropped).
+        let cfg: Config =
+            toml::from_str("pki_base_url = \"http://pki.example.internal/certwright/\"\n").unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.pki_base_url(), "http://pki.example.internal/certwright");
+        // Off: base_url's URLs, unless pki_base_url says otherwise.
+        let cfg: Config = toml::from_str("pki_http_listen = \"off\"\n").unwrap();
+        assert_eq!(cfg.pki_http_listen.0, None);
+        assert_eq!(cfg.pki_base_url(), "https://localhost:14000");
+        // Refused: https, no host, a query, non-ASCII, clashing listeners, garbage.
+        for bad in [
+            "pki_base_url = \"https://pki.example.internal\"",
+            "pki_base_url = \"http://\"",
+            "pki_base_url = \"http://pki.example.internal/?x=1\"",
+            "pki_base_url = \"http://pkï.example.internal\"",
+            "pki_base_url = \"pki.example.internal\"",
+            "pki_http_listen = \"127.0.0.1:14000\"",
+            "pki_http_listen = \"127.0.0.1:14001\"",
+        ] {
+            let cfg: Config = toml::from_str(bad).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("pki_"), "{bad}: {err}");
+        }
+        let err = toml::from_str::<Config>("pki_http_listen = \"everywhere\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("neither ADDR:PORT nor \"off\""), "{err}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use certwright_server::app::{CaServer, Options};
 use certwright_server::ca::crl::reason_name;
 use certwright_server::ca::hierarchy::HierarchyPaths;
 use certwright_server::clock::{rfc3339, Clock};
-use certwright_server::config::{AdminListen, Config, LogFormat};
+use certwright_server::config::{AdminListen, Config, LogFormat, PkiHttpListen};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
@@ -656,6 +656,14 @@ struct ServeArgs {
     /// File holding the bearer token the admin listener requires (for /metrics, /readyz).
     #[arg(long, env = "CERTWRIGHT_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// Plain-HTTP listener for the CRL, OCSP and the issuer certificate only, ADDR:PORT
+    /// or "off" (default 127.0.0.1:14002).
+    #[arg(long, env = "CERTWRIGHT_PKI_HTTP_LISTEN")]
+    pki_http_listen: Option<PkiHttpListen>,
+    /// Public http:// URL of those resources, named in new certificates (default: the
+    /// host of the base URL, the port of --pki-http-listen).
+    #[arg(long, env = "CERTWRIGHT_PKI_BASE_URL")]
+    pki_base_url: Option<String>,
 }
 
 impl ServeArgs {
@@ -703,6 +711,12 @@ impl ServeArgs {
         if let Some(v) = self.admin_token_file {
             c.admin_token_file = Some(v);
         }
+        if let Some(v) = self.pki_http_listen {
+            c.pki_http_listen = v;
+        }
+        if let Some(v) = self.pki_base_url {
+            c.pki_base_url = Some(v);
+        }
         Ok(c)
     }
 }
@@ -746,6 +760,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             }
         });
     }
+    let pki_http_listen = server.config.pki_http_listen.0;
+    if let Some(addr) = pki_http_listen {
+        let pki = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr} (pki_http_listen)"))?;
+        let state = server.state.clone();
+        tokio::spawn(certwright_server::app::serve_pki_http(
+            state,
+            pki,
+            shutdown_signal(),
+        ));
+    }
     server
         .state
         .ra
@@ -770,6 +796,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!(
             "  WARNING:          loopback validation is ON (test switch): any account can make this CA connect to services on its own host"
         );
+    }
+    let pki_base = server.config.pki_base_url();
+    match pki_http_listen {
+        Some(addr) => println!("  PKI (plain HTTP): {addr}, named in certificates as {pki_base}"),
+        None => println!("  PKI (plain HTTP): off; certificates name {pki_base}"),
     }
     if server.recovered != (0, 0) {
         println!(

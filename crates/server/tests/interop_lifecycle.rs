@@ -10,8 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, run_bounded,
-    run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, pem_certs,
+    run_bounded, run_ok, write_first_cert, x509::pki_urls, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 use x509_parser::prelude::*;
 
@@ -129,6 +129,229 @@ fn certbot_and_lego_revoke() {
     assert!(!out.status.success(), "a second revocation must fail");
     let log = fs::read_to_string(cb.join("logs/letsencrypt.log")).unwrap_or_default();
     assert!(log.contains("alreadyRevoked"), "certbot saw alreadyRevoked");
+}
+
+/// GET over plain HTTP (no TLS, no proxy): status and body.
+fn plain_get(url: &str) -> (u16, Vec<u8>) {
+    assert!(url.starts_with("http://"), "{url}");
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let r = reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
+        })
+}
+
+/// openssl in `dir`, bounded: (success, stdout+stderr).
+fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = run_bounded(
+        Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .env("no_proxy", "*"),
+        Duration::from_secs(30),
+    );
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Checks a client's certificate the way a relying party would, using only the URLs inside
+/// it: they are http:// URLs on the CA's plain-HTTP PKI listener; the caIssuers URL serves
+/// the issuer the client got; `openssl crl -CAfile` verifies the CRL from the CRL DP;
+/// `openssl verify -crl_check` accepts (or, when `revoked`, refuses) the chain with that
+/// CRL and with the CRL openssl downloads itself; `openssl ocsp -url <AIA>` says good or
+/// revoked.
+fn check_as_relying_party(ca: &CaProcess, bundle: &Path, work: &Path, revoked: bool) {
+    let pki = format!(
+        "http://localhost:{}",
+        ca.pki_http_listen.expect("the PKI listener is on").port()
+    );
+    fs::create_dir_all(work).unwrap();
+    let certs = pem_certs(bundle);
+    write_first_cert(bundle, &work.join("leaf.pem"));
+    fs::copy(ca.root_path(), work.join("root.pem")).unwrap();
+    let (crl, ocsp, issuers) = pki_urls(&certs[0]);
+    assert_eq!(crl, [format!("{pki}/crl/intermediate.crl")]);
+    assert_eq!(ocsp, [format!("{pki}/ocsp")]);
+    assert_eq!(issuers, [format!("{pki}/ca/intermediate.der")]);
+
+    let (status, issuer) = plain_get(&issuers[0]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        issuer, certs[1],
+        "caIssuers serves the issuer the client got"
+    );
+    fs::write(work.join("issuer.der"), &issuer).unwrap();
+    let (ok, text) = openssl(
+        work,
+        &[
+            "x509",
+            "-inform",
+            "DER",
+            "-in",
+            "issuer.der",
+            "-out",
+            "issuer.pem",
+        ],
+    );
+    assert!(ok, "{text}");
+
+    let (status, crl_der) = plain_get(&crl[0]);
+    assert_eq!(status, 200);
+    fs::write(work.join("crl.der"), crl_der).unwrap();
+    let (ok, text) = openssl(
+        work,
+        &[
+            "crl",
+            "-inform",
+            "DER",
+            "-in",
+            "crl.der",
+            "-CAfile",
+            "issuer.pem",
+            "-noout",
+            "-verify",
+        ],
+    );
+    assert!(ok && text.contains("verify OK"), "{text}");
+    let (ok, text) = openssl(
+        work,
+        &["crl", "-inform", "DER", "-in", "crl.der", "-out", "crl.pem"],
+    );
+    assert!(ok, "{text}");
+    for download in [false, true] {
+        let mut args = vec![
+            "verify",
+            "-purpose",
+            "sslserver",
+            "-crl_check",
+            "-CAfile",
+            "root.pem",
+            "-untrusted",
+            "issuer.pem",
+        ];
+        if download {
+            args.push("-crl_download");
+        } else {
+            args.extend(["-CRLfile", "crl.pem"]);
+        }
+        args.push("leaf.pem");
+        let (ok, text) = openssl(work, &args);
+        if revoked {
+            assert!(
+                !ok && text.contains("certificate revoked"),
+                "{args:?}: {text}"
+            );
+        } else {
+            assert!(ok && text.contains("leaf.pem: OK"), "{args:?}: {text}");
+        }
+    }
+    let (ok, text) = openssl(
+        work,
+        &[
+            "ocsp",
+            "-issuer",
+            "issuer.pem",
+            "-cert",
+            "leaf.pem",
+            "-CAfile",
+            "root.pem",
+            "-timeout",
+            "10",
+            "-url",
+            &ocsp[0],
+        ],
+    );
+    assert!(ok && text.contains("Response verify OK"), "{text}");
+    let want = if revoked {
+        "leaf.pem: revoked"
+    } else {
+        "leaf.pem: good"
+    };
+    assert!(text.contains(want), "{text}");
+}
+
+/// Certificates certbot and lego obtain name the plain-HTTP PKI URLs; openssl verifies
+/// their chains, CRLs and OCSP answers fetched from those URLs, before and after the
+/// clients revoke them; the PKI listener serves no ACME.
+#[test]
+fn certbot_lego_and_openssl_use_the_plain_http_pki_urls() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let pki = format!("http://localhost:{}", ca.pki_http_listen.unwrap().port());
+    // The CA says where the listener is and what certificates name (printed just after
+    // the directory URL the start waited for).
+    let printed = format!("named in certificates as {pki}");
+    let stdout = || fs::read_to_string(ca.data_dir.join("ca-stdout.0.txt")).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !stdout().contains(&printed) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(stdout().contains(&printed), "{}", stdout());
+    // No ACME on the plain listener.
+    for path in ["/directory", "/acme/new-nonce"] {
+        assert_eq!(plain_get(&format!("{pki}{path}")).0, 404, "{path}");
+    }
+
+    let cb = tmp.path().join("certbot");
+    let mut cmd = certbot(&cb, &ca, "certonly");
+    cmd.args(["--standalone", "--agree-tos", "-m", EMAIL])
+        .args(["-d", "cb-pki.certwright.test"])
+        .args(["--http-01-port", &ca.http01_port.to_string()])
+        .args(["--http-01-address", "127.0.0.1"]);
+    run_ok("certbot certonly", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let certbot_bundle = cb.join("config/live/cb-pki.certwright.test/fullchain.pem");
+
+    let lp = tmp.path().join("lego");
+    let names = ["lego-pki.certwright.test"];
+    let mut cmd = lego(&lp, &ca, &names);
+    cmd.arg("run");
+    run_ok("lego run", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    // Kept aside: `lego revoke` archives the certificate.
+    let lego_bundle = tmp.path().join("lego-pki.crt");
+    fs::copy(
+        lp.join("certificates/lego-pki.certwright.test.crt"),
+        &lego_bundle,
+    )
+    .unwrap();
+
+    for (name, bundle) in [("certbot", &certbot_bundle), ("lego", &lego_bundle)] {
+        check_as_relying_party(&ca, bundle, &tmp.path().join(format!("rp-{name}")), false);
+    }
+
+    let mut cmd = certbot(&cb, &ca, "revoke");
+    cmd.arg("--cert-path")
+        .arg(cb.join("config/live/cb-pki.certwright.test/cert.pem"))
+        .args(["--reason", "keycompromise", "--no-delete-after-revoke"]);
+    run_ok("certbot revoke", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let mut cmd = lego(&lp, &ca, &names);
+    cmd.args(["revoke", "--reason", "4"]);
+    run_ok("lego revoke", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+
+    for (name, bundle) in [("certbot", &certbot_bundle), ("lego", &lego_bundle)] {
+        check_as_relying_party(&ca, bundle, &tmp.path().join(format!("rp2-{name}")), true);
+    }
+    ca.stop(&mut guard);
 }
 
 /// Creates an EAB key with the admin command; returns (kid, hmac key).

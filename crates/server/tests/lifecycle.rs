@@ -606,10 +606,82 @@ async fn profiles_shape_the_certificate() {
     );
     assert!(cert.subject().iter_common_name().next().is_none());
 
-    // The default profile: 90 days with a CN.
+    // The default profile: 90 days, the DV policy, no CN, no SKI (BR §7.1.2.7).
     let (_, order, chain) = acme.issue(&["default.example.test"], &ca.responder).await;
     assert_eq!(order["profile"], "tls-server");
     let der = leaf_der(&chain);
     let (_, cert) = X509Certificate::from_der(&der).unwrap();
-    assert!(cert.subject().iter_common_name().next().is_some());
+    assert!(cert.subject().iter_common_name().next().is_none());
+    assert!(!has_ski(&cert));
+    assert_eq!(policies(&cert), ["2.23.140.1.2.1"]);
+}
+
+fn has_ski(cert: &X509Certificate<'_>) -> bool {
+    cert.get_extension_unique(&oid_registry::OID_X509_EXT_SUBJECT_KEY_IDENTIFIER)
+        .unwrap()
+        .is_some()
+}
+
+/// The Certificate Policies OIDs of a certificate (empty: no extension).
+fn policies(cert: &X509Certificate<'_>) -> Vec<String> {
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::CertificatePolicies(p) => {
+                Some(p.iter().map(|p| p.policy_id.to_id_string()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// A configured profile may put back what the default leaves out: the common name (the
+/// CSR's), the Subject Key Identifier, other policies or none.
+#[tokio::test]
+async fn a_profile_may_set_the_common_name_the_ski_and_its_policies() {
+    let ca = TestCa::start_with(|c| {
+        let legacy = toml::from_str(
+            "description = \"legacy\"\ncommon_name = true\nsubject_key_identifier = true\npolicy_oids = [\"2.23.140.1.2.2\", \"1.3.6.1.4.1.99999.1\"]\n",
+        )
+        .unwrap();
+        c.profiles.insert("legacy".into(), legacy);
+        c.default_profile = Some("legacy".into());
+    })
+    .await;
+    let acme = ca.account().await;
+    let mut params = rcgen::CertificateParams::new(vec!["cn.example.test".to_string()]).unwrap();
+    params.distinguished_name = rcgen::DistinguishedName::new();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "cn.example.test");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr_der = params.serialize_request(&key).unwrap().der().to_vec();
+    let r = acme.new_order(&["cn.example.test"]).await;
+    let order_url = r.location();
+    assert_eq!(r.json()["profile"], "legacy");
+    acme.authorize(&r.json(), &ca.responder).await;
+    let ready = acme.wait_order(&order_url).await;
+    assert_eq!(acme.finalize(&ready, &csr_der).await.status, 200);
+    let done = acme.wait_order(&order_url).await;
+    let chain = String::from_utf8(
+        acme.post(done["certificate"].as_str().unwrap(), None)
+            .await
+            .body,
+    )
+    .unwrap();
+    let der = leaf_der(&chain);
+    let (_, cert) = X509Certificate::from_der(&der).unwrap();
+    assert_eq!(
+        cert.subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap(),
+        "cn.example.test"
+    );
+    assert!(has_ski(&cert));
+    assert_eq!(policies(&cert), ["2.23.140.1.2.2", "1.3.6.1.4.1.99999.1"]);
+    // With a subject, the SAN need not be critical.
+    assert!(!cert.subject_alternative_name().unwrap().unwrap().critical);
 }

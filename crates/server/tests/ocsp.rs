@@ -13,9 +13,6 @@ use harness::{pem_chain, TestCa};
 use x509_ocsp::{OcspResponse, OcspResponseStatus};
 use x509_parser::prelude::*;
 
-/// Seconds one openssl run may take.
-const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Files openssl reads: the leaf, the intermediate (issuer) and the root.
 struct Files {
     dir: tempfile::TempDir,
@@ -47,31 +44,7 @@ impl Files {
 }
 
 async fn openssl_in(dir: &Path, args: &[&str]) -> (bool, String) {
-    let child = tokio::process::Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        // Loopback only: no proxy in between.
-        .env_remove("http_proxy")
-        .env_remove("HTTP_PROXY")
-        .env("no_proxy", "*")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("openssl runs");
-    let out = tokio::time::timeout(OPENSSL_TIMEOUT, child.wait_with_output())
-        .await
-        .unwrap_or_else(|_| panic!("openssl {args:?} took longer than {OPENSSL_TIMEOUT:?}"))
-        .unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    harness::openssl(dir, args).await
 }
 
 fn leaf_der(chain_pem: &str) -> Vec<u8> {
@@ -132,27 +105,33 @@ async fn openssl_sees_good_then_revoked_with_the_reason() {
     let acme = ca.account().await;
     let (_, _, chain) = acme.issue(&["a.example.test"], &ca.responder).await;
     let leaf = leaf_der(&chain);
-    let url = format!("{}/ocsp", ca.base);
+    // The responder URL in the certificate is on the plain-HTTP PKI listener; openssl
+    // asks there.
+    let url = format!("{}/ocsp", ca.pki_base);
+    assert!(url.starts_with("http://") && ca.pki_base != ca.base);
 
-    // The certificate names the responder and its issuer's certificate, which is served.
+    // The certificate names the responder and its issuer's certificate, which is served
+    // on both listeners.
     assert_eq!(
         aia(&leaf),
         [
             ("1.3.6.1.5.5.7.48.1".to_string(), url.clone()),
             (
                 "1.3.6.1.5.5.7.48.2".to_string(),
-                format!("{}/ca/intermediate.der", ca.base)
+                format!("{}/ca/intermediate.der", ca.pki_base)
             ),
         ]
     );
-    let r = http()
-        .get(format!("{}/ca/intermediate.der", ca.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(r.headers()["content-type"], "application/pkix-cert");
-    assert_eq!(r.bytes().await.unwrap().to_vec(), pem_chain(&chain)[1]);
+    for base in [&ca.pki_base, &ca.base] {
+        let r = http()
+            .get(format!("{base}/ca/intermediate.der"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["content-type"], "application/pkix-cert");
+        assert_eq!(r.bytes().await.unwrap().to_vec(), pem_chain(&chain)[1]);
+    }
 
     let files = Files::new(&ca, &chain);
     let ask = |extra: &'static [&'static str]| {
@@ -380,21 +359,23 @@ async fn ocsp_can_be_turned_off() {
         aia(&leaf_der(&chain)),
         [(
             "1.3.6.1.5.5.7.48.2".to_string(),
-            format!("{}/ca/intermediate.der", ca.base)
+            format!("{}/ca/intermediate.der", ca.pki_base)
         )]
     );
-    let r = http()
-        .get(format!("{}/ca/intermediate.der", ca.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = http()
-        .post(format!("{}/ocsp", ca.base))
-        .body(vec![0x30, 0x00])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 404);
+    for base in [&ca.pki_base, &ca.base] {
+        let r = http()
+            .get(format!("{base}/ca/intermediate.der"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let r = http()
+            .post(format!("{base}/ocsp"))
+            .body(vec![0x30, 0x00])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+    }
     assert!(!ca.data_dir.join("ocsp.key").exists());
 }

@@ -335,6 +335,7 @@ async fn the_binary_reloads_its_config_file_on_sighup() {
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--base-url", &base])
         .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+        .args(["--pki-http-listen", "off"])
         .arg("--no-tls")
         .stdout(std::process::Stdio::null())
         .stderr(log)

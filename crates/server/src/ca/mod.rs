@@ -9,6 +9,7 @@ pub mod ocsp;
 use std::net::IpAddr;
 
 use certwright_proto::types::{Identifier, IdentifierType};
+use der::oid::AssociatedOid;
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyUsagePurpose,
     SanType, SerialNumber,
@@ -42,6 +43,31 @@ pub struct Profile {
     pub client_auth: bool,
     /// Set the subject common name (the CSR's CN, else the first DNS name).
     pub common_name: bool,
+    /// Certificate Policies (RFC 5280 §4.2.1.4), in order; empty: no extension.
+    pub policy_oids: Vec<der::asn1::ObjectIdentifier>,
+    /// Put a Subject Key Identifier in the certificate.
+    pub subject_key_identifier: bool,
+}
+
+/// The Certificate Policies OID of domain-validated TLS server certificates (BR §7.1.6.1).
+pub const DV_POLICY_OID: der::asn1::ObjectIdentifier =
+    der::asn1::ObjectIdentifier::new_unwrap("2.23.140.1.2.1");
+
+impl Profile {
+    /// A TLS server profile as the Baseline Requirements' DV subscriber profile wants it
+    /// (and `tls-server` is by default): serverAuth, the DV policy OID, neither a
+    /// subject common name nor a Subject Key Identifier.
+    pub fn tls_server(name: impl Into<String>, lifetime_secs: i64) -> Self {
+        Self {
+            name: name.into(),
+            lifetime_secs,
+            server_auth: true,
+            client_auth: false,
+            common_name: false,
+            policy_oids: vec![DV_POLICY_OID],
+            subject_key_identifier: false,
+        }
+    }
 }
 
 /// An issued certificate.
@@ -87,6 +113,53 @@ pub fn random_serial() -> Vec<u8> {
 /// Lower-case hex of bytes.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The arcs of an OID, as rcgen takes them.
+fn arcs(oid: &der::asn1::ObjectIdentifier) -> Vec<u64> {
+    oid.arcs().map(u64::from).collect()
+}
+
+/// basicConstraints `CA:FALSE`, critical (RFC 5280 §4.2.1.9; BR §7.1.2.7.8): an empty
+/// SEQUENCE, the DEFAULT cA FALSE left out as DER requires.
+fn basic_constraints_end_entity() -> Result<rcgen::CustomExtension, der::Error> {
+    use der::Encode;
+    let value = x509_cert::ext::pkix::BasicConstraints {
+        ca: false,
+        path_len_constraint: None,
+    }
+    .to_der()?;
+    let mut ext = rcgen::CustomExtension::from_oid_content(
+        &arcs(&<x509_cert::ext::pkix::BasicConstraints as AssociatedOid>::OID),
+        value,
+    );
+    ext.set_criticality(true);
+    Ok(ext)
+}
+
+/// Certificate Policies (RFC 5280 §4.2.1.4), not critical, policy identifiers only (no
+/// qualifiers, as RFC 5280 recommends). None for no OIDs.
+fn certificate_policies(
+    oids: &[der::asn1::ObjectIdentifier],
+) -> Result<Option<rcgen::CustomExtension>, der::Error> {
+    use der::Encode;
+    use x509_cert::ext::pkix::{certpolicy::PolicyInformation, CertificatePolicies};
+    if oids.is_empty() {
+        return Ok(None);
+    }
+    let value = CertificatePolicies(
+        oids.iter()
+            .map(|oid| PolicyInformation {
+                policy_identifier: *oid,
+                policy_qualifiers: None,
+            })
+            .collect(),
+    )
+    .to_der()?;
+    Ok(Some(rcgen::CustomExtension::from_oid_content(
+        &arcs(&<CertificatePolicies as AssociatedOid>::OID),
+        value,
+    )))
 }
 
 impl CertificateAuthority {
@@ -145,7 +218,16 @@ impl CertificateAuthority {
             dn.push(DnType::CommonName, cn);
         }
         params.distinguished_name = dn;
-        params.is_ca = IsCa::ExplicitNoCa;
+        if profile.subject_key_identifier {
+            // rcgen writes the SKI together with basicConstraints CA:FALSE.
+            params.is_ca = IsCa::ExplicitNoCa;
+        } else {
+            // Without the SKI rcgen writes no basicConstraints either: add it ourselves.
+            params.is_ca = IsCa::NoCa;
+            params
+                .custom_extensions
+                .push(basic_constraints_end_entity()?);
+        }
         params.key_usages = match csr.key {
             certwright_proto::Jwk::Rsa { .. } => vec![
                 KeyUsagePurpose::DigitalSignature,
@@ -174,6 +256,9 @@ impl CertificateAuthority {
             self.policy.ca_issuers_url.as_deref(),
         )? {
             params.custom_extensions.push(aia);
+        }
+        if let Some(policies) = certificate_policies(&profile.policy_oids)? {
+            params.custom_extensions.push(policies);
         }
         params.use_authority_key_identifier_extension = true;
         let not_before = now - self.policy.backdate_secs;
@@ -222,12 +307,16 @@ mod tests {
                 ca_issuers_url: None,
             },
         );
+        // A profile that turns on what the default leaves out (common name, SKI) and
+        // names no policy.
         let profile = Profile {
             name: "tls-server".into(),
             lifetime_secs: 90 * 86400,
             server_auth: true,
             client_auth: false,
             common_name: true,
+            policy_oids: Vec::new(),
+            subject_key_identifier: true,
         };
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::new(vec!["a.example".to_string()]).unwrap();
@@ -287,6 +376,8 @@ mod tests {
             server_auth: false,
             client_auth: true,
             common_name: false,
+            policy_oids: Vec::new(),
+            subject_key_identifier: false,
         };
         let issued = ca.issue(&checked, &ids, &mtls, 1_800_000_000).unwrap();
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
@@ -297,5 +388,341 @@ mod tests {
             cert.validity().not_after.timestamp() - 1_800_000_000,
             7 * 86400 - 1
         );
+        assert!(cert.get_extension_unique(&OID_SKI).unwrap().is_none());
+        assert!(cert.get_extension_unique(&OID_POLICIES).unwrap().is_none());
+        // basicConstraints is still there, critical, CA:FALSE.
+        let bc = cert.basic_constraints().unwrap().unwrap();
+        assert!(bc.critical && !bc.value.ca && bc.value.path_len_constraint.is_none());
+    }
+
+    use oid_registry::{
+        Oid, OID_PKIX_AUTHORITY_INFO_ACCESS as OID_AIA,
+        OID_X509_EXT_AUTHORITY_KEY_IDENTIFIER as OID_AKI, OID_X509_EXT_BASIC_CONSTRAINTS as OID_BC,
+        OID_X509_EXT_CERTIFICATE_POLICIES as OID_POLICIES,
+        OID_X509_EXT_CRL_DISTRIBUTION_POINTS as OID_CRL_DP,
+        OID_X509_EXT_EXTENDED_KEY_USAGE as OID_EKU, OID_X509_EXT_KEY_USAGE as OID_KU,
+        OID_X509_EXT_SUBJECT_ALT_NAME as OID_SAN, OID_X509_EXT_SUBJECT_KEY_IDENTIFIER as OID_SKI,
+    };
+
+    /// id-pkix-ocsp-nocheck.
+    fn oid_nocheck() -> Oid<'static> {
+        Oid::from(&[1, 3, 6, 1, 5, 5, 7, 48, 1, 5]).unwrap()
+    }
+
+    /// Every extension of `cert` as (OID, critical), after checking that each one decodes
+    /// (x509-parser knows all of them but id-pkix-ocsp-nocheck, whose value must be NULL).
+    fn extensions(cert: &X509Certificate<'_>) -> Vec<(Oid<'static>, bool)> {
+        let mut out = Vec::new();
+        for ext in cert.extensions() {
+            match ext.parsed_extension() {
+                ParsedExtension::UnsupportedExtension { .. } if ext.oid == oid_nocheck() => {
+                    assert_eq!(ext.value, [0x05, 0x00], "nocheck is NULL");
+                }
+                ParsedExtension::UnsupportedExtension { .. }
+                | ParsedExtension::ParseError { .. } => {
+                    panic!(
+                        "extension {} does not decode: {:?}",
+                        ext.oid,
+                        ext.parsed_extension()
+                    )
+                }
+                _ => {}
+            }
+            out.push((ext.oid.to_owned(), ext.critical));
+        }
+        let mut sorted: Vec<String> = out.iter().map(|(o, _)| o.to_id_string()).collect();
+        sorted.sort();
+        let len = sorted.len();
+        sorted.dedup();
+        assert_eq!(sorted.len(), len, "no extension twice");
+        out
+    }
+
+    /// Asserts the exact set of extensions (OID, critical), in any order.
+    fn assert_extensions(what: &str, cert: &X509Certificate<'_>, expected: &[(&Oid<'_>, bool)]) {
+        let mut got: Vec<(String, bool)> = extensions(cert)
+            .iter()
+            .map(|(o, c)| (o.to_id_string(), *c))
+            .collect();
+        let mut want: Vec<(String, bool)> = expected
+            .iter()
+            .map(|(o, c)| (o.to_id_string(), *c))
+            .collect();
+        got.sort();
+        want.sort();
+        assert_eq!(got, want, "the extensions of the {what}");
+    }
+
+    fn ski(cert: &X509Certificate<'_>) -> Vec<u8> {
+        match cert
+            .get_extension_unique(&OID_SKI)
+            .unwrap()
+            .unwrap()
+            .parsed_extension()
+        {
+            ParsedExtension::SubjectKeyIdentifier(k) => k.0.to_vec(),
+            other => panic!("SKI: {other:?}"),
+        }
+    }
+
+    fn aki(cert: &X509Certificate<'_>) -> Vec<u8> {
+        match cert
+            .get_extension_unique(&OID_AKI)
+            .unwrap()
+            .unwrap()
+            .parsed_extension()
+        {
+            ParsedExtension::AuthorityKeyIdentifier(a) => {
+                // keyIdentifier only (BR §7.1.2.11.1: no issuer name and serial).
+                assert!(a.authority_cert_issuer.is_none() && a.authority_cert_serial.is_none());
+                a.key_identifier.as_ref().unwrap().0.to_vec()
+            }
+            other => panic!("AKI: {other:?}"),
+        }
+    }
+
+    fn uris(names: &[GeneralName<'_>]) -> Vec<String> {
+        names
+            .iter()
+            .map(|n| match n {
+                GeneralName::URI(u) => u.to_string(),
+                other => panic!("not a URI: {other:?}"),
+            })
+            .collect()
+    }
+
+    /// Root, intermediate and OCSP responder meet RFC 5280 for CA and responder
+    /// certificates; a leaf of the default `tls-server` profile has exactly the extensions
+    /// of the Baseline Requirements' DV subscriber profile (§7.1.2.7), and each decodes to
+    /// what the profile says.
+    #[test]
+    fn every_extension_of_root_intermediate_responder_and_leaf_matches_the_profile() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = Hierarchy::load_or_create(
+            dir.path(),
+            CaKeyType::Ec256,
+            "certwright",
+            &["localhost".into()],
+        )
+        .unwrap();
+        let responder_pem = h.load_or_create_ocsp_responder(1_800_000_000).unwrap();
+        let root_der = h.root_der.clone();
+        let intermediate_der = h.intermediate_der.clone();
+        let (_, responder_der) =
+            x509_parser::pem::parse_x509_pem(responder_pem.cert_pem.as_bytes()).unwrap();
+        let ca = CertificateAuthority::new(
+            h,
+            IssuancePolicy {
+                backdate_secs: 300,
+                crl_url: Some("http://ca.test:14002/crl/intermediate.crl".into()),
+                ocsp_url: Some("http://ca.test:14002/ocsp".into()),
+                ca_issuers_url: Some("http://ca.test:14002/ca/intermediate.der".into()),
+            },
+        );
+
+        // The root: self-signed, SKI, no AKI (RFC 5280 §4.2.1.1 allows leaving it out).
+        let (_, root) = X509Certificate::from_der(&root_der).unwrap();
+        assert_extensions(
+            "root",
+            &root,
+            &[(&OID_SKI, false), (&OID_BC, true), (&OID_KU, true)],
+        );
+        let bc = root.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca && bc.path_len_constraint.is_none());
+        let ku = root.key_usage().unwrap().unwrap().value;
+        assert!(ku.key_cert_sign() && ku.crl_sign());
+
+        // The intermediate: AKI = the root's SKI, CA with pathLen 0, its own SKI.
+        let (_, int) = X509Certificate::from_der(&intermediate_der).unwrap();
+        assert_extensions(
+            "intermediate",
+            &int,
+            &[
+                (&OID_AKI, false),
+                (&OID_SKI, false),
+                (&OID_BC, true),
+                (&OID_KU, true),
+                (&OID_EKU, false),
+            ],
+        );
+        assert_eq!(aki(&int), ski(&root));
+        let bc = int.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca && bc.path_len_constraint == Some(0));
+        let ku = int.key_usage().unwrap().unwrap().value;
+        assert!(ku.key_cert_sign() && ku.crl_sign());
+        let eku = int.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.server_auth && eku.client_auth && !eku.any);
+
+        // The delegated OCSP responder: issued by the intermediate, OCSPSigning only,
+        // nocheck, not a CA.
+        let responder = responder_der.parse_x509().unwrap();
+        assert_extensions(
+            "OCSP responder",
+            &responder,
+            &[
+                (&OID_AKI, false),
+                (&OID_SKI, false),
+                (&OID_BC, true),
+                (&OID_KU, true),
+                (&OID_EKU, false),
+                (&oid_nocheck(), false),
+            ],
+        );
+        assert_eq!(aki(&responder), ski(&int));
+        assert!(!responder.basic_constraints().unwrap().unwrap().value.ca);
+        let ku = responder.key_usage().unwrap().unwrap().value;
+        assert!(ku.digital_signature() && !ku.key_cert_sign());
+        let eku = responder.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.ocsp_signing && !eku.server_auth && !eku.client_auth);
+
+        // A leaf of the default profile, for an ECDSA key and for an RSA key.
+        let profile = Profile::tls_server("tls-server", 90 * 86400);
+        for rsa in [false, true] {
+            let key = if rsa {
+                rcgen::KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, rcgen::RsaKeySize::_2048)
+                    .unwrap()
+            } else {
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap()
+            };
+            let mut params = CertificateParams::new(vec!["www.example.test".to_string()]).unwrap();
+            // The CSR asks for a common name; the profile leaves it out.
+            params.distinguished_name = DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "www.example.test");
+            let der = params.serialize_request(&key).unwrap().der().to_vec();
+            let checked = parse_csr(&der, &KeyPolicy::default()).unwrap();
+            let ids = vec![
+                Identifier::dns("www.example.test"),
+                Identifier::dns("example.test"),
+            ];
+            let issued = ca.issue(&checked, &ids, &profile, 1_800_000_000).unwrap();
+            let (_, leaf) = X509Certificate::from_der(&issued.der).unwrap();
+            // SAN is critical: the subject is empty (RFC 5280 §4.2.1.6).
+            assert_extensions(
+                "leaf",
+                &leaf,
+                &[
+                    (&OID_AKI, false),
+                    (&OID_SAN, true),
+                    (&OID_KU, true),
+                    (&OID_EKU, false),
+                    (&OID_CRL_DP, false),
+                    (&OID_BC, true),
+                    (&OID_AIA, false),
+                    (&OID_POLICIES, false),
+                ],
+            );
+            assert!(leaf.subject().as_raw().len() <= 2, "the subject is empty");
+            assert_eq!(leaf.subject().iter().count(), 0);
+            assert_eq!(aki(&leaf), ski(&int));
+            let san = leaf.subject_alternative_name().unwrap().unwrap().value;
+            let names: Vec<String> = san
+                .general_names
+                .iter()
+                .map(|n| match n {
+                    GeneralName::DNSName(d) => d.to_string(),
+                    other => panic!("SAN: {other:?}"),
+                })
+                .collect();
+            assert_eq!(names, ["www.example.test", "example.test"]);
+            let ku = leaf.key_usage().unwrap().unwrap().value;
+            assert!(ku.digital_signature());
+            assert_eq!(ku.key_encipherment(), rsa, "keyEncipherment for RSA only");
+            assert!(!ku.key_cert_sign() && !ku.crl_sign() && !ku.key_agreement());
+            let eku = leaf.extended_key_usage().unwrap().unwrap().value;
+            assert!(eku.server_auth && !eku.client_auth && !eku.any && eku.other.is_empty());
+            let bc = leaf.basic_constraints().unwrap().unwrap().value;
+            assert!(!bc.ca && bc.path_len_constraint.is_none());
+            for ext in leaf.extensions() {
+                match ext.parsed_extension() {
+                    ParsedExtension::CRLDistributionPoints(cdp) => {
+                        assert_eq!(cdp.points.len(), 1);
+                        let point = &cdp.points[0];
+                        assert!(point.reasons.is_none() && point.crl_issuer.is_none());
+                        match &point.distribution_point {
+                            Some(DistributionPointName::FullName(names)) => assert_eq!(
+                                uris(names),
+                                ["http://ca.test:14002/crl/intermediate.crl"]
+                            ),
+                            other => panic!("CRL DP: {other:?}"),
+                        }
+                    }
+                    ParsedExtension::AuthorityInfoAccess(aia) => {
+                        let got: Vec<(String, String)> = aia
+                            .accessdescs
+                            .iter()
+                            .map(|d| {
+                                (
+                                    d.access_method.to_id_string(),
+                                    uris(std::slice::from_ref(&d.access_location)).remove(0),
+                                )
+                            })
+                            .collect();
+                        assert_eq!(
+                            got,
+                            [
+                                (
+                                    "1.3.6.1.5.5.7.48.1".to_string(),
+                                    "http://ca.test:14002/ocsp".to_string()
+                                ),
+                                (
+                                    "1.3.6.1.5.5.7.48.2".to_string(),
+                                    "http://ca.test:14002/ca/intermediate.der".to_string()
+                                ),
+                            ]
+                        );
+                    }
+                    ParsedExtension::CertificatePolicies(policies) => {
+                        let oids: Vec<String> = policies
+                            .iter()
+                            .map(|p| {
+                                assert!(p.policy_qualifiers.is_none(), "no qualifiers");
+                                p.policy_id.to_id_string()
+                            })
+                            .collect();
+                        assert_eq!(oids, ["2.23.140.1.2.1"]);
+                    }
+                    _ => {}
+                }
+            }
+            // The leaf verifies under the intermediate.
+            leaf.verify_signature(Some(int.public_key())).unwrap();
+        }
+
+        // Several policy OIDs, in the order configured.
+        let two = Profile {
+            policy_oids: vec![
+                DV_POLICY_OID,
+                der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.1"),
+            ],
+            ..Profile::tls_server("tls-server", 86400)
+        };
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = CertificateParams::new(vec!["a.example.test".to_string()]).unwrap();
+        let der = params.serialize_request(&key).unwrap().der().to_vec();
+        let checked = parse_csr(&der, &KeyPolicy::default()).unwrap();
+        let issued = ca
+            .issue(
+                &checked,
+                &[Identifier::dns("a.example.test")],
+                &two,
+                1_800_000_000,
+            )
+            .unwrap();
+        let (_, leaf) = X509Certificate::from_der(&issued.der).unwrap();
+        let policies = leaf
+            .extensions()
+            .iter()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::CertificatePolicies(p) => Some(
+                    p.iter()
+                        .map(|p| p.policy_id.to_id_string())
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(policies, ["2.23.140.1.2.1", "1.3.6.1.4.1.99999.1"]);
     }
 }

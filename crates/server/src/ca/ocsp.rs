@@ -860,13 +860,7 @@ mod tests {
         params.distinguished_name = rcgen::DistinguishedName::new();
         let csr = params.serialize_request(&key).unwrap().der().to_vec();
         let checked = parse_csr(&csr, &KeyPolicy::default()).unwrap();
-        let profile = Profile {
-            name: "tls-server".into(),
-            lifetime_secs: 86400,
-            server_auth: true,
-            client_auth: false,
-            common_name: true,
-        };
+        let profile = Profile::tls_server("tls-server", 86400);
         let ca = CertificateAuthority::new(
             h,
             IssuancePolicy {

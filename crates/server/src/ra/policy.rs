@@ -654,13 +654,7 @@ mod tests {
             p.key_policy.rsa_min_bits > p.key_policy.rsa_max_bits,
             "RSA is off"
         );
-        let profile = Profile {
-            name: "tls-server".into(),
-            lifetime_secs: 90 * 86400,
-            server_auth: true,
-            client_auth: false,
-            common_name: true,
-        };
+        let profile = Profile::tls_server("tls-server", 90 * 86400);
         assert_eq!(p.cap_lifetime(&profile).lifetime_secs, 10 * 86400);
         assert_eq!(
             Policy::default().cap_lifetime(&profile).lifetime_secs,

@@ -120,13 +120,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/acme/revoke-cert", post(lifecycle::revoke_cert))
         .route("/acme/key-change", post(lifecycle::key_change))
         .route("/acme/renewal-info/{cert_id}", get(lifecycle::renewal_info))
-        .route(crate::app::CRL_PATH, get(lifecycle::crl))
-        .route(
-            ocsp::OCSP_PATH,
-            post(ocsp::post).get(ocsp::get_without_request),
-        )
-        .route("/ocsp/{*request}", get(ocsp::get))
-        .route(ocsp::CA_ISSUERS_PATH, get(ocsp::issuer_certificate))
+        .merge(pki_routes())
         .route("/acme/acct/{id}", post(h::account))
         .route("/acme/acct/{id}/orders", post(h::account_orders))
         .route("/acme/order/{id}", post(h::order))
@@ -144,4 +138,41 @@ pub fn router(state: Arc<AppState>) -> Router {
         ))
         .layer(middleware::from_fn(crate::telemetry::track_requests))
         .with_state(state)
+}
+
+/// The read-only PKI resources relying parties fetch: the CRL, OCSP (GET and POST) and
+/// the issuer's certificate. Signed data or public certificates, so no TLS is needed.
+fn pki_routes() -> Router<Arc<AppState>> {
+    Router::new()
+        .route(crate::app::CRL_PATH, get(lifecycle::crl))
+        .route(
+            ocsp::OCSP_PATH,
+            post(ocsp::post).get(ocsp::get_without_request),
+        )
+        .route("/ocsp/{*request}", get(ocsp::get))
+        .route(ocsp::CA_ISSUERS_PATH, get(ocsp::issuer_certificate))
+}
+
+/// The router of the plain-HTTP PKI listener: the PKI resources and nothing else (every
+/// ACME resource is 404 there), without nonces or the directory Link; the same request
+/// timeout and request metrics as the ACME router.
+pub fn pki_router(state: Arc<AppState>) -> Router {
+    pki_routes()
+        .fallback(handlers::not_found)
+        .method_not_allowed_fallback(pki_method_not_allowed)
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(middleware::from_fn(crate::telemetry::track_requests))
+        .with_state(state)
+}
+
+/// A PKI resource with the wrong method.
+async fn pki_method_not_allowed() -> problem::ApiResult {
+    Err(certwright_proto::Problem::malformed(
+        "method not allowed for this resource (the CRL and the issuer certificate take GET; OCSP GET or POST)",
+    )
+    .with_status(405)
+    .into())
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod pg;
+pub mod x509;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -19,7 +20,7 @@ use certwright_proto::types::{Directory, Identifier};
 use certwright_proto::{AccountKey, FlattenedJws, KeyType, Problem, ProblemType};
 use certwright_server::app::{CaServer, Options};
 use certwright_server::clock::Clock;
-use certwright_server::config::Config;
+use certwright_server::config::{Config, PkiHttpListen};
 use certwright_server::store::Store;
 use certwright_server::va::NameResolver;
 use serde_json::{json, Value};
@@ -99,9 +100,13 @@ pub struct TestCa {
     pub admin_base: String,
     /// The admin endpoints' state (for requests that must look remote).
     pub admin: Arc<certwright_server::telemetry::Admin>,
+    /// The plain-HTTP PKI listener as named in certificates (`pki_base_url`), e.g.
+    /// `http://127.0.0.1:PORT`; the base URL itself when a test turned the listener off.
+    pub pki_base: String,
     /// The policy in force (tests may replace it as a SIGHUP reload would).
     pub policy: certwright_server::ra::policy::PolicyHandle,
     _tmp: Option<tempfile::TempDir>,
+    pki_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -179,7 +184,12 @@ impl TestCa {
         config.validation.timeout_secs = 5;
         // The challenge servers listen on loopback (the test switch).
         config.validation.allow_loopback = true;
+        // The plain-HTTP PKI listener on a port of its own (a test may turn it off).
+        let pki_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let pki_addr = pki_listener.local_addr().unwrap();
+        config.pki_http_listen = PkiHttpListen(Some(pki_addr));
         tweak(&mut config);
+        let pki_listener = (config.pki_http_listen.0 == Some(pki_addr)).then_some(pki_listener);
         // A test that names a DNS server (validation.dns_resolver) gets real lookups.
         let resolver = config.validation.dns_resolver.is_none().then(resolver);
         let server = CaServer::open(
@@ -193,6 +203,17 @@ impl TestCa {
         .await
         .unwrap();
         let base = server.state.urls.base.clone();
+        let pki_base = server.config.pki_base_url();
+        let (pki_tx, pki_rx) = tokio::sync::oneshot::channel::<()>();
+        if let Some(listener) = pki_listener {
+            tokio::spawn(certwright_server::app::serve_pki_http(
+                server.state.clone(),
+                listener,
+                async {
+                    let _ = pki_rx.await;
+                },
+            ));
+        }
         let store = server.store.clone();
         let root_pem = server.root_pem.clone();
         let policy = server.state.ra.policy_handle().clone();
@@ -227,8 +248,10 @@ impl TestCa {
             root_pem,
             admin_base,
             admin: admin_state,
+            pki_base,
             policy,
             _tmp: None,
+            pki_shutdown: Some(pki_tx),
             shutdown: Some(tx),
             task: Some(task),
         }
@@ -241,6 +264,9 @@ impl TestCa {
 
     /// Stops serving and returns the pieces to start again on the same data.
     pub async fn stop(mut self) -> (Option<tempfile::TempDir>, PathBuf, SocketAddr, Responder) {
+        if let Some(tx) = self.pki_shutdown.take() {
+            let _ = tx.send(());
+        }
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
@@ -736,4 +762,37 @@ pub async fn assert_received_are_stored(
             "{context}: {url}"
         );
     }
+}
+
+/// Seconds one openssl run may take.
+pub const OPENSSL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs the real `openssl` in `dir` (bounded in time, no proxy); returns (success,
+/// stdout+stderr).
+pub async fn openssl(dir: &std::path::Path, args: &[&str]) -> (bool, String) {
+    let child = tokio::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        // Loopback only: no proxy in between.
+        .env_remove("http_proxy")
+        .env_remove("HTTP_PROXY")
+        .env("no_proxy", "*")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs");
+    let out = tokio::time::timeout(OPENSSL_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("openssl {args:?} took longer than {OPENSSL_TIMEOUT:?}"))
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
 }

@@ -11,6 +11,10 @@
 #[allow(clippy::duplicate_mod)]
 #[path = "../harness/pg.rs"]
 mod pg;
+// The same file as `harness::x509`.
+#[allow(clippy::duplicate_mod)]
+#[path = "../harness/x509.rs"]
+pub mod x509;
 
 use std::fmt::Write as _;
 use std::fs;
@@ -255,6 +259,9 @@ pub struct CaProcess {
     /// The port the CA's VA connects to for http-01; clients listen there.
     pub http01_port: u16,
     pub directory_url: String,
+    /// The plain-HTTP PKI listener (CRL, OCSP, issuer certificate), when on; certificates
+    /// name `http://localhost:<port>`.
+    pub pki_http_listen: Option<SocketAddr>,
     guard_index: usize,
     log_path: PathBuf,
     out_path: PathBuf,
@@ -301,6 +308,17 @@ impl CaProcess {
             .count();
         let out_path = data_dir.join(format!("ca-stdout.{run}.txt"));
         let log_path = data_dir.join(format!("ca-stderr.{run}.txt"));
+        // Several CAs run at once: each its own PKI port, unless the test chose.
+        let pki_arg =
+            (!extra.contains(&"--pki-http-listen")).then(|| format!("127.0.0.1:{}", free_port()));
+        let pki_http_listen = match &pki_arg {
+            Some(addr) => addr.parse().ok(),
+            None => extra
+                .iter()
+                .position(|a| *a == "--pki-http-listen")
+                .and_then(|i| extra.get(i + 1))
+                .and_then(|a| a.parse().ok()),
+        };
         let child = Command::new(env!("CARGO_BIN_EXE_certwright-ca"))
             .arg("serve")
             .arg("--data-dir")
@@ -312,6 +330,11 @@ impl CaProcess {
             .args(["--dns-resolver", &dns.addr.to_string()])
             // The challenge servers listen on loopback (the test switch).
             .arg("--allow-loopback-validation")
+            .args(
+                pki_arg
+                    .iter()
+                    .flat_map(|a| ["--pki-http-listen", a.as_str()]),
+            )
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -325,6 +348,7 @@ impl CaProcess {
             listen,
             http01_port,
             directory_url: String::new(),
+            pki_http_listen,
             guard_index,
             log_path,
             out_path,
