@@ -130,7 +130,8 @@ async fn a_wildcard_is_authorized_for_its_base_name_by_dns01_only() {
     let authz = pass_dns01(&acme, &dns, &o).await;
     assert_eq!(authz["status"], "valid", "{authz}");
     let record = &authz["challenges"][0]["validationRecord"];
-    assert_eq!(record["name"], "_acme-challenge.wild.test", "{record}");
+    assert_eq!(record["hostname"], "_acme-challenge.wild.test", "{record}");
+    assert_eq!(record["valuesFound"], 1, "{record}");
     assert!(record["caa"]["decision"].is_string(), "{record}");
     let pem = finalize_and_fetch(&acme, &url, &["*.wild.test"]).await;
     assert_eq!(sans(&pem), vec!["dns:*.wild.test"]);
@@ -173,7 +174,7 @@ async fn dns01_failures_leave_the_order_invalid_with_their_problem() {
             "wrong.test",
             Some("a-wrong-value"),
             ProblemType::IncorrectResponse,
-            "\"a-wrong-value\"",
+            "1 value(s) found",
         ),
         ("absent.test", None, ProblemType::Dns, "NXDOMAIN"),
         ("servfail.test", None, ProblemType::Dns, "SERVFAIL"),
@@ -191,6 +192,8 @@ async fn dns01_failures_leave_the_order_invalid_with_their_problem() {
         let (k, detail) = failure(&acme.wait_authz(authz_url).await);
         assert_eq!(k, kind, "{name}: {detail}");
         assert!(detail.contains(words), "{name}: {detail}");
+        // What the DNS held is the operator's to see, not the client's.
+        assert!(!detail.contains("a-wrong-value"), "{name}: {detail}");
         assert_eq!(acme.wait_order(&url).await["status"], "invalid", "{name}");
     }
 }
@@ -316,7 +319,11 @@ async fn the_deny_list_keeps_the_va_away_from_its_ranges() {
         )
         .await;
     let p = r.assert_problem(ProblemType::RejectedIdentifier, 400);
-    assert!(p.detail.contains("deny_ranges"), "{p}");
+    assert!(p.detail.contains("does not validate"), "{p}");
+    assert!(
+        !p.detail.contains("10.0.0.0/8"),
+        "the configured range is not shown: {p}"
+    );
     // A name resolving into a range: http-01 never connects.
     let (url, o) = order(&acme, &[Identifier::dns("inside.test")]).await;
     let authz_url = o["authorizations"][0].as_str().unwrap();
@@ -330,7 +337,7 @@ async fn the_deny_list_keeps_the_va_away_from_its_ranges() {
         .await;
     let (k, detail) = failure(&acme.wait_authz(authz_url).await);
     assert_eq!(k, ProblemType::Connection, "{detail}");
-    assert!(detail.contains("deny_ranges"), "{detail}");
+    assert!(detail.contains("does not validate"), "{detail}");
     assert_eq!(acme.wait_order(&url).await["status"], "invalid");
 }
 

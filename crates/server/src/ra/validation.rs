@@ -48,10 +48,7 @@ impl Ra {
             ));
         }
         if let Some(denied) = va.refuses(ip) {
-            return Some(format!(
-                "{}, so it cannot be validated",
-                denied.client_detail()
-            ));
+            return Some(denied.client_detail());
         }
         None
     }
