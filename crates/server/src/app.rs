@@ -161,6 +161,26 @@ impl CaServer {
                  relying parties cannot fetch"
             );
         }
+        // A loopback PKI listener behind a name others use: relying parties elsewhere
+        // cannot fetch what certificates point them at.
+        if let Some(listen) = config.pki_http_listen.0 {
+            let named_host = url::Url::parse(&pki_base)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_owned))
+                .unwrap_or_default();
+            let named_loopback = named_host == "localhost"
+                || named_host
+                    .trim_matches(|c| c == '[' || c == ']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if listen.ip().is_loopback() && !named_loopback {
+                tracing::warn!(
+                    %listen,
+                    %pki_base,
+                    "pki_http_listen is a loopback address but certificates name {pki_base}:                      relying parties on other hosts cannot fetch CRLs, OCSP or the issuer                      unless a proxy forwards to it; set pki_http_listen to a reachable address"
+                );
+            }
+        }
         let mut ca = CertificateAuthority::new(
             hierarchy,
             IssuancePolicy {

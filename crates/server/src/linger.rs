@@ -10,6 +10,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -20,6 +21,32 @@ use tokio::net::TcpStream;
 pub const LINGER_TIME: Duration = Duration::from_secs(2);
 /// Most bytes read and discarded while lingering.
 pub const LINGER_BYTES: usize = 16 << 20;
+/// Most connections lingering at once; past it a connection closes at once (a flood of
+/// closing connections cannot hold the CA's sockets and tasks).
+pub const MAX_LINGERING: usize = 1024;
+
+/// Connections lingering now.
+static LINGERING: AtomicUsize = AtomicUsize::new(0);
+
+/// A slot among the [`MAX_LINGERING`]; freed when dropped.
+struct Slot;
+
+impl Slot {
+    fn take() -> Option<Self> {
+        if LINGERING.fetch_add(1, Ordering::AcqRel) < MAX_LINGERING {
+            Some(Slot)
+        } else {
+            LINGERING.fetch_sub(1, Ordering::AcqRel);
+            None
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        LINGERING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 /// A TCP stream that lingers when dropped (see the module's doc).
 #[derive(Debug)]
@@ -47,11 +74,16 @@ impl Drop for Lingering {
         let Some(mut stream) = self.stream.take() else {
             return;
         };
-        // Outside a runtime (shutting down) the socket just closes.
+        // Outside a runtime (shutting down), or with too many lingering already, the
+        // socket just closes.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let Some(slot) = Slot::take() else {
+            return;
+        };
         runtime.spawn(async move {
+            let _slot = slot;
             let _ = stream.shutdown().await;
             let mut buf = [0u8; 8192];
             let mut discarded = 0usize;

@@ -262,4 +262,30 @@ async fn the_admin_listener_requires_its_bearer_token_when_one_is_set() {
     assert_eq!(status, 401);
     let (status, _) = admin_request(&ca, "/metrics", "10.0.0.5:40000", Some(token)).await;
     assert_eq!(status, 200);
+    // The scheme name in any case; a path that only looks like /healthz is not exempt.
+    let r = client
+        .get(format!("{}/metrics", ca.admin_base))
+        .header("authorization", format!("bearer {token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    for path in [
+        "/healthz/../metrics",
+        "//metrics",
+        "/Metrics",
+        "/healthz%2f..%2fmetrics",
+    ] {
+        let r = client
+            .get(format!("{}{path}", ca.admin_base))
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            r.status() == 401 || r.status() == 404,
+            "{path}: {}",
+            r.status()
+        );
+        assert!(!r.text().await.unwrap().contains("certwright_"), "{path}");
+    }
 }

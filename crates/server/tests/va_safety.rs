@@ -343,9 +343,12 @@ async fn the_validator_does_not_reach_or_reveal_internal_services() {
         "http://zero.test:PORT/x",
         "http://metadata.test/latest/meta-data/",
         "http://mapped-metadata.test/latest/meta-data/",
+        // Followed (leak.test is allowed): its path and query are not the client's to see.
+        "http://leak.test:PORT/x?session=q-secret-77",
     ]
     .map(String::from)
     .to_vec();
+    let refused = targets.len() - 1;
     let hits = Arc::new(std::sync::Mutex::new(Vec::new()));
     let port = redirecting_server(Arc::new(targets.clone()), hits.clone()).await;
     let ca = TestCa::start_with(move |c| {
@@ -355,7 +358,7 @@ async fn the_validator_does_not_reach_or_reveal_internal_services() {
     .await;
     let acme = ca.account().await;
 
-    for (i, target) in targets.iter().enumerate() {
+    for (i, target) in targets.iter().enumerate().take(refused) {
         let name = format!("to-{i}.test");
         let (seen, chall) = client_view(&acme, &name).await;
         let err = &chall["error"];
@@ -370,6 +373,8 @@ async fn the_validator_does_not_reach_or_reveal_internal_services() {
             "{target}: {detail}"
         );
         assert!(!seen.contains(SECRET), "{target}: {seen}");
+        // A redirect target is shown as its origin only.
+        assert!(!seen.contains("meta-data"), "{target}: {seen}");
         // The refused hop was never contacted: no address used, no status.
         let hops = chall["validationRecord"]["hops"].as_array().unwrap();
         assert_eq!(hops.len(), 2, "{target}: {hops:?}");
@@ -377,6 +382,25 @@ async fn the_validator_does_not_reach_or_reveal_internal_services() {
         assert!(hops[1].get("addressUsed").is_none(), "{target}: {hops:?}");
         assert!(hops[1].get("status").is_none(), "{target}: {hops:?}");
     }
+
+    // A followed redirect: the target's path and query stay the operators'.
+    let (seen, chall) = client_view(&acme, &format!("to-{refused}.test")).await;
+    assert_eq!(
+        chall["error"]["type"],
+        ProblemType::IncorrectResponse.uri(),
+        "{chall}"
+    );
+    let hops = chall["validationRecord"]["hops"].as_array().unwrap();
+    assert_eq!(
+        hops[1]["url"],
+        format!("http://leak.test:{port}"),
+        "{hops:?}"
+    );
+    assert_eq!(hops[1]["status"], 200, "{hops:?}");
+    assert!(
+        !seen.contains("q-secret-77") && !seen.contains(SECRET),
+        "{seen}"
+    );
 
     // A name resolving to 0.0.0.0 is refused at the first hop.
     let (seen, chall) = client_view(&acme, "zero.test").await;

@@ -371,7 +371,10 @@ impl Ra {
             .inner
             .ca
             .build_crl(number, &entries, now, next_update)
-            .map_err(|e| Problem::server_internal(format!("signing the CRL failed: {e}")))?;
+            .map_err(|e| {
+                tracing::error!(error = %e, "signing the CRL failed");
+                Problem::server_internal("the CA could not sign a CRL; try again shortly")
+            })?;
         let record = CrlRecord {
             number,
             der,

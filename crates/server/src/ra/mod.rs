@@ -53,6 +53,10 @@ pub struct RaPolicy {
 }
 
 /// Converts a store failure into a problem. Only genuine server faults reach here.
+/// The order's `error` when issuance failed inside the CA (the cause is logged).
+pub const ISSUANCE_FAILED: &str =
+    "the CA could not issue the certificate for this order; the operator's log has the cause";
+
 fn internal(e: StoreError) -> Problem {
     tracing::error!(error = %e, "store failure");
     Problem::server_internal("the CA's database failed; try again shortly")
@@ -667,17 +671,16 @@ impl Ra {
         }
     }
 
-    /// Marks an order whose issuance failed invalid.
+    /// Marks an order whose issuance failed invalid. `detail` (a store, signing or CSR
+    /// error in its own words) goes to the log; the order's `error`, which the client
+    /// reads, is a fixed sentence.
     async fn fail_issuance(&self, id: OrderId, detail: String) {
         tracing::error!(order = %id, %detail, "issuance failed");
         crate::telemetry::issuance_failure();
         let _ = self
             .inner
             .store
-            .fail_order(
-                id,
-                &Problem::server_internal(format!("issuance failed: {detail}")),
-            )
+            .fail_order(id, &Problem::server_internal(ISSUANCE_FAILED))
             .await;
     }
 

@@ -251,17 +251,21 @@ pub async fn check_caa(
             Ok(answer) => {
                 let records: Vec<CaaRecord> =
                     answer.records.iter().map(CaaRecord::from_rdata).collect();
-                seen.push(json!({
-                    "name": name,
-                    "cnames": answer.cnames,
-                    "records": records.iter().map(CaaRecord::text).collect::<Vec<_>>(),
-                }));
+                // The CNAMEs followed may name internal zones: the operators' only.
+                let mut diagnostic = seen.clone();
+                let texts: Vec<String> = records.iter().map(CaaRecord::text).collect();
+                seen.push(json!({"name": name, "records": texts}));
+                diagnostic.push(json!({"name": name, "cnames": answer.cnames, "records": texts}));
                 let decision = evaluate(name, &records, identities, request);
                 let (error, summary) = match decision {
                     Ok(s) => (None, s),
                     Err(p) => (Some(p.clone()), p.detail),
                 };
-                return Outcome::plain(error, json!({"checked": seen, "decision": summary}));
+                return Outcome {
+                    error,
+                    record: json!({"checked": seen, "decision": summary}),
+                    diagnostic: json!({"checked": diagnostic, "decision": summary}),
+                };
             }
         }
     }

@@ -41,6 +41,13 @@ impl IpRange {
                 .filter(|p| *p <= max)
                 .ok_or_else(|| format!("{spec:?} has a prefix length outside 0..={max}"))?,
         };
+        // `::ffff:10.0.0.0/104` is 10.0.0.0/8: addresses are compared in IPv4 form.
+        let (network, prefix) = match network {
+            IpAddr::V6(v6) if prefix >= 96 && v6.to_ipv4_mapped().is_some() => {
+                (network.to_canonical(), prefix - 96)
+            }
+            _ => (network, prefix),
+        };
         Ok(Self {
             network: mask(network, prefix),
             prefix,
@@ -97,7 +104,14 @@ pub enum Reserved {
     Multicast,
     /// `255.255.255.255` and the rest of the reserved block `240.0.0.0/4`.
     Broadcast,
+    /// A cloud metadata service outside the link-local range: `fd00:ec2::254` (AWS over
+    /// IPv6), `100.100.100.200` (Alibaba Cloud).
+    Metadata,
 }
+
+/// Metadata service addresses that are not link-local.
+const METADATA_V4: [Ipv4Addr; 1] = [Ipv4Addr::new(100, 100, 100, 200)];
+const METADATA_V6: [Ipv6Addr; 1] = [Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254)];
 
 impl Reserved {
     /// The kind of `ip`, if it is one the VA never connects to. IPv6 forms that stand for
@@ -110,6 +124,7 @@ impl Reserved {
             IpAddr::V6(v6) if v6.is_loopback() => Some(Self::Loopback),
             IpAddr::V6(v6) if v6.segments()[0] & 0xffc0 == 0xfe80 => Some(Self::LinkLocal),
             IpAddr::V6(v6) if v6.is_multicast() => Some(Self::Multicast),
+            IpAddr::V6(v6) if METADATA_V6.contains(&v6) => Some(Self::Metadata),
             IpAddr::V6(v6) => embedded_ipv4(v6).and_then(Self::of_v4),
         }
     }
@@ -126,6 +141,8 @@ impl Reserved {
             Some(Self::Multicast)
         } else if first >= 240 {
             Some(Self::Broadcast)
+        } else if METADATA_V4.contains(&ip) {
+            Some(Self::Metadata)
         } else {
             None
         }
@@ -139,19 +156,25 @@ impl Reserved {
             Self::LinkLocal => "a link-local address",
             Self::Multicast => "a multicast address",
             Self::Broadcast => "a broadcast or reserved address",
+            Self::Metadata => "a cloud metadata service address",
         }
     }
 }
 
 /// The IPv4 address an IPv6 address stands for, if it is written as one: IPv4-mapped
-/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 (`64:ff9b::a.b.c.d`) or 6to4
-/// (`2002:AABB:CCDD::/48`).
+/// (`::ffff:a.b.c.d`), IPv4-compatible (`::a.b.c.d`), NAT64 with the well-known prefix
+/// (`64:ff9b::a.b.c.d`) or the local-use one with a /96 (`64:ff9b:1::a.b.c.d`; RFC 8215
+/// lets a network embed at other lengths too — list such a prefix in `deny_ranges`), or
+/// 6to4 (`2002:AABB:CCDD::/48`).
 fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
     let s = v6.segments();
     let low = Ipv4Addr::from((u32::from(s[6]) << 16) | u32::from(s[7]));
     if let Some(mapped) = v6.to_ipv4_mapped() {
         Some(mapped)
-    } else if s[..6] == [0; 6] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+    } else if s[..6] == [0; 6]
+        || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0]
+        || s[..6] == [0x64, 0xff9b, 1, 0, 0, 0]
+    {
         Some(low)
     } else if s[0] == 0x2002 {
         Some(Ipv4Addr::from((u32::from(s[1]) << 16) | u32::from(s[2])))
@@ -260,7 +283,13 @@ impl DenyList {
             Some(kind) => return Err(DeniedAddress::Reserved { ip, kind }),
             None => {}
         }
-        match self.ranges.iter().copied().find(|r| r.contains(ip)) {
+        // A configured IPv4 range also holds the IPv6 forms of its addresses.
+        let as_v4 = match ip {
+            IpAddr::V6(v6) => embedded_ipv4(v6).map(IpAddr::V4),
+            IpAddr::V4(_) => None,
+        };
+        let held = |r: &IpRange| r.contains(ip) || as_v4.is_some_and(|v4| r.contains(v4));
+        match self.ranges.iter().copied().find(held) {
             Some(range) => Err(DeniedAddress::Configured { ip, range }),
             None => Ok(()),
         }
@@ -322,6 +351,19 @@ mod tests {
             )
             .unwrap();
         assert_eq!(kept, vec!["203.0.113.1".parse::<IpAddr>().unwrap()]);
+        // The IPv6 forms of a listed IPv4 address are listed too (NAT64, 6to4,
+        // compatible), and a range written in mapped form is its IPv4 range.
+        for v6 in [
+            "64:ff9b::a00:5",
+            "64:ff9b:1::a00:5",
+            "2002:a00:5::1",
+            "::10.0.0.5",
+        ] {
+            assert!(list.check(v6.parse().unwrap()).is_err(), "{v6} passed");
+        }
+        let mapped = DenyList::parse(&["::ffff:10.0.0.0/104"]).unwrap();
+        assert!(mapped.check("10.9.8.7".parse().unwrap()).is_err());
+        assert!(mapped.check("11.0.0.1".parse().unwrap()).is_ok());
         let err = list
             .allowed("x.test", vec!["10.0.0.1".parse().unwrap()])
             .unwrap_err();
@@ -361,6 +403,9 @@ mod tests {
             ("255.255.255.255", Reserved::Broadcast),
             ("240.0.0.1", Reserved::Broadcast),
             ("::ffff:255.255.255.255", Reserved::Broadcast),
+            ("100.100.100.200", Reserved::Metadata),
+            ("fd00:ec2::254", Reserved::Metadata),
+            ("64:ff9b:1::a9fe:a9fe", Reserved::LinkLocal),
         ] {
             let addr: IpAddr = ip.parse().unwrap();
             match strict.check(addr) {

@@ -75,10 +75,21 @@ impl Hops {
     }
 }
 
-/// What the record says of a URL: the URL, its host name and port.
-fn describe_url(url: &reqwest::Url) -> Value {
+/// How a client sees a hop's URL: the first in full (the CA made it from the identifier
+/// and the token); a redirect target as its origin only (`http://host:port`), since its
+/// path and query came from a server the CA contacted. The full URL is the operators'.
+fn shown_url(url: &reqwest::Url, first: bool) -> String {
+    if first {
+        url.to_string()
+    } else {
+        url.origin().ascii_serialization()
+    }
+}
+
+/// What the record says of a hop: the URL as shown, its host name and port.
+fn describe_url(url: &reqwest::Url, shown: &str) -> Value {
     json!({
-        "url": url.as_str(),
+        "url": shown,
         "hostname": url.host_str().unwrap_or_default().trim_start_matches('[').trim_end_matches(']'),
         "port": url.port_or_known_default(),
     })
@@ -112,10 +123,15 @@ pub async fn validate_http01(
             )
         }
     };
-    for _ in 0..=MAX_REDIRECTS {
-        let mut hop = describe_url(&url);
+    for hop_index in 0..=MAX_REDIRECTS {
+        let shown = shown_url(&url, hop_index == 0);
+        let mut hop = describe_url(&url, &shown);
+        let full = json!({"url": url.as_str()});
         if let Err(denied) = check_literal_host(va, &url) {
-            hops.push(hop, json!({"refused": denied.to_string()}));
+            hops.push(
+                hop,
+                json!({"url": url.as_str(), "refused": denied.to_string()}),
+            );
             return hops.finish(Some(Problem::connection(denied.client_detail())), None);
         }
         let resolved = Arc::new(Mutex::new(Vec::new()));
@@ -128,8 +144,8 @@ pub async fn validate_http01(
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                let (problem, cause) = request_problem(&url, &e);
-                hops.push(hop, json!({"error": cause}));
+                let (problem, cause) = request_problem(&url, &shown, &e);
+                hops.push(hop, json!({"url": url.as_str(), "error": cause}));
                 return hops.finish(Some(problem), None);
             }
         };
@@ -138,7 +154,10 @@ pub async fn validate_http01(
             hop["addressUsed"] = json!(used.ip());
             // The address connected to is checked once more before anything is read.
             if let Err(denied) = va.deny.check(used.ip()) {
-                hops.push(hop, json!({"refused": denied.to_string()}));
+                hops.push(
+                    hop,
+                    json!({"url": url.as_str(), "refused": denied.to_string()}),
+                );
                 return hops.finish(Some(Problem::connection(denied.client_detail())), None);
             }
         }
@@ -150,10 +169,10 @@ pub async fn validate_http01(
                 .and_then(|l| l.to_str().ok())
                 .map(str::to_owned);
             let Some(location) = location else {
-                hops.push(hop, json!({}));
+                hops.push(hop, full.clone());
                 return hops.finish(
                     Some(Problem::connection(format!(
-                        "{url} answered {status} without a usable Location header"
+                        "{shown} answered {status} without a usable Location header"
                     ))),
                     None,
                 );
@@ -161,33 +180,36 @@ pub async fn validate_http01(
             let next = match response.url().join(&location) {
                 Ok(u) => u,
                 Err(_) => {
-                    hops.push(hop, json!({"location": location}));
+                    hops.push(hop, json!({"url": url.as_str(), "location": location}));
                     return hops.finish(
                         Some(Problem::connection(format!(
-                            "{url} redirected to a Location that is not a valid URL"
+                            "{shown} redirected to a Location that is not a valid URL"
                         ))),
                         None,
                     );
                 }
             };
             if let Err(why) = redirect_allowed(&next, va.config.http01_port) {
-                hops.push(hop, json!({"location": location, "refused": why}));
+                hops.push(
+                    hop,
+                    json!({"url": url.as_str(), "location": location, "refused": why}),
+                );
                 return hops.finish(
                     Some(Problem::connection(format!(
-                        "{url} redirected to a URL the CA does not follow: {why}"
+                        "{shown} redirected to a URL the CA does not follow: {why}"
                     ))),
                     None,
                 );
             }
-            hops.push(hop, json!({}));
+            hops.push(hop, full.clone());
             url = next;
             continue;
         }
         if status != reqwest::StatusCode::OK {
-            hops.push(hop, json!({}));
+            hops.push(hop, full.clone());
             return hops.finish(
                 Some(Problem::unauthorized(format!(
-                    "invalid response from {url}: HTTP {} (expected 200 with the key authorization)",
+                    "invalid response from {shown}: HTTP {} (expected 200 with the key authorization)",
                     status.as_u16()
                 ))),
                 None,
@@ -200,15 +222,15 @@ pub async fn validate_http01(
                 // reports as a body error: say what happened.
                 let cause = root_cause(&e);
                 let detail = if e.is_timeout() || cause.contains("timed out") {
-                    format!("timed out reading the response from {url}")
+                    format!("timed out reading the response from {shown}")
                 } else {
-                    format!("reading the response from {url} failed")
+                    format!("reading the response from {shown} failed")
                 };
-                hops.push(hop, json!({"error": cause}));
+                hops.push(hop, json!({"url": url.as_str(), "error": cause}));
                 return hops.finish(Some(Problem::connection(detail)), None);
             }
         };
-        hops.push(hop, json!({}));
+        hops.push(hop, full.clone());
         let text = String::from_utf8_lossy(&body);
         let found = text.trim_end();
         if found == expected {
@@ -216,14 +238,15 @@ pub async fn validate_http01(
         }
         return hops.finish(
             Some(Problem::incorrect_response(format!(
-                "the response from {url} did not contain the key authorization for this challenge"
+                "the response from {shown} did not contain the key authorization for this challenge"
             ))),
             Some(found),
         );
     }
     hops.finish(
         Some(Problem::connection(format!(
-            "more than {MAX_REDIRECTS} redirects, the last to {url}"
+            "more than {MAX_REDIRECTS} redirects, the last to {}",
+            shown_url(&url, false)
         ))),
         None,
     )
@@ -268,7 +291,7 @@ async fn read_capped(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest
 
 /// Classifies a request failure into the problem a client sees (a fixed sentence per
 /// kind of failure) and the cause an operator sees (the error's own words).
-fn request_problem(url: &reqwest::Url, e: &reqwest::Error) -> (Problem, String) {
+fn request_problem(url: &reqwest::Url, shown: &str, e: &reqwest::Error) -> (Problem, String) {
     let cause = root_cause(e);
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
@@ -285,29 +308,29 @@ fn request_problem(url: &reqwest::Url, e: &reqwest::Error) -> (Problem, String) 
     }
     let host = url.host_str().unwrap_or_default();
     let detail = if e.is_timeout() {
-        format!("timed out fetching {url}")
+        format!("timed out fetching {shown}")
     } else if let Some(kind) = io_error_kind(e) {
         use std::io::ErrorKind as K;
         match kind {
             K::ConnectionRefused => {
-                format!("could not connect to {url}: connection refused by {host}")
+                format!("could not connect to {shown}: connection refused by {host}")
             }
             K::ConnectionReset | K::ConnectionAborted => {
-                format!("fetching {url} failed: the connection was reset by {host}")
+                format!("fetching {shown} failed: the connection was reset by {host}")
             }
-            K::TimedOut => format!("timed out fetching {url}"),
+            K::TimedOut => format!("timed out fetching {shown}"),
             K::HostUnreachable | K::NetworkUnreachable => {
-                format!("could not connect to {url}: {host} is unreachable")
+                format!("could not connect to {shown}: {host} is unreachable")
             }
-            K::UnexpectedEof => format!("fetching {url} failed: {host} closed the connection"),
-            _ => format!("could not connect to {url}"),
+            K::UnexpectedEof => format!("fetching {shown} failed: {host} closed the connection"),
+            _ => format!("could not connect to {shown}"),
         }
     } else if url.scheme() == "https" && e.is_connect() {
-        format!("could not connect to {url}: the TLS handshake failed")
+        format!("could not connect to {shown}: the TLS handshake failed")
     } else if e.is_connect() {
-        format!("could not connect to {url}")
+        format!("could not connect to {shown}")
     } else {
-        format!("fetching {url} failed: the answer was not a valid HTTP response")
+        format!("fetching {shown} failed: the answer was not a valid HTTP response")
     };
     (Problem::connection(detail), cause)
 }
