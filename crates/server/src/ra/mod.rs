@@ -677,11 +677,21 @@ impl Ra {
     async fn fail_issuance(&self, id: OrderId, detail: String) {
         tracing::error!(order = %id, %detail, "issuance failed");
         crate::telemetry::issuance_failure();
-        let _ = self
+        match self
             .inner
             .store
             .fail_order(id, &Problem::server_internal(ISSUANCE_FAILED))
-            .await;
+            .await
+        {
+            Ok(true) => {}
+            // Another run (after this one's lease ran out) finished it: its outcome stands.
+            Ok(false) => {
+                tracing::warn!(order = %id, "the order is no longer being issued here; its state is left as it is")
+            }
+            Err(e) => {
+                tracing::error!(order = %id, error = %e, "could not record the failed issuance; the order is resumed later")
+            }
+        }
     }
 
     /// Signs and stores the certificate for `order` (in `processing`) from its checked

@@ -911,14 +911,17 @@ impl Store {
     }
 
     /// Marks an order invalid with `problem`.
-    pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<()> {
+    pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<bool> {
         let problem = problem.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let problem = &problem;
+                // Only an order still being issued: a run whose lease ran out must not
+                // turn the order another run completed meanwhile invalid.
                 let row = tx
                     .fetch_optional(
-                        "UPDATE orders SET status = 'invalid', error = $1, csr = NULL WHERE id = $2
+                        "UPDATE orders SET status = 'invalid', error = $1, csr = NULL
+                         WHERE id = $2 AND status = 'processing'
                          RETURNING account_id",
                         &params![
                             serde_json::to_string(problem).expect("problems serialize"),
@@ -926,6 +929,7 @@ impl Store {
                         ],
                     )
                     .await?;
+                let failed = row.is_some();
                 if let Some(row) = row {
                     let event = AuditEvent::new("system", "order.fail")
                         .account(AccountId(row.int("account_id")?))
@@ -933,7 +937,7 @@ impl Store {
                         .details(serde_json::json!({ "problem": problem }));
                     audit::append(tx, &event).await?;
                 }
-                Ok(())
+                Ok(failed)
             })
         })
         .await

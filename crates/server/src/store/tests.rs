@@ -120,6 +120,50 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
     assert_eq!(reuse, Some(authz.id));
 }
 
+/// An issuance whose lease ran out is taken over and completed by another run; the first
+/// run's failure, arriving after, leaves the order valid with its one certificate.
+#[tokio::test]
+async fn a_late_failure_does_not_undo_a_completed_order() {
+    let s = store().await;
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let chall = s
+        .authorization(order.authorization_ids[0])
+        .await
+        .unwrap()
+        .challenges[0]
+        .id;
+    assert!(s.start_validation(chall, 100).await.unwrap());
+    let none = serde_json::json!({});
+    assert!(s
+        .finish_validation(chall, None, &none, &none, 5)
+        .await
+        .unwrap());
+    // The first run begins, and its lease (until 60) runs out.
+    assert!(s.begin_finalize(order.id, b"csr", 60).await.unwrap());
+    assert_eq!(
+        s.claim_stale_issuances(60, 120).await.unwrap(),
+        vec![order.id]
+    );
+    // The second run completes the order.
+    s.complete_order(order.id, &certificate_0a0b(acct.id, None))
+        .await
+        .unwrap();
+    // The first run's failure comes late: refused, nothing changes.
+    let before = s.snapshot().await.unwrap();
+    let failed = s
+        .fail_order(order.id, &Problem::server_internal("late"))
+        .await
+        .unwrap();
+    assert!(!failed, "a completed order was failed");
+    assert_eq!(s.snapshot().await.unwrap(), before);
+    let order = s.order(order.id).await.unwrap();
+    assert_eq!(order.status, certwright_proto::types::OrderStatus::Valid);
+    assert_eq!(order.certificate_serial.as_deref(), Some("0a0b"));
+    assert!(order.error.is_none());
+}
+
 #[tokio::test]
 async fn nonces_are_single_use_and_expire() {
     let s = store().await;
@@ -567,9 +611,11 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
         s.create_order(&again).await,
         Err(StoreError::AlreadyReplaced)
     ));
-    s.fail_order(renewal.id, &Problem::new(ProblemType::BadCsr, "no"))
+    assert!(s.begin_finalize(renewal.id, b"csr", 60).await.unwrap());
+    assert!(s
+        .fail_order(renewal.id, &Problem::new(ProblemType::BadCsr, "no"))
         .await
-        .unwrap();
+        .unwrap());
     assert!(s.mark_renew_early("0a0b").await.unwrap());
     assert!(s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
     assert!(!s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
