@@ -33,7 +33,7 @@ impl Responder {
         let tokens: Tokens = Arc::default();
         let app = axum::Router::new()
             .route(
-                "/.well-known/acme-challenge/{token}",
+                &certwright_proto::challenge::http01_path("{token}"),
                 axum::routing::get(answer),
             )
             .with_state(tokens.clone());

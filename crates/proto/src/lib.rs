@@ -5,6 +5,7 @@
 
 pub mod ari;
 pub mod b64;
+pub mod challenge;
 pub mod identifier;
 pub mod jwk;
 pub mod jws;

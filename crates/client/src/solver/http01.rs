@@ -38,7 +38,10 @@ impl Http01Standalone {
             .map_err(|e| Error::io("listener", e))?;
         let tokens: Tokens = Arc::default();
         let app = Router::new()
-            .route("/.well-known/acme-challenge/{token}", get(answer))
+            .route(
+                &certwright_proto::challenge::http01_path("{token}"),
+                get(answer),
+            )
             .with_state(tokens.clone());
         let task = tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {

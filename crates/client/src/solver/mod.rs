@@ -42,7 +42,10 @@ pub struct ChallengeData {
 impl ChallengeData {
     /// The dns-01 record name, with a trailing dot: `_acme-challenge.<identifier>.`.
     pub fn dns01_fqdn(&self) -> String {
-        format!("_acme-challenge.{}.", self.identifier.trim_end_matches('.'))
+        format!(
+            "{}.",
+            certwright_proto::challenge::dns01_name(&self.identifier)
+        )
     }
 
     /// The dns-01 TXT value.

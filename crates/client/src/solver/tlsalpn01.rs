@@ -12,8 +12,7 @@ use rustls::sign::CertifiedKey;
 use super::{BoxFuture, ChallengeData, Solver};
 use crate::error::{Error, Result};
 
-/// The ALPN protocol of tls-alpn-01.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
+pub use certwright_proto::challenge::ACME_TLS_ALPN;
 
 #[derive(Debug, Default)]
 struct Certs(Mutex<HashMap<String, Arc<CertifiedKey>>>);
@@ -163,7 +162,9 @@ mod tests {
         let ext = cert
             .extensions()
             .iter()
-            .find(|e| e.oid.to_id_string() == "1.3.6.1.5.5.7.1.31")
+            .find(|e| {
+                e.oid.to_id_string() == certwright_proto::challenge::ACME_IDENTIFIER_OID_DOTTED
+            })
             .expect("acmeIdentifier");
         assert!(ext.critical);
         let digest = certwright_proto::keyauth::key_authorization_digest("tok.thumb");

@@ -25,7 +25,8 @@ impl Webroot {
                 detail: format!("refusing a token that is not base64url: {token:?}"),
             });
         }
-        Ok(self.root.join(".well-known/acme-challenge").join(token))
+        let dir = certwright_proto::challenge::HTTP01_PATH_PREFIX.trim_matches('/');
+        Ok(self.root.join(dir).join(token))
     }
 }
 

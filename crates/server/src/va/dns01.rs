@@ -15,7 +15,7 @@ use super::{Outcome, Va};
 
 /// The name a dns-01 TXT record lives at.
 pub fn challenge_name(base: &str) -> String {
-    format!("_acme-challenge.{base}")
+    certwright_proto::challenge::dns01_name(base)
 }
 
 /// Runs the check. The client's record names the queried name and how many values were

@@ -108,8 +108,9 @@ pub async fn validate_http01(
         IdentifierType::Ip => identifier.value.clone(),
     };
     let first = format!(
-        "http://{host}:{}/.well-known/acme-challenge/{token}",
-        va.config.http01_port
+        "http://{host}:{}{}",
+        va.config.http01_port,
+        certwright_proto::challenge::http01_path(token)
     );
     let mut hops = Hops::default();
     let mut url = match reqwest::Url::parse(&first) {

@@ -26,10 +26,7 @@ use x509_parser::oid_registry::Oid;
 
 use super::{Outcome, Va};
 
-/// The ALPN protocol of RFC 8737.
-pub const ACME_TLS_ALPN: &[u8] = b"acme-tls/1";
-/// id-pe-acmeIdentifier.
-pub const ACME_IDENTIFIER_OID: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 31];
+pub use certwright_proto::challenge::{ACME_IDENTIFIER_OID, ACME_TLS_ALPN};
 /// Addresses tried per validation (the first that accepts a connection is used).
 const MAX_ADDRESSES: usize = 2;
 
