@@ -353,22 +353,11 @@ impl CaServer {
     }
 }
 
-/// Reads the admin listener's bearer token; warns when the file is readable by others.
+/// Reads the admin listener's bearer token (its file's mode is checked with the other
+/// private files, `secrets::private_paths`).
 fn read_admin_token(path: &std::path::Path) -> anyhow::Result<telemetry::AdminToken> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            tracing::warn!(
-                file = %path.display(),
-                mode = format!("{mode:03o}"),
-                "the admin token file is readable by others; run chmod 600 on it"
-            );
-        }
-    }
     telemetry::AdminToken::parse(&text)
         .map_err(|e| anyhow::anyhow!("admin_token_file {}: {e}", path.display()))
 }

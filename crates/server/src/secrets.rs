@@ -452,8 +452,8 @@ pub async fn attach_eab_kek(
 }
 
 /// Files and directories that must not be open to group or others, with the mode each
-/// should have: the data directory (0700), every `*.key` in it and the KEK file (0600),
-/// and the SQLite database with its `-wal` and `-shm` files (0600).
+/// should have: the data directory (0700), every `*.key` in it, the KEK file and the admin
+/// token file (0600), and the SQLite database with its `-wal` and `-shm` files (0600).
 pub fn private_paths(config: &Config) -> Vec<(PathBuf, u32)> {
     let mut paths = vec![(config.data_dir.clone(), 0o700)];
     if let Ok(entries) = std::fs::read_dir(&config.data_dir) {
@@ -469,6 +469,9 @@ pub fn private_paths(config: &Config) -> Vec<(PathBuf, u32)> {
         if !paths.iter().any(|(p, _)| p == file) {
             paths.push((file.to_owned(), 0o600));
         }
+    }
+    if let Some(token) = &config.admin_token_file {
+        paths.push((token.clone(), 0o600));
     }
     if let Some(db) = Store::sqlite_file(&config.database_url()) {
         for suffix in ["", "-wal", "-shm"] {
@@ -497,6 +500,27 @@ pub fn warn_loose_modes(config: &Config) -> Vec<LooseMode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The admin listener's token file is checked with the other private files.
+    #[test]
+    fn the_admin_token_file_is_a_private_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, "0123456789abcdef0123").unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
+            .unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            admin_token_file: Some(token.clone()),
+            ..Config::default()
+        };
+        let loose = fsutil::loose_modes(&private_paths(&config));
+        assert_eq!(loose.len(), 1, "{loose:?}");
+        assert_eq!(
+            (loose[0].path.clone(), loose[0].mode, loose[0].want),
+            (token, 0o644, 0o600)
+        );
+    }
 
     fn kek(byte: u8) -> Kek {
         Kek::from_bytes(&[byte; KEK_LEN], "test").unwrap()
