@@ -164,15 +164,12 @@ impl CaServer {
         // A loopback PKI listener behind a name others use: relying parties elsewhere
         // cannot fetch what certificates point them at.
         if let Some(listen) = config.pki_http_listen.0 {
-            let named_host = url::Url::parse(&pki_base)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_owned))
-                .unwrap_or_default();
-            let named_loopback = named_host == "localhost"
-                || named_host
-                    .trim_matches(|c| c == '[' || c == ']')
-                    .parse::<std::net::IpAddr>()
-                    .is_ok_and(|ip| ip.is_loopback());
+            let named_loopback = url::Url::parse(&pki_base).is_ok_and(|u| match u.host() {
+                Some(url::Host::Domain(name)) => name == "localhost",
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                None => false,
+            });
             if listen.ip().is_loopback() && !named_loopback {
                 tracing::warn!(
                     %listen,

@@ -77,16 +77,21 @@ impl Default for AdminListen {
     }
 }
 
+/// An optional listener address for the key `key`: `ADDR:PORT`, or `off` / empty.
+fn optional_listen(key: &str, text: &str) -> Result<Option<SocketAddr>, String> {
+    match text.trim() {
+        "" | "off" => Ok(None),
+        addr => addr
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{key} {addr:?} is neither ADDR:PORT nor \"off\"")),
+    }
+}
+
 impl std::str::FromStr for AdminListen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "" | "off" => Ok(Self(None)),
-            addr => addr
-                .parse()
-                .map(|a| Self(Some(a)))
-                .map_err(|_| format!("admin_listen {addr:?} is neither ADDR:PORT nor \"off\"")),
-        }
+        optional_listen("admin_listen", s).map(Self)
     }
 }
 
@@ -113,13 +118,7 @@ impl Default for PkiHttpListen {
 impl std::str::FromStr for PkiHttpListen {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "" | "off" => Ok(Self(None)),
-            addr => addr
-                .parse()
-                .map(|a| Self(Some(a)))
-                .map_err(|_| format!("pki_http_listen {addr:?} is neither ADDR:PORT nor \"off\"")),
-        }
+        optional_listen("pki_http_listen", s).map(Self)
     }
 }
 

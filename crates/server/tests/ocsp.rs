@@ -4,7 +4,7 @@
 
 mod harness;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -39,12 +39,8 @@ impl Files {
 
     /// Runs openssl in the directory (bounded in time); returns (success, stdout+stderr).
     async fn openssl(&self, args: &[&str]) -> (bool, String) {
-        openssl_in(self.dir.path(), args).await
+        harness::openssl(self.dir.path(), args).await
     }
-}
-
-async fn openssl_in(dir: &Path, args: &[&str]) -> (bool, String) {
-    harness::openssl(dir, args).await
 }
 
 fn leaf_der(chain_pem: &str) -> Vec<u8> {
