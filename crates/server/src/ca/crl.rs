@@ -92,19 +92,13 @@ impl CertificateAuthority {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::{CaKeyType, Hierarchy, IssuancePolicy};
+    use crate::ca::IssuancePolicy;
     use x509_parser::prelude::*;
 
     #[test]
     fn crl_lists_entries_with_reasons_and_verifies() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Hierarchy::load_or_create(
-            dir.path(),
-            CaKeyType::Ec256,
-            "certwright",
-            &["localhost".into()],
-        )
-        .unwrap();
+        let h = crate::ca::test_hierarchy(dir.path());
         let inter = h.intermediate_der.clone();
         let ca = CertificateAuthority::new(
             h,

@@ -283,6 +283,12 @@ impl CertificateAuthority {
     }
 }
 
+/// A P-256 hierarchy for `localhost` created in `dir` (tests of the `ca` modules).
+#[cfg(test)]
+pub(crate) fn test_hierarchy(dir: &std::path::Path) -> Hierarchy {
+    Hierarchy::load_or_create(dir, CaKeyType::Ec256, "certwright", &["localhost".into()]).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -291,13 +297,7 @@ mod tests {
     #[test]
     fn issues_a_leaf_with_the_expected_profile() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Hierarchy::load_or_create(
-            dir.path(),
-            CaKeyType::Ec256,
-            "certwright",
-            &["localhost".into()],
-        )
-        .unwrap();
+        let h = test_hierarchy(dir.path());
         let ca = CertificateAuthority::new(
             h,
             IssuancePolicy {
@@ -498,13 +498,7 @@ mod tests {
     #[test]
     fn every_extension_of_root_intermediate_responder_and_leaf_matches_the_profile() {
         let dir = tempfile::tempdir().unwrap();
-        let h = Hierarchy::load_or_create(
-            dir.path(),
-            CaKeyType::Ec256,
-            "certwright",
-            &["localhost".into()],
-        )
-        .unwrap();
+        let h = test_hierarchy(dir.path());
         let responder_pem = h.load_or_create_ocsp_responder(1_800_000_000).unwrap();
         let root_der = h.root_der.clone();
         let intermediate_der = h.intermediate_der.clone();

@@ -502,17 +502,14 @@ pub fn authority_info_access(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::{CaKeyType, Hierarchy, IssuancePolicy};
+    use crate::ca::{Hierarchy, IssuancePolicy};
     use der::asn1::Any;
     use x509_cert::serial_number::SerialNumber;
     use x509_ocsp::{Request, TbsRequest};
 
     const NOW: i64 = 1_800_000_000;
 
-    fn hierarchy(dir: &std::path::Path) -> Hierarchy {
-        Hierarchy::load_or_create(dir, CaKeyType::Ec256, "certwright", &["localhost".into()])
-            .unwrap()
-    }
+    use crate::ca::test_hierarchy as hierarchy;
 
     fn responder(h: &Hierarchy) -> OcspResponder {
         let pem = h.load_or_create_ocsp_responder(NOW).unwrap();
