@@ -48,10 +48,13 @@ struct Hop {
 struct Hops(Vec<Hop>);
 
 impl Hops {
-    fn push(&mut self, client: Value, diagnostic: Value) {
+    /// Records a hop: `client` as the client sees it; for operators the same with the
+    /// full `url` and `extra` (what was read or refused).
+    fn push(&mut self, client: Value, url: &reqwest::Url, extra: Value) {
         let mut full = client.clone();
-        if let (Some(full), Some(extra)) = (full.as_object_mut(), diagnostic.as_object()) {
-            full.extend(extra.clone());
+        full["url"] = json!(url.as_str());
+        if let (Some(full), Value::Object(extra)) = (full.as_object_mut(), extra) {
+            full.extend(extra);
         }
         self.0.push(Hop {
             client,
@@ -127,12 +130,8 @@ pub async fn validate_http01(
     for hop_index in 0..=MAX_REDIRECTS {
         let shown = shown_url(&url, hop_index == 0);
         let mut hop = describe_url(&url, &shown);
-        let full = json!({"url": url.as_str()});
         if let Err(denied) = check_literal_host(va, &url) {
-            hops.push(
-                hop,
-                json!({"url": url.as_str(), "refused": denied.to_string()}),
-            );
+            hops.push(hop, &url, json!({"refused": denied.to_string()}));
             return hops.finish(Some(Problem::connection(denied.client_detail())), None);
         }
         let resolved = Arc::new(Mutex::new(Vec::new()));
@@ -146,7 +145,7 @@ pub async fn validate_http01(
             Ok(r) => r,
             Err(e) => {
                 let (problem, cause) = request_problem(&url, &shown, &e);
-                hops.push(hop, json!({"url": url.as_str(), "error": cause}));
+                hops.push(hop, &url, json!({"error": cause}));
                 return hops.finish(Some(problem), None);
             }
         };
@@ -155,10 +154,7 @@ pub async fn validate_http01(
             hop["addressUsed"] = json!(used.ip());
             // The address connected to is checked once more before anything is read.
             if let Err(denied) = va.deny.check(used.ip()) {
-                hops.push(
-                    hop,
-                    json!({"url": url.as_str(), "refused": denied.to_string()}),
-                );
+                hops.push(hop, &url, json!({"refused": denied.to_string()}));
                 return hops.finish(Some(Problem::connection(denied.client_detail())), None);
             }
         }
@@ -170,7 +166,7 @@ pub async fn validate_http01(
                 .and_then(|l| l.to_str().ok())
                 .map(str::to_owned);
             let Some(location) = location else {
-                hops.push(hop, full.clone());
+                hops.push(hop, &url, json!({}));
                 return hops.finish(
                     Some(Problem::connection(format!(
                         "{shown} answered {status} without a usable Location header"
@@ -181,7 +177,7 @@ pub async fn validate_http01(
             let next = match response.url().join(&location) {
                 Ok(u) => u,
                 Err(_) => {
-                    hops.push(hop, json!({"url": url.as_str(), "location": location}));
+                    hops.push(hop, &url, json!({"location": location}));
                     return hops.finish(
                         Some(Problem::connection(format!(
                             "{shown} redirected to a Location that is not a valid URL"
@@ -191,10 +187,7 @@ pub async fn validate_http01(
                 }
             };
             if let Err(why) = redirect_allowed(&next, va.config.http01_port) {
-                hops.push(
-                    hop,
-                    json!({"url": url.as_str(), "location": location, "refused": why}),
-                );
+                hops.push(hop, &url, json!({"location": location, "refused": why}));
                 return hops.finish(
                     Some(Problem::connection(format!(
                         "{shown} redirected to a URL the CA does not follow: {why}"
@@ -202,12 +195,12 @@ pub async fn validate_http01(
                     None,
                 );
             }
-            hops.push(hop, full.clone());
+            hops.push(hop, &url, json!({}));
             url = next;
             continue;
         }
         if status != reqwest::StatusCode::OK {
-            hops.push(hop, full.clone());
+            hops.push(hop, &url, json!({}));
             return hops.finish(
                 Some(Problem::unauthorized(format!(
                     "invalid response from {shown}: HTTP {} (expected 200 with the key authorization)",
@@ -227,11 +220,11 @@ pub async fn validate_http01(
                 } else {
                     format!("reading the response from {shown} failed")
                 };
-                hops.push(hop, json!({"url": url.as_str(), "error": cause}));
+                hops.push(hop, &url, json!({"error": cause}));
                 return hops.finish(Some(Problem::connection(detail)), None);
             }
         };
-        hops.push(hop, full.clone());
+        hops.push(hop, &url, json!({}));
         let text = String::from_utf8_lossy(&body);
         let found = text.trim_end();
         if found == expected {
