@@ -314,7 +314,7 @@ pub async fn validate_tlsalpn01(
 }
 
 /// A short, fixed phrase for a failed connection.
-pub(crate) fn connect_failure(kind: std::io::ErrorKind) -> &'static str {
+fn connect_failure(kind: std::io::ErrorKind) -> &'static str {
     use std::io::ErrorKind as K;
     match kind {
         K::ConnectionRefused => "connection refused by the host",
