@@ -563,7 +563,10 @@ impl Ra {
                     tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, "validation succeeded")
                 }
                 Some(p) => {
-                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, diagnostic = %outcome.diagnostic, "validation failed")
+                    tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, problem = %p, "validation failed");
+                    // What the VA read (a body, error text) can be an internal service's:
+                    // debug level only; the audit entry keeps it whatever the log level.
+                    tracing::debug!(challenge = %challenge.id, diagnostic = %outcome.diagnostic, "validation failed: what the VA saw")
                 }
             }
             crate::telemetry::validation(

@@ -92,10 +92,12 @@ impl Ra {
             tracing::info!(
                 order = %order.id,
                 identifier = %authz.identifier,
-                diagnostic = %outcome.diagnostic,
+                record = %outcome.record,
                 refused = outcome.error.is_some(),
                 "CAA re-checked at finalize"
             );
+            // The resolver's own error text: debug level only.
+            tracing::debug!(order = %order.id, diagnostic = %outcome.diagnostic, "CAA re-check: what the VA saw");
             if let Some(p) = outcome.error {
                 let status = if p.kind == certwright_proto::ProblemType::Caa {
                     403
