@@ -489,6 +489,21 @@ mod tests {
             assert_eq!(p.kind, kind, "{flaw:?}: {p}");
             assert!(p.detail.contains(words), "{flaw:?}: {p}");
         }
+        // The TLS stack's own words reach the operators' diagnostic, not the client.
+        responder.set("flawed.test", challenge_cert(&id, KEY_AUTH, Flaw::Huge));
+        let va = va_with(&dns, &[], |c| c.tlsalpn01_port = responder.port);
+        let outcome = validate_tlsalpn01(&va, &id, KEY_AUTH).await;
+        let told = outcome.error.unwrap().detail;
+        let seen = outcome.diagnostic["error"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(
+            seen.contains("HandshakePayloadTooLarge"),
+            "{}",
+            outcome.diagnostic
+        );
+        assert!(!told.contains("HandshakePayloadTooLarge"), "{told}");
         // Nothing configured for the SNI: the responder aborts the handshake.
         let p = run(&responder, &dns, &Identifier::dns("unknown.test"))
             .await
