@@ -530,12 +530,7 @@ async fn admin(command: Command) -> anyhow::Result<()> {
         Command::Revoke { serial, reason, ca } => {
             let reason = parse_reason(&reason)?;
             let server = ca.open().await?;
-            let cert = server
-                .state
-                .ra
-                .revoke_by_operator(&serial, reason)
-                .await
-                .map_err(|p| anyhow::anyhow!("{}", p.detail))?;
+            let cert = server.state.ra.revoke_by_operator(&serial, reason).await?;
             println!(
                 "revoked {} ({}); a new CRL is published",
                 cert.serial,

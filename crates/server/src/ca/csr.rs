@@ -5,7 +5,6 @@ use std::net::IpAddr;
 
 use certwright_proto::jwk::{EcCurve, Jwk};
 use certwright_proto::types::Identifier;
-use certwright_proto::Problem;
 use x509_parser::certification_request::X509CertificationRequest;
 use x509_parser::extensions::{GeneralName, ParsedExtension};
 use x509_parser::oid_registry::{
@@ -50,12 +49,17 @@ pub struct CheckedCsr {
     pub identifiers: BTreeSet<Identifier>,
 }
 
-fn bad(detail: impl Into<String>) -> Problem {
-    Problem::bad_csr(detail)
+/// Why a CSR is refused, in words for the client (the RA answers it as `badCSR`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct CsrError(pub String);
+
+fn bad(detail: impl Into<String>) -> CsrError {
+    CsrError(detail.into())
 }
 
 /// Parses and verifies a DER CSR and checks its key against `policy`.
-pub fn parse_csr(der: &[u8], policy: &KeyPolicy) -> Result<CheckedCsr, Problem> {
+pub fn parse_csr(der: &[u8], policy: &KeyPolicy) -> Result<CheckedCsr, CsrError> {
     let (rest, csr) = X509CertificationRequest::from_der(der)
         .map_err(|e| bad(format!("the CSR is not a valid PKCS#10 request: {e}")))?;
     if !rest.is_empty() {
@@ -108,14 +112,14 @@ pub fn parse_csr(der: &[u8], policy: &KeyPolicy) -> Result<CheckedCsr, Problem> 
     })
 }
 
-fn identifier_from_text(text: &str) -> Result<Identifier, Problem> {
+fn identifier_from_text(text: &str) -> Result<Identifier, CsrError> {
     if let Ok(ip) = text.parse::<IpAddr>() {
         return Ok(Identifier::ip(ip.to_string()));
     }
     Ok(Identifier::dns(text.to_ascii_lowercase()))
 }
 
-fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, Problem> {
+fn ip_from_bytes(bytes: &[u8]) -> Result<IpAddr, CsrError> {
     match bytes.len() {
         4 => Ok(IpAddr::from(
             <[u8; 4]>::try_from(bytes).expect("length checked"),
@@ -136,8 +140,8 @@ fn strip_zeros(b: &[u8]) -> Vec<u8> {
 pub fn public_key_jwk(
     spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
     policy: &KeyPolicy,
-) -> Result<Jwk, Problem> {
-    let refuse = |d: String| Problem::bad_csr(d);
+) -> Result<Jwk, CsrError> {
+    let refuse = CsrError;
     let alg = &spki.algorithm.algorithm;
     if *alg == OID_PKCS1_RSAENCRYPTION {
         let Ok(PublicKey::RSA(rsa)) = spki.parsed() else {
@@ -227,20 +231,20 @@ mod tests {
     #[test]
     fn refuses_garbage_tampering_and_weak_keys() {
         let policy = KeyPolicy::default();
-        assert_eq!(
-            parse_csr(b"junk", &policy).unwrap_err().kind,
-            certwright_proto::ProblemType::BadCsr
-        );
+        assert!(parse_csr(b"junk", &policy)
+            .unwrap_err()
+            .0
+            .contains("not a valid PKCS#10 request"));
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut der = csr(&["a.example"], &key);
         let i = der.windows(9).position(|w| w == b"a.example").unwrap();
         der[i] = b'b';
         let err = parse_csr(&der, &policy).unwrap_err();
-        assert!(err.detail.contains("signature"), "{err}");
+        assert!(err.0.contains("signature"), "{err}");
         let ed = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
         assert!(parse_csr(&csr(&["a.example"], &ed), &policy)
             .unwrap_err()
-            .detail
+            .0
             .contains("Ed25519"));
         let allow = KeyPolicy {
             allow_ed25519: true,

@@ -16,7 +16,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-pub use csr::{parse_csr, CheckedCsr, KeyPolicy};
+pub use csr::{parse_csr, CheckedCsr, CsrError, KeyPolicy};
 pub use hierarchy::{CaKeyType, Hierarchy};
 
 /// Issuance settings common to every profile.

@@ -1,15 +1,15 @@
 //! Account contact checks (RFC 8555 §7.3): only `mailto:` with one plain address.
 
+use super::Error;
 use certwright_proto::identifier::normalize_dns_name;
-use certwright_proto::Problem;
 
 /// Most contacts one account may list.
 pub const MAX_CONTACTS: usize = 10;
 
 /// Checks a contact list; returns the contacts as stored.
-pub fn validate_contacts(contacts: &[String]) -> Result<Vec<String>, Problem> {
+pub fn validate_contacts(contacts: &[String]) -> Result<Vec<String>, Error> {
     if contacts.len() > MAX_CONTACTS {
-        return Err(Problem::invalid_contact(format!(
+        return Err(Error::InvalidContact(format!(
             "at most {MAX_CONTACTS} contacts are allowed, got {}",
             contacts.len()
         )));
@@ -17,14 +17,14 @@ pub fn validate_contacts(contacts: &[String]) -> Result<Vec<String>, Problem> {
     contacts.iter().map(|c| validate_contact(c)).collect()
 }
 
-fn validate_contact(contact: &str) -> Result<String, Problem> {
+fn validate_contact(contact: &str) -> Result<String, Error> {
     let Some(address) = contact.strip_prefix("mailto:") else {
         let scheme = contact.split(':').next().unwrap_or_default();
-        return Err(Problem::unsupported_contact(format!(
+        return Err(Error::UnsupportedContact(format!(
             "contact {contact:?} uses scheme {scheme:?}; only mailto: is supported"
         )));
     };
-    let invalid = |why: &str| Problem::invalid_contact(format!("contact {contact:?} {why}"));
+    let invalid = |why: &str| Error::InvalidContact(format!("contact {contact:?} {why}"));
     if address.contains(['?', ',', ' ', '<', '>', '%']) {
         return Err(invalid(
             "must hold exactly one plain address, without headers or encoding",
@@ -46,30 +46,29 @@ fn validate_contact(contact: &str) -> Result<String, Problem> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use certwright_proto::ProblemType;
+
+    /// Which refusal: "unsupported" (scheme) or "invalid" (address).
+    fn kind(result: Result<Vec<String>, Error>) -> &'static str {
+        match result.unwrap_err() {
+            Error::UnsupportedContact(_) => "unsupported",
+            Error::InvalidContact(_) => "invalid",
+            other => panic!("not a contact refusal: {other:?}"),
+        }
+    }
 
     #[test]
     fn mailto_only_and_well_formed() {
         assert!(validate_contacts(&["mailto:ops@example.com".into()]).is_ok());
-        let kind = |c: &str| validate_contacts(&[c.to_owned()]).unwrap_err().kind;
-        assert_eq!(kind("tel:+1555"), ProblemType::UnsupportedContact);
-        assert_eq!(kind("mailto:not-an-address"), ProblemType::InvalidContact);
-        assert_eq!(kind("mailto:a@b@example.com"), ProblemType::InvalidContact);
-        assert_eq!(
-            kind("mailto:a@example.com,b@example.com"),
-            ProblemType::InvalidContact
-        );
-        assert_eq!(
-            kind("mailto:a@example.com?subject=x"),
-            ProblemType::InvalidContact
-        );
-        assert_eq!(kind("mailto:a@localhost"), ProblemType::InvalidContact);
+        let one = |c: &str| kind(validate_contacts(&[c.to_owned()]));
+        assert_eq!(one("tel:+1555"), "unsupported");
+        assert_eq!(one("mailto:not-an-address"), "invalid");
+        assert_eq!(one("mailto:a@b@example.com"), "invalid");
+        assert_eq!(one("mailto:a@example.com,b@example.com"), "invalid");
+        assert_eq!(one("mailto:a@example.com?subject=x"), "invalid");
+        assert_eq!(one("mailto:a@localhost"), "invalid");
         let many: Vec<String> = (0..11)
             .map(|i| format!("mailto:a{i}@example.com"))
             .collect();
-        assert_eq!(
-            validate_contacts(&many).unwrap_err().kind,
-            ProblemType::InvalidContact
-        );
+        assert_eq!(kind(validate_contacts(&many)), "invalid");
     }
 }

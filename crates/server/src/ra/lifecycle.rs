@@ -4,11 +4,11 @@
 use certwright_proto::ari::{parse_cert_id, RenewalInfo, SuggestedWindow};
 use certwright_proto::jws::Signer;
 use certwright_proto::types::{Identifier, KeyChange, Revocation};
-use certwright_proto::{b64, FlattenedJws, Jwk, JwsAlgorithm, ParsedJws, Problem, ProblemType};
+use certwright_proto::{b64, FlattenedJws, Jwk, JwsAlgorithm, ParsedJws};
 use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::{internal, Ra};
+use super::{Error, Ra, DATABASE_FAILED};
 use crate::ca::crl::{reason_name, ALLOWED_REASONS};
 use crate::ca::{csr, KeyPolicy};
 use crate::clock::rfc3339;
@@ -39,8 +39,12 @@ pub enum KeyChangeOutcome {
     KeyInUse(AccountId),
 }
 
-fn unauthorized(detail: impl Into<String>) -> Problem {
-    Problem::unauthorized(detail)
+fn unauthorized(detail: impl Into<String>) -> Error {
+    Error::Unauthorized(detail.into())
+}
+
+fn malformed(detail: impl Into<String>) -> Error {
+    Error::Malformed(detail.into())
 }
 
 /// Lower-case hex of bytes.
@@ -56,42 +60,39 @@ impl Ra {
         binding: &Value,
         account_key: &Jwk,
         new_account_url: &str,
-    ) -> Result<String, Problem> {
+    ) -> Result<String, Error> {
         let jws: FlattenedJws = serde_json::from_value(binding.clone()).map_err(|e| {
-            Problem::malformed(format!(
+            malformed(format!(
                 "externalAccountBinding is not a flattened JWS: {e}"
             ))
         })?;
-        let inner = ParsedJws::from_flattened(&jws)
-            .map_err(|e| Problem::malformed(format!("externalAccountBinding: {e}")))?;
+        let inner = ParsedJws::from_flattened(&jws).map_err(|error| Error::Jws {
+            context: "externalAccountBinding",
+            error,
+        })?;
         if inner.header.alg != JwsAlgorithm::Hs256 {
-            return Err(Problem::bad_signature_algorithm(format!(
+            return Err(Error::BadSignatureAlgorithm(format!(
                 "externalAccountBinding must be signed with HS256, not {}",
                 inner.header.alg
             )));
         }
         if inner.header.nonce.is_some() {
-            return Err(Problem::malformed(
-                "externalAccountBinding must not carry a nonce",
-            ));
+            return Err(malformed("externalAccountBinding must not carry a nonce"));
         }
         if inner.header.url != new_account_url {
-            return Err(Problem::malformed(format!(
+            return Err(malformed(format!(
                 "externalAccountBinding \"url\" must be the newAccount URL {new_account_url:?}"
             )));
         }
         let Signer::Kid(kid) = &inner.header.signer else {
-            return Err(Problem::malformed(
+            return Err(malformed(
                 "externalAccountBinding must name its key with \"kid\"",
             ));
         };
-        let key = self
-            .inner
-            .store
-            .eab_key(kid)
-            .await
-            .map_err(internal)?
-            .ok_or_else(|| unauthorized(format!("external account key id {kid:?} is unknown")))?;
+        let key =
+            self.inner.store.eab_key(kid).await?.ok_or_else(|| {
+                unauthorized(format!("external account key id {kid:?} is unknown"))
+            })?;
         if key.revoked_at.is_some() {
             return Err(unauthorized(format!(
                 "external account key {kid:?} has been revoked"
@@ -102,19 +103,21 @@ impl Ra {
                 "external account key {kid:?} is already bound to an account"
             )));
         }
+        // A wrong key-encryption key or a damaged row: the operator's problem, told in the
+        // log; the client learns only that the CA failed.
         let hmac_key = self.inner.store.eab_hmac_key(&key).map_err(|e| {
-            // A wrong key-encryption key or a damaged row: the operator's problem, told in
-            // the log; the client learns only that the CA failed.
-            tracing::error!(kid = %kid, error = %e, "cannot decrypt an EAB key");
-            Problem::server_internal(EAB_KEY_UNREADABLE)
+            Error::internal(
+                EAB_KEY_UNREADABLE,
+                format_args!("cannot decrypt the EAB key {kid:?}: {e}"),
+            )
         })?;
         inner.verify_hmac(&hmac_key).map_err(|_| {
             unauthorized("externalAccountBinding MAC does not verify with that key")
         })?;
         let payload: Value = serde_json::from_slice(&inner.payload)
-            .map_err(|_| Problem::malformed("externalAccountBinding payload is not a JWK"))?;
+            .map_err(|_| malformed("externalAccountBinding payload is not a JWK"))?;
         let bound = Jwk::from_value(&payload)
-            .map_err(|e| Problem::malformed(format!("externalAccountBinding payload: {e}")))?;
+            .map_err(|e| malformed(format!("externalAccountBinding payload: {e}")))?;
         if &bound != account_key {
             return Err(unauthorized(
                 "externalAccountBinding binds another key than this account's",
@@ -130,64 +133,48 @@ impl Ra {
         account_url: &str,
         inner: &[u8],
         key_change_url: &str,
-    ) -> Result<KeyChangeOutcome, Problem> {
-        let jws: FlattenedJws = serde_json::from_slice(inner).map_err(|e| {
-            Problem::malformed(format!("the keyChange payload is not a flattened JWS: {e}"))
-        })?;
-        let inner = ParsedJws::from_flattened(&jws).map_err(|e| match e {
-            certwright_proto::jws::JwsError::BadJwk(_) => {
-                Problem::bad_public_key(format!("inner JWS: {e}"))
-            }
-            certwright_proto::jws::JwsError::UnsupportedAlgorithm(_) => {
-                Problem::bad_signature_algorithm(format!("inner JWS: {e}"))
-            }
-            _ => Problem::malformed(format!("inner JWS: {e}")),
+    ) -> Result<KeyChangeOutcome, Error> {
+        let jws: FlattenedJws = serde_json::from_slice(inner)
+            .map_err(|e| malformed(format!("the keyChange payload is not a flattened JWS: {e}")))?;
+        let inner = ParsedJws::from_flattened(&jws).map_err(|error| Error::Jws {
+            context: "inner JWS",
+            error,
         })?;
         if inner.header.alg.is_mac() {
-            return Err(Problem::bad_signature_algorithm(
-                "the inner JWS must not use a MAC algorithm",
+            return Err(Error::BadSignatureAlgorithm(
+                "the inner JWS must not use a MAC algorithm".into(),
             ));
         }
         let Signer::Jwk(new_key) = &inner.header.signer else {
-            return Err(Problem::malformed(
-                "the inner JWS must carry the new key in \"jwk\"",
-            ));
+            return Err(malformed("the inner JWS must carry the new key in \"jwk\""));
         };
         if inner.header.nonce.is_some() {
-            return Err(Problem::malformed("the inner JWS must not carry a nonce"));
+            return Err(malformed("the inner JWS must not carry a nonce"));
         }
         if inner.header.url != key_change_url {
-            return Err(Problem::malformed(
-                "the inner JWS \"url\" must equal the outer one",
-            ));
+            return Err(malformed("the inner JWS \"url\" must equal the outer one"));
         }
-        inner.verify(new_key).map_err(|e| {
-            Problem::malformed(format!("the inner JWS does not verify with its jwk: {e}"))
+        inner.verify(new_key).map_err(|error| Error::Jws {
+            context: "the inner JWS does not verify with its jwk",
+            error,
         })?;
-        let change: KeyChange = serde_json::from_slice(&inner.payload).map_err(|e| {
-            Problem::malformed(format!("the inner payload is not a keyChange object: {e}"))
-        })?;
+        let change: KeyChange = serde_json::from_slice(&inner.payload)
+            .map_err(|e| malformed(format!("the inner payload is not a keyChange object: {e}")))?;
         if change.account != account_url {
             return Err(unauthorized(
                 "the inner payload names another account than the signer",
             ));
         }
-        let old = Jwk::from_value(&change.old_key)
-            .map_err(|e| Problem::malformed(format!("oldKey: {e}")))?;
+        let old =
+            Jwk::from_value(&change.old_key).map_err(|e| malformed(format!("oldKey: {e}")))?;
         if old != account.jwk {
             return Err(unauthorized("oldKey is not the account's current key"));
         }
         if *new_key == account.jwk {
-            return Err(Problem::malformed(
-                "the new key is the same as the current key",
-            ));
+            return Err(malformed("the new key is the same as the current key"));
         }
         let store = &self.inner.store;
-        if let Some(other) = store
-            .account_by_thumbprint(&new_key.thumbprint())
-            .await
-            .map_err(internal)?
-        {
+        if let Some(other) = store.account_by_thumbprint(&new_key.thumbprint()).await? {
             return Ok(KeyChangeOutcome::KeyInUse(other.id));
         }
         match store.change_account_key(account.id, new_key).await {
@@ -195,17 +182,16 @@ impl Ra {
             Err(StoreError::Conflict) => {
                 let other = store
                     .account_by_thumbprint(&new_key.thumbprint())
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| Problem::server_internal("key conflict without an owner"))?;
+                    .await?
+                    .ok_or_else(|| {
+                        Error::internal(DATABASE_FAILED, "a key conflict without an owner")
+                    })?;
                 return Ok(KeyChangeOutcome::KeyInUse(other.id));
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         }
         tracing::info!(account = %account.id, key = %new_key.describe(), "account key changed");
-        Ok(KeyChangeOutcome::Changed(
-            store.account(account.id).await.map_err(internal)?,
-        ))
+        Ok(KeyChangeOutcome::Changed(store.account(account.id).await?))
     }
 
     /// revokeCert (§7.6).
@@ -213,37 +199,34 @@ impl Ra {
         &self,
         requester: Requester<'_>,
         request: &Revocation,
-    ) -> Result<CertificateRecord, Problem> {
+    ) -> Result<CertificateRecord, Error> {
         let der = b64::decode(&request.certificate)
-            .map_err(|_| Problem::malformed("\"certificate\" is not base64url"))?;
+            .map_err(|_| malformed("\"certificate\" is not base64url"))?;
         let (rest, cert) = X509Certificate::from_der(&der)
-            .map_err(|_| Problem::malformed("\"certificate\" is not a DER X.509 certificate"))?;
+            .map_err(|_| malformed("\"certificate\" is not a DER X.509 certificate"))?;
         if !rest.is_empty() {
-            return Err(Problem::malformed("\"certificate\" has trailing bytes"));
+            return Err(malformed("\"certificate\" has trailing bytes"));
         }
         let serial = hex(cert.raw_serial());
         let record = match self.inner.store.certificate(&serial).await {
             Ok(r) if r.der == der => r,
             Ok(_) | Err(StoreError::NotFound) => {
-                return Err(
-                    Problem::malformed("this CA did not issue that certificate").with_status(404)
-                )
+                return Err(Error::NotFound(
+                    "this CA did not issue that certificate".into(),
+                ))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         let reason = request.reason.unwrap_or(0);
         if !ALLOWED_REASONS.contains(&reason) {
-            return Err(Problem::new(
-                ProblemType::BadRevocationReason,
-                format!(
-                    "reason {reason} ({}) is not accepted; use one of {:?}",
-                    reason_name(reason),
-                    ALLOWED_REASONS
-                        .iter()
-                        .map(|r| format!("{r} {}", reason_name(*r)))
-                        .collect::<Vec<_>>()
-                ),
-            ));
+            return Err(Error::BadRevocationReason(format!(
+                "reason {reason} ({}) is not accepted; use one of {:?}",
+                reason_name(reason),
+                ALLOWED_REASONS
+                    .iter()
+                    .map(|r| format!("{r} {}", reason_name(*r)))
+                    .collect::<Vec<_>>()
+            )));
         }
         match requester {
             Requester::Account(account) if account.id == record.account_id => {}
@@ -253,8 +236,7 @@ impl Ra {
                     .inner
                     .store
                     .has_valid_authorizations(account.id, &record.names, now)
-                    .await
-                    .map_err(internal)?
+                    .await?
                 {
                     return Err(unauthorized(
                         "this account neither requested the certificate nor holds valid authorizations for all its names",
@@ -277,10 +259,7 @@ impl Ra {
             }
         }
         if record.revoked_at.is_some() {
-            return Err(Problem::new(
-                ProblemType::AlreadyRevoked,
-                format!("certificate {serial} is already revoked"),
-            ));
+            return Err(already_revoked(&serial));
         }
         let now = self.now();
         let by = match requester {
@@ -291,24 +270,16 @@ impl Ra {
             .inner
             .store
             .revoke_certificate(&serial, reason, now, &by)
-            .await
-            .map_err(internal)?
+            .await?
         {
-            return Err(Problem::new(
-                ProblemType::AlreadyRevoked,
-                format!("certificate {serial} is already revoked"),
-            ));
+            return Err(already_revoked(&serial));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
         crate::telemetry::revocation(reason_name(reason));
         if let Err(e) = self.publish_crl().await {
-            tracing::error!(problem = %e, "publishing the CRL after a revocation failed");
+            tracing::error!(error = %e, "publishing the CRL after a revocation failed");
         }
-        self.inner
-            .store
-            .certificate(&serial)
-            .await
-            .map_err(internal)
+        Ok(self.inner.store.certificate(&serial).await?)
     }
 
     /// Revocation by the CA operator (admin command): any allowed reason, any certificate.
@@ -316,64 +287,54 @@ impl Ra {
         &self,
         serial: &str,
         reason: u8,
-    ) -> Result<CertificateRecord, Problem> {
+    ) -> Result<CertificateRecord, Error> {
         if !ALLOWED_REASONS.contains(&reason) {
-            return Err(Problem::new(
-                ProblemType::BadRevocationReason,
-                format!("reason {reason} ({}) is not accepted", reason_name(reason)),
-            ));
+            return Err(Error::BadRevocationReason(format!(
+                "reason {reason} ({}) is not accepted",
+                reason_name(reason)
+            )));
         }
         let serial = serial.replace(':', "").to_ascii_lowercase();
         let record = match self.inner.store.certificate(&serial).await {
             Ok(r) => r,
             Err(StoreError::NotFound) => {
-                return Err(
-                    Problem::malformed(format!("no certificate with serial {serial}"))
-                        .with_status(404),
-                )
+                return Err(Error::NotFound(format!(
+                    "no certificate with serial {serial}"
+                )))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         if record.revoked_at.is_some()
             || !self
                 .inner
                 .store
                 .revoke_certificate(&serial, reason, self.now(), "admin")
-                .await
-                .map_err(internal)?
+                .await?
         {
-            return Err(Problem::new(
-                ProblemType::AlreadyRevoked,
-                format!("certificate {serial} is already revoked"),
-            ));
+            return Err(already_revoked(&serial));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
         crate::telemetry::revocation(reason_name(reason));
         self.publish_crl().await?;
-        self.inner
-            .store
-            .certificate(&serial)
-            .await
-            .map_err(internal)
+        Ok(self.inner.store.certificate(&serial).await?)
     }
 
     /// Signs and stores a new CRL for the intermediate.
-    pub async fn publish_crl(&self) -> Result<CrlRecord, Problem> {
+    pub async fn publish_crl(&self) -> Result<CrlRecord, Error> {
         let store = &self.inner.store;
         let now = self.now();
-        let number = store
-            .allocate_crl_number(CRL_ISSUER)
-            .await
-            .map_err(internal)?;
-        let entries = store.revoked_certificates(now).await.map_err(internal)?;
+        let number = store.allocate_crl_number(CRL_ISSUER).await?;
+        let entries = store.revoked_certificates(now).await?;
         let next_update = now + self.inner.policy.crl_validity_secs;
         let der = self
             .inner
             .ca
             .build_crl(number, &entries, now, next_update)
             .map_err(|e| {
-                tracing::error!(error = %e, "signing the CRL failed");
-                Problem::server_internal("the CA could not sign a CRL; try again shortly")
+                Error::internal(
+                    "the CA could not sign a CRL; try again shortly",
+                    format_args!("signing the CRL failed: {e}"),
+                )
             })?;
         let record = CrlRecord {
             number,
@@ -381,32 +342,23 @@ impl Ra {
             this_update: now,
             next_update,
         };
-        store
-            .save_crl(CRL_ISSUER, &record)
-            .await
-            .map_err(internal)?;
+        store.save_crl(CRL_ISSUER, &record).await?;
         Ok(record)
     }
 
     /// The current CRL, published anew if there is none or half its validity has passed.
-    pub async fn current_crl(&self) -> Result<CrlRecord, Problem> {
+    pub async fn current_crl(&self) -> Result<CrlRecord, Error> {
         let now = self.now();
-        match self
-            .inner
-            .store
-            .latest_crl(CRL_ISSUER)
-            .await
-            .map_err(internal)?
-        {
+        match self.inner.store.latest_crl(CRL_ISSUER).await? {
             Some(crl) if now < crl.this_update + (crl.next_update - crl.this_update) / 2 => Ok(crl),
             _ => self.publish_crl().await,
         }
     }
 
     /// Finds the certificate an ARI certID names (RFC 9773 §4.1).
-    pub async fn certificate_by_ari_id(&self, cert_id: &str) -> Result<CertificateRecord, Problem> {
+    pub async fn certificate_by_ari_id(&self, cert_id: &str) -> Result<CertificateRecord, Error> {
         let (aki, serial) = parse_cert_id(cert_id).ok_or_else(|| {
-            Problem::malformed(format!(
+            malformed(format!(
                 "{cert_id:?} is not an ARI certificate identifier (AKI.serial, base64url)"
             ))
         })?;
@@ -414,12 +366,11 @@ impl Ra {
         let record = match self.inner.store.certificate(&hex(&serial)).await {
             Ok(r) if ski.as_deref() == Some(aki.as_slice()) => r,
             Ok(_) | Err(StoreError::NotFound) => {
-                return Err(Problem::malformed(format!(
+                return Err(Error::NotFound(format!(
                     "no certificate of this CA has the identifier {cert_id:?}"
-                ))
-                .with_status(404))
+                )))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         Ok(record)
     }
@@ -464,7 +415,7 @@ impl Ra {
         account: &AccountRecord,
         cert_id: &str,
         identifiers: &[Identifier],
-    ) -> Result<String, Problem> {
+    ) -> Result<String, Error> {
         let cert = self.certificate_by_ari_id(cert_id).await?;
         if cert.account_id != account.id {
             return Err(unauthorized(
@@ -472,7 +423,7 @@ impl Ra {
             ));
         }
         if !cert.names.iter().any(|n| identifiers.contains(n)) {
-            return Err(Problem::malformed(
+            return Err(malformed(
                 "the certificate named in \"replaces\" shares no identifier with this order",
             ));
         }
@@ -483,10 +434,13 @@ impl Ra {
     }
 }
 
-/// The `alreadyReplaced` problem (RFC 9773 §5).
-pub(crate) fn already_replaced(cert_id: &str) -> Problem {
-    Problem::new(
-        ProblemType::AlreadyReplaced,
-        format!("the certificate {cert_id:?} was already replaced by another order"),
-    )
+/// The `alreadyReplaced` refusal (RFC 9773 §5).
+pub(crate) fn already_replaced(cert_id: &str) -> Error {
+    Error::AlreadyReplaced(format!(
+        "the certificate {cert_id:?} was already replaced by another order"
+    ))
+}
+
+fn already_revoked(serial: &str) -> Error {
+    Error::AlreadyRevoked(format!("certificate {serial} is already revoked"))
 }

@@ -2,6 +2,7 @@
 //! challenges and finalize; every status change goes through here (and `status`).
 
 pub mod contact;
+mod error;
 pub mod lifecycle;
 pub mod ocsp;
 pub mod policy;
@@ -18,7 +19,7 @@ use certwright_proto::types::{
     AccountStatus, AccountUpdate, AuthorizationStatus, ChallengeStatus, Identifier, NewAccount,
     NewOrder, OrderStatus,
 };
-use certwright_proto::{b64, Jwk, Problem, ProblemType};
+use certwright_proto::{b64, Jwk, Problem};
 
 use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, Profile};
 use crate::clock::Clock;
@@ -27,7 +28,7 @@ use crate::store::{
     ChallengeRecord, NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Store,
     StoreError,
 };
-use crate::va::Va;
+use crate::va::Validator;
 
 /// Rules the RA applies.
 #[derive(Debug, Clone)]
@@ -52,15 +53,11 @@ pub struct RaPolicy {
     pub rate_limits: crate::config::RateLimitsSection,
 }
 
-/// Converts a store failure into a problem. Only genuine server faults reach here.
+pub use error::{Error, IdentifierRefusal, RefusalKind, DATABASE_FAILED};
+
 /// The order's `error` when issuance failed inside the CA (the cause is logged).
 pub const ISSUANCE_FAILED: &str =
     "the CA could not issue the certificate for this order; the operator's log has the cause";
-
-fn internal(e: StoreError) -> Problem {
-    tracing::error!(error = %e, "store failure");
-    Problem::server_internal("the CA's database failed; try again shortly")
-}
 
 /// An order with its status derived at read time.
 #[derive(Debug, Clone)]
@@ -85,17 +82,17 @@ pub struct Ra {
 struct Inner {
     store: Store,
     ca: Arc<CertificateAuthority>,
-    va: Va,
+    va: Arc<dyn Validator>,
     clock: Clock,
     policy: RaPolicy,
 }
 
 impl Ra {
-    /// An RA over its collaborators.
+    /// An RA over its collaborators (the local [`crate::va::Va`], or any validator).
     pub fn new(
         store: Store,
         ca: Arc<CertificateAuthority>,
-        va: Va,
+        va: impl Validator,
         clock: Clock,
         policy: RaPolicy,
     ) -> Self {
@@ -103,7 +100,7 @@ impl Ra {
             inner: Arc::new(Inner {
                 store,
                 ca,
-                va,
+                va: Arc::new(va),
                 clock,
                 policy,
             }),
@@ -128,15 +125,11 @@ impl Ra {
         request: &NewAccount,
         new_account_url: &str,
         client: Option<std::net::IpAddr>,
-    ) -> Result<(AccountRecord, bool), Problem> {
+    ) -> Result<(AccountRecord, bool), Error> {
         let store = &self.inner.store;
-        if let Some(existing) = store
-            .account_by_thumbprint(&jwk.thumbprint())
-            .await
-            .map_err(internal)?
-        {
+        if let Some(existing) = store.account_by_thumbprint(&jwk.thumbprint()).await? {
             if existing.status != AccountStatus::Valid {
-                return Err(Problem::unauthorized(format!(
+                return Err(Error::Unauthorized(format!(
                     "the account for this key is {}",
                     existing.status
                 )));
@@ -144,27 +137,24 @@ impl Ra {
             return Ok((existing, false));
         }
         if request.only_return_existing == Some(true) {
-            return Err(Problem::account_does_not_exist(
-                "no account exists for this key (onlyReturnExisting was set)",
+            return Err(Error::AccountDoesNotExist(
+                "no account exists for this key (onlyReturnExisting was set)".into(),
             ));
         }
         let eab_kid = match &request.external_account_binding {
             Some(binding) => Some(self.verify_eab(binding, jwk, new_account_url).await?),
             None if self.inner.policy.external_account_required => {
-                return Err(Problem::new(
-                    ProblemType::ExternalAccountRequired,
-                    "this CA requires an external account binding (EAB key id and HMAC key from the CA operator) for new accounts",
+                return Err(Error::ExternalAccountRequired(
+                    "this CA requires an external account binding (EAB key id and HMAC key from the CA operator) for new accounts".into(),
                 ));
             }
             None => None,
         };
         let tos = request.terms_of_service_agreed == Some(true);
         if self.inner.policy.terms_of_service && !tos {
-            return Err(Problem::new(
-                ProblemType::UserActionRequired,
-                "you must agree to the terms of service (termsOfServiceAgreed: true)",
-            )
-            .with_status(403));
+            return Err(Error::TermsNotAgreed(
+                "you must agree to the terms of service (termsOfServiceAgreed: true)".into(),
+            ));
         }
         let contact = contact::validate_contacts(request.contact.as_deref().unwrap_or(&[]))?;
         self.check_new_account_rate(client).await?;
@@ -186,15 +176,16 @@ impl Ra {
             Err(StoreError::Conflict) => {
                 let existing = store
                     .account_by_thumbprint(&jwk.thumbprint())
-                    .await
-                    .map_err(internal)?
-                    .ok_or_else(|| Problem::server_internal("account vanished during creation"))?;
+                    .await?
+                    .ok_or_else(|| {
+                        Error::internal(DATABASE_FAILED, "the account vanished during creation")
+                    })?;
                 Ok((existing, false))
             }
-            Err(StoreError::EabUnavailable) => Err(Problem::unauthorized(
-                "the external account key was revoked or bound to another account meanwhile",
+            Err(StoreError::EabUnavailable) => Err(Error::Unauthorized(
+                "the external account key was revoked or bound to another account meanwhile".into(),
             )),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -203,43 +194,34 @@ impl Ra {
         &self,
         account: &AccountRecord,
         update: &AccountUpdate,
-    ) -> Result<AccountRecord, Problem> {
+    ) -> Result<AccountRecord, Error> {
         let store = &self.inner.store;
         match update.status {
             None => {}
             Some(AccountStatus::Deactivated) => {
                 if update.contact.is_some() {
-                    return Err(Problem::malformed(
-                        "deactivation cannot be combined with other changes",
+                    return Err(Error::Malformed(
+                        "deactivation cannot be combined with other changes".into(),
                     ));
                 }
-                store
-                    .deactivate_account(account.id)
-                    .await
-                    .map_err(internal)?;
+                store.deactivate_account(account.id).await?;
                 tracing::info!(account = %account.id, "account deactivated");
-                return store.account(account.id).await.map_err(internal);
+                return Ok(store.account(account.id).await?);
             }
             Some(other) => {
-                return Err(Problem::malformed(format!(
+                return Err(Error::Malformed(format!(
                     "an account's status can only be set to \"deactivated\", not \"{other}\""
                 )))
             }
         }
         if let Some(contact) = &update.contact {
             let contact = contact::validate_contacts(contact)?;
-            store
-                .update_account_contact(account.id, &contact)
-                .await
-                .map_err(internal)?;
+            store.update_account_contact(account.id, &contact).await?;
         }
         if update.terms_of_service_agreed == Some(true) && !account.tos_agreed {
-            store
-                .set_account_tos_agreed(account.id)
-                .await
-                .map_err(internal)?;
+            store.set_account_tos_agreed(account.id).await?;
         }
-        store.account(account.id).await.map_err(internal)
+        Ok(store.account(account.id).await?)
     }
 
     // ------------------------------------------------------------------ orders
@@ -248,36 +230,38 @@ impl Ra {
     fn check_identifiers(
         &self,
         identifiers: &[Identifier],
-    ) -> Result<Vec<NormalizedIdentifier>, Problem> {
+    ) -> Result<Vec<NormalizedIdentifier>, Error> {
         if identifiers.is_empty() {
-            return Err(Problem::malformed("an order needs at least one identifier"));
+            return Err(Error::Malformed(
+                "an order needs at least one identifier".into(),
+            ));
         }
         let max = self.policy().max_names;
         if identifiers.len() > max {
-            return Err(Problem::rejected_identifier(format!(
+            return Err(Error::RejectedOrder(format!(
                 "an order may hold at most {max} identifiers, this one has {}",
                 identifiers.len()
             )));
         }
         let mut out = Vec::new();
-        let mut problems = Vec::new();
+        let mut refusals = Vec::new();
         let mut seen = BTreeSet::new();
         for id in identifiers {
+            let refuse = |kind, detail| IdentifierRefusal {
+                identifier: id.clone(),
+                kind,
+                detail,
+            };
             match normalize(id) {
-                Err(IdentifierError::BadDnsName(_, why)) => problems.push(
-                    Problem::rejected_identifier(format!(
-                        "{:?} is not a valid DNS name: {why}",
-                        id.value
-                    ))
-                    .for_identifier(id.clone()),
-                ),
+                Err(IdentifierError::BadDnsName(_, why)) => refusals.push(refuse(
+                    RefusalKind::Rejected,
+                    format!("{:?} is not a valid DNS name: {why}", id.value),
+                )),
                 Err(e @ IdentifierError::BadIp(_)) => {
-                    problems.push(Problem::malformed(e.to_string()).for_identifier(id.clone()))
+                    refusals.push(refuse(RefusalKind::Malformed, e.to_string()))
                 }
                 Ok(n) => match self.ip_refusal(&n) {
-                    Some(why) => {
-                        problems.push(Problem::rejected_identifier(why).for_identifier(id.clone()))
-                    }
+                    Some(why) => refusals.push(refuse(RefusalKind::Rejected, why)),
                     None => {
                         if seen.insert(n.identifier.clone()) {
                             out.push(n);
@@ -286,34 +270,12 @@ impl Ra {
                 },
             }
         }
-        match problems.len() {
-            0 => Ok(out),
-            1 => {
-                let p = problems.remove(0);
-                let detail = format!(
-                    "{}: {}",
-                    p.identifier
-                        .as_ref()
-                        .map(|i| i.value.as_str())
-                        .unwrap_or(""),
-                    p.detail
-                );
-                Err(Problem::new(p.kind, detail).with_subproblems(vec![p]))
-            }
-            n => {
-                let all_same = problems.iter().all(|p| p.kind == problems[0].kind);
-                let kind = if all_same {
-                    problems[0].kind
-                } else {
-                    ProblemType::RejectedIdentifier
-                };
-                Err(Problem::new(
-                    kind,
-                    format!("{n} identifiers were refused; see subproblems"),
-                )
-                .with_subproblems(problems))
-            }
-        }
+        let detail = match refusals.as_slice() {
+            [] => return Ok(out),
+            [one] => format!("{}: {}", one.identifier.value, one.detail),
+            many => format!("{} identifiers were refused; see subproblems", many.len()),
+        };
+        Err(Error::RejectedIdentifiers { detail, refusals })
     }
 
     /// newOrder (§7.4).
@@ -321,10 +283,10 @@ impl Ra {
         &self,
         account: &AccountRecord,
         request: &NewOrder,
-    ) -> Result<OrderView, Problem> {
+    ) -> Result<OrderView, Error> {
         if request.not_before.is_some() || request.not_after.is_some() {
-            return Err(Problem::malformed(
-                "this CA sets validity itself; remove notBefore and notAfter from the order",
+            return Err(Error::Malformed(
+                "this CA sets validity itself; remove notBefore and notAfter from the order".into(),
             ));
         }
         let policy = &self.inner.policy;
@@ -332,13 +294,10 @@ impl Ra {
             None => policy.default_profile.clone(),
             Some(name) if policy.profiles.contains_key(name) => name.clone(),
             Some(name) => {
-                return Err(Problem::new(
-                    ProblemType::InvalidProfile,
-                    format!(
-                        "profile {name:?} is not offered by this CA; it offers {:?}",
-                        policy.profiles.keys().collect::<Vec<_>>()
-                    ),
-                ))
+                return Err(Error::InvalidProfile(format!(
+                    "profile {name:?} is not offered by this CA; it offers {:?}",
+                    policy.profiles.keys().collect::<Vec<_>>()
+                )))
             }
         };
         let identifiers = self.check_identifiers(&request.identifiers)?;
@@ -366,11 +325,10 @@ impl Ra {
                 .inner
                 .store
                 .find_reusable_authorization(account.id, &authz_id, n.wildcard, now + 3600)
-                .await
-                .map_err(internal)?;
+                .await?;
             match reuse {
                 Some(id) => {
-                    let authz = self.inner.store.authorization(id).await.map_err(internal)?;
+                    let authz = self.inner.store.authorization(id).await?;
                     expires = expires.min(authz.expires);
                     authorizations.push(NewAuthorization::Reuse(id));
                 }
@@ -411,7 +369,7 @@ impl Ra {
                     request.replaces.as_deref().unwrap_or_default(),
                 ))
             }
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         tracing::info!(account = %account.id, order = %record.id, identifiers = ?record.identifiers, "order created");
         self.note_new_order(account.id).await;
@@ -419,23 +377,22 @@ impl Ra {
     }
 
     /// Derives an order's current status.
-    pub async fn view_order(&self, record: OrderRecord) -> Result<OrderView, Problem> {
+    pub async fn view_order(&self, record: OrderRecord) -> Result<OrderView, Error> {
         let states = self
             .inner
             .store
             .order_authorization_states(record.id)
-            .await
-            .map_err(internal)?;
+            .await?;
         let status = status::order_status(record.status, record.expires, &states, self.now());
         Ok(OrderView { record, status })
     }
 
     /// An order of `account`.
-    pub async fn order(&self, account: &AccountRecord, id: OrderId) -> Result<OrderView, Problem> {
+    pub async fn order(&self, account: &AccountRecord, id: OrderId) -> Result<OrderView, Error> {
         let record = match self.inner.store.order(id).await {
             Ok(r) if r.account_id == account.id => r,
             Ok(_) | Err(StoreError::NotFound) => return Err(not_found("order")),
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         self.view_order(record).await
     }
@@ -445,11 +402,11 @@ impl Ra {
         &self,
         account: &AccountRecord,
         id: AuthzId,
-    ) -> Result<AuthzView, Problem> {
+    ) -> Result<AuthzView, Error> {
         let record = match self.inner.store.authorization(id).await {
             Ok(r) if r.account_id == account.id => r,
             Ok(_) | Err(StoreError::NotFound) => return Err(not_found("authorization")),
-            Err(e) => return Err(internal(e)),
+            Err(e) => return Err(e.into()),
         };
         let status = status::authorization_status(record.status, record.expires, self.now());
         Ok(AuthzView { record, status })
@@ -460,26 +417,20 @@ impl Ra {
         &self,
         account: &AccountRecord,
         id: AuthzId,
-    ) -> Result<AuthzView, Problem> {
+    ) -> Result<AuthzView, Error> {
         let view = self.authorization(account, id).await?;
         if !matches!(
             view.status,
             AuthorizationStatus::Pending | AuthorizationStatus::Valid
         ) {
-            return Err(Problem::malformed(format!(
+            return Err(Error::Malformed(format!(
                 "only a pending or valid authorization can be deactivated; this one is {}",
                 view.status
             )));
         }
-        if !self
-            .inner
-            .store
-            .deactivate_authorization(id)
-            .await
-            .map_err(internal)?
-        {
-            return Err(Problem::malformed(
-                "the authorization changed status meanwhile; fetch it again",
+        if !self.inner.store.deactivate_authorization(id).await? {
+            return Err(Error::Malformed(
+                "the authorization changed status meanwhile; fetch it again".into(),
             ));
         }
         self.authorization(account, id).await
@@ -492,7 +443,7 @@ impl Ra {
         account: &AccountRecord,
         authz_id: AuthzId,
         challenge_id: ChallengeId,
-    ) -> Result<(AuthzView, ChallengeRecord), Problem> {
+    ) -> Result<(AuthzView, ChallengeRecord), Error> {
         let authz = self.authorization(account, authz_id).await?;
         let Some(challenge) = authz
             .record
@@ -505,7 +456,7 @@ impl Ra {
         };
         if challenge.status == ChallengeStatus::Pending {
             if authz.status != AuthorizationStatus::Pending {
-                return Err(Problem::malformed(format!(
+                return Err(Error::Malformed(format!(
                     "the authorization is {}; its challenges can no longer be attempted",
                     authz.status
                 )));
@@ -514,8 +465,7 @@ impl Ra {
                 .inner
                 .store
                 .start_validation(challenge.id, self.now() + self.inner.policy.lease_secs)
-                .await
-                .map_err(internal)?
+                .await?
             {
                 self.spawn_validation(
                     authz.record.identifier.clone(),
@@ -525,12 +475,7 @@ impl Ra {
                 );
             }
         }
-        let challenge = self
-            .inner
-            .store
-            .challenge(challenge_id)
-            .await
-            .map_err(internal)?;
+        let challenge = self.inner.store.challenge(challenge_id).await?;
         Ok((authz, challenge))
     }
 
@@ -550,7 +495,7 @@ impl Ra {
                 .inner
                 .va
                 .validate_for_issuance(
-                    challenge.kind,
+                    &challenge.kind,
                     &identifier,
                     wildcard,
                     &challenge.token,
@@ -603,10 +548,10 @@ impl Ra {
         account: &AccountRecord,
         id: OrderId,
         csr_b64: &str,
-    ) -> Result<OrderView, Problem> {
+    ) -> Result<OrderView, Error> {
         let view = self.order(account, id).await?;
         if view.status != OrderStatus::Ready {
-            return Err(Problem::order_not_ready(format!(
+            return Err(Error::OrderNotReady(format!(
                 "the order is {}, not ready; {}",
                 view.status,
                 match view.status {
@@ -616,9 +561,9 @@ impl Ra {
                 }
             )));
         }
-        let der =
-            b64::decode(csr_b64).map_err(|_| Problem::malformed("\"csr\" is not base64url"))?;
-        let csr = parse_csr(&der, &self.policy().key_policy)?;
+        let der = b64::decode(csr_b64)
+            .map_err(|_| Error::Malformed("\"csr\" is not base64url".into()))?;
+        let csr = parse_csr(&der, &self.policy().key_policy).map_err(|e| Error::BadCsr(e.0))?;
         let ordered: BTreeSet<Identifier> = view.record.identifiers.iter().cloned().collect();
         if csr.identifiers != ordered {
             let extra: Vec<String> = csr
@@ -630,13 +575,13 @@ impl Ra {
                 .difference(&csr.identifiers)
                 .map(|i| i.value.clone())
                 .collect();
-            return Err(Problem::bad_csr(format!(
+            return Err(Error::BadCsr(format!(
                 "the CSR's names must be exactly the order's identifiers; not in the order: {extra:?}; missing from the CSR: {missing:?}"
             )));
         }
         if csr.key.thumbprint() == account.jwk.thumbprint() {
-            return Err(Problem::bad_csr(
-                "the CSR's public key must not be the account key",
+            return Err(Error::BadCsr(
+                "the CSR's public key must not be the account key".into(),
             ));
         }
         self.recheck_caa(account, &view.record).await?;
@@ -644,11 +589,10 @@ impl Ra {
             .inner
             .store
             .begin_finalize(id, &der, self.now() + self.inner.policy.lease_secs)
-            .await
-            .map_err(internal)?
+            .await?
         {
-            return Err(Problem::order_not_ready(
-                "the order is already being finalized",
+            return Err(Error::OrderNotReady(
+                "the order is already being finalized".into(),
             ));
         }
         // The CSR was parsed and checked above and the order read: no need to again.
@@ -670,7 +614,7 @@ impl Ra {
         };
         match parse_csr(der, &self.policy().key_policy) {
             Ok(csr) => self.issue(&order, &csr).await,
-            Err(p) => self.fail_issuance(id, p.detail).await,
+            Err(why) => self.fail_issuance(id, why.0).await,
         }
     }
 
@@ -750,11 +694,11 @@ impl Ra {
         &self,
         account: &AccountRecord,
         serial: &str,
-    ) -> Result<CertificateRecord, Problem> {
+    ) -> Result<CertificateRecord, Error> {
         match self.inner.store.certificate(serial).await {
             Ok(c) if c.account_id == account.id => Ok(c),
             Ok(_) | Err(StoreError::NotFound) => Err(not_found("certificate")),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -783,19 +727,15 @@ impl Ra {
     }
 
     /// Looks up an account by id (for `kid` authentication).
-    pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, Problem> {
+    pub async fn account(&self, id: AccountId) -> Result<Option<AccountRecord>, Error> {
         match self.inner.store.account(id).await {
             Ok(a) => Ok(Some(a)),
             Err(StoreError::NotFound) => Ok(None),
-            Err(e) => Err(internal(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }
 
-fn not_found(what: &str) -> Problem {
-    Problem::new(
-        ProblemType::Malformed,
-        format!("no such {what} for this account"),
-    )
-    .with_status(404)
+fn not_found(what: &str) -> Error {
+    Error::NotFound(format!("no such {what} for this account"))
 }

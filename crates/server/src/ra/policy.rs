@@ -15,10 +15,9 @@ use std::sync::{Arc, RwLock};
 
 use certwright_proto::identifier::NormalizedIdentifier;
 use certwright_proto::types::{Identifier, IdentifierType};
-use certwright_proto::{Problem, ProblemType};
 use ipnet::IpNet;
 
-use super::Ra;
+use super::{Error, IdentifierRefusal, Ra, RefusalKind};
 use crate::ca::{KeyPolicy, Profile};
 use crate::config::Config;
 use crate::store::AccountRecord;
@@ -146,13 +145,16 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    /// The refusal as a subproblem of a rejectedIdentifier problem.
-    pub fn problem(&self) -> Problem {
-        Problem::rejected_identifier(format!(
-            "{:?} is refused by policy rule {}",
-            self.identifier.value, self.rule
-        ))
-        .for_identifier(self.identifier.clone())
+    /// The refusal as one identifier's entry of a rejected order.
+    pub fn identifier_refusal(&self) -> IdentifierRefusal {
+        IdentifierRefusal {
+            identifier: self.identifier.clone(),
+            kind: RefusalKind::Rejected,
+            detail: format!(
+                "{:?} is refused by policy rule {}",
+                self.identifier.value, self.rule
+            ),
+        }
     }
 }
 
@@ -351,9 +353,8 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
     format!("[{}]", items.join(", "))
 }
 
-/// The refusals as one rejectedIdentifier problem with a subproblem per identifier.
-pub fn refusal_problem(refusals: &[Refusal]) -> Problem {
-    let subproblems: Vec<Problem> = refusals.iter().map(Refusal::problem).collect();
+/// The refusals as one rejected order with an entry per identifier.
+pub fn refusal_error(refusals: &[Refusal]) -> Error {
     let detail = match refusals {
         [one] => format!(
             "{}: refused by policy rule {}",
@@ -364,7 +365,10 @@ pub fn refusal_problem(refusals: &[Refusal]) -> Problem {
             many.len()
         ),
     };
-    Problem::new(ProblemType::RejectedIdentifier, detail).with_subproblems(subproblems)
+    Error::RejectedIdentifiers {
+        detail,
+        refusals: refusals.iter().map(Refusal::identifier_refusal).collect(),
+    }
 }
 
 /// The policy in force, swapped whole on reload. Cheap to clone (shared).
@@ -446,7 +450,7 @@ impl Ra {
         &self,
         account: &AccountRecord,
         identifiers: &[NormalizedIdentifier],
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Error> {
         let refusals = self
             .policy()
             .check(account.eab_label.as_deref(), identifiers);
@@ -457,7 +461,7 @@ impl Ra {
             telemetry::policy_refusal(r.kind);
         }
         tracing::info!(account = %account.id, refused = refusals.len(), "order refused by policy");
-        Err(refusal_problem(&refusals))
+        Err(refusal_error(&refusals))
     }
 }
 
@@ -613,22 +617,23 @@ mod tests {
         });
         let ids = [id("ok.example.com"), id("a.corp.example"), id("192.0.2.1")];
         let refusals = p.check(None, &ids);
-        let problem = refusal_problem(&refusals);
-        assert_eq!(problem.kind, ProblemType::RejectedIdentifier);
-        assert!(
-            problem.detail.contains("2 identifiers"),
-            "{}",
-            problem.detail
-        );
-        let subs = problem.subproblems;
+        let Error::RejectedIdentifiers {
+            detail,
+            refusals: subs,
+        } = refusal_error(&refusals)
+        else {
+            panic!("policy refusals are rejected identifiers");
+        };
+        assert!(detail.contains("2 identifiers"), "{detail}");
         assert_eq!(subs.len(), 2);
-        assert_eq!(subs[0].identifier.as_ref().unwrap().value, "a.corp.example");
+        assert!(subs.iter().all(|s| s.kind == RefusalKind::Rejected));
+        assert_eq!(subs[0].identifier.value, "a.corp.example");
         assert!(
             subs[0].detail.contains("denied_names \"*.corp.example\""),
             "{}",
             subs[0].detail
         );
-        assert_eq!(subs[1].identifier.as_ref().unwrap().value, "192.0.2.1");
+        assert_eq!(subs[1].identifier.value, "192.0.2.1");
         assert!(
             subs[1]
                 .detail
@@ -636,10 +641,8 @@ mod tests {
             "{}",
             subs[1].detail
         );
-        let one = refusal_problem(&refusals[..1]);
-        assert!(one
-            .detail
-            .starts_with("a.corp.example: refused by policy rule denied_names"));
+        let one = refusal_error(&refusals[..1]).to_string();
+        assert!(one.starts_with("a.corp.example: refused by policy rule denied_names"));
     }
 
     #[test]

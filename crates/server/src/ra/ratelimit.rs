@@ -8,9 +8,8 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use certwright_proto::types::{Identifier, IdentifierType};
-use certwright_proto::{Problem, ProblemType};
 
-use super::{internal, Ra};
+use super::{Error, Ra};
 use crate::clock::rfc3339;
 use crate::config::{RateLimitsSection, WindowLimit};
 use crate::store::{AccountId, AccountRecord};
@@ -95,19 +94,18 @@ fn names_key(identifiers: &[Identifier]) -> String {
     names.into_iter().collect::<Vec<_>>().join(",")
 }
 
-fn refusal(limit: Limit, w: WindowLimit, subject: &str, retry: u64, now: i64) -> Problem {
+fn refusal(limit: Limit, w: WindowLimit, subject: &str, retry: u64, now: i64) -> Error {
     crate::telemetry::rate_limit_refusal(limit.name());
-    Problem::new(
-        ProblemType::RateLimited,
-        format!(
+    Error::RateLimited {
+        detail: format!(
             "rate limit {} exceeded for {subject}: at most {} per {} s; it resets at {} (retry after {retry} s)",
             limit.name(),
             w.count,
             w.window_secs,
             rfc3339(now + retry as i64)
         ),
-    )
-    .with_retry_after(retry)
+        retry_after: retry,
+    }
 }
 
 impl Ra {
@@ -127,7 +125,7 @@ impl Ra {
         w: WindowLimit,
         key: &str,
         subject: &str,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Error> {
         if !w.enabled() {
             return Ok(());
         }
@@ -136,8 +134,7 @@ impl Ra {
             .inner
             .store
             .rate_events_since(limit.name(), key, now - w.window_secs)
-            .await
-            .map_err(internal)?;
+            .await?;
         match retry_after(w, count, oldest, now) {
             Some(retry) => Err(refusal(limit, w, subject, retry, now)),
             None => Ok(()),
@@ -161,10 +158,7 @@ impl Ra {
     }
 
     /// Before creating an account for a request from `client`.
-    pub(super) async fn check_new_account_rate(
-        &self,
-        client: Option<IpAddr>,
-    ) -> Result<(), Problem> {
+    pub(super) async fn check_new_account_rate(&self, client: Option<IpAddr>) -> Result<(), Error> {
         let Some(ip) = client else { return Ok(()) };
         let w = self.limits().new_accounts_per_ip;
         let key = client_key(ip);
@@ -191,7 +185,7 @@ impl Ra {
         account: &AccountRecord,
         identifiers: &[Identifier],
         renewal: bool,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Error> {
         let limits = self.limits();
         let account_key = account.id.0.to_string();
         self.check_window(
@@ -206,19 +200,17 @@ impl Ra {
                 .inner
                 .store
                 .pending_authorization_count(account.id, self.now())
-                .await
-                .map_err(internal)?;
+                .await?;
             if pending >= i64::from(limits.pending_authorizations_per_account) {
                 crate::telemetry::rate_limit_refusal(Limit::PendingAuthorizationsPerAccount.name());
-                return Err(Problem::new(
-                    ProblemType::RateLimited,
-                    format!(
+                return Err(Error::RateLimited {
+                    detail: format!(
                         "rate limit {} exceeded for account {account_key}: it holds {pending} pending authorizations (at most {}); the count resets as they are completed, deactivated or expire",
                         Limit::PendingAuthorizationsPerAccount.name(),
                         limits.pending_authorizations_per_account
                     ),
-                )
-                .with_retry_after(60));
+                    retry_after: 60,
+                });
             }
         }
         for id in identifiers {

@@ -6,9 +6,8 @@ use std::net::IpAddr;
 
 use certwright_proto::identifier::NormalizedIdentifier;
 use certwright_proto::types::{ChallengeStatus, ChallengeType, IdentifierType};
-use certwright_proto::Problem;
 
-use super::{internal, Ra};
+use super::{Error, Ra};
 use crate::store::{AccountRecord, OrderRecord};
 
 /// The challenge types offered for an identifier: dns-01 only for a wildcard (RFC 8555
@@ -32,7 +31,7 @@ impl Ra {
             return None;
         }
         let va = &self.inner.va;
-        if !va.config.allow_ip_identifiers {
+        if !va.config().allow_ip_identifiers {
             return Some(
                 "this CA does not issue for IP addresses (validation.allow_ip_identifiers = false)"
                     .into(),
@@ -60,17 +59,12 @@ impl Ra {
         &self,
         account: &AccountRecord,
         order: &OrderRecord,
-    ) -> Result<(), Problem> {
+    ) -> Result<(), Error> {
         let va = &self.inner.va;
-        let max_age = va.config.caa_recheck_after.as_secs() as i64;
+        let max_age = va.config().caa_recheck_after.as_secs() as i64;
         let now = self.now();
         for id in &order.authorization_ids {
-            let authz = self
-                .inner
-                .store
-                .authorization(*id)
-                .await
-                .map_err(internal)?;
+            let authz = self.inner.store.authorization(*id).await?;
             let Some(challenge) = authz
                 .challenges
                 .iter()
@@ -86,7 +80,7 @@ impl Ra {
                     &authz.identifier,
                     authz.wildcard,
                     account.id.0,
-                    challenge.kind,
+                    &challenge.kind,
                 )
                 .await;
             tracing::info!(
@@ -98,15 +92,11 @@ impl Ra {
             );
             // The resolver's own error text: debug level only.
             tracing::debug!(order = %order.id, diagnostic = %outcome.diagnostic, "CAA re-check: what the VA saw");
-            if let Some(p) = outcome.error {
-                let status = if p.kind == certwright_proto::ProblemType::Caa {
-                    403
-                } else {
-                    p.http_status()
-                };
-                return Err(p
-                    .for_identifier(authz.identifier.clone())
-                    .with_status(status));
+            if let Some(problem) = outcome.error {
+                return Err(Error::Recheck {
+                    identifier: authz.identifier.clone(),
+                    problem: Box::new(problem),
+                });
             }
         }
         Ok(())

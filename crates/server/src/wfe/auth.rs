@@ -7,10 +7,10 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::FromRequest;
 use axum::http::{header, Request};
-use certwright_proto::jws::{JwsError, Signer};
+use certwright_proto::jws::Signer;
 use certwright_proto::{Jwk, ParsedJws, Problem, ProblemType, CONTENT_TYPE_JOSE};
 
-use super::problem::ApiError;
+use super::problem::{jws_problem, ApiError};
 use super::{AppState, ClientAddr};
 use crate::store::AccountRecord;
 use certwright_proto::types::AccountStatus;
@@ -111,18 +111,6 @@ impl SignedRequest {
     }
 }
 
-fn jws_problem(e: JwsError) -> Problem {
-    match e {
-        JwsError::UnsupportedAlgorithm(_) => Problem::bad_signature_algorithm(e.to_string()),
-        JwsError::BadJwk(_) => Problem::bad_public_key(e.to_string()),
-        JwsError::Signature(certwright_proto::jwk::VerifyError::AlgorithmMismatch { .. }) => {
-            Problem::bad_signature_algorithm(e.to_string())
-        }
-        JwsError::Signature(_) => Problem::malformed(format!("JWS verification failed: {e}")),
-        other => Problem::malformed(other.to_string()),
-    }
-}
-
 impl FromRequest<Arc<AppState>> for SignedRequest {
     type Rejection = ApiError;
 
@@ -148,7 +136,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
         let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
             .await
             .map_err(|_| body_too_large())?;
-        let jws = ParsedJws::parse(&body).map_err(jws_problem)?;
+        let jws = ParsedJws::parse(&body).map_err(|e| jws_problem(None, &e))?;
         if jws.header.alg.is_mac() {
             return Err(Problem::bad_signature_algorithm(format!(
                 "{} is a MAC algorithm; sign with ES256, ES384, RS256 or EdDSA",
@@ -171,7 +159,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
         };
         let signer = match &jws.header.signer {
             Signer::Jwk(jwk) => {
-                jws.verify(jwk).map_err(jws_problem)?;
+                jws.verify(jwk).map_err(|e| jws_problem(None, &e))?;
                 Authenticated::Key(jwk.clone())
             }
             Signer::Kid(kid) => {
@@ -185,7 +173,8 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                     ))
                     .into());
                 };
-                jws.verify(&account.jwk).map_err(jws_problem)?;
+                jws.verify(&account.jwk)
+                    .map_err(|e| jws_problem(None, &e))?;
                 if account.status != AccountStatus::Valid {
                     return Err(Problem::unauthorized(format!(
                         "account {} is {}; it can no longer be used",
