@@ -98,7 +98,7 @@ pub async fn issue(account: &Account, req: &IssueRequest, solver: &dyn Solver) -
                 .iter()
                 .find(|c| c.kind == solver.challenge_type())
                 .ok_or_else(|| Error::NoSuitableChallenge {
-                    kind: solver.challenge_type().into(),
+                    kind: solver.challenge_type().to_string(),
                     identifier: authz.identifier.value.clone(),
                 })?;
             let token = challenge.token.clone().ok_or_else(|| Error::Protocol {

@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::types::Identifier;
 
 /// The `urn:ietf:params:acme:error:*` types of RFC 8555 §6.7 (plus `invalidProfile`
-/// from draft-ietf-acme-profiles).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// from draft-ietf-acme-profiles), and any other type a server sends, kept as it came.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProblemType {
     AccountDoesNotExist,
     /// RFC 9773: the certificate named in `replaces` was already replaced.
@@ -37,6 +37,9 @@ pub enum ProblemType {
     UserActionRequired,
     /// A generic HTTP problem (`about:blank`), used for 404/405 answers.
     AboutBlank,
+    /// A type URI this library does not know (a newer ACME error, a CA's own): kept whole
+    /// so that it is shown and compared as the server sent it.
+    Other(String),
 }
 
 const PREFIX: &str = "urn:ietf:params:acme:error:";
@@ -72,8 +75,9 @@ impl ProblemType {
         Self::AboutBlank,
     ];
 
-    /// The short name after the URN prefix, e.g. `badNonce`.
-    pub fn name(self) -> &'static str {
+    /// The short name after the URN prefix, e.g. `badNonce` (an unknown type's whole URI
+    /// when it does not have that prefix).
+    pub fn name(&self) -> &str {
         match self {
             Self::AccountDoesNotExist => "accountDoesNotExist",
             Self::AlreadyReplaced => "alreadyReplaced",
@@ -102,28 +106,37 @@ impl ProblemType {
             Self::UnsupportedIdentifier => "unsupportedIdentifier",
             Self::UserActionRequired => "userActionRequired",
             Self::AboutBlank => "about:blank",
+            Self::Other(uri) => uri.strip_prefix(PREFIX).unwrap_or(uri),
         }
     }
 
     /// The full type URI as it appears in a problem document.
-    pub fn uri(self) -> String {
+    pub fn uri(&self) -> String {
         match self {
             Self::AboutBlank => "about:blank".to_owned(),
-            other => format!("{PREFIX}{}", other.name()),
+            Self::Other(uri) => uri.clone(),
+            known => format!("{PREFIX}{}", known.name()),
         }
     }
 
-    /// Parses a type URI; unknown URIs yield `None`.
-    pub fn from_uri(uri: &str) -> Option<Self> {
+    /// Parses a type URI; a URI this library does not know is kept as [`Self::Other`].
+    pub fn from_uri(uri: &str) -> Self {
         if uri == "about:blank" {
-            return Some(Self::AboutBlank);
+            return Self::AboutBlank;
         }
-        let name = uri.strip_prefix(PREFIX)?;
-        Self::ALL.iter().copied().find(|t| t.name() == name)
+        uri.strip_prefix(PREFIX)
+            .and_then(|name| Self::ALL.iter().find(|t| t.name() == name))
+            .cloned()
+            .unwrap_or_else(|| Self::Other(uri.to_owned()))
+    }
+
+    /// Whether this is one of the types this library knows.
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Other(_))
     }
 
     /// The HTTP status a server answers with for this type (Boulder's and Pebble's choices).
-    pub fn default_status(self) -> u16 {
+    pub fn default_status(&self) -> u16 {
         match self {
             Self::AccountDoesNotExist => 400,
             Self::AlreadyReplaced => 409,
@@ -148,7 +161,7 @@ impl Serialize for ProblemType {
 impl<'de> Deserialize<'de> for ProblemType {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let uri = String::deserialize(d)?;
-        Ok(Self::from_uri(&uri).unwrap_or(Self::AboutBlank))
+        Ok(Self::from_uri(&uri))
     }
 }
 
@@ -166,18 +179,18 @@ pub struct Problem {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subproblems: Vec<Problem>,
     /// Seconds after which the client may try again (sent as `Retry-After`, not in the
-    /// document).
+    /// document). 32 bits (136 years) keep a problem small enough to return by value.
     #[serde(skip)]
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<u32>,
 }
 
 impl Problem {
     /// A problem of `kind` with its default status and `detail`.
     pub fn new(kind: ProblemType, detail: impl Into<String>) -> Self {
         Self {
+            status: Some(kind.default_status()),
             kind,
             detail: detail.into(),
-            status: Some(kind.default_status()),
             identifier: None,
             subproblems: Vec::new(),
             retry_after: None,
@@ -186,7 +199,7 @@ impl Problem {
 
     /// The same problem with a `Retry-After` of `secs`.
     pub fn with_retry_after(mut self, secs: u64) -> Self {
-        self.retry_after = Some(secs);
+        self.retry_after = Some(u32::try_from(secs).unwrap_or(u32::MAX));
         self
     }
 
@@ -267,12 +280,33 @@ mod tests {
     #[test]
     fn uri_round_trip_for_every_type() {
         for t in ProblemType::ALL {
-            assert_eq!(ProblemType::from_uri(&t.uri()), Some(t));
+            assert_eq!(ProblemType::from_uri(&t.uri()), t);
+            assert!(t.is_known());
         }
         assert_eq!(
             ProblemType::BadCsr.uri(),
             "urn:ietf:params:acme:error:badCSR"
         );
+    }
+
+    #[test]
+    fn unknown_types_are_kept_not_blanked() {
+        let json = r#"{"type":"urn:ietf:params:acme:error:futureThing","detail":"x"}"#;
+        let p: Problem = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            p.kind,
+            ProblemType::Other("urn:ietf:params:acme:error:futureThing".into())
+        );
+        assert!(!p.kind.is_known());
+        assert_eq!(p.kind.name(), "futureThing");
+        assert_eq!(
+            serde_json::to_value(&p).unwrap()["type"],
+            "urn:ietf:params:acme:error:futureThing"
+        );
+        let own = ProblemType::from_uri("https://ca.example/problems/quota");
+        assert_eq!(own.name(), "https://ca.example/problems/quota");
+        assert_eq!(own.uri(), "https://ca.example/problems/quota");
+        assert_eq!(own.default_status(), 400);
     }
 
     #[test]

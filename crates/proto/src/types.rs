@@ -238,35 +238,60 @@ pub struct Authorization {
     pub wildcard: Option<bool>,
 }
 
-/// Challenge types this project knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// A challenge type: the three this project implements, or any other a CA offers (kept
+/// by name, so that an authorization with an unknown type still parses).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ChallengeType {
-    #[serde(rename = "http-01")]
+    /// `http-01` (RFC 8555 §8.3).
     Http01,
-    #[serde(rename = "dns-01")]
+    /// `dns-01` (RFC 8555 §8.4).
     Dns01,
-    #[serde(rename = "tls-alpn-01")]
+    /// `tls-alpn-01` (RFC 8737).
     TlsAlpn01,
+    /// A type this project does not implement (e.g. `dns-account-01`), by its wire name.
+    Unknown(String),
 }
 
 impl ChallengeType {
+    /// The types this project implements.
+    pub const KNOWN: [ChallengeType; 3] = [Self::Http01, Self::Dns01, Self::TlsAlpn01];
+
     /// The wire name, e.g. `http-01`.
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Self::Http01 => "http-01",
             Self::Dns01 => "dns-01",
             Self::TlsAlpn01 => "tls-alpn-01",
+            Self::Unknown(name) => name,
         }
     }
 
-    /// Parses the wire name.
+    /// Parses the wire name of a type this project implements; `None` for any other.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "http-01" => Some(Self::Http01),
-            "dns-01" => Some(Self::Dns01),
-            "tls-alpn-01" => Some(Self::TlsAlpn01),
-            _ => None,
-        }
+        Self::KNOWN.into_iter().find(|t| t.as_str() == name)
+    }
+
+    /// The type a wire name stands for, [`Self::Unknown`] when it is not implemented here.
+    pub fn from_name(name: &str) -> Self {
+        Self::parse(name).unwrap_or_else(|| Self::Unknown(name.to_owned()))
+    }
+
+    /// Whether this project implements the type.
+    pub fn is_known(&self) -> bool {
+        !matches!(self, Self::Unknown(_))
+    }
+}
+
+impl Serialize for ChallengeType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ChallengeType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        Ok(Self::from_name(&name))
     }
 }
 
@@ -280,9 +305,9 @@ impl std::fmt::Display for ChallengeType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Challenge {
-    /// Kept as a string so that unknown challenge types from other CAs still parse.
+    /// The type; one this project does not implement parses as [`ChallengeType::Unknown`].
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ChallengeType,
     pub url: String,
     pub status: ChallengeStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -337,6 +362,31 @@ mod tests {
             Some(AuthorizationStatus::Deactivated)
         );
         assert_eq!(ChallengeStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn unknown_challenge_types_parse_and_round_trip() {
+        let json = r#"{
+          "identifier": {"type": "dns", "value": "www.example.org"},
+          "status": "pending",
+          "challenges": [
+            {"type": "http-01", "url": "https://ca.example/c/1", "status": "pending", "token": "t"},
+            {"type": "dns-account-01", "url": "https://ca.example/c/2", "status": "pending", "token": "u"}
+          ]
+        }"#;
+        let authz: Authorization = serde_json::from_str(json).unwrap();
+        assert_eq!(authz.challenges[0].kind, ChallengeType::Http01);
+        let unknown = &authz.challenges[1].kind;
+        assert_eq!(*unknown, ChallengeType::Unknown("dns-account-01".into()));
+        assert!(!unknown.is_known());
+        assert_eq!(ChallengeType::parse("dns-account-01"), None);
+        assert_eq!(
+            serde_json::to_value(&authz.challenges[1]).unwrap()["type"],
+            "dns-account-01"
+        );
+        for known in ChallengeType::KNOWN {
+            assert_eq!(ChallengeType::from_name(known.as_str()), known);
+        }
     }
 
     #[test]

@@ -342,7 +342,7 @@ async fn the_deny_list_keeps_the_va_away_from_its_ranges() {
 }
 
 /// What one CAA case expects.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum Expect {
     Issued,
     Refused(ProblemType, &'static str),

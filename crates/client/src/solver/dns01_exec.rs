@@ -2,6 +2,7 @@
 //! `SCRIPT cleanup <fqdn> <value>`, the FQDN with a trailing dot. The same values are in
 //! the environment (`CERTWRIGHT_DNS01_ACTION`, `…_FQDN`, `…_VALUE`, `…_DOMAIN`).
 
+use certwright_proto::types::ChallengeType;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -72,8 +73,8 @@ impl Dns01Exec {
 }
 
 impl Solver for Dns01Exec {
-    fn challenge_type(&self) -> &'static str {
-        "dns-01"
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Dns01
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<()>> {

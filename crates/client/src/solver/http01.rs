@@ -1,6 +1,7 @@
 //! http-01 on an own listener: answers `GET /.well-known/acme-challenge/<token>` with the
 //! key authorization of tokens currently presented, 404 for anything else.
 
+use certwright_proto::types::ChallengeType;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -80,8 +81,8 @@ impl Drop for Http01Standalone {
 }
 
 impl Solver for Http01Standalone {
-    fn challenge_type(&self) -> &'static str {
-        "http-01"
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<()>> {

@@ -15,6 +15,7 @@ pub mod rfc2136;
 pub mod tlsalpn01;
 pub mod webroot;
 
+use certwright_proto::types::ChallengeType;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,7 +58,7 @@ impl ChallengeData {
 /// Publishes and removes challenge responses of one type.
 pub trait Solver: Send + Sync {
     /// The challenge type this solver answers (`http-01`, `dns-01`, `tls-alpn-01`).
-    fn challenge_type(&self) -> &'static str;
+    fn challenge_type(&self) -> ChallengeType;
     /// Publishes the response to one challenge.
     fn present<'a>(&'a self, challenge: &'a ChallengeData) -> BoxFuture<'a, Result<()>>;
     /// Removes it again (called even when validation failed).

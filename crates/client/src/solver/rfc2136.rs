@@ -1,6 +1,7 @@
 //! dns-01 through RFC 2136 dynamic updates signed with TSIG (RFC 8945), sent over TCP to
 //! the zone's primary server.
 
+use certwright_proto::types::ChallengeType;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
@@ -197,8 +198,8 @@ async fn exchange_tcp(server: SocketAddr, query: &[u8]) -> Result<Vec<u8>> {
 }
 
 impl Solver for Rfc2136 {
-    fn challenge_type(&self) -> &'static str {
-        "dns-01"
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Dns01
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<()>> {

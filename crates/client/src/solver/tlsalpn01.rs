@@ -2,6 +2,7 @@
 //! certificate with that name and the critical acmeIdentifier extension holding
 //! SHA-256(key authorization), offered only with ALPN `acme-tls/1`.
 
+use certwright_proto::types::ChallengeType;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -124,8 +125,8 @@ fn sni_for(identifier: &str) -> String {
 }
 
 impl Solver for TlsAlpn01Standalone {
-    fn challenge_type(&self) -> &'static str {
-        "tls-alpn-01"
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::TlsAlpn01
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<()>> {

@@ -1,6 +1,7 @@
 //! http-01 through a web server's document root: writes
 //! `<root>/.well-known/acme-challenge/<token>` and removes it afterwards.
 
+use certwright_proto::types::ChallengeType;
 use std::path::PathBuf;
 
 use super::{BoxFuture, ChallengeData, Solver};
@@ -31,8 +32,8 @@ impl Webroot {
 }
 
 impl Solver for Webroot {
-    fn challenge_type(&self) -> &'static str {
-        "http-01"
+    fn challenge_type(&self) -> ChallengeType {
+        ChallengeType::Http01
     }
 
     fn present<'a>(&'a self, c: &'a ChallengeData) -> BoxFuture<'a, Result<()>> {

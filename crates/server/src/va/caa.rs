@@ -149,13 +149,14 @@ fn record_refuses(
     None
 }
 
-/// Decides on the relevant set found at `owner`.
+/// Decides on the relevant set found at `owner`: why issuance is allowed, or why CAA
+/// forbids it (a `caa` problem's detail).
 pub fn evaluate(
     owner: &str,
     records: &[CaaRecord],
     identities: &[String],
     request: &CaaRequest<'_>,
-) -> Result<String, Problem> {
+) -> Result<String, String> {
     if let Some(r) = records.iter().find(|r| {
         r.critical
             && !matches!(
@@ -163,13 +164,10 @@ pub fn evaluate(
                 "issue" | "issuewild" | "iodef"
             )
     }) {
-        return Err(Problem::new(
-            certwright_proto::ProblemType::Caa,
-            format!(
-                "CAA record at {owner} ({}) has the critical flag and the tag {:?}, which this CA does not understand: issuance is forbidden",
-                r.text(),
-                r.tag
-            ),
+        return Err(format!(
+            "CAA record at {owner} ({}) has the critical flag and the tag {:?}, which this CA does not understand: issuance is forbidden",
+            r.text(),
+            r.tag
         ));
     }
     let of_tag = |tag: &str| -> Vec<&CaaRecord> {
@@ -192,15 +190,12 @@ pub fn evaluate(
             Some(why) => reasons.push(format!("{} ({why})", r.text())),
         }
     }
-    Err(Problem::new(
-        certwright_proto::ProblemType::Caa,
-        format!(
-            "CAA {tag} records at {owner} forbid issuance for {}{} by this CA (identities {:?}): {}",
-            if request.wildcard { "*." } else { "" },
-            request.name,
-            identities,
-            reasons.join("; ")
-        ),
+    Err(format!(
+        "CAA {tag} records at {owner} forbid issuance for {}{} by this CA (identities {:?}): {}",
+        if request.wildcard { "*." } else { "" },
+        request.name,
+        identities,
+        reasons.join("; ")
     ))
 }
 
@@ -259,7 +254,10 @@ pub async fn check_caa(
                 let decision = evaluate(name, &records, identities, request);
                 let (error, summary) = match decision {
                     Ok(s) => (None, s),
-                    Err(p) => (Some(p.clone()), p.detail),
+                    Err(why) => (
+                        Some(Problem::new(certwright_proto::ProblemType::Caa, why.clone())),
+                        why,
+                    ),
                 };
                 return Outcome {
                     error,
@@ -385,15 +383,14 @@ mod tests {
         ));
         assert!(allowed(&[rec(128, "iodef", "mailto:a@b.test")], &http));
         // The refusal names the record.
-        let p = evaluate(
+        let why = evaluate(
             "example.test",
             &[rec(0, "issue", "other.test")],
             &ids,
             &http,
         )
         .unwrap_err();
-        assert_eq!(p.kind, certwright_proto::ProblemType::Caa);
-        assert!(p.detail.contains("0 issue \"other.test\""), "{p}");
+        assert!(why.contains("0 issue \"other.test\""), "{why}");
         // No identities configured: any issue record forbids.
         assert!(evaluate("example.test", &[rec(0, "issue", "ca.test")], &[], &http).is_err());
     }

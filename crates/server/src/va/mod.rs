@@ -88,6 +88,82 @@ impl Outcome {
     }
 }
 
+/// A future a [`Validator`] returns (boxed, so that validators can be trait objects).
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+
+/// What the RA asks of validation. [`Va`] validates from this host; the RA's tests use a
+/// fake, and validation through agents in other networks is another implementation.
+pub trait Validator: Send + Sync + 'static {
+    /// Validates one challenge and, when it passed, checks CAA for the account (see
+    /// [`Va::validate_for_issuance`]).
+    fn validate_for_issuance<'a>(
+        &'a self,
+        kind: &'a ChallengeType,
+        identifier: &'a Identifier,
+        wildcard: bool,
+        token: &'a str,
+        key_authorization: &'a str,
+        account_id: i64,
+    ) -> BoxFuture<'a, Outcome>;
+
+    /// Checks CAA alone (finalize's re-check).
+    fn check_caa<'a>(
+        &'a self,
+        identifier: &'a Identifier,
+        wildcard: bool,
+        account_id: i64,
+        method: &'a ChallengeType,
+    ) -> BoxFuture<'a, Outcome>;
+
+    /// Why the validator would refuse to connect to `ip`, if it would.
+    fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress>;
+
+    /// The settings the RA reads (IP identifiers allowed, the CAA re-check age).
+    fn config(&self) -> &VaConfig;
+}
+
+impl Validator for Va {
+    fn validate_for_issuance<'a>(
+        &'a self,
+        kind: &'a ChallengeType,
+        identifier: &'a Identifier,
+        wildcard: bool,
+        token: &'a str,
+        key_authorization: &'a str,
+        account_id: i64,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(Va::validate_for_issuance(
+            self,
+            kind,
+            identifier,
+            wildcard,
+            token,
+            key_authorization,
+            account_id,
+        ))
+    }
+
+    fn check_caa<'a>(
+        &'a self,
+        identifier: &'a Identifier,
+        wildcard: bool,
+        account_id: i64,
+        method: &'a ChallengeType,
+    ) -> BoxFuture<'a, Outcome> {
+        Box::pin(Va::check_caa(
+            self, identifier, wildcard, account_id, method,
+        ))
+    }
+
+    fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
+        Va::refuses(self, ip)
+    }
+
+    fn config(&self) -> &VaConfig {
+        &self.config
+    }
+}
+
 /// The validation authority. Cheap to clone.
 #[derive(Clone)]
 pub struct Va {
@@ -136,7 +212,7 @@ impl Va {
     /// Validates one challenge, bounded in time; waits for a free slot first.
     pub async fn validate(
         &self,
-        kind: ChallengeType,
+        kind: &ChallengeType,
         identifier: &Identifier,
         token: &str,
         key_authorization: &str,
@@ -156,7 +232,7 @@ impl Va {
     /// the two rather than their sum.
     pub async fn validate_for_issuance(
         &self,
-        kind: ChallengeType,
+        kind: &ChallengeType,
         identifier: &Identifier,
         wildcard: bool,
         token: &str,
@@ -198,7 +274,7 @@ impl Va {
         identifier: &Identifier,
         wildcard: bool,
         account_id: i64,
-        method: ChallengeType,
+        method: &ChallengeType,
     ) -> Outcome {
         let _permit = self
             .permits
@@ -213,7 +289,7 @@ impl Va {
         identifier: &Identifier,
         wildcard: bool,
         account_id: i64,
-        method: ChallengeType,
+        method: &ChallengeType,
     ) -> Outcome {
         if identifier.kind != IdentifierType::Dns {
             return Outcome::plain(
@@ -232,7 +308,7 @@ impl Va {
             name: identifier.value.trim_start_matches("*."),
             wildcard,
             account_uri: &account_uri,
-            method,
+            method: method.clone(),
         };
         let check = caa::check_caa(&self.resolver, &self.config.caa_identities, &request);
         match tokio::time::timeout(self.config.timeout, check).await {
@@ -249,7 +325,7 @@ impl Va {
 
     async fn run_check(
         &self,
-        kind: ChallengeType,
+        kind: &ChallengeType,
         identifier: &Identifier,
         token: &str,
         key_authorization: &str,
@@ -265,6 +341,14 @@ impl Va {
                 ChallengeType::TlsAlpn01 => {
                     tlsalpn01::validate_tlsalpn01(self, identifier, key_authorization).await
                 }
+                // The RA offers only the types above; a stored challenge of another type
+                // is refused, not attempted.
+                ChallengeType::Unknown(name) => Outcome::plain(
+                    Some(Problem::malformed(format!(
+                        "this CA does not validate {name:?} challenges"
+                    ))),
+                    json!({}),
+                ),
             }
         };
         let started = std::time::Instant::now();
@@ -330,7 +414,7 @@ pub(crate) mod tests {
             let va = va.clone();
             async move {
                 va.validate_for_issuance(
-                    ChallengeType::Dns01,
+                    &ChallengeType::Dns01,
                     &Identifier::dns(name),
                     false,
                     "token",

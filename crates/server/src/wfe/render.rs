@@ -44,7 +44,7 @@ pub fn order(urls: &Urls, view: &OrderView) -> Order {
 /// The challenge object.
 pub fn challenge(urls: &Urls, authz: AuthzId, c: &ChallengeRecord) -> Challenge {
     Challenge {
-        kind: c.kind.as_str().to_owned(),
+        kind: c.kind.clone(),
         url: urls.challenge(authz, c.id),
         status: c.status,
         token: Some(c.token.clone()),

@@ -384,7 +384,11 @@ impl Resp {
     /// Asserts a problem of `kind` with HTTP `status`.
     pub fn assert_problem(&self, kind: ProblemType, status: u16) -> Problem {
         let p = self.problem();
-        assert_eq!((p.kind, self.status), (kind, status), "problem: {p}");
+        assert_eq!(
+            (p.kind.clone(), self.status),
+            (kind, status),
+            "problem: {p}"
+        );
         assert_eq!(p.status, Some(status));
         assert!(!p.detail.is_empty(), "a problem needs a detail");
         p
