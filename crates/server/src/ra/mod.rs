@@ -739,3 +739,6 @@ impl Ra {
 fn not_found(what: &str) -> Error {
     Error::NotFound(format!("no such {what} for this account"))
 }
+
+#[cfg(test)]
+mod tests;

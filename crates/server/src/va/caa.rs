@@ -255,7 +255,10 @@ pub async fn check_caa(
                 let (error, summary) = match decision {
                     Ok(s) => (None, s),
                     Err(why) => (
-                        Some(Problem::new(certwright_proto::ProblemType::Caa, why.clone())),
+                        Some(Problem::new(
+                            certwright_proto::ProblemType::Caa,
+                            why.clone(),
+                        )),
                         why,
                     ),
                 };
