@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::columns::Columns;
-use super::tx::{params, Tx};
+use super::engine::columns::Columns;
+use super::engine::tx::{params, Tx};
 use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
 
 /// `prev_hash` of the first entry.
@@ -236,6 +236,7 @@ pub const PAGE: i64 = 1000;
 
 impl Store {
     /// Appends an event that changes nothing else (an admin action, for instance).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn record_audit_event(&self, event: &AuditEvent) -> Result<()> {
         let event = event.clone();
         self.write(move |tx| Box::pin(async move { append(tx, &event).await }))

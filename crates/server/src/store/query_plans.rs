@@ -56,6 +56,15 @@ const MAY_SCAN: &[(&str, &str)] = &[
 
 const SOURCES: &[(&str, &str)] = &[
     ("mod.rs", include_str!("mod.rs")),
+    ("accounts.rs", include_str!("accounts.rs")),
+    ("orders.rs", include_str!("orders.rs")),
+    ("authorizations.rs", include_str!("authorizations.rs")),
+    ("certificates.rs", include_str!("certificates.rs")),
+    ("eab.rs", include_str!("eab.rs")),
+    ("crl.rs", include_str!("crl.rs")),
+    ("nonces.rs", include_str!("nonces.rs")),
+    ("leases.rs", include_str!("leases.rs")),
+    ("inspect.rs", include_str!("inspect.rs")),
     ("audit.rs", include_str!("audit.rs")),
     ("export.rs", include_str!("export.rs")),
     ("inventory.rs", include_str!("inventory.rs")),

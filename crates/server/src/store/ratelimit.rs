@@ -1,8 +1,8 @@
 //! Rate-limit events: what the RA's limits count, kept in the database so that counts
 //! survive restarts and are shared by every instance.
 
-use super::columns::Columns;
-use super::tx::params;
+use super::engine::columns::Columns;
+use super::engine::tx::params;
 use super::{AccountId, Result, Store, StoreError};
 
 impl Store {

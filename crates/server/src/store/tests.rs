@@ -1,6 +1,9 @@
 use super::*;
-use certwright_proto::types::ChallengeType;
-use certwright_proto::{AccountKey, KeyType, ProblemType};
+use crate::secrets::SecretsError;
+use certwright_proto::types::{AuthorizationStatus, ChallengeType, Identifier};
+use certwright_proto::{AccountKey, Jwk, KeyType, Problem, ProblemType};
+use engine::columns::Columns;
+use engine::tx::params;
 
 /// A key-encryption key for EAB keys (tests only).
 fn test_kek() -> Arc<Kek> {
@@ -48,6 +51,43 @@ fn one_name_order(account: AccountId) -> NewOrderRecord {
         profile: None,
         replaces: None,
     }
+}
+
+#[tokio::test]
+async fn the_reader_sees_what_the_store_wrote() {
+    let s = store().await;
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let account = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let order = s.create_order(&one_name_order(account.id)).await.unwrap();
+
+    let reader = s.reader();
+    let copy = reader.clone();
+    let read = copy.account(account.id).await.unwrap();
+    assert_eq!(read.jwk.thumbprint(), jwk.thumbprint());
+    let by_key = reader.account_by_thumbprint(&jwk.thumbprint()).await;
+    assert_eq!(by_key.unwrap().map(|a| a.id), Some(account.id));
+    let ids = reader.account_order_ids(account.id, 0, 10).await.unwrap();
+    assert_eq!(ids, [order.id]);
+    let read = reader.order(order.id).await.unwrap();
+    assert_eq!(read.authorization_ids, order.authorization_ids);
+    let states = reader.order_authorization_states(order.id).await.unwrap();
+    assert_eq!(states, [(AuthorizationStatus::Pending, 100)]);
+    let authz = reader
+        .authorization(read.authorization_ids[0])
+        .await
+        .unwrap();
+    let challenge = reader.challenge(authz.challenges[0].id).await.unwrap();
+    assert_eq!(challenge.token, "tok");
+    let missing = reader.certificate("0a0b").await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(reader.latest_crl("issuer").await.unwrap().is_none());
+
+    reader.insert_nonce("n", 10).await.unwrap();
+    assert!(reader.redeem_nonce("n", 5).await.unwrap());
+    assert!(
+        !copy.redeem_nonce("n", 5).await.unwrap(),
+        "a nonce redeems once"
+    );
 }
 
 #[tokio::test]
