@@ -7,7 +7,32 @@ use certwright_proto::Jwk;
 use super::audit::{self, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
+use super::statuses::{guard, quoted, set, status_sql};
 use super::{unique_is_conflict, AccountId, AccountRecord, Result, Store, StoreError};
+use crate::ra::status::transitions::{
+    ACCOUNT_CREATED, ACCOUNT_DEACTIVATE, AUTHORIZATION_DEACTIVATE,
+};
+
+status_sql! {
+    /// `create_account` and `create_account_with_eab` (EAB key id and label NULL, or
+    /// those of the key the account is bound to).
+    static INSERT_ACCOUNT = (
+        "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
+         VALUES ($1, $2, $3, {created}, $4, $5, $6, $7) RETURNING id",
+        created = quoted(ACCOUNT_CREATED)
+    );
+    /// `deactivate_account`: the account,
+    static DEACTIVATE = (
+        "UPDATE accounts SET {to} WHERE id = $1",
+        to = set(&ACCOUNT_DEACTIVATE)
+    );
+    /// … and its authorizations that can still be deactivated.
+    static DEACTIVATE_AUTHORIZATIONS = (
+        "UPDATE authorizations SET {to} WHERE account_id = $1 AND {from}",
+        to = set(&AUTHORIZATION_DEACTIVATE),
+        from = guard("status", &AUTHORIZATION_DEACTIVATE)
+    );
+}
 
 impl Store {
     /// Creates a valid account for `jwk`; `Conflict` if the key already has one.
@@ -18,33 +43,8 @@ impl Store {
         tos_agreed: bool,
         now: i64,
     ) -> Result<AccountRecord> {
-        let (jwk, contact) = (jwk.clone(), contact.to_vec());
-        let id = self
-            .write(move |tx| {
-                Box::pin(async move {
-                    let (jwk, contact) = (&jwk, &contact[..]);
-                    let row = tx
-                        .fetch_one(
-                            "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at)
-                             VALUES ($1, $2, $3, 'valid', $4, $5) RETURNING id",
-                            &params![
-                                jwk.thumbprint(),
-                                jwk.to_value().to_string(),
-                                serde_json::to_string(contact).expect("strings serialize"),
-                                tos_agreed,
-                                now,
-                            ],
-                        )
-                        .await
-                        .map_err(unique_is_conflict)?;
-                    let id = AccountId(row.int("id")?);
-                    let event = audit::account_created(id, jwk, contact, tos_agreed, None);
-                    audit::append(tx, &event).await?;
-                    Ok(id)
-                })
-            })
-            .await?;
-        self.account(id).await
+        self.insert_account(jwk, contact, tos_agreed, now, None)
+            .await
     }
 
     /// Creates an account bound to an External Account Binding key, atomically: the key
@@ -57,49 +57,62 @@ impl Store {
         now: i64,
         eab_kid: &str,
     ) -> Result<AccountRecord> {
-        let (jwk, contact, eab_kid) = (jwk.clone(), contact.to_vec(), eab_kid.to_owned());
+        self.insert_account(jwk, contact, tos_agreed, now, Some(eab_kid))
+            .await
+    }
+
+    /// Creates an account, bound to the EAB key `eab_kid` if one is given.
+    async fn insert_account(
+        &self,
+        jwk: &Jwk,
+        contact: &[String],
+        tos_agreed: bool,
+        now: i64,
+        eab_kid: Option<&str>,
+    ) -> Result<AccountRecord> {
+        let (jwk, contact) = (jwk.clone(), contact.to_vec());
+        let eab_kid = eab_kid.map(str::to_owned);
         let id = self.write(move |tx| {
             Box::pin(async move {
-                let (jwk, contact, eab_kid) = (&jwk, &contact[..], eab_kid.as_str());
-                let key = tx
-                    .fetch_optional(
-                        "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
-                        &params![eab_kid],
-                    )
-                    .await?;
-                let Some(key) = key else {
-                    return Err(StoreError::EabUnavailable);
+                let (jwk, contact) = (&jwk, &contact[..]);
+                let eab = match &eab_kid {
+                    None => None,
+                    Some(kid) => {
+                        let key = tx
+                            .fetch_optional(
+                                "SELECT label FROM eab_keys WHERE kid = $1 AND revoked_at IS NULL AND account_id IS NULL",
+                                &params![kid],
+                            )
+                            .await?
+                            .ok_or(StoreError::EabUnavailable)?;
+                        Some((kid.as_str(), key.text("label")?))
+                    }
                 };
-                let label = key.text("label")?;
                 let id = tx
                     .fetch_one(
-                        "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
-                         VALUES ($1, $2, $3, 'valid', $4, $5, $6, $7) RETURNING id",
+                        &INSERT_ACCOUNT,
                         &params![
                             jwk.thumbprint(),
                             jwk.to_value().to_string(),
                             serde_json::to_string(contact).expect("strings serialize"),
                             tos_agreed,
                             now,
-                            eab_kid,
-                            &label,
+                            eab.as_ref().map(|(kid, _)| *kid),
+                            eab.as_ref().map(|(_, label)| label.clone()),
                         ],
                     )
                     .await
                     .map_err(unique_is_conflict)?
                     .int("id")?;
-                tx.execute(
-                    "UPDATE eab_keys SET account_id = $1 WHERE kid = $2",
-                    &params![id, eab_kid],
-                )
-                .await?;
-                let event = audit::account_created(
-                    AccountId(id),
-                    jwk,
-                    contact,
-                    tos_agreed,
-                    Some((eab_kid, &label)),
-                );
+                if let Some((kid, _)) = &eab {
+                    tx.execute(
+                        "UPDATE eab_keys SET account_id = $1 WHERE kid = $2",
+                        &params![id, *kid],
+                    )
+                    .await?;
+                }
+                let eab = eab.as_ref().map(|(kid, label)| (*kid, label.as_str()));
+                let event = audit::account_created(AccountId(id), jwk, contact, tos_agreed, eab);
                 audit::append(tx, &event).await?;
                 Ok(id)
             })
@@ -204,17 +217,9 @@ impl Store {
     pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
         self.write(move |tx| {
             Box::pin(async move {
-                tx.execute(
-                    "UPDATE accounts SET status = 'deactivated' WHERE id = $1",
-                    &params![id.0],
-                )
-                .await?;
-                tx.execute(
-                    "UPDATE authorizations SET status = 'deactivated'
-                     WHERE account_id = $1 AND status IN ('pending', 'valid')",
-                    &params![id.0],
-                )
-                .await?;
+                tx.execute(&DEACTIVATE, &params![id.0]).await?;
+                tx.execute(&DEACTIVATE_AUTHORIZATIONS, &params![id.0])
+                    .await?;
                 audit::append(tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
                 Ok(())
             })

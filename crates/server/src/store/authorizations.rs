@@ -2,17 +2,74 @@
 //! and validation: `start_validation` moves a challenge to `processing`,
 //! `finish_validation` records the outcome on the challenge and its authorization at once.
 
-use certwright_proto::types::{ChallengeStatus, Identifier};
+use certwright_proto::types::{AuthorizationStatus, Identifier};
 use certwright_proto::Problem;
 use serde_json::Value;
 
 use super::audit::{self, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
+use super::statuses::{guard, quoted, set, status_sql};
 use super::{
     identifier_type_name, AccountId, AuthzId, AuthzRecord, ChallengeId, ChallengeRecord, Result,
     Store, StoreError,
 };
+use crate::ra::status::transitions::{
+    AUTHORIZATION_DEACTIVATE, AUTHORIZATION_INVALIDATE, AUTHORIZATION_VALIDATE, CHALLENGE_FAIL,
+    CHALLENGE_START, CHALLENGE_SUCCEED,
+};
+
+status_sql! {
+    /// `find_reusable_authorization`.
+    static REUSABLE = (
+        "SELECT id FROM authorizations
+         WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+           AND status = {valid} AND expires > $5
+         ORDER BY expires DESC LIMIT 1",
+        valid = quoted(AuthorizationStatus::Valid)
+    );
+    /// `has_valid_authorizations`, for one identifier.
+    static VALID_FOR = (
+        "SELECT 1 FROM authorizations
+         WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+           AND status = {valid} AND expires > $5 LIMIT 1",
+        valid = quoted(AuthorizationStatus::Valid)
+    );
+    /// `deactivate_authorization`.
+    static DEACTIVATE = (
+        "UPDATE authorizations SET {to} WHERE id = $1 AND {from}
+         RETURNING account_id, identifier_type, identifier_value",
+        to = set(&AUTHORIZATION_DEACTIVATE),
+        from = guard("status", &AUTHORIZATION_DEACTIVATE)
+    );
+    /// `start_validation`: the challenge, while its authorization can take the outcome.
+    static START = (
+        "UPDATE challenges SET {to}, lease_expires = $1
+         WHERE id = $2 AND {from}
+           AND {authz_from}",
+        to = set(&CHALLENGE_START),
+        from = guard("status", &CHALLENGE_START),
+        authz_from = guard(
+            "(SELECT status FROM authorizations WHERE id = challenges.authorization_id)",
+            &AUTHORIZATION_VALIDATE
+        )
+    );
+    /// `finish_validation`: the challenge (its new status is `$1`, success or failure),
+    static FINISH_CHALLENGE = (
+        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+         WHERE id = $5 AND {from}
+         RETURNING authorization_id, type",
+        from = guard("status", &CHALLENGE_SUCCEED)
+    );
+    /// … and its authorization (`$1` likewise), which changes only if it still can; the
+    /// row comes back either way, for the audit entry.
+    static FINISH_AUTHORIZATION = (
+        "UPDATE authorizations SET status = CASE WHEN {from} THEN $1 ELSE status END
+         WHERE id = $2
+         RETURNING account_id, identifier_type, identifier_value, wildcard",
+        from = guard("status", &AUTHORIZATION_VALIDATE)
+    );
+}
 
 impl Store {
     /// A still-valid authorization of `account` for `identifier` that outlives `min_expires`.
@@ -25,10 +82,7 @@ impl Store {
     ) -> Result<Option<AuthzId>> {
         let row = self
             .read_optional(
-                "SELECT id FROM authorizations
-                 WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
-                   AND status = 'valid' AND expires > $5
-                 ORDER BY expires DESC LIMIT 1",
+                &REUSABLE,
                 &params![
                     account.0,
                     identifier_type_name(identifier.kind),
@@ -55,9 +109,7 @@ impl Store {
             };
             let found = self
                 .read_optional(
-                    "SELECT 1 FROM authorizations
-                     WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
-                       AND status = 'valid' AND expires > $5 LIMIT 1",
+                    &VALID_FOR,
                     &params![
                         account.0,
                         identifier_type_name(id.kind),
@@ -98,8 +150,7 @@ impl Store {
             Box::pin(async move {
                 let done = tx
                     .fetch_optional(
-                        "UPDATE authorizations SET status = 'deactivated' WHERE id = $1 AND status IN ('pending', 'valid')
-                         RETURNING account_id, identifier_type, identifier_value",
+                        &DEACTIVATE,
                         &params![id.0],
                     )
                     .await?;
@@ -124,12 +175,7 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let done = tx
-                    .execute(
-                        "UPDATE challenges SET status = 'processing', lease_expires = $1
-                         WHERE id = $2 AND status = 'pending'
-                           AND (SELECT status FROM authorizations WHERE id = challenges.authorization_id) = 'pending'",
-                        &params![lease_until, challenge.0],
-                    )
+                    .execute(&START, &params![lease_until, challenge.0])
                     .await?;
                 Ok(done == 1)
             })
@@ -153,17 +199,15 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let (error, record) = (error.as_ref(), &record);
-                let (status, validated) = match error {
-                    None => (ChallengeStatus::Valid, Some(now)),
-                    Some(_) => (ChallengeStatus::Invalid, None),
+                let (challenge_to, authz_to, validated) = match error {
+                    None => (CHALLENGE_SUCCEED.to, AUTHORIZATION_VALIDATE.to, Some(now)),
+                    Some(_) => (CHALLENGE_FAIL.to, AUTHORIZATION_INVALIDATE.to, None),
                 };
                 let done = tx
                     .fetch_optional(
-                        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
-                         WHERE id = $5 AND status = 'processing'
-                         RETURNING authorization_id, type",
+                        &FINISH_CHALLENGE,
                         &params![
-                            status.as_str(),
+                            challenge_to.as_str(),
                             validated,
                             error.map(|p| serde_json::to_string(p).expect("problems serialize")),
                             record.to_string(),
@@ -175,14 +219,12 @@ impl Store {
                     return Ok(false);
                 };
                 let (authz_id, method) = (AuthzId(done.int("authorization_id")?), done.text("type")?);
-                let authz_status = if error.is_none() { "valid" } else { "invalid" };
+                let authz_status = authz_to.as_str();
                 // Only a pending authorization changes; the row comes back either way (for
                 // the audit entry), which saves a separate lookup.
                 let subject = tx
                     .fetch_one(
-                        "UPDATE authorizations SET status = CASE WHEN status = 'pending' THEN $1 ELSE status END
-                         WHERE id = $2
-                         RETURNING account_id, identifier_type, identifier_value, wildcard",
+                        &FINISH_AUTHORIZATION,
                         &params![authz_status, authz_id.0],
                     )
                     .await?;

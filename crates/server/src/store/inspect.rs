@@ -4,7 +4,35 @@
 
 use sqlx::Row as _;
 
+use super::statuses::{quoted, status_sql};
 use super::{Result, Store};
+use crate::ra::status::transitions::{CHALLENGE_START, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE};
+
+status_sql! {
+    /// Challenges left `processing` (after the sweeper ran: their validation was lost).
+    static STUCK_CHALLENGES = (
+        "SELECT CAST(id AS TEXT) FROM challenges WHERE status = {processing}",
+        processing = quoted(CHALLENGE_START.to)
+    );
+    /// Orders left `processing`.
+    static STUCK_ORDERS = (
+        "SELECT CAST(id AS TEXT) FROM orders WHERE status = {processing}",
+        processing = quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+    /// Valid orders without their certificate.
+    static VALID_WITHOUT_CERTIFICATE = (
+        "SELECT CAST(o.id AS TEXT) FROM orders o WHERE o.status = {valid} AND NOT EXISTS
+           (SELECT 1 FROM certificates c WHERE c.order_id = o.id)",
+        valid = quoted(ORDER_COMPLETE.to)
+    );
+    /// Certificates whose order is not valid or names another serial.
+    static CERTIFICATE_WITHOUT_VALID_ORDER = (
+        "SELECT c.serial FROM certificates c JOIN orders o ON o.id = c.order_id
+         WHERE o.status <> {valid} OR o.certificate_serial IS NULL
+            OR o.certificate_serial <> c.serial",
+        valid = quoted(ORDER_COMPLETE.to)
+    );
+}
 
 impl Store {
     /// Invariants over the whole store that no crash may break; one line per violation
@@ -14,24 +42,15 @@ impl Store {
     pub async fn integrity_violations(&self) -> Result<Vec<String>> {
         let mut out = Vec::new();
         for (what, query) in [
-            (
-                "challenges stuck processing",
-                "SELECT CAST(id AS TEXT) FROM challenges WHERE status = 'processing'",
-            ),
-            (
-                "orders stuck processing",
-                "SELECT CAST(id AS TEXT) FROM orders WHERE status = 'processing'",
-            ),
+            ("challenges stuck processing", STUCK_CHALLENGES.as_str()),
+            ("orders stuck processing", STUCK_ORDERS.as_str()),
             (
                 "valid orders without a certificate",
-                "SELECT CAST(o.id AS TEXT) FROM orders o WHERE o.status = 'valid' AND NOT EXISTS
-                   (SELECT 1 FROM certificates c WHERE c.order_id = o.id)",
+                VALID_WITHOUT_CERTIFICATE.as_str(),
             ),
             (
                 "certificates whose order is not valid or names another serial",
-                "SELECT c.serial FROM certificates c JOIN orders o ON o.id = c.order_id
-                 WHERE o.status <> 'valid' OR o.certificate_serial IS NULL
-                    OR o.certificate_serial <> c.serial",
+                CERTIFICATE_WITHOUT_VALID_ORDER.as_str(),
             ),
         ] {
             let rows = sqlx::query(query).fetch_all(&self.reader).await?;
@@ -43,18 +62,14 @@ impl Store {
         Ok(out)
     }
 
-    /// Orders and challenges in `processing` (for invariant checks).
+    /// Challenges and orders in `processing` (for invariant checks).
     #[cfg(any(test, feature = "test-support"))]
     pub async fn processing_counts(&self) -> Result<(i64, i64)> {
-        let c: i64 = sqlx::query("SELECT COUNT(*) FROM challenges WHERE status = 'processing'")
-            .fetch_one(&self.reader)
-            .await?
-            .get(0);
-        let o: i64 = sqlx::query("SELECT COUNT(*) FROM orders WHERE status = 'processing'")
-            .fetch_one(&self.reader)
-            .await?
-            .get(0);
-        Ok((c, o))
+        let mut counts = [0; 2];
+        for (count, query) in counts.iter_mut().zip([&STUCK_CHALLENGES, &STUCK_ORDERS]) {
+            *count = sqlx::query(query).fetch_all(&self.reader).await?.len() as i64;
+        }
+        Ok((counts[0], counts[1]))
     }
 
     /// Row counts and statuses per table: a fingerprint that tests use to assert that a

@@ -4,7 +4,35 @@
 
 use super::engine::columns::Columns;
 use super::engine::tx::params;
+use super::statuses::{quoted, status_sql};
 use super::{ChallengeId, OrderId, Result, Store};
+use crate::ra::status::transitions::{CHALLENGE_START, ORDER_BEGIN_FINALIZE};
+
+// The status under a lease is the one its start set; the claims change only the lease.
+status_sql! {
+    /// Validations whose lease ran out.
+    static STALE_CHALLENGES = (
+        "SELECT id FROM challenges WHERE status = {leased} AND (lease_expires IS NULL OR lease_expires <= $1)",
+        leased = quoted(CHALLENGE_START.to)
+    );
+    /// Claims one of them, if no one else did.
+    static CLAIM_CHALLENGE = (
+        "UPDATE challenges SET lease_expires = $1
+         WHERE id = $2 AND status = {leased} AND (lease_expires IS NULL OR lease_expires <= $3)",
+        leased = quoted(CHALLENGE_START.to)
+    );
+    /// Issuances whose lease ran out.
+    static STALE_ORDERS = (
+        "SELECT id FROM orders WHERE status = {leased} AND (lease_expires IS NULL OR lease_expires <= $1)",
+        leased = quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+    /// Claims one of them, if no one else did.
+    static CLAIM_ORDER = (
+        "UPDATE orders SET lease_expires = $1
+         WHERE id = $2 AND status = {leased} AND (lease_expires IS NULL OR lease_expires <= $3)",
+        leased = quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+}
 
 impl Store {
     /// Takes over validations whose lease ran out (their instance died, or this is a
@@ -14,51 +42,37 @@ impl Store {
         now: i64,
         lease_until: i64,
     ) -> Result<Vec<ChallengeId>> {
-        Ok(self
-            .claim_stale("challenges", now, lease_until)
-            .await?
-            .into_iter()
-            .map(ChallengeId)
-            .collect())
+        let claim = (STALE_CHALLENGES.as_str(), CLAIM_CHALLENGE.as_str());
+        self.claim_stale(claim, now, lease_until, ChallengeId).await
     }
 
     /// Takes over issuances whose lease ran out, like `claim_stale_validations`.
     pub async fn claim_stale_issuances(&self, now: i64, lease_until: i64) -> Result<Vec<OrderId>> {
-        Ok(self
-            .claim_stale("orders", now, lease_until)
-            .await?
-            .into_iter()
-            .map(OrderId)
-            .collect())
+        let claim = (STALE_ORDERS.as_str(), CLAIM_ORDER.as_str());
+        self.claim_stale(claim, now, lease_until, OrderId).await
     }
 
-    /// Claims `processing` rows of `table` whose lease ran out; a conditional update per
-    /// row, so two instances never claim the same one.
-    async fn claim_stale(
+    /// Claims the rows the first statement finds (`processing`, lease run out) with the
+    /// second; a conditional update per row, so two instances never claim the same one.
+    async fn claim_stale<T: Send + 'static>(
         &self,
-        table: &'static str,
+        (stale, claim): (&'static str, &'static str),
         now: i64,
         lease_until: i64,
-    ) -> Result<Vec<i64>> {
+        id: fn(i64) -> T,
+    ) -> Result<Vec<T>> {
         self.write(move |tx| {
             Box::pin(async move {
-                let candidates = tx
-                    .fetch_all(
-                        &format!(
-                            "SELECT id FROM {table} WHERE status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $1)"
-                        ),
-                        &params![now],
-                    )
-                    .await?;
-                let claim = format!(
-                    "UPDATE {table} SET lease_expires = $1
-                     WHERE id = $2 AND status = 'processing' AND (lease_expires IS NULL OR lease_expires <= $3)"
-                );
+                let candidates = tx.fetch_all(stale, &params![now]).await?;
                 let mut claimed = Vec::new();
                 for row in candidates {
-                    let id = row.int("id")?;
-                    if tx.execute(&claim, &params![lease_until, id, now]).await? == 1 {
-                        claimed.push(id);
+                    let row_id = row.int("id")?;
+                    if tx
+                        .execute(claim, &params![lease_until, row_id, now])
+                        .await?
+                        == 1
+                    {
+                        claimed.push(id(row_id));
                     }
                 }
                 Ok(claimed)

@@ -1,12 +1,45 @@
 //! The storage authority: every durable piece of state, behind business-level operations.
 //!
-//! Each public method is one transaction. SQL lives here and nowhere else. Write
-//! operations are written once against `tx::Tx` and run through `Store::write`. The
-//! embedded backend is SQLite in WAL mode: on a file, writes go through the one connection
-//! of the writer thread with group commit (`writer`; SQLite allows one writer at a time
-//! anyway), request-path reads run on the calling thread (`sqlite_reads`), the rest
-//! through a sqlx pool. Migrations, imports and the shared nonces of several instances use
-//! sqlx directly.
+//! Each public method of [`Store`] is one transaction, and SQL lives here and nowhere else.
+//! This file holds the `Store` type: opening a database (SQLite or PostgreSQL), checking
+//! and applying migrations, the options, the errors, and the re-exports of the records.
+//! The operations are grouped by aggregate, one `impl Store` block per file:
+//!
+//! - `accounts`: creating accounts (alone, or bound to an External Account Binding key in
+//!   the same transaction), reading them by id or key thumbprint, contact and
+//!   terms-of-service updates, key change, and deactivation (with the account's
+//!   authorizations).
+//! - `orders`: creating an order with its new or reused authorizations and their
+//!   challenges in one transaction, the reads that render orders, and finalization:
+//!   `begin_finalize`, then `complete_order` (storing the certificate) or `fail_order`.
+//! - `authorizations`: authorizations and their challenges: lookups, reuse, the
+//!   "valid authorizations for these identifiers" check, deactivation, and validation
+//!   (`start_validation`, then `finish_validation` on the challenge and its authorization
+//!   at once).
+//! - `certificates`: a certificate by serial, revocation, the revoked entries of a CRL and
+//!   the ARI "renew early" mark. The operator's inventory is `inventory`.
+//! - `eab`: External Account Binding keys, their HMAC keys sealed with the
+//!   key-encryption key (`secrets`).
+//! - `crl`: per issuer, monotonic CRL numbers and the latest CRL.
+//! - `nonces`: the nonces several instances share on PostgreSQL (autocommit statements,
+//!   outside `write`).
+//! - `leases`: claiming validations and issuances whose lease ran out, so that nothing
+//!   stays `processing` after a crash or restart.
+//! - `ratelimit`, `audit`, `inventory`, `export`: rate-limit events, the hash-chained
+//!   audit trail, the certificate inventory, and moving a CA between backends.
+//! - `inspect`: `integrity_violations`, and the fingerprints tests compare (feature
+//!   `test-support`). `reader`: [`StoreReader`], the read-only view the front end gets.
+//!
+//! Every status the SQL names comes from the RA's transition table
+//! (`ra::status::transitions`) through `statuses`, which builds each such statement once;
+//! its tests check the SQL against the table.
+//!
+//! `engine` is the private driver layer under all of it. Write operations are written once
+//! against its `Tx` and run through `Store::write`. On an SQLite file (WAL mode), writes go
+//! through the one connection of the writer thread with group commit (SQLite allows one
+//! writer at a time anyway) and request-path reads run on the calling thread; in-memory
+//! SQLite and PostgreSQL use sqlx transactions and pools. Migrations, imports, exports and
+//! the shared nonces use sqlx directly.
 
 mod accounts;
 pub mod audit;
@@ -24,6 +57,7 @@ mod orders;
 mod ratelimit;
 mod reader;
 mod records;
+mod statuses;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -2,16 +2,88 @@
 //! reads that render them, and finalization: `begin_finalize`, then `complete_order` with
 //! the certificate or `fail_order` with a problem.
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
+
 use certwright_proto::types::AuthorizationStatus;
 use certwright_proto::Problem;
 
 use super::audit::{self, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param};
+use super::statuses::{guard, quoted, set, status_sql};
 use super::{
     identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, NewAuthorization,
     NewCertificate, NewOrderRecord, OrderId, OrderRecord, Result, Store, StoreError,
 };
+use crate::ra::status::transitions::{
+    AUTHORIZATION_CREATED, CHALLENGE_CREATED, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE, ORDER_CREATED,
+    ORDER_FAIL,
+};
+
+status_sql! {
+    /// `create_order`: the order,
+    static INSERT_ORDER = (
+        "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
+         VALUES ($1, {created}, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        created = quoted(ORDER_CREATED)
+    );
+    /// … each new authorization,
+    static INSERT_AUTHORIZATION = (
+        "INSERT INTO authorizations
+           (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
+         VALUES ($1, $2, $3, $4, {created}, $5, $6) RETURNING id",
+        created = quoted(AUTHORIZATION_CREATED)
+    );
+    /// `begin_finalize`.
+    static BEGIN_FINALIZE = (
+        "UPDATE orders SET {to}, csr = $1, lease_expires = $2 WHERE id = $3 AND {from}",
+        to = set(&ORDER_BEGIN_FINALIZE),
+        from = guard("status", &ORDER_BEGIN_FINALIZE)
+    );
+    /// `complete_order` (the account's EAB label comes back for the audit entry).
+    static COMPLETE = (
+        "UPDATE orders SET {to}, certificate_serial = $1, csr = NULL
+         WHERE id = $2 AND {from}
+         RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label",
+        to = set(&ORDER_COMPLETE),
+        from = guard("status", &ORDER_COMPLETE)
+    );
+    /// `fail_order`.
+    static FAIL = (
+        "UPDATE orders SET {to}, error = $1, csr = NULL WHERE id = $2 AND {from} RETURNING account_id",
+        to = set(&ORDER_FAIL),
+        from = guard("status", &ORDER_FAIL)
+    );
+}
+
+/// Most challenges of one authorization whose `INSERT` is built once (one per type).
+const CHALLENGE_ROWS: usize = 3;
+
+/// `create_order`'s `INSERT` of the challenges of a new authorization, for 1 to
+/// `CHALLENGE_ROWS` of them.
+pub(super) static INSERT_CHALLENGES: LazyLock<Vec<String>> =
+    LazyLock::new(|| (1..=CHALLENGE_ROWS).map(format_insert_challenges).collect());
+
+/// The `INSERT` of `count` (at least one) challenges of an authorization, in one
+/// statement: `$1` is the authorization, then type and token of each.
+fn insert_challenges(count: usize) -> Cow<'static, str> {
+    match INSERT_CHALLENGES.get(count - 1) {
+        Some(sql) => Cow::Borrowed(sql),
+        None => Cow::Owned(format_insert_challenges(count)),
+    }
+}
+
+fn format_insert_challenges(count: usize) -> String {
+    let created = quoted(CHALLENGE_CREATED);
+    let rows: Vec<String> = (0..count)
+        .map(|i| format!("($1, ${}, ${}, {created})", 2 * i + 2, 2 * i + 3))
+        .collect();
+    format!(
+        "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
+        rows.join(", ")
+    )
+}
 
 impl Store {
     /// Creates an order with its authorizations (new ones with their challenges, or reused
@@ -23,8 +95,7 @@ impl Store {
                 let new = &new;
                 let order_id = tx
                     .fetch_one(
-                        "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
-                         VALUES ($1, 'pending', $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                        &INSERT_ORDER,
                         &params![
                             new.account_id.0,
                             serde_json::to_string(&new.identifiers).expect("identifiers serialize"),
@@ -60,9 +131,7 @@ impl Store {
                         } => {
                             let id = tx
                                 .fetch_one(
-                                    "INSERT INTO authorizations
-                                       (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
-                                     VALUES ($1, $2, $3, $4, 'pending', $5, $6) RETURNING id",
+                                    &INSERT_AUTHORIZATION,
                                     &params![
                                         new.account_id.0,
                                         identifier_type_name(identifier.kind),
@@ -76,13 +145,7 @@ impl Store {
                                 .int("id")?;
                             // All of the authorization's challenges in one statement.
                             if !challenges.is_empty() {
-                                let rows: Vec<String> = (0..challenges.len())
-                                    .map(|i| format!("($1, ${}, ${}, 'pending')", 2 * i + 2, 2 * i + 3))
-                                    .collect();
-                                let sql = format!(
-                                    "INSERT INTO challenges (authorization_id, type, token, status) VALUES {}",
-                                    rows.join(", ")
-                                );
+                                let sql = insert_challenges(challenges.len());
                                 let mut values = vec![Param::from(id)];
                                 for (kind, token) in challenges {
                                     values.push(kind.as_str().into());
@@ -183,11 +246,7 @@ impl Store {
         self.write(move |tx| {
             Box::pin(async move {
                 let done = tx
-                    .execute(
-                        "UPDATE orders SET status = 'processing', csr = $1, lease_expires = $2
-                         WHERE id = $3 AND status = 'pending'",
-                        &params![csr_der, lease_until, order.0],
-                    )
+                    .execute(&BEGIN_FINALIZE, &params![csr_der, lease_until, order.0])
                     .await?;
                 Ok(done == 1)
             })
@@ -223,9 +282,7 @@ impl Store {
                 // The account's EAB label (for the audit entry) comes back with the update.
                 let done = tx
                     .fetch_optional(
-                        "UPDATE orders SET status = 'valid', certificate_serial = $1, csr = NULL
-                         WHERE id = $2 AND status = 'processing'
-                         RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label",
+                        &COMPLETE,
                         &params![&cert.serial, order.0],
                     )
                     .await?;
@@ -261,9 +318,7 @@ impl Store {
                 // turn the order another run completed meanwhile invalid.
                 let row = tx
                     .fetch_optional(
-                        "UPDATE orders SET status = 'invalid', error = $1, csr = NULL
-                         WHERE id = $2 AND status = 'processing'
-                         RETURNING account_id",
+                        &FAIL,
                         &params![
                             serde_json::to_string(problem).expect("problems serialize"),
                             order.0

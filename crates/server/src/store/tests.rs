@@ -53,12 +53,19 @@ fn one_name_order(account: AccountId) -> NewOrderRecord {
     }
 }
 
-#[tokio::test]
-async fn the_reader_sees_what_the_store_wrote() {
+/// A store with an account and its `one_name_order`.
+async fn store_with_order() -> (Store, AccountRecord, OrderRecord) {
     let s = store().await;
     let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
     let account = s.create_account(&jwk, &[], true, 1).await.unwrap();
     let order = s.create_order(&one_name_order(account.id)).await.unwrap();
+    (s, account, order)
+}
+
+#[tokio::test]
+async fn the_reader_sees_what_the_store_wrote() {
+    let (s, account, order) = store_with_order().await;
+    let jwk = &account.jwk;
 
     let reader = s.reader();
     let copy = reader.clone();
@@ -113,10 +120,7 @@ async fn account_key_is_unique() {
 
 #[tokio::test]
 async fn validation_outcome_lands_on_challenge_and_authorization() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, acct, order) = store_with_order().await;
     let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
     let chall = authz.challenges[0].id;
     assert!(s.start_validation(chall, 100).await.unwrap());
@@ -164,10 +168,7 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
 /// run's failure, arriving after, leaves the order valid with its one certificate.
 #[tokio::test]
 async fn a_late_failure_does_not_undo_a_completed_order() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, acct, order) = store_with_order().await;
     let chall = s
         .authorization(order.authorization_ids[0])
         .await
@@ -217,10 +218,7 @@ async fn nonces_are_single_use_and_expire() {
 
 #[tokio::test]
 async fn integrity_violations_name_what_a_crash_could_break() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, _, order) = store_with_order().await;
     let chall = s
         .authorization(order.authorization_ids[0])
         .await
