@@ -107,6 +107,14 @@ pub mod transitions {
     }
 
     impl<S: StoredStatus> Transition<S> {
+        /// A change to `to` from the statuses of `from` only.
+        pub const fn only(from: &'static [S], to: S) -> Self {
+            Self {
+                from: Guard::In(from),
+                to,
+            }
+        }
+
         /// The statuses this transition may start from (`None`: any).
         pub fn from_statuses(&self) -> Option<&'static [S]> {
             match self.from {
@@ -133,56 +141,38 @@ pub mod transitions {
     };
 
     /// An authorization is deactivated (§7.5.2), alone or with its account (§7.3.6).
-    pub const AUTHORIZATION_DEACTIVATE: Transition<Authz> = Transition {
-        from: Guard::In(&[Authz::Pending, Authz::Valid]),
-        to: Authz::Deactivated,
-    };
+    pub const AUTHORIZATION_DEACTIVATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending, Authz::Valid], Authz::Deactivated);
 
     /// A challenge's validation starts (§7.5.1). Its authorization must still be able to
     /// take the outcome: in `AUTHORIZATION_VALIDATE.from`.
-    pub const CHALLENGE_START: Transition<Chall> = Transition {
-        from: Guard::In(&[Chall::Pending]),
-        to: Chall::Processing,
-    };
+    pub const CHALLENGE_START: Transition<Chall> =
+        Transition::only(&[Chall::Pending], Chall::Processing);
     /// The validation succeeded.
-    pub const CHALLENGE_SUCCEED: Transition<Chall> = Transition {
-        from: Guard::In(&[Chall::Processing]),
-        to: Chall::Valid,
-    };
+    pub const CHALLENGE_SUCCEED: Transition<Chall> =
+        Transition::only(&[Chall::Processing], Chall::Valid);
     /// The validation failed.
-    pub const CHALLENGE_FAIL: Transition<Chall> = Transition {
-        from: Guard::In(&[Chall::Processing]),
-        to: Chall::Invalid,
-    };
+    pub const CHALLENGE_FAIL: Transition<Chall> =
+        Transition::only(&[Chall::Processing], Chall::Invalid);
 
     /// A challenge of the authorization succeeded.
-    pub const AUTHORIZATION_VALIDATE: Transition<Authz> = Transition {
-        from: Guard::In(&[Authz::Pending]),
-        to: Authz::Valid,
-    };
+    pub const AUTHORIZATION_VALIDATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending], Authz::Valid);
     /// A challenge of the authorization failed.
-    pub const AUTHORIZATION_INVALIDATE: Transition<Authz> = Transition {
-        from: Guard::In(&[Authz::Pending]),
-        to: Authz::Invalid,
-    };
+    pub const AUTHORIZATION_INVALIDATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending], Authz::Invalid);
 
     /// Finalize (§7.4) starts issuing. The order is stored `pending`: `ready` is derived
     /// from its authorizations, which the RA checks first.
-    pub const ORDER_BEGIN_FINALIZE: Transition<Order> = Transition {
-        from: Guard::In(&[Order::Pending]),
-        to: Order::Processing,
-    };
+    pub const ORDER_BEGIN_FINALIZE: Transition<Order> =
+        Transition::only(&[Order::Pending], Order::Processing);
     /// The certificate was issued and stored.
-    pub const ORDER_COMPLETE: Transition<Order> = Transition {
-        from: Guard::In(&[Order::Processing]),
-        to: Order::Valid,
-    };
+    pub const ORDER_COMPLETE: Transition<Order> =
+        Transition::only(&[Order::Processing], Order::Valid);
     /// Issuance failed. Only an order still being issued: a run whose lease ran out must
     /// not turn an order another run completed meanwhile invalid.
-    pub const ORDER_FAIL: Transition<Order> = Transition {
-        from: Guard::In(&[Order::Processing]),
-        to: Order::Invalid,
-    };
+    pub const ORDER_FAIL: Transition<Order> =
+        Transition::only(&[Order::Processing], Order::Invalid);
 }
 
 #[cfg(test)]

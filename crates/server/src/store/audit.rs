@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sqlx::Row;
 
 use super::engine::columns::Columns;
-use super::engine::tx::{params, Tx};
+use super::engine::tx::{params, Param, Tx};
 use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
 
 /// `prev_hash` of the first entry.
@@ -241,6 +241,26 @@ impl Store {
         let event = event.clone();
         self.write(move |tx| Box::pin(async move { append(tx, &event).await }))
             .await
+    }
+
+    /// Runs `sql`, which changes one row at most, and if it changed one appends `event`
+    /// in the same transaction; whether it did.
+    pub(super) async fn change_one_audited(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+        event: AuditEvent,
+    ) -> Result<bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                if tx.execute(sql, &params).await? != 1 {
+                    return Ok(false);
+                }
+                append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Up to `limit` entries with `seq > after` and `at >= since`, in order.

@@ -75,27 +75,11 @@ impl Store {
 
     /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
     pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
-        let serial = serial.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let serial = serial.as_str();
-                let done = tx
-                    .execute(
-                        "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
-                        &params![serial],
-                    )
-                    .await?;
-                if done != 1 {
-                    return Ok(false);
-                }
-                audit::append(
-                    tx,
-                    &AuditEvent::new("admin", "certificate.renew_early").serial(serial),
-                )
-                .await?;
-                Ok(true)
-            })
-        })
+        self.change_one_audited(
+            "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
+            params![serial].into(),
+            AuditEvent::new("admin", "certificate.renew_early").serial(serial),
+        )
         .await
     }
 }

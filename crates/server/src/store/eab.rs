@@ -109,25 +109,11 @@ impl Store {
 
     /// Revokes an EAB key (unused ones can no longer bind); false if unknown or revoked.
     pub async fn revoke_eab_key(&self, kid: &str, now: i64) -> Result<bool> {
-        let kid = kid.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let kid = kid.as_str();
-                let done = tx
-                    .execute(
-                        "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
-                        &params![now, kid],
-                    )
-                    .await?;
-                if done != 1 {
-                    return Ok(false);
-                }
-                let event = AuditEvent::new("admin", "eab.revoke")
-                    .details(serde_json::json!({ "kid": kid }));
-                audit::append(tx, &event).await?;
-                Ok(true)
-            })
-        })
+        self.change_one_audited(
+            "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
+            params![now, kid].into(),
+            AuditEvent::new("admin", "eab.revoke").details(serde_json::json!({ "kid": kid })),
+        )
         .await
     }
 }

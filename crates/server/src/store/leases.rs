@@ -6,32 +6,35 @@ use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::statuses::{quoted, status_sql};
 use super::{ChallengeId, OrderId, Result, Store};
-use crate::ra::status::transitions::{CHALLENGE_START, ORDER_BEGIN_FINALIZE};
+use crate::ra::status::transitions::{StoredStatus, CHALLENGE_START, ORDER_BEGIN_FINALIZE};
 
 // The status under a lease is the one its start set; the claims change only the lease.
 status_sql! {
     /// Validations whose lease ran out.
-    static STALE_CHALLENGES = (
-        "SELECT id FROM challenges WHERE status = {leased} AND (lease_expires IS NULL OR lease_expires <= $1)",
-        leased = quoted(CHALLENGE_START.to)
-    );
+    static STALE_CHALLENGES = ("{}", stale("challenges", CHALLENGE_START.to));
     /// Claims one of them, if no one else did.
-    static CLAIM_CHALLENGE = (
-        "UPDATE challenges SET lease_expires = $1
-         WHERE id = $2 AND status = {leased} AND (lease_expires IS NULL OR lease_expires <= $3)",
-        leased = quoted(CHALLENGE_START.to)
-    );
+    static CLAIM_CHALLENGE = ("{}", claim("challenges", CHALLENGE_START.to));
     /// Issuances whose lease ran out.
-    static STALE_ORDERS = (
-        "SELECT id FROM orders WHERE status = {leased} AND (lease_expires IS NULL OR lease_expires <= $1)",
-        leased = quoted(ORDER_BEGIN_FINALIZE.to)
-    );
+    static STALE_ORDERS = ("{}", stale("orders", ORDER_BEGIN_FINALIZE.to));
     /// Claims one of them, if no one else did.
-    static CLAIM_ORDER = (
-        "UPDATE orders SET lease_expires = $1
-         WHERE id = $2 AND status = {leased} AND (lease_expires IS NULL OR lease_expires <= $3)",
-        leased = quoted(ORDER_BEGIN_FINALIZE.to)
-    );
+    static CLAIM_ORDER = ("{}", claim("orders", ORDER_BEGIN_FINALIZE.to));
+}
+
+/// The rows of `table` in status `leased` whose lease ran out (`$1`: now).
+fn stale(table: &str, leased: impl StoredStatus) -> String {
+    format!(
+        "SELECT id FROM {table} WHERE status = {} AND (lease_expires IS NULL OR lease_expires <= $1)",
+        quoted(leased)
+    )
+}
+
+/// Leases the row `$2` of `table` until `$1` if it is still stale at `$3`.
+fn claim(table: &str, leased: impl StoredStatus) -> String {
+    format!(
+        "UPDATE {table} SET lease_expires = $1
+         WHERE id = $2 AND status = {} AND (lease_expires IS NULL OR lease_expires <= $3)",
+        quoted(leased)
+    )
 }
 
 impl Store {
