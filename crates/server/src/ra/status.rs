@@ -1,8 +1,10 @@
 //! The status state machines of RFC 8555 §7.1.6, in one place.
 //!
 //! The store keeps the statuses that events set (a validation outcome, a finalize, a
-//! deactivation). What time and the authorizations imply — expiry, an order becoming
-//! `ready` or `invalid` — is derived here, on every read, so it can never be stale.
+//! deactivation): which status each event may start from and which it sets is the table
+//! in [`transitions`], which the store's SQL is built from. What time and the
+//! authorizations imply — expiry, an order becoming `ready` or `invalid` — is derived
+//! here, on every read, so it can never be stale.
 
 use certwright_proto::types::{AuthorizationStatus, OrderStatus};
 
@@ -53,6 +55,126 @@ pub fn order_status(
     }
 }
 
+/// The status changes the store makes, as one table: the status each resource is created
+/// with, and for each event the statuses it may start from and the one it sets.
+///
+/// The store splices these into its SQL (`store::statuses`): a guarded `UPDATE` changes a
+/// row only while its status is in `from`, so two events racing for one resource cannot
+/// both win. This module depends on nothing but the proto status enums, so the store can
+/// use it without depending on the rest of the RA.
+pub mod transitions {
+    use certwright_proto::types::{
+        AccountStatus as Acc, AuthorizationStatus as Authz, ChallengeStatus as Chall,
+        OrderStatus as Order,
+    };
+
+    /// A status enum of a stored resource, by its wire name.
+    pub trait StoredStatus: Copy + Eq + std::fmt::Debug + 'static {
+        /// The lower-case wire name, as stored.
+        fn name(self) -> &'static str;
+        /// The status with this wire name.
+        fn parse_name(name: &str) -> Option<Self>;
+    }
+
+    macro_rules! stored_status {
+        ($($t:ty),*) => {$(
+            impl StoredStatus for $t {
+                fn name(self) -> &'static str {
+                    self.as_str()
+                }
+                fn parse_name(name: &str) -> Option<Self> {
+                    Self::parse(name)
+                }
+            }
+        )*};
+    }
+    stored_status!(Acc, Order, Authz, Chall);
+
+    /// Which statuses a transition may start from.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Guard<S: 'static> {
+        /// Any status: the change is not guarded.
+        Any,
+        /// Only these.
+        In(&'static [S]),
+    }
+
+    /// A status change: from the statuses of `from` to `to`.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Transition<S: 'static> {
+        pub from: Guard<S>,
+        pub to: S,
+    }
+
+    impl<S: StoredStatus> Transition<S> {
+        /// A change to `to` from the statuses of `from` only.
+        pub const fn only(from: &'static [S], to: S) -> Self {
+            Self {
+                from: Guard::In(from),
+                to,
+            }
+        }
+
+        /// The statuses this transition may start from (`None`: any).
+        pub fn from_statuses(&self) -> Option<&'static [S]> {
+            match self.from {
+                Guard::Any => None,
+                Guard::In(statuses) => Some(statuses),
+            }
+        }
+    }
+
+    /// A new account (§7.3).
+    pub const ACCOUNT_CREATED: Acc = Acc::Valid;
+    /// A new order (§7.4).
+    pub const ORDER_CREATED: Order = Order::Pending;
+    /// A new authorization of an order.
+    pub const AUTHORIZATION_CREATED: Authz = Authz::Pending;
+    /// A new challenge of an authorization.
+    pub const CHALLENGE_CREATED: Chall = Chall::Pending;
+
+    /// The account deactivates itself (§7.3.6). Not guarded: a deactivated account's
+    /// requests are refused before they get here.
+    pub const ACCOUNT_DEACTIVATE: Transition<Acc> = Transition {
+        from: Guard::Any,
+        to: Acc::Deactivated,
+    };
+
+    /// An authorization is deactivated (§7.5.2), alone or with its account (§7.3.6).
+    pub const AUTHORIZATION_DEACTIVATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending, Authz::Valid], Authz::Deactivated);
+
+    /// A challenge's validation starts (§7.5.1). Its authorization must still be able to
+    /// take the outcome: in `AUTHORIZATION_VALIDATE.from`.
+    pub const CHALLENGE_START: Transition<Chall> =
+        Transition::only(&[Chall::Pending], Chall::Processing);
+    /// The validation succeeded.
+    pub const CHALLENGE_SUCCEED: Transition<Chall> =
+        Transition::only(&[Chall::Processing], Chall::Valid);
+    /// The validation failed.
+    pub const CHALLENGE_FAIL: Transition<Chall> =
+        Transition::only(&[Chall::Processing], Chall::Invalid);
+
+    /// A challenge of the authorization succeeded.
+    pub const AUTHORIZATION_VALIDATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending], Authz::Valid);
+    /// A challenge of the authorization failed.
+    pub const AUTHORIZATION_INVALIDATE: Transition<Authz> =
+        Transition::only(&[Authz::Pending], Authz::Invalid);
+
+    /// Finalize (§7.4) starts issuing. The order is stored `pending`: `ready` is derived
+    /// from its authorizations, which the RA checks first.
+    pub const ORDER_BEGIN_FINALIZE: Transition<Order> =
+        Transition::only(&[Order::Pending], Order::Processing);
+    /// The certificate was issued and stored.
+    pub const ORDER_COMPLETE: Transition<Order> =
+        Transition::only(&[Order::Processing], Order::Valid);
+    /// Issuance failed. Only an order still being issued: a run whose lease ran out must
+    /// not turn an order another run completed meanwhile invalid.
+    pub const ORDER_FAIL: Transition<Order> =
+        Transition::only(&[Order::Processing], Order::Invalid);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +212,31 @@ mod tests {
         for stored in [O::Processing, O::Valid, O::Invalid] {
             assert_eq!(order_status(stored, 50, &[(A::Invalid, 1)], 99), stored);
         }
+    }
+
+    /// The table is one state machine: each event starts where the one before it left
+    /// off, and the work held under a lease is the status its start set.
+    #[test]
+    fn the_transition_table_chains() {
+        use transitions::*;
+        fn from<S: StoredStatus>(t: &Transition<S>) -> &'static [S] {
+            t.from_statuses().unwrap()
+        }
+        assert_eq!(from(&CHALLENGE_START), [CHALLENGE_CREATED]);
+        assert_eq!(from(&CHALLENGE_SUCCEED), [CHALLENGE_START.to]);
+        assert_eq!(from(&CHALLENGE_FAIL), [CHALLENGE_START.to]);
+        assert_eq!(from(&AUTHORIZATION_VALIDATE), [AUTHORIZATION_CREATED]);
+        // One statement records either outcome, under one guard.
+        assert_eq!(AUTHORIZATION_VALIDATE.from, AUTHORIZATION_INVALIDATE.from);
+        assert_eq!(
+            from(&AUTHORIZATION_DEACTIVATE),
+            [AUTHORIZATION_CREATED, AUTHORIZATION_VALIDATE.to]
+        );
+        assert_eq!(from(&ORDER_BEGIN_FINALIZE), [ORDER_CREATED]);
+        assert_eq!(from(&ORDER_COMPLETE), [ORDER_BEGIN_FINALIZE.to]);
+        assert_eq!(ORDER_COMPLETE.from, ORDER_FAIL.from);
+        assert_eq!(ACCOUNT_DEACTIVATE.from_statuses(), None);
+        assert_eq!(ORDER_CREATED.name(), "pending");
+        assert_eq!(O::parse_name("processing"), Some(O::Processing));
     }
 }

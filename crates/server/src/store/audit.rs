@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use sqlx::Row;
 
-use super::columns::Columns;
-use super::tx::{params, Tx};
+use super::engine::columns::Columns;
+use super::engine::tx::{params, Param, Tx};
 use super::{AccountId, AuthzId, ChallengeId, OrderId, Result, Store};
 
 /// `prev_hash` of the first entry.
@@ -236,10 +236,31 @@ pub const PAGE: i64 = 1000;
 
 impl Store {
     /// Appends an event that changes nothing else (an admin action, for instance).
+    #[cfg(any(test, feature = "test-support"))]
     pub async fn record_audit_event(&self, event: &AuditEvent) -> Result<()> {
         let event = event.clone();
         self.write(move |tx| Box::pin(async move { append(tx, &event).await }))
             .await
+    }
+
+    /// Runs `sql`, which changes one row at most, and if it changed one appends `event`
+    /// in the same transaction; whether it did.
+    pub(super) async fn change_one_audited(
+        &self,
+        sql: &'static str,
+        params: Vec<Param>,
+        event: AuditEvent,
+    ) -> Result<bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                if tx.execute(sql, &params).await? != 1 {
+                    return Ok(false);
+                }
+                append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
     }
 
     /// Up to `limit` entries with `seq > after` and `at >= since`, in order.

@@ -8,7 +8,7 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
-use super::tx::{bind_sqlx, Param};
+use super::engine::tx::{bind_sqlx, Param};
 use super::{Result, Store, StoreError};
 
 /// Which certificates to list; every filter set must hold.

@@ -1,9 +1,19 @@
 //! Rate-limit events: what the RA's limits count, kept in the database so that counts
 //! survive restarts and are shared by every instance.
 
-use super::columns::Columns;
-use super::tx::params;
+use super::engine::columns::Columns;
+use super::engine::tx::params;
+use super::statuses::{quoted, status_sql};
 use super::{AccountId, Result, Store, StoreError};
+use certwright_proto::types::AuthorizationStatus;
+
+status_sql! {
+    /// `pending_authorization_count`.
+    static PENDING_AUTHORIZATIONS = (
+        "SELECT COUNT(*) AS n FROM authorizations WHERE account_id = $1 AND status = {pending} AND expires > $2",
+        pending = quoted(AuthorizationStatus::Pending)
+    );
+}
 
 impl Store {
     /// Records one event counted by `limit` for `key` at `at`.
@@ -54,10 +64,7 @@ impl Store {
     /// Unexpired pending authorizations of `account`.
     pub async fn pending_authorization_count(&self, account: AccountId, now: i64) -> Result<i64> {
         let rows = self
-            .read_all(
-                "SELECT COUNT(*) AS n FROM authorizations WHERE account_id = $1 AND status = 'pending' AND expires > $2",
-                &params![account.0, now],
-            )
+            .read_all(&PENDING_AUTHORIZATIONS, &params![account.0, now])
             .await?;
         rows.first().ok_or(StoreError::NotFound)?.int("n")
     }

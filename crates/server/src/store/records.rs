@@ -1,6 +1,6 @@
 //! Typed ids and the records the store hands out.
 
-use super::columns::Columns;
+use super::engine::columns::Columns;
 use super::{parse_status, Result, StoreError};
 use certwright_proto::types::{
     AccountStatus, AuthorizationStatus, ChallengeStatus, ChallengeType, Identifier, IdentifierType,

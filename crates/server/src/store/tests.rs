@@ -1,6 +1,9 @@
 use super::*;
-use certwright_proto::types::ChallengeType;
-use certwright_proto::{AccountKey, KeyType, ProblemType};
+use crate::secrets::SecretsError;
+use certwright_proto::types::{AuthorizationStatus, ChallengeType, Identifier};
+use certwright_proto::{AccountKey, Jwk, KeyType, Problem, ProblemType};
+use engine::columns::Columns;
+use engine::tx::params;
 
 /// A key-encryption key for EAB keys (tests only).
 fn test_kek() -> Arc<Kek> {
@@ -50,6 +53,50 @@ fn one_name_order(account: AccountId) -> NewOrderRecord {
     }
 }
 
+/// A store with an account and its `one_name_order`.
+async fn store_with_order() -> (Store, AccountRecord, OrderRecord) {
+    let s = store().await;
+    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+    let account = s.create_account(&jwk, &[], true, 1).await.unwrap();
+    let order = s.create_order(&one_name_order(account.id)).await.unwrap();
+    (s, account, order)
+}
+
+#[tokio::test]
+async fn the_reader_sees_what_the_store_wrote() {
+    let (s, account, order) = store_with_order().await;
+    let jwk = &account.jwk;
+
+    let reader = s.reader();
+    let copy = reader.clone();
+    let read = copy.account(account.id).await.unwrap();
+    assert_eq!(read.jwk.thumbprint(), jwk.thumbprint());
+    let by_key = reader.account_by_thumbprint(&jwk.thumbprint()).await;
+    assert_eq!(by_key.unwrap().map(|a| a.id), Some(account.id));
+    let ids = reader.account_order_ids(account.id, 0, 10).await.unwrap();
+    assert_eq!(ids, [order.id]);
+    let read = reader.order(order.id).await.unwrap();
+    assert_eq!(read.authorization_ids, order.authorization_ids);
+    let states = reader.order_authorization_states(order.id).await.unwrap();
+    assert_eq!(states, [(AuthorizationStatus::Pending, 100)]);
+    let authz = reader
+        .authorization(read.authorization_ids[0])
+        .await
+        .unwrap();
+    let challenge = reader.challenge(authz.challenges[0].id).await.unwrap();
+    assert_eq!(challenge.token, "tok");
+    let missing = reader.certificate("0a0b").await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(reader.latest_crl("issuer").await.unwrap().is_none());
+
+    reader.insert_nonce("n", 10).await.unwrap();
+    assert!(reader.redeem_nonce("n", 5).await.unwrap());
+    assert!(
+        !copy.redeem_nonce("n", 5).await.unwrap(),
+        "a nonce redeems once"
+    );
+}
+
 #[tokio::test]
 async fn account_key_is_unique() {
     let s = store().await;
@@ -73,10 +120,7 @@ async fn account_key_is_unique() {
 
 #[tokio::test]
 async fn validation_outcome_lands_on_challenge_and_authorization() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, acct, order) = store_with_order().await;
     let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
     let chall = authz.challenges[0].id;
     assert!(s.start_validation(chall, 100).await.unwrap());
@@ -124,10 +168,7 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
 /// run's failure, arriving after, leaves the order valid with its one certificate.
 #[tokio::test]
 async fn a_late_failure_does_not_undo_a_completed_order() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, acct, order) = store_with_order().await;
     let chall = s
         .authorization(order.authorization_ids[0])
         .await
@@ -177,10 +218,7 @@ async fn nonces_are_single_use_and_expire() {
 
 #[tokio::test]
 async fn integrity_violations_name_what_a_crash_could_break() {
-    let s = store().await;
-    let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
-    let acct = s.create_account(&jwk, &[], true, 1).await.unwrap();
-    let order = s.create_order(&one_name_order(acct.id)).await.unwrap();
+    let (s, _, order) = store_with_order().await;
     let chall = s
         .authorization(order.authorization_ids[0])
         .await

@@ -27,7 +27,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 use super::tx::{sqlite_error, BoxFuture, SqliteTx, Tx};
-use super::{Result, SqliteSynchronous, Store, StoreError};
+use crate::store::{Result, SqliteSynchronous, Store, StoreError};
 
 /// Most operations committed together.
 pub const MAX_BATCH: usize = 128;
@@ -49,16 +49,18 @@ type Job = Box<dyn for<'c> FnOnce(&'c mut dyn Tx) -> BoxFuture<'c, (bool, Answer
 
 /// The queue in front of the SQLite writer thread.
 #[derive(Clone)]
-pub(super) struct GroupCommit {
+pub(crate) struct GroupCommit {
     jobs: mpsc::Sender<Job>,
-    /// Transactions committed by the writer thread so far.
+    /// Transactions committed by the writer thread so far (read by tests only:
+    /// `Store::group_commits`).
+    #[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))]
     commits: Arc<AtomicU64>,
 }
 
 impl GroupCommit {
     /// Opens the write connection to the database file at `path` and starts the writer
     /// thread on it. The thread ends when the last store clone is dropped.
-    pub(super) fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self> {
+    pub(crate) fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self> {
         let conn = open(path, synchronous)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
@@ -68,6 +70,12 @@ impl GroupCommit {
             .spawn(move || run(conn, rx, counter))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { jobs, commits })
+    }
+
+    /// Transactions the writer thread has committed so far.
+    #[cfg(any(test, feature = "test-support"))]
+    pub(crate) fn commits(&self) -> u64 {
+        self.commits.load(Ordering::Relaxed)
     }
 }
 
@@ -100,17 +108,9 @@ fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection> {
 }
 
 impl Store {
-    /// How many group-commit transactions the SQLite writer has committed (`None` where
-    /// each write commits on its own: PostgreSQL, in-memory SQLite).
-    pub fn group_commits(&self) -> Option<u64> {
-        self.group
-            .as_ref()
-            .map(|g| g.commits.load(Ordering::Relaxed))
-    }
-
     /// Runs `op` as (part of) one committed transaction and returns its result once the
     /// change is durable. See the module documentation.
-    pub(super) async fn write<T, F>(&self, op: F) -> Result<T>
+    pub(crate) async fn write<T, F>(&self, op: F) -> Result<T>
     where
         T: Send + 'static,
         F: for<'c> FnOnce(&'c mut dyn Tx) -> BoxFuture<'c, Result<T>> + Send + 'static,

@@ -7,10 +7,10 @@
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// Typed access to the columns of one result row.
-pub(super) trait Columns {
+pub(crate) trait Columns {
     fn int(&self, column: &str) -> Result<i64>;
     fn opt_int(&self, column: &str) -> Result<Option<i64>>;
     fn text(&self, column: &str) -> Result<String>;
@@ -40,7 +40,7 @@ pub(super) trait Columns {
     }
 }
 
-pub(super) fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(format!("{column}: {e}"))
 }
 
@@ -48,31 +48,31 @@ pub(super) fn corrupt(column: &str, e: impl std::fmt::Display) -> StoreError {
 /// `get` for rusqlite), which decodes any requested Rust type.
 macro_rules! columns_via {
     ($row:ty, $getter:ident) => {
-        impl $crate::store::columns::Columns for $row {
+        impl $crate::store::engine::columns::Columns for $row {
             fn int(&self, column: &str) -> $crate::store::Result<i64> {
                 self.$getter(column)
-                    .map_err(|e| $crate::store::columns::corrupt(column, e))
+                    .map_err(|e| $crate::store::engine::columns::corrupt(column, e))
             }
             fn opt_int(&self, column: &str) -> $crate::store::Result<Option<i64>> {
                 self.$getter(column)
-                    .map_err(|e| $crate::store::columns::corrupt(column, e))
+                    .map_err(|e| $crate::store::engine::columns::corrupt(column, e))
             }
             fn text(&self, column: &str) -> $crate::store::Result<String> {
                 self.$getter(column)
-                    .map_err(|e| $crate::store::columns::corrupt(column, e))
+                    .map_err(|e| $crate::store::engine::columns::corrupt(column, e))
             }
             fn opt_text(&self, column: &str) -> $crate::store::Result<Option<String>> {
                 self.$getter(column)
-                    .map_err(|e| $crate::store::columns::corrupt(column, e))
+                    .map_err(|e| $crate::store::engine::columns::corrupt(column, e))
             }
             fn opt_blob(&self, column: &str) -> $crate::store::Result<Option<Vec<u8>>> {
                 self.$getter(column)
-                    .map_err(|e| $crate::store::columns::corrupt(column, e))
+                    .map_err(|e| $crate::store::engine::columns::corrupt(column, e))
             }
         }
     };
 }
-pub(super) use columns_via;
+pub(crate) use columns_via;
 
 columns_via!(AnyRow, try_get);
 columns_via!(rusqlite::Row<'_>, get);

@@ -19,7 +19,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 
 use super::tx::{sqlite_error, sqlite_fetch_all, Param, Row};
-use super::Result;
+use crate::store::Result;
 
 /// How many idle read connections are kept (more are opened while busier).
 const MAX_IDLE: usize = 8;
@@ -27,14 +27,14 @@ const MAX_IDLE: usize = 8;
 const STATEMENT_CACHE: usize = 32;
 
 /// Read-only connections to one SQLite database file.
-pub(super) struct SqliteReads {
+pub(crate) struct SqliteReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
 }
 
 impl SqliteReads {
     /// Reads for the database at `path` (connections are opened when first needed).
-    pub(super) fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path,
             idle: Mutex::new(Vec::new()),
@@ -67,7 +67,7 @@ impl SqliteReads {
     }
 
     /// Every row of `sql` with `params` bound to `$1`, `$2`, ….
-    pub(super) fn all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+    pub(crate) fn all(&self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
         self.with(|conn| sqlite_fetch_all(conn, sql, params))
     }
 }
@@ -75,8 +75,8 @@ impl SqliteReads {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::columns::Columns;
-    use crate::store::tx::params;
+    use crate::store::engine::columns::Columns;
+    use crate::store::engine::tx::params;
     use crate::store::StoreError;
 
     fn database() -> (tempfile::TempDir, SqliteReads) {

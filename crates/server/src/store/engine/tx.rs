@@ -16,14 +16,14 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyConnection};
 
 use super::columns::Columns;
-use super::{Result, StoreError};
+use crate::store::{Result, StoreError};
 
 /// A boxed future borrowing what it runs on.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A statement parameter. NULLs keep their type: PostgreSQL wants to know it.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Param {
+pub(crate) enum Param {
     Int(Option<i64>),
     Text(Option<String>),
     Blob(Option<Vec<u8>>),
@@ -58,10 +58,10 @@ param_from!(
 /// `params![a, b, …]`: a `[Param; N]` for `$1`, `$2`, ….
 macro_rules! params {
     ($($value:expr),* $(,)?) => {
-        [$($crate::store::tx::Param::from($value)),*]
+        [$($crate::store::engine::tx::Param::from($value)),*]
     };
 }
-pub(super) use params;
+pub(crate) use params;
 
 impl ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -75,7 +75,7 @@ impl ToSql for Param {
 }
 
 /// Binds `params` to a sqlx query, in order (`$1` first).
-pub(super) fn bind_sqlx<'q>(
+pub(crate) fn bind_sqlx<'q>(
     mut query: sqlx::query::Query<'q, Any, AnyArguments<'q>>,
     params: &'q [Param],
 ) -> sqlx::query::Query<'q, Any, AnyArguments<'q>> {
@@ -91,7 +91,7 @@ pub(super) fn bind_sqlx<'q>(
 
 /// Binds `params` to `$1`, `$2`, … of a rusqlite statement by name (a statement may use
 /// them in any order, or one twice). A parameter the statement lacks is an error.
-pub(super) fn bind_sqlite<P: ToSql>(
+pub(crate) fn bind_sqlite<P: ToSql>(
     stmt: &mut rusqlite::Statement<'_>,
     sql: &str,
     params: &[P],
@@ -116,7 +116,7 @@ pub(super) fn bind_sqlite<P: ToSql>(
 }
 
 /// A rusqlite failure as a store error; uniqueness violations become `Unique`.
-pub(super) fn sqlite_error(e: rusqlite::Error) -> StoreError {
+pub(crate) fn sqlite_error(e: rusqlite::Error) -> StoreError {
     use rusqlite::ffi::{SQLITE_CONSTRAINT_PRIMARYKEY, SQLITE_CONSTRAINT_UNIQUE};
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
@@ -130,7 +130,7 @@ pub(super) fn sqlite_error(e: rusqlite::Error) -> StoreError {
 }
 
 /// Every row of `sql` run through sqlx, on a pool or on one connection.
-pub(super) async fn sqlx_fetch_all<'c, E>(
+pub(crate) async fn sqlx_fetch_all<'c, E>(
     executor: E,
     sql: &str,
     params: &[Param],
@@ -157,7 +157,7 @@ fn sqlite_statement<'c>(
 }
 
 /// Every row of `sql` on a rusqlite connection (the writer thread's or a reader's).
-pub(super) fn sqlite_fetch_all(
+pub(crate) fn sqlite_fetch_all(
     conn: &rusqlite::Connection,
     sql: &str,
     params: &[Param],
@@ -180,19 +180,19 @@ fn sqlx_error(e: sqlx::Error) -> StoreError {
 }
 
 /// A result row of either engine.
-pub(super) enum Row {
+pub(crate) enum Row {
     Sqlx(AnyRow),
     Owned(OwnedRow),
 }
 
 /// A row copied out of a rusqlite statement (whose rows borrow it).
-pub(super) struct OwnedRow {
+pub(crate) struct OwnedRow {
     values: Vec<(String, SqliteValue)>,
 }
 
 impl OwnedRow {
     /// Copies the current row of a rusqlite query.
-    pub(super) fn copy(row: &rusqlite::Row<'_>) -> Result<Self> {
+    pub(crate) fn copy(row: &rusqlite::Row<'_>) -> Result<Self> {
         let stmt = row.as_ref();
         let values = (0..stmt.column_count())
             .map(|i| {
@@ -251,7 +251,7 @@ impl Columns for Row {
 }
 
 /// The statements of one write transaction.
-pub(super) trait Tx: Send {
+pub(crate) trait Tx: Send {
     /// Runs a statement that returns no rows; how many rows it changed.
     fn execute<'a>(&'a mut self, sql: &'a str, params: &'a [Param]) -> BoxFuture<'a, Result<u64>>;
 
@@ -307,7 +307,7 @@ impl Tx for AnyConnection {
 
 /// The SQLite writer's connection inside its batch transaction. Every call runs to its
 /// end before it returns its (ready) future.
-pub(super) struct SqliteTx<'c>(pub(super) &'c mut rusqlite::Connection);
+pub(crate) struct SqliteTx<'c>(pub(crate) &'c mut rusqlite::Connection);
 
 impl SqliteTx<'_> {
     fn run_execute(&self, sql: &str, params: &[Param]) -> Result<u64> {

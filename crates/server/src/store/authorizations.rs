@@ -1,0 +1,259 @@
+//! Authorizations and their challenges (RFC 8555 §7.5): lookups, reuse, deactivation,
+//! and validation: `start_validation` moves a challenge to `processing`,
+//! `finish_validation` records the outcome on the challenge and its authorization at once.
+
+use certwright_proto::types::{AuthorizationStatus, Identifier};
+use certwright_proto::Problem;
+use serde_json::Value;
+
+use super::audit::{self, AuditEvent};
+use super::engine::columns::Columns;
+use super::engine::tx::params;
+use super::statuses::{guard, quoted, set, status_sql};
+use super::{
+    identifier_type_name, AccountId, AuthzId, AuthzRecord, ChallengeId, ChallengeRecord, Result,
+    Store, StoreError,
+};
+use crate::ra::status::transitions::{
+    AUTHORIZATION_DEACTIVATE, AUTHORIZATION_INVALIDATE, AUTHORIZATION_VALIDATE, CHALLENGE_FAIL,
+    CHALLENGE_START, CHALLENGE_SUCCEED,
+};
+
+status_sql! {
+    /// `find_reusable_authorization`.
+    static REUSABLE = (
+        "SELECT id FROM authorizations
+         WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+           AND status = {valid} AND expires > $5
+         ORDER BY expires DESC LIMIT 1",
+        valid = quoted(AuthorizationStatus::Valid)
+    );
+    /// `has_valid_authorizations`, for one identifier.
+    static VALID_FOR = (
+        "SELECT 1 FROM authorizations
+         WHERE account_id = $1 AND identifier_type = $2 AND identifier_value = $3 AND wildcard = $4
+           AND status = {valid} AND expires > $5 LIMIT 1",
+        valid = quoted(AuthorizationStatus::Valid)
+    );
+    /// `deactivate_authorization`.
+    static DEACTIVATE = (
+        "UPDATE authorizations SET {to} WHERE id = $1 AND {from}
+         RETURNING account_id, identifier_type, identifier_value",
+        to = set(&AUTHORIZATION_DEACTIVATE),
+        from = guard("status", &AUTHORIZATION_DEACTIVATE)
+    );
+    /// `start_validation`: the challenge, while its authorization can take the outcome.
+    static START = (
+        "UPDATE challenges SET {to}, lease_expires = $1
+         WHERE id = $2 AND {from}
+           AND {authz_from}",
+        to = set(&CHALLENGE_START),
+        from = guard("status", &CHALLENGE_START),
+        authz_from = guard(
+            "(SELECT status FROM authorizations WHERE id = challenges.authorization_id)",
+            &AUTHORIZATION_VALIDATE
+        )
+    );
+    /// `finish_validation`: the challenge (its new status is `$1`, success or failure),
+    static FINISH_CHALLENGE = (
+        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+         WHERE id = $5 AND {from}
+         RETURNING authorization_id, type",
+        from = guard("status", &CHALLENGE_SUCCEED)
+    );
+    /// … and its authorization (`$1` likewise), which changes only if it still can; the
+    /// row comes back either way, for the audit entry.
+    static FINISH_AUTHORIZATION = (
+        "UPDATE authorizations SET status = CASE WHEN {from} THEN $1 ELSE status END
+         WHERE id = $2
+         RETURNING account_id, identifier_type, identifier_value, wildcard",
+        from = guard("status", &AUTHORIZATION_VALIDATE)
+    );
+}
+
+impl Store {
+    /// A still-valid authorization of `account` for `identifier` that outlives `min_expires`.
+    pub async fn find_reusable_authorization(
+        &self,
+        account: AccountId,
+        identifier: &Identifier,
+        wildcard: bool,
+        min_expires: i64,
+    ) -> Result<Option<AuthzId>> {
+        let row = self
+            .read_optional(
+                &REUSABLE,
+                &params![
+                    account.0,
+                    identifier_type_name(identifier.kind),
+                    &identifier.value,
+                    wildcard,
+                    min_expires,
+                ],
+            )
+            .await?;
+        row.map(|r| Ok(AuthzId(r.int("id")?))).transpose()
+    }
+
+    /// Whether `account` holds valid, unexpired authorizations for every identifier.
+    pub async fn has_valid_authorizations(
+        &self,
+        account: AccountId,
+        identifiers: &[Identifier],
+        now: i64,
+    ) -> Result<bool> {
+        for id in identifiers {
+            let (value, wildcard) = match id.value.strip_prefix("*.") {
+                Some(base) => (base, true),
+                None => (id.value.as_str(), false),
+            };
+            let found = self
+                .read_optional(
+                    &VALID_FOR,
+                    &params![
+                        account.0,
+                        identifier_type_name(id.kind),
+                        value,
+                        wildcard,
+                        now
+                    ],
+                )
+                .await?;
+            if found.is_none() {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The authorization with `id` and its challenges.
+    pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
+        let row = self
+            .read_optional("SELECT * FROM authorizations WHERE id = $1", &params![id.0])
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        let challenges = self
+            .read_all(
+                "SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id",
+                &params![id.0],
+            )
+            .await?
+            .iter()
+            .map(ChallengeRecord::from_row)
+            .collect::<Result<Vec<_>>>()?;
+        AuthzRecord::from_row(&row, challenges)
+    }
+
+    /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
+    pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = tx
+                    .fetch_optional(
+                        &DEACTIVATE,
+                        &params![id.0],
+                    )
+                    .await?;
+                let Some(row) = done else {
+                    return Ok(false);
+                };
+                let event = AuditEvent::by_account(AccountId(row.int("account_id")?), "authorization.deactivate")
+                    .authz(id)
+                    .details(serde_json::json!({
+                        "identifier": {"type": row.text("identifier_type")?, "value": row.text("identifier_value")?},
+                    }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Moves a pending challenge of a pending authorization to `processing`. Returns false
+    /// when it was not pending (someone else started it, or it already finished).
+    pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
+        self.write(move |tx| {
+            Box::pin(async move {
+                let done = tx
+                    .execute(&START, &params![lease_until, challenge.0])
+                    .await?;
+                Ok(done == 1)
+            })
+        })
+        .await
+    }
+
+    /// Records a validation outcome on the challenge and its authorization, atomically.
+    /// `error` is `None` for success; `record` is stored on the challenge (clients see it),
+    /// `diagnostic` (what the VA read) goes only into the audit entry. Returns false if
+    /// the challenge was not processing.
+    pub async fn finish_validation(
+        &self,
+        challenge: ChallengeId,
+        error: Option<&Problem>,
+        record: &Value,
+        diagnostic: &Value,
+        now: i64,
+    ) -> Result<bool> {
+        let (error, record, diagnostic) = (error.cloned(), record.clone(), diagnostic.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (error, record) = (error.as_ref(), &record);
+                let (challenge_to, authz_to, validated) = match error {
+                    None => (CHALLENGE_SUCCEED.to, AUTHORIZATION_VALIDATE.to, Some(now)),
+                    Some(_) => (CHALLENGE_FAIL.to, AUTHORIZATION_INVALIDATE.to, None),
+                };
+                let done = tx
+                    .fetch_optional(
+                        &FINISH_CHALLENGE,
+                        &params![
+                            challenge_to.as_str(),
+                            validated,
+                            error.map(|p| serde_json::to_string(p).expect("problems serialize")),
+                            record.to_string(),
+                            challenge.0,
+                        ],
+                    )
+                    .await?;
+                let Some(done) = done else {
+                    return Ok(false);
+                };
+                let (authz_id, method) = (AuthzId(done.int("authorization_id")?), done.text("type")?);
+                let authz_status = authz_to.as_str();
+                // Only a pending authorization changes; the row comes back either way (for
+                // the audit entry), which saves a separate lookup.
+                let subject = tx
+                    .fetch_one(
+                        &FINISH_AUTHORIZATION,
+                        &params![authz_status, authz_id.0],
+                    )
+                    .await?;
+                let event = AuditEvent::new("system", "validation")
+                    .account(AccountId(subject.int("account_id")?))
+                    .challenge(challenge)
+                    .authz(authz_id)
+                    .details(serde_json::json!({
+                    "identifier": {"type": subject.text("identifier_type")?, "value": subject.text("identifier_value")?},
+                    "wildcard": subject.flag("wildcard")?,
+                    "method": method,
+                    "outcome": authz_status,
+                    "problem": error,
+                    "record": record,
+                    "diagnostic": diagnostic,
+                }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// The challenge with `id`.
+    pub async fn challenge(&self, id: ChallengeId) -> Result<ChallengeRecord> {
+        let row = self
+            .read_optional("SELECT * FROM challenges WHERE id = $1", &params![id.0])
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        ChallengeRecord::from_row(&row)
+    }
+}

@@ -1,0 +1,85 @@
+//! Issued certificates: lookup by serial, revocation, the revoked entries a CRL lists,
+//! and the ARI "renew early" mark. (Storing one is part of `complete_order`; the operator's
+//! inventory is `inventory`.)
+
+use super::audit::{self, AuditEvent};
+use super::engine::columns::Columns;
+use super::engine::tx::params;
+use super::{AccountId, CertificateRecord, Result, RevokedEntry, Store, StoreError};
+
+impl Store {
+    /// The certificate with this serial (lower-case hex).
+    pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
+        let row = self
+            .read_optional(
+                "SELECT * FROM certificates WHERE serial = $1",
+                &params![serial],
+            )
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        CertificateRecord::from_row(&row)
+    }
+
+    /// Revokes a certificate; false if it was already revoked. `by` says who asked
+    /// (`account:ID`, `certificate-key` or `admin`) for the audit trail.
+    pub async fn revoke_certificate(
+        &self,
+        serial: &str,
+        reason: u8,
+        now: i64,
+        by: &str,
+    ) -> Result<bool> {
+        let (serial, by) = (serial.to_owned(), by.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                let (serial, by) = (serial.as_str(), by.as_str());
+                let done = tx
+                    .fetch_optional(
+                        "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
+                         RETURNING account_id",
+                        &params![now, i64::from(reason), serial],
+                    )
+                    .await?;
+                let Some(row) = done else {
+                    return Ok(false);
+                };
+                let event = AuditEvent::new(by, "certificate.revoke")
+                    .account(AccountId(row.int("account_id")?))
+                    .serial(serial)
+                    .details(serde_json::json!({ "reason": reason }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Every revoked certificate that has not expired by `now` (a CRL's entries).
+    pub async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedEntry>> {
+        self.read_all(
+            "SELECT serial, revoked_at, revocation_reason FROM certificates
+             WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY revoked_at, serial",
+            &params![now],
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            Ok(RevokedEntry {
+                serial: r.text("serial")?,
+                revoked_at: r.int("revoked_at")?,
+                reason: r.int("revocation_reason")? as u8,
+            })
+        })
+        .collect()
+    }
+
+    /// Asks clients to renew a certificate now (ARI); false if the serial is unknown.
+    pub async fn mark_renew_early(&self, serial: &str) -> Result<bool> {
+        self.change_one_audited(
+            "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
+            params![serial].into(),
+            AuditEvent::new("admin", "certificate.renew_early").serial(serial),
+        )
+        .await
+    }
+}
