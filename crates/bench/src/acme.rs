@@ -19,7 +19,12 @@ const PROBLEM_PREFIX: &str = "urn:ietf:params:acme:error:";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FlowError {
     /// The CA answered with a problem document of this type (short name).
-    Problem { kind: String, detail: String },
+    Problem {
+        /// The type without its `urn:ietf:params:acme:error:` prefix.
+        kind: String,
+        /// The document's `detail`.
+        detail: String,
+    },
     /// An error status without a problem document.
     Http(u16),
     /// Connection, TLS or I/O failure, or a request timeout.
@@ -27,7 +32,12 @@ pub enum FlowError {
     /// An authorization or order did not settle within the poll timeout.
     Timeout(&'static str),
     /// An authorization or order ended `invalid`; `kind` is its error's type, if any.
-    Invalid { what: &'static str, kind: String },
+    Invalid {
+        /// `authorization` or `order`.
+        what: &'static str,
+        /// Its error's type (or a challenge's), without the ACME prefix; `unknown` if none.
+        kind: String,
+    },
     /// A response was not what ACME says it should be.
     Protocol(String),
 }
@@ -73,7 +83,9 @@ fn problem_kind(body: &[u8]) -> Option<(String, String)> {
 
 /// The ACME server under load: its directory and a shared HTTP client (connection pool).
 pub struct Target {
+    /// Shared by all sessions, so connections are pooled.
     pub http: reqwest::Client,
+    /// The server's directory, fetched by [`Target::connect`].
     pub directory: Directory,
 }
 
@@ -117,24 +129,32 @@ impl Target {
 
 /// An account: its key and URL (`kid`).
 pub struct Account {
+    /// The account's key.
     pub key: AccountKey,
+    /// The account URL, sent as `kid`.
     pub kid: String,
+    /// RFC 7638 thumbprint of the key, for key authorizations.
     pub thumbprint: String,
 }
 
 /// A response, read whole.
 pub struct Reply {
+    /// The HTTP status code.
     pub status: u16,
+    /// The `Location` header, if any.
     pub location: Option<String>,
+    /// The body.
     pub body: Vec<u8>,
 }
 
 impl Reply {
+    /// The body as JSON; a body that is not JSON is a [`FlowError::Protocol`].
     pub fn json(&self) -> Result<Value, FlowError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| FlowError::Protocol(format!("response is not JSON: {e}")))
     }
 
+    /// The `Location` header; its absence is a [`FlowError::Protocol`].
     pub fn location(&self) -> Result<String, FlowError> {
         self.location
             .clone()
@@ -144,7 +164,9 @@ impl Reply {
 
 /// One client's conversation: the nonce of the last response, and where samples go.
 pub struct Session<'a> {
+    /// The server it talks to.
     pub target: &'a Target,
+    /// Where its latency samples and counters go.
     pub stats: &'a mut Stats,
     nonce: Option<String>,
 }
@@ -154,6 +176,7 @@ fn transport(e: reqwest::Error) -> FlowError {
 }
 
 impl<'a> Session<'a> {
+    /// A session with no nonce yet.
     pub fn new(target: &'a Target, stats: &'a mut Stats) -> Self {
         Self {
             target,

@@ -12,19 +12,29 @@ use crate::stats::{Stats, Step, StepSummary};
 /// One run's figures (the JSON output).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
+    /// Label of the run (`--label`), e.g. `pebble`; may be empty.
     pub label: String,
+    /// The ACME directory URL.
     pub directory: String,
+    /// Flows in flight at once.
     pub concurrency: usize,
+    /// DNS names per order.
     pub names_per_order: usize,
+    /// Account key type, by its CLI name (e.g. `ec256`).
     pub account_key: String,
+    /// Certificate key type, by its CLI name.
     pub cert_key: String,
     /// Pooled accounts (0: one new account per flow).
     pub accounts: usize,
+    /// Measured flows that ended with a certificate.
     pub flows_ok: u64,
+    /// Measured flows that failed.
     pub flows_failed: u64,
+    /// Length of the measured phase, in seconds.
     pub elapsed_secs: f64,
     /// Successful full issuances per second of the measured phase.
     pub issuances_per_sec: f64,
+    /// badNonce answers that were retried (not errors).
     pub bad_nonce_retries: u64,
     /// Failed flows by cause.
     pub errors: BTreeMap<String, u64>,
@@ -39,6 +49,7 @@ pub struct Report {
 }
 
 impl Report {
+    /// The figures of `stats` over the measured `elapsed`; `rss`: the server's (current, peak) KiB.
     pub fn new(
         options: &Options,
         stats: &Stats,

@@ -14,6 +14,7 @@ type Tokens = Arc<Mutex<HashMap<String, String>>>;
 
 /// A running responder; stops when dropped.
 pub struct Responder {
+    /// The address it listens on.
     pub addr: SocketAddr,
     tokens: Tokens,
     task: tokio::task::JoinHandle<()>,

@@ -22,6 +22,7 @@ use crate::stats::{Stats, Step};
 pub struct Options {
     /// The ACME directory URL.
     pub directory: String,
+    /// How to trust the server's TLS certificate.
     pub trust: Trust,
     /// Offer HTTP/2 (ALPN); default HTTP/1.1 with a pool of connections, like many clients.
     pub http2: bool,
@@ -37,7 +38,9 @@ pub struct Options {
     pub warmup: u64,
     /// Accounts created before the run and shared by the flows; 0: a new account per flow.
     pub accounts: usize,
+    /// Account key type.
     pub account_key: KeyType,
+    /// Certificate key type.
     pub cert_key: KeyType,
     /// A new certificate key per flow (else one per worker, reused).
     pub fresh_cert_keys: bool,
@@ -47,6 +50,7 @@ pub struct Options {
     pub domain: String,
     /// First wait before polling an authorization or order; doubles up to `poll_max`.
     pub poll_initial: Duration,
+    /// Longest wait between two polls.
     pub poll_max: Duration,
     /// How long an authorization or order may take to settle.
     pub poll_timeout: Duration,

@@ -28,6 +28,7 @@ pub enum Step {
 }
 
 impl Step {
+    /// Every step, in report order.
     pub const ALL: [Step; 8] = [
         Step::NewNonce,
         Step::NewAccount,
@@ -62,7 +63,9 @@ pub struct Stats {
     pub errors: BTreeMap<String, u64>,
     /// badNonce answers that were retried (not errors).
     pub bad_nonce_retries: u64,
+    /// Flows that ended with a certificate.
     pub flows_ok: u64,
+    /// Flows that failed.
     pub flows_failed: u64,
 }
 
@@ -73,6 +76,7 @@ impl Default for Stats {
 }
 
 impl Stats {
+    /// Empty histograms and zero counters.
     pub fn new() -> Self {
         let histograms = Step::ALL
             .iter()
@@ -141,11 +145,17 @@ impl Stats {
 /// Latency figures of one step, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StepSummary {
+    /// Number of samples.
     pub count: u64,
+    /// Average.
     pub mean_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 90th percentile.
     pub p90_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// Slowest sample.
     pub max_ms: f64,
 }
 

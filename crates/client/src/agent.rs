@@ -209,11 +209,26 @@ impl AgentConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentEvent {
     /// Issued for the first time.
-    Issued { name: String, ca: String },
+    Issued {
+        /// The certificate's name.
+        name: String,
+        /// Directory URL of the CA that issued it.
+        ca: String,
+    },
     /// Renewed.
-    Renewed { name: String, ca: String },
+    Renewed {
+        /// The certificate's name.
+        name: String,
+        /// Directory URL of the CA that issued it.
+        ca: String,
+    },
     /// Failed; retried later.
-    Failed { name: String, error: String },
+    Failed {
+        /// The certificate's name.
+        name: String,
+        /// What went wrong.
+        error: String,
+    },
 }
 
 /// The shortest time between two issuances of one certificate by one agent: a guard

@@ -11,45 +11,72 @@ pub enum Error {
     /// The CA answered with a problem document.
     #[error("the CA refused {url} (HTTP {status}): {problem}")]
     Acme {
+        /// The request's URL.
         url: String,
+        /// The HTTP status code.
         status: u16,
+        /// The problem document.
         problem: Box<Problem>,
     },
     /// The request did not get an answer (connection, TLS, timeout).
     #[error("request to {url} failed: {source}")]
     Http {
+        /// The request's URL.
         url: String,
+        /// What reqwest reported.
         #[source]
         source: reqwest::Error,
     },
     /// The CA answered with something RFC 8555 does not allow.
     #[error("unexpected answer from {url}: {detail}")]
-    Protocol { url: String, detail: String },
+    Protocol {
+        /// The request's URL.
+        url: String,
+        /// What was wrong with the answer.
+        detail: String,
+    },
     /// A poll or check did not finish in time.
     #[error("timed out after {seconds}s waiting for {what}")]
-    Timeout { what: String, seconds: u64 },
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long, in seconds.
+        seconds: u64,
+    },
     /// An authorization ended `invalid` (or another final non-valid status).
     #[error("authorization for {identifier} is {status}{}", problem_suffix(.problem))]
     Authorization {
+        /// The identifier's value.
         identifier: String,
+        /// The final status, by its wire name.
         status: String,
+        /// The first error among its challenges, if any.
         problem: Option<Box<Problem>>,
     },
     /// The order ended `invalid`.
     #[error("order {url} is invalid{}", problem_suffix(.problem))]
     OrderInvalid {
+        /// The order's URL.
         url: String,
+        /// The order's `error`, if any.
         problem: Option<Box<Problem>>,
     },
     /// A challenge solver could not publish or remove its response.
     #[error("{solver} solver: {detail}")]
     Solver {
+        /// Which solver (e.g. `webroot`, `rfc2136`).
         solver: &'static str,
+        /// What went wrong.
         detail: String,
     },
     /// No challenge this solver can answer was offered for an identifier.
     #[error("the CA offers no {kind} challenge for {identifier}")]
-    NoSuitableChallenge { kind: String, identifier: String },
+    NoSuitableChallenge {
+        /// The challenge type the solver answers.
+        kind: String,
+        /// The identifier.
+        identifier: String,
+    },
     /// Key generation, loading or signing failed.
     #[error("key: {0}")]
     Key(#[from] certwright_proto::keys::KeyError),
@@ -59,7 +86,9 @@ pub enum Error {
     /// File system work in the state directory failed.
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory.
         path: String,
+        /// The OS error.
         #[source]
         source: std::io::Error,
     },

@@ -34,7 +34,9 @@ pub struct SuggestedWindow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RenewalInfo {
+    /// When the CA suggests renewing.
     pub suggested_window: SuggestedWindow,
+    /// A page that may explain why the window is what it is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[serde(rename = "explanationURL")]
     pub explanation_url: Option<String>,

@@ -27,8 +27,10 @@ impl NormalizedIdentifier {
 /// Why an identifier's syntax was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IdentifierError {
+    /// The name, and what is wrong with it.
     #[error("{0:?} is not a valid DNS name: {1}")]
     BadDnsName(String, &'static str),
+    /// The value is not an IPv4 or IPv6 address.
     #[error("{0:?} is not a valid IP address")]
     BadIp(String),
 }

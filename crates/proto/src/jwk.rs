@@ -11,7 +11,9 @@ use crate::jws::JwsAlgorithm;
 /// Elliptic curves accepted for ECDSA keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EcCurve {
+    /// NIST P-256, signing ES256.
     P256,
+    /// NIST P-384, signing ES384.
     P384,
 }
 
@@ -33,8 +35,9 @@ impl EcCurve {
     }
 }
 
-/// Smallest and largest RSA modulus accepted, in bits.
+/// Smallest RSA modulus accepted, in bits.
 pub const RSA_MIN_BITS: usize = 2048;
+/// Largest RSA modulus accepted, in bits.
 pub const RSA_MAX_BITS: usize = 8192;
 
 /// A public key in JWK form.
@@ -42,37 +45,57 @@ pub const RSA_MAX_BITS: usize = 8192;
 pub enum Jwk {
     /// `kty: EC`.
     Ec {
+        /// The curve.
         crv: EcCurve,
+        /// X coordinate, big-endian, [`EcCurve::coordinate_len`] bytes.
         x: Vec<u8>,
+        /// Y coordinate, big-endian, [`EcCurve::coordinate_len`] bytes.
         y: Vec<u8>,
     },
     /// `kty: RSA`; `n` and `e` big-endian without leading zeros.
-    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Rsa {
+        /// The modulus.
+        n: Vec<u8>,
+        /// The public exponent.
+        e: Vec<u8>,
+    },
     /// `kty: OKP`, `crv: Ed25519`.
-    Ed25519 { x: Vec<u8> },
+    Ed25519 {
+        /// The 32-byte public key.
+        x: Vec<u8>,
+    },
 }
 
 /// Why a JWK was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwkError {
+    /// The JWK is not a JSON object.
     #[error("JWK is not a JSON object")]
     NotAnObject,
+    /// A required member (named) is absent or not a string.
     #[error("JWK member {0:?} is missing or not a string")]
     MissingMember(&'static str),
+    /// A member (named) is not valid base64url.
     #[error("JWK member {0:?} is not valid base64url")]
     BadEncoding(&'static str),
+    /// A `kty` other than `EC`, `RSA` and `OKP`.
     #[error("unsupported key type {0:?} (supported: EC P-256/P-384, RSA, OKP Ed25519)")]
     UnsupportedKeyType(String),
+    /// A `crv` other than P-256 and P-384 (EC) or Ed25519 (OKP).
     #[error("unsupported curve {0:?}")]
     UnsupportedCurve(String),
+    /// A coordinate (`x` or `y`) has the wrong length for the curve.
     #[error("EC coordinate has the wrong length for {0}")]
     BadCoordinate(&'static str),
+    /// The modulus size, in bits, outside [`RSA_MIN_BITS`]..=[`RSA_MAX_BITS`].
     #[error(
         "RSA modulus of {0} bits is outside the accepted {RSA_MIN_BITS}..={RSA_MAX_BITS} bits"
     )]
     RsaSize(usize),
+    /// The public exponent is not an odd number in 3..2^32.
     #[error("RSA public exponent is not acceptable")]
     RsaExponent,
+    /// The JWK has private members (`d`, `p`, `q`, `dp`, `dq`, `qi` or `k`).
     #[error("the JWK holds private key material")]
     PrivateMaterial,
 }
@@ -255,8 +278,15 @@ impl Jwk {
 /// Why a signature did not verify.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum VerifyError {
+    /// `alg` is not the algorithm of the key's type.
     #[error("algorithm {alg} does not match the {key} key")]
-    AlgorithmMismatch { alg: JwsAlgorithm, key: String },
+    AlgorithmMismatch {
+        /// The algorithm of the signature.
+        alg: JwsAlgorithm,
+        /// The key, as [`Jwk::describe`] puts it.
+        key: String,
+    },
+    /// The signature does not verify over the message with the key.
     #[error("the signature does not verify")]
     BadSignature,
 }

@@ -10,9 +10,13 @@ use crate::jwk::{Jwk, JwkError};
 /// Signature algorithms ACME accounts use; HS256 only for External Account Binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum JwsAlgorithm {
+    /// ECDSA P-256 with SHA-256.
     Es256,
+    /// ECDSA P-384 with SHA-384.
     Es384,
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
     Rs256,
+    /// Ed25519.
     EdDsa,
     /// HMAC-SHA256: valid only inside an External Account Binding.
     Hs256,
@@ -58,47 +62,64 @@ impl std::fmt::Display for JwsAlgorithm {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FlattenedJws {
+    /// base64url of the protected header's JSON.
     pub protected: String,
+    /// base64url of the payload; empty for POST-as-GET.
     pub payload: String,
+    /// base64url of the signature.
     pub signature: String,
 }
 
 /// Who signed: a full key (newAccount, revocation by certificate key) or an account URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signer {
+    /// The `jwk` header: the signer's public key.
     Jwk(Jwk),
+    /// The `kid` header: the account URL.
     Kid(String),
 }
 
 /// The protected header of an ACME request, checked for shape (not yet for meaning).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProtectedHeader {
+    /// The `alg` header.
     pub alg: JwsAlgorithm,
+    /// The `jwk` or `kid` header.
     pub signer: Signer,
     /// Absent only in the inner JWS of a key change or EAB.
     pub nonce: Option<String>,
+    /// The `url` header: the URL the request is sent to.
     pub url: String,
 }
 
 /// Why a JWS was refused. Each maps to one ACME problem type in the server.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JwsError {
+    /// The body does not parse as one; the JSON parser's message.
     #[error("request body is not a flattened JWS: {0}")]
     NotFlattenedJws(String),
+    /// A part (`protected`, `payload` or `signature`) is not valid base64url.
     #[error("{0} is not valid base64url")]
     BadEncoding(&'static str),
+    /// The protected header does not decode to a JSON object.
     #[error("protected header is not a JSON object")]
     HeaderNotObject,
+    /// A required header (named) is absent or has the wrong JSON type.
     #[error("protected header lacks {0:?}")]
     MissingHeader(&'static str),
+    /// A header ACME does not allow (`b64`, `crit`, `x5c`, `x5u`, `jku`).
     #[error("protected header {0:?} is not allowed in ACME")]
     ForbiddenHeader(String),
+    /// An `alg` that is unknown or not acceptable here.
     #[error("algorithm {0:?} is not supported (use ES256, ES384, RS256 or EdDSA)")]
     UnsupportedAlgorithm(String),
+    /// Both or neither of `jwk` and `kid`.
     #[error("protected header must hold exactly one of \"jwk\" and \"kid\"")]
     JwkXorKid,
+    /// The `jwk` header is not an acceptable public key.
     #[error("invalid JWK: {0}")]
     BadJwk(#[from] JwkError),
+    /// The signature does not verify, or `alg` does not fit the key.
     #[error("{0}")]
     Signature(#[from] crate::jwk::VerifyError),
 }
@@ -106,6 +127,7 @@ pub enum JwsError {
 /// A parsed (not yet verified) JWS.
 #[derive(Debug, Clone)]
 pub struct ParsedJws {
+    /// The checked protected header.
     pub header: ProtectedHeader,
     /// Decoded payload; empty for POST-as-GET.
     pub payload: Vec<u8>,

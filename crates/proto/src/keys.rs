@@ -11,11 +11,17 @@ use crate::jws::JwsAlgorithm;
 /// Key types for account and certificate keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyType {
+    /// ECDSA on P-256 (ES256).
     EcP256,
+    /// ECDSA on P-384 (ES384).
     EcP384,
+    /// RSA with a 2048-bit modulus (RS256).
     Rsa2048,
+    /// RSA with a 3072-bit modulus (RS256).
     Rsa3072,
+    /// RSA with a 4096-bit modulus (RS256).
     Rsa4096,
+    /// Ed25519 (EdDSA).
     Ed25519,
 }
 
@@ -50,18 +56,24 @@ impl KeyType {
 /// Why a key operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
+    /// The random generator or key generation failed.
     #[error("key generation failed")]
     Generate,
+    /// The PKCS#8 document is not a key of a supported type and size.
     #[error("not a supported PKCS#8 private key (EC P-256/P-384, RSA 2048-8192, Ed25519)")]
     Unsupported,
+    /// The signing operation failed.
     #[error("signing failed")]
     Sign,
 }
 
 /// A private key that signs JWS objects.
 pub enum AccountKey {
+    /// An ECDSA key pair and its curve.
     Ecdsa(EcdsaKeyPair, EcCurve),
+    /// An RSA key pair (signs RS256).
     Rsa(RsaKeyPair),
+    /// An Ed25519 key pair (signs EdDSA).
     Ed25519(Ed25519KeyPair),
 }
 

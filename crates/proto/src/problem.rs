@@ -8,32 +8,57 @@ use crate::types::Identifier;
 /// from draft-ietf-acme-profiles), and any other type a server sends, kept as it came.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ProblemType {
+    /// The request names an account that does not exist.
     AccountDoesNotExist,
     /// RFC 9773: the certificate named in `replaces` was already replaced.
     AlreadyReplaced,
+    /// The certificate to revoke is already revoked.
     AlreadyRevoked,
+    /// The CSR is unacceptable (e.g. a key too short, a name not in the order).
     BadCsr,
+    /// The anti-replay nonce is unknown, used or expired.
     BadNonce,
+    /// The JWS is signed by a public key the server does not support.
     BadPublicKey,
+    /// The revocation reason is not allowed.
     BadRevocationReason,
+    /// The JWS is signed with an algorithm the server does not support.
     BadSignatureAlgorithm,
+    /// CAA records forbid the CA to issue for the identifier.
     Caa,
+    /// Several problems, listed in `subproblems`.
     Compound,
+    /// The server could not connect to the validation target.
     Connection,
+    /// A DNS query during validation failed.
     Dns,
+    /// newAccount must carry an `externalAccountBinding`.
     ExternalAccountRequired,
+    /// The response did not match the challenge's requirements.
     IncorrectResponse,
+    /// A contact URL of the account is invalid.
     InvalidContact,
+    /// draft-ietf-acme-profiles: the order names a profile the server does not offer.
     InvalidProfile,
+    /// The request is malformed.
     Malformed,
+    /// The order to finalize is not `ready`.
     OrderNotReady,
+    /// The request exceeds a rate limit.
     RateLimited,
+    /// The server will not issue for the identifier.
     RejectedIdentifier,
+    /// The server failed internally.
     ServerInternal,
+    /// A TLS error during validation.
     Tls,
+    /// The client lacks authorization for the request.
     Unauthorized,
+    /// A contact URL uses a scheme the server does not support.
     UnsupportedContact,
+    /// An identifier is of a type the server does not support.
     UnsupportedIdentifier,
+    /// The user must act: see the problem's `instance` URL.
     UserActionRequired,
     /// A generic HTTP problem (`about:blank`), used for 404/405 answers.
     AboutBlank,
@@ -168,14 +193,19 @@ impl<'de> Deserialize<'de> for ProblemType {
 /// An RFC 7807 problem document as ACME uses it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Problem {
+    /// The `type` URI.
     #[serde(rename = "type")]
     pub kind: ProblemType,
+    /// Human-readable explanation; empty when absent.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// The HTTP status code, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
+    /// The identifier this (sub)problem is about.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub identifier: Option<Identifier>,
+    /// Problems per identifier, for a `compound` problem.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subproblems: Vec<Problem>,
     /// Seconds after which the client may try again (sent as `Retry-After`, not in the

@@ -9,16 +9,23 @@ use crate::problem::Problem;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Directory {
+    /// URL of newNonce.
     pub new_nonce: String,
+    /// URL of newAccount.
     pub new_account: String,
+    /// URL of newOrder.
     pub new_order: String,
+    /// URL of newAuthz (pre-authorization), when the CA offers it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_authz: Option<String>,
+    /// URL of revokeCert.
     pub revoke_cert: String,
+    /// URL of keyChange.
     pub key_change: String,
     /// ARI (RFC 9773).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renewal_info: Option<String>,
+    /// Terms of service, website, CAA identities, EAB and profiles.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<DirectoryMeta>,
 }
@@ -27,12 +34,16 @@ pub struct Directory {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectoryMeta {
+    /// URL of the current terms of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms_of_service: Option<String>,
+    /// URL of the CA's website.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub website: Option<String>,
+    /// Domain names the CA recognizes as itself in CAA records.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub caa_identities: Vec<String>,
+    /// Whether newAccount requires an External Account Binding.
     #[serde(default)]
     pub external_account_required: bool,
     /// draft-ietf-acme-profiles: profile name → description.
@@ -42,11 +53,15 @@ pub struct DirectoryMeta {
 
 /// Declares a status enum with its lower-case wire names, `as_str`, `parse` and `Display`.
 macro_rules! status_enum {
-    ($(#[$doc:meta])* $name:ident { $($variant:ident => $wire:literal),* $(,)? }) => {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $($(#[$vdoc:meta])* $variant:ident => $wire:literal),* $(,)?
+        }
+    ) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum $name {
-            $(#[serde(rename = $wire)] $variant,)*
+            $($(#[$vdoc])* #[serde(rename = $wire)] $variant,)*
         }
         impl $name {
             /// The lower-case wire name of this status.
@@ -68,26 +83,58 @@ macro_rules! status_enum {
 
 status_enum!(
     /// Account status (§7.1.6).
-    AccountStatus { Valid => "valid", Deactivated => "deactivated", Revoked => "revoked" }
+    AccountStatus {
+        /// In use.
+        Valid => "valid",
+        /// Deactivated by its holder; final.
+        Deactivated => "deactivated",
+        /// Revoked by the CA; final.
+        Revoked => "revoked",
+    }
 );
 status_enum!(
     /// Order status (§7.1.6).
     OrderStatus {
-        Pending => "pending", Ready => "ready", Processing => "processing",
-        Valid => "valid", Invalid => "invalid",
+        /// Waiting for its authorizations to become valid.
+        Pending => "pending",
+        /// All authorizations are valid: waiting for finalize.
+        Ready => "ready",
+        /// Finalized: the certificate is being issued.
+        Processing => "processing",
+        /// The certificate is issued.
+        Valid => "valid",
+        /// An authorization failed, the order expired, or issuance failed; final.
+        Invalid => "invalid",
     }
 );
 status_enum!(
     /// Authorization status (§7.1.6).
     AuthorizationStatus {
-        Pending => "pending", Valid => "valid", Invalid => "invalid",
-        Deactivated => "deactivated", Expired => "expired", Revoked => "revoked",
+        /// Waiting for one of its challenges to succeed.
+        Pending => "pending",
+        /// A challenge succeeded.
+        Valid => "valid",
+        /// A challenge failed; final.
+        Invalid => "invalid",
+        /// Deactivated by the client; final.
+        Deactivated => "deactivated",
+        /// Past its expiry; final.
+        Expired => "expired",
+        /// Revoked by the CA; final.
+        Revoked => "revoked",
     }
 );
 status_enum!(
     /// Challenge status (§7.1.6).
     ChallengeStatus {
-        Pending => "pending", Processing => "processing", Valid => "valid", Invalid => "invalid",
+        /// Waiting for the client to ask for validation.
+        Pending => "pending",
+        /// Being validated.
+        Processing => "processing",
+        /// Validation succeeded.
+        Valid => "valid",
+        /// Validation failed.
+        Invalid => "invalid",
     }
 );
 
@@ -95,15 +142,19 @@ status_enum!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentifierType {
+    /// A DNS name (`dns`).
     Dns,
+    /// An IP address (`ip`, RFC 8738).
     Ip,
 }
 
 /// An identifier (§7.1.4): a type and a value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Identifier {
+    /// The type (`type` on the wire).
     #[serde(rename = "type")]
     pub kind: IdentifierType,
+    /// The DNS name, or the IP address in text form.
     pub value: String,
 }
 
@@ -139,12 +190,16 @@ impl std::fmt::Display for Identifier {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewAccount {
+    /// Contact URLs (e.g. `mailto:`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<Vec<String>>,
+    /// Whether the client agrees to the terms of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms_of_service_agreed: Option<bool>,
+    /// Only look up the key's existing account; never create one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub only_return_existing: Option<bool>,
+    /// External Account Binding: a JWS, MAC'd with the EAB key, over the account key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_account_binding: Option<Value>,
 }
@@ -153,10 +208,13 @@ pub struct NewAccount {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountUpdate {
+    /// New contact URLs (replacing the old ones).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contact: Option<Vec<String>>,
+    /// `deactivated` to deactivate the account.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<AccountStatus>,
+    /// Agreement to the (changed) terms of service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms_of_service_agreed: Option<bool>,
 }
@@ -165,15 +223,21 @@ pub struct AccountUpdate {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Account {
+    /// Valid, deactivated or revoked.
     pub status: AccountStatus,
+    /// Contact URLs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub contact: Vec<String>,
+    /// Whether the terms of service were agreed to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terms_of_service_agreed: Option<bool>,
+    /// URL of the account's orders list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub orders: Option<String>,
+    /// The account's public key as a JWK, when the CA includes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<Value>,
+    /// Creation time (RFC 3339), when the CA includes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<String>,
 }
@@ -181,6 +245,7 @@ pub struct Account {
 /// The orders list of an account (§7.1.2.1).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OrdersList {
+    /// URLs of the account's orders.
     pub orders: Vec<String>,
 }
 
@@ -188,9 +253,12 @@ pub struct OrdersList {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewOrder {
+    /// The identifiers the certificate is to cover.
     pub identifiers: Vec<Identifier>,
+    /// Requested notBefore of the certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// Requested notAfter of the certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
     /// draft-ietf-acme-profiles.
@@ -205,22 +273,33 @@ pub struct NewOrder {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Order {
+    /// Where the order is in its lifecycle.
     pub status: OrderStatus,
+    /// When the order expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// The identifiers the certificate will cover.
     pub identifiers: Vec<Identifier>,
+    /// Requested notBefore of the certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before: Option<String>,
+    /// Requested notAfter of the certificate (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_after: Option<String>,
+    /// Why the order became invalid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
+    /// URLs of the authorizations to complete before finalizing.
     pub authorizations: Vec<String>,
+    /// URL to POST the CSR to.
     pub finalize: String,
+    /// URL of the issued certificate, once the order is valid.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<String>,
+    /// draft-ietf-acme-profiles: the profile the certificate is issued under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
+    /// RFC 9773 (ARI): the certificate this order replaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
 }
@@ -229,11 +308,16 @@ pub struct Order {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Authorization {
+    /// The identifier whose control is to be proven.
     pub identifier: Identifier,
+    /// Where the authorization is in its lifecycle.
     pub status: AuthorizationStatus,
+    /// When the authorization expires (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<String>,
+    /// The challenges offered to prove control.
     pub challenges: Vec<Challenge>,
+    /// `true` for a wildcard name (the identifier then lacks the `*.`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wildcard: Option<bool>,
 }
@@ -308,12 +392,17 @@ pub struct Challenge {
     /// The type; one this project does not implement parses as [`ChallengeType::Unknown`].
     #[serde(rename = "type")]
     pub kind: ChallengeType,
+    /// URL to POST to: starts validation, and answers with the challenge.
     pub url: String,
+    /// Where the challenge is in its lifecycle.
     pub status: ChallengeStatus,
+    /// The token of the key authorization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// When the CA validated the challenge (RFC 3339).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validated: Option<String>,
+    /// Why validation failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<Problem>,
     /// What the CA saw when it validated (a CA extension, as Boulder's
@@ -338,6 +427,7 @@ pub struct Finalize {
 pub struct Revocation {
     /// base64url DER of the certificate.
     pub certificate: String,
+    /// CRL reason code (RFC 5280 §5.3.1); absent means unspecified.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<u8>,
 }
@@ -346,7 +436,9 @@ pub struct Revocation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct KeyChange {
+    /// URL of the account whose key changes.
     pub account: String,
+    /// The current (old) public key as a JWK.
     pub old_key: Value,
 }
 

@@ -9,7 +9,7 @@ use serde_json::json;
 use super::Ctx;
 
 #[derive(Debug, Args)]
-pub struct EabArgs {
+pub(crate) struct EabArgs {
     /// External Account Binding key ID.
     #[arg(long, requires = "eab_hmac_key", env = "CERTWRIGHT_EAB_KID")]
     pub eab_kid: Option<String>,
@@ -24,7 +24,7 @@ pub struct EabArgs {
 }
 
 impl EabArgs {
-    pub fn eab(&self) -> Result<Option<Eab>> {
+    pub(crate) fn eab(&self) -> Result<Option<Eab>> {
         match (&self.eab_kid, &self.eab_hmac_key) {
             (Some(k), Some(m)) => Ok(Some(Eab::from_b64(k.clone(), m)?)),
             _ => Ok(None),
@@ -33,7 +33,7 @@ impl EabArgs {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum AccountCommand {
+pub(crate) enum AccountCommand {
     /// Register a new account (agreeing to the CA's terms).
     Register {
         /// Contact e-mail; repeatable.
@@ -97,7 +97,7 @@ fn human(v: &serde_json::Value) -> String {
     )
 }
 
-pub async fn run(ctx: &Ctx, cmd: AccountCommand) -> Result<()> {
+pub(crate) async fn run(ctx: &Ctx, cmd: AccountCommand) -> Result<()> {
     let server = ctx.server()?.to_owned();
     let manager = ctx.manager()?;
     let stored = || async {

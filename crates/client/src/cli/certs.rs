@@ -20,10 +20,10 @@ use super::Ctx;
 /// Some of several certificates failed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0} of {1} certificates failed")]
-pub struct Partial(pub usize, pub usize);
+pub(crate) struct Partial(pub usize, pub usize);
 
 #[derive(Debug, Args)]
-pub struct SolverArgs {
+pub(crate) struct SolverArgs {
     /// http-01: listen on ADDR:PORT.
     #[arg(long, value_name = "ADDR:PORT")]
     http01_listen: Option<SocketAddr>,
@@ -62,7 +62,7 @@ impl SolverArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct IssueArgs {
+pub(crate) struct IssueArgs {
     /// A name for the certificate (DNS name, wildcard or IP); repeatable.
     #[arg(short = 'd', long = "domain", value_name = "NAME")]
     domains: Vec<String>,
@@ -100,7 +100,7 @@ pub struct IssueArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RenewArgs {
+pub(crate) struct RenewArgs {
     /// Certificates to renew (default: all).
     names: Vec<String>,
     /// Renew even when not due.
@@ -109,7 +109,7 @@ pub struct RenewArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RevokeArgs {
+pub(crate) struct RevokeArgs {
     /// The certificate name.
     name: String,
     /// CRL reason: a code (0-10) or name (keyCompromise, superseded, …).
@@ -121,7 +121,7 @@ pub struct RevokeArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct RunArgs {
+pub(crate) struct RunArgs {
     /// The agent's TOML file.
     #[arg(long, short = 'c')]
     config: PathBuf,
@@ -160,7 +160,7 @@ fn obtained_human(o: &Obtained, action: &str, dir: &std::path::Path) -> String {
     s
 }
 
-pub async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
+pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
     if ctx.servers.is_empty() {
         bail!(certwright_client::Error::Config(
             "--server URL is required (the CA's directory URL)".into()
@@ -247,7 +247,7 @@ fn progress_spinner(ctx: &Ctx, msg: &str) -> Option<indicatif::ProgressBar> {
     Some(s)
 }
 
-pub async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
+pub(crate) async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
     let manager = ctx.manager()?;
     let names: Vec<String> = if a.names.is_empty() {
         manager
@@ -327,7 +327,7 @@ pub async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
     Ok(())
 }
 
-pub async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<()> {
+pub(crate) async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<()> {
     let reason = parse_reason(&a.reason).ok_or_else(|| {
         certwright_client::Error::Config(format!("unknown revocation reason {}", a.reason))
     })?;
@@ -340,7 +340,7 @@ pub async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn list(ctx: &Ctx) -> Result<()> {
+pub(crate) fn list(ctx: &Ctx) -> Result<()> {
     let manager = ctx.manager()?;
     let now = manager.now();
     let mut rows = Vec::new();
@@ -424,7 +424,7 @@ pub fn list(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-pub async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
+pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
     let config = AgentConfig::load(&a.config)?;
     let mut trust = ctx.trust.clone();
     for p in &config.ca_cert {

@@ -15,25 +15,25 @@ use certwright_client::Error;
 use clap::{Parser, Subcommand};
 
 /// Exit codes.
-pub mod exit {
+pub(crate) mod exit {
     /// Everything worked (also: nothing was due).
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// A failure that is not the CA's refusal.
-    pub const FAILURE: u8 = 1;
+    pub(crate) const FAILURE: u8 = 1;
     /// Bad arguments (clap also uses 2).
-    pub const USAGE: u8 = 2;
+    pub(crate) const USAGE: u8 = 2;
     /// The CA refused with a problem document.
-    pub const CA_REFUSED: u8 = 3;
+    pub(crate) const CA_REFUSED: u8 = 3;
     /// Some of several certificates failed.
-    pub const PARTIAL: u8 = 4;
+    pub(crate) const PARTIAL: u8 = 4;
     /// Another certwright run holds the lock.
-    pub const LOCKED: u8 = 5;
+    pub(crate) const LOCKED: u8 = 5;
 }
 
 /// certwright: an ACME (RFC 8555) client and renewal agent.
 #[derive(Debug, Parser)]
 #[command(name = "certwright", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// ACME directory URL; repeat to fall back to the next CA on failure.
     #[arg(long, global = true, env = "CERTWRIGHT_SERVER", value_delimiter = ',')]
     server: Vec<String>,
@@ -80,7 +80,7 @@ enum Command {
 }
 
 /// Global context for the commands.
-pub struct Ctx {
+pub(crate) struct Ctx {
     pub json: bool,
     pub servers: Vec<String>,
     pub trust: Vec<Vec<u8>>,
@@ -89,7 +89,7 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn manager(&self) -> Result<Manager> {
+    pub(crate) fn manager(&self) -> Result<Manager> {
         let store = Store::open(&self.state_dir)
             .with_context(|| format!("state directory {}", self.state_dir.display()))?;
         Ok(Manager::new(
@@ -99,7 +99,7 @@ impl Ctx {
         ))
     }
 
-    pub fn server(&self) -> Result<&str> {
+    pub(crate) fn server(&self) -> Result<&str> {
         self.servers
             .first()
             .map(String::as_str)
@@ -107,7 +107,7 @@ impl Ctx {
     }
 
     /// Prints a JSON value (with --json) or the human text.
-    pub fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
+    pub(crate) fn print(&self, value: &serde_json::Value, human: impl FnOnce() -> String) {
         if self.json {
             println!("{value}");
         } else {
@@ -169,7 +169,7 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     exit::FAILURE
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose, cli.json);
     let json = cli.json;

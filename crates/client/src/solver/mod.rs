@@ -81,13 +81,17 @@ pub enum SolverSpec {
     TlsAlpn01Listen(SocketAddr),
     /// dns-01 through this script.
     Dns01Exec {
+        /// The hook script that adds and removes the TXT record.
         script: PathBuf,
+        /// How to check that the record has propagated.
         #[serde(default, flatten)]
         check: PropagationSpec,
     },
     /// dns-01 through RFC 2136 updates described by this TOML file.
     Dns01Rfc2136 {
+        /// The TOML file: server, zone, TSIG key.
         config: PathBuf,
+        /// How to check that the record has propagated.
         #[serde(default, flatten)]
         check: PropagationSpec,
     },
