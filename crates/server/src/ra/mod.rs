@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::store::{
     AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
     ChallengeRecord, NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Store,
-    StoreError,
+    StoreError, StoreReader,
 };
 use crate::va::Validator;
 
@@ -107,9 +107,10 @@ impl Ra {
         }
     }
 
-    /// The store (read access for the WFE's lookups).
-    pub fn store(&self) -> &Store {
-        &self.inner.store
+    /// The store as the front end may use it: reads only (and the shared nonces). Every
+    /// other write goes through the RA.
+    pub fn store(&self) -> StoreReader {
+        self.inner.store.reader()
     }
 
     fn now(&self) -> i64 {

@@ -137,7 +137,7 @@ pub async fn account_orders(
         .store()
         .account_order_ids(account.id, after, ORDERS_PAGE_SIZE + 1)
         .await
-        .map_err(|_| Problem::server_internal("the CA's database failed; try again shortly"))?;
+        .map_err(crate::ra::Error::from)?;
     let more = ids.len() > ORDERS_PAGE_SIZE as usize;
     let page = &ids[..ids.len().min(ORDERS_PAGE_SIZE as usize)];
     let list = OrdersList {
