@@ -552,7 +552,8 @@ async fn admin(command: Command) -> anyhow::Result<()> {
         Command::Migrate { ca } => {
             let store = ca.store(true).await?;
             // A schema migration has no key: plaintext EAB keys are sealed here.
-            certwright_server::secrets::attach_eab_kek(&ca.config()?, store, false).await?;
+            let files = certwright_server::app::settings::private_files(&ca.config()?);
+            certwright_server::secrets::attach_eab_kek(&files, store, false).await?;
             println!("the database schema is up to date; EAB keys are encrypted at rest");
             Ok(())
         }
@@ -583,7 +584,8 @@ async fn admin(command: Command) -> anyhow::Result<()> {
             let sealed = rows
                 .iter()
                 .any(|r| r["table"] == "eab_keys" && r["row"]["kek_id"].is_string());
-            let source = certwright_server::secrets::KekSource::from_environment(&ca.config()?);
+            let files = certwright_server::app::settings::private_files(&ca.config()?);
+            let source = certwright_server::secrets::KekSource::from_environment(&files);
             let kek = source.load(!sealed).with_context(|| {
                 format!(
                     "the export holds encrypted EAB keys: this CA needs the source CA's \
@@ -767,10 +769,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             shutdown_signal(),
         ));
     }
-    server
-        .state
-        .ra
-        .policy_handle()
+    certwright_server::app::PolicyReloader::new(server.state.ra.policy_handle().clone())
         .reload_on_sighup(config_path)
         .context("installing the SIGHUP handler")?;
     let dir = server.directory_url();

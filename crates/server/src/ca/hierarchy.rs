@@ -13,8 +13,7 @@ use time::{Duration, OffsetDateTime};
 use crate::fsutil::write_atomic;
 
 /// Key algorithms for the CA's own keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaKeyType {
     Ec256,
     Ec384,

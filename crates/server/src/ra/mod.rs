@@ -50,7 +50,7 @@ pub struct RaPolicy {
     /// another may take it over.
     pub lease_secs: i64,
     /// Rate limits (`ratelimit`).
-    pub rate_limits: crate::config::RateLimitsSection,
+    pub rate_limits: ratelimit::RateLimits,
 }
 
 pub use error::{Error, IdentifierRefusal, RefusalKind, DATABASE_FAILED};

@@ -107,9 +107,7 @@ async fn fixture() -> Fixture {
         order_lifetime_secs: 7 * 86400,
         pending_authz_lifetime_secs: 7 * 86400,
         valid_authz_lifetime_secs: 30 * 86400,
-        live: policy::PolicyHandle::new(
-            policy::Policy::from_config(&crate::config::Config::default()).unwrap(),
-        ),
+        live: policy::PolicyHandle::new(policy::Policy::default()),
         terms_of_service: false,
         external_account_required: false,
         profiles: BTreeMap::from([("default".to_owned(), profile)]),
