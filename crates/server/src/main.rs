@@ -751,7 +751,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let state = server.admin.clone();
         tokio::spawn(async move {
             if let Err(e) =
-                certwright_server::telemetry::serve_admin(admin, state, shutdown_signal()).await
+                certwright_server::admin::serve_admin(admin, state, shutdown_signal()).await
             {
                 tracing::error!(error = %e, "the admin listener failed");
             }

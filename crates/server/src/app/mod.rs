@@ -26,7 +26,6 @@ use crate::config::Config;
 use crate::ra::policy::PolicyHandle;
 use crate::ra::Ra;
 use crate::store::{Backend, Store};
-use crate::telemetry;
 use crate::va::{NameResolver, Va};
 use crate::wfe::{self, AppState, NonceStore, Urls};
 
@@ -37,9 +36,6 @@ pub use settings::Settings;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Seconds a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where the intermediate's CRL is served, under the base URL.
-pub const CRL_PATH: &str = "/crl/intermediate.crl";
 
 /// Keeps the CRL fresh: publishes a new one when half of its validity has passed.
 fn spawn_crl_refresher(ra: Ra) {
@@ -107,7 +103,7 @@ pub struct CaServer {
     /// (challenges, orders) resumed from a previous run.
     pub recovered: (usize, usize),
     /// What the admin listener (`/metrics`, `/healthz`, `/readyz`) serves.
-    pub admin: Arc<telemetry::Admin>,
+    pub admin: Arc<crate::admin::Admin>,
 }
 
 impl CaServer {
@@ -115,7 +111,7 @@ impl CaServer {
     /// authorities; resumes whatever a previous run left in flight.
     pub async fn open(config: Config, options: Options) -> anyhow::Result<Self> {
         let settings = Settings::from_config(&config)?;
-        let metrics = telemetry::install();
+        let metrics = crate::metrics::install();
         crate::fsutil::create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
@@ -226,7 +222,7 @@ impl CaServer {
                 .await
                 .map_err(|p| anyhow::anyhow!("publishing the CRL: {p}"))?;
             spawn_crl_refresher(ra.clone());
-            telemetry::spawn_database_pinger(store.clone());
+            crate::metrics::spawn_database_pinger(store.clone());
             recovered
         };
         let meta = DirectoryMeta {
@@ -260,7 +256,7 @@ impl CaServer {
                 tracing::warn!(%addr, "the admin listener is open to the network without a bearer token (admin_token_file)");
             }
         }
-        let admin = Arc::new(telemetry::Admin {
+        let admin = Arc::new(crate::admin::Admin {
             metrics,
             store: store.clone(),
             ca,
@@ -300,10 +296,10 @@ impl CaServer {
 
 /// Reads the admin listener's bearer token (its file's mode is checked with the other
 /// private files, `secrets::private_paths`).
-fn read_admin_token(path: &std::path::Path) -> anyhow::Result<telemetry::AdminToken> {
+fn read_admin_token(path: &std::path::Path) -> anyhow::Result<crate::admin::AdminToken> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
-    telemetry::AdminToken::parse(&text)
+    crate::admin::AdminToken::parse(&text)
         .map_err(|e| anyhow::anyhow!("admin_token_file {}: {e}", path.display()))
 }
 

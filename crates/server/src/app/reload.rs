@@ -33,12 +33,12 @@ impl PolicyReloader {
         match result {
             Ok(policy) => {
                 self.handle.replace(policy);
-                crate::telemetry::policy_reload(true);
+                crate::metrics::policy_reload(true);
                 tracing::info!(path = %path.display(), "policy reloaded");
                 Ok(())
             }
             Err(e) => {
-                crate::telemetry::policy_reload(false);
+                crate::metrics::policy_reload(false);
                 tracing::error!(path = %path.display(), error = %e, "policy reload failed; the previous policy stays in force");
                 Err(e)
             }

@@ -222,8 +222,8 @@ pub fn private_files(config: &Config) -> PrivateFiles {
 /// What every issued certificate carries beside its profile: backdating and the URLs of
 /// the PKI resources under `pki_base` (OCSP only when `ocsp`).
 pub fn issuance_policy(config: &Config, pki_base: &str, ocsp: bool) -> IssuancePolicy {
-    use super::CRL_PATH;
     use crate::wfe::ocsp::{CA_ISSUERS_PATH, OCSP_PATH};
+    use crate::wfe::urls::CRL_PATH;
     IssuancePolicy {
         backdate_secs: i64::from(config.issuance.backdate_secs),
         crl_url: Some(format!("{pki_base}{CRL_PATH}")),

@@ -514,7 +514,7 @@ impl Ra {
                     tracing::debug!(challenge = %challenge.id, diagnostic = %outcome.diagnostic, "validation failed: what the VA saw")
                 }
             }
-            crate::telemetry::validation(
+            crate::metrics::validation(
                 challenge.kind.as_str(),
                 outcome.error.is_none(),
                 started.elapsed(),
@@ -623,7 +623,7 @@ impl Ra {
     /// reads, is a fixed sentence.
     async fn fail_issuance(&self, id: OrderId, detail: String) {
         tracing::error!(order = %id, %detail, "issuance failed");
-        crate::telemetry::issuance_failure();
+        crate::metrics::issuance_failure();
         match self
             .inner
             .store
@@ -678,7 +678,7 @@ impl Ra {
             match store.complete_order(id, &record).await {
                 Ok(()) => {
                     tracing::info!(order = %id, serial = %record.serial, "certificate issued");
-                    crate::telemetry::issuance(profile_name);
+                    crate::metrics::issuance(profile_name);
                     self.note_issuance(&order.identifiers).await;
                     return;
                 }

@@ -21,7 +21,6 @@ use ipnet::IpNet;
 use super::{Error, IdentifierRefusal, Ra, RefusalKind};
 use crate::ca::{KeyPolicy, Profile};
 use crate::store::AccountRecord;
-use crate::telemetry;
 
 /// A configuration value the policy cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -398,7 +397,7 @@ impl Ra {
             return Ok(());
         }
         for r in &refusals {
-            telemetry::policy_refusal(r.kind);
+            crate::metrics::policy_refusal(r.kind);
         }
         tracing::info!(account = %account.id, refused = refusals.len(), "order refused by policy");
         Err(refusal_error(&refusals))

@@ -129,7 +129,7 @@ fn names_key(identifiers: &[Identifier]) -> String {
 }
 
 fn refusal(limit: Limit, w: WindowLimit, subject: &str, retry: u64, now: i64) -> Error {
-    crate::telemetry::rate_limit_refusal(limit.name());
+    crate::metrics::rate_limit_refusal(limit.name());
     Error::RateLimited {
         detail: format!(
             "rate limit {} exceeded for {subject}: at most {} per {} s; it resets at {} (retry after {retry} s)",
@@ -236,7 +236,7 @@ impl Ra {
                 .pending_authorization_count(account.id, self.now())
                 .await?;
             if pending >= i64::from(limits.pending_authorizations_per_account) {
-                crate::telemetry::rate_limit_refusal(Limit::PendingAuthorizationsPerAccount.name());
+                crate::metrics::rate_limit_refusal(Limit::PendingAuthorizationsPerAccount.name());
                 return Err(Error::RateLimited {
                     detail: format!(
                         "rate limit {} exceeded for account {account_key}: it holds {pending} pending authorizations (at most {}); the count resets as they are completed, deactivated or expire",

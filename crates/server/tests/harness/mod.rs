@@ -99,7 +99,7 @@ pub struct TestCa {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `http://127.0.0.1:PORT`.
     pub admin_base: String,
     /// The admin endpoints' state (for requests that must look remote).
-    pub admin: Arc<certwright_server::telemetry::Admin>,
+    pub admin: Arc<certwright_server::admin::Admin>,
     /// The plain-HTTP PKI listener as named in certificates (`pki_base_url`), e.g.
     /// `http://127.0.0.1:PORT`; the base URL itself when a test turned the listener off.
     pub pki_base: String,
@@ -223,7 +223,7 @@ impl TestCa {
         let admin = server.admin.clone();
         let admin_state = admin.clone();
         tokio::spawn(async move {
-            let _ = certwright_server::telemetry::serve_admin(
+            let _ = certwright_server::admin::serve_admin(
                 admin_listener,
                 admin,
                 std::future::pending(),
