@@ -131,17 +131,12 @@ async fn healthz() -> Response {
 
 async fn readyz(State(admin): State<Arc<Admin>>, request: Request) -> Response {
     let database = ping_database(&admin.store).await;
-    let ca_key = {
-        use rcgen::SigningKey;
-        admin
-            .ca
-            .hierarchy()
-            .intermediate
-            .key()
-            .sign(b"certwright readiness probe")
-            .map(|_| ())
-            .map_err(|e| e.to_string())
-    };
+    let ca_key = admin
+        .ca
+        .issuer()
+        .sign(b"certwright readiness probe")
+        .map(|_| ())
+        .map_err(|e| e.to_string());
     let ready = database.is_ok() && ca_key.is_ok();
     // Error text (a database host name, a driver message) only for a local operator.
     let local = from_loopback(&request);

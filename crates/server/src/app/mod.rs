@@ -180,7 +180,7 @@ impl CaServer {
         let mut ca = CertificateAuthority::new(
             hierarchy,
             settings::issuance_policy(&config, &pki_base, ocsp.is_some()),
-        );
+        )?;
         if let Some(responder) = ocsp {
             ca = ca.with_ocsp(responder);
         }

@@ -94,7 +94,8 @@ async fn fixture() -> Fixture {
             ocsp_url: None,
             ca_issuers_url: None,
         },
-    );
+    )
+    .unwrap();
     let kek = Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
     let store = Store::open("sqlite::memory:")
         .await
