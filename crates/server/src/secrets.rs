@@ -6,7 +6,8 @@
 //! copied onto another key id does not decrypt). The row also names the KEK that sealed
 //! it (`eab_keys.kek_id`, a one-way fingerprint of the KEK), so a wrong KEK is told apart
 //! from a damaged ciphertext, and a row without one is a plaintext key an older version
-//! wrote: start-up (and `certwright-ca migrate`) encrypts those.
+//! wrote: start-up (and `certwright-ca migrate`) encrypts those (`app::eab_kek`, which
+//! attaches the KEK to the store: this module does not import the store).
 //!
 //! The KEK comes from, in this order: the environment variable [`KEK_ENV`] (base64url of
 //! 32 bytes), the file named by `eab_kek_file` in the configuration (managed by the
@@ -15,13 +16,11 @@
 //! its id is. Several instances on one PostgreSQL database need the same KEK.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use certwright_proto::b64;
 
 use crate::fsutil::{self, LooseMode};
-use crate::store::{Backend, Store, StoreError};
 
 /// Name of the KEK file in the data directory.
 pub const KEK_FILE: &str = "eab-kek.key";
@@ -123,8 +122,8 @@ pub struct PrivateFiles {
     pub eab_kek_file: Option<PathBuf>,
     /// The admin listener's bearer-token file (`admin_token_file`), if any.
     pub admin_token_file: Option<PathBuf>,
-    /// The database URL (a SQLite file is private too).
-    pub database_url: String,
+    /// The SQLite database file, if the database is one (private too).
+    pub sqlite_file: Option<PathBuf>,
 }
 
 impl KekSource {
@@ -382,87 +381,6 @@ pub fn looks_sealed(stored: &[u8]) -> bool {
     stored.starts_with(SEALED_PREFIX)
 }
 
-/// Loads the KEK for `files`, attaches it to `store`, encrypts the plaintext EAB keys an
-/// older version left (one transaction, audited), and checks that the keys which can
-/// still bind an account were sealed with this KEK: an error when `strict` (the server
-/// refuses to start), a warning otherwise (admin commands, so that such keys can still be
-/// listed and revoked). Keys sealed with another KEK that can no longer bind are warned
-/// about only.
-pub async fn attach_eab_kek(
-    files: &PrivateFiles,
-    store: Store,
-    strict: bool,
-) -> Result<Store, StoreError> {
-    let source = KekSource::from_environment(files);
-    let keys = store.eab_keys().await?;
-    // A missing data-directory KEK is created only when no key needs the old one.
-    let sealed_with = keys.iter().find_map(|k| k.kek_id.clone());
-    let kek = match source.load(sealed_with.is_none()) {
-        Err(SecretsError::Io { error, path, .. })
-            if error.kind() == std::io::ErrorKind::NotFound
-                && matches!(source, KekSource::DataDir(_)) =>
-        {
-            return Err(SecretsError::MissingKek {
-                path,
-                count: keys.iter().filter(|k| k.kek_id.is_some()).count(),
-                sealed_with: sealed_with.unwrap_or_default(),
-            }
-            .into());
-        }
-        other => other?,
-    };
-    tracing::info!(
-        kek_id = kek.id(),
-        source = kek.source(),
-        "EAB keys are encrypted at rest with this key-encryption key"
-    );
-    if store.backend() == Backend::Postgres && matches!(source, KekSource::DataDir(_)) {
-        tracing::info!(
-            "on PostgreSQL every instance needs this same KEK (copy {KEK_FILE} or set {KEK_ENV} / eab_kek_file); see docs/scale-out.md"
-        );
-    }
-    let foreign: Vec<_> = keys
-        .iter()
-        .filter(|k| k.kek_id.as_deref().is_some_and(|id| id != kek.id()))
-        .collect();
-    let (usable, spent): (Vec<_>, Vec<_>) = foreign
-        .into_iter()
-        .partition(|k| k.revoked_at.is_none() && k.account_id.is_none());
-    if !spent.is_empty() {
-        tracing::warn!(
-            count = spent.len(),
-            kek_id = kek.id(),
-            "EAB keys already bound or revoked were encrypted with another key-encryption key; they are never needed again"
-        );
-    }
-    if let Some(first) = usable.first() {
-        let error = SecretsError::ForeignKek {
-            count: usable.len(),
-            kids: usable
-                .iter()
-                .map(|k| k.kid.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            sealed_with: first.kek_id.clone().unwrap_or_default(),
-            have: kek.id().to_owned(),
-            source_desc: kek.source().to_owned(),
-        };
-        if strict {
-            return Err(error.into());
-        }
-        tracing::warn!("{error}");
-    }
-    let store = store.with_eab_kek(Arc::new(kek));
-    let sealed = store.seal_legacy_eab_keys().await?;
-    if sealed > 0 {
-        tracing::info!(
-            count = sealed,
-            "encrypted EAB keys an older version stored in plaintext"
-        );
-    }
-    Ok(store)
-}
-
 /// Files and directories that must not be open to group or others, with the mode each
 /// should have: the data directory (0700), every `*.key` in it, the KEK file and the admin
 /// token file (0600), and the SQLite database with its `-wal` and `-shm` files (0600).
@@ -485,7 +403,7 @@ pub fn private_paths(files: &PrivateFiles) -> Vec<(PathBuf, u32)> {
     if let Some(token) = &files.admin_token_file {
         paths.push((token.clone(), 0o600));
     }
-    if let Some(db) = Store::sqlite_file(&files.database_url) {
+    if let Some(db) = &files.sqlite_file {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = db.clone().into_os_string();
             name.push(suffix);
@@ -525,10 +443,7 @@ mod tests {
             data_dir: dir.path().join("data"),
             eab_kek_file: None,
             admin_token_file: Some(token.clone()),
-            database_url: format!(
-                "sqlite://{}",
-                dir.path().join("data/certwright.db").display()
-            ),
+            sqlite_file: Some(dir.path().join("data/certwright.db")),
         };
         let loose = fsutil::loose_modes(&private_paths(&files));
         assert_eq!(loose.len(), 1, "{loose:?}");

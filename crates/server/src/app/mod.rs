@@ -2,6 +2,7 @@
 //! wiring lives here: `settings` turns the configuration into each component's own
 //! settings, `reload` re-reads the policy on SIGHUP.
 
+pub mod eab_kek;
 pub mod reload;
 pub mod settings;
 
@@ -134,7 +135,7 @@ impl CaServer {
             .with_context(|| format!("cannot open database {}", config.database_url()))?;
         // EAB keys sealed at rest; the server refuses keys it could not use (docs/hardening.md).
         let private_files = settings::private_files(&config);
-        let store = crate::secrets::attach_eab_kek(&private_files, store, !options.admin)
+        let store = eab_kek::attach_eab_kek(&private_files, store, !options.admin)
             .await
             .context("loading the key-encryption key of EAB keys")?;
         crate::secrets::warn_loose_modes(&private_files);

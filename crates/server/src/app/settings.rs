@@ -12,7 +12,7 @@ use crate::ra::policy::{self, EabRule, Policy, PolicyError, PolicyHandle};
 use crate::ra::ratelimit::{RateLimits, WindowLimit};
 use crate::ra::RaPolicy;
 use crate::secrets::PrivateFiles;
-use crate::store::{SqliteSynchronous, StoreOptions};
+use crate::store::{SqliteSynchronous, Store, StoreOptions};
 use crate::va::{DenyList, VaConfig};
 
 /// What the configuration says, parsed for the components.
@@ -215,7 +215,7 @@ pub fn private_files(config: &Config) -> PrivateFiles {
         data_dir: config.data_dir.clone(),
         eab_kek_file: config.eab_kek_file.clone(),
         admin_token_file: config.admin_token_file.clone(),
-        database_url: config.database_url(),
+        sqlite_file: Store::sqlite_file(&config.database_url()),
     }
 }
 

@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use certwright_server::app::eab_kek::attach_eab_kek;
 use certwright_server::app::settings::private_files;
-use certwright_server::secrets::{attach_eab_kek, KekSource, KEK_ENV};
+use certwright_server::secrets::{KekSource, KEK_ENV};
 
 use super::ConfigArgs;
 
