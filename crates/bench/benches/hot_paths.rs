@@ -115,7 +115,8 @@ fn signing(c: &mut Criterion) {
                 ocsp_url: Some("https://ca.example/ocsp".into()),
                 ca_issuers_url: Some("https://ca.example/issuer".into()),
             },
-        );
+        )
+        .unwrap();
         group.bench_function(format!("ca-{ca_key:?}/leaf-ec256"), |b| {
             b.iter(|| ca.issue(black_box(&leaf), &ids, &profile, now).unwrap())
         });

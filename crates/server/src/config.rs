@@ -1,13 +1,16 @@
 //! Configuration: a TOML file (see `certwright-ca.example.toml`), overridden by flags and
 //! `CERTWRIGHT_*` environment variables.
+//!
+//! A leaf: the schema and its defaults, and the checks that need nothing but the file. It
+//! imports no other module of this crate; the components define their own settings types
+//! and `app::settings` turns these sections into them (parsing name patterns, address
+//! ranges and policy OIDs there, once).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-
-use crate::ca::CaKeyType;
 
 /// The whole configuration file. Every key is optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -193,7 +196,18 @@ pub struct DatabaseSection {
     pub auto_migrate: bool,
     /// SQLite only: `full` (default, survives power loss) or `normal` (survives a process
     /// crash; the last commits may be lost on power loss).
-    pub sqlite_synchronous: crate::store::SqliteSynchronous,
+    pub sqlite_synchronous: SqliteSynchronous,
+}
+
+/// `[database].sqlite_synchronous`: when a SQLite commit waits for the disk.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit is fsynced before it is answered (survives power loss).
+    #[default]
+    Full,
+    /// Fsynced only at WAL checkpoints (survives a process crash).
+    Normal,
 }
 
 impl Default for DatabaseSection {
@@ -202,7 +216,7 @@ impl Default for DatabaseSection {
             max_connections: 16,
             acquire_timeout_secs: 5,
             auto_migrate: true,
-            sqlite_synchronous: crate::store::SqliteSynchronous::Full,
+            sqlite_synchronous: SqliteSynchronous::Full,
         }
     }
 }
@@ -223,7 +237,8 @@ pub struct ProfileSection {
     /// by the Baseline Requirements; off by default).
     pub common_name: bool,
     /// Certificate Policies OIDs (dotted). Unset: `["2.23.140.1.2.1"]` (DV) when
-    /// `server_auth`, none otherwise. An empty list leaves the extension out.
+    /// `server_auth`, none otherwise. An empty list leaves the extension out. Parsed
+    /// (and the default applied) in `app::settings`.
     pub policy_oids: Option<Vec<String>>,
     /// Put a Subject Key Identifier in the certificates (NOT RECOMMENDED for subscriber
     /// certificates since CA/B Forum ballot SC-62; off by default).
@@ -241,32 +256,6 @@ impl Default for ProfileSection {
             policy_oids: None,
             subject_key_identifier: false,
         }
-    }
-}
-
-impl ProfileSection {
-    /// The Certificate Policies OIDs in force (see `policy_oids`), as written.
-    pub fn policy_oids(&self) -> Vec<String> {
-        match &self.policy_oids {
-            Some(oids) => oids.clone(),
-            None if self.server_auth => vec![crate::ca::DV_POLICY_OID.to_string()],
-            None => Vec::new(),
-        }
-    }
-
-    /// The policy OIDs, parsed; the error names the bad one.
-    pub fn parsed_policy_oids(&self) -> Result<Vec<der::asn1::ObjectIdentifier>, String> {
-        let mut out: Vec<der::asn1::ObjectIdentifier> = Vec::new();
-        for text in self.policy_oids() {
-            let oid = der::asn1::ObjectIdentifier::new(text.trim()).map_err(|e| {
-                format!("policy_oids: {text:?} is not a dotted object identifier ({e})")
-            })?;
-            if out.contains(&oid) {
-                return Err(format!("policy_oids: {text:?} is listed twice"));
-            }
-            out.push(oid);
-        }
-        Ok(out)
     }
 }
 
@@ -302,6 +291,17 @@ impl Default for OcspSection {
             validity_hours: 24,
         }
     }
+}
+
+/// `[ca].key_type`: key algorithm of the CA's own keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CaKeyType {
+    Ec256,
+    Ec384,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
 }
 
 /// `[ca]`: the CA's own keys.
@@ -599,7 +599,9 @@ impl Config {
         })
     }
 
-    /// Checks values that parse but make no sense.
+    /// Checks values that parse but make no sense, as far as the file alone tells
+    /// (`app::settings::Settings::from_config` parses the rest: name patterns, address
+    /// ranges, key types, policy OIDs).
     pub fn validate(&self) -> Result<(), ConfigError> {
         let base = url::Url::parse(&self.base_url())
             .map_err(|e| ConfigError::Invalid(format!("base_url {:?}: {e}", self.base_url())))?;
@@ -613,9 +615,6 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "issuance.lifetime_days must be at least 1".into(),
             ));
-        }
-        if let Err(e) = crate::va::DenyList::parse(&self.validation.deny_ranges) {
-            return Err(ConfigError::Invalid(format!("validation.deny_ranges: {e}")));
         }
         if self.validation.max_concurrent == 0 || self.validation.timeout_secs == 0 {
             return Err(ConfigError::Invalid(
@@ -634,8 +633,6 @@ impl Config {
                     "profile {name:?} needs lifetime_days >= 1 and serverAuth or clientAuth"
                 )));
             }
-            p.parsed_policy_oids()
-                .map_err(|e| ConfigError::Invalid(format!("profile {name:?}: {e}")))?;
         }
         if !profiles.contains_key(&self.default_profile()) {
             return Err(ConfigError::Invalid(format!(
@@ -677,10 +674,7 @@ impl Config {
                 )));
             }
         }
-        self.validate_pki()?;
-        crate::ra::policy::Policy::from_config(self)
-            .map_err(|e| ConfigError::Invalid(e.to_string()))?;
-        Ok(())
+        self.validate_pki()
     }
 
     /// The plain-HTTP PKI listener and the URL certificates name for it.
@@ -794,6 +788,11 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// The parser's error for `text`, which must not parse.
+    fn parse_error(text: &str) -> String {
+        toml::from_str::<Config>(text).unwrap_err().to_string()
+    }
+
     #[test]
     fn the_example_file_parses_and_validates() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../certwright-ca.example.toml");
@@ -830,17 +829,22 @@ mod tests {
 
     #[test]
     fn sqlite_synchronous_is_full_or_normal() {
-        use crate::store::SqliteSynchronous;
         let cfg: Config = toml::from_str("[database]\nsqlite_synchronous = \"normal\"\n").unwrap();
         assert_eq!(cfg.database.sqlite_synchronous, SqliteSynchronous::Normal);
         assert_eq!(
             Config::default().database.sqlite_synchronous,
             SqliteSynchronous::Full
         );
-        let err = toml::from_str::<Config>("[database]\nsqlite_synchronous = \"off\"\n")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("[database]\nsqlite_synchronous = \"off\"\n");
         assert!(err.contains("off"), "{err}");
+    }
+
+    /// `policy_oids` must be a list of strings (what they say is checked in
+    /// `app::settings`).
+    #[test]
+    fn policy_oids_are_a_list() {
+        let err = parse_error("[profiles.web]\npolicy_oids = \"2.23.140.1.2.1\"\n");
+        assert!(err.contains("policy_oids"), "{err}");
     }
 
     #[test]
@@ -853,63 +857,6 @@ mod tests {
         let profiles = cfg.profiles();
         assert_eq!(profiles.keys().collect::<Vec<_>>(), vec!["mtls"]);
         assert!(profiles["mtls"].client_auth && profiles["mtls"].server_auth);
-    }
-
-    #[test]
-    fn profiles_default_to_the_dv_subscriber_profile() {
-        let cfg = Config::default();
-        for (name, p) in cfg.profiles() {
-            assert!(!p.common_name, "{name}");
-            assert!(!p.subject_key_identifier, "{name}");
-            assert_eq!(p.policy_oids(), ["2.23.140.1.2.1"], "{name}");
-        }
-        // A configured profile: the DV OID when it is for TLS servers, none otherwise;
-        // an explicit list as written, [] for none.
-        let cfg: Config = toml::from_str(
-            "[profiles.web]\n\
-             [profiles.mtls]\nserver_auth = false\nclient_auth = true\n\
-             [profiles.custom]\npolicy_oids = [\"2.23.140.1.2.2\", \"1.3.6.1.4.1.99999.7\"]\n\
-             common_name = true\nsubject_key_identifier = true\n\
-             [profiles.none]\npolicy_oids = []\n",
-        )
-        .unwrap();
-        cfg.validate().unwrap();
-        let p = cfg.profiles();
-        assert_eq!(p["web"].policy_oids(), ["2.23.140.1.2.1"]);
-        assert!(!p["web"].common_name && !p["web"].subject_key_identifier);
-        assert!(p["mtls"].policy_oids().is_empty());
-        assert_eq!(
-            p["custom"].parsed_policy_oids().unwrap(),
-            [
-                der::asn1::ObjectIdentifier::new_unwrap("2.23.140.1.2.2"),
-                der::asn1::ObjectIdentifier::new_unwrap("1.3.6.1.4.1.99999.7")
-            ]
-        );
-        assert!(p["custom"].common_name && p["custom"].subject_key_identifier);
-        assert!(p["none"].parsed_policy_oids().unwrap().is_empty());
-    }
-
-    #[test]
-    fn bad_policy_oids_are_refused_at_load_naming_the_profile() {
-        for (oids, says) in [
-            ("[\"dv\"]", "\"dv\" is not a dotted object identifier"),
-            ("[\"2.23.140.1.2.1.\"]", "is not a dotted object identifier"),
-            ("[\"\"]", "is not a dotted object identifier"),
-            ("[\"2.23.140.1.2.1\", \"2.23.140.1.2.1\"]", "listed twice"),
-        ] {
-            let cfg: Config =
-                toml::from_str(&format!("[profiles.web]\npolicy_oids = {oids}\n")).unwrap();
-            let err = cfg.validate().unwrap_err().to_string();
-            assert!(
-                err.contains("profile \"web\": policy_oids: ") && err.contains(says),
-                "{oids}: {err}"
-            );
-        }
-        // Not a list of strings: refused by the parser, naming the key.
-        let err = toml::from_str::<Config>("[profiles.web]\npolicy_oids = \"2.23.140.1.2.1\"\n")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("policy_oids"), "{err}");
     }
 
     #[test]
@@ -956,9 +903,7 @@ mod tests {
             let err = cfg.validate().unwrap_err().to_string();
             assert!(err.contains("pki_"), "{bad}: {err}");
         }
-        let err = toml::from_str::<Config>("pki_http_listen = \"everywhere\"")
-            .unwrap_err()
-            .to_string();
+        let err = parse_error("pki_http_listen = \"everywhere\"");
         assert!(err.contains("neither ADDR:PORT nor \"off\""), "{err}");
     }
 
@@ -969,8 +914,8 @@ mod tests {
         assert!(cfg
             .database_url()
             .ends_with("certwright-ca-data/certwright.db"));
-        let err = toml::from_str::<Config>("listn = \"x\"").unwrap_err();
-        assert!(err.to_string().contains("listn"), "{err}");
+        let err = parse_error("listn = \"x\"");
+        assert!(err.contains("listn"), "{err}");
         let bad = Config {
             base_url: Some("ftp://x".into()),
             ..Config::default()

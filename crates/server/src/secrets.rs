@@ -6,7 +6,8 @@
 //! copied onto another key id does not decrypt). The row also names the KEK that sealed
 //! it (`eab_keys.kek_id`, a one-way fingerprint of the KEK), so a wrong KEK is told apart
 //! from a damaged ciphertext, and a row without one is a plaintext key an older version
-//! wrote: start-up (and `certwright-ca migrate`) encrypts those.
+//! wrote: start-up (and `certwright-ca migrate`) encrypts those (`app::eab_kek`, which
+//! attaches the KEK to the store: this module does not import the store).
 //!
 //! The KEK comes from, in this order: the environment variable [`KEK_ENV`] (base64url of
 //! 32 bytes), the file named by `eab_kek_file` in the configuration (managed by the
@@ -15,14 +16,11 @@
 //! its id is. Several instances on one PostgreSQL database need the same KEK.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, NONCE_LEN};
 use certwright_proto::b64;
 
-use crate::config::Config;
 use crate::fsutil::{self, LooseMode};
-use crate::store::{Backend, Store, StoreError};
 
 /// Name of the KEK file in the data directory.
 pub const KEK_FILE: &str = "eab-kek.key";
@@ -115,20 +113,33 @@ impl std::fmt::Debug for KekSource {
     }
 }
 
+/// Where the CA's private files are (`app::settings` fills it from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateFiles {
+    /// The data directory (CA keys, the data-directory KEK, the SQLite database).
+    pub data_dir: PathBuf,
+    /// The operator-managed KEK file (`eab_kek_file`), if any.
+    pub eab_kek_file: Option<PathBuf>,
+    /// The admin listener's bearer-token file (`admin_token_file`), if any.
+    pub admin_token_file: Option<PathBuf>,
+    /// The SQLite database file, if the database is one (private too).
+    pub sqlite_file: Option<PathBuf>,
+}
+
 impl KekSource {
-    /// The source for `config`: `env` (the value of [`KEK_ENV`], if set) wins over
+    /// The source for `files`: `env` (the value of [`KEK_ENV`], if set) wins over
     /// `eab_kek_file`, which wins over the data directory's file.
-    pub fn from_config(config: &Config, env: Option<String>) -> Self {
-        match (env, &config.eab_kek_file) {
+    pub fn choose(files: &PrivateFiles, env: Option<String>) -> Self {
+        match (env, &files.eab_kek_file) {
             (Some(value), _) => Self::Env(value),
             (None, Some(path)) => Self::File(path.clone()),
-            (None, None) => Self::DataDir(config.data_dir.join(KEK_FILE)),
+            (None, None) => Self::DataDir(files.data_dir.join(KEK_FILE)),
         }
     }
 
-    /// The source for `config` and this process's environment.
-    pub fn from_environment(config: &Config) -> Self {
-        Self::from_config(config, std::env::var(KEK_ENV).ok())
+    /// The source for `files` and this process's environment.
+    pub fn from_environment(files: &PrivateFiles) -> Self {
+        Self::choose(files, std::env::var(KEK_ENV).ok())
     }
 
     /// What to call it in messages (without the key).
@@ -370,93 +381,12 @@ pub fn looks_sealed(stored: &[u8]) -> bool {
     stored.starts_with(SEALED_PREFIX)
 }
 
-/// Loads the KEK for `config`, attaches it to `store`, encrypts the plaintext EAB keys an
-/// older version left (one transaction, audited), and checks that the keys which can
-/// still bind an account were sealed with this KEK: an error when `strict` (the server
-/// refuses to start), a warning otherwise (admin commands, so that such keys can still be
-/// listed and revoked). Keys sealed with another KEK that can no longer bind are warned
-/// about only.
-pub async fn attach_eab_kek(
-    config: &Config,
-    store: Store,
-    strict: bool,
-) -> Result<Store, StoreError> {
-    let source = KekSource::from_environment(config);
-    let keys = store.eab_keys().await?;
-    // A missing data-directory KEK is created only when no key needs the old one.
-    let sealed_with = keys.iter().find_map(|k| k.kek_id.clone());
-    let kek = match source.load(sealed_with.is_none()) {
-        Err(SecretsError::Io { error, path, .. })
-            if error.kind() == std::io::ErrorKind::NotFound
-                && matches!(source, KekSource::DataDir(_)) =>
-        {
-            return Err(SecretsError::MissingKek {
-                path,
-                count: keys.iter().filter(|k| k.kek_id.is_some()).count(),
-                sealed_with: sealed_with.unwrap_or_default(),
-            }
-            .into());
-        }
-        other => other?,
-    };
-    tracing::info!(
-        kek_id = kek.id(),
-        source = kek.source(),
-        "EAB keys are encrypted at rest with this key-encryption key"
-    );
-    if store.backend() == Backend::Postgres && matches!(source, KekSource::DataDir(_)) {
-        tracing::info!(
-            "on PostgreSQL every instance needs this same KEK (copy {KEK_FILE} or set {KEK_ENV} / eab_kek_file); see docs/scale-out.md"
-        );
-    }
-    let foreign: Vec<_> = keys
-        .iter()
-        .filter(|k| k.kek_id.as_deref().is_some_and(|id| id != kek.id()))
-        .collect();
-    let (usable, spent): (Vec<_>, Vec<_>) = foreign
-        .into_iter()
-        .partition(|k| k.revoked_at.is_none() && k.account_id.is_none());
-    if !spent.is_empty() {
-        tracing::warn!(
-            count = spent.len(),
-            kek_id = kek.id(),
-            "EAB keys already bound or revoked were encrypted with another key-encryption key; they are never needed again"
-        );
-    }
-    if let Some(first) = usable.first() {
-        let error = SecretsError::ForeignKek {
-            count: usable.len(),
-            kids: usable
-                .iter()
-                .map(|k| k.kid.as_str())
-                .collect::<Vec<_>>()
-                .join(", "),
-            sealed_with: first.kek_id.clone().unwrap_or_default(),
-            have: kek.id().to_owned(),
-            source_desc: kek.source().to_owned(),
-        };
-        if strict {
-            return Err(error.into());
-        }
-        tracing::warn!("{error}");
-    }
-    let store = store.with_eab_kek(Arc::new(kek));
-    let sealed = store.seal_legacy_eab_keys().await?;
-    if sealed > 0 {
-        tracing::info!(
-            count = sealed,
-            "encrypted EAB keys an older version stored in plaintext"
-        );
-    }
-    Ok(store)
-}
-
 /// Files and directories that must not be open to group or others, with the mode each
 /// should have: the data directory (0700), every `*.key` in it, the KEK file and the admin
 /// token file (0600), and the SQLite database with its `-wal` and `-shm` files (0600).
-pub fn private_paths(config: &Config) -> Vec<(PathBuf, u32)> {
-    let mut paths = vec![(config.data_dir.clone(), 0o700)];
-    if let Ok(entries) = std::fs::read_dir(&config.data_dir) {
+pub fn private_paths(files: &PrivateFiles) -> Vec<(PathBuf, u32)> {
+    let mut paths = vec![(files.data_dir.clone(), 0o700)];
+    if let Ok(entries) = std::fs::read_dir(&files.data_dir) {
         let mut keys: Vec<PathBuf> = entries
             .filter_map(|e| e.ok())
             .map(|e| e.path())
@@ -465,15 +395,15 @@ pub fn private_paths(config: &Config) -> Vec<(PathBuf, u32)> {
         keys.sort();
         paths.extend(keys.into_iter().map(|p| (p, 0o600)));
     }
-    if let Some(file) = KekSource::from_config(config, None).file() {
+    if let Some(file) = KekSource::choose(files, None).file() {
         if !paths.iter().any(|(p, _)| p == file) {
             paths.push((file.to_owned(), 0o600));
         }
     }
-    if let Some(token) = &config.admin_token_file {
+    if let Some(token) = &files.admin_token_file {
         paths.push((token.clone(), 0o600));
     }
-    if let Some(db) = Store::sqlite_file(&config.database_url()) {
+    if let Some(db) = &files.sqlite_file {
         for suffix in ["", "-wal", "-shm"] {
             let mut name = db.clone().into_os_string();
             name.push(suffix);
@@ -484,9 +414,9 @@ pub fn private_paths(config: &Config) -> Vec<(PathBuf, u32)> {
 }
 
 /// Warns (naming the file, its mode and the `chmod` to run) about every private file or
-/// directory of `config` that group or others may access; returns what it found.
-pub fn warn_loose_modes(config: &Config) -> Vec<LooseMode> {
-    let found = fsutil::loose_modes(&private_paths(config));
+/// directory in `files` that group or others may access; returns what it found.
+pub fn warn_loose_modes(files: &PrivateFiles) -> Vec<LooseMode> {
+    let found = fsutil::loose_modes(&private_paths(files));
     for loose in &found {
         tracing::warn!(
             path = %loose.path.display(),
@@ -509,12 +439,13 @@ mod tests {
         std::fs::write(&token, "0123456789abcdef0123").unwrap();
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644))
             .unwrap();
-        let config = Config {
+        let files = PrivateFiles {
             data_dir: dir.path().join("data"),
+            eab_kek_file: None,
             admin_token_file: Some(token.clone()),
-            ..Config::default()
+            sqlite_file: Some(dir.path().join("data/certwright.db")),
         };
-        let loose = fsutil::loose_modes(&private_paths(&config));
+        let loose = fsutil::loose_modes(&private_paths(&files));
         assert_eq!(loose.len(), 1, "{loose:?}");
         assert_eq!(
             (loose[0].path.clone(), loose[0].mode, loose[0].want),

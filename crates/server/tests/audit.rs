@@ -221,3 +221,42 @@ async fn issuance_and_revocation_are_audited_and_tampering_is_found() {
         text(&out)
     );
 }
+
+/// `certwright-ca check` (the real binary): passes on a consistent database; after an
+/// order is made to name another certificate, prints the violation with the serial and
+/// fails.
+#[tokio::test]
+async fn check_reports_a_broken_invariant_and_fails() {
+    let ca = TestCa::start().await;
+    let acme = ca.account().await;
+    acme.issue(&["checked.audit.test"], &ca.responder).await;
+    let out = cli(&ca, &["check"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("the database is consistent"),
+        "{}",
+        text(&out)
+    );
+    let entries = ca.store.audit_entries(0, i64::MIN, 1000).await.unwrap();
+    let serial = entries
+        .iter()
+        .find(|e| e.action == "certificate.issue")
+        .and_then(|e| e.serial.clone())
+        .unwrap();
+
+    tamper(&ca, "UPDATE orders SET certificate_serial = 'not-that-one'").await;
+    let out = cli(&ca, &["check"]).await;
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!(
+            "certificates whose order is not valid or names another serial: {serial}"
+        )),
+        "{}",
+        text(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("1 invariant(s) violated"),
+        "{}",
+        text(&out)
+    );
+}

@@ -211,7 +211,7 @@ async fn admin_request(ca: &TestCa, path: &str, peer: &str, token: Option<&str>)
     request
         .extensions_mut()
         .insert(axum::extract::ConnectInfo(peer));
-    let response = certwright_server::telemetry::admin_router(ca.admin.clone())
+    let response = certwright_server::admin::admin_router(ca.admin.clone())
         .oneshot(request)
         .await
         .unwrap();

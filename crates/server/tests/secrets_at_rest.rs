@@ -12,6 +12,7 @@ use std::process::Command;
 use base64::Engine as _;
 use certwright_proto::jws::sign_eab;
 use certwright_proto::{b64, KeyType, ProblemType};
+use certwright_server::app::settings::private_files;
 use certwright_server::app::{CaServer, Options};
 use certwright_server::clock::Clock;
 use certwright_server::config::Config;
@@ -196,7 +197,7 @@ async fn a_fresh_data_directory_is_private_and_looser_modes_are_reported() {
     for path in &private {
         assert_eq!(mode(path), 0o600, "{}", path.display());
     }
-    assert!(secrets::warn_loose_modes(&config).is_empty());
+    assert!(secrets::warn_loose_modes(&private_files(&config)).is_empty());
 
     // Loosened by hand (or by an old version): each one is reported with its chmod.
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -204,7 +205,7 @@ async fn a_fresh_data_directory_is_private_and_looser_modes_are_reported() {
     std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o644)).unwrap();
     let kek = dir.join(KEK_FILE);
     std::fs::set_permissions(&kek, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let found = secrets::warn_loose_modes(&config);
+    let found = secrets::warn_loose_modes(&private_files(&config));
     let paths: Vec<&Path> = found.iter().map(|f| f.path.as_path()).collect();
     assert_eq!(
         paths,

@@ -82,10 +82,7 @@ impl CertificateAuthority {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        Ok(params
-            .signed_by(&self.hierarchy().intermediate)?
-            .der()
-            .to_vec())
+        Ok(params.signed_by(&self.signer)?.der().to_vec())
     }
 }
 
@@ -108,7 +105,8 @@ mod tests {
                 ocsp_url: None,
                 ca_issuers_url: None,
             },
-        );
+        )
+        .unwrap();
         let entries = vec![
             RevokedEntry {
                 serial: "7f01".into(),

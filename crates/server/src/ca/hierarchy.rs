@@ -3,6 +3,7 @@
 //! reused after; keys are written 0600.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -10,11 +11,11 @@ use rcgen::{
 };
 use time::{Duration, OffsetDateTime};
 
+use super::issuer::{rcgen_issuer, LocalIssuer};
 use crate::fsutil::write_atomic;
 
 /// Key algorithms for the CA's own keys.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaKeyType {
     Ec256,
     Ec384,
@@ -87,8 +88,9 @@ pub struct Hierarchy {
     pub root_der: Vec<u8>,
     pub intermediate_pem: String,
     pub intermediate_der: Vec<u8>,
-    /// Signs end-entity certificates.
-    pub intermediate: Issuer<'static, KeyPair>,
+    /// Signs end-entity certificates, CRLs and the OCSP responder's certificate (a
+    /// [`LocalIssuer`] over `intermediate.key`).
+    pub intermediate: Arc<dyn super::Issuer>,
     pub tls_cert_pem: String,
     pub tls_key_pem: String,
 }
@@ -206,12 +208,16 @@ impl Hierarchy {
         }
         let intermediate_pem = read(&paths.intermediate_cert)?;
         let intermediate_der = pem_to_der(&paths.intermediate_cert, &intermediate_pem)?;
-        let intermediate =
-            Issuer::from_ca_cert_pem(&intermediate_pem, load_key(&paths.intermediate_key)?)
-                .map_err(|e| HierarchyError::Invalid {
-                    path: paths.intermediate_cert.clone(),
-                    detail: e.to_string(),
-                })?;
+        let intermediate: Arc<dyn super::Issuer> = Arc::new(LocalIssuer::new(
+            intermediate_der.clone(),
+            &intermediate_pem,
+            load_key(&paths.intermediate_key)?,
+        ));
+        // The certificate must be one rcgen can sign as (a name, key usages).
+        rcgen_issuer(intermediate.clone()).map_err(|e| HierarchyError::Invalid {
+            path: paths.intermediate_cert.clone(),
+            detail: e.to_string(),
+        })?;
 
         if !tls_cert_usable(&paths, tls_names) {
             let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
@@ -327,7 +333,7 @@ impl Hierarchy {
         let not_after = now + OCSP_RESPONDER_LIFETIME_SECS;
         params.not_before = unix_time(now - 3600);
         params.not_after = unix_time(not_after);
-        let cert = params.signed_by(&key, &self.intermediate)?;
+        let cert = params.signed_by(&key, &rcgen_issuer(self.intermediate.clone())?)?;
         let pem = OcspResponderPem {
             cert_pem: cert.pem(),
             key_pem: key.serialize_pem(),

@@ -4,9 +4,11 @@
 pub mod crl;
 pub mod csr;
 pub mod hierarchy;
+pub mod issuer;
 pub mod ocsp;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use certwright_proto::types::{Identifier, IdentifierType};
 use der::oid::AssociatedOid;
@@ -18,6 +20,7 @@ use time::OffsetDateTime;
 
 pub use csr::{parse_csr, CheckedCsr, CsrError, KeyPolicy};
 pub use hierarchy::{CaKeyType, Hierarchy};
+pub use issuer::{Issuer, IssuerError, LocalIssuer};
 
 /// Issuance settings common to every profile.
 #[derive(Debug, Clone)]
@@ -90,9 +93,13 @@ pub enum IssueError {
     Der(#[from] der::Error),
 }
 
-/// Signs end-entity certificates.
+/// Signs end-entity certificates and CRLs through its [`Issuer`].
 pub struct CertificateAuthority {
     hierarchy: Hierarchy,
+    /// Who signs (the hierarchy's intermediate today).
+    issuer: Arc<dyn Issuer>,
+    /// The issuer as rcgen signs with it (its name and key identifier parsed once).
+    signer: rcgen::Issuer<'static, issuer::IssuerKey>,
     policy: IssuancePolicy,
     /// The OCSP responder (see `ocsp.rs`), when enabled.
     ocsp: Option<ocsp::OcspResponder>,
@@ -163,18 +170,27 @@ fn certificate_policies(
 }
 
 impl CertificateAuthority {
-    /// A CA over a loaded hierarchy.
-    pub fn new(hierarchy: Hierarchy, policy: IssuancePolicy) -> Self {
-        Self {
+    /// A CA over a loaded hierarchy, signing with its intermediate.
+    pub fn new(hierarchy: Hierarchy, policy: IssuancePolicy) -> Result<Self, IssueError> {
+        let issuer = hierarchy.intermediate.clone();
+        let signer = issuer::rcgen_issuer(issuer.clone())?;
+        Ok(Self {
             hierarchy,
+            issuer,
+            signer,
             policy,
             ocsp: None,
-        }
+        })
     }
 
     /// The hierarchy (root, intermediate, TLS material).
     pub fn hierarchy(&self) -> &Hierarchy {
         &self.hierarchy
+    }
+
+    /// Who signs for this CA.
+    pub fn issuer(&self) -> &Arc<dyn Issuer> {
+        &self.issuer
     }
 
     /// Issues a certificate of `profile` for `identifiers` to the CSR's key, at `now`.
@@ -267,12 +283,12 @@ impl CertificateAuthority {
             OffsetDateTime::from_unix_timestamp(not_before).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         params.not_after =
             OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let cert = params.signed_by(&public_key, &self.hierarchy.intermediate)?;
+        let cert = params.signed_by(&public_key, &self.signer)?;
         let mut chain_pem = cert.pem();
         if !chain_pem.ends_with('\n') {
             chain_pem.push('\n');
         }
-        chain_pem.push_str(&self.hierarchy.intermediate_pem);
+        chain_pem.push_str(self.issuer.chain_pem());
         Ok(Issued {
             serial_hex: hex(&serial),
             der: cert.der().to_vec(),
@@ -306,7 +322,8 @@ mod tests {
                 ocsp_url: None,
                 ca_issuers_url: None,
             },
-        );
+        )
+        .unwrap();
         // A profile that turns on what the default leaves out (common name, SKI) and
         // names no policy.
         let profile = Profile {
@@ -512,7 +529,8 @@ mod tests {
                 ocsp_url: Some("http://ca.test:14002/ocsp".into()),
                 ca_issuers_url: Some("http://ca.test:14002/ca/intermediate.der".into()),
             },
-        );
+        )
+        .unwrap();
 
         // The root: self-signed, SKI, no AKI (RFC 5280 §4.2.1.1 allows leaving it out).
         let (_, root) = X509Certificate::from_der(&root_der).unwrap();

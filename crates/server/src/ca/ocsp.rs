@@ -827,6 +827,7 @@ mod tests {
                 ca_issuers_url: None,
             },
         )
+        .unwrap()
         .with_ocsp(r);
         let before = ca.ocsp().unwrap().responder_not_after();
         assert!(!ca.refresh_ocsp_responder(NOW + 59 * 86400).unwrap());
@@ -866,7 +867,8 @@ mod tests {
                 ocsp_url: Some("http://ca.test/ocsp".into()),
                 ca_issuers_url: Some("http://ca.test/ca/intermediate.der".into()),
             },
-        );
+        )
+        .unwrap();
         let issued = ca
             .issue(&checked, &[Identifier::dns("a.example")], &profile, NOW)
             .unwrap();

@@ -275,7 +275,7 @@ impl Ra {
             return Err(already_revoked(&serial));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
-        crate::telemetry::revocation(reason_name(reason));
+        crate::metrics::revocation(reason_name(reason));
         if let Err(e) = self.publish_crl().await {
             tracing::error!(error = %e, "publishing the CRL after a revocation failed");
         }
@@ -314,7 +314,7 @@ impl Ra {
             return Err(already_revoked(&serial));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
-        crate::telemetry::revocation(reason_name(reason));
+        crate::metrics::revocation(reason_name(reason));
         self.publish_crl().await?;
         Ok(self.inner.store.certificate(&serial).await?)
     }

@@ -50,7 +50,7 @@ pub struct RaPolicy {
     /// another may take it over.
     pub lease_secs: i64,
     /// Rate limits (`ratelimit`).
-    pub rate_limits: crate::config::RateLimitsSection,
+    pub rate_limits: ratelimit::RateLimits,
 }
 
 pub use error::{Error, IdentifierRefusal, RefusalKind, DATABASE_FAILED};
@@ -515,7 +515,7 @@ impl Ra {
                     tracing::debug!(challenge = %challenge.id, diagnostic = %outcome.diagnostic, "validation failed: what the VA saw")
                 }
             }
-            crate::telemetry::validation(
+            crate::metrics::validation(
                 challenge.kind.as_str(),
                 outcome.error.is_none(),
                 started.elapsed(),
@@ -624,7 +624,7 @@ impl Ra {
     /// reads, is a fixed sentence.
     async fn fail_issuance(&self, id: OrderId, detail: String) {
         tracing::error!(order = %id, %detail, "issuance failed");
-        crate::telemetry::issuance_failure();
+        crate::metrics::issuance_failure();
         match self
             .inner
             .store
@@ -679,7 +679,7 @@ impl Ra {
             match store.complete_order(id, &record).await {
                 Ok(()) => {
                     tracing::info!(order = %id, serial = %record.serial, "certificate issued");
-                    crate::telemetry::issuance(profile_name);
+                    crate::metrics::issuance(profile_name);
                     self.note_issuance(&order.identifiers).await;
                     return;
                 }

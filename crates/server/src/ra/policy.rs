@@ -2,15 +2,16 @@
 //! patterns, wildcards, IP ranges, rules per EAB label, names per order), which CSR keys
 //! are accepted and how long certificates may live.
 //!
-//! [`Policy`] is pure: built from the configuration, it evaluates identifiers and returns
-//! one [`Refusal`] per refused identifier naming the rule that refused it. The RA holds the
-//! policy in force in a [`PolicyHandle`], which a SIGHUP replaces without dropping requests
-//! (each request reads the policy once, so it sees the old or the new one whole).
+//! [`Policy`] is pure: built by `app::settings` from the configuration (with
+//! [`NamePattern::parse`], [`parse_ranges`] and [`key_policy`]), it evaluates identifiers
+//! and returns one [`Refusal`] per refused identifier naming the rule that refused it. The
+//! RA holds the policy in force in a [`PolicyHandle`]; on SIGHUP `app` re-reads the file
+//! and swaps in the new policy without dropping requests (each request reads the policy
+//! once, so it sees the old or the new one whole). The RA itself reads no file.
 //! Operators' reference: `docs/policy.md`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::path::Path;
 use std::sync::{Arc, RwLock};
 
 use certwright_proto::identifier::NormalizedIdentifier;
@@ -19,14 +20,12 @@ use ipnet::IpNet;
 
 use super::{Error, IdentifierRefusal, Ra, RefusalKind};
 use crate::ca::{KeyPolicy, Profile};
-use crate::config::Config;
 use crate::store::AccountRecord;
-use crate::telemetry;
 
 /// A configuration value the policy cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("policy: {0}")]
-pub struct PolicyError(String);
+pub struct PolicyError(pub String);
 
 /// A name pattern: one exact name, or every name below a domain (`*.example.com`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +112,13 @@ fn parent(name: &str) -> Option<&str> {
     name.split_once('.').map(|(_, p)| p)
 }
 
-fn parse_patterns(list: &[String]) -> Result<Vec<NamePattern>, PolicyError> {
+/// Parses every pattern of `list` (see [`NamePattern::parse`]).
+pub fn parse_patterns(list: &[String]) -> Result<Vec<NamePattern>, PolicyError> {
     list.iter().map(|p| NamePattern::parse(p)).collect()
 }
 
-fn parse_ranges(list: &[String]) -> Result<Vec<IpNet>, PolicyError> {
+/// Parses CIDR ranges, a single address standing for its own /32 or /128.
+pub fn parse_ranges(list: &[String]) -> Result<Vec<IpNet>, PolicyError> {
     list.iter()
         .map(|r| {
             r.parse::<IpNet>()
@@ -176,88 +177,69 @@ pub struct Policy {
 }
 
 impl Default for Policy {
+    /// What an empty `[policy]` means: every valid identifier, wildcards and any
+    /// address, 100 identifiers an order, the default CSR keys, the profile's lifetime.
     fn default() -> Self {
-        Self::from_config(&Config::default()).expect("the default configuration is valid")
+        Self {
+            allowed_names: Vec::new(),
+            denied_names: Vec::new(),
+            allow_wildcards: true,
+            allowed_ip_ranges: None,
+            eab: BTreeMap::new(),
+            max_names: 100,
+            key_policy: KeyPolicy::default(),
+            max_lifetime_secs: None,
+        }
     }
 }
 
-impl Policy {
-    /// The policy a configuration describes (`[policy]`, `[orders].max_identifiers`,
-    /// `[issuance].rsa_max_bits` and `allow_ed25519`).
-    pub fn from_config(config: &Config) -> Result<Self, PolicyError> {
-        let p = &config.policy;
-        let mut key_policy = KeyPolicy {
-            rsa_min_bits: p.rsa_min_bits,
-            rsa_max_bits: config.issuance.rsa_max_bits,
-            allow_ed25519: config.issuance.allow_ed25519,
-            ..KeyPolicy::default()
-        };
-        if let Some(types) = &p.key_types {
-            key_policy.allow_p256 = false;
-            key_policy.allow_p384 = false;
-            key_policy.allow_ed25519 = false;
-            let mut rsa = false;
-            for t in types {
-                match t.as_str() {
-                    "rsa" => rsa = true,
-                    "p256" => key_policy.allow_p256 = true,
-                    "p384" => key_policy.allow_p384 = true,
-                    "ed25519" => key_policy.allow_ed25519 = true,
-                    other => {
-                        return Err(PolicyError(format!(
+/// The CSR keys accepted: `key_types` (any of `rsa`, `p256`, `p384`, `ed25519`; None:
+/// RSA, P-256, P-384, and Ed25519 when `allow_ed25519`), RSA sizes from `rsa_min_bits`
+/// to `rsa_max_bits`.
+pub fn key_policy(
+    key_types: Option<&[String]>,
+    rsa_min_bits: usize,
+    rsa_max_bits: usize,
+    allow_ed25519: bool,
+) -> Result<KeyPolicy, PolicyError> {
+    let mut key_policy = KeyPolicy {
+        rsa_min_bits,
+        rsa_max_bits,
+        allow_ed25519,
+        ..KeyPolicy::default()
+    };
+    if let Some(types) = key_types {
+        key_policy.allow_p256 = false;
+        key_policy.allow_p384 = false;
+        key_policy.allow_ed25519 = false;
+        let mut rsa = false;
+        for t in types {
+            match t.as_str() {
+                "rsa" => rsa = true,
+                "p256" => key_policy.allow_p256 = true,
+                "p384" => key_policy.allow_p384 = true,
+                "ed25519" => key_policy.allow_ed25519 = true,
+                other => {
+                    return Err(PolicyError(format!(
                         "key type {other:?} is not one of \"rsa\", \"p256\", \"p384\", \"ed25519\""
                     )))
-                    }
                 }
             }
-            if !rsa {
-                // No RSA size fits: the CSR check refuses every RSA key.
-                key_policy.rsa_min_bits = usize::MAX;
-            }
         }
-        if !(2048..=8192).contains(&p.rsa_min_bits) || p.rsa_min_bits > key_policy.rsa_max_bits {
-            return Err(PolicyError(format!(
-                "rsa_min_bits {} must be 2048..=8192 and at most [issuance].rsa_max_bits {}",
-                p.rsa_min_bits, key_policy.rsa_max_bits
-            )));
+        if !rsa {
+            // No RSA size fits: the CSR check refuses every RSA key.
+            key_policy.rsa_min_bits = usize::MAX;
         }
-        if config.orders.max_identifiers == 0 {
-            return Err(PolicyError(
-                "orders.max_identifiers must be positive".into(),
-            ));
-        }
-        if p.max_lifetime_days == Some(0) {
-            return Err(PolicyError("max_lifetime_days must be at least 1".into()));
-        }
-        let eab = p
-            .eab
-            .iter()
-            .map(|(label, rule)| {
-                Ok((
-                    label.clone(),
-                    EabRule {
-                        allowed_names: parse_patterns(&rule.allowed_names)?,
-                        allowed_ip_ranges: parse_ranges(&rule.allowed_ip_ranges)?,
-                    },
-                ))
-            })
-            .collect::<Result<_, PolicyError>>()?;
-        Ok(Self {
-            allowed_names: parse_patterns(&p.allowed_names)?,
-            denied_names: parse_patterns(&p.denied_names)?,
-            allow_wildcards: p.allow_wildcards,
-            allowed_ip_ranges: p
-                .allowed_ip_ranges
-                .as_deref()
-                .map(parse_ranges)
-                .transpose()?,
-            eab,
-            max_names: config.orders.max_identifiers,
-            key_policy,
-            max_lifetime_secs: p.max_lifetime_days.map(|d| i64::from(d) * 86400),
-        })
     }
+    if !(2048..=8192).contains(&rsa_min_bits) || rsa_min_bits > rsa_max_bits {
+        return Err(PolicyError(format!(
+            "rsa_min_bits {rsa_min_bits} must be 2048..=8192 and at most [issuance].rsa_max_bits {rsa_max_bits}"
+        )));
+    }
+    Ok(key_policy)
+}
 
+impl Policy {
     /// Every refused identifier of an order by an account with `eab_label`, in order.
     pub fn check(
         &self,
@@ -389,49 +371,6 @@ impl PolicyHandle {
     pub fn replace(&self, policy: Policy) {
         *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
     }
-
-    /// Re-reads the configuration file and puts its policy in force. On any error the
-    /// policy in force stays and the error is returned (and logged).
-    pub fn reload_from(&self, path: &Path) -> Result<(), String> {
-        let result = Config::from_file(path)
-            .map_err(|e| e.to_string())
-            .and_then(|c| Policy::from_config(&c).map_err(|e| e.to_string()));
-        match result {
-            Ok(policy) => {
-                self.replace(policy);
-                telemetry::policy_reload(true);
-                tracing::info!(path = %path.display(), "policy reloaded");
-                Ok(())
-            }
-            Err(e) => {
-                telemetry::policy_reload(false);
-                tracing::error!(path = %path.display(), error = %e, "policy reload failed; the previous policy stays in force");
-                Err(e)
-            }
-        }
-    }
-
-    /// Reloads from `path` on every SIGHUP, for the life of the process (without a file,
-    /// a SIGHUP is logged and ignored rather than ending the process).
-    pub fn reload_on_sighup(&self, path: Option<std::path::PathBuf>) -> std::io::Result<()> {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup())?;
-        let handle = self.clone();
-        tokio::spawn(async move {
-            while hup.recv().await.is_some() {
-                match &path {
-                    Some(path) => {
-                        tracing::info!(path = %path.display(), "SIGHUP: reloading the policy");
-                        let _ = handle.reload_from(path);
-                    }
-                    None => tracing::warn!(
-                        "SIGHUP ignored: started without --config, nothing to reload"
-                    ),
-                }
-            }
-        });
-        Ok(())
-    }
 }
 
 impl Ra {
@@ -458,7 +397,7 @@ impl Ra {
             return Ok(());
         }
         for r in &refusals {
-            telemetry::policy_refusal(r.kind);
+            crate::metrics::policy_refusal(r.kind);
         }
         tracing::info!(account = %account.id, refused = refusals.len(), "order refused by policy");
         Err(refusal_error(&refusals))
@@ -468,19 +407,18 @@ impl Ra {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{EabRuleSection, PolicySection};
     use certwright_proto::identifier::normalize;
-
-    fn policy(section: PolicySection) -> Policy {
-        let config = Config {
-            policy: section,
-            ..Config::default()
-        };
-        Policy::from_config(&config).unwrap()
-    }
 
     fn strings(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    fn patterns(list: &[&str]) -> Vec<NamePattern> {
+        parse_patterns(&strings(list)).unwrap()
+    }
+
+    fn ranges(list: &[&str]) -> Vec<IpNet> {
+        parse_ranges(&strings(list)).unwrap()
     }
 
     fn id(text: &str) -> NormalizedIdentifier {
@@ -527,24 +465,24 @@ mod tests {
         let mut eab = BTreeMap::new();
         eab.insert(
             "team-payments".to_owned(),
-            EabRuleSection {
-                allowed_names: strings(&["*.pay.internal"]),
-                allowed_ip_ranges: strings(&["10.20.0.0/16"]),
+            EabRule {
+                allowed_names: patterns(&["*.pay.internal"]),
+                allowed_ip_ranges: ranges(&["10.20.0.0/16"]),
             },
         );
-        let p = policy(PolicySection {
-            allowed_names: strings(&["*.internal", "public.example.com"]),
-            denied_names: strings(&[
+        let p = Policy {
+            allowed_names: patterns(&["*.internal", "public.example.com"]),
+            denied_names: patterns(&[
                 "*.prod.internal",
                 "ca.internal",
                 "ca.corp.internal",
                 "secret.pay.internal",
             ]),
             allow_wildcards: true,
-            allowed_ip_ranges: Some(strings(&["10.0.0.0/8", "fd00::/8", "192.0.2.7"])),
+            allowed_ip_ranges: Some(ranges(&["10.0.0.0/8", "fd00::/8", "192.0.2.7"])),
             eab,
-            ..PolicySection::default()
-        });
+            ..Policy::default()
+        };
         let pay = Some("team-payments");
         let table: &[(Option<&str>, &str, Option<&str>)] = &[
             // allowed by a suffix rule, at any depth
@@ -590,31 +528,31 @@ mod tests {
 
     #[test]
     fn wildcards_off() {
-        let p = policy(PolicySection {
+        let p = Policy {
             allow_wildcards: false,
-            ..PolicySection::default()
-        });
+            ..Policy::default()
+        };
         assert_eq!(verdict(&p, None, "*.example.com"), Some("allow_wildcards"));
         assert_eq!(verdict(&p, None, "www.example.com"), None);
     }
 
     #[test]
     fn an_empty_ip_range_list_refuses_every_address() {
-        let p = policy(PolicySection {
+        let p = Policy {
             allowed_ip_ranges: Some(vec![]),
-            ..PolicySection::default()
-        });
+            ..Policy::default()
+        };
         assert_eq!(verdict(&p, None, "127.0.0.1"), Some("allowed_ip_ranges"));
         assert_eq!(verdict(&p, None, "www.example.com"), None);
     }
 
     #[test]
     fn every_refused_identifier_is_a_subproblem_naming_its_rule() {
-        let p = policy(PolicySection {
-            denied_names: strings(&["*.corp.example"]),
-            allowed_ip_ranges: Some(strings(&["10.0.0.0/8"])),
-            ..PolicySection::default()
-        });
+        let p = Policy {
+            denied_names: patterns(&["*.corp.example"]),
+            allowed_ip_ranges: Some(ranges(&["10.0.0.0/8"])),
+            ..Policy::default()
+        };
         let ids = [id("ok.example.com"), id("a.corp.example"), id("192.0.2.1")];
         let refusals = p.check(None, &ids);
         let Error::RejectedIdentifiers {
@@ -647,11 +585,12 @@ mod tests {
 
     #[test]
     fn keys_and_lifetime() {
-        let p = policy(PolicySection {
-            key_types: Some(strings(&["p384", "ed25519"])),
-            max_lifetime_days: Some(10),
-            ..PolicySection::default()
-        });
+        let p = Policy {
+            key_policy: key_policy(Some(&strings(&["p384", "ed25519"])), 2048, 4096, false)
+                .unwrap(),
+            max_lifetime_secs: Some(10 * 86400),
+            ..Policy::default()
+        };
         assert!(!p.key_policy.allow_p256 && p.key_policy.allow_p384 && p.key_policy.allow_ed25519);
         assert!(
             p.key_policy.rsa_min_bits > p.key_policy.rsa_max_bits,
@@ -663,65 +602,5 @@ mod tests {
             Policy::default().cap_lifetime(&profile).lifetime_secs,
             90 * 86400
         );
-    }
-
-    #[test]
-    fn bad_values_are_errors() {
-        let bad = [
-            PolicySection {
-                denied_names: strings(&["not a name"]),
-                ..PolicySection::default()
-            },
-            PolicySection {
-                allowed_ip_ranges: Some(strings(&["10.0.0.0/33"])),
-                ..PolicySection::default()
-            },
-            PolicySection {
-                key_types: Some(strings(&["dsa"])),
-                ..PolicySection::default()
-            },
-            PolicySection {
-                rsa_min_bits: 1024,
-                ..PolicySection::default()
-            },
-            PolicySection {
-                max_lifetime_days: Some(0),
-                ..PolicySection::default()
-            },
-        ];
-        for section in bad {
-            let config = Config {
-                policy: section.clone(),
-                ..Config::default()
-            };
-            assert!(Policy::from_config(&config).is_err(), "{section:?}");
-        }
-    }
-
-    #[test]
-    fn reload_replaces_the_policy_and_a_bad_file_keeps_the_old_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ca.toml");
-        let handle = PolicyHandle::new(Policy::default());
-        std::fs::write(&path, "[policy]\ndenied_names = [\"*.example.com\"]\n").unwrap();
-        handle.reload_from(&path).unwrap();
-        assert_eq!(
-            verdict(&handle.current(), None, "a.example.com"),
-            Some("denied_names")
-        );
-        for broken in [
-            "[policy]\ndenied_names = [\"bad name\"]\n",
-            "[policy\n",
-            "nonsense = 1\n",
-        ] {
-            std::fs::write(&path, broken).unwrap();
-            assert!(handle.reload_from(&path).is_err(), "{broken}");
-            assert_eq!(
-                verdict(&handle.current(), None, "a.example.com"),
-                Some("denied_names")
-            );
-        }
-        std::fs::remove_file(&path).unwrap();
-        assert!(handle.reload_from(&path).is_err());
     }
 }

@@ -11,8 +11,42 @@ use certwright_proto::types::{Identifier, IdentifierType};
 
 use super::{Error, Ra};
 use crate::clock::rfc3339;
-use crate::config::{RateLimitsSection, WindowLimit};
 use crate::store::{AccountId, AccountRecord};
+
+/// One windowed rate limit: at most `count` events per sliding `window_secs`;
+/// `count = 0` turns it off (as does the default).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowLimit {
+    pub count: u32,
+    pub window_secs: i64,
+}
+
+impl WindowLimit {
+    /// Whether the limit applies.
+    pub fn enabled(&self) -> bool {
+        self.count > 0 && self.window_secs > 0
+    }
+}
+
+/// The limits the RA enforces (`app::settings` fills them from `[rate_limits]`); the
+/// default has every limit off.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimits {
+    /// New accounts per client address (per /64 for IPv6).
+    pub new_accounts_per_ip: WindowLimit,
+    /// New orders per account.
+    pub new_orders_per_account: WindowLimit,
+    /// Certificates per registered domain, or per IP address.
+    pub certificates_per_registered_domain: WindowLimit,
+    /// Failed validations per account and identifier.
+    pub failed_validations_per_account_identifier: WindowLimit,
+    /// Certificates for exactly the same set of names.
+    pub duplicate_certificates: WindowLimit,
+    /// Pending authorizations an account may hold at once (0: no limit).
+    pub pending_authorizations_per_account: u32,
+    /// The client address is the last `X-Forwarded-For` entry.
+    pub trust_forwarded_for: bool,
+}
 
 /// The limits, by the names used in config keys, problem details and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +129,7 @@ fn names_key(identifiers: &[Identifier]) -> String {
 }
 
 fn refusal(limit: Limit, w: WindowLimit, subject: &str, retry: u64, now: i64) -> Error {
-    crate::telemetry::rate_limit_refusal(limit.name());
+    crate::metrics::rate_limit_refusal(limit.name());
     Error::RateLimited {
         detail: format!(
             "rate limit {} exceeded for {subject}: at most {} per {} s; it resets at {} (retry after {retry} s)",
@@ -109,7 +143,7 @@ fn refusal(limit: Limit, w: WindowLimit, subject: &str, retry: u64, now: i64) ->
 }
 
 impl Ra {
-    fn limits(&self) -> &RateLimitsSection {
+    fn limits(&self) -> &RateLimits {
         &self.inner.policy.rate_limits
     }
 
@@ -202,7 +236,7 @@ impl Ra {
                 .pending_authorization_count(account.id, self.now())
                 .await?;
             if pending >= i64::from(limits.pending_authorizations_per_account) {
-                crate::telemetry::rate_limit_refusal(Limit::PendingAuthorizationsPerAccount.name());
+                crate::metrics::rate_limit_refusal(Limit::PendingAuthorizationsPerAccount.name());
                 return Err(Error::RateLimited {
                     detail: format!(
                         "rate limit {} exceeded for account {account_key}: it holds {pending} pending authorizations (at most {}); the count resets as they are completed, deactivated or expire",

@@ -94,7 +94,8 @@ async fn fixture() -> Fixture {
             ocsp_url: None,
             ca_issuers_url: None,
         },
-    );
+    )
+    .unwrap();
     let kek = Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
     let store = Store::open("sqlite::memory:")
         .await
@@ -107,9 +108,7 @@ async fn fixture() -> Fixture {
         order_lifetime_secs: 7 * 86400,
         pending_authz_lifetime_secs: 7 * 86400,
         valid_authz_lifetime_secs: 30 * 86400,
-        live: policy::PolicyHandle::new(
-            policy::Policy::from_config(&crate::config::Config::default()).unwrap(),
-        ),
+        live: policy::PolicyHandle::new(policy::Policy::default()),
         terms_of_service: false,
         external_account_required: false,
         profiles: BTreeMap::from([("default".to_owned(), profile)]),

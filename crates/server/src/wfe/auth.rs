@@ -182,7 +182,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                     ))
                     .into());
                 }
-                crate::telemetry::record_account(account.id);
+                crate::metrics::record_account(account.id);
                 Authenticated::Account(account)
             }
         };

@@ -136,7 +136,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(crate::telemetry::track_requests))
+        .layer(middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)
 }
 
@@ -144,7 +144,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// the issuer's certificate. Signed data or public certificates, so no TLS is needed.
 fn pki_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route(crate::app::CRL_PATH, get(lifecycle::crl))
+        .route(urls::CRL_PATH, get(lifecycle::crl))
         .route(
             ocsp::OCSP_PATH,
             post(ocsp::post).get(ocsp::get_without_request),
@@ -164,7 +164,7 @@ pub fn pki_router(state: Arc<AppState>) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             REQUEST_TIMEOUT,
         ))
-        .layer(middleware::from_fn(crate::telemetry::track_requests))
+        .layer(middleware::from_fn(crate::metrics::track_requests))
         .with_state(state)
 }
 

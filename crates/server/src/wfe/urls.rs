@@ -2,6 +2,10 @@
 
 use crate::store::{AccountId, AuthzId, ChallengeId, OrderId};
 
+/// Where the intermediate's CRL is served, under the base URL (and named in certificates
+/// under the PKI base URL).
+pub const CRL_PATH: &str = "/crl/intermediate.crl";
+
 /// Resource URL builder.
 #[derive(Debug, Clone)]
 pub struct Urls {

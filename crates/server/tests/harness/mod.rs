@@ -99,12 +99,12 @@ pub struct TestCa {
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `http://127.0.0.1:PORT`.
     pub admin_base: String,
     /// The admin endpoints' state (for requests that must look remote).
-    pub admin: Arc<certwright_server::telemetry::Admin>,
+    pub admin: Arc<certwright_server::admin::Admin>,
     /// The plain-HTTP PKI listener as named in certificates (`pki_base_url`), e.g.
     /// `http://127.0.0.1:PORT`; the base URL itself when a test turned the listener off.
     pub pki_base: String,
-    /// The policy in force (tests may replace it as a SIGHUP reload would).
-    pub policy: certwright_server::ra::policy::PolicyHandle,
+    /// Reloads the policy in force from a file, as a SIGHUP does.
+    pub policy: certwright_server::app::PolicyReloader,
     _tmp: Option<tempfile::TempDir>,
     pki_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -216,13 +216,14 @@ impl TestCa {
         }
         let store = server.store.clone();
         let root_pem = server.root_pem.clone();
-        let policy = server.state.ra.policy_handle().clone();
+        let policy =
+            certwright_server::app::PolicyReloader::new(server.state.ra.policy_handle().clone());
         let admin_listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_base = format!("http://{}", admin_listener.local_addr().unwrap());
         let admin = server.admin.clone();
         let admin_state = admin.clone();
         tokio::spawn(async move {
-            let _ = certwright_server::telemetry::serve_admin(
+            let _ = certwright_server::admin::serve_admin(
                 admin_listener,
                 admin,
                 std::future::pending(),

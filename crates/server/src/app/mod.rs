@@ -1,4 +1,10 @@
-//! Assembles the CA from its configuration and serves it (HTTPS or plain HTTP).
+//! Assembles the CA from its configuration and serves it (HTTPS or plain HTTP). The
+//! wiring lives here: `settings` turns the configuration into each component's own
+//! settings, `reload` re-reads the policy on SIGHUP.
+
+pub mod eab_kek;
+pub mod reload;
+pub mod settings;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -15,23 +21,22 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
 use crate::ca::ocsp::OcspResponder;
-use crate::ca::{CertificateAuthority, Hierarchy, IssuancePolicy, Profile};
+use crate::ca::{CertificateAuthority, Hierarchy};
 use crate::clock::Clock;
 use crate::config::Config;
-use crate::ra::policy::{Policy, PolicyHandle};
-use crate::ra::{Ra, RaPolicy};
-use crate::store::{Backend, Store, StoreOptions};
-use crate::telemetry;
-use crate::va::{DenyList, NameResolver, Va, VaConfig};
+use crate::ra::policy::PolicyHandle;
+use crate::ra::Ra;
+use crate::store::{Backend, Store};
+use crate::va::{NameResolver, Va};
 use crate::wfe::{self, AppState, NonceStore, Urls};
+
+pub use reload::PolicyReloader;
+pub use settings::Settings;
 
 /// Seconds a client has to send its request headers (slow clients are cut off).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Seconds a TLS handshake may take.
 pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Where the intermediate's CRL is served, under the base URL.
-pub const CRL_PATH: &str = "/crl/intermediate.crl";
 
 /// Keeps the CRL fresh: publishes a new one when half of its validity has passed.
 fn spawn_crl_refresher(ra: Ra) {
@@ -99,21 +104,21 @@ pub struct CaServer {
     /// (challenges, orders) resumed from a previous run.
     pub recovered: (usize, usize),
     /// What the admin listener (`/metrics`, `/healthz`, `/readyz`) serves.
-    pub admin: Arc<telemetry::Admin>,
+    pub admin: Arc<crate::admin::Admin>,
 }
 
 impl CaServer {
     /// Opens the data directory (creating the CA on first start), the database, and the
     /// authorities; resumes whatever a previous run left in flight.
     pub async fn open(config: Config, options: Options) -> anyhow::Result<Self> {
-        config.validate()?;
-        let metrics = telemetry::install();
+        let settings = Settings::from_config(&config)?;
+        let metrics = crate::metrics::install();
         crate::fsutil::create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
         let hierarchy = Hierarchy::load_or_create(
             &config.data_dir,
-            config.ca.key_type,
+            settings::ca_key_type(config.ca.key_type),
             &config.ca.organization,
             &config.tls_names(),
         )?;
@@ -125,20 +130,15 @@ impl CaServer {
         } else {
             None
         };
-        let store_options = StoreOptions {
-            auto_migrate: config.database.auto_migrate,
-            max_connections: config.database.max_connections,
-            acquire_timeout: Duration::from_secs(config.database.acquire_timeout_secs),
-            sqlite_synchronous: config.database.sqlite_synchronous,
-        };
-        let store = Store::open_with(&config.database_url(), &store_options)
+        let store = Store::open_with(&config.database_url(), &settings::store_options(&config))
             .await
             .with_context(|| format!("cannot open database {}", config.database_url()))?;
         // EAB keys sealed at rest; the server refuses keys it could not use (docs/hardening.md).
-        let store = crate::secrets::attach_eab_kek(&config, store, !options.admin)
+        let private_files = settings::private_files(&config);
+        let store = eab_kek::attach_eab_kek(&private_files, store, !options.admin)
             .await
             .context("loading the key-encryption key of EAB keys")?;
-        crate::secrets::warn_loose_modes(&config);
+        crate::secrets::warn_loose_modes(&private_files);
         let ocsp = if config.ocsp.enabled {
             let pem = hierarchy.load_or_create_ocsp_responder(options.clock.now())?;
             let validity = i64::from(config.ocsp.validity_hours) * 3600;
@@ -180,15 +180,8 @@ impl CaServer {
         }
         let mut ca = CertificateAuthority::new(
             hierarchy,
-            IssuancePolicy {
-                backdate_secs: i64::from(config.issuance.backdate_secs),
-                crl_url: Some(format!("{pki_base}{CRL_PATH}")),
-                ocsp_url: ocsp
-                    .is_some()
-                    .then(|| format!("{pki_base}{}", wfe::ocsp::OCSP_PATH)),
-                ca_issuers_url: Some(format!("{pki_base}{}", wfe::ocsp::CA_ISSUERS_PATH)),
-            },
-        );
+            settings::issuance_policy(&config, &pki_base, ocsp.is_some()),
+        )?;
         if let Some(responder) = ocsp {
             ca = ca.with_ocsp(responder);
         }
@@ -206,62 +199,14 @@ impl CaServer {
                 "validation.allow_loopback is ON (test switch): the VA connects to loopback addresses, so any account can make this CA read services on its own host; never use it on a CA that others can reach"
             );
         }
-        let va = Va::new(
-            VaConfig {
-                http01_port: config.validation.http01_port,
-                tlsalpn01_port: config.validation.tlsalpn01_port,
-                timeout: Duration::from_secs(config.validation.timeout_secs),
-                max_concurrent: config.validation.max_concurrent,
-                deny: DenyList::parse(&config.validation.deny_ranges)
-                    .map_err(|e| anyhow::anyhow!("validation.deny_ranges: {e}"))?
-                    .allowing_loopback(config.validation.allow_loopback),
-                check_caa: config.validation.check_caa,
-                caa_identities: config.directory.caa_identities.clone(),
-                account_uri_prefix: format!("{}/acme/acct/", config.base_url()),
-                allow_ip_identifiers: config.validation.allow_ip_identifiers,
-                caa_recheck_after: Duration::from_secs(
-                    u64::from(config.validation.caa_recheck_after_hours) * 3600,
-                ),
-            },
-            resolver,
-        )?;
+        let va = Va::new(settings.va_config(&config), resolver)?;
+        let live = PolicyHandle::new(settings.policy.clone());
         let ra = Ra::new(
             store.clone(),
             ca.clone(),
             va,
             options.clock.clone(),
-            RaPolicy {
-                order_lifetime_secs: i64::from(config.orders.order_lifetime_hours) * 3600,
-                pending_authz_lifetime_secs: i64::from(config.orders.pending_authz_lifetime_hours)
-                    * 3600,
-                valid_authz_lifetime_secs: i64::from(config.orders.valid_authz_lifetime_days)
-                    * 86400,
-                live: PolicyHandle::new(Policy::from_config(&config)?),
-                terms_of_service: config.directory.terms_of_service.is_some(),
-                external_account_required: config.directory.external_account_required,
-                profiles: config
-                    .profiles()
-                    .into_iter()
-                    .map(|(name, p)| {
-                        let profile = Profile {
-                            name: name.clone(),
-                            lifetime_secs: i64::from(p.lifetime_days) * 86400,
-                            server_auth: p.server_auth,
-                            client_auth: p.client_auth,
-                            common_name: p.common_name,
-                            policy_oids: p
-                                .parsed_policy_oids()
-                                .map_err(|e| anyhow::anyhow!("profile {name:?}: {e}"))?,
-                            subject_key_identifier: p.subject_key_identifier,
-                        };
-                        Ok((name, profile))
-                    })
-                    .collect::<anyhow::Result<_>>()?,
-                default_profile: config.default_profile(),
-                crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
-                lease_secs: 3 * config.validation.timeout_secs as i64 + 30,
-                rate_limits: config.rate_limits.clone(),
-            },
+            settings.ra_policy(&config, live),
         );
         let recovered = if options.admin {
             (0, 0)
@@ -278,7 +223,7 @@ impl CaServer {
                 .await
                 .map_err(|p| anyhow::anyhow!("publishing the CRL: {p}"))?;
             spawn_crl_refresher(ra.clone());
-            telemetry::spawn_database_pinger(store.clone());
+            crate::metrics::spawn_database_pinger(store.clone());
             recovered
         };
         let meta = DirectoryMeta {
@@ -312,7 +257,7 @@ impl CaServer {
                 tracing::warn!(%addr, "the admin listener is open to the network without a bearer token (admin_token_file)");
             }
         }
-        let admin = Arc::new(telemetry::Admin {
+        let admin = Arc::new(crate::admin::Admin {
             metrics,
             store: store.clone(),
             ca,
@@ -352,10 +297,10 @@ impl CaServer {
 
 /// Reads the admin listener's bearer token (its file's mode is checked with the other
 /// private files, `secrets::private_paths`).
-fn read_admin_token(path: &std::path::Path) -> anyhow::Result<telemetry::AdminToken> {
+fn read_admin_token(path: &std::path::Path) -> anyhow::Result<crate::admin::AdminToken> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read admin_token_file {}", path.display()))?;
-    telemetry::AdminToken::parse(&text)
+    crate::admin::AdminToken::parse(&text)
         .map_err(|e| anyhow::anyhow!("admin_token_file {}: {e}", path.display()))
 }
 
