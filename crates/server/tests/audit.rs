@@ -260,3 +260,34 @@ async fn check_reports_a_broken_invariant_and_fails() {
         text(&out)
     );
 }
+
+/// An operator command (the real binary) is audited as `operator:NAME`, the user who ran
+/// it; the request's account stays the subject.
+#[tokio::test]
+async fn operator_commands_are_audited_with_the_operators_name() {
+    let ca = TestCa::start().await;
+    let acme = ca.account().await;
+    let (_, order, _) = acme.issue(&["operator.audit.test"], &ca.responder).await;
+    let serial = order["certificate"]
+        .as_str()
+        .and_then(|u| u.rsplit('/').next())
+        .unwrap()
+        .to_owned();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
+    cmd.args(["renew-early", "--serial", &serial, "--data-dir"])
+        .arg(&ca.data_dir)
+        .env_remove("SUDO_USER")
+        .env("USER", "ops-alice");
+    if let Some(url) = harness::database_url_for(&ca.data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let entries = ca.store.audit_entries(0, i64::MIN, 1000).await.unwrap();
+    let last = entries.last().unwrap();
+    assert_eq!(last.action, "certificate.renew_early");
+    assert_eq!(last.actor, "operator:ops-alice");
+    assert_eq!(last.serial.as_deref(), Some(serial.as_str()));
+}

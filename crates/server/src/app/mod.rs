@@ -26,7 +26,7 @@ use crate::clock::Clock;
 use crate::config::Config;
 use crate::ra::policy::PolicyHandle;
 use crate::ra::Ra;
-use crate::store::{Backend, Store};
+use crate::store::{Actor, Backend, Store};
 use crate::va::{NameResolver, Va};
 use crate::wfe::{self, AppState, NonceStore, Urls};
 
@@ -90,6 +90,8 @@ pub struct Options {
     pub clock: Clock,
     /// Open for an admin command: no resumption of in-flight work, no background tasks.
     pub admin: bool,
+    /// Who the operator's changes are audited as (an admin command's operator).
+    pub operator: Actor,
 }
 
 /// A CA ready to serve.
@@ -137,7 +139,8 @@ impl CaServer {
         let private_files = settings::private_files(&config);
         let store = eab_kek::attach_eab_kek(&private_files, store, !options.admin)
             .await
-            .context("loading the key-encryption key of EAB keys")?;
+            .context("loading the key-encryption key of EAB keys")?
+            .acting_as(options.operator.clone());
         crate::secrets::warn_loose_modes(&private_files);
         let ocsp = if config.ocsp.enabled {
             let pem = hierarchy.load_or_create_ocsp_responder(options.clock.now())?;

@@ -19,7 +19,7 @@ use anyhow::Context;
 use certwright_server::app::{CaServer, Options};
 use certwright_server::ca::hierarchy::HierarchyPaths;
 use certwright_server::config::Config;
-use certwright_server::store::{Store, StoreOptions};
+use certwright_server::store::{Actor, Store, StoreOptions};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -122,9 +122,10 @@ impl ConfigArgs {
             auto_migrate: migrate,
             ..Default::default()
         };
-        Store::open_with(&c.database_url(), &options)
+        let store = Store::open_with(&c.database_url(), &options)
             .await
-            .with_context(|| format!("opening {}", c.database_url()))
+            .with_context(|| format!("opening {}", c.database_url()))?;
+        Ok(store.acting_as(Actor::operator_from_env()))
     }
 
     /// The whole CA, opened for an admin command (nothing resumed, no background work).
@@ -140,6 +141,7 @@ impl ConfigArgs {
             c,
             Options {
                 admin: true,
+                operator: Actor::operator_from_env(),
                 ..Options::default()
             },
         )

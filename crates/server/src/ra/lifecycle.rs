@@ -12,7 +12,7 @@ use super::{Error, Ra, DATABASE_FAILED};
 use crate::ca::crl::{reason_name, ALLOWED_REASONS};
 use crate::ca::{csr, KeyPolicy};
 use crate::clock::rfc3339;
-use crate::store::{AccountId, AccountRecord, CertificateRecord, CrlRecord, StoreError};
+use crate::store::{AccountId, AccountRecord, Actor, CertificateRecord, CrlRecord, StoreError};
 
 /// The issuer name under which the intermediate's CRL is kept.
 pub const CRL_ISSUER: &str = "intermediate";
@@ -263,8 +263,8 @@ impl Ra {
         }
         let now = self.now();
         let by = match requester {
-            Requester::Account(account) => format!("account:{}", account.id.0),
-            Requester::CertificateKey(_) => "certificate-key".to_owned(),
+            Requester::Account(account) => Actor::Account(account.id).to_string(),
+            Requester::CertificateKey(_) => Actor::CertificateKey.to_string(),
         };
         if !self
             .inner
@@ -308,7 +308,12 @@ impl Ra {
             || !self
                 .inner
                 .store
-                .revoke_certificate(&serial, reason, self.now(), "admin")
+                .revoke_certificate(
+                    &serial,
+                    reason,
+                    self.now(),
+                    &self.inner.store.operator().to_string(),
+                )
                 .await?
         {
             return Err(already_revoked(&serial));

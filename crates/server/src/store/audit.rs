@@ -33,6 +33,45 @@ pub struct AuditEvent {
     pub details: Value,
 }
 
+/// Who did something, as audit entries name them: the one place actor names are made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Actor {
+    /// An ACME account (`account:ID`).
+    Account(AccountId),
+    /// Whoever holds a certificate's private key: a revocation signed with it
+    /// (`certificate-key`).
+    CertificateKey,
+    /// The CA operator at the command line (`operator:NAME`, or `operator` when the name
+    /// is unknown).
+    Operator(Option<String>),
+    /// The CA itself: validation outcomes, failed issuances, housekeeping (`system`).
+    #[default]
+    System,
+}
+
+impl Actor {
+    /// The operator running this process, named by `SUDO_USER`, `USER` or `LOGNAME`.
+    pub fn operator_from_env() -> Self {
+        let name = ["SUDO_USER", "USER", "LOGNAME"]
+            .iter()
+            .filter_map(|v| std::env::var(v).ok())
+            .find(|n| !n.is_empty() && n.len() <= 64 && !n.contains(char::is_whitespace));
+        Self::Operator(name)
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Account(id) => write!(f, "account:{}", id.0),
+            Self::CertificateKey => f.write_str("certificate-key"),
+            Self::Operator(Some(name)) => write!(f, "operator:{name}"),
+            Self::Operator(None) => f.write_str("operator"),
+            Self::System => f.write_str("system"),
+        }
+    }
+}
+
 impl AuditEvent {
     /// An event by `actor` with no subjects yet.
     pub fn new(actor: impl Into<String>, action: &'static str) -> Self {
@@ -50,7 +89,7 @@ impl AuditEvent {
 
     /// An event done by an account, about that account.
     pub fn by_account(account: AccountId, action: &'static str) -> Self {
-        Self::new(format!("account:{}", account.0), action).account(account)
+        Self::new(Actor::Account(account).to_string(), action).account(account)
     }
 
     /// The account the event is about (when the actor is someone else).

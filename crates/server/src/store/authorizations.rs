@@ -6,7 +6,7 @@ use certwright_proto::types::{AuthorizationStatus, Identifier};
 use certwright_proto::Problem;
 use serde_json::Value;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::statuses::{guard, quoted, set, status_sql};
@@ -228,7 +228,7 @@ impl Store {
                         &params![authz_status, authz_id.0],
                     )
                     .await?;
-                let event = AuditEvent::new("system", "validation")
+                let event = AuditEvent::new(Actor::System.to_string(), "validation")
                     .account(AccountId(subject.int("account_id")?))
                     .challenge(challenge)
                     .authz(authz_id)

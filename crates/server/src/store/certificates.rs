@@ -78,7 +78,7 @@ impl Store {
         self.change_one_audited(
             "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
             params![serial].into(),
-            AuditEvent::new("admin", "certificate.renew_early").serial(serial),
+            AuditEvent::new(self.operator.to_string(), "certificate.renew_early").serial(serial),
         )
         .await
     }

@@ -71,7 +71,7 @@ use sqlx::Row as _;
 use crate::secrets::Kek;
 use engine::{sqlite_reads, writer};
 
-pub use audit::{AuditEntry, AuditEvent, AuditVerdict};
+pub use audit::{Actor, AuditEntry, AuditEvent, AuditVerdict};
 pub use reader::StoreReader;
 pub use records::*;
 
@@ -195,6 +195,9 @@ pub struct Store {
     reads: Option<Arc<sqlite_reads::SqliteReads>>,
     /// Seals and opens EAB HMAC keys (`secrets`); attached with `with_eab_kek`.
     eab_kek: Option<Arc<Kek>>,
+    /// Who the operator's changes (EAB keys, revocations, renew-early marks, imports)
+    /// are audited as; set with `acting_as`.
+    operator: audit::Actor,
 }
 
 fn sqlite_url(url: &str, mode: &str) -> String {
@@ -276,6 +279,7 @@ impl Store {
                     .as_ref()
                     .map(|path| Arc::new(sqlite_reads::SqliteReads::new(path.clone()))),
                 eab_kek: None,
+                operator: audit::Actor::Operator(None),
             };
             // The writer thread starts on the migrated schema.
             store.check_schema(options.auto_migrate).await?;
@@ -300,6 +304,7 @@ impl Store {
                 group: None,
                 reads: None,
                 eab_kek: None,
+                operator: audit::Actor::Operator(None),
             }
         } else {
             return Err(StoreError::Corrupt(format!(
@@ -322,6 +327,16 @@ impl Store {
         }
         let options: sqlx::sqlite::SqliteConnectOptions = url.parse().ok()?;
         Some(options.get_filename().to_owned())
+    }
+
+    /// This store with the operator its operator changes are audited as.
+    pub fn acting_as(self, operator: audit::Actor) -> Self {
+        Self { operator, ..self }
+    }
+
+    /// The actor the operator's changes are audited as.
+    pub fn operator(&self) -> &audit::Actor {
+        &self.operator
     }
 
     /// This store with the key-encryption key that seals and opens EAB HMAC keys.

@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 use certwright_proto::types::AuthorizationStatus;
 use certwright_proto::Problem;
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param};
 use super::statuses::{guard, quoted, set, status_sql};
@@ -327,7 +327,7 @@ impl Store {
                     .await?;
                 let failed = row.is_some();
                 if let Some(row) = row {
-                    let event = AuditEvent::new("system", "order.fail")
+                    let event = AuditEvent::new(Actor::System.to_string(), "order.fail")
                         .account(AccountId(row.int("account_id")?))
                         .order(order)
                         .details(serde_json::json!({ "problem": problem }));

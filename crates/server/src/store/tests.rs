@@ -268,7 +268,8 @@ async fn audited_store() -> (Store, AccountId) {
         .await
         .unwrap();
     s.update_account_contact(acct.id, &[]).await.unwrap();
-    s.revoke_eab_key("kid-1", 3).await.unwrap();
+    let alice = s.clone().acting_as(Actor::Operator(Some("alice".into())));
+    alice.revoke_eab_key("kid-1", 3).await.unwrap();
     (s, acct.id)
 }
 
@@ -288,7 +289,9 @@ async fn every_change_appends_a_chained_entry() {
     );
     assert_eq!(entries[0].account_id, Some(acct.0));
     assert_eq!(entries[0].actor, format!("account:{}", acct.0));
-    assert_eq!(entries[1].actor, "admin");
+    // The operator, unnamed unless the store acts as a named one (the CLI names it).
+    assert_eq!(entries[1].actor, "operator");
+    assert_eq!(entries[3].actor, "operator:alice");
     assert_eq!(entries[0].prev_hash, audit::GENESIS_HASH);
     for pair in entries.windows(2) {
         assert_eq!(pair[1].prev_hash, pair[0].hash);

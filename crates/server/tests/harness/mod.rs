@@ -198,6 +198,7 @@ impl TestCa {
                 resolver,
                 clock: clock.clone(),
                 admin: false,
+                ..Options::default()
             },
         )
         .await
