@@ -6,7 +6,17 @@ use rcgen::{
 use time::OffsetDateTime;
 
 use super::{CertificateAuthority, IssueError};
-use crate::store::RevokedEntry;
+
+/// One revoked certificate as a CRL lists it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlEntry<'a> {
+    /// The serial number, lower-case hex.
+    pub serial: &'a str,
+    /// When it was revoked (Unix seconds).
+    pub revoked_at: i64,
+    /// The RFC 5280 reason code.
+    pub reason: u8,
+}
 
 /// Reason codes of RFC 5280 §5.3.1 a subscriber or operator may give. Excluded:
 /// 2 (cACompromise) and 10 (aACompromise) do not apply to an end-entity certificate,
@@ -62,7 +72,7 @@ impl CertificateAuthority {
     pub fn build_crl(
         &self,
         number: i64,
-        entries: &[RevokedEntry],
+        entries: &[CrlEntry<'_>],
         this_update: i64,
         next_update: i64,
     ) -> Result<Vec<u8>, IssueError> {
@@ -74,7 +84,7 @@ impl CertificateAuthority {
             revoked_certs: entries
                 .iter()
                 .map(|e| RevokedCertParams {
-                    serial_number: SerialNumber::from_slice(&serial_bytes(&e.serial)),
+                    serial_number: SerialNumber::from_slice(&serial_bytes(e.serial)),
                     revocation_time: time(e.revoked_at),
                     reason_code: reason(e.reason),
                     invalidity_date: None,
@@ -108,13 +118,13 @@ mod tests {
         )
         .unwrap();
         let entries = vec![
-            RevokedEntry {
-                serial: "7f01".into(),
+            CrlEntry {
+                serial: "7f01",
                 revoked_at: 1_800_000_000,
                 reason: 1,
             },
-            RevokedEntry {
-                serial: "0a0b0c".into(),
+            CrlEntry {
+                serial: "0a0b0c",
                 revoked_at: 1_800_000_100,
                 reason: 0,
             },

@@ -117,10 +117,7 @@ pub fn random_serial() -> Vec<u8> {
     bytes.to_vec()
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub use crate::encoding::hex;
 
 /// The arcs of an OID, as rcgen takes them.
 fn arcs(oid: &der::asn1::ObjectIdentifier) -> Vec<u64> {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::{Error, Ra, DATABASE_FAILED};
-use crate::ca::crl::{reason_name, ALLOWED_REASONS};
+use crate::ca::crl::{reason_name, CrlEntry, ALLOWED_REASONS};
 use crate::ca::{csr, KeyPolicy};
 use crate::clock::rfc3339;
 use crate::store::{AccountId, AccountRecord, Actor, CertificateRecord, CrlRecord, StoreError};
@@ -329,7 +329,15 @@ impl Ra {
         let store = &self.inner.store;
         let now = self.now();
         let number = store.allocate_crl_number(CRL_ISSUER).await?;
-        let entries = store.revoked_certificates(now).await?;
+        let revoked = store.revoked_certificates(now).await?;
+        let entries: Vec<CrlEntry<'_>> = revoked
+            .iter()
+            .map(|e| CrlEntry {
+                serial: &e.serial,
+                revoked_at: e.revoked_at,
+                reason: e.reason,
+            })
+            .collect();
         let next_update = now + self.inner.policy.crl_validity_secs;
         let der = self
             .inner

@@ -7,7 +7,6 @@ pub mod lifecycle;
 pub mod ocsp;
 pub mod policy;
 pub mod ratelimit;
-pub mod status;
 mod validation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -23,6 +22,7 @@ use certwright_proto::{b64, Jwk, Problem};
 
 use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, Profile};
 use crate::clock::Clock;
+use crate::status;
 use crate::store::{
     AccountId, AccountRecord, AuthzId, AuthzRecord, CertificateRecord, ChallengeId,
     ChallengeRecord, NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Store,

@@ -9,9 +9,7 @@ use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::statuses::{guard, quoted, set, status_sql};
 use super::{unique_is_conflict, AccountId, AccountRecord, Result, Store, StoreError};
-use crate::ra::status::transitions::{
-    ACCOUNT_CREATED, ACCOUNT_DEACTIVATE, AUTHORIZATION_DEACTIVATE,
-};
+use crate::status::transitions::{ACCOUNT_CREATED, ACCOUNT_DEACTIVATE, AUTHORIZATION_DEACTIVATE};
 
 status_sql! {
     /// `create_account` and `create_account_with_eab` (EAB key id and label NULL, or

@@ -182,7 +182,7 @@ impl AuditEntry {
         ])
         .to_string();
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, canonical.as_bytes());
-        crate::ca::hex(digest.as_ref())
+        crate::encoding::hex(digest.as_ref())
     }
 
     fn from_row(row: &sqlx::any::AnyRow) -> Self {

@@ -14,7 +14,7 @@ use super::{
     identifier_type_name, AccountId, AuthzId, AuthzRecord, ChallengeId, ChallengeRecord, Result,
     Store, StoreError,
 };
-use crate::ra::status::transitions::{
+use crate::status::transitions::{
     AUTHORIZATION_DEACTIVATE, AUTHORIZATION_INVALIDATE, AUTHORIZATION_VALIDATE, CHALLENGE_FAIL,
     CHALLENGE_START, CHALLENGE_SUCCEED,
 };

@@ -6,7 +6,7 @@ use sqlx::Row as _;
 
 use super::statuses::{quoted, status_sql};
 use super::{Result, Store};
-use crate::ra::status::transitions::{CHALLENGE_START, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE};
+use crate::status::transitions::{CHALLENGE_START, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE};
 
 status_sql! {
     /// Challenges left `processing` (after the sweeper ran: their validation was lost).

@@ -6,7 +6,7 @@ use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::statuses::{quoted, status_sql};
 use super::{ChallengeId, OrderId, Result, Store};
-use crate::ra::status::transitions::{StoredStatus, CHALLENGE_START, ORDER_BEGIN_FINALIZE};
+use crate::status::transitions::{StoredStatus, CHALLENGE_START, ORDER_BEGIN_FINALIZE};
 
 // The status under a lease is the one its start set; the claims change only the lease.
 status_sql! {

@@ -31,7 +31,7 @@
 //!   `test-support`). `reader`: [`StoreReader`], the read-only view the front end gets.
 //!
 //! Every status the SQL names comes from the RA's transition table
-//! (`ra::status::transitions`) through `statuses`, which builds each such statement once;
+//! (`status::transitions`) through `statuses`, which builds each such statement once;
 //! its tests check the SQL against the table.
 //!
 //! `engine` is the private driver layer under all of it. Write operations are written once

@@ -16,7 +16,7 @@ use super::{
     identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, NewAuthorization,
     NewCertificate, NewOrderRecord, OrderId, OrderRecord, Result, Store, StoreError,
 };
-use crate::ra::status::transitions::{
+use crate::status::transitions::{
     AUTHORIZATION_CREATED, CHALLENGE_CREATED, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE, ORDER_CREATED,
     ORDER_FAIL,
 };

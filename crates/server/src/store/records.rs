@@ -64,7 +64,7 @@ impl AccountRecord {
 }
 
 /// An order as stored. Its `status` is the stored one: the RA refines `pending` from the
-/// authorizations (see `ra::status`).
+/// authorizations (see `status`).
 #[derive(Debug, Clone)]
 pub struct OrderRecord {
     pub id: OrderId,

@@ -1,5 +1,5 @@
 //! The status literals of the store's SQL, spliced in from the RA's transition table
-//! (`ra::status::transitions`) and the proto status enums, so that a guard cannot drift
+//! (`status::transitions`) and the proto status enums, so that a guard cannot drift
 //! from the state machine it enforces.
 //!
 //! Statuses stay literals in the SQL text (not parameters): the partial indexes on
@@ -7,7 +7,7 @@
 //! status. Each such statement is built once, on first use ([`status_sql!`]), and is a
 //! `&'static str` from then on: the hot path neither formats nor allocates SQL.
 
-use crate::ra::status::transitions::{Guard, StoredStatus, Transition};
+use crate::status::transitions::{Guard, StoredStatus, Transition};
 
 /// `'pending'`: a status as an SQL string literal.
 pub(super) fn quoted(status: impl StoredStatus) -> String {
@@ -76,7 +76,7 @@ mod tests {
     };
 
     use super::super::query_plans::{built_statements, SOURCES};
-    use crate::ra::status::transitions::*;
+    use crate::status::transitions::*;
 
     /// Whether `word` is a status of some resource.
     fn is_status(word: &str) -> bool {
