@@ -11,7 +11,8 @@ use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 
-use super::{tls_identity, Pebble};
+use certwright_testkit::peers::pebble::Pebble;
+use certwright_testkit::x509::tls_identity;
 
 /// What the proxy does to a certificate download.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,12 +206,8 @@ fn tamper(pem: &str, mode: Tamper) -> String {
             format!("{}{}", foreign.pem(), blocks[1..].concat())
         }
         Tamper::BrokenChain => {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            ca.distinguished_name
-                .push(rcgen::DnType::CommonName, "unrelated intermediate");
-            let unrelated = ca.self_signed(&key).unwrap();
+            let (_, _, unrelated) =
+                certwright_testkit::x509::self_signed_ca("unrelated intermediate");
             format!("{}{}", blocks[0], unrelated.pem())
         }
         Tamper::Truncated => blocks[0][..blocks[0].len() / 2].to_owned(),

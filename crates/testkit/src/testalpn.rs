@@ -17,7 +17,7 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::tlsalpn01::ACME_TLS_ALPN;
+use certwright_proto::challenge::ACME_TLS_ALPN;
 
 /// What is wrong with a challenge certificate (or its server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
