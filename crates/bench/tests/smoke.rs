@@ -46,6 +46,7 @@ async fn start_ca(
             resolver: Some(resolver),
             clock: Clock::system(),
             admin: false,
+            ..CaOptions::default()
         },
     )
     .await

@@ -1,62 +1,36 @@
 //! The `certwright` command against this workspace's own CA binary, `certwright-ca`,
-//! with pebble-challtestsrv as the CA's DNS resolver.
+//! with pebble-challtestsrv as the CA's DNS resolver. The binary is the one named by
+//! `CERTWRIGHT_CA_BIN` (scripts/test builds it and sets it).
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::process::Command;
 use std::time::Duration;
 
+use certwright_testkit::ca_process::{ca_binary_from_env, CaProcess};
+use certwright_testkit::process::ProcessGuard;
 use common::{mode, openssl_verify, ChallTestSrv, Cli};
-
-/// Builds (if needed) and returns the certwright-ca binary of this workspace.
-fn certwright_ca_binary() -> PathBuf {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = common::run_bounded(
-        Command::new(cargo).current_dir(&root).args([
-            "build",
-            "-q",
-            "-p",
-            "certwright-server",
-            "--bin",
-            "certwright-ca",
-        ]),
-        Duration::from_secs(1200),
-    );
-    assert!(
-        out.status.success(),
-        "building certwright-ca: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    target.join("debug/certwright-ca")
-}
 
 #[test]
 fn issue_renew_and_revoke_against_certwright_ca() {
-    let binary = certwright_ca_binary();
-    let dns = ChallTestSrv::start();
+    // Built by scripts/test (`cargo build -p certwright-server --bin certwright-ca`) and
+    // named in CERTWRIGHT_CA_BIN: a test never runs cargo itself.
+    let binary = ca_binary_from_env();
+    // The CA's resolver: the test binary's shared challtestsrv, where the dns-01 hook
+    // below sets the TXT records.
+    let dns = ChallTestSrv::shared();
     let data = tempfile::tempdir().unwrap();
     let (port, http01) = (common::free_port(), common::free_port());
-    let log = std::fs::File::create(data.path().join("ca.log")).unwrap();
-    let _ca = common::spawn(
-        Command::new(&binary)
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data.path().join("ca"))
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .args(["--admin-listen", "off"])
-            .args(["--pki-http-listen", "off"])
-            .args(["--http01-port", &http01.to_string()])
-            .args(["--dns-resolver", &format!("127.0.0.1:{}", dns.dns_port)])
-            .arg("--allow-loopback-validation")
-            .stdout(Stdio::null())
-            .stderr(log),
+    let mut guard = ProcessGuard::default();
+    let _ca = CaProcess::start_with_args(
+        &binary,
+        &mut guard,
+        &data.path().join("ca"),
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        http01,
+        &["--pki-http-listen", "off"],
     );
-    common::wait_for_port(port, "certwright-ca");
     let root = data.path().join("ca/root.pem");
     let state = tempfile::tempdir().unwrap();
     let c = Cli {

@@ -556,8 +556,7 @@ deploy_hook = 'echo "$CERTWRIGHT_CERT_NAME $CERTWRIGHT_FULLCHAIN_PATH $CERTWRIGH
         }
         // Give a looping agent the chance to misbehave, then stop it: SIGTERM, clean exit.
         std::thread::sleep(settle);
-        let pid = rustix::process::Pid::from_raw(child.0.id() as i32).unwrap();
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+        common::send_signal(child.id(), common::Signal::TERM);
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(s) = child.0.try_wait().unwrap() {
@@ -612,28 +611,29 @@ fn issue_from_own_csr_keeps_no_key() {
     let c = cli(p, state.path());
     let key = state.path().join("own.key");
     let csr = state.path().join("own.csr");
-    let out = std::process::Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-        ])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&csr)
-        .args([
-            "-subj",
-            "/CN=csr.example.test",
-            "-addext",
-            "subjectAltName=DNS:csr.example.test,DNS:alt.csr.example.test",
-        ])
-        .output()
-        .unwrap();
+    let out = common::run_bounded(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-new",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&csr)
+            .args([
+                "-subj",
+                "/CN=csr.example.test",
+                "-addext",
+                "subjectAltName=DNS:csr.example.test,DNS:alt.csr.example.test",
+            ]),
+        common::OPENSSL_TIMEOUT,
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -659,11 +659,11 @@ fn issue_from_own_csr_keeps_no_key() {
     openssl_verify(&dir, &p.root_pem(0));
     // The certificate is for the CSR's key.
     let pubkey = |args: &[&str]| {
-        std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .unwrap()
-            .stdout
+        common::run_bounded(
+            std::process::Command::new("openssl").args(args),
+            common::OPENSSL_TIMEOUT,
+        )
+        .stdout
     };
     assert_eq!(
         pubkey(&["pkey", "-pubout", "-in", key.to_str().unwrap()]),

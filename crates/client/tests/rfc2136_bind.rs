@@ -3,71 +3,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use base64::Engine;
+use certwright_testkit::peers::bind::start_bind;
 use common::{openssl_verify, Cli, Pebble};
 
 const KEY_NAME: &str = "certwright-test.";
-
-fn named_binary() -> PathBuf {
-    for p in ["/usr/sbin/named", "/sbin/named"] {
-        if Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    PathBuf::from("named")
-}
-
-/// Starts `named` as the primary of `rfc2136.test` accepting TSIG-signed updates.
-fn start_bind(dir: &Path, secret_b64: &str) -> (common::ChildGuard, u16) {
-    let port = common::free_port();
-    let zone = dir.join("rfc2136.test.zone");
-    std::fs::write(
-        &zone,
-        "$TTL 60\n@ IN SOA ns1.rfc2136.test. hostmaster.rfc2136.test. 1 3600 600 86400 60\n@ IN NS ns1.rfc2136.test.\nns1 IN A 127.0.0.1\n",
-    )
-    .unwrap();
-    let conf = dir.join("named.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            r#"options {{
-    directory "{d}";
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    listen-on port {port} {{ 127.0.0.1; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    dnssec-validation no;
-    notify no;
-}};
-controls {{ }};
-key "{KEY_NAME}" {{ algorithm hmac-sha256; secret "{secret_b64}"; }};
-zone "rfc2136.test" {{
-    type primary;
-    file "{zone}";
-    allow-update {{ key "{KEY_NAME}"; }};
-}};
-"#,
-            d = dir.display(),
-            zone = zone.display(),
-        ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.join("named.log")).unwrap();
-    let child = common::spawn(
-        Command::new(named_binary())
-            .args(["-g", "-c"])
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(log),
-    );
-    common::wait_for_port(port, "named");
-    (child, port)
-}
 
 #[test]
 fn dns01_rfc2136_with_tsig_against_bind() {
@@ -78,7 +20,7 @@ fn dns01_rfc2136_with_tsig_against_bind() {
         .enumerate()
         .for_each(|(i, b)| *b = (i as u8).wrapping_mul(37) ^ 0x5a);
     let secret_b64 = base64::engine::general_purpose::STANDARD.encode(secret);
-    let (_named, bind_port) = start_bind(dir.path(), &secret_b64);
+    let (_named, bind_port) = start_bind(dir.path(), "rfc2136.test", KEY_NAME, &secret_b64);
     let pebble = common::on_immortal_thread(move || Pebble::start_with(false, Some(bind_port)));
     let state = tempfile::tempdir().unwrap();
     let c = Cli {
@@ -134,17 +76,18 @@ fn dns01_rfc2136_with_tsig_against_bind() {
         "_acme-challenge.rfc2136.test",
         "_acme-challenge.www.rfc2136.test",
     ] {
-        let out = Command::new("dig")
-            .args([
+        // dig (bind9-dnsutils) is installed by scripts/test.
+        let out = common::run_bounded(
+            Command::new("dig").args([
                 "+short",
                 "-p",
                 &bind_port.to_string(),
                 "@127.0.0.1",
                 name,
                 "TXT",
-            ])
-            .output()
-            .expect("dig (bind9-dnsutils) is installed by scripts/test");
+            ]),
+            std::time::Duration::from_secs(30),
+        );
         assert!(out.status.success());
         assert_eq!(
             String::from_utf8_lossy(&out.stdout).trim(),

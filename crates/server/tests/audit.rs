@@ -19,9 +19,11 @@ async fn cli(ca: &TestCa, args: &[&str]) -> Output {
     if let Some(url) = harness::database_url_for(&ca.data_dir).await {
         cmd.args(["--database-url", &url]);
     }
-    tokio::task::spawn_blocking(move || cmd.output().expect("run certwright-ca"))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || {
+        certwright_testkit::process::run_bounded(&mut cmd, std::time::Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
 }
 
 fn text(out: &Output) -> String {

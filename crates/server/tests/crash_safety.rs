@@ -21,7 +21,7 @@ use certwright_server::ra::lifecycle::CRL_ISSUER;
 use certwright_server::store::{AuditVerdict, Store};
 use harness::{Acme, Responder};
 use serde_json::json;
-use support::{free_port, CaProcess, ProcessGuard};
+use support::{ca_bin, free_port, CaProcess, ProcessGuard};
 
 /// Kills (and restarts) per run: bounded so the test fits CI.
 const KILLS: usize = 8;
@@ -71,7 +71,7 @@ async fn sigkill_at_random_moments_loses_and_corrupts_nothing() {
     let mut guard = ProcessGuard::default();
     let start = |guard: &mut ProcessGuard| {
         tokio::task::block_in_place(|| {
-            CaProcess::start_with_args(guard, &data_dir, listen, responder.port, &args)
+            CaProcess::start_with_args(ca_bin(), guard, &data_dir, listen, responder.port, &args)
         })
     };
     let mut ca = start(&mut guard);

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use certwright_proto::{AccountKey, KeyType, ProblemType};
 use certwright_server::store::{AuditVerdict, Store};
 use harness::{Acme, Responder};
-use support::{free_port, CaProcess, ProcessGuard};
+use support::{ca_bin, free_port, CaProcess, ProcessGuard};
 
 /// Requests tried while the disk is full before a refusal must have come.
 const MAX_ATTEMPTS: usize = 1500;
@@ -27,11 +27,12 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     fn mount(dir: &Path, size: &str) -> Self {
         std::fs::create_dir_all(dir).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
+        let out = certwright_testkit::process::run_bounded(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir),
+            Duration::from_secs(30),
+        );
         assert!(
             out.status.success(),
             "this test mounts a small tmpfs and needs root (CI runs as root): {}",
@@ -70,6 +71,7 @@ async fn a_full_disk_is_refused_cleanly_and_survived() {
     let mut guard = ProcessGuard::default();
     let ca = tokio::task::block_in_place(|| {
         CaProcess::start_with_args(
+            ca_bin(),
             &mut guard,
             &data_dir,
             listen,

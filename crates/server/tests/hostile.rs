@@ -260,12 +260,12 @@ fn openssl_csr(dir: &std::path::Path, name: &str, addext: &[&str]) -> Vec<u8> {
     for ext in addext {
         cmd.args(["-addext", ext]);
     }
-    let status = cmd
-        .args(["-outform", "DER", "-out"])
-        .arg(&out)
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
+    cmd.args(["-outform", "DER", "-out"]).arg(&out);
+    let status = certwright_testkit::process::run_bounded(
+        &mut cmd,
+        certwright_testkit::peers::openssl::OPENSSL_TIMEOUT,
+    )
+    .status;
     assert!(status.success(), "openssl req {addext:?}");
     std::fs::read(&out).unwrap()
 }

@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{
-    certbot_command, leaf, lego_command, openssl_san, openssl_verify, require_binary, run_ok,
-    write_first_cert, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    ca_bin, certbot_command, leaf, lego_command, openssl_san, openssl_verify, require_binary,
+    run_ok, write_first_cert, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 
 const EMAIL: &str = support::CLIENT_EMAIL;
@@ -84,7 +84,7 @@ impl Certbot {
 fn certbot_certonly_then_forced_renewal() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let root = ca.root_path();
     let certbot = Certbot::new(&tmp.path().join("certbot"));
     let names = [
@@ -229,7 +229,7 @@ impl Lego {
 fn lego_run_then_renew() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let root = ca.root_path();
     let lego = Lego::new(&tmp.path().join("lego"));
     let names = [
@@ -254,7 +254,7 @@ fn lego_renews_after_ca_restart_with_same_root_and_account() {
     let tmp = tempfile::tempdir().unwrap();
     let data_dir = tmp.path().join("ca");
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &data_dir);
+    let ca = CaProcess::start(ca_bin(), &mut guard, &data_dir);
     let (listen, http01_port) = (ca.listen, ca.http01_port);
     let lego = Lego::new(&tmp.path().join("lego"));
     let names = ["restart.certwright.test"];
@@ -271,7 +271,7 @@ fn lego_renews_after_ca_restart_with_same_root_and_account() {
 
     ca.stop(&mut guard);
     // Same data directory and ports: lego keys its account by the server URL.
-    let ca = CaProcess::start_on(&mut guard, &data_dir, listen, http01_port);
+    let ca = CaProcess::start_on(ca_bin(), &mut guard, &data_dir, listen, http01_port);
     assert_eq!(
         fs::read(ca.root_path()).unwrap(),
         fs::read(&root_before).unwrap(),
@@ -311,7 +311,7 @@ fn sorted(names: &[&str]) -> Vec<String> {
 fn the_tls_listener_serves_http2_and_http1_by_alpn() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let root = fs::read(ca.root_path()).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

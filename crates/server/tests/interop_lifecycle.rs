@@ -10,8 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, pem_certs,
-    run_bounded, run_ok, write_first_cert, x509::pki_urls, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    ca_bin, certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, openssl,
+    pem_certs, run_bounded, run_ok, write_first_cert, x509::pki_urls, CaProcess, ProcessGuard,
+    CLIENT_TIMEOUT,
 };
 use x509_parser::prelude::*;
 
@@ -67,7 +68,7 @@ fn certbot_and_lego_revoke() {
     let _dns = dns();
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
 
     // certbot: certonly, then revoke --reason keycompromise.
     let cb = tmp.path().join("certbot");
@@ -150,27 +151,6 @@ fn plain_get(url: &str) -> (u16, Vec<u8>) {
                 .unwrap();
             (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
         })
-}
-
-/// openssl in `dir`, bounded: (success, stdout+stderr).
-fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = run_bounded(
-        Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .env("no_proxy", "*"),
-        Duration::from_secs(30),
-    );
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 /// Checks a client's certificate the way a relying party would, using only the URLs inside
@@ -297,7 +277,7 @@ fn certbot_lego_and_openssl_use_the_plain_http_pki_urls() {
     let _dns = dns();
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let pki = format!("http://localhost:{}", ca.pki_http_listen.unwrap().port());
     // The CA says where the listener is and what certificates name (printed just after
     // the directory URL the start waited for).
@@ -380,7 +360,7 @@ fn external_account_binding_with_certbot_and_lego() {
     let config = tmp.path().join("ca.toml");
     fs::write(&config, "[directory]\nexternal_account_required = true\n").unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start_with_config(&mut guard, &tmp.path().join("ca"), &config);
+    let ca = CaProcess::start_with_config(ca_bin(), &mut guard, &tmp.path().join("ca"), &config);
 
     // certbot without a binding: refused.
     let cb = tmp.path().join("certbot");
@@ -485,7 +465,7 @@ fn certbot_renews_after_the_ca_moves_from_sqlite_to_postgres() {
     let data_dir = tmp.path().join("ca");
     let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let http01_port = free_port();
-    let ca = CaProcess::start_on(&mut guard, &data_dir, listen, http01_port);
+    let ca = CaProcess::start_on(ca_bin(), &mut guard, &data_dir, listen, http01_port);
 
     let cb = tmp.path().join("certbot");
     let certonly = |ca: &CaProcess, name: &str| {
@@ -533,6 +513,7 @@ fn certbot_renews_after_the_ca_moves_from_sqlite_to_postgres() {
 
     // The same CA (keys, address) on PostgreSQL: certbot renews with its account.
     let ca = CaProcess::start_with_args(
+        ca_bin(),
         &mut guard,
         &data_dir,
         listen,

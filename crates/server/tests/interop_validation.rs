@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use support::{
-    certbot_command, dns, free_port, leaf, lego_command, openssl_verify, run_bounded, run_ok,
-    write_first_cert, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    ca_bin, certbot_command, dns, free_port, leaf, lego_command, openssl_verify, run_bounded,
+    run_ok, write_first_cert, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 
 const EMAIL: &str = support::CLIENT_EMAIL;
@@ -118,7 +118,7 @@ fn check_chain(ca: &CaProcess, bundle: &Path, names: &[&str], scratch: &Path) {
 fn lego_dns01_wildcard_through_exec_provider() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let (hook, log) = write_hook(&tmp.path().join("hook"));
     let names = ["lego-dns.certwright.test", "*.lego-dns.certwright.test"];
 
@@ -163,7 +163,7 @@ fn lego_dns01_wildcard_through_exec_provider() {
 fn lego_dns01_wrong_txt_value_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let (hook, log) = write_hook(&tmp.path().join("hook"));
     let names = ["lego-wrong.certwright.test"];
 
@@ -197,7 +197,7 @@ fn lego_dns01_wrong_txt_value_is_refused() {
 fn certbot_dns01_wildcard_through_manual_hooks() {
     let tmp = tempfile::tempdir().unwrap();
     let mut guard = ProcessGuard::default();
-    let ca = CaProcess::start(&mut guard, &tmp.path().join("ca"));
+    let ca = CaProcess::start(ca_bin(), &mut guard, &tmp.path().join("ca"));
     let (hook, log) = write_hook(&tmp.path().join("hook"));
     let names = [
         "certbot-dns.certwright.test",
@@ -256,6 +256,7 @@ fn lego_tlsalpn01() {
     let alpn_port = free_port();
     let listen = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let ca = CaProcess::start_with_args(
+        ca_bin(),
         &mut guard,
         &data_dir,
         listen,

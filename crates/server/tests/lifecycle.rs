@@ -3,8 +3,6 @@
 
 mod harness;
 
-use std::process::Command;
-
 use certwright_proto::jws::{sign, sign_eab, Signer};
 use certwright_proto::{b64, AccountKey, KeyType, ProblemType};
 use harness::{csr, pem_chain, Acme, TestCa};
@@ -398,21 +396,7 @@ async fn revocation_by_each_authority_with_crl_and_openssl() {
     std::fs::write(path("root.pem"), &ca.root_pem).unwrap();
     let inter_pem = std::fs::read_to_string(ca.data_dir.join("intermediate.pem")).unwrap();
     std::fs::write(path("inter.pem"), &inter_pem).unwrap();
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .expect("openssl runs");
-        (
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        )
-    };
+    let openssl = |args: &[&str]| certwright_testkit::peers::openssl::openssl(dir.path(), args);
     let (ok, text) = openssl(&[
         "crl",
         "-inform",

@@ -12,6 +12,8 @@ use certwright_proto::jws::sign_eab;
 use certwright_proto::types::Identifier;
 use certwright_proto::{KeyType, ProblemType};
 use certwright_server::config::{Config, EabRuleSection};
+use certwright_testkit::port::free_port;
+use certwright_testkit::process::spawn;
 use harness::{Acme, Resp, TestCa};
 use serde_json::json;
 
@@ -303,15 +305,6 @@ async fn a_shorter_max_lifetime_caps_the_profile() {
     assert!(secs <= 3 * 86400 + 3600, "lifetime {secs} s");
 }
 
-/// A loopback port nothing listens on right now.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The real binary: `serve --config FILE --admin-listen ADDR`, then `kill -HUP` changes
 /// the next order's outcome, and the admin listener counts the reload.
 #[tokio::test]
@@ -326,22 +319,21 @@ async fn the_binary_reloads_its_config_file_on_sighup() {
     let base = format!("http://127.0.0.1:{port}");
     let admin = format!("http://127.0.0.1:{admin_port}");
     let log = std::fs::File::create(dir.path().join("stderr.txt")).unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_certwright-ca"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--base-url", &base])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .args(["--pki-http-listen", "off"])
-        .arg("--no-tls")
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut child = spawn(
+        std::process::Command::new(env!("CARGO_BIN_EXE_certwright-ca"))
+            .arg("serve")
+            .arg("--config")
+            .arg(&file)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--base-url", &base])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .args(["--pki-http-listen", "off"])
+            .arg("--no-tls")
+            .stdout(std::process::Stdio::null())
+            .stderr(log),
+    );
     let http = reqwest::Client::new();
     let mut ready = false;
     for _ in 0..300 {
@@ -368,7 +360,7 @@ async fn the_binary_reloads_its_config_file_on_sighup() {
     assert_eq!(order(&acme, &["www.fine.example"]).await.status, 201);
 
     deny("*.fine.example");
-    let pid = child.id().unwrap().to_string();
+    let pid = child.id().to_string();
     let status = std::process::Command::new("kill")
         .args(["-HUP", &pid])
         .status()
@@ -391,7 +383,7 @@ async fn the_binary_reloads_its_config_file_on_sighup() {
         "{metrics}"
     );
     assert!(stderr().contains("policy reloaded"), "{}", stderr());
-    child.kill().await.unwrap();
+    child.0.kill().unwrap();
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use certwright_proto::AccountKey;
 use certwright_proto::KeyType;
 use certwright_server::store::Store;
 use harness::{Acme, Answer, Responder};
-use support::{free_port, CaProcess, ProcessGuard};
+use support::{ca_bin, free_port, CaProcess, ProcessGuard};
 use tokio::net::TcpListener;
 
 /// Accounts, each with one worker issuing certificates one after the other.
@@ -71,7 +71,14 @@ async fn an_instance_killed_under_load_leaves_nothing_behind() {
     let mut guard = ProcessGuard::default();
     // CaProcess waits for readiness on a runtime of its own: off this one's threads.
     let first = tokio::task::block_in_place(|| {
-        CaProcess::start_with_args(&mut guard, &first_dir, first_addr, responder.port, &args)
+        CaProcess::start_with_args(
+            ca_bin(),
+            &mut guard,
+            &first_dir,
+            first_addr,
+            responder.port,
+            &args,
+        )
     });
     // The second instance shares the CA keys (copied, as an operator deploys them).
     let second_dir = tmp.path().join("second");
@@ -84,7 +91,14 @@ async fn an_instance_killed_under_load_leaves_nothing_behind() {
         }
     }
     let second = tokio::task::block_in_place(|| {
-        CaProcess::start_with_args(&mut guard, &second_dir, second_addr, responder.port, &args)
+        CaProcess::start_with_args(
+            ca_bin(),
+            &mut guard,
+            &second_dir,
+            second_addr,
+            responder.port,
+            &args,
+        )
     });
     assert_eq!(
         std::fs::read(first.root_path()).unwrap(),

@@ -138,6 +138,9 @@ async fn clean_up(
     ca.adopt(tmp);
 }
 
+/// How long one `certwright-ca` admin command may take.
+const CA_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 fn ca_command(dir: &Path, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
     cmd.args(args).arg("--data-dir").arg(dir);
@@ -145,7 +148,7 @@ fn ca_command(dir: &Path, args: &[&str]) -> std::process::Output {
         cmd.arg("--database-url").arg(url);
     }
     cmd.env_remove(secrets::KEK_ENV);
-    let out = cmd.output().unwrap();
+    let out = certwright_testkit::process::run_bounded(&mut cmd, CA_COMMAND_TIMEOUT);
     assert!(
         out.status.success(),
         "certwright-ca {args:?}: {}",

@@ -9,9 +9,9 @@ use certwright_proto::keyauth::dns01_txt_value;
 use certwright_proto::types::Identifier;
 use certwright_proto::ProblemType;
 use certwright_server::config::Config;
-use certwright_server::va::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
-use certwright_server::va::testdns::{Behaviour, TestDns};
 use certwright_server::va::tlsalpn01::sni_name;
+use certwright_testkit::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
+use certwright_testkit::testdns::{Behaviour, TestDns};
 use harness::{csr, pem_chain, Acme, Answer, TestCa};
 use serde_json::{json, Value};
 

@@ -11,11 +11,12 @@ use axum::response::Response;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 
-use super::{tls_identity, Pebble};
+use certwright_testkit::peers::pebble::Pebble;
+use certwright_testkit::x509::tls_identity;
 
 /// What the proxy does to a certificate download.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Tamper {
+pub(crate) enum Tamper {
     /// Passes it through.
     Nothing,
     /// Puts a leaf for the same names but another key in front of the real chain.
@@ -35,18 +36,18 @@ struct Shared {
 }
 
 /// The running proxy; it lives as long as the test process.
-pub struct TamperingProxy {
+pub(crate) struct TamperingProxy {
     /// The directory URL to give the client.
-    pub directory_url: String,
+    pub(crate) directory_url: String,
     /// The root the client must trust for the proxy's listener.
-    pub listener_root: PathBuf,
+    pub(crate) listener_root: PathBuf,
     shared: Arc<Shared>,
     _tmp: tempfile::TempDir,
 }
 
 impl TamperingProxy {
     /// Starts a proxy for `pebble` on a free loopback port.
-    pub fn start(pebble: &Pebble) -> Self {
+    pub(crate) fn start(pebble: &Pebble) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let (listener_root, cert, key) = tls_identity(tmp.path());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -104,12 +105,12 @@ impl TamperingProxy {
     }
 
     /// Sets what happens to the next certificate downloads.
-    pub fn set(&self, mode: Tamper) {
+    pub(crate) fn set(&self, mode: Tamper) {
         *self.shared.mode.lock().unwrap() = mode;
     }
 
     /// How many certificate downloads were tampered with so far.
-    pub fn tampered(&self) -> u32 {
+    pub(crate) fn tampered(&self) -> u32 {
         *self.shared.tampered.lock().unwrap()
     }
 }
@@ -205,12 +206,8 @@ fn tamper(pem: &str, mode: Tamper) -> String {
             format!("{}{}", foreign.pem(), blocks[1..].concat())
         }
         Tamper::BrokenChain => {
-            let key = rcgen::KeyPair::generate().unwrap();
-            let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-            ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-            ca.distinguished_name
-                .push(rcgen::DnType::CommonName, "unrelated intermediate");
-            let unrelated = ca.self_signed(&key).unwrap();
+            let (_, _, unrelated) =
+                certwright_testkit::x509::self_signed_ca("unrelated intermediate");
             format!("{}{}", blocks[0], unrelated.pem())
         }
         Tamper::Truncated => blocks[0][..blocks[0].len() / 2].to_owned(),

@@ -399,7 +399,7 @@ mod tests {
     }
 
     /// A resolver asking `dns`, giving up on a silent name after 2 × 300 ms.
-    fn resolver(dns: &super::super::testdns::TestDns) -> NameResolver {
+    fn resolver(dns: &certwright_testkit::testdns::TestDns) -> NameResolver {
         NameResolver::dns_with_timeout(Some(dns.addr), std::time::Duration::from_millis(300))
             .unwrap()
     }
@@ -418,7 +418,7 @@ mod tests {
     /// silent name's: fail closed.
     #[tokio::test]
     async fn the_climb_asks_every_name_at_once() {
-        use super::super::testdns::{Behaviour, TestDns};
+        use certwright_testkit::testdns::{Behaviour, TestDns};
         let dns = TestDns::start().await.unwrap();
         dns.set_behaviour("slow.a.climb.test", Behaviour::Silent);
         dns.add_caa("a.climb.test", 0, "issue", "ca.test");
@@ -450,7 +450,7 @@ mod tests {
     /// record set still refuses.
     #[tokio::test]
     async fn the_closest_answer_decides() {
-        use super::super::testdns::{Behaviour, TestDns};
+        use certwright_testkit::testdns::{Behaviour, TestDns};
         let dns = TestDns::start().await.unwrap();
         let identities = vec!["ca.test".to_owned()];
         let resolver = resolver(&dns);

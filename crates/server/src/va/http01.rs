@@ -357,8 +357,8 @@ pub(super) fn request_timeout(total: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::va::testdns::TestDns;
     use crate::va::tests::va_with;
+    use certwright_testkit::testdns::TestDns;
 
     /// Every spelling of a loopback address in a URL is refused before any connection
     /// when loopback is not allowed (the URL parser normalizes them; the rules judge the

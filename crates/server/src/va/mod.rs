@@ -6,10 +6,6 @@ pub mod denylist;
 pub mod dns01;
 pub mod http01;
 pub mod resolver;
-#[doc(hidden)]
-pub mod testalpn;
-#[doc(hidden)]
-pub mod testdns;
 pub mod tlsalpn01;
 
 use std::sync::Arc;
@@ -380,8 +376,8 @@ impl Va {
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::testdns::TestDns;
     use super::*;
+    use certwright_testkit::testdns::TestDns;
 
     /// A VA asking `dns`, with `deny` ranges and a config tweak.
     pub(crate) fn va_with(dns: &TestDns, deny: &[&str], tweak: impl FnOnce(&mut VaConfig)) -> Va {
@@ -404,8 +400,8 @@ pub(crate) mod tests {
     /// check reports its own problem, with no CAA findings, even where CAA would refuse.
     #[tokio::test]
     async fn caa_counts_only_after_a_passed_check() {
-        use super::testdns::Behaviour;
         use certwright_proto::ProblemType;
+        use certwright_testkit::testdns::Behaviour;
         const KEY_AUTH: &str = "token.thumbprint";
         let dns = TestDns::start().await.unwrap();
         let va = va_with_dns(&dns, &[]);

@@ -425,10 +425,10 @@ pub fn check_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::va::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
-    use crate::va::testdns::TestDns;
     use crate::va::tests::va_with;
     use certwright_proto::ProblemType;
+    use certwright_testkit::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
+    use certwright_testkit::testdns::TestDns;
 
     const KEY_AUTH: &str = "token.thumbprint";
 

@@ -17,14 +17,18 @@ use rustls::sign::CertifiedKey;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use super::tlsalpn01::ACME_TLS_ALPN;
+use certwright_proto::challenge::ACME_TLS_ALPN;
 
 /// What is wrong with a challenge certificate (or its server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flaw {
+    /// A correct challenge certificate.
     None,
+    /// The acmeIdentifier extension holds another digest.
     WrongDigest,
+    /// The acmeIdentifier extension is not marked critical.
     NotCritical,
+    /// No acmeIdentifier extension at all.
     NoExtension,
     /// A second subjectAltName next to the identifier.
     ExtraSan,
@@ -42,8 +46,11 @@ pub enum Flaw {
 /// A certificate and key to serve, and whether to negotiate acme-tls/1.
 #[derive(Debug, Clone)]
 pub struct ChallengeCert {
+    /// The certificate, DER.
     pub cert_der: Vec<u8>,
+    /// Its private key, PKCS#8 DER.
     pub key_pkcs8: Vec<u8>,
+    /// Whether the server offers acme-tls/1 in ALPN (false: it negotiates none).
     pub alpn: bool,
 }
 
@@ -119,6 +126,7 @@ impl ResolvesServerCert for Always {
 
 /// The running responder; stops when dropped.
 pub struct TlsAlpnResponder {
+    /// The port it listens on (the CA's `validation.tlsalpn01_port`).
     pub port: u16,
     certs: Arc<Mutex<HashMap<String, ChallengeCert>>>,
     connections: Arc<AtomicUsize>,

@@ -21,6 +21,7 @@ use tokio::task::JoinHandle;
 /// How a name answers.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Behaviour {
+    /// Answers from the zone.
     #[default]
     Normal,
     /// Every query answers SERVFAIL.
@@ -48,6 +49,7 @@ struct Zone {
 
 /// The running server; stops when dropped.
 pub struct TestDns {
+    /// The UDP and TCP address it answers on.
     pub addr: SocketAddr,
     zone: Arc<Mutex<Zone>>,
     tasks: Vec<JoinHandle<()>>,

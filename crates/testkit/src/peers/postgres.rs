@@ -1,5 +1,4 @@
-//! A PostgreSQL database of a test's own. Included by `harness` (in-process CAs) and by
-//! `support` (CA processes and real clients).
+//! PostgreSQL: a database of a test's own on the server `scripts/test` makes sure runs.
 
 use sqlx::Connection;
 
@@ -59,6 +58,16 @@ fn is_stale(name: &str, now: u64) -> bool {
         Some(_) => false,
         None => rest.len() == 12 && hex(rest),
     }
+}
+
+/// [`create_database`] for code outside an async runtime (a test that starts CA
+/// processes); returns the URL.
+pub fn create_database_blocking() -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(create_database())
 }
 
 async fn drop_stale(conn: &mut sqlx::postgres::PgConnection, now: u64) {
