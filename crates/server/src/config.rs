@@ -451,7 +451,8 @@ impl Default for RateLimitsSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DirectorySection {
-    /// URL of the terms of service (`meta.termsOfService`); when set, new accounts must agree to it.
+    /// URL of the terms of service (`meta.termsOfService`); when set, new accounts must
+    /// agree to it.
     pub terms_of_service: Option<String>,
     /// URL of the CA's website (`meta.website`).
     pub website: Option<String>,

@@ -41,7 +41,8 @@ pub enum SecretsError {
     /// The store needs the KEK and none is attached.
     #[error("no key-encryption key for EAB keys is loaded")]
     NoKek,
-    /// The KEK is unusable: neither 32 raw bytes nor their base64, or the RNG failed to make one.
+    /// The KEK is unusable: neither 32 raw bytes nor their base64, or the RNG failed to
+    /// make one.
     #[error("the key-encryption key from {source_desc} is unusable: {reason}")]
     BadKek {
         /// Where the KEK came from (`KekSource::describe`).
@@ -59,7 +60,7 @@ pub enum SecretsError {
         /// The I/O error.
         error: std::io::Error,
     },
-    /// The data directory's KEK file is gone while the database holds keys sealed with a KEK.
+    /// The data directory's KEK file is missing while the database holds sealed keys.
     #[error(
         "the key-encryption key file {} does not exist, but the database holds {count} EAB key(s) \
          encrypted with KEK id {sealed_with}: restore that file from the backup of the data \

@@ -22,9 +22,9 @@ pub use resolver::NameResolver;
 /// VA settings.
 #[derive(Debug, Clone)]
 pub struct VaConfig {
-    /// Port http-01 connects to (80).
+    /// Port http-01 connects to (80 in production).
     pub http01_port: u16,
-    /// Port tls-alpn-01 connects to (443).
+    /// Port tls-alpn-01 connects to (443 in production).
     pub tlsalpn01_port: u16,
     /// How long one validation may take in all.
     pub timeout: Duration,
