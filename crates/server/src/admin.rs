@@ -20,9 +20,13 @@ use crate::wfe::AppState;
 
 /// What the admin endpoints look at.
 pub struct Admin {
+    /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The store `/readyz` pings.
     pub store: Store,
+    /// The CA: `/readyz` signs a probe with its issuer key.
     pub ca: Arc<CertificateAuthority>,
+    /// The ACME front end (`/metrics` reports its nonce pool).
     pub acme: Arc<AppState>,
     /// When set, `/metrics` and `/readyz` need `Authorization: Bearer <token>`
     /// (`admin_token_file`); `/healthz` stays open for probes.

@@ -34,18 +34,26 @@ pub struct Config {
     pub tls: bool,
     /// Log format: `text` or `json`.
     pub log_format: LogFormat,
+    /// `[ca]`: the CA's own keys.
     pub ca: CaSection,
+    /// `[issuance]`: end-entity certificates.
     pub issuance: IssuanceSection,
+    /// `[orders]`: lifetimes of orders and authorizations.
     pub orders: OrdersSection,
+    /// `[validation]`: how the VA reaches applicants.
     pub validation: ValidationSection,
+    /// `[directory]`: the directory's `meta`.
     pub directory: DirectorySection,
     /// Certificate profiles (draft-ietf-acme-profiles), by name. Empty: the two built-in
     /// ones, `tls-server` (from `[issuance]`) and `shortlived` (7 days).
     pub profiles: BTreeMap<String, ProfileSection>,
     /// Profile used when an order names none. Default: `tls-server`.
     pub default_profile: Option<String>,
+    /// `[crl]`: certificate revocation lists.
     pub crl: CrlSection,
+    /// `[ocsp]`: the OCSP responder.
     pub ocsp: OcspSection,
+    /// `[database]`: connection settings.
     pub database: DatabaseSection,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`.
     pub admin_listen: AdminListen,
@@ -297,10 +305,15 @@ impl Default for OcspSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CaKeyType {
+    /// ECDSA P-256 (`ec256`, the default).
     Ec256,
+    /// ECDSA P-384 (`ec384`).
     Ec384,
+    /// RSA, 2048 bits (`rsa2048`).
     Rsa2048,
+    /// RSA, 3072 bits (`rsa3072`).
     Rsa3072,
+    /// RSA, 4096 bits (`rsa4096`).
     Rsa4096,
 }
 
@@ -379,7 +392,9 @@ pub struct ValidationSection {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WindowLimit {
+    /// Events allowed per window (0: the limit is off).
     pub count: u32,
+    /// Length of the sliding window, in seconds.
     pub window_secs: i64,
 }
 
@@ -436,9 +451,15 @@ impl Default for RateLimitsSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DirectorySection {
+    /// URL of the terms of service (`meta.termsOfService`); when set, new accounts must
+    /// agree to it.
     pub terms_of_service: Option<String>,
+    /// URL of the CA's website (`meta.website`).
     pub website: Option<String>,
+    /// This CA's issuer domain names for CAA (also `meta.caaIdentities`). Empty: any CAA
+    /// `issue` record forbids issuance by this CA.
     pub caa_identities: Vec<String>,
+    /// Require External Account Binding for new accounts (`meta.externalAccountRequired`).
     pub external_account_required: bool,
 }
 
@@ -446,8 +467,10 @@ pub struct DirectorySection {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
+    /// Human-readable lines (the default).
     #[default]
     Text,
+    /// One JSON object per line.
     Json,
 }
 
@@ -534,16 +557,23 @@ impl Default for ValidationSection {
 /// Configuration errors, each naming what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {source}")]
     Read {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// The file is not valid TOML or does not fit the schema.
     #[error("{path}: {source}")]
     Parse {
+        /// The file.
         path: PathBuf,
+        /// The TOML error.
         source: toml::de::Error,
     },
+    /// A setting's value is not allowed (the message names it).
     #[error("invalid setting: {0}")]
     Invalid(String),
 }

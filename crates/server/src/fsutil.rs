@@ -52,6 +52,7 @@ pub fn create_private_file(path: &Path) -> std::io::Result<bool> {
 /// A private file or directory that group or others may access.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LooseMode {
+    /// The file or directory.
     pub path: PathBuf,
     /// Its permission bits.
     pub mode: u32,

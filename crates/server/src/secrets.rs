@@ -38,16 +38,29 @@ const TAG_LEN: usize = 16;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SecretsError {
+    /// The store needs the KEK and none is attached.
     #[error("no key-encryption key for EAB keys is loaded")]
     NoKek,
+    /// The KEK is unusable: neither 32 raw bytes nor their base64, or the RNG failed to
+    /// make one.
     #[error("the key-encryption key from {source_desc} is unusable: {reason}")]
-    BadKek { source_desc: String, reason: String },
+    BadKek {
+        /// Where the KEK came from (`KekSource::describe`).
+        source_desc: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A file or directory operation failed.
     #[error("cannot {action} {}: {error}", path.display())]
     Io {
+        /// What was being done, e.g. `write`.
         action: &'static str,
+        /// The file or directory.
         path: PathBuf,
+        /// The I/O error.
         error: std::io::Error,
     },
+    /// The data directory's KEK file is missing while the database holds sealed keys.
     #[error(
         "the key-encryption key file {} does not exist, but the database holds {count} EAB key(s) \
          encrypted with KEK id {sealed_with}: restore that file from the backup of the data \
@@ -55,10 +68,14 @@ pub enum SecretsError {
          KEK could not decrypt them", path.display()
     )]
     MissingKek {
+        /// The missing KEK file.
         path: PathBuf,
+        /// How many EAB keys are sealed.
         count: usize,
+        /// The id of the KEK that sealed them.
         sealed_with: String,
     },
+    /// EAB keys that can still bind an account were sealed with another KEK.
     #[error(
         "{count} EAB key(s) that can still bind an account ({kids}) were encrypted with another \
          key-encryption key (id {sealed_with}); this CA's KEK from {source_desc} has id {have}. \
@@ -66,33 +83,56 @@ pub enum SecretsError {
          these keys with `certwright-ca eab revoke KID` and create new ones"
     )]
     ForeignKek {
+        /// How many such keys there are.
         count: usize,
+        /// Their key ids, comma-separated.
         kids: String,
+        /// The id of the KEK that sealed them.
         sealed_with: String,
+        /// The id of this CA's KEK.
         have: String,
+        /// Where this CA's KEK came from.
         source_desc: String,
     },
+    /// An EAB key was sealed with another KEK than the one loaded.
     #[error(
         "EAB key {kid:?} was encrypted with another key-encryption key (id {sealed_with}); this \
          CA's KEK has id {have}"
     )]
     WrongKek {
+        /// The EAB key id.
         kid: String,
+        /// The id of the KEK that sealed it.
         sealed_with: String,
+        /// The id of the loaded KEK.
         have: String,
     },
+    /// An EAB key names the loaded KEK but does not decrypt with it.
     #[error(
         "EAB key {kid:?} does not decrypt with the key-encryption key (id {kek_id}): its stored \
          ciphertext was altered or copied from another key id"
     )]
-    Undecryptable { kid: String, kek_id: String },
+    Undecryptable {
+        /// The EAB key id.
+        kid: String,
+        /// The id of the KEK that failed to open it.
+        kek_id: String,
+    },
+    /// A stored EAB key is neither plaintext nor in the `v1:` format.
     #[error("EAB key {kid:?} is stored in an unknown form")]
-    Malformed { kid: String },
+    Malformed {
+        /// The EAB key id.
+        kid: String,
+    },
+    /// An EAB key is still stored in plaintext.
     #[error(
         "EAB key {kid:?} is still stored unencrypted (written by an older certwright-ca); start \
          certwright-ca or run `certwright-ca migrate` to encrypt it"
     )]
-    Plaintext { kid: String },
+    Plaintext {
+        /// The EAB key id.
+        kid: String,
+    },
 }
 
 /// Where the KEK comes from.

@@ -102,7 +102,9 @@ pub mod transitions {
     /// A status change: from the statuses of `from` to `to`.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
     pub struct Transition<S: 'static> {
+        /// The statuses the change starts from.
         pub from: Guard<S>,
+        /// The status it leads to.
         pub to: S,
     }
 

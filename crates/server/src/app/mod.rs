@@ -96,11 +96,17 @@ pub struct Options {
 
 /// A CA ready to serve.
 pub struct CaServer {
+    /// The configuration it was built from.
     pub config: Config,
+    /// The ACME front end's state.
     pub state: Arc<AppState>,
+    /// The store.
     pub store: Store,
+    /// The root certificate's file.
     pub root_path: std::path::PathBuf,
+    /// SHA-256 fingerprint of the root certificate (colon-separated upper-case hex).
     pub root_fingerprint: String,
+    /// The root certificate (PEM).
     pub root_pem: String,
     tls: Option<Arc<rustls::ServerConfig>>,
     /// (challenges, orders) resumed from a previous run.

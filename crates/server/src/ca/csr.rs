@@ -17,10 +17,15 @@ use x509_parser::public_key::PublicKey;
 /// Which CSR keys the CA accepts.
 #[derive(Debug, Clone)]
 pub struct KeyPolicy {
+    /// Smallest RSA key accepted, in bits.
     pub rsa_min_bits: usize,
+    /// Largest RSA key accepted, in bits.
     pub rsa_max_bits: usize,
+    /// Accept ECDSA P-256 keys.
     pub allow_p256: bool,
+    /// Accept ECDSA P-384 keys.
     pub allow_p384: bool,
+    /// Accept Ed25519 keys.
     pub allow_ed25519: bool,
 }
 

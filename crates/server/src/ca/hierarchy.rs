@@ -17,10 +17,15 @@ use crate::fsutil::write_atomic;
 /// Key algorithms for the CA's own keys.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CaKeyType {
+    /// ECDSA P-256.
     Ec256,
+    /// ECDSA P-384.
     Ec384,
+    /// RSA, 2048 bits.
     Rsa2048,
+    /// RSA, 3072 bits.
     Rsa3072,
+    /// RSA, 4096 bits.
     Rsa4096,
 }
 
@@ -40,13 +45,23 @@ impl CaKeyType {
 /// Errors while creating or loading the hierarchy.
 #[derive(Debug, thiserror::Error)]
 pub enum HierarchyError {
+    /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         source: std::io::Error,
     },
+    /// A file holds no usable certificate or key.
     #[error("{path}: {detail}")]
-    Invalid { path: PathBuf, detail: String },
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// Generating a key or certificate failed.
     #[error("certificate generation failed: {0}")]
     Rcgen(#[from] rcgen::Error),
 }
@@ -54,14 +69,21 @@ pub enum HierarchyError {
 /// Paths of the hierarchy's files inside the data directory.
 #[derive(Debug, Clone)]
 pub struct HierarchyPaths {
+    /// `root.pem`.
     pub root_cert: PathBuf,
+    /// `root.key`.
     pub root_key: PathBuf,
+    /// `intermediate.pem`.
     pub intermediate_cert: PathBuf,
+    /// `intermediate.key`.
     pub intermediate_key: PathBuf,
+    /// `tls.pem`: the ACME listener's certificate.
     pub tls_cert: PathBuf,
+    /// `tls.key`.
     pub tls_key: PathBuf,
     /// The delegated OCSP responder's certificate and key (see `load_or_create_ocsp_responder`).
     pub ocsp_cert: PathBuf,
+    /// See `ocsp_cert`.
     pub ocsp_key: PathBuf,
 }
 
@@ -83,15 +105,22 @@ impl HierarchyPaths {
 
 /// The loaded hierarchy.
 pub struct Hierarchy {
+    /// Where the files are.
     pub paths: HierarchyPaths,
+    /// The root certificate (PEM).
     pub root_pem: String,
+    /// The root certificate (DER).
     pub root_der: Vec<u8>,
+    /// The intermediate certificate (PEM).
     pub intermediate_pem: String,
+    /// The intermediate certificate (DER).
     pub intermediate_der: Vec<u8>,
     /// Signs end-entity certificates, CRLs and the OCSP responder's certificate (a
     /// [`LocalIssuer`] over `intermediate.key`).
     pub intermediate: Arc<dyn super::Issuer>,
+    /// The ACME listener's certificate (PEM), issued by the root.
     pub tls_cert_pem: String,
+    /// The ACME listener's private key (PEM).
     pub tls_key_pem: String,
 }
 
@@ -285,7 +314,9 @@ const OID_OCSP_NOCHECK: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 48, 1, 5];
 /// The delegated OCSP responder's certificate and PKCS#8 key, both PEM.
 #[derive(Clone)]
 pub struct OcspResponderPem {
+    /// The certificate (PEM).
     pub cert_pem: String,
+    /// The private key (PKCS#8 PEM).
     pub key_pem: String,
     /// The certificate's notAfter, Unix seconds.
     pub not_after: i64,

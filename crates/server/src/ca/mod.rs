@@ -39,10 +39,13 @@ pub struct IssuancePolicy {
 /// A certificate profile: what one kind of certificate looks like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name (what orders ask for).
     pub name: String,
     /// Certificate lifetime in seconds.
     pub lifetime_secs: i64,
+    /// Add the serverAuth extended key usage.
     pub server_auth: bool,
+    /// Add the clientAuth extended key usage.
     pub client_auth: bool,
     /// Set the subject common name (the CSR's CN, else the first DNS name).
     pub common_name: bool,
@@ -76,19 +79,25 @@ impl Profile {
 /// An issued certificate.
 #[derive(Debug, Clone)]
 pub struct Issued {
+    /// Serial number (hex).
     pub serial_hex: String,
+    /// The certificate (DER).
     pub der: Vec<u8>,
     /// Leaf first, then the intermediate.
     pub chain_pem: String,
+    /// Start of validity (Unix seconds).
     pub not_before: i64,
+    /// End of validity (Unix seconds).
     pub not_after: i64,
 }
 
 /// Issuance failures (all server-side: the CSR was already checked).
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    /// Building or signing the certificate failed.
     #[error("certificate signing failed: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// DER-encoding an extension failed.
     #[error("encoding an extension failed: {0}")]
     Der(#[from] der::Error),
 }

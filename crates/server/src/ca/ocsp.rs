@@ -52,10 +52,13 @@ const OID_AUTHORITY_INFO_ACCESS: &[u64] = &[1, 3, 6, 1, 5, 5, 7, 1, 1];
 /// Why no status could be given; each maps to an unsigned OCSP error response.
 #[derive(Debug, thiserror::Error)]
 pub enum OcspError {
+    /// The request does not parse (`malformedRequest`).
     #[error("malformed OCSP request: {0}")]
     Malformed(String),
+    /// The request asks about another issuer (`unauthorized`).
     #[error("the request names an issuer this responder does not answer for")]
     Unauthorized,
+    /// The responder failed (`internalError`).
     #[error("OCSP responder failure: {0}")]
     Internal(String),
 }
@@ -101,6 +104,7 @@ pub struct StatusQuery {
 /// A request that parsed and names this responder's issuer.
 #[derive(Debug, Clone)]
 pub struct CheckedRequest {
+    /// The certificates asked about.
     pub queries: Vec<StatusQuery>,
     /// The request's nonce extension, echoed in the response.
     pub nonce: Option<Extension>,
@@ -109,10 +113,13 @@ pub struct CheckedRequest {
 /// The status of one certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CertificateStatus {
+    /// Issued by this CA and not revoked.
     Good,
     /// Revoked at a Unix time with an RFC 5280 reason code.
     Revoked {
+        /// When it was revoked (Unix seconds).
         at: i64,
+        /// The revocation reason code.
         reason: u8,
     },
     /// Not a certificate this CA issued (as far as the store knows).
@@ -122,6 +129,7 @@ pub enum CertificateStatus {
 /// A signed, successful OCSP response.
 #[derive(Debug, Clone)]
 pub struct SignedResponse {
+    /// The response (DER).
     pub der: Vec<u8>,
     /// thisUpdate (also producedAt), Unix seconds.
     pub this_update: i64,

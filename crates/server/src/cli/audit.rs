@@ -10,7 +10,7 @@ use serde_json::json;
 use super::ConfigArgs;
 
 #[derive(Subcommand)]
-pub enum AuditAction {
+pub(crate) enum AuditAction {
     /// Walk the whole chain; fail, naming the first bad entry, if any entry was altered,
     /// inserted or deleted.
     Verify,
@@ -29,7 +29,7 @@ pub enum AuditAction {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-pub enum ExportFormat {
+pub(crate) enum ExportFormat {
     Jsonl,
 }
 
@@ -49,7 +49,7 @@ fn parse_since(since: Option<&str>) -> anyhow::Result<(i64, i64)> {
 }
 
 /// `certwright-ca audit …`.
-pub async fn run(action: AuditAction, ca: ConfigArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(action: AuditAction, ca: ConfigArgs) -> anyhow::Result<()> {
     use certwright_server::store::AuditVerdict;
     use std::io::Write as _;
     let store = ca.store(false).await?;

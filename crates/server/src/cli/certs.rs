@@ -8,7 +8,7 @@ use serde_json::json;
 use super::ConfigArgs;
 
 #[derive(Subcommand)]
-pub enum CertsAction {
+pub(crate) enum CertsAction {
     /// List certificates, newest first.
     List {
         /// A name the certificate covers, exactly (`www.example.com`, `*.example.com`), or
@@ -65,7 +65,7 @@ impl<W: std::io::Write> Output<W> {
 }
 
 /// `certwright-ca certs list`.
-pub async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<()> {
     use certwright_server::store::inventory::{CertificateFilter, CertificateSummary};
     let CertsAction::List {
         name,

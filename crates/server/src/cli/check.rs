@@ -4,7 +4,7 @@
 use super::ConfigArgs;
 
 /// Prints the violations (or that there are none); an error when there is one.
-pub async fn run(ca: ConfigArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(ca: ConfigArgs) -> anyhow::Result<()> {
     let store = ca.store(false).await?;
     let violations = store.integrity_violations().await?;
     if violations.is_empty() {

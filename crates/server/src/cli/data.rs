@@ -11,7 +11,7 @@ use certwright_server::secrets::{KekSource, KEK_ENV};
 use super::ConfigArgs;
 
 #[derive(clap::Args)]
-pub struct ExportArgs {
+pub(crate) struct ExportArgs {
     /// Output file.
     #[arg(long)]
     out: PathBuf,
@@ -20,7 +20,7 @@ pub struct ExportArgs {
 }
 
 #[derive(clap::Args)]
-pub struct ImportArgs {
+pub(crate) struct ImportArgs {
     /// File written by `certwright-ca export`.
     #[arg(long = "in")]
     input: PathBuf,
@@ -29,7 +29,7 @@ pub struct ImportArgs {
 }
 
 /// Applies pending migrations and seals plaintext EAB keys.
-pub async fn migrate(ca: ConfigArgs) -> anyhow::Result<()> {
+pub(crate) async fn migrate(ca: ConfigArgs) -> anyhow::Result<()> {
     let store = ca.store(true).await?;
     // A schema migration has no key: plaintext EAB keys are sealed here.
     attach_eab_kek(&private_files(&ca.load()?), store, false).await?;
@@ -38,7 +38,7 @@ pub async fn migrate(ca: ConfigArgs) -> anyhow::Result<()> {
 }
 
 /// Writes every row as JSON lines (0600: sealed EAB keys are in it).
-pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
+pub(crate) async fn export(args: ExportArgs) -> anyhow::Result<()> {
     let ExportArgs { out, ca } = args;
     let rows = ca.store(false).await?.export().await?;
     let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
@@ -54,7 +54,7 @@ pub async fn export(args: ExportArgs) -> anyhow::Result<()> {
 }
 
 /// Loads an export into an empty database.
-pub async fn import(args: ImportArgs) -> anyhow::Result<()> {
+pub(crate) async fn import(args: ImportArgs) -> anyhow::Result<()> {
     let ImportArgs { input, ca } = args;
     let text =
         std::fs::read_to_string(&input).with_context(|| format!("reading {}", input.display()))?;

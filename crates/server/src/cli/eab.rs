@@ -8,7 +8,7 @@ use serde_json::json;
 use super::ConfigArgs;
 
 #[derive(Subcommand)]
-pub enum EabAction {
+pub(crate) enum EabAction {
     /// Create a key: prints the key id and the HMAC key (shown only once).
     Create {
         /// A label kept on accounts bound with this key (for audit and policy).
@@ -45,7 +45,7 @@ fn random_b64(len: usize) -> String {
 }
 
 /// `certwright-ca eab …`.
-pub async fn run(action: EabAction, ca: ConfigArgs) -> anyhow::Result<()> {
+pub(crate) async fn run(action: EabAction, ca: ConfigArgs) -> anyhow::Result<()> {
     let server = ca.open().await?;
     let store = &server.store;
     let now = Clock::system().now();

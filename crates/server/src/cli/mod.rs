@@ -87,7 +87,7 @@ enum Command {
 
 /// Where a command finds the CA: the configuration file and the flags that override it.
 #[derive(clap::Args)]
-pub struct ConfigArgs {
+pub(crate) struct ConfigArgs {
     /// TOML configuration file (see certwright-ca.example.toml).
     #[arg(long, env = "CERTWRIGHT_CONFIG", global = true)]
     pub config: Option<PathBuf>,
@@ -101,7 +101,7 @@ pub struct ConfigArgs {
 
 impl ConfigArgs {
     /// The configuration: the defaults, overridden by the file, overridden by the flags.
-    pub fn load(&self) -> anyhow::Result<Config> {
+    pub(crate) fn load(&self) -> anyhow::Result<Config> {
         let mut c = match &self.config {
             Some(path) => Config::from_file(path)?,
             None => Config::default(),
@@ -116,7 +116,7 @@ impl ConfigArgs {
     }
 
     /// The store alone (no CA keys needed); `migrate` applies pending migrations.
-    pub async fn store(&self, migrate: bool) -> anyhow::Result<Store> {
+    pub(crate) async fn store(&self, migrate: bool) -> anyhow::Result<Store> {
         let c = self.load()?;
         let options = StoreOptions {
             auto_migrate: migrate,
@@ -129,7 +129,7 @@ impl ConfigArgs {
     }
 
     /// The whole CA, opened for an admin command (nothing resumed, no background work).
-    pub async fn open(&self) -> anyhow::Result<CaServer> {
+    pub(crate) async fn open(&self) -> anyhow::Result<CaServer> {
         let c = self.load()?;
         if !c.data_dir.join("root.key").exists() {
             anyhow::bail!(
@@ -171,7 +171,7 @@ fn admin(command: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()
         .block_on(command)
 }
 
-pub fn main() -> ExitCode {
+pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::main(args),

@@ -5,7 +5,7 @@ use certwright_server::ca::crl::reason_name;
 use super::ConfigArgs;
 
 #[derive(clap::Args)]
-pub struct RevokeArgs {
+pub(crate) struct RevokeArgs {
     /// Serial number (hex, colons allowed).
     #[arg(long)]
     serial: String,
@@ -17,7 +17,7 @@ pub struct RevokeArgs {
 }
 
 #[derive(clap::Args)]
-pub struct RenewEarlyArgs {
+pub(crate) struct RenewEarlyArgs {
     /// Serial number (hex, colons allowed).
     #[arg(long)]
     serial: String,
@@ -36,7 +36,7 @@ fn parse_reason(text: &str) -> anyhow::Result<u8> {
 }
 
 /// Revokes through the RA (audited, a new CRL published).
-pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
+pub(crate) async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
     let reason = parse_reason(&args.reason)?;
     let server = args.ca.open().await?;
     let cert = server
@@ -53,7 +53,7 @@ pub async fn revoke(args: RevokeArgs) -> anyhow::Result<()> {
 }
 
 /// Moves the certificate's ARI window into the past.
-pub async fn renew_early(args: RenewEarlyArgs) -> anyhow::Result<()> {
+pub(crate) async fn renew_early(args: RenewEarlyArgs) -> anyhow::Result<()> {
     let server = args.ca.open().await?;
     let serial = args.serial.replace(':', "").to_ascii_lowercase();
     if !server.store.mark_renew_early(&serial).await? {

@@ -14,7 +14,7 @@ use super::ConfigArgs;
 // The doc comments are also the `--help` text, where a URL is written plainly.
 #[allow(rustdoc::bare_urls)]
 #[derive(clap::Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     ca: ConfigArgs,
     /// Address to listen on, e.g. 127.0.0.1:14000.
@@ -122,7 +122,7 @@ fn init_logging(format: LogFormat) {
 }
 
 /// Runs `serve` on a multi-threaded runtime.
-pub fn main(args: ServeArgs) -> anyhow::Result<()> {
+pub(crate) fn main(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,6 +34,7 @@ pub enum Requester<'a> {
 
 /// Outcome of a key change.
 pub enum KeyChangeOutcome {
+    /// The key was changed: the account as updated.
     Changed(AccountRecord),
     /// Another account already uses the new key (answered 409 with its Location).
     KeyInUse(AccountId),

@@ -33,16 +33,21 @@ use crate::va::Validator;
 /// Rules the RA applies.
 #[derive(Debug, Clone)]
 pub struct RaPolicy {
+    /// How long a new order stays usable, in seconds.
     pub order_lifetime_secs: i64,
+    /// How long a new authorization stays pending, in seconds.
     pub pending_authz_lifetime_secs: i64,
+    /// How long a valid authorization stays usable (and reusable), in seconds.
     pub valid_authz_lifetime_secs: i64,
     /// Naming, key and lifetime policy; replaced whole on SIGHUP (see `policy`).
     pub live: policy::PolicyHandle,
     /// Newaccount must carry `termsOfServiceAgreed: true` (when the CA has terms).
     pub terms_of_service: bool,
+    /// Newaccount must carry an External Account Binding.
     pub external_account_required: bool,
     /// Certificate profiles by name, and the one used when an order names none.
     pub profiles: BTreeMap<String, Profile>,
+    /// The profile of orders that name none.
     pub default_profile: String,
     /// Seconds between a CRL's thisUpdate and nextUpdate.
     pub crl_validity_secs: i64,
@@ -62,14 +67,18 @@ pub const ISSUANCE_FAILED: &str =
 /// An order with its status derived at read time.
 #[derive(Debug, Clone)]
 pub struct OrderView {
+    /// The order as stored.
     pub record: OrderRecord,
+    /// Its status at read time, from its expiry and authorizations (`ra::status`).
     pub status: OrderStatus,
 }
 
 /// An authorization with its status derived at read time.
 #[derive(Debug, Clone)]
 pub struct AuthzView {
+    /// The authorization as stored.
     pub record: AuthzRecord,
+    /// Its status at read time (`pending` and `valid` ones expire).
     pub status: AuthorizationStatus,
 }
 

@@ -131,13 +131,16 @@ pub fn parse_ranges(list: &[String]) -> Result<Vec<IpNet>, PolicyError> {
 /// What accounts bound with one EAB label may request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EabRule {
+    /// Name patterns; names must match one of these too.
     pub allowed_names: Vec<NamePattern>,
+    /// Ranges IP identifiers must fall in (empty: no IP identifiers).
     pub allowed_ip_ranges: Vec<IpNet>,
 }
 
 /// One refused identifier and the rule that refused it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
+    /// The refused identifier.
     pub identifier: Identifier,
     /// The rule, as the configuration names it (e.g. `denied_names "*.prod.internal"`).
     pub rule: String,
@@ -162,11 +165,15 @@ impl Refusal {
 /// The rules in force. Built by [`Policy::from_config`]; evaluation never fails.
 #[derive(Debug, Clone)]
 pub struct Policy {
+    /// Name patterns an identifier must match (empty: any name not denied).
     pub allowed_names: Vec<NamePattern>,
+    /// Name patterns no identifier may touch; checked first.
     pub denied_names: Vec<NamePattern>,
+    /// Accept wildcard names (`*.example.com`).
     pub allow_wildcards: bool,
     /// None: any address.
     pub allowed_ip_ranges: Option<Vec<IpNet>>,
+    /// Per EAB label: what accounts bound with that label may request.
     pub eab: BTreeMap<String, EabRule>,
     /// Identifiers allowed in one order.
     pub max_names: usize,
@@ -358,6 +365,7 @@ pub fn refusal_error(refusals: &[Refusal]) -> Error {
 pub struct PolicyHandle(Arc<RwLock<Arc<Policy>>>);
 
 impl PolicyHandle {
+    /// A handle on `policy`.
     pub fn new(policy: Policy) -> Self {
         Self(Arc::new(RwLock::new(Arc::new(policy))))
     }

@@ -17,7 +17,9 @@ use crate::store::{AccountId, AccountRecord};
 /// `count = 0` turns it off (as does the default).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WindowLimit {
+    /// Events allowed per window (0: off).
     pub count: u32,
+    /// Length of the sliding window, in seconds.
     pub window_secs: i64,
 }
 
@@ -51,15 +53,22 @@ pub struct RateLimits {
 /// The limits, by the names used in config keys, problem details and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
+    /// New accounts per client IP address.
     NewAccountsPerIp,
+    /// New orders per account.
     NewOrdersPerAccount,
+    /// Certificates per registered domain (public suffix list), or per IP address.
     CertificatesPerRegisteredDomain,
+    /// Failed validations per account and identifier.
     FailedValidationsPerAccountIdentifier,
+    /// Certificates for exactly the same set of names.
     DuplicateCertificates,
+    /// Pending authorizations an account holds at once.
     PendingAuthorizationsPerAccount,
 }
 
 impl Limit {
+    /// The limit's name (`new_accounts_per_ip`, …).
     pub fn name(self) -> &'static str {
         match self {
             Self::NewAccountsPerIp => "new_accounts_per_ip",

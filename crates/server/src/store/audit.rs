@@ -24,10 +24,15 @@ pub struct AuditEvent {
     pub actor: String,
     /// What, e.g. `account.create`, `validation`, `certificate.issue`.
     pub action: &'static str,
+    /// The account it concerns.
     pub account: Option<AccountId>,
+    /// The order it concerns.
     pub order: Option<OrderId>,
+    /// The authorization it concerns.
     pub authz: Option<AuthzId>,
+    /// The challenge it concerns.
     pub challenge: Option<ChallengeId>,
+    /// Serial (hex) of the certificate it concerns.
     pub serial: Option<String>,
     /// Event-specific facts (never a key or a MAC secret).
     pub details: Value,
@@ -98,26 +103,31 @@ impl AuditEvent {
         self
     }
 
+    /// The order the event is about.
     pub fn order(mut self, order: OrderId) -> Self {
         self.order = Some(order);
         self
     }
 
+    /// The authorization the event is about.
     pub fn authz(mut self, authz: AuthzId) -> Self {
         self.authz = Some(authz);
         self
     }
 
+    /// The challenge the event is about.
     pub fn challenge(mut self, challenge: ChallengeId) -> Self {
         self.challenge = Some(challenge);
         self
     }
 
+    /// The certificate (serial, hex) the event is about.
     pub fn serial(mut self, serial: &str) -> Self {
         self.serial = Some(serial.to_owned());
         self
     }
 
+    /// Sets the event-specific facts.
     pub fn details(mut self, details: Value) -> Self {
         self.details = details;
         self
@@ -147,19 +157,29 @@ pub(super) fn account_created(
 /// A recorded entry, as stored and exported.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuditEntry {
+    /// Position in the chain, from 1.
     pub seq: i64,
     /// Unix seconds when the entry was written.
     pub at: i64,
+    /// See `AuditEvent::actor`.
     pub actor: String,
+    /// See `AuditEvent::action`.
     pub action: String,
+    /// The account it concerns.
     pub account_id: Option<i64>,
+    /// The order it concerns.
     pub order_id: Option<i64>,
+    /// The authorization it concerns.
     pub authz_id: Option<i64>,
+    /// The challenge it concerns.
     pub challenge_id: Option<i64>,
+    /// Serial (hex) of the certificate it concerns.
     pub serial: Option<String>,
     /// The details exactly as hashed (a JSON object in text form).
     pub details: String,
+    /// `hash` of the entry before ([`GENESIS_HASH`] for the first).
     pub prev_hash: String,
+    /// SHA-256 (lower-case hex) of the entry (`compute_hash`).
     pub hash: String,
 }
 
@@ -207,9 +227,19 @@ impl AuditEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum AuditVerdict {
     /// Every entry hashes right and links to the one before; the head agrees.
-    Intact { entries: i64, head: String },
+    Intact {
+        /// How many entries there are.
+        entries: i64,
+        /// The hash of the last entry.
+        head: String,
+    },
     /// The first bad place in the chain.
-    Broken { seq: i64, reason: String },
+    Broken {
+        /// The entry where the chain breaks.
+        seq: i64,
+        /// What is wrong there.
+        reason: String,
+    },
 }
 
 fn unix_now() -> i64 {

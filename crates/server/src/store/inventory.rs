@@ -17,6 +17,7 @@ pub struct CertificateFilter {
     /// A name the certificate covers: exact (`www.example.com`, `*.example.com`), or a
     /// suffix when it starts with a dot (`.example.com`: every name under example.com).
     pub name: Option<String>,
+    /// Only certificates of this account id.
     pub account: Option<i64>,
     /// The EAB label of the requesting account.
     pub eab_label: Option<String>,
@@ -31,14 +32,23 @@ pub struct CertificateFilter {
 /// One certificate in the inventory.
 #[derive(Debug, Clone, Serialize)]
 pub struct CertificateSummary {
+    /// Serial number (hex).
     pub serial: String,
+    /// The names it covers.
     pub names: Vec<String>,
+    /// Start of validity (Unix seconds).
     pub not_before: i64,
+    /// End of validity (Unix seconds).
     pub not_after: i64,
+    /// The account it was issued to.
     pub account_id: i64,
+    /// The EAB label of that account.
     pub eab_label: Option<String>,
+    /// The certificate profile it was issued with.
     pub profile: Option<String>,
+    /// When it was revoked (Unix seconds).
     pub revoked_at: Option<i64>,
+    /// The CRL reason code of the revocation.
     pub revocation_reason: Option<u8>,
 }
 

@@ -78,16 +78,22 @@ pub use records::*;
 /// Storage failures. `Conflict` is a uniqueness violation the caller can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// A record with the same key already exists.
     #[error("record already exists")]
     Conflict,
+    /// The certificate named by `replaces` was already replaced by another order.
     #[error("the certificate was already replaced by another order")]
     AlreadyReplaced,
+    /// The EAB key is unknown, revoked or already bound.
     #[error("the external account binding key is unknown, revoked or already bound")]
     EabUnavailable,
+    /// No such record.
     #[error("record not found")]
     NotFound,
+    /// A stored value does not parse.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// A database error from sqlx.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     /// A uniqueness constraint refused a write (operations that expect it turn it into
@@ -98,8 +104,11 @@ pub enum StoreError {
     /// thread) failed.
     #[error("database error: {0}")]
     Sqlite(String),
+    /// Applying or checking migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The database cannot be used as it is: a newer schema, pending migrations, or (on
+    /// import) a target that is not empty or an export sealed with another KEK.
     #[error("{0}")]
     Schema(String),
     /// The transaction (or the write batch it was part of) did not commit.
@@ -110,7 +119,12 @@ pub enum StoreError {
     Secret(#[from] crate::secrets::SecretsError),
     /// The database file could not be created.
     #[error("cannot create the database file {path}: {error}")]
-    File { path: String, error: std::io::Error },
+    File {
+        /// The database file.
+        path: String,
+        /// The I/O error.
+        error: std::io::Error,
+    },
 }
 
 /// A uniqueness violation as `Conflict`, for the operations where it means "already

@@ -36,14 +36,21 @@ typed_id!(
 /// An account.
 #[derive(Debug, Clone)]
 pub struct AccountRecord {
+    /// The account's id.
     pub id: AccountId,
+    /// The account's public key (its thumbprint identifies the account).
     pub jwk: Jwk,
+    /// Contact URLs (`mailto:` only).
     pub contact: Vec<String>,
+    /// Valid, deactivated or revoked.
     pub status: AccountStatus,
+    /// Whether the client agreed to the terms of service.
     pub tos_agreed: bool,
+    /// When the account was created (Unix seconds).
     pub created_at: i64,
     /// The External Account Binding key id and label this account was bound with.
     pub eab_kid: Option<String>,
+    /// See `eab_kid`.
     pub eab_label: Option<String>,
 }
 
@@ -67,17 +74,29 @@ impl AccountRecord {
 /// authorizations (see `status`).
 #[derive(Debug, Clone)]
 pub struct OrderRecord {
+    /// The order's id.
     pub id: OrderId,
+    /// The account that owns the order.
     pub account_id: AccountId,
+    /// The stored status (see above).
     pub status: OrderStatus,
+    /// The identifiers the order asks for.
     pub identifiers: Vec<Identifier>,
+    /// When the order expires (Unix seconds).
     pub expires: i64,
+    /// The `notBefore` the client requested (Unix seconds).
     pub not_before: Option<i64>,
+    /// The `notAfter` the client requested (Unix seconds).
     pub not_after: Option<i64>,
+    /// Why the order became invalid.
     pub error: Option<Problem>,
+    /// The CSR of the finalize request (DER).
     pub csr: Option<Vec<u8>>,
+    /// Serial (hex) of the certificate issued for the order.
     pub certificate_serial: Option<String>,
+    /// The order's authorizations, one per identifier.
     pub authorization_ids: Vec<AuthzId>,
+    /// The certificate profile the client requested.
     pub profile: Option<String>,
     /// ARI certificate identifier of the certificate this order replaces.
     pub replaces: Option<String>,
@@ -106,12 +125,19 @@ impl OrderRecord {
 /// An authorization with its challenges.
 #[derive(Debug, Clone)]
 pub struct AuthzRecord {
+    /// The authorization's id.
     pub id: AuthzId,
+    /// The account that owns the authorization.
     pub account_id: AccountId,
+    /// The identifier to validate, without the `*.` of a wildcard.
     pub identifier: Identifier,
+    /// Whether the order asked for `*.` plus `identifier`.
     pub wildcard: bool,
+    /// The stored status.
     pub status: AuthorizationStatus,
+    /// When the authorization expires (Unix seconds).
     pub expires: i64,
+    /// Its challenges.
     pub challenges: Vec<ChallengeRecord>,
 }
 
@@ -140,13 +166,21 @@ impl AuthzRecord {
 /// A challenge, with what the VA recorded about its validation.
 #[derive(Debug, Clone)]
 pub struct ChallengeRecord {
+    /// The challenge's id.
     pub id: ChallengeId,
+    /// The authorization the challenge belongs to.
     pub authorization_id: AuthzId,
+    /// `http-01`, `dns-01` or `tls-alpn-01`.
     pub kind: ChallengeType,
+    /// The challenge token.
     pub token: String,
+    /// The stored status.
     pub status: ChallengeStatus,
+    /// When validation succeeded (Unix seconds).
     pub validated: Option<i64>,
+    /// Why validation failed.
     pub error: Option<Problem>,
+    /// The `validationRecord` the VA wrote (JSON).
     pub record: Option<Value>,
 }
 
@@ -170,19 +204,31 @@ impl ChallengeRecord {
 /// An issued certificate.
 #[derive(Debug, Clone)]
 pub struct CertificateRecord {
+    /// Serial number (hex).
     pub serial: String,
+    /// The account the certificate was issued to.
     pub account_id: AccountId,
+    /// The order it was issued for.
     pub order_id: OrderId,
+    /// The certificate (DER).
     pub der: Vec<u8>,
+    /// The certificate and its chain (PEM), as served to the client.
     pub chain_pem: String,
+    /// The identifiers the certificate names.
     pub names: Vec<Identifier>,
+    /// Start of validity (Unix seconds).
     pub not_before: i64,
+    /// End of validity (Unix seconds).
     pub not_after: i64,
+    /// When it was revoked (Unix seconds).
     pub revoked_at: Option<i64>,
+    /// The CRL reason code of the revocation.
     pub revocation_reason: Option<u8>,
     /// An operator asked clients to renew now (ARI).
     pub renew_early: bool,
+    /// The order that replaced this certificate (ARI `replaces`).
     pub replaced_by_order: Option<OrderId>,
+    /// The certificate profile it was issued with.
     pub profile: Option<String>,
 }
 
@@ -216,15 +262,20 @@ impl CertificateRecord {
 /// An External Account Binding key.
 #[derive(Debug, Clone)]
 pub struct EabKeyRecord {
+    /// The key id clients put in the EAB JWS.
     pub kid: String,
+    /// The operator's label for the key.
     pub label: String,
     /// The HMAC key as stored: sealed with the key-encryption key (`Store::eab_hmac_key`
     /// opens it), or plaintext in a row an older version wrote, until start-up seals it.
     pub stored_key: StoredKey,
     /// Id of the key-encryption key that sealed it (None: plaintext).
     pub kek_id: Option<String>,
+    /// When the key was created (Unix seconds).
     pub created_at: i64,
+    /// When the key was revoked (Unix seconds).
     pub revoked_at: Option<i64>,
+    /// The account the key was bound to.
     pub account_id: Option<AccountId>,
 }
 
@@ -262,30 +313,45 @@ impl std::fmt::Debug for StoredKey {
 /// A revoked certificate as a CRL lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevokedEntry {
+    /// Serial number (hex).
     pub serial: String,
+    /// When it was revoked (Unix seconds).
     pub revoked_at: i64,
+    /// The CRL reason code.
     pub reason: u8,
 }
 
 /// The latest published CRL of an issuer.
 #[derive(Debug, Clone)]
 pub struct CrlRecord {
+    /// The CRL number.
     pub number: i64,
+    /// The CRL (DER).
     pub der: Vec<u8>,
+    /// `thisUpdate` (Unix seconds).
     pub this_update: i64,
+    /// `nextUpdate` (Unix seconds).
     pub next_update: i64,
 }
 
 /// What `create_order` needs.
 #[derive(Debug, Clone)]
 pub struct NewOrderRecord {
+    /// The account that places the order.
     pub account_id: AccountId,
+    /// The identifiers the order asks for.
     pub identifiers: Vec<Identifier>,
+    /// When the order expires (Unix seconds).
     pub expires: i64,
+    /// The `notBefore` the client requested (Unix seconds).
     pub not_before: Option<i64>,
+    /// The `notAfter` the client requested (Unix seconds).
     pub not_after: Option<i64>,
+    /// One per identifier, in the order of `identifiers`.
     pub authorizations: Vec<NewAuthorization>,
+    /// The current time (Unix seconds): the order's creation time.
     pub now: i64,
+    /// The certificate profile the client requested.
     pub profile: Option<String>,
     /// ARI identifier and serial (hex) of the certificate replaced; the certificate is
     /// marked atomically with the order.
@@ -295,11 +361,17 @@ pub struct NewOrderRecord {
 /// One authorization of a new order: reused, or created with its challenges.
 #[derive(Debug, Clone)]
 pub enum NewAuthorization {
+    /// A still-valid authorization of the account, reused.
     Reuse(AuthzId),
+    /// A new authorization.
     Create {
+        /// The identifier to validate, without the `*.` of a wildcard.
         identifier: Identifier,
+        /// Whether the order asked for `*.` plus `identifier`.
         wildcard: bool,
+        /// When the authorization expires (Unix seconds).
         expires: i64,
+        /// Each challenge's type and token.
         challenges: Vec<(ChallengeType, String)>,
     },
 }
@@ -307,14 +379,23 @@ pub enum NewAuthorization {
 /// What `complete_order` stores.
 #[derive(Debug, Clone)]
 pub struct NewCertificate {
+    /// Serial number (hex).
     pub serial: String,
+    /// The account the certificate is issued to.
     pub account_id: AccountId,
+    /// The certificate (DER).
     pub der: Vec<u8>,
+    /// The certificate and its chain (PEM).
     pub chain_pem: String,
+    /// The identifiers the certificate names.
     pub names: Vec<Identifier>,
+    /// Start of validity (Unix seconds).
     pub not_before: i64,
+    /// End of validity (Unix seconds).
     pub not_after: i64,
+    /// When it was stored (Unix seconds).
     pub created_at: i64,
+    /// The certificate profile it was issued with.
     pub profile: Option<String>,
     /// The certificate key, e.g. `ECDSA P-256` (for the audit trail).
     pub key_type: String,

@@ -31,6 +31,7 @@ use super::Outcome;
 pub struct CaaRequest<'a> {
     /// The name (for a wildcard, the base name without `*.`).
     pub name: &'a str,
+    /// The order asked for `*.` plus `name`.
     pub wildcard: bool,
     /// The requesting account's URL (for `accounturi`).
     pub account_uri: &'a str,
@@ -41,9 +42,13 @@ pub struct CaaRequest<'a> {
 /// One CAA record as seen on the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaaRecord {
+    /// The issuer-critical flag (0x80 in `flags`).
     pub critical: bool,
+    /// The flags byte.
     pub flags: u8,
+    /// The property tag, e.g. `issue`.
     pub tag: String,
+    /// The property value.
     pub value: String,
 }
 
@@ -66,7 +71,9 @@ impl CaaRecord {
 /// An `issue`/`issuewild` value: issuer domain (None: `;`, nobody) and parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssueValue {
+    /// The issuer domain name.
     pub issuer: Option<String>,
+    /// The `key=value` parameters, in order.
     pub parameters: Vec<(String, String)>,
 }
 

@@ -188,14 +188,26 @@ fn embedded_ipv4(v6: Ipv6Addr) -> Option<Ipv4Addr> {
 pub enum DeniedAddress {
     /// An address of a kind the VA never connects to.
     #[error("{ip} is {}, which the CA never connects to", .kind.describe())]
-    Reserved { ip: IpAddr, kind: Reserved },
+    Reserved {
+        /// The address.
+        ip: IpAddr,
+        /// Which reserved kind it is.
+        kind: Reserved,
+    },
     /// An address inside a configured `deny_ranges` entry.
     #[error("{ip} lies in {range}, a range in validation.deny_ranges")]
-    Configured { ip: IpAddr, range: IpRange },
+    Configured {
+        /// The address.
+        ip: IpAddr,
+        /// The `deny_ranges` entry it lies in.
+        range: IpRange,
+    },
     /// Every address a name resolved to was refused.
     #[error("{name} resolves only to addresses the CA does not connect to: {}", list(.refused))]
     NoneAllowed {
+        /// The name looked up.
         name: String,
+        /// Each address it resolved to, and why it was refused.
         refused: Vec<DeniedAddress>,
     },
 }

@@ -22,9 +22,13 @@ pub use resolver::NameResolver;
 /// VA settings.
 #[derive(Debug, Clone)]
 pub struct VaConfig {
+    /// Port http-01 connects to (80 in production).
     pub http01_port: u16,
+    /// Port tls-alpn-01 connects to (443 in production).
     pub tlsalpn01_port: u16,
+    /// How long one validation may take in all.
     pub timeout: Duration,
+    /// Validations run at once; more wait their turn.
     pub max_concurrent: usize,
     /// Addresses never contacted: the reserved kinds (loopback only unless allowed by
     /// the test switch) and `deny_ranges`.

@@ -20,7 +20,9 @@ use hickory_resolver::{ResolveError, ResolveErrorKind, TokioResolver};
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{}", .failure.operator_detail("A/AAAA", .name))]
 pub struct LookupError {
+    /// The name looked up.
     pub name: String,
+    /// Why the lookup failed.
     pub failure: DnsFailure,
 }
 
@@ -43,7 +45,9 @@ pub enum NameResolver {
     Dns(Arc<TokioResolver>),
     /// A fixed table; names not in it resolve to `default` (if set).
     Static {
+        /// Names and their addresses.
         table: Arc<HashMap<String, Vec<IpAddr>>>,
+        /// The address of names not in `table`.
         default: Option<IpAddr>,
     },
 }
@@ -171,7 +175,9 @@ fn trim_dot(name: &str) -> String {
 /// Records of one type found at a name, and the CNAMEs followed to reach them.
 #[derive(Debug, Clone)]
 pub struct DnsAnswer<T> {
+    /// The records found.
     pub records: Vec<T>,
+    /// The CNAMEs followed, in order.
     pub cnames: Vec<String>,
 }
 
@@ -188,7 +194,10 @@ impl<T> Default for DnsAnswer<T> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DnsFailure {
     /// The name does not exist (NXDOMAIN), or has no records of the type (NOERROR).
-    NotFound { nxdomain: bool },
+    NotFound {
+        /// NXDOMAIN (else NOERROR with no records of the type).
+        nxdomain: bool,
+    },
     /// The server answered with an error code (SERVFAIL, REFUSED, ...).
     Rcode(String),
     /// No answer in time.

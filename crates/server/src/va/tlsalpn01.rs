@@ -329,7 +329,9 @@ fn connect_failure(kind: std::io::ErrorKind) -> &'static str {
 /// details (names and values taken from the certificate) for operators.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateFault {
+    /// The reason the client sees.
     pub reason: &'static str,
+    /// What the certificate held, for operators.
     pub detail: String,
 }
 

@@ -38,7 +38,9 @@ pub enum Authenticated {
 /// A POST whose JWS has been verified and whose nonce has been redeemed.
 #[derive(Debug)]
 pub struct SignedRequest {
+    /// The parsed JWS.
     pub jws: ParsedJws,
+    /// Who signed it: an account (`kid`) or a key (`jwk`).
     pub signer: Authenticated,
     /// The client's address (for per-address rate limits), when known.
     pub client: Option<IpAddr>,

@@ -114,6 +114,7 @@ pub async fn account(
     ))
 }
 
+/// The query of the orders list: `cursor` is the last order id of the previous page.
 #[derive(Debug, Deserialize)]
 pub struct Cursor {
     cursor: Option<i64>,

@@ -31,9 +31,13 @@ pub struct ClientAddr(pub std::net::SocketAddr);
 
 /// Everything a request handler needs.
 pub struct AppState {
+    /// The registration authority.
     pub ra: Ra,
+    /// Issues and redeems nonces.
     pub nonces: NonceStore,
+    /// Builds the URLs of ACME resources.
     pub urls: Urls,
+    /// The directory resource (`GET /directory`).
     pub directory: Directory,
 }
 

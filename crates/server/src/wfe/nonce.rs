@@ -20,7 +20,12 @@ pub enum NonceStore {
     /// In this process only (one instance).
     Memory(MemoryNonces),
     /// In the database: issued by one instance, redeemable once by any.
-    Shared { store: Store, clock: Clock },
+    Shared {
+        /// The database holding the nonces.
+        store: Store,
+        /// The time source for nonce expiry.
+        clock: Clock,
+    },
 }
 
 fn fresh_nonce() -> String {

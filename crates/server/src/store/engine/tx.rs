@@ -19,7 +19,7 @@ use super::columns::Columns;
 use crate::store::{Result, StoreError};
 
 /// A boxed future borrowing what it runs on.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A statement parameter. NULLs keep their type: PostgreSQL wants to know it.
 #[derive(Debug, Clone, PartialEq)]

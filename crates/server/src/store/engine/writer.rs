@@ -30,7 +30,7 @@ use super::tx::{sqlite_error, BoxFuture, SqliteTx, Tx};
 use crate::store::{Result, SqliteSynchronous, Store, StoreError};
 
 /// Most operations committed together.
-pub const MAX_BATCH: usize = 128;
+pub(crate) const MAX_BATCH: usize = 128;
 
 /// How many operations may wait for the writer before callers are held back.
 const QUEUE: usize = 4096;
