@@ -390,7 +390,7 @@ impl Ra {
     }
 
     fn intermediate_key_id(&self) -> Option<Vec<u8>> {
-        let der = &self.inner.ca.hierarchy().intermediate_der;
+        let der = self.inner.ca.issuer().certificate_der();
         let (_, cert) = X509Certificate::from_der(der).ok()?;
         let ski = cert
             .iter_extensions()

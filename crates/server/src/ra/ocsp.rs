@@ -65,6 +65,6 @@ impl Ra {
 
     /// DER of the certificate that issues end-entity certificates (the caIssuers URL).
     pub fn issuer_certificate_der(&self) -> &[u8] {
-        &self.inner.ca.hierarchy().intermediate_der
+        self.inner.ca.issuer().certificate_der()
     }
 }

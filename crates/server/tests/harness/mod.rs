@@ -7,7 +7,7 @@
 
 // Each test binary uses a part of what is re-exported.
 #[allow(unused_imports)]
-pub use certwright_testkit::{
+pub(crate) use certwright_testkit::{
     acme::{http01_challenge, quiet_cut_requests, Acme, Answer, Received, Resp, Responder},
     peers::openssl::openssl_async as openssl,
     peers::postgres as pg,
@@ -29,23 +29,23 @@ use certwright_server::va::NameResolver;
 use tokio::net::TcpListener;
 
 /// A running CA.
-pub struct TestCa {
-    pub base: String,
-    pub addr: SocketAddr,
-    pub store: Store,
-    pub clock: Clock,
-    pub data_dir: PathBuf,
-    pub responder: Responder,
-    pub root_pem: String,
+pub(crate) struct TestCa {
+    pub(crate) base: String,
+    pub(crate) addr: SocketAddr,
+    pub(crate) store: Store,
+    pub(crate) clock: Clock,
+    pub(crate) data_dir: PathBuf,
+    pub(crate) responder: Responder,
+    pub(crate) root_pem: String,
     /// The admin listener (`/metrics`, `/healthz`, `/readyz`), e.g. `http://127.0.0.1:PORT`.
-    pub admin_base: String,
+    pub(crate) admin_base: String,
     /// The admin endpoints' state (for requests that must look remote).
-    pub admin: Arc<certwright_server::admin::Admin>,
+    pub(crate) admin: Arc<certwright_server::admin::Admin>,
     /// The plain-HTTP PKI listener as named in certificates (`pki_base_url`), e.g.
     /// `http://127.0.0.1:PORT`; the base URL itself when a test turned the listener off.
-    pub pki_base: String,
+    pub(crate) pki_base: String,
     /// Reloads the policy in force from a file, as a SIGHUP does.
-    pub policy: certwright_server::app::PolicyReloader,
+    pub(crate) policy: certwright_server::app::PolicyReloader,
     _tmp: Option<tempfile::TempDir>,
     pki_shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -82,7 +82,7 @@ fn resolver() -> NameResolver {
 
 impl TestCa {
     /// A fresh CA in a new temporary directory.
-    pub async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let responder = Responder::start().await;
@@ -92,7 +92,7 @@ impl TestCa {
     }
 
     /// A fresh CA with a configuration tweak.
-    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
+    pub(crate) async fn start_with(tweak: impl FnOnce(&mut Config)) -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_owned();
         let responder = Responder::start().await;
@@ -102,7 +102,7 @@ impl TestCa {
     }
 
     /// A CA on `data_dir` (reusing `addr` if given).
-    pub async fn start_in(
+    pub(crate) async fn start_in(
         data_dir: PathBuf,
         addr: Option<SocketAddr>,
         responder: Responder,
@@ -201,12 +201,14 @@ impl TestCa {
     }
 
     /// Takes ownership of the temporary data directory (and the test database with it).
-    pub fn adopt(&mut self, tmp: Option<tempfile::TempDir>) {
+    pub(crate) fn adopt(&mut self, tmp: Option<tempfile::TempDir>) {
         self._tmp = tmp;
     }
 
     /// Stops serving and returns the pieces to start again on the same data.
-    pub async fn stop(mut self) -> (Option<tempfile::TempDir>, PathBuf, SocketAddr, Responder) {
+    pub(crate) async fn stop(
+        mut self,
+    ) -> (Option<tempfile::TempDir>, PathBuf, SocketAddr, Responder) {
         if let Some(tx) = self.pki_shutdown.take() {
             let _ = tx.send(());
         }
@@ -228,12 +230,12 @@ impl TestCa {
     }
 
     /// A client with a fresh key of `kind` (not yet registered).
-    pub async fn client(&self, kind: KeyType) -> Acme {
+    pub(crate) async fn client(&self, kind: KeyType) -> Acme {
         Acme::new(&self.base, AccountKey::generate(kind).unwrap()).await
     }
 
     /// A registered client (ES256).
-    pub async fn account(&self) -> Acme {
+    pub(crate) async fn account(&self) -> Acme {
         let mut c = self.client(KeyType::EcP256).await;
         c.register().await;
         c
@@ -273,13 +275,13 @@ impl Drop for TestCa {
 const DATABASE_MARKER: &str = "test-database-url";
 
 /// Whether the suite runs on PostgreSQL (`CERTWRIGHT_TEST_BACKEND=postgres`).
-pub fn on_postgres() -> bool {
+pub(crate) fn on_postgres() -> bool {
     std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
 /// The database for a test CA: SQLite in its data directory (None: the default), or a
 /// fresh PostgreSQL database of its own, created on first use and reused on restarts.
-pub async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
+pub(crate) async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
     if !on_postgres() {
         return None;
     }
@@ -294,7 +296,7 @@ pub async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
 
 /// Waits (polling, at most `within`) until `store` has no integrity violations, i.e. a
 /// (re)started CA has settled what was in flight; fails with them and `logs()` otherwise.
-pub async fn wait_for_integrity(store: &Store, within: Duration, logs: impl Fn() -> String) {
+pub(crate) async fn wait_for_integrity(store: &Store, within: Duration, logs: impl Fn() -> String) {
     let deadline = std::time::Instant::now() + within;
     loop {
         let violations = store.integrity_violations().await.unwrap();
@@ -312,7 +314,7 @@ pub async fn wait_for_integrity(store: &Store, within: Duration, logs: impl Fn()
 
 /// Every certificate the clients received is in `store` under its own serial (none
 /// twice), with the exact chain served, and still downloads. `context` prefixes failures.
-pub async fn assert_received_are_stored(
+pub(crate) async fn assert_received_are_stored(
     store: &Store,
     clients: &[Arc<Acme>],
     received: &[Received],

@@ -10,7 +10,7 @@
 
 // Each test binary uses a part of what is re-exported.
 #[allow(unused_imports)]
-pub use certwright_testkit::{
+pub(crate) use certwright_testkit::{
     acme::quiet_cut_requests,
     ca_process::CaProcess,
     peers::acme_clients::{certbot_command, lego_command, CLIENT_EMAIL, CLIENT_TIMEOUT},
@@ -25,6 +25,6 @@ pub use certwright_testkit::{
 use std::path::Path;
 
 /// This package's `certwright-ca` binary, as cargo built it for the integration tests.
-pub fn ca_bin() -> &'static Path {
+pub(crate) fn ca_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_certwright-ca"))
 }
