@@ -364,6 +364,18 @@ impl ChallengeType {
     pub fn is_known(&self) -> bool {
         !matches!(self, Self::Unknown(_))
     }
+
+    /// Whether the type can prove control of an identifier of `kind` (`wildcard`: a
+    /// `*.` name): dns-01 for DNS names, wildcards included (RFC 8555 §7.1.3, §8.4);
+    /// http-01 and tls-alpn-01 for DNS names without a wildcard and for IP addresses
+    /// (RFC 8555 §8.3, RFC 8737 §3, RFC 8738 §7).
+    pub fn proves(&self, kind: IdentifierType, wildcard: bool) -> bool {
+        match self {
+            Self::Dns01 => kind == IdentifierType::Dns,
+            Self::Http01 | Self::TlsAlpn01 => !wildcard,
+            Self::Unknown(_) => false,
+        }
+    }
 }
 
 impl Serialize for ChallengeType {
@@ -454,6 +466,24 @@ mod tests {
             Some(AuthorizationStatus::Deactivated)
         );
         assert_eq!(ChallengeStatus::parse("nope"), None);
+    }
+
+    #[test]
+    fn which_types_prove_which_identifiers() {
+        use ChallengeType as C;
+        use IdentifierType as I;
+        // (type, DNS name, wildcard DNS name, IP address)
+        let table = [
+            (C::Http01, true, false, true),
+            (C::Dns01, true, true, false),
+            (C::TlsAlpn01, true, false, true),
+            (C::Unknown("dns-account-01".into()), false, false, false),
+        ];
+        for (t, dns, wildcard, ip) in table {
+            assert_eq!(t.proves(I::Dns, false), dns, "{t} for a DNS name");
+            assert_eq!(t.proves(I::Dns, true), wildcard, "{t} for a wildcard");
+            assert_eq!(t.proves(I::Ip, false), ip, "{t} for an IP address");
+        }
     }
 
     #[test]

@@ -13,15 +13,10 @@ use crate::store::{AccountRecord, OrderRecord};
 /// The challenge types offered for an identifier: dns-01 only for a wildcard (RFC 8555
 /// §7.1.3), http-01 and tls-alpn-01 for an IP address (RFC 8738 §7), all three otherwise.
 pub(super) fn offered_challenges(identifier: &NormalizedIdentifier) -> Vec<ChallengeType> {
-    match identifier.identifier.kind {
-        IdentifierType::Ip => vec![ChallengeType::Http01, ChallengeType::TlsAlpn01],
-        IdentifierType::Dns if identifier.wildcard => vec![ChallengeType::Dns01],
-        IdentifierType::Dns => vec![
-            ChallengeType::Http01,
-            ChallengeType::Dns01,
-            ChallengeType::TlsAlpn01,
-        ],
-    }
+    ChallengeType::KNOWN
+        .into_iter()
+        .filter(|t| t.proves(identifier.identifier.kind, identifier.wildcard))
+        .collect()
 }
 
 impl Ra {
