@@ -250,7 +250,7 @@ impl CaServer {
             ra,
             match store.backend() {
                 Backend::Sqlite => NonceStore::new(options.clock),
-                Backend::Postgres => NonceStore::shared(store.clone(), options.clock),
+                Backend::Postgres => NonceStore::shared(store.reader(), options.clock),
             },
             Urls {
                 base: config.base_url(),

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use certwright_proto::b64;
 
 use crate::clock::Clock;
-use crate::store::Store;
+use crate::store::StoreReader;
 
 /// How long a nonce stays redeemable.
 pub const NONCE_LIFETIME_SECS: i64 = 3600;
@@ -21,8 +21,9 @@ pub enum NonceStore {
     Memory(MemoryNonces),
     /// In the database: issued by one instance, redeemable once by any.
     Shared {
-        /// The database holding the nonces.
-        store: Store,
+        /// The database holding the nonces (the front end's read-only view, which keeps
+        /// the shared nonces).
+        store: StoreReader,
         /// The time source for nonce expiry.
         clock: Clock,
     },
@@ -41,7 +42,7 @@ impl NonceStore {
     }
 
     /// Nonces kept in the store, shared by every instance on it.
-    pub fn shared(store: Store, clock: Clock) -> Self {
+    pub fn shared(store: StoreReader, clock: Clock) -> Self {
         Self::Shared { store, clock }
     }
 
