@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
+use certwright_server::store::Actor;
 use der::Decode;
 use harness::{pem_chain, TestCa};
 use x509_ocsp::{OcspResponse, OcspResponseStatus};
@@ -175,7 +176,7 @@ async fn openssl_sees_good_then_revoked_with_the_reason() {
     // Revoked for key compromise: openssl sees it at once, with time and reason.
     assert!(ca
         .store
-        .revoke_certificate(&serial_hex(&leaf), 1, now(), "admin")
+        .revoke_certificate(&serial_hex(&leaf), 1, now(), &Actor::Operator(None))
         .await
         .unwrap());
     for extra in [&[][..], &["-no_nonce"][..]] {

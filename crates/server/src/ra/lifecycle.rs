@@ -264,8 +264,8 @@ impl Ra {
         }
         let now = self.now();
         let by = match requester {
-            Requester::Account(account) => Actor::Account(account.id).to_string(),
-            Requester::CertificateKey(_) => Actor::CertificateKey.to_string(),
+            Requester::Account(account) => Actor::Account(account.id),
+            Requester::CertificateKey(_) => Actor::CertificateKey,
         };
         if !self
             .inner
@@ -309,12 +309,7 @@ impl Ra {
             || !self
                 .inner
                 .store
-                .revoke_certificate(
-                    &serial,
-                    reason,
-                    self.now(),
-                    &self.inner.store.operator().to_string(),
-                )
+                .revoke_certificate(&serial, reason, self.now(), self.inner.store.operator())
                 .await?
         {
             return Err(already_revoked(&serial));

@@ -69,7 +69,7 @@ pub const ISSUANCE_FAILED: &str =
 pub struct OrderView {
     /// The order as stored.
     pub record: OrderRecord,
-    /// Its status at read time, from its expiry and authorizations (`ra::status`).
+    /// Its status at read time, from its expiry and authorizations (`crate::status`).
     pub status: OrderStatus,
 }
 

@@ -79,9 +79,9 @@ impl std::fmt::Display for Actor {
 
 impl AuditEvent {
     /// An event by `actor` with no subjects yet.
-    pub fn new(actor: impl Into<String>, action: &'static str) -> Self {
+    pub fn new(actor: &Actor, action: &'static str) -> Self {
         Self {
-            actor: actor.into(),
+            actor: actor.to_string(),
             action,
             account: None,
             order: None,
@@ -94,7 +94,7 @@ impl AuditEvent {
 
     /// An event done by an account, about that account.
     pub fn by_account(account: AccountId, action: &'static str) -> Self {
-        Self::new(Actor::Account(account).to_string(), action).account(account)
+        Self::new(&Actor::Account(account), action).account(account)
     }
 
     /// The account the event is about (when the actor is someone else).

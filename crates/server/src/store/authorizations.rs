@@ -228,7 +228,7 @@ impl Store {
                         &params![authz_status, authz_id.0],
                     )
                     .await?;
-                let event = AuditEvent::new(Actor::System.to_string(), "validation")
+                let event = AuditEvent::new(&Actor::System, "validation")
                     .account(AccountId(subject.int("account_id")?))
                     .challenge(challenge)
                     .authz(authz_id)

@@ -2,7 +2,7 @@
 //! and the ARI "renew early" mark. (Storing one is part of `complete_order`; the operator's
 //! inventory is `inventory`.)
 
-use super::audit::{self, AuditEvent};
+use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::{AccountId, CertificateRecord, Result, RevokedEntry, Store, StoreError};
@@ -20,19 +20,19 @@ impl Store {
         CertificateRecord::from_row(&row)
     }
 
-    /// Revokes a certificate; false if it was already revoked. `by` says who asked
-    /// (`account:ID`, `certificate-key` or `admin`) for the audit trail.
+    /// Revokes a certificate; false if it was already revoked. `by` says who asked, for
+    /// the audit trail (an account, the certificate's key, or the operator).
     pub async fn revoke_certificate(
         &self,
         serial: &str,
         reason: u8,
         now: i64,
-        by: &str,
+        by: &Actor,
     ) -> Result<bool> {
-        let (serial, by) = (serial.to_owned(), by.to_owned());
+        let (serial, by) = (serial.to_owned(), by.clone());
         self.write(move |tx| {
             Box::pin(async move {
-                let (serial, by) = (serial.as_str(), by.as_str());
+                let (serial, by) = (serial.as_str(), &by);
                 let done = tx
                     .fetch_optional(
                         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
@@ -78,7 +78,7 @@ impl Store {
         self.change_one_audited(
             "UPDATE certificates SET renew_early = 1 WHERE serial = $1",
             params![serial].into(),
-            AuditEvent::new(self.operator.to_string(), "certificate.renew_early").serial(serial),
+            AuditEvent::new(&self.operator, "certificate.renew_early").serial(serial),
         )
         .await
     }

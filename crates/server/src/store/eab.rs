@@ -30,7 +30,7 @@ impl Store {
         let sealed = kek.seal(kid, hmac_key)?;
         let kek_id = kek.id().to_owned();
         let (kid, label) = (kid.to_owned(), label.to_owned());
-        let actor = self.operator.to_string();
+        let actor = self.operator.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let (kid, label) = (kid.as_str(), label.as_str());
@@ -41,7 +41,7 @@ impl Store {
                 .await
                 .map_err(unique_is_conflict)?;
                 // The MAC key itself never enters the trail.
-                let event = AuditEvent::new(actor.clone(), "eab.create")
+                let event = AuditEvent::new(&actor, "eab.create")
                     .details(serde_json::json!({ "kid": kid, "label": label }));
                 audit::append(tx, &event).await?;
                 Ok(())
@@ -97,7 +97,7 @@ impl Store {
                     .await?;
                 }
                 if !legacy.is_empty() {
-                    let event = AuditEvent::new(Actor::System.to_string(), "eab.encrypt_legacy").details(
+                    let event = AuditEvent::new(&Actor::System, "eab.encrypt_legacy").details(
                         serde_json::json!({ "count": legacy.len(), "kek_id": kek.id() }),
                     );
                     audit::append(tx, &event).await?;
@@ -113,7 +113,7 @@ impl Store {
         self.change_one_audited(
             "UPDATE eab_keys SET revoked_at = $1 WHERE kid = $2 AND revoked_at IS NULL",
             params![now, kid].into(),
-            AuditEvent::new(self.operator.to_string(), "eab.revoke")
+            AuditEvent::new(&self.operator, "eab.revoke")
                 .details(serde_json::json!({ "kid": kid })),
         )
         .await

@@ -282,7 +282,7 @@ impl Store {
                 .await?;
             count += 1;
         }
-        let event = AuditEvent::new(self.operator.to_string(), "admin.import")
+        let event = AuditEvent::new(&self.operator, "admin.import")
             .details(json!({ "rows": count, "backend": format!("{:?}", self.backend) }));
         audit::append(&mut *tx, &event).await?;
         if self.backend == Backend::Postgres {

@@ -327,7 +327,7 @@ impl Store {
                     .await?;
                 let failed = row.is_some();
                 if let Some(row) = row {
-                    let event = AuditEvent::new(Actor::System.to_string(), "order.fail")
+                    let event = AuditEvent::new(&Actor::System, "order.fail")
                         .account(AccountId(row.int("account_id")?))
                         .order(order)
                         .details(serde_json::json!({ "problem": problem }));

@@ -658,8 +658,14 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
         .await
         .unwrap());
     assert!(s.mark_renew_early("0a0b").await.unwrap());
-    assert!(s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
-    assert!(!s.revoke_certificate("0a0b", 1, 5, "admin").await.unwrap());
+    assert!(s
+        .revoke_certificate("0a0b", 1, 5, &Actor::Operator(None))
+        .await
+        .unwrap());
+    assert!(!s
+        .revoke_certificate("0a0b", 1, 5, &Actor::Operator(None))
+        .await
+        .unwrap());
     assert!(s.deactivate_authorization(reuse).await.unwrap());
     s.create_eab_key("kid", "team", b"mac", 1).await.unwrap();
     assert!(matches!(
@@ -680,7 +686,7 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
     s.record_rate_event("orders", "acct", 1).await.unwrap();
     s.record_rate_event("orders", "acct", 9).await.unwrap();
     assert_eq!(s.prune_rate_events(1).await.unwrap(), 1);
-    s.record_audit_event(&AuditEvent::new("admin", "test"))
+    s.record_audit_event(&AuditEvent::new(&Actor::Operator(None), "test"))
         .await
         .unwrap();
     // CRL numbers, and a save that lost to a newer number.
