@@ -10,9 +10,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use support::{
-    ca_bin, certbot_command, create_postgres_database, dns, free_port, leaf, lego_command, openssl,
-    pem_certs, run_bounded, run_ok, write_first_cert, x509::pki_urls, CaProcess, ProcessGuard,
-    CLIENT_TIMEOUT,
+    ca_bin, certbot_command, create_postgres_database, dns, free_port, leaf, lego_command,
+    ocsp_query_args, openssl, pem_certs, run_bounded, run_ok, write_first_cert, x509::pki_urls,
+    CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
 use x509_parser::prelude::*;
 
@@ -244,22 +244,7 @@ fn check_as_relying_party(ca: &CaProcess, bundle: &Path, work: &Path, revoked: b
             assert!(ok && text.contains("leaf.pem: OK"), "{args:?}: {text}");
         }
     }
-    let (ok, text) = openssl(
-        work,
-        &[
-            "ocsp",
-            "-issuer",
-            "issuer.pem",
-            "-cert",
-            "leaf.pem",
-            "-CAfile",
-            "root.pem",
-            "-timeout",
-            "10",
-            "-url",
-            &ocsp[0],
-        ],
-    );
+    let (ok, text) = openssl(work, &ocsp_query_args("issuer.pem", &ocsp[0], &[]));
     assert!(ok && text.contains("Response verify OK"), "{text}");
     let want = if revoked {
         "leaf.pem: revoked"

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine as _;
 use certwright_server::store::Actor;
 use der::Decode;
-use harness::{pem_chain, TestCa};
+use harness::{ocsp_query_args, pem_chain, TestCa};
 use x509_ocsp::{OcspResponse, OcspResponseStatus};
 use x509_parser::prelude::*;
 
@@ -132,22 +132,11 @@ async fn openssl_sees_good_then_revoked_with_the_reason() {
 
     let files = Files::new(&ca, &chain);
     let ask = |extra: &'static [&'static str]| {
-        let mut args = vec![
-            "ocsp",
-            "-issuer",
-            "intermediate.pem",
-            "-cert",
-            "leaf.pem",
-            "-CAfile",
-            "root.pem",
-            "-timeout",
-            "10",
-            "-resp_text",
-            "-url",
-        ];
-        args.push(url.as_str());
-        args.extend_from_slice(extra);
-        args.into_iter().map(str::to_owned).collect::<Vec<_>>()
+        let extra = [&["-resp_text"][..], extra].concat();
+        ocsp_query_args("intermediate.pem", &url, &extra)
+            .into_iter()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
     };
     let run = |args: Vec<String>| {
         let files = &files;

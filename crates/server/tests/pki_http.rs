@@ -8,7 +8,7 @@ use std::path::Path;
 
 use certwright_proto::b64;
 use harness::x509::pki_urls;
-use harness::{openssl, pem_chain, TestCa};
+use harness::{ocsp_query_args, openssl, pem_chain, TestCa};
 use serde_json::json;
 
 fn http() -> reqwest::Client {
@@ -142,19 +142,7 @@ async fn openssl_checks_what_the_urls_in_a_certificate_serve_over_plain_http() {
     assert!(ok && text.contains("leaf.pem: OK"), "{text}");
 
     // OCSP, at the URL of the AIA.
-    let ocsp = [
-        "ocsp",
-        "-issuer",
-        "issuer.pem",
-        "-cert",
-        "leaf.pem",
-        "-CAfile",
-        "root.pem",
-        "-timeout",
-        "10",
-        "-url",
-        &ocsp_urls[0],
-    ];
+    let ocsp = ocsp_query_args("issuer.pem", &ocsp_urls[0], &[]);
     let (ok, text) = openssl(d, &ocsp).await;
     assert!(ok, "{text}");
     assert!(text.contains("Response verify OK"), "{text}");

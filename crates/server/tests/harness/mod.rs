@@ -9,7 +9,7 @@
 #[allow(unused_imports)]
 pub(crate) use certwright_testkit::{
     acme::{http01_challenge, quiet_cut_requests, Acme, Answer, Received, Resp, Responder},
-    peers::openssl::openssl_async as openssl,
+    peers::openssl::{ocsp_query_args, openssl_async as openssl},
     peers::postgres as pg,
     x509::{self, ari_id, csr, leaf_serial, pem_chain, san_strings},
 };

@@ -15,7 +15,9 @@ pub(crate) use certwright_testkit::{
     ca_process::CaProcess,
     peers::acme_clients::{certbot_command, lego_command, CLIENT_EMAIL, CLIENT_TIMEOUT},
     peers::challtestsrv::dns,
-    peers::openssl::{openssl, openssl_san, openssl_verify_server as openssl_verify},
+    peers::openssl::{
+        ocsp_query_args, openssl, openssl_san, openssl_verify_server as openssl_verify,
+    },
     peers::postgres::create_database_blocking as create_postgres_database,
     port::free_port,
     process::{require_binary, run_bounded, run_ok, ProcessGuard},

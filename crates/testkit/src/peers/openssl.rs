@@ -33,6 +33,19 @@ pub fn openssl(dir: &Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// The arguments of `openssl ocsp` asking the responder at `url` about `leaf.pem`,
+/// issued by the certificate in the file `issuer`, and verifying the answer against
+/// `root.pem` (file names in the run's directory), with 10 s for the responder; `extra`
+/// follows.
+pub fn ocsp_query_args<'a>(issuer: &'a str, url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "ocsp", "-issuer", issuer, "-cert", "leaf.pem", "-CAfile", "root.pem", "-timeout", "10",
+        "-url", url,
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// [`openssl`] from async code (on a blocking thread of the runtime).
 pub async fn openssl_async(dir: &Path, args: &[&str]) -> (bool, String) {
     let dir = dir.to_owned();
