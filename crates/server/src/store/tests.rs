@@ -62,6 +62,15 @@ async fn store_with_order() -> (Store, AccountRecord, OrderRecord) {
     (s, account, order)
 }
 
+/// The first challenge of the order's first authorization.
+async fn first_challenge(s: &Store, order: &OrderRecord) -> ChallengeId {
+    s.authorization(order.authorization_ids[0])
+        .await
+        .unwrap()
+        .challenges[0]
+        .id
+}
+
 #[tokio::test]
 async fn the_reader_sees_what_the_store_wrote() {
     let (s, account, order) = store_with_order().await;
@@ -169,12 +178,7 @@ async fn validation_outcome_lands_on_challenge_and_authorization() {
 #[tokio::test]
 async fn a_late_failure_does_not_undo_a_completed_order() {
     let (s, acct, order) = store_with_order().await;
-    let chall = s
-        .authorization(order.authorization_ids[0])
-        .await
-        .unwrap()
-        .challenges[0]
-        .id;
+    let chall = first_challenge(&s, &order).await;
     assert!(s.start_validation(chall, 100).await.unwrap());
     let none = serde_json::json!({});
     assert!(s
@@ -219,12 +223,7 @@ async fn nonces_are_single_use_and_expire() {
 #[tokio::test]
 async fn integrity_violations_name_what_a_crash_could_break() {
     let (s, _, order) = store_with_order().await;
-    let chall = s
-        .authorization(order.authorization_ids[0])
-        .await
-        .unwrap()
-        .challenges[0]
-        .id;
+    let chall = first_challenge(&s, &order).await;
     assert!(s.integrity_violations().await.unwrap().is_empty());
     assert!(s.start_validation(chall, 100).await.unwrap());
     let found = s.integrity_violations().await.unwrap();
@@ -616,12 +615,7 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
         challenges.push((ChallengeType::Dns01, "tok2".into()));
     }
     let order = s.create_order(&new).await.unwrap();
-    let challenge = s
-        .authorization(order.authorization_ids[0])
-        .await
-        .unwrap()
-        .challenges[0]
-        .id;
+    let challenge = first_challenge(s, &order).await;
     assert!(s.start_validation(challenge, 50).await.unwrap());
     assert!(!s.start_validation(challenge, 50).await.unwrap());
     let record = serde_json::json!({"url": "http://a.example/"});
@@ -703,12 +697,7 @@ async fn every_write(s: &Store, key: &Jwk, other_key: &Jwk) {
     assert_eq!(s.latest_crl("root").await.unwrap().unwrap().der, [0x30, 2]);
     // A validation whose lease ran out is claimed once.
     let stale = s.create_order(&one_name_order(account.id)).await.unwrap();
-    let challenge = s
-        .authorization(stale.authorization_ids[0])
-        .await
-        .unwrap()
-        .challenges[0]
-        .id;
+    let challenge = first_challenge(s, &stale).await;
     assert!(s.start_validation(challenge, 50).await.unwrap());
     assert_eq!(
         s.claim_stale_validations(60, 100).await.unwrap(),
