@@ -12,6 +12,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use super::issuer::{rcgen_issuer, LocalIssuer};
+use super::keys::FileKey;
 use crate::fsutil::write_atomic;
 
 /// Key algorithms for the CA's own keys.
@@ -30,7 +31,7 @@ pub enum CaKeyType {
 }
 
 impl CaKeyType {
-    fn generate(self) -> Result<KeyPair, rcgen::Error> {
+    pub(crate) fn generate(self) -> Result<KeyPair, rcgen::Error> {
         use rcgen::RsaKeySize;
         match self {
             Self::Ec256 => KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256),
@@ -240,7 +241,10 @@ impl Hierarchy {
         let intermediate: Arc<dyn super::Issuer> = Arc::new(LocalIssuer::new(
             intermediate_der.clone(),
             &intermediate_pem,
-            load_key(&paths.intermediate_key)?,
+            Arc::new(FileKey::new(
+                &paths.intermediate_key,
+                load_key(&paths.intermediate_key)?,
+            )),
         ));
         // The certificate must be one rcgen can sign as (a name, key usages).
         rcgen_issuer(intermediate.clone()).map_err(|e| HierarchyError::Invalid {

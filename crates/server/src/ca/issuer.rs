@@ -1,13 +1,15 @@
 //! The `Issuer` seam: who signs for the CA. Everything the CA signs with the issuing
 //! key — end-entity certificates, CRLs, the delegated OCSP responder's certificate — goes
-//! through [`Issuer::sign`], so the key may live anywhere: in a file ([`LocalIssuer`],
-//! the one implementation today), a PKCS#11 token, or an upstream CA. Nothing here
-//! assumes the private key's bytes are at hand.
+//! through [`Issuer::sign`], so the key may live anywhere: in a file or a PKCS#11 token
+//! ([`LocalIssuer`] over a [`CaKey`]), or an upstream CA. Nothing here assumes the
+//! private key's bytes are at hand.
 
 use std::sync::Arc;
 
-use rcgen::{KeyPair, PublicKeyData, SignatureAlgorithm, SigningKey};
+use rcgen::{PublicKeyData, SignatureAlgorithm, SigningKey};
 use rustls::pki_types::CertificateDer;
+
+use super::keys::CaKey;
 
 /// A signature the issuer could not make (a token gone away, an upstream refusing).
 #[derive(Debug, thiserror::Error)]
@@ -35,17 +37,17 @@ pub trait Issuer: Send + Sync {
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, IssuerError>;
 }
 
-/// An issuer whose key is a PEM file the CA reads (the data directory's intermediate).
+/// An issuer whose key the CA holds: a PEM file or a PKCS#11 token object.
 pub struct LocalIssuer {
     certificate_der: Vec<u8>,
     chain_pem: String,
-    key: KeyPair,
+    key: Arc<dyn CaKey>,
 }
 
 impl LocalIssuer {
     /// The issuer with certificate `cert_der` (PEM `cert_pem`, as the chain after a
     /// leaf) and its `key`.
-    pub fn new(cert_der: Vec<u8>, cert_pem: &str, key: KeyPair) -> Self {
+    pub fn new(cert_der: Vec<u8>, cert_pem: &str, key: Arc<dyn CaKey>) -> Self {
         Self {
             certificate_der: cert_der,
             chain_pem: cert_pem.to_owned(),
@@ -64,7 +66,7 @@ impl Issuer for LocalIssuer {
     }
 
     fn public_key(&self) -> &[u8] {
-        self.key.der_bytes()
+        self.key.public_key()
     }
 
     fn signature_algorithm(&self) -> &'static SignatureAlgorithm {
@@ -72,7 +74,7 @@ impl Issuer for LocalIssuer {
     }
 
     fn sign(&self, tbs: &[u8]) -> Result<Vec<u8>, IssuerError> {
-        SigningKey::sign(&self.key, tbs).map_err(|e| IssuerError(e.to_string()))
+        self.key.sign(tbs)
     }
 }
 

@@ -5,7 +5,9 @@ pub mod crl;
 pub mod csr;
 pub mod hierarchy;
 pub mod issuer;
+pub mod keys;
 pub mod ocsp;
+pub mod pkcs11;
 
 use std::net::IpAddr;
 use std::sync::Arc;
