@@ -53,6 +53,8 @@ pub struct Config {
     pub crl: CrlSection,
     /// `[ocsp]`: the OCSP responder.
     pub ocsp: OcspSection,
+    /// `[pkcs11]`: the module and PIN for CA keys in a PKCS#11 token (docs/keys.md).
+    pub pkcs11: Pkcs11Section,
     /// `[database]`: connection settings.
     pub database: DatabaseSection,
     /// Address of the admin listener (`/metrics`, `/healthz`, `/readyz`), or `off`.
@@ -327,6 +329,20 @@ pub struct CaSection {
     pub organization: String,
 }
 
+/// `[pkcs11]`: how to reach the token that holds CA keys named by `pkcs11:` URIs. The
+/// PIN comes from a file or an environment variable, never from this file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pkcs11Section {
+    /// The PKCS#11 module (e.g. `/usr/lib/softhsm/libsofthsm2.so`); a URI's
+    /// `module-path` wins over it.
+    pub module: Option<PathBuf>,
+    /// A file (0600) holding the user PIN.
+    pub pin_file: Option<PathBuf>,
+    /// An environment variable holding the user PIN.
+    pub pin_env: Option<String>,
+}
+
 /// `[issuance]`: what end-entity certificates look like.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -493,6 +509,7 @@ impl Default for Config {
             default_profile: None,
             crl: CrlSection::default(),
             ocsp: OcspSection::default(),
+            pkcs11: Pkcs11Section::default(),
             database: DatabaseSection::default(),
             admin_listen: AdminListen::default(),
             admin_allow_non_loopback: false,
@@ -674,6 +691,11 @@ impl Config {
         if self.crl.validity_hours == 0 {
             return Err(ConfigError::Invalid(
                 "crl.validity_hours must be at least 1".into(),
+            ));
+        }
+        if self.pkcs11.pin_file.is_some() && self.pkcs11.pin_env.is_some() {
+            return Err(ConfigError::Invalid(
+                "pkcs11: set pin_file or pin_env, not both".into(),
             ));
         }
         if !(1..=168).contains(&self.ocsp.validity_hours) {

@@ -219,6 +219,20 @@ pub fn private_files(config: &Config) -> PrivateFiles {
     }
 }
 
+/// `[pkcs11]` as the CA's key settings.
+pub fn pkcs11(config: &Config) -> ca::keys::Pkcs11Settings {
+    use ca::keys::PinSource;
+    let section = &config.pkcs11;
+    ca::keys::Pkcs11Settings {
+        module: section.module.clone(),
+        pin: match (&section.pin_file, &section.pin_env) {
+            (Some(file), _) => Some(PinSource::File(file.clone())),
+            (None, Some(var)) => Some(PinSource::Env(var.clone())),
+            (None, None) => None,
+        },
+    }
+}
+
 /// What every issued certificate carries beside its profile: backdating and the URLs of
 /// the PKI resources under `pki_base` (OCSP only when `ocsp`).
 pub fn issuance_policy(config: &Config, pki_base: &str, ocsp: bool) -> IssuancePolicy {

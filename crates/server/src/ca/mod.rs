@@ -3,6 +3,7 @@
 
 pub mod crl;
 pub mod csr;
+pub mod files;
 pub mod hierarchy;
 pub mod issuer;
 pub mod keys;
