@@ -135,12 +135,18 @@ async fn healthz() -> Response {
 
 async fn readyz(State(admin): State<Arc<Admin>>, request: Request) -> Response {
     let database = ping_database(&admin.store).await;
+    // Every active issuer's key must sign (a token unplugged or locked is not ready).
     let ca_key = admin
         .ca
-        .issuer()
-        .sign(b"certwright readiness probe")
-        .map(|_| ())
-        .map_err(|e| e.to_string());
+        .issuers()
+        .iter()
+        .filter(|i| i.is_active())
+        .try_for_each(|i| {
+            i.issuer()
+                .sign(b"certwright readiness probe")
+                .map(|_| ())
+                .map_err(|e| format!("issuer {}: {e}", i.name()))
+        });
     let ready = database.is_ok() && ca_key.is_ok();
     // Error text (a database host name, a driver message) only for a local operator.
     let local = from_loopback(&request);

@@ -253,6 +253,9 @@ pub struct ProfileSection {
     /// Put a Subject Key Identifier in the certificates (NOT RECOMMENDED for subscriber
     /// certificates since CA/B Forum ballot SC-62; off by default).
     pub subject_key_identifier: bool,
+    /// The issuer (by name, see `certwright-ca issuer list`) that signs this profile's
+    /// certificates while it is active. Unset: chosen by the CSR's key type.
+    pub issuer: Option<String>,
 }
 
 impl Default for ProfileSection {
@@ -265,6 +268,7 @@ impl Default for ProfileSection {
             common_name: false,
             policy_oids: None,
             subject_key_identifier: false,
+            issuer: None,
         }
     }
 }
@@ -781,6 +785,7 @@ impl Config {
                 common_name: false,
                 policy_oids: None,
                 subject_key_identifier: false,
+                issuer: None,
             },
         );
         out.insert(
@@ -794,6 +799,7 @@ impl Config {
                 common_name: false,
                 policy_oids: None,
                 subject_key_identifier: false,
+                issuer: None,
             },
         );
         out

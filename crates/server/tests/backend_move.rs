@@ -83,7 +83,7 @@ async fn sqlite_to_postgres_keeps_everything() {
     assert_eq!(cert.status, 200);
     let crl = moved
         .store
-        .revoked_certificates(moved.clock.now())
+        .revoked_certificates("intermediate", moved.clock.now())
         .await
         .unwrap();
     assert_eq!(crl.len(), 1);

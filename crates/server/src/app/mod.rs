@@ -3,6 +3,7 @@
 //! settings, `reload` re-reads the policy on SIGHUP.
 
 pub mod eab_kek;
+pub mod issuers;
 pub mod reload;
 pub mod settings;
 
@@ -20,7 +21,6 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::ca::ocsp::OcspResponder;
 use crate::ca::{CertificateAuthority, Hierarchy};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -45,9 +45,8 @@ fn spawn_crl_refresher(ra: Ra) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Err(p) = ra.current_crl().await {
-                tracing::error!(problem = %p, "refreshing the CRL failed");
-            }
+            // Each failure is logged by refresh_crls.
+            let _ = ra.refresh_crls().await;
         }
     });
 }
@@ -148,17 +147,6 @@ impl CaServer {
             .context("loading the key-encryption key of EAB keys")?
             .acting_as(options.operator.clone());
         crate::secrets::warn_loose_modes(&private_files);
-        let ocsp = if config.ocsp.enabled {
-            let pem = hierarchy.load_or_create_ocsp_responder(options.clock.now())?;
-            let validity = i64::from(config.ocsp.validity_hours) * 3600;
-            Some(OcspResponder::new(
-                &hierarchy.intermediate_der,
-                &pem,
-                validity,
-            )?)
-        } else {
-            None
-        };
         // The URLs relying parties fetch revocation data and the issuer from: plain HTTP
         // (see `serve_pki_http`).
         let pki_base = config.pki_base_url();
@@ -187,14 +175,20 @@ impl CaServer {
                 );
             }
         }
-        let mut ca = CertificateAuthority::new(
+        let ca = CertificateAuthority::new(
             hierarchy,
-            settings::issuance_policy(&config, &pki_base, ocsp.is_some()),
-        )?;
-        if let Some(responder) = ocsp {
-            ca = ca.with_ocsp(responder);
+            settings::issuance_policy(&config, &pki_base, config.ocsp.enabled),
+        )?
+        .with_pkcs11(settings::pkcs11(&config));
+        if config.ocsp.enabled {
+            ca.start_ocsp(
+                i64::from(config.ocsp.validity_hours) * 3600,
+                options.clock.now(),
+            )?;
         }
         let ca = Arc::new(ca);
+        issuers::load_added(&ca, &config.data_dir, options.clock.now(), true)?;
+        issuers::sync_states(&ca, &store).await?;
         let resolver = match options.resolver {
             Some(r) => r,
             None => NameResolver::dns_with_timeout(
@@ -228,9 +222,15 @@ impl CaServer {
                 .await
                 .context("resuming work from the previous run")?;
             spawn_sweeper(ra.clone(), store.clone(), options.clock.clone());
-            ra.current_crl()
+            ra.refresh_crls()
                 .await
                 .map_err(|p| anyhow::anyhow!("publishing the CRL: {p}"))?;
+            issuers::spawn_sync(
+                ca.clone(),
+                store.clone(),
+                config.data_dir.clone(),
+                options.clock.clone(),
+            );
             spawn_crl_refresher(ra.clone());
             crate::metrics::spawn_database_pinger(store.clone());
             recovered

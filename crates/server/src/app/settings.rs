@@ -157,6 +157,7 @@ pub fn profile(name: &str, p: &ProfileSection) -> Result<Profile, String> {
     Ok(Profile {
         name: name.to_owned(),
         lifetime_secs: i64::from(p.lifetime_days) * 86400,
+        issuer: p.issuer.clone(),
         server_auth: p.server_auth,
         client_auth: p.client_auth,
         common_name: p.common_name,
@@ -236,13 +237,10 @@ pub fn pkcs11(config: &Config) -> ca::keys::Pkcs11Settings {
 /// What every issued certificate carries beside its profile: backdating and the URLs of
 /// the PKI resources under `pki_base` (OCSP only when `ocsp`).
 pub fn issuance_policy(config: &Config, pki_base: &str, ocsp: bool) -> IssuancePolicy {
-    use crate::wfe::ocsp::{CA_ISSUERS_PATH, OCSP_PATH};
-    use crate::wfe::urls::CRL_PATH;
     IssuancePolicy {
         backdate_secs: i64::from(config.issuance.backdate_secs),
-        crl_url: Some(format!("{pki_base}{CRL_PATH}")),
-        ocsp_url: ocsp.then(|| format!("{pki_base}{OCSP_PATH}")),
-        ca_issuers_url: Some(format!("{pki_base}{CA_ISSUERS_PATH}")),
+        pki_base: Some(pki_base.to_owned()),
+        ocsp,
     }
 }
 

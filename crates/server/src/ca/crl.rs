@@ -5,7 +5,7 @@ use rcgen::{
 };
 use time::OffsetDateTime;
 
-use super::{CertificateAuthority, IssueError};
+use super::{IssueError, IssuingCa};
 
 /// One revoked certificate as a CRL lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,8 +67,8 @@ fn serial_bytes(hex: &str) -> Vec<u8> {
         .collect()
 }
 
-impl CertificateAuthority {
-    /// Signs the intermediate's CRL with `number`, listing `entries`.
+impl IssuingCa {
+    /// Signs this issuer's CRL with `number`, listing `entries`.
     pub fn build_crl(
         &self,
         number: i64,
@@ -92,14 +92,14 @@ impl CertificateAuthority {
                 .collect(),
             key_identifier_method: KeyIdMethod::Sha256,
         };
-        Ok(params.signed_by(&self.signer)?.der().to_vec())
+        Ok(params.signed_by(self.signer())?.der().to_vec())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ca::IssuancePolicy;
+    use crate::ca::{CertificateAuthority, IssuancePolicy};
     use x509_parser::prelude::*;
 
     #[test]
@@ -107,16 +107,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let h = crate::ca::test_hierarchy(dir.path());
         let inter = h.intermediate_der.clone();
-        let ca = CertificateAuthority::new(
-            h,
-            IssuancePolicy {
-                backdate_secs: 0,
-                crl_url: None,
-                ocsp_url: None,
-                ca_issuers_url: None,
-            },
-        )
-        .unwrap();
+        let ca = CertificateAuthority::new(h, IssuancePolicy::default()).unwrap();
+        let ca = ca.issuer_named("intermediate").unwrap();
         let entries = vec![
             CrlEntry {
                 serial: "7f01",

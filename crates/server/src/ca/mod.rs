@@ -6,12 +6,14 @@ pub mod csr;
 pub mod files;
 pub mod hierarchy;
 pub mod issuer;
+pub mod issuers;
 pub mod keys;
 pub mod ocsp;
 pub mod pkcs11;
+pub mod responder;
 
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use certwright_proto::types::{Identifier, IdentifierType};
 use der::oid::AssociatedOid;
@@ -24,19 +26,22 @@ use time::OffsetDateTime;
 pub use csr::{parse_csr, CheckedCsr, CsrError, KeyPolicy};
 pub use hierarchy::{CaKeyType, Hierarchy};
 pub use issuer::{Issuer, IssuerError, LocalIssuer};
+pub use issuers::{IssuerState, IssuingCa, KeyKind};
 
-/// Issuance settings common to every profile.
-#[derive(Debug, Clone)]
+/// Where the OCSP responder listens, under the PKI base URL (named in certificates' AIA).
+pub const OCSP_PATH: &str = "/ocsp";
+
+/// Issuance settings common to every profile and issuer.
+#[derive(Debug, Clone, Default)]
 pub struct IssuancePolicy {
     /// How far notBefore is set before the time of issuance (clock skew allowance).
     pub backdate_secs: i64,
-    /// The CRL Distribution Point URL put in every certificate.
-    pub crl_url: Option<String>,
-    /// The OCSP responder URL put in every certificate's Authority Information Access
-    /// (None: OCSP is off).
-    pub ocsp_url: Option<String>,
-    /// The URL of the issuer's certificate (DER) put beside it (caIssuers).
-    pub ca_issuers_url: Option<String>,
+    /// The base URL of the PKI resources named in certificates: each issuer's CRL
+    /// (`/crl/NAME.crl`), certificate (`/ca/NAME.der`, caIssuers) and, with `ocsp`, the
+    /// OCSP responder (`/ocsp`). None: certificates name none of them.
+    pub pki_base: Option<String>,
+    /// Name the OCSP responder in certificates.
+    pub ocsp: bool,
 }
 
 /// A certificate profile: what one kind of certificate looks like.
@@ -46,6 +51,9 @@ pub struct Profile {
     pub name: String,
     /// Certificate lifetime in seconds.
     pub lifetime_secs: i64,
+    /// The issuer that signs this profile's certificates, when it is active (else the
+    /// usual choice by key type).
+    pub issuer: Option<String>,
     /// Add the serverAuth extended key usage.
     pub server_auth: bool,
     /// Add the clientAuth extended key usage.
@@ -70,6 +78,7 @@ impl Profile {
         Self {
             name: name.into(),
             lifetime_secs,
+            issuer: None,
             server_auth: true,
             client_auth: false,
             common_name: false,
@@ -92,29 +101,50 @@ pub struct Issued {
     pub not_before: i64,
     /// End of validity (Unix seconds).
     pub not_after: i64,
+    /// The name of the issuer that signed it.
+    pub issuer: String,
 }
 
 /// Issuance failures (all server-side: the CSR was already checked).
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
+    /// The issuer's key did not sign (a token unplugged, locked or refusing): nothing
+    /// was issued, and trying again later may work. The cause is in the log.
+    #[error("the issuer's key is unavailable (see the log for the cause)")]
+    KeyUnavailable,
+    /// No issuer is active (every one retired).
+    #[error("no active issuer")]
+    NoActiveIssuer,
+    /// An issuer's certificate or files are not usable.
+    #[error("issuer: {0}")]
+    Issuer(String),
     /// Building or signing the certificate failed.
     #[error("certificate signing failed: {0}")]
-    Rcgen(#[from] rcgen::Error),
+    Rcgen(rcgen::Error),
     /// DER-encoding an extension failed.
     #[error("encoding an extension failed: {0}")]
     Der(#[from] der::Error),
 }
 
-/// Signs end-entity certificates and CRLs through its [`Issuer`].
+impl From<rcgen::Error> for IssueError {
+    fn from(e: rcgen::Error) -> Self {
+        match e {
+            rcgen::Error::RemoteKeyError => Self::KeyUnavailable,
+            e => Self::Rcgen(e),
+        }
+    }
+}
+
+/// Signs end-entity certificates and CRLs through its issuers.
 pub struct CertificateAuthority {
     hierarchy: Hierarchy,
-    /// Who signs (the hierarchy's intermediate today).
-    issuer: Arc<dyn Issuer>,
-    /// The issuer as rcgen signs with it (its name and key identifier parsed once).
-    signer: rcgen::Issuer<'static, issuer::IssuerKey>,
+    /// Every issuer, the first (`intermediate`) first; replaced whole when one is added.
+    issuers: RwLock<Arc<[Arc<IssuingCa>]>>,
     policy: IssuancePolicy,
-    /// The OCSP responder (see `ocsp.rs`), when enabled.
-    ocsp: Option<ocsp::OcspResponder>,
+    /// How to reach token keys (a responder certificate re-issued at runtime).
+    pkcs11: keys::Pkcs11Settings,
+    /// The validity of OCSP responses, once OCSP is started.
+    ocsp_validity: std::sync::OnceLock<i64>,
 }
 
 /// A random positive serial of 128 bits (minus the sign bit), lower-case hex. The first
@@ -179,17 +209,32 @@ fn certificate_policies(
 }
 
 impl CertificateAuthority {
-    /// A CA over a loaded hierarchy, signing with its intermediate.
+    /// A CA over a loaded hierarchy, its intermediate the first issuer.
     pub fn new(hierarchy: Hierarchy, policy: IssuancePolicy) -> Result<Self, IssueError> {
-        let issuer = hierarchy.intermediate.clone();
-        let signer = issuer::rcgen_issuer(issuer.clone())?;
+        let data_dir = hierarchy
+            .paths
+            .intermediate_cert
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .to_owned();
+        let first = IssuingCa::new(
+            files::IssuerFiles::first(&data_dir),
+            hierarchy.intermediate.clone(),
+            &policy,
+        )?;
         Ok(Self {
             hierarchy,
-            issuer,
-            signer,
+            issuers: RwLock::new(Arc::from(vec![Arc::new(first)])),
             policy,
-            ocsp: None,
+            pkcs11: keys::Pkcs11Settings::default(),
+            ocsp_validity: std::sync::OnceLock::new(),
         })
+    }
+
+    /// This CA reaching token keys with `pkcs11`.
+    pub fn with_pkcs11(mut self, pkcs11: keys::Pkcs11Settings) -> Self {
+        self.pkcs11 = pkcs11;
+        self
     }
 
     /// The hierarchy (root, intermediate, TLS material).
@@ -197,9 +242,102 @@ impl CertificateAuthority {
         &self.hierarchy
     }
 
-    /// Who signs for this CA.
-    pub fn issuer(&self) -> &Arc<dyn Issuer> {
-        &self.issuer
+    /// The issuance policy (backdating, PKI URLs).
+    pub fn policy(&self) -> &IssuancePolicy {
+        &self.policy
+    }
+
+    /// How token keys are reached.
+    pub fn pkcs11(&self) -> &keys::Pkcs11Settings {
+        &self.pkcs11
+    }
+
+    /// Every issuer, the first one first.
+    pub fn issuers(&self) -> Arc<[Arc<IssuingCa>]> {
+        self.issuers
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The issuer called `name`.
+    pub fn issuer_named(&self, name: &str) -> Option<Arc<IssuingCa>> {
+        self.issuers().iter().find(|i| i.name() == name).cloned()
+    }
+
+    /// The issuer whose key identifier is `key_id` (an AKI).
+    pub fn issuer_by_key_id(&self, key_id: &[u8]) -> Option<Arc<IssuingCa>> {
+        self.issuers()
+            .iter()
+            .find(|i| !key_id.is_empty() && i.key_id() == key_id)
+            .cloned()
+    }
+
+    /// Adds an issuer (a name already present is refused).
+    pub fn add_issuer(&self, issuer: IssuingCa) -> Result<Arc<IssuingCa>, IssueError> {
+        let mut guard = self.issuers.write().unwrap_or_else(PoisonError::into_inner);
+        if guard.iter().any(|i| i.name() == issuer.name()) {
+            return Err(IssueError::Issuer(format!(
+                "an issuer named {} is already loaded",
+                issuer.name()
+            )));
+        }
+        let issuer = Arc::new(issuer);
+        let mut list: Vec<Arc<IssuingCa>> = guard.iter().cloned().collect();
+        list.push(issuer.clone());
+        *guard = Arc::from(list);
+        Ok(issuer)
+    }
+
+    /// Starts the OCSP responder of every issuer, and of every issuer loaded later;
+    /// responses are valid for `validity_secs`.
+    pub fn start_ocsp(&self, validity_secs: i64, now: i64) -> Result<(), IssueError> {
+        let _ = self.ocsp_validity.set(validity_secs);
+        for issuer in self.issuers().iter() {
+            issuer.start_ocsp(&self.pkcs11, validity_secs, now)?;
+        }
+        Ok(())
+    }
+
+    /// The issuer an OCSP request is about (all its CertIDs must name one issuer of this
+    /// CA), and the checked request.
+    pub fn ocsp_request(
+        &self,
+        der: &[u8],
+    ) -> Result<(Arc<IssuingCa>, ocsp::CheckedRequest), ocsp::OcspError> {
+        for issuer in self.issuers().iter() {
+            let Some(responder) = issuer.ocsp() else {
+                continue;
+            };
+            match responder.parse_request(der) {
+                Ok(request) => return Ok((issuer.clone(), request)),
+                Err(ocsp::OcspError::Unauthorized) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(ocsp::OcspError::Unauthorized)
+    }
+
+    /// Whether OCSP is on.
+    pub fn ocsp_enabled(&self) -> bool {
+        self.ocsp_validity.get().is_some()
+    }
+
+    /// Loads the issuer at `files` (its key, and its OCSP responder when OCSP is on) and
+    /// adds it.
+    pub fn load_issuer(
+        &self,
+        files: files::IssuerFiles,
+        now: i64,
+    ) -> Result<Arc<IssuingCa>, IssueError> {
+        let issuer = files
+            .load(&self.pkcs11)
+            .map_err(|e| IssueError::Issuer(e.to_string()))?;
+        let issuing = IssuingCa::new(files, issuer, &self.policy)?;
+        if let Some(validity) = self.ocsp_validity.get() {
+            issuing.start_ocsp(&self.pkcs11, *validity, now)?;
+        }
+        self.add_issuer(issuing)
     }
 
     /// Issues a certificate of `profile` for `identifiers` to the CSR's key, at `now`.
@@ -210,6 +348,12 @@ impl CertificateAuthority {
         profile: &Profile,
         now: i64,
     ) -> Result<Issued, IssueError> {
+        let issuer = issuers::choose(
+            &self.issuers(),
+            profile.issuer.as_deref(),
+            KeyKind::of_jwk(&csr.key),
+        )
+        .ok_or(IssueError::NoActiveIssuer)?;
         let public_key = rcgen::SubjectPublicKeyInfo::from_der(&csr.spki_der)?;
         let serial = random_serial();
         let mut params = CertificateParams::default();
@@ -271,15 +415,13 @@ impl CertificateAuthority {
                 .extended_key_usages
                 .push(ExtendedKeyUsagePurpose::ClientAuth);
         }
-        if let Some(url) = &self.policy.crl_url {
+        if let Some(url) = issuer.crl_url() {
             params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
-                uris: vec![url.clone()],
+                uris: vec![url.to_owned()],
             }];
         }
-        if let Some(aia) = ocsp::authority_info_access(
-            self.policy.ocsp_url.as_deref(),
-            self.policy.ca_issuers_url.as_deref(),
-        )? {
+        if let Some(aia) = ocsp::authority_info_access(issuer.ocsp_url(), issuer.ca_issuers_url())?
+        {
             params.custom_extensions.push(aia);
         }
         if let Some(policies) = certificate_policies(&profile.policy_oids)? {
@@ -292,18 +434,19 @@ impl CertificateAuthority {
             OffsetDateTime::from_unix_timestamp(not_before).unwrap_or(OffsetDateTime::UNIX_EPOCH);
         params.not_after =
             OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let cert = params.signed_by(&public_key, &self.signer)?;
+        let cert = params.signed_by(&public_key, issuer.signer())?;
         let mut chain_pem = cert.pem();
         if !chain_pem.ends_with('\n') {
             chain_pem.push('\n');
         }
-        chain_pem.push_str(self.issuer.chain_pem());
+        chain_pem.push_str(issuer.issuer().chain_pem());
         Ok(Issued {
             serial_hex: hex(&serial),
             der: cert.der().to_vec(),
             chain_pem,
             not_before,
             not_after,
+            issuer: issuer.name().to_owned(),
         })
     }
 }
@@ -327,9 +470,8 @@ mod tests {
             h,
             IssuancePolicy {
                 backdate_secs: 300,
-                crl_url: Some("http://ca.test/crl/intermediate.crl".into()),
-                ocsp_url: None,
-                ca_issuers_url: None,
+                pki_base: Some("http://ca.test".into()),
+                ocsp: false,
             },
         )
         .unwrap();
@@ -338,6 +480,7 @@ mod tests {
         let profile = Profile {
             name: "tls-server".into(),
             lifetime_secs: 90 * 86400,
+            issuer: None,
             server_auth: true,
             client_auth: false,
             common_name: true,
@@ -399,6 +542,7 @@ mod tests {
         let mtls = Profile {
             name: "mtls".into(),
             lifetime_secs: 7 * 86400,
+            issuer: None,
             server_auth: false,
             client_auth: true,
             common_name: false,
@@ -525,7 +669,13 @@ mod tests {
     fn every_extension_of_root_intermediate_responder_and_leaf_matches_the_profile() {
         let dir = tempfile::tempdir().unwrap();
         let h = test_hierarchy(dir.path());
-        let responder_pem = h.load_or_create_ocsp_responder(1_800_000_000).unwrap();
+        let responder_pem = responder::load_or_create(
+            &files::IssuerFiles::first(dir.path()),
+            &h.intermediate,
+            &keys::Pkcs11Settings::default(),
+            1_800_000_000,
+        )
+        .unwrap();
         let root_der = h.root_der.clone();
         let intermediate_der = h.intermediate_der.clone();
         let (_, responder_der) =
@@ -534,9 +684,8 @@ mod tests {
             h,
             IssuancePolicy {
                 backdate_secs: 300,
-                crl_url: Some("http://ca.test:14002/crl/intermediate.crl".into()),
-                ocsp_url: Some("http://ca.test:14002/ocsp".into()),
-                ca_issuers_url: Some("http://ca.test:14002/ca/intermediate.der".into()),
+                pki_base: Some("http://ca.test:14002".into()),
+                ocsp: true,
             },
         )
         .unwrap();

@@ -1,10 +1,10 @@
 //! OCSP (RFC 6960) for the certificates the intermediate issues.
 //!
-//! A delegated responder certificate (issued by the intermediate, EKU OCSPSigning,
-//! id-pkix-ocsp-nocheck; see `Hierarchy::load_or_create_ocsp_responder`) signs the answers,
-//! so the intermediate's key is not used per request. The ASN.1 is the RustCrypto
-//! `x509-ocsp`/`der` crates'; signatures are aws-lc-rs ECDSA P-256. No I/O here apart from
-//! re-issuing the responder certificate, and time is passed in.
+//! A delegated responder certificate (issued by the issuer, EKU OCSPSigning,
+//! id-pkix-ocsp-nocheck; see `responder.rs`) signs the answers, so the issuer's key is not
+//! used per request. The ASN.1 is the RustCrypto `x509-ocsp`/`der` crates'; the responder
+//! key is a [`CaKey`] (a file, or a token). No I/O here apart from re-issuing the
+//! responder certificate, and time is passed in.
 //!
 //! Also here: the Authority Information Access extension that points issued certificates
 //! at the responder and at the issuer's certificate.
@@ -13,8 +13,6 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock, TryLockError};
 use std::time::Duration;
 
 use aws_lc_rs::digest;
-use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{EcdsaKeyPair, KeyPair as _, ECDSA_P256_SHA256_ASN1_SIGNING};
 use der::asn1::{BitString, GeneralizedTime, Ia5String, ObjectIdentifier, OctetString};
 use der::{Decode, Encode};
 use x509_cert::ext::pkix::name::GeneralName;
@@ -27,8 +25,9 @@ use x509_ocsp::{
     OcspResponseStatus, ResponderId, ResponseData, RevokedInfo, SingleResponse, Version,
 };
 
-use super::hierarchy::{OcspResponderPem, OCSP_RESPONDER_RENEW_BEFORE_SECS};
-use super::{hex, CertificateAuthority};
+use super::hex;
+use super::keys::CaKey;
+use super::responder::ResponderCredentials;
 
 /// Certificates one request may ask about.
 pub const MAX_CERT_IDS: usize = 16;
@@ -40,6 +39,8 @@ const OID_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.10
 const OID_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.2");
 const OID_SHA512: ObjectIdentifier = ObjectIdentifier::new_unwrap("2.16.840.1.101.3.4.2.3");
 const OID_ECDSA_WITH_SHA256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.2");
+const OID_ECDSA_WITH_SHA384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.4.3.3");
+const OID_SHA256_WITH_RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.11");
 /// id-pkix-ocsp-nonce (RFC 6960 §4.4.1, RFC 8954).
 pub const OID_OCSP_NONCE: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.6.1.5.5.7.48.1.2");
 /// id-ad-ocsp (RFC 5280 §4.2.2.1).
@@ -141,7 +142,9 @@ pub struct SignedResponse {
 
 /// The key and certificate that sign responses.
 struct ResponderSigner {
-    key: EcdsaKeyPair,
+    key: Arc<dyn CaKey>,
+    /// The signatureAlgorithm of responses.
+    algorithm: AlgorithmIdentifierOwned,
     cert: Certificate,
     /// SHA-1 of the responder's public key (ResponderID byKey, RFC 6960 §4.2.1).
     key_hash: Vec<u8>,
@@ -149,16 +152,14 @@ struct ResponderSigner {
 }
 
 impl ResponderSigner {
-    fn from_pem(pem: &OcspResponderPem) -> Result<Self, OcspError> {
+    fn from_credentials(pem: &ResponderCredentials) -> Result<Self, OcspError> {
         use rustls::pki_types::pem::PemObject;
         let bad = |what: &str, e: &dyn std::fmt::Display| {
             OcspError::Internal(format!("OCSP responder {what}: {e}"))
         };
-        let pkcs8 = rcgen::KeyPair::from_pem(&pem.key_pem)
-            .map_err(|e| bad("key", &e))?
-            .serialize_der();
-        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &pkcs8)
-            .map_err(|e| bad("key (must be ECDSA P-256)", &e))?;
+        let key = pem.key.clone();
+        let algorithm = signature_algorithm(key.algorithm())
+            .ok_or_else(|| bad("key", &"is not ECDSA P-256/P-384 or RSA"))?;
         let cert_der = rustls::pki_types::CertificateDer::from_pem_slice(pem.cert_pem.as_bytes())
             .map_err(|e| bad("certificate", &e))?;
         let cert = Certificate::from_der(&cert_der).map_err(|e| bad("certificate", &e))?;
@@ -167,7 +168,7 @@ impl ResponderSigner {
             .subject_public_key_info
             .subject_public_key
             .raw_bytes();
-        if public != key.public_key().as_ref() {
+        if public != key.public_key() {
             return Err(bad("certificate", &"does not match the key"));
         }
         let key_hash = digest::digest(&digest::SHA1_FOR_LEGACY_USE_ONLY, public)
@@ -175,6 +176,7 @@ impl ResponderSigner {
             .to_vec();
         Ok(Self {
             key,
+            algorithm,
             cert,
             key_hash,
             not_after: pem.not_after,
@@ -193,7 +195,20 @@ pub struct OcspResponder {
     signer: RwLock<Arc<ResponderSigner>>,
     /// Held while the responder certificate is being re-issued.
     rotating: Mutex<()>,
-    rng: SystemRandom,
+}
+
+/// The signatureAlgorithm of responses signed with a key of `algorithm`.
+fn signature_algorithm(algorithm: &rcgen::SignatureAlgorithm) -> Option<AlgorithmIdentifierOwned> {
+    let (oid, parameters) = if algorithm == &rcgen::PKCS_ECDSA_P256_SHA256 {
+        (OID_ECDSA_WITH_SHA256, None)
+    } else if algorithm == &rcgen::PKCS_ECDSA_P384_SHA384 {
+        (OID_ECDSA_WITH_SHA384, None)
+    } else if algorithm == &rcgen::PKCS_RSA_SHA256 {
+        (OID_SHA256_WITH_RSA, Some(der::Any::null()))
+    } else {
+        return None;
+    };
+    Some(AlgorithmIdentifierOwned { oid, parameters })
 }
 
 /// The digest a CertID's hashAlgorithm names, if supported.
@@ -260,7 +275,7 @@ impl OcspResponder {
     /// for `validity_secs`.
     pub fn new(
         issuer_der: &[u8],
-        responder: &OcspResponderPem,
+        responder: &ResponderCredentials,
         validity_secs: i64,
     ) -> Result<Self, OcspError> {
         let issuer = Certificate::from_der(issuer_der)
@@ -274,9 +289,8 @@ impl OcspResponder {
                 .raw_bytes()
                 .to_vec(),
             validity_secs,
-            signer: RwLock::new(Arc::new(ResponderSigner::from_pem(responder)?)),
+            signer: RwLock::new(Arc::new(ResponderSigner::from_credentials(responder)?)),
             rotating: Mutex::new(()),
-            rng: SystemRandom::new(),
         })
     }
 
@@ -295,6 +309,15 @@ impl OcspResponder {
         self.signer().cert.to_der().unwrap_or_default()
     }
 
+    /// The rotation lock, unless another thread holds it.
+    pub(crate) fn try_rotate(&self) -> Option<std::sync::MutexGuard<'_, ()>> {
+        match self.rotating.try_lock() {
+            Ok(guard) => Some(guard),
+            Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
     fn signer(&self) -> Arc<ResponderSigner> {
         self.signer
             .read()
@@ -302,8 +325,8 @@ impl OcspResponder {
             .clone()
     }
 
-    fn replace_signer(&self, pem: &OcspResponderPem) -> Result<(), OcspError> {
-        let signer = Arc::new(ResponderSigner::from_pem(pem)?);
+    pub(crate) fn replace_signer(&self, pem: &ResponderCredentials) -> Result<(), OcspError> {
+        let signer = Arc::new(ResponderSigner::from_credentials(pem)?);
         *self.signer.write().unwrap_or_else(PoisonError::into_inner) = signer;
         Ok(())
     }
@@ -422,14 +445,11 @@ impl OcspResponder {
         };
         let signature = signer
             .key
-            .sign(&self.rng, &tbs.to_der()?)
-            .map_err(|_| OcspError::Internal("signing the response failed".into()))?;
+            .sign(&tbs.to_der()?)
+            .map_err(|e| OcspError::Internal(format!("signing the response failed: {e}")))?;
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
-            signature_algorithm: AlgorithmIdentifierOwned {
-                oid: OID_ECDSA_WITH_SHA256,
-                parameters: None,
-            },
+            signature_algorithm: signer.algorithm.clone(),
             signature: BitString::from_bytes(signature.as_ref())?,
             certs: Some(vec![signer.cert.clone()]),
         };
@@ -439,45 +459,6 @@ impl OcspResponder {
             next_update,
             has_nonce: request.nonce.is_some(),
         })
-    }
-}
-
-impl CertificateAuthority {
-    /// This CA with an OCSP responder.
-    pub fn with_ocsp(mut self, responder: OcspResponder) -> Self {
-        self.ocsp = Some(responder);
-        self
-    }
-
-    /// The OCSP responder, when OCSP is enabled.
-    pub fn ocsp(&self) -> Option<&OcspResponder> {
-        self.ocsp.as_ref()
-    }
-
-    /// Re-issues the responder certificate when it expires within 30 days of `now`
-    /// (a CA that runs for months without a restart). Returns whether it did.
-    pub fn refresh_ocsp_responder(&self, now: i64) -> Result<bool, OcspError> {
-        let Some(responder) = &self.ocsp else {
-            return Ok(false);
-        };
-        if responder.responder_not_after() - now >= OCSP_RESPONDER_RENEW_BEFORE_SECS {
-            return Ok(false);
-        }
-        let _guard = match responder.rotating.try_lock() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(p)) => p.into_inner(),
-            // Another request is re-issuing it; the current one is still valid.
-            Err(TryLockError::WouldBlock) => return Ok(false),
-        };
-        if responder.responder_not_after() - now >= OCSP_RESPONDER_RENEW_BEFORE_SECS {
-            return Ok(false);
-        }
-        let pem = self
-            .hierarchy()
-            .issue_ocsp_responder(now)
-            .map_err(|e| OcspError::Internal(format!("re-issuing the responder: {e}")))?;
-        responder.replace_signer(&pem)?;
-        Ok(true)
     }
 }
 
@@ -519,8 +500,19 @@ mod tests {
 
     use crate::ca::test_hierarchy as hierarchy;
 
+    use crate::ca::files::IssuerFiles;
+    use crate::ca::keys::Pkcs11Settings;
+    use crate::ca::responder::{self, OCSP_RESPONDER_LIFETIME_SECS};
+    use crate::ca::CertificateAuthority;
+
+    /// The first issuer's responder credentials at `now` (loaded or issued).
+    fn credentials(h: &Hierarchy, now: i64) -> ResponderCredentials {
+        let files = IssuerFiles::first(h.paths.intermediate_cert.parent().unwrap());
+        responder::load_or_create(&files, &h.intermediate, &Pkcs11Settings::default(), now).unwrap()
+    }
+
     fn responder(h: &Hierarchy) -> OcspResponder {
-        let pem = h.load_or_create_ocsp_responder(NOW).unwrap();
+        let pem = credentials(h, NOW);
         OcspResponder::new(&h.intermediate_der, &pem, 24 * 3600).unwrap()
     }
 
@@ -778,8 +770,8 @@ mod tests {
         use x509_parser::prelude::{FromDer, X509Certificate};
         let dir = tempfile::tempdir().unwrap();
         let h = hierarchy(dir.path());
-        let first = h.load_or_create_ocsp_responder(NOW).unwrap();
-        let mode = std::fs::metadata(&h.paths.ocsp_key)
+        let first = credentials(&h, NOW);
+        let mode = std::fs::metadata(dir.path().join("ocsp.key"))
             .unwrap()
             .permissions()
             .mode();
@@ -803,21 +795,21 @@ mod tests {
         assert!(!nocheck.critical);
         assert_eq!(
             cert.validity().not_after.timestamp(),
-            NOW + super::super::hierarchy::OCSP_RESPONDER_LIFETIME_SECS
+            NOW + OCSP_RESPONDER_LIFETIME_SECS
         );
 
         // Reused while it has more than 30 days left; re-issued after.
-        let again = h.load_or_create_ocsp_responder(NOW + 59 * 86400).unwrap();
+        let again = credentials(&h, NOW + 59 * 86400);
         assert_eq!(again.cert_pem, first.cert_pem);
-        let renewed = h.load_or_create_ocsp_responder(NOW + 61 * 86400).unwrap();
+        let renewed = credentials(&h, NOW + 61 * 86400);
         assert_ne!(renewed.cert_pem, first.cert_pem);
-        assert_ne!(renewed.key_pem, first.key_pem);
+        assert_ne!(renewed.key.public_key(), first.key.public_key());
 
         // A new intermediate (here: a new hierarchy after its key was lost) gets a new one.
         std::fs::remove_file(&h.paths.intermediate_key).unwrap();
         let h2 = hierarchy(dir.path());
         assert_ne!(h2.intermediate_der, h.intermediate_der);
-        let other = h2.load_or_create_ocsp_responder(NOW + 61 * 86400).unwrap();
+        let other = credentials(&h2, NOW + 61 * 86400);
         assert_ne!(other.cert_pem, renewed.cert_pem);
     }
 
@@ -825,32 +817,22 @@ mod tests {
     fn the_ca_renews_its_responder_while_running() {
         let dir = tempfile::tempdir().unwrap();
         let h = hierarchy(dir.path());
-        let r = responder(&h);
-        let ca = CertificateAuthority::new(
-            h,
-            IssuancePolicy {
-                backdate_secs: 0,
-                crl_url: None,
-                ocsp_url: None,
-                ca_issuers_url: None,
-            },
-        )
-        .unwrap()
-        .with_ocsp(r);
-        let before = ca.ocsp().unwrap().responder_not_after();
-        assert!(!ca.refresh_ocsp_responder(NOW + 59 * 86400).unwrap());
-        assert!(ca.refresh_ocsp_responder(NOW + 61 * 86400).unwrap());
-        let after = ca.ocsp().unwrap().responder_not_after();
-        assert_eq!(
-            after,
-            NOW + 61 * 86400 + super::super::hierarchy::OCSP_RESPONDER_LIFETIME_SECS
-        );
+        let ca = CertificateAuthority::new(h, IssuancePolicy::default()).unwrap();
+        ca.start_ocsp(3600, NOW).unwrap();
+        let issuer = ca.issuer_named("intermediate").unwrap();
+        let none = Pkcs11Settings::default();
+        let before = issuer.ocsp().unwrap().responder_not_after();
+        assert!(!issuer
+            .refresh_ocsp_responder(&none, NOW + 59 * 86400)
+            .unwrap());
+        assert!(issuer
+            .refresh_ocsp_responder(&none, NOW + 61 * 86400)
+            .unwrap());
+        let after = issuer.ocsp().unwrap().responder_not_after();
+        assert_eq!(after, NOW + 61 * 86400 + OCSP_RESPONDER_LIFETIME_SECS);
         assert!(after > before);
         // The new certificate is on disk for the next start.
-        let on_disk = ca
-            .hierarchy()
-            .load_or_create_ocsp_responder(NOW + 61 * 86400)
-            .unwrap();
+        let on_disk = credentials(ca.hierarchy(), NOW + 61 * 86400);
         assert_eq!(on_disk.not_after, after);
     }
 
@@ -871,9 +853,8 @@ mod tests {
             h,
             IssuancePolicy {
                 backdate_secs: 0,
-                crl_url: None,
-                ocsp_url: Some("http://ca.test/ocsp".into()),
-                ca_issuers_url: Some("http://ca.test/ca/intermediate.der".into()),
+                pki_base: Some("http://ca.test".into()),
+                ocsp: true,
             },
         )
         .unwrap();

@@ -14,8 +14,8 @@ use crate::ca::{csr, KeyPolicy};
 use crate::clock::rfc3339;
 use crate::store::{AccountId, AccountRecord, Actor, CertificateRecord, CrlRecord, StoreError};
 
-/// The issuer name under which the intermediate's CRL is kept.
-pub const CRL_ISSUER: &str = "intermediate";
+/// The name of the first issuer, whose CRL the CA has always kept.
+pub const CRL_ISSUER: &str = crate::ca::files::FIRST_ISSUER;
 /// Seconds clients should wait before asking for renewal information again.
 pub const ARI_RETRY_AFTER_SECS: u64 = 6 * 3600;
 
@@ -277,7 +277,7 @@ impl Ra {
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
         crate::metrics::revocation(reason_name(reason));
-        if let Err(e) = self.publish_crl().await {
+        if let Err(e) = self.publish_crl(&record.issuer).await {
             tracing::error!(error = %e, "publishing the CRL after a revocation failed");
         }
         Ok(self.inner.store.certificate(&serial).await?)
@@ -316,16 +316,19 @@ impl Ra {
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
         crate::metrics::revocation(reason_name(reason));
-        self.publish_crl().await?;
+        self.publish_crl(&record.issuer).await?;
         Ok(self.inner.store.certificate(&serial).await?)
     }
 
-    /// Signs and stores a new CRL for the intermediate.
-    pub async fn publish_crl(&self) -> Result<CrlRecord, Error> {
+    /// Signs and stores a new CRL for `issuer`.
+    pub async fn publish_crl(&self, issuer: &str) -> Result<CrlRecord, Error> {
         let store = &self.inner.store;
         let now = self.now();
-        let number = store.allocate_crl_number(CRL_ISSUER).await?;
-        let revoked = store.revoked_certificates(now).await?;
+        let Some(signer) = self.inner.ca.issuer_named(issuer) else {
+            return Err(Error::NotFound(format!("no issuer named {issuer:?}")));
+        };
+        let number = store.allocate_crl_number(issuer).await?;
+        let revoked = store.revoked_certificates(issuer, now).await?;
         let entries: Vec<CrlEntry<'_>> = revoked
             .iter()
             .map(|e| CrlEntry {
@@ -335,9 +338,7 @@ impl Ra {
             })
             .collect();
         let next_update = now + self.inner.policy.crl_validity_secs;
-        let der = self
-            .inner
-            .ca
+        let der = signer
             .build_crl(number, &entries, now, next_update)
             .map_err(|e| {
                 Error::internal(
@@ -351,17 +352,31 @@ impl Ra {
             this_update: now,
             next_update,
         };
-        store.save_crl(CRL_ISSUER, &record).await?;
+        store.save_crl(issuer, &record).await?;
         Ok(record)
     }
 
-    /// The current CRL, published anew if there is none or half its validity has passed.
-    pub async fn current_crl(&self) -> Result<CrlRecord, Error> {
+    /// The current CRL of `issuer`, published anew if there is none or half its validity
+    /// has passed.
+    pub async fn current_crl(&self, issuer: &str) -> Result<CrlRecord, Error> {
         let now = self.now();
-        match self.inner.store.latest_crl(CRL_ISSUER).await? {
+        match self.inner.store.latest_crl(issuer).await? {
             Some(crl) if now < crl.this_update + (crl.next_update - crl.this_update) / 2 => Ok(crl),
-            _ => self.publish_crl().await,
+            _ => self.publish_crl(issuer).await,
         }
+    }
+
+    /// Keeps every issuer's CRL current (startup and a timer). An issuer whose CRL cannot
+    /// be signed (its token away) does not stop the others; the first error is returned.
+    pub async fn refresh_crls(&self) -> Result<(), Error> {
+        let mut first_error = None;
+        for issuer in self.inner.ca.issuers().iter() {
+            if let Err(e) = self.current_crl(issuer.name()).await {
+                tracing::error!(issuer = %issuer.name(), problem = %e, "refreshing the CRL failed");
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Finds the certificate an ARI certID names (RFC 9773 §4.1).
@@ -371,9 +386,9 @@ impl Ra {
                 "{cert_id:?} is not an ARI certificate identifier (AKI.serial, base64url)"
             ))
         })?;
-        let ski = self.intermediate_key_id();
+        let issuer = self.inner.ca.issuer_by_key_id(&aki);
         let record = match self.inner.store.certificate(&hex(&serial)).await {
-            Ok(r) if ski.as_deref() == Some(aki.as_slice()) => r,
+            Ok(r) if issuer.as_ref().is_some_and(|i| i.name() == r.issuer) => r,
             Ok(_) | Err(StoreError::NotFound) => {
                 return Err(Error::NotFound(format!(
                     "no certificate of this CA has the identifier {cert_id:?}"
@@ -384,29 +399,29 @@ impl Ra {
         Ok(record)
     }
 
-    fn intermediate_key_id(&self) -> Option<Vec<u8>> {
-        let der = self.inner.ca.issuer().certificate_der();
-        let (_, cert) = X509Certificate::from_der(der).ok()?;
-        let ski = cert
-            .iter_extensions()
-            .find_map(|e| match e.parsed_extension() {
-                x509_parser::extensions::ParsedExtension::SubjectKeyIdentifier(k) => {
-                    Some(k.0.to_vec())
-                }
-                _ => None,
-            });
-        ski
-    }
-
     /// renewalInfo for a certificate (RFC 9773 §4.2): the last third of its lifetime, or a
-    /// window in the past (renew now) when it is revoked or an operator marked it.
+    /// window in the past (renew now) when it is revoked or an operator marked it. A
+    /// certificate of a retired issuer gets a window that ends before the issuer's
+    /// renew-before date.
     pub fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
         let now = self.now();
         let (start, end) = if cert.revoked_at.is_some() || cert.renew_early {
             (now - 2 * 3600, now - 3600)
         } else {
             let lifetime = cert.not_after - cert.not_before;
-            (cert.not_before + lifetime * 2 / 3, cert.not_after)
+            let window = (cert.not_before + lifetime * 2 / 3, cert.not_after);
+            let retire_by =
+                self.inner
+                    .ca
+                    .issuer_named(&cert.issuer)
+                    .and_then(|i| match i.state() {
+                        crate::ca::IssuerState::Retired { by } => Some(by),
+                        crate::ca::IssuerState::Active => None,
+                    });
+            match retire_by {
+                Some(by) => before_retirement(window, by, now),
+                None => window,
+            }
         };
         RenewalInfo {
             suggested_window: SuggestedWindow {
@@ -452,4 +467,54 @@ pub(crate) fn already_replaced(cert_id: &str) -> Error {
 
 fn already_revoked(serial: &str) -> Error {
     Error::AlreadyRevoked(format!("certificate {serial} is already revoked"))
+}
+
+/// The ARI window of a certificate whose issuer retires at `by`: its usual `window` if
+/// that ends before `by`; else a window ending an hour before `by` and starting at the
+/// usual start or, when that is too late, halfway from `now` to the end; a `by` less than
+/// an hour away means renew now (a window in the past).
+pub(crate) fn before_retirement(window: (i64, i64), by: i64, now: i64) -> (i64, i64) {
+    let (start, end) = window;
+    if end <= by {
+        return window;
+    }
+    let end = by - 3600;
+    if end <= now {
+        return (now - 2 * 3600, now - 3600);
+    }
+    let start = if start < end {
+        start
+    } else {
+        now + (end - now) / 2
+    };
+    (start.max(now.min(end)), end)
+}
+
+#[cfg(test)]
+mod retirement_tests {
+    use super::before_retirement;
+
+    #[test]
+    fn a_retiring_issuer_pulls_the_window_before_its_date() {
+        let now = 1_000_000;
+        // The usual window ends before the date: unchanged.
+        assert_eq!(
+            before_retirement((now + 10, now + 20), now + 100, now),
+            (now + 10, now + 20)
+        );
+        // It ends after: it ends an hour before the date, starting as usual.
+        let by = now + 10 * 86400;
+        assert_eq!(
+            before_retirement((now + 86400, now + 30 * 86400), by, now),
+            (now + 86400, by - 3600)
+        );
+        // Starting after the new end: starts halfway from now.
+        assert_eq!(
+            before_retirement((now + 20 * 86400, now + 30 * 86400), by, now),
+            (now + (by - 3600 - now) / 2, by - 3600)
+        );
+        // The date is (nearly) here: renew now.
+        let (start, end) = before_retirement((now + 86400, now + 30 * 86400), now + 1800, now);
+        assert!(start < end && end < now);
+    }
 }

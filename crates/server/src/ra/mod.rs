@@ -20,7 +20,7 @@ use certwright_proto::types::{
 };
 use certwright_proto::{b64, Jwk, Problem};
 
-use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, Profile};
+use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, IssueError, Profile};
 use crate::clock::Clock;
 use crate::status;
 use crate::store::{
@@ -59,6 +59,11 @@ pub struct RaPolicy {
 }
 
 pub use error::{Error, IdentifierRefusal, RefusalKind, DATABASE_FAILED};
+
+/// Retries, within one issuance, of a signature the issuer's key did not make.
+const KEY_RETRIES: u32 = 3;
+/// The first retry's delay (then twice, three times this).
+const KEY_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The order's `error` when issuance failed inside the CA (the cause is logged).
 pub const ISSUANCE_FAILED: &str =
@@ -667,12 +672,28 @@ impl Ra {
             .await;
         };
         let profile = &self.policy().cap_lifetime(profile);
-        for _ in 0..3 {
+        let mut key_retries = 0;
+        let mut serial_draws = 0;
+        while serial_draws < 3 {
             let now = self.now();
             let issued = match self.inner.ca.issue(csr, &order.identifiers, profile, now) {
                 Ok(i) => i,
+                // The issuer's key did not sign (a token away or refusing): nothing was
+                // issued. Try again shortly; then leave the order `processing` under its
+                // lease, and the sweeper resumes it once the lease runs out.
+                Err(IssueError::KeyUnavailable) if key_retries < KEY_RETRIES => {
+                    key_retries += 1;
+                    tracing::warn!(order = %id, attempt = key_retries, "the issuer's key did not sign; retrying");
+                    tokio::time::sleep(KEY_RETRY_DELAY * key_retries).await;
+                    continue;
+                }
+                Err(IssueError::KeyUnavailable) if now < order.expires => {
+                    tracing::error!(order = %id, "the issuer's key is unavailable; the issuance is resumed when the order's lease runs out");
+                    return;
+                }
                 Err(e) => return fail(e.to_string()).await,
             };
+            serial_draws += 1;
             let record = NewCertificate {
                 serial: issued.serial_hex.clone(),
                 account_id: order.account_id,
@@ -684,6 +705,7 @@ impl Ra {
                 created_at: now,
                 profile: order.profile.clone(),
                 key_type: csr.key.describe(),
+                issuer: issued.issuer,
             };
             match store.complete_order(id, &record).await {
                 Ok(()) => {

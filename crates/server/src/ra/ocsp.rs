@@ -20,19 +20,27 @@ impl Ra {
     /// Answers a DER OCSPRequest.
     pub async fn ocsp(&self, request_der: &[u8]) -> OcspAnswer {
         let ca = &self.inner.ca;
-        let Some(responder) = ca.ocsp() else {
+        if !ca.ocsp_enabled() {
             return OcspAnswer::Disabled;
-        };
+        }
         let now = self.now();
-        let request = match responder.parse_request(request_der) {
-            Ok(r) => r,
+        // The issuer whose CertIDs the request carries (every one must name it).
+        let (issuer, request) = match ca.ocsp_request(request_der) {
+            Ok(found) => found,
             Err(e) => return OcspAnswer::Error(e),
+        };
+        let Some(responder) = issuer.ocsp() else {
+            return OcspAnswer::Error(OcspError::Unauthorized);
         };
         let mut statuses = Vec::with_capacity(request.queries.len());
         for query in &request.queries {
             let status = match self.inner.store.certificate(&query.serial_hex).await {
-                // A serial an earlier intermediate issued is not ours to vouch for.
-                Ok(cert) if !responder.issued_by_issuer(&cert.der) => CertificateStatus::Unknown,
+                // A serial another issuer signed is not this issuer's to vouch for.
+                Ok(cert)
+                    if cert.issuer != issuer.name() || !responder.issued_by_issuer(&cert.der) =>
+                {
+                    CertificateStatus::Unknown
+                }
                 Ok(cert) => match cert.revoked_at {
                     Some(at) => CertificateStatus::Revoked {
                         at,
@@ -50,7 +58,7 @@ impl Ra {
             };
             statuses.push(status);
         }
-        if let Err(e) = ca.refresh_ocsp_responder(now) {
+        if let Err(e) = issuer.refresh_ocsp_responder(ca.pkcs11(), now) {
             // The current responder certificate is still valid for a while: keep going.
             tracing::error!(error = %e, "OCSP: re-issuing the responder certificate failed");
         }
@@ -63,8 +71,11 @@ impl Ra {
         }
     }
 
-    /// DER of the certificate that issues end-entity certificates (the caIssuers URL).
-    pub fn issuer_certificate_der(&self) -> &[u8] {
-        self.inner.ca.issuer().certificate_der()
+    /// DER of issuer `name`'s certificate (its caIssuers URL), if there is such an issuer.
+    pub fn issuer_certificate_der(&self, name: &str) -> Option<Vec<u8>> {
+        self.inner
+            .ca
+            .issuer_named(name)
+            .map(|i| i.issuer().certificate_der().to_vec())
     }
 }

@@ -90,9 +90,8 @@ async fn fixture() -> Fixture {
         hierarchy,
         IssuancePolicy {
             backdate_secs: 60,
-            crl_url: None,
-            ocsp_url: None,
-            ca_issuers_url: None,
+            pki_base: None,
+            ocsp: false,
         },
     )
     .unwrap();

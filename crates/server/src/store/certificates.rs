@@ -54,12 +54,13 @@ impl Store {
         .await
     }
 
-    /// Every revoked certificate that has not expired by `now` (a CRL's entries).
-    pub async fn revoked_certificates(&self, now: i64) -> Result<Vec<RevokedEntry>> {
+    /// Every certificate of `issuer` that is revoked and has not expired by `now` (the
+    /// entries of its CRL).
+    pub async fn revoked_certificates(&self, issuer: &str, now: i64) -> Result<Vec<RevokedEntry>> {
         self.read_all(
             "SELECT serial, revoked_at, revocation_reason FROM certificates
-             WHERE revoked_at IS NOT NULL AND not_after > $1 ORDER BY revoked_at, serial",
-            &params![now],
+             WHERE revoked_at IS NOT NULL AND not_after > $1 AND issuer = $2 ORDER BY revoked_at, serial",
+            &params![now, issuer],
         )
         .await?
         .iter()

@@ -104,6 +104,16 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("renew_early", Int),
             ("replaced_by_order", Int),
             ("profile", Text),
+            ("issuer", Text),
+        ],
+    ),
+    (
+        "issuers",
+        &[
+            ("name", Text),
+            ("status", Text),
+            ("retire_by", Int),
+            ("changed_at", Int),
         ],
     ),
     (

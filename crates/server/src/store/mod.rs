@@ -51,6 +51,7 @@ mod engine;
 mod export;
 mod inspect;
 pub mod inventory;
+mod issuers;
 mod leases;
 mod nonces;
 mod orders;

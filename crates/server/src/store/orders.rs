@@ -262,8 +262,8 @@ impl Store {
             Box::pin(async move {
                 let cert = &cert;
                 tx.execute(
-                    "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
                     &params![
                         &cert.serial,
                         cert.account_id.0,
@@ -275,6 +275,7 @@ impl Store {
                         cert.not_after,
                         cert.created_at,
                         &cert.profile,
+                        &cert.issuer,
                     ],
                 )
                 .await
@@ -296,6 +297,7 @@ impl Store {
                     .details(serde_json::json!({
                         "names": cert.names,
                         "profile": cert.profile,
+                        "issuer": cert.issuer,
                         "key_type": cert.key_type,
                         "not_before": cert.not_before,
                         "not_after": cert.not_after,

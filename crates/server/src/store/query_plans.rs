@@ -62,6 +62,7 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("orders.rs", include_str!("orders.rs")),
     ("authorizations.rs", include_str!("authorizations.rs")),
     ("certificates.rs", include_str!("certificates.rs")),
+    ("issuers.rs", include_str!("issuers.rs")),
     ("eab.rs", include_str!("eab.rs")),
     ("crl.rs", include_str!("crl.rs")),
     ("nonces.rs", include_str!("nonces.rs")),

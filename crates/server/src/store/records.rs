@@ -230,6 +230,8 @@ pub struct CertificateRecord {
     pub replaced_by_order: Option<OrderId>,
     /// The certificate profile it was issued with.
     pub profile: Option<String>,
+    /// The issuer that signed it.
+    pub issuer: String,
 }
 
 impl CertificateRecord {
@@ -255,8 +257,33 @@ impl CertificateRecord {
             renew_early: row.flag("renew_early")?,
             replaced_by_order: row.opt_int("replaced_by_order")?.map(OrderId),
             profile: row.opt_text("profile")?,
+            issuer: row.text("issuer")?,
         })
     }
+}
+
+/// The recorded state of an issuer (`issuers` table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerRecord {
+    /// The issuer's name.
+    pub name: String,
+    /// Retired: no new certificates.
+    pub retired: bool,
+    /// Retired: holders of its certificates are asked to renew before this (Unix seconds).
+    pub retire_by: Option<i64>,
+    /// When the state was last changed (Unix seconds).
+    pub changed_at: i64,
+}
+
+/// What an issuer signed that is still valid.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuerUsage {
+    /// Certificates not yet expired.
+    pub valid: i64,
+    /// Of those, revoked ones.
+    pub revoked: i64,
+    /// The last notAfter among them (Unix seconds).
+    pub last_expiry: Option<i64>,
 }
 
 /// An External Account Binding key.
@@ -399,4 +426,6 @@ pub struct NewCertificate {
     pub profile: Option<String>,
     /// The certificate key, e.g. `ECDSA P-256` (for the audit trail).
     pub key_type: String,
+    /// The issuer that signed it.
+    pub issuer: String,
 }

@@ -30,6 +30,7 @@ fn certificate_0a0b(account: AccountId, profile: Option<&str>) -> NewCertificate
         created_at: 2,
         profile: profile.map(str::to_owned),
         key_type: "ECDSA P-256".into(),
+        issuer: "intermediate".into(),
     }
 }
 
@@ -751,8 +752,9 @@ async fn the_writer_thread_and_sqlx_transactions_write_the_same() {
                 .unwrap(),
             1
         );
-        let revoked = s.revoked_certificates(0).await.unwrap();
+        let revoked = s.revoked_certificates("intermediate", 0).await.unwrap();
         assert_eq!(revoked.len(), 1);
+        assert!(s.revoked_certificates("other", 0).await.unwrap().is_empty());
         assert_eq!(
             (
                 revoked[0].serial.as_str(),

@@ -74,9 +74,12 @@ pub async fn renewal_info(
     Ok(r)
 }
 
-/// GET /crl/intermediate.crl: the intermediate's full CRL (DER).
-pub async fn crl(State(state): State<Arc<AppState>>) -> ApiResult {
-    let crl = state.ra.current_crl().await?;
+/// GET /crl/{NAME}.crl: issuer NAME's full CRL (DER).
+pub async fn crl(State(state): State<Arc<AppState>>, Path(file): Path<String>) -> ApiResult {
+    let Some(issuer) = file.strip_suffix(".crl") else {
+        return Err(crate::ra::Error::NotFound("no such CRL".into()).into());
+    };
+    let crl = state.ra.current_crl(issuer).await?;
     let mut r: Response = crl.der.into_response();
     let h = r.headers_mut();
     h.insert(

@@ -144,17 +144,17 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
-/// The read-only PKI resources relying parties fetch: the CRL, OCSP (GET and POST) and
-/// the issuer's certificate. Signed data or public certificates, so no TLS is needed.
+/// The read-only PKI resources relying parties fetch: each issuer's CRL
+/// (`/crl/NAME.crl`) and certificate (`/ca/NAME.der`), and OCSP (GET and POST). Signed data or public certificates, so no TLS is needed.
 fn pki_routes() -> Router<Arc<AppState>> {
     Router::new()
-        .route(urls::CRL_PATH, get(lifecycle::crl))
+        .route("/crl/{file}", get(lifecycle::crl))
         .route(
             ocsp::OCSP_PATH,
             post(ocsp::post).get(ocsp::get_without_request),
         )
         .route("/ocsp/{*request}", get(ocsp::get))
-        .route(ocsp::CA_ISSUERS_PATH, get(ocsp::issuer_certificate))
+        .route("/ca/{file}", get(ocsp::issuer_certificate))
 }
 
 /// The router of the plain-HTTP PKI listener: the PKI resources and nothing else (every

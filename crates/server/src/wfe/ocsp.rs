@@ -19,8 +19,9 @@ use crate::ca::ocsp::{OcspError, SignedResponse};
 use crate::ra::ocsp::OcspAnswer;
 
 /// Where the responder listens, under the base URL (named in certificates' AIA).
-pub const OCSP_PATH: &str = "/ocsp";
-/// Where the intermediate's certificate (DER) is served (AIA caIssuers).
+pub const OCSP_PATH: &str = crate::ca::OCSP_PATH;
+/// Where the first issuer's certificate (DER) is served (AIA caIssuers); issuer NAME's is
+/// `/ca/NAME.der`.
 pub const CA_ISSUERS_PATH: &str = "/ca/intermediate.der";
 /// Largest DER request accepted (one with 16 CertIDs and a nonce is about 1.3 KiB).
 pub const MAX_REQUEST_BYTES: usize = 4096;
@@ -71,9 +72,22 @@ pub async fn get_without_request() -> Response {
     ))
 }
 
-/// GET /ca/intermediate.der: the issuer of end-entity certificates.
-pub async fn issuer_certificate(State(state): State<Arc<AppState>>) -> Response {
-    let der = state.ra.issuer_certificate_der().to_vec();
+/// GET /ca/{NAME}.der: issuer NAME's certificate (the caIssuers URL of what it signs).
+pub async fn issuer_certificate(
+    State(state): State<Arc<AppState>>,
+    Path(file): Path<String>,
+) -> Response {
+    let der = file
+        .strip_suffix(".der")
+        .and_then(|name| state.ra.issuer_certificate_der(name));
+    let Some(der) = der else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            "no such issuer certificate\n",
+        )
+            .into_response();
+    };
     (
         [
             (header::CONTENT_TYPE, "application/pkix-cert"),

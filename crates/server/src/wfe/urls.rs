@@ -2,8 +2,8 @@
 
 use crate::store::{AccountId, AuthzId, ChallengeId, OrderId};
 
-/// Where the intermediate's CRL is served, under the base URL (and named in certificates
-/// under the PKI base URL).
+/// Where the first issuer's CRL is served, under the base URL (and named in its
+/// certificates under the PKI base URL); issuer NAME's is `/crl/NAME.crl`.
 pub const CRL_PATH: &str = "/crl/intermediate.crl";
 
 /// Resource URL builder.
