@@ -11,6 +11,7 @@ pub mod keys;
 pub mod ocsp;
 pub mod pkcs11;
 pub mod responder;
+pub mod rotation;
 
 use std::net::IpAddr;
 use std::sync::{Arc, PoisonError, RwLock};

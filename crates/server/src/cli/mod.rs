@@ -8,6 +8,7 @@ mod certs;
 mod check;
 mod data;
 mod eab;
+mod issuer;
 mod revoke;
 mod serve;
 
@@ -47,6 +48,13 @@ enum Command {
     Eab {
         #[command(subcommand)]
         action: eab::EabAction,
+        #[command(flatten)]
+        ca: ConfigArgs,
+    },
+    /// The issuing CAs: list, add (rotation), retire by a date, activate.
+    Issuer {
+        #[command(subcommand)]
+        action: issuer::IssuerAction,
         #[command(flatten)]
         ca: ConfigArgs,
     },
@@ -177,6 +185,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Serve(args) => serve::main(args),
         Command::Root { ca } => root(&ca),
         Command::Eab { action, ca } => admin(eab::run(action, ca)),
+        Command::Issuer { action, ca } => admin(issuer::run(action, ca)),
         Command::Revoke(args) => admin(revoke::revoke(args)),
         Command::RenewEarly(args) => admin(revoke::renew_early(args)),
         Command::Migrate { ca } => admin(data::migrate(ca)),

@@ -1,0 +1,231 @@
+//! Bringing a new intermediate in (`certwright-ca issuer add`): a key created where the
+//! operator says (a file or a token), a certificate signed by the root, and the files
+//! under `issuers/NAME/` that running instances pick up. Retirement is a state in the
+//! store (`Store::retire_issuer`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyUsagePurpose,
+};
+use time::{Duration, OffsetDateTime};
+use x509_parser::prelude::{FromDer, X509Certificate};
+
+use super::files::{check_key_matches, pem_chain, IssuerFiles};
+use super::hierarchy::{CaKeyType, HierarchyPaths};
+use super::keys::{self, KeyLocation, Pkcs11Settings, RcgenKey};
+use crate::fsutil::{create_private_dir, write_atomic};
+
+/// What `issuer add` asks for.
+#[derive(Debug, Clone)]
+pub struct NewIntermediate {
+    /// The issuer's name (its directory under `issuers/`).
+    pub name: String,
+    /// Its key type.
+    pub key_type: CaKeyType,
+    /// Where its key is created (default `issuers/NAME/key.pem`).
+    pub key: Option<String>,
+    /// The root's key (default the data directory's `root.key` / `root.key-uri`).
+    pub root_key: Option<String>,
+    /// Subject CN (default "<organization> Intermediate CA <name>").
+    pub common_name: Option<String>,
+    /// Subject O.
+    pub organization: String,
+    /// Lifetime in days (capped at the root's notAfter).
+    pub days: u32,
+}
+
+/// Why an issuer could not be added; nothing is left behind.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct AddError(String);
+
+fn err(detail: impl std::fmt::Display) -> AddError {
+    AddError(detail.to_string())
+}
+
+/// Creates issuer `request.name` in `data_dir`: its key, a certificate the root signs
+/// (pathLen 0, keyCertSign/cRLSign/digitalSignature, serverAuth and clientAuth), and its
+/// files. Refuses an existing issuer; removes what it wrote if any step fails.
+pub fn add_issuer(
+    data_dir: &Path,
+    request: &NewIntermediate,
+    pkcs11: &Pkcs11Settings,
+    now: i64,
+) -> Result<IssuerFiles, AddError> {
+    let files = IssuerFiles::named(data_dir, &request.name);
+    let dir = IssuerFiles::dir(data_dir, &request.name);
+    if dir.exists() {
+        return Err(err(format!(
+            "{}: exists; an issuer named {} is already there",
+            dir.display(),
+            request.name
+        )));
+    }
+    // The root: its certificate, and its key (which must match it).
+    let paths = HierarchyPaths::new(data_dir);
+    let root_pem = std::fs::read_to_string(&paths.root_cert)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
+    let root_der = pem_chain(&root_pem)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))?;
+    let root_location = match &request.root_key {
+        Some(text) => KeyLocation::parse(text).map_err(err)?,
+        None => {
+            let uri = data_dir.join("root.key-uri");
+            match std::fs::read_to_string(&uri) {
+                Ok(text) => KeyLocation::parse(text.trim()).map_err(err)?,
+                Err(_) => KeyLocation::File(paths.root_key.clone()),
+            }
+        }
+    };
+    if let KeyLocation::File(p) = &root_location {
+        if !p.exists() {
+            return Err(err(format!(
+                "{}: no root key there; with an offline root, name it with --root-key \
+                 (a path on the offline medium, or a pkcs11: URI)",
+                p.display()
+            )));
+        }
+    }
+    let root_key = keys::open(&root_location, pkcs11).map_err(err)?;
+    check_key_matches(&root_der, root_key.as_ref())
+        .map_err(|e| err(format!("{root_location}: {e}")))?;
+    let root_rcgen_key = RcgenKey(root_key);
+    let root = rcgen::Issuer::from_ca_cert_der(&root_der.clone().into(), &root_rcgen_key)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
+    let (_, root_cert) = X509Certificate::from_der(&root_der)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
+    let root_not_after = root_cert.validity().not_after.timestamp();
+
+    create_private_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    let result = (|| {
+        let location = match &request.key {
+            Some(text) => KeyLocation::parse(text).map_err(err)?,
+            None => KeyLocation::File(files.key.clone()),
+        };
+        let key = keys::generate(&location, request.key_type, pkcs11).map_err(err)?;
+        if let KeyLocation::Pkcs11(uri) = &location {
+            write_atomic(&files.key_uri, format!("{uri}\n").as_bytes(), 0o644)
+                .map_err(|e| err(format!("{}: {e}", files.key_uri.display())))?;
+        }
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::OrganizationName, request.organization.clone());
+        dn.push(
+            DnType::CommonName,
+            request.common_name.clone().unwrap_or_else(|| {
+                format!("{} Intermediate CA {}", request.organization, request.name)
+            }),
+        );
+        params.distinguished_name = dn;
+        params.serial_number = Some(rcgen::SerialNumber::from_slice(&super::random_serial()));
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.use_authority_key_identifier_extension = true;
+        let not_before = OffsetDateTime::from_unix_timestamp(now)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            - Duration::hours(1);
+        let not_after = (now + i64::from(request.days) * 86400).min(root_not_after);
+        params.not_before = not_before;
+        params.not_after =
+            OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH);
+        let cert = params
+            .signed_by(&RcgenKey(Arc::clone(&key)), &root)
+            .map_err(|e| err(format!("signing the intermediate with the root: {e}")))?;
+        write_atomic(&files.cert, cert.pem().as_bytes(), 0o644)
+            .map_err(|e| err(format!("{}: {e}", files.cert.display())))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        // Nothing half-made stays behind (a token key is left: say so).
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(e);
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ca::issuer::Issuer;
+
+    #[test]
+    fn an_added_issuer_is_signed_by_the_root_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = crate::ca::test_hierarchy(dir.path());
+        let request = NewIntermediate {
+            name: "int-rsa".into(),
+            key_type: CaKeyType::Rsa2048,
+            key: None,
+            root_key: None,
+            common_name: None,
+            organization: "certwright".into(),
+            days: 30,
+        };
+        let none = Pkcs11Settings::default();
+        let files = add_issuer(dir.path(), &request, &none, 1_800_000_000).unwrap();
+        let issuer = files.load(&none).unwrap();
+        let (_, cert) = X509Certificate::from_der(issuer.certificate_der()).unwrap();
+        let (_, root) = X509Certificate::from_der(&h.root_der).unwrap();
+        cert.verify_signature(Some(root.public_key())).unwrap();
+        assert_eq!(cert.issuer(), root.subject());
+        assert_eq!(
+            cert.basic_constraints().unwrap().unwrap().value.path_len_constraint,
+            Some(0)
+        );
+        assert_eq!(
+            cert.validity().not_after.timestamp(),
+            1_800_000_000 + 30 * 86400
+        );
+        assert!(matches!(
+            cert.public_key().parsed().unwrap(),
+            x509_parser::public_key::PublicKey::RSA(_)
+        ));
+        let names: Vec<String> = IssuerFiles::all(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|f| f.name)
+            .collect();
+        assert_eq!(names, ["intermediate", "int-rsa"]);
+
+        // The same name again, or without the root key: refused, nothing written.
+        let again = add_issuer(dir.path(), &request, &none, 1_800_000_000).unwrap_err();
+        assert!(again.to_string().contains("already there"), "{again}");
+        std::fs::rename(dir.path().join("root.key"), dir.path().join("away.key")).unwrap();
+        let offline = NewIntermediate {
+            name: "int-2".into(),
+            ..request.clone()
+        };
+        let e = add_issuer(dir.path(), &offline, &none, 1_800_000_000).unwrap_err();
+        assert!(e.to_string().contains("--root-key"), "{e}");
+        assert!(!IssuerFiles::dir(dir.path(), "int-2").exists());
+        // Named on the command line (an offline medium), it works.
+        let with_root = NewIntermediate {
+            root_key: Some(dir.path().join("away.key").display().to_string()),
+            ..offline
+        };
+        add_issuer(dir.path(), &with_root, &none, 1_800_000_000).unwrap();
+        // A root key that is not the root's: refused.
+        let wrong = NewIntermediate {
+            name: "int-3".into(),
+            root_key: Some(dir.path().join("tls.key").display().to_string()),
+            ..request
+        };
+        let e = add_issuer(dir.path(), &wrong, &none, 1_800_000_000).unwrap_err();
+        assert!(e.to_string().contains("does not match"), "{e}");
+        assert!(!IssuerFiles::dir(dir.path(), "int-3").exists());
+    }
+}
