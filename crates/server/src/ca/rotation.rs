@@ -7,8 +7,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyUsagePurpose,
 };
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -183,7 +183,11 @@ mod tests {
         cert.verify_signature(Some(root.public_key())).unwrap();
         assert_eq!(cert.issuer(), root.subject());
         assert_eq!(
-            cert.basic_constraints().unwrap().unwrap().value.path_len_constraint,
+            cert.basic_constraints()
+                .unwrap()
+                .unwrap()
+                .value
+                .path_len_constraint,
             Some(0)
         );
         assert_eq!(

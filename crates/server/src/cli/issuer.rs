@@ -174,9 +174,8 @@ fn parse_date(text: &str) -> anyhow::Result<i64> {
     if let Some(t) = parse_rfc3339(text) {
         return Ok(t);
     }
-    parse_rfc3339(&format!("{text}T00:00:00Z")).with_context(|| {
-        format!("{text:?} is neither a date (2027-03-01) nor an RFC 3339 time")
-    })
+    parse_rfc3339(&format!("{text}T00:00:00Z"))
+        .with_context(|| format!("{text:?} is neither a date (2027-03-01) nor an RFC 3339 time"))
 }
 
 fn add(args: AddArgs, ca: &ConfigArgs) -> anyhow::Result<()> {
@@ -217,12 +216,10 @@ async fn retire(ca: &ConfigArgs, name: &str, by: &str, force: bool) -> anyhow::R
     }
     let store = ca.store(false).await?;
     let states = store.issuer_states().await?;
-    let active_left = all.iter().filter(|f| f.cert.exists()).any(|f| {
-        f.name != name
-            && !states
-                .iter()
-                .any(|s| s.name == f.name && s.retired)
-    });
+    let active_left = all
+        .iter()
+        .filter(|f| f.cert.exists())
+        .any(|f| f.name != name && !states.iter().any(|s| s.name == f.name && s.retired));
     if !active_left && !force {
         bail!(
             "retiring {name} would leave no active issuer, so nothing could be issued; \
@@ -231,7 +228,10 @@ async fn retire(ca: &ConfigArgs, name: &str, by: &str, force: bool) -> anyhow::R
     }
     let now = now();
     if by < now {
-        eprintln!("note: {} is in the past: holders are asked to renew now", rfc3339(by));
+        eprintln!(
+            "note: {} is in the past: holders are asked to renew now",
+            rfc3339(by)
+        );
     }
     if store.retire_issuer(name, by, now).await? {
         println!(

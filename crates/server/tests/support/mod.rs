@@ -26,6 +26,8 @@ pub(crate) use certwright_testkit::{
 
 use std::path::Path;
 
+pub(crate) mod relying_party;
+
 /// This package's `certwright-ca` binary, as cargo built it for the integration tests.
 pub(crate) fn ca_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_certwright-ca"))
