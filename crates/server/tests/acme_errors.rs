@@ -641,6 +641,24 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             Box::pin(async { f.other.post(&f.cert_url, None).await }),
         ),
         (
+            "an alternate chain that does not exist",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async { acme.post(&format!("{}/1", f.cert_url), None).await }),
+        ),
+        (
+            "an alternate chain number that is not one",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async { acme.post(&format!("{}/-1", f.cert_url), None).await }),
+        ),
+        (
+            "another account's alternate chain",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async { f.other.post(&format!("{}/1", f.cert_url), None).await }),
+        ),
+        (
             "challenge answered with a non-object",
             ProblemType::Malformed,
             400,

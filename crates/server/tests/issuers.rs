@@ -261,5 +261,123 @@ fn issuers_by_key_type_then_rotation_with_lego_and_openssl() {
     );
     assert!(line("int-2").contains("active"), "{listing}");
     assert!(line("int-rsa").contains("rsa"), "{listing}");
+
+    // A cross-signed chain: another root (made with openssl) signs int-2's subject and
+    // key; after a restart the CA offers it as `Link: rel="alternate"`, and lego's
+    // --preferred-chain picks it.
+    let (listen, http01) = (ca.listen, ca.http01_port);
+    let data_dir = ca.data_dir.clone();
+    ca.stop(&mut guard);
+    let work = tmp.path().join("cross");
+    std::fs::create_dir_all(&work).unwrap();
+    let int2 = data_dir.join("issuers/int-2");
+    let ssl = |args: &[&str]| {
+        let (ok, text) = support::openssl(&work, args);
+        assert!(ok, "openssl {args:?}: {text}");
+    };
+    ssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "other.key",
+        "-out",
+        "other.pem",
+        "-subj",
+        "/O=Other/CN=Other Root X",
+        "-days",
+        "30",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    let int2_pem = int2.join("cert.pem").display().to_string();
+    let int2_key = int2.join("key.pem").display().to_string();
+    ssl(&[
+        "x509",
+        "-x509toreq",
+        "-in",
+        &int2_pem,
+        "-signkey",
+        &int2_key,
+        "-out",
+        "cross.csr",
+    ]);
+    let ski = {
+        let der = support::pem_certs(&int2.join("cert.pem")).remove(0);
+        let (_, cert) = X509Certificate::from_der(&der).unwrap();
+        let ski = cert
+            .iter_extensions()
+            .find_map(|e| match e.parsed_extension() {
+                ParsedExtension::SubjectKeyIdentifier(k) => Some(k.0.to_vec()),
+                _ => None,
+            })
+            .unwrap();
+        ski.iter()
+            .map(|b| format!("{b:02X}"))
+            .collect::<Vec<_>>()
+            .join(":")
+    };
+    std::fs::write(
+        work.join("ext.cnf"),
+        format!(
+            "basicConstraints=critical,CA:TRUE,pathlen:0\n\
+             keyUsage=critical,keyCertSign,cRLSign,digitalSignature\n\
+             subjectKeyIdentifier={ski}\nauthorityKeyIdentifier=keyid\n"
+        ),
+    )
+    .unwrap();
+    ssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "cross.csr",
+        "-CA",
+        "other.pem",
+        "-CAkey",
+        "other.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cross.pem",
+    ]);
+    std::fs::copy(work.join("cross.pem"), int2.join("alternate-1.pem")).unwrap();
+    let ca = CaProcess::start_on(ca_bin(), &mut guard, &data_dir, listen, http01);
+    let alt_dir = tmp.path().join("lego-alt");
+    run_ok(
+        "lego run --preferred-chain",
+        lego(&alt_dir, &ca, &["alt.certwright.test"], "ec256").args([
+            "run",
+            "--preferred-chain",
+            "Other Root X",
+        ]),
+        CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    let alt_cert = alt_dir.join("certificates/alt.certwright.test.crt");
+    let chain = support::pem_certs(&alt_cert);
+    assert_eq!(chain.len(), 2, "the leaf and the cross-signed intermediate");
+    assert_eq!(chain[1], support::pem_certs(&work.join("cross.pem"))[0]);
+    support::write_first_cert(&alt_cert, &work.join("leaf.pem"));
+    let (ok, text) = support::openssl(
+        &work,
+        &[
+            "verify",
+            "-CAfile",
+            "other.pem",
+            "-untrusted",
+            "cross.pem",
+            "leaf.pem",
+        ],
+    );
+    assert!(ok && text.contains("leaf.pem: OK"), "{text}");
     ca.stop(&mut guard);
 }

@@ -12,6 +12,7 @@
 //! | delegated OCSP responder certificate | `ocsp.pem` | `issuers/NAME/ocsp.pem` |
 //! | its key (0600, re-generated with each certificate) — or | `ocsp.key` | `issuers/NAME/ocsp.key` |
 //! | the `pkcs11:` URI of a fixed responder key in a token | `ocsp.key-uri` | `issuers/NAME/ocsp.key-uri` |
+//! | alternate chains: the issuer cross-signed by another root, then what is above it | `intermediate.alternate-*.pem` | `issuers/NAME/alternate-*.pem` |
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct IssuerFiles {
     pub ocsp_key: PathBuf,
     /// A file holding its key's `pkcs11:` URI, when the responder key is in a token.
     pub ocsp_key_uri: PathBuf,
+    /// Alternate chains are the files whose path starts with this and ends `.pem`.
+    pub alternate_prefix: PathBuf,
 }
 
 /// Errors loading an issuer: each names the file it is about.
@@ -94,6 +97,7 @@ impl IssuerFiles {
             ocsp_cert: data_dir.join("ocsp.pem"),
             ocsp_key: data_dir.join("ocsp.key"),
             ocsp_key_uri: data_dir.join("ocsp.key-uri"),
+            alternate_prefix: data_dir.join("intermediate.alternate-"),
         }
     }
 
@@ -112,6 +116,7 @@ impl IssuerFiles {
             ocsp_cert: dir.join("ocsp.pem"),
             ocsp_key: dir.join("ocsp.key"),
             ocsp_key_uri: dir.join("ocsp.key-uri"),
+            alternate_prefix: dir.join("alternate-"),
         }
     }
 
@@ -197,6 +202,68 @@ impl IssuerFiles {
         let issuer = Arc::new(LocalIssuer::new(der, &chain_pem, key));
         rcgen_issuer(issuer.clone()).map_err(|e| invalid(e.to_string()))?;
         Ok(issuer)
+    }
+}
+
+impl IssuerFiles {
+    /// The issuer's alternate chains (PEM), in file-name order: each starts with a
+    /// certificate of the same subject and key as the issuer's (a cross-signed one), then
+    /// what is above it; served to clients as `Link: rel="alternate"` chains.
+    pub fn alternate_chains(&self, issuer_der: &[u8]) -> Result<Vec<String>, IssuerFilesError> {
+        let (Some(dir), Some(prefix)) = (
+            self.alternate_prefix.parent(),
+            self.alternate_prefix.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let mut paths: Vec<PathBuf> = match std::fs::read_dir(dir) {
+            Ok(entries) => entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".pem"))
+                })
+                .collect(),
+            Err(_) => return Ok(Vec::new()),
+        };
+        paths.sort();
+        let (_, issuer) =
+            X509Certificate::from_der(issuer_der).map_err(|e| IssuerFilesError::Invalid {
+                path: self.cert.clone(),
+                detail: e.to_string(),
+            })?;
+        let mut out = Vec::new();
+        for path in paths {
+            let invalid = |detail: String| IssuerFilesError::Invalid {
+                path: path.clone(),
+                detail,
+            };
+            let pem = std::fs::read_to_string(&path).map_err(|source| IssuerFilesError::Io {
+                path: path.clone(),
+                source,
+            })?;
+            let chain = pem_chain(&pem).map_err(&invalid)?;
+            let first = chain
+                .first()
+                .ok_or_else(|| invalid("holds no certificate".into()))?;
+            let (_, cross) = X509Certificate::from_der(first)
+                .map_err(|e| invalid(format!("not an X.509 certificate: {e}")))?;
+            if cross.subject().as_raw() != issuer.subject().as_raw()
+                || cross.public_key().raw != issuer.public_key().raw
+            {
+                return Err(invalid(format!(
+                    "its first certificate is not {} cross-signed: the subject or key differs",
+                    self.name
+                )));
+            }
+            let mut pem = pem;
+            if !pem.ends_with('\n') {
+                pem.push('\n');
+            }
+            out.push(pem);
+        }
+        Ok(out)
     }
 }
 
@@ -296,6 +363,18 @@ mod tests {
         let err = files.load(&Pkcs11Settings::default()).err().unwrap();
         assert!(err.to_string().contains("does not match"), "{err}");
         assert!(err.to_string().contains("intermediate.pem"), "{err}");
+
+        // An alternate chain whose first certificate is not the issuer cross-signed.
+        std::fs::write(dir.path().join("intermediate.alternate-1.pem"), &h.root_pem).unwrap();
+        let err = files.alternate_chains(&h.intermediate_der).unwrap_err();
+        assert!(
+            err.to_string().contains("intermediate.alternate-1.pem"),
+            "{err}"
+        );
+        assert!(
+            err.to_string().contains("not intermediate cross-signed"),
+            "{err}"
+        );
 
         // The TLS certificate is not a CA.
         let tls_der = pem_chain(&h.tls_cert_pem).unwrap().remove(0);

@@ -81,6 +81,8 @@ pub struct IssuingCa {
     ca_issuers_url: Option<String>,
     ocsp: OnceLock<OcspResponder>,
     state: RwLock<IssuerState>,
+    /// Chains through a cross-signed certificate of this issuer (each PEM, without the leaf).
+    alternates: Vec<String>,
 }
 
 impl IssuingCa {
@@ -103,6 +105,9 @@ impl IssuingCa {
             .unwrap_or_default();
         let not_before = cert.validity().not_before.timestamp();
         let not_after = cert.validity().not_after.timestamp();
+        let alternates = files
+            .alternate_chains(issuer.certificate_der())
+            .map_err(|e| IssueError::Issuer(e.to_string()))?;
         let name = &files.name;
         let pki = policy.pki_base.as_deref();
         Ok(Self {
@@ -120,6 +125,7 @@ impl IssuingCa {
             not_after,
             ocsp: OnceLock::new(),
             state: RwLock::new(IssuerState::Active),
+            alternates,
         })
     }
 
@@ -201,6 +207,11 @@ impl IssuingCa {
     /// Its caIssuers URL.
     pub fn ca_issuers_url(&self) -> Option<&str> {
         self.ca_issuers_url.as_deref()
+    }
+
+    /// Its alternate chains (PEM, what follows the leaf), for `Link: rel="alternate"`.
+    pub fn alternate_chains(&self) -> &[String] {
+        &self.alternates
     }
 
     /// Its OCSP responder, when OCSP is on.

@@ -734,6 +734,26 @@ impl Ra {
         }
     }
 
+    /// The alternate chains of a certificate (RFC 8555 §7.4.2): the leaf followed by each
+    /// chain through a cross-signed certificate of its issuer.
+    pub fn alternate_chains(&self, cert: &CertificateRecord) -> Vec<String> {
+        let Some(issuer) = self.inner.ca.issuer_named(&cert.issuer) else {
+            return Vec::new();
+        };
+        let leaf_end = cert
+            .chain_pem
+            .find("-----END CERTIFICATE-----")
+            .map(|i| i + "-----END CERTIFICATE-----".len());
+        let Some(end) = leaf_end else {
+            return Vec::new();
+        };
+        issuer
+            .alternate_chains()
+            .iter()
+            .map(|alt| format!("{}\n{alt}", &cert.chain_pem[..end]))
+            .collect()
+    }
+
     /// Resumes work left in flight whose lease ran out — by a previous run of this
     /// instance, or by another instance that died. `everything` takes all of it regardless
     /// of leases (a single-instance store at startup). Nothing stays `processing`.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use certwright_proto::types::{
@@ -278,6 +278,31 @@ pub async fn certificate(
     Path(serial): Path<String>,
     req: SignedRequest,
 ) -> ApiResult {
+    certificate_chain(&state, &serial, 0, req).await
+}
+
+/// POST-as-GET /acme/cert/{serial}/{n}: the n-th alternate chain (RFC 8555 §7.4.2).
+pub async fn alternate_certificate(
+    State(state): State<Arc<AppState>>,
+    Path((serial, n)): Path<(String, String)>,
+    req: SignedRequest,
+) -> ApiResult {
+    let n = n
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=16).contains(n))
+        .ok_or_else(|| Problem::malformed("no such alternate chain").with_status(404))?;
+    certificate_chain(&state, &serial, n, req).await
+}
+
+/// The certificate's default chain (`alt` 0) or alternate chain `alt`, with a
+/// `Link: rel="alternate"` for every other chain.
+async fn certificate_chain(
+    state: &AppState,
+    serial: &str,
+    alt: usize,
+    req: SignedRequest,
+) -> ApiResult {
     req.require_post_as_get()?;
     if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(
@@ -286,16 +311,33 @@ pub async fn certificate(
                 .into(),
         );
     }
-    let cert = state
-        .ra
-        .certificate(req.account()?, &serial.to_ascii_lowercase())
-        .await?;
-    let mut headers = HeaderMap::new();
-    headers.insert(
+    let serial = serial.to_ascii_lowercase();
+    let cert = state.ra.certificate(req.account()?, &serial).await?;
+    let mut alternates = state.ra.alternate_chains(&cert);
+    let count = alternates.len();
+    let body = match alt {
+        0 => cert.chain_pem,
+        n if n <= alternates.len() => alternates.swap_remove(n - 1),
+        _ => {
+            return Err(Problem::malformed("no such alternate chain")
+                .with_status(404)
+                .into())
+        }
+    };
+    let mut r = body.into_response();
+    r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(CONTENT_TYPE_PEM_CHAIN),
     );
-    Ok((headers, cert.chain_pem).into_response())
+    let url = state.urls.certificate(&serial);
+    for other in (0..=count).filter(|i| *i != alt) {
+        let target = match other {
+            0 => url.clone(),
+            n => format!("{url}/{n}"),
+        };
+        add_link(&mut r, &target, "alternate");
+    }
+    Ok(r)
 }
 
 /// Any other path.

@@ -132,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/acme/authz/{id}", post(h::authorization))
         .route("/acme/chall/{authz}/{id}", post(h::challenge))
         .route("/acme/cert/{serial}", post(h::certificate))
+        .route("/acme/cert/{serial}/{alt}", post(h::alternate_certificate))
         .fallback(h::not_found)
         .method_not_allowed_fallback(h::method_not_allowed)
         .layer(middleware::from_fn(refuse_oversized_bodies))
