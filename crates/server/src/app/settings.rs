@@ -137,6 +137,13 @@ pub fn policy(config: &Config) -> Result<Policy, PolicyError> {
 /// One `[profiles.NAME]`: its policy OIDs parsed (unset: the DV OID when `server_auth`,
 /// none otherwise); the error names the bad OID.
 pub fn profile(name: &str, p: &ProfileSection) -> Result<Profile, String> {
+    if let Some(issuer) = &p.issuer {
+        if !ca::files::valid_issuer_name(issuer) {
+            return Err(format!(
+                "issuer: {issuer:?} is not an issuer name (1-32 of a-z, 0-9 and '-')"
+            ));
+        }
+    }
     let policy_oids = match &p.policy_oids {
         None if p.server_auth => vec![ca::DV_POLICY_OID],
         None => Vec::new(),
