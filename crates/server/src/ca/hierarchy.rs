@@ -95,12 +95,12 @@ impl std::fmt::Display for CaKeyType {
 #[derive(Debug, thiserror::Error)]
 pub enum HierarchyError {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         /// The file.
         path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
+        /// The I/O error (in the message, not a separate cause, so it is printed once).
+        error: std::io::Error,
     },
     /// A file holds no usable certificate or key.
     #[error("{path}: {detail}")]
@@ -186,9 +186,9 @@ impl HierarchyPaths {
                 .root_key
                 .exists()
                 .then(|| KeyLocation::File(self.root_key.clone()))),
-            Err(source) => Err(HierarchyError::Io {
+            Err(error) => Err(HierarchyError::Io {
                 path: self.root_key_uri.clone(),
-                source,
+                error,
             }),
         }
     }
@@ -219,16 +219,16 @@ pub struct Hierarchy {
 }
 
 fn read(path: &Path) -> Result<String, HierarchyError> {
-    std::fs::read_to_string(path).map_err(|source| HierarchyError::Io {
+    std::fs::read_to_string(path).map_err(|error| HierarchyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
 fn write(path: &Path, data: &str, mode: u32) -> Result<(), HierarchyError> {
-    write_atomic(path, data.as_bytes(), mode).map_err(|source| HierarchyError::Io {
+    write_atomic(path, data.as_bytes(), mode).map_err(|error| HierarchyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })
 }
 
@@ -236,9 +236,9 @@ fn remove_if_exists(path: &Path) -> Result<(), HierarchyError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(HierarchyError::Io {
+        Err(error) => Err(HierarchyError::Io {
             path: path.to_owned(),
-            source,
+            error,
         }),
     }
 }

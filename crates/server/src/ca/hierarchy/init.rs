@@ -135,7 +135,8 @@ impl InitOptions {
                         data_dir.display()
                     )));
                 }
-                Ok((KeyLocation::File(path.clone()), None))
+                // Absolute: it is printed for the operator to find again.
+                Ok((KeyLocation::File(resolve_file(path)?), None))
             }
             (Some(KeyLocation::File(path)), false) => {
                 if !same_path(path, &in_data_dir)? {
@@ -248,9 +249,9 @@ impl Rollback {
                 path.display()
             )));
         }
-        write_atomic(path, data, mode).map_err(|source| HierarchyError::Io {
+        write_atomic(path, data, mode).map_err(|error| HierarchyError::Io {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         self.created.push(path.to_owned());
         Ok(())
@@ -521,6 +522,7 @@ pub fn write_intermediate_csr(
 ) -> Result<CsrWritten, HierarchyError> {
     refuse_existing(data_dir)?;
     opts.check()?;
+    let csr_path = &resolve_file(csr_path)?;
     let files = IssuerFiles::first(data_dir);
     let (location, record) = opts.intermediate_key_location(&files)?;
     let mut rollback = Rollback::default();
@@ -542,9 +544,9 @@ pub fn write_intermediate_csr(
         ];
         let csr = params.serialize_request(&RcgenKey(key))?;
         let pem = csr.pem()?;
-        write_atomic(csr_path, pem.as_bytes(), 0o644).map_err(|source| HierarchyError::Io {
+        write_atomic(csr_path, pem.as_bytes(), 0o644).map_err(|error| HierarchyError::Io {
             path: csr_path.to_owned(),
-            source,
+            error,
         })?;
         Ok(CsrWritten {
             csr: csr_path.to_owned(),
@@ -1011,17 +1013,17 @@ fn same_path(a: &Path, b: &Path) -> Result<bool, HierarchyError> {
 }
 
 fn resolve(dir: &Path) -> Result<PathBuf, HierarchyError> {
-    std::fs::canonicalize(dir).map_err(|source| HierarchyError::Io {
+    std::fs::canonicalize(dir).map_err(|error| HierarchyError::Io {
         path: dir.to_owned(),
-        source,
+        error,
     })
 }
 
 /// `path` with its directory resolved.
 fn resolve_file(path: &Path) -> Result<PathBuf, HierarchyError> {
-    let absolute = std::path::absolute(path).map_err(|source| HierarchyError::Io {
+    let absolute = std::path::absolute(path).map_err(|error| HierarchyError::Io {
         path: path.to_owned(),
-        source,
+        error,
     })?;
     let (Some(parent), Some(name)) = (absolute.parent(), absolute.file_name()) else {
         return Err(HierarchyError::Usage(format!(
