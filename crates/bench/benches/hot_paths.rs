@@ -105,8 +105,14 @@ fn signing(c: &mut Criterion) {
         CaKeyType::Rsa4096,
     ] {
         let dir = tempfile::tempdir().unwrap();
-        let hierarchy =
-            Hierarchy::load_or_create(dir.path(), ca_key, "bench", &["localhost".into()]).unwrap();
+        let hierarchy = Hierarchy::load_or_create(
+            dir.path(),
+            ca_key,
+            "bench",
+            &["localhost".into()],
+            &Default::default(),
+        )
+        .unwrap();
         let ca = CertificateAuthority::new(
             hierarchy,
             IssuancePolicy {

@@ -123,16 +123,25 @@ impl CaServer {
         crate::fsutil::create_private_dir(&config.data_dir).with_context(|| {
             format!("cannot create data directory {}", config.data_dir.display())
         })?;
+        // Only a listener serving TLS needs a certificate (an admin command serves
+        // nothing), and only then can name constraints on the intermediate get in the way.
+        let serves_tls = config.tls && !options.admin;
+        let tls_names = if serves_tls {
+            config.tls_names()
+        } else {
+            Vec::new()
+        };
         let hierarchy = Hierarchy::load_or_create(
             &config.data_dir,
             settings::ca_key_type(config.ca.key_type),
             &config.ca.organization,
-            &config.tls_names(),
+            &tls_names,
+            &settings::pkcs11(&config),
         )?;
         let root_path = hierarchy.paths.root_cert.clone();
         let root_fingerprint = hierarchy.root_fingerprint();
         let root_pem = hierarchy.root_pem.clone();
-        let tls = if config.tls {
+        let tls = if serves_tls {
             Some(Arc::new(tls_config(&hierarchy)?))
         } else {
             None
@@ -413,11 +422,11 @@ where
 fn tls_config(h: &Hierarchy) -> anyhow::Result<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let mut chain: Vec<CertificateDer<'static>> =
+    // tls.pem: the leaf, then its chain up to (not including) the root.
+    let chain: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(h.tls_cert_pem.as_bytes())
             .collect::<Result<_, _>>()
             .context("parsing the TLS certificate")?;
-    chain.push(CertificateDer::from(h.root_der.clone()));
     let key =
         PrivateKeyDer::from_pem_slice(h.tls_key_pem.as_bytes()).context("parsing the TLS key")?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -455,7 +455,14 @@ impl CertificateAuthority {
 /// A P-256 hierarchy for `localhost` created in `dir` (tests of the `ca` modules).
 #[cfg(test)]
 pub(crate) fn test_hierarchy(dir: &std::path::Path) -> Hierarchy {
-    Hierarchy::load_or_create(dir, CaKeyType::Ec256, "certwright", &["localhost".into()]).unwrap()
+    Hierarchy::load_or_create(
+        dir,
+        CaKeyType::Ec256,
+        "certwright",
+        &["localhost".into()],
+        &keys::Pkcs11Settings::default(),
+    )
+    .unwrap()
 }
 
 #[cfg(test)]

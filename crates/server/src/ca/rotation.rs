@@ -4,18 +4,11 @@
 //! store (`Store::retire_issuer`).
 
 use std::path::Path;
-use std::sync::Arc;
-
-use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyUsagePurpose,
-};
-use time::{Duration, OffsetDateTime};
-use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::files::{check_key_matches, pem_chain, IssuerFiles};
+use super::hierarchy::init::{sign_intermediate, InitOptions};
 use super::hierarchy::{CaKeyType, HierarchyPaths};
-use super::keys::{self, KeyLocation, Pkcs11Settings, RcgenKey};
+use super::keys::{self, KeyLocation, Pkcs11Settings};
 use crate::fsutil::{create_private_dir, write_atomic};
 
 /// What `issuer add` asks for.
@@ -37,6 +30,12 @@ pub struct NewIntermediate {
     pub days: u32,
 }
 
+impl From<super::hierarchy::HierarchyError> for AddError {
+    fn from(e: super::hierarchy::HierarchyError) -> Self {
+        AddError(e.to_string())
+    }
+}
+
 /// Why an issuer could not be added; nothing is left behind.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -46,14 +45,13 @@ fn err(detail: impl std::fmt::Display) -> AddError {
     AddError(detail.to_string())
 }
 
-/// Creates issuer `request.name` in `data_dir`: its key, a certificate the root signs
-/// (pathLen 0, keyCertSign/cRLSign/digitalSignature, serverAuth and clientAuth), and its
-/// files. Refuses an existing issuer; removes what it wrote if any step fails.
+/// Creates issuer `request.name` in `data_dir`: its key, a certificate the root signs as
+/// `init` signs the first intermediate (pathLen 0, keyCertSign/cRLSign/digitalSignature,
+/// serverAuth and clientAuth, not past the root), and its files. Refuses an existing issuer; removes what it wrote if any step fails.
 pub fn add_issuer(
     data_dir: &Path,
     request: &NewIntermediate,
     pkcs11: &Pkcs11Settings,
-    now: i64,
 ) -> Result<IssuerFiles, AddError> {
     let files = IssuerFiles::named(data_dir, &request.name);
     let dir = IssuerFiles::dir(data_dir, &request.name);
@@ -75,13 +73,10 @@ pub fn add_issuer(
         .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))?;
     let root_location = match &request.root_key {
         Some(text) => KeyLocation::parse(text).map_err(err)?,
-        None => {
-            let uri = data_dir.join("root.key-uri");
-            match std::fs::read_to_string(&uri) {
-                Ok(text) => KeyLocation::parse(text.trim()).map_err(err)?,
-                Err(_) => KeyLocation::File(paths.root_key.clone()),
-            }
-        }
+        None => match std::fs::read_to_string(&paths.root_key_uri) {
+            Ok(text) => KeyLocation::parse(text.trim()).map_err(err)?,
+            Err(_) => KeyLocation::File(paths.root_key.clone()),
+        },
     };
     if let KeyLocation::File(p) = &root_location {
         if !p.exists() {
@@ -95,12 +90,6 @@ pub fn add_issuer(
     let root_key = keys::open(&root_location, pkcs11).map_err(err)?;
     check_key_matches(&root_der, root_key.as_ref())
         .map_err(|e| err(format!("{root_location}: {e}")))?;
-    let root_rcgen_key = RcgenKey(root_key);
-    let root = rcgen::Issuer::from_ca_cert_der(&root_der.clone().into(), &root_rcgen_key)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
-    let (_, root_cert) = X509Certificate::from_der(&root_der)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
-    let root_not_after = root_cert.validity().not_after.timestamp();
 
     create_private_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
     let result = (|| {
@@ -113,39 +102,14 @@ pub fn add_issuer(
             write_atomic(&files.key_uri, format!("{uri}\n").as_bytes(), 0o644)
                 .map_err(|e| err(format!("{}: {e}", files.key_uri.display())))?;
         }
-        let mut params = CertificateParams::default();
-        let mut dn = DistinguishedName::new();
-        dn.push(DnType::OrganizationName, request.organization.clone());
-        dn.push(
-            DnType::CommonName,
-            request.common_name.clone().unwrap_or_else(|| {
-                format!("{} Intermediate CA {}", request.organization, request.name)
-            }),
-        );
-        params.distinguished_name = dn;
-        params.serial_number = Some(rcgen::SerialNumber::from_slice(&super::random_serial()));
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        params.use_authority_key_identifier_extension = true;
-        let not_before = OffsetDateTime::from_unix_timestamp(now)
-            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-            - Duration::hours(1);
-        let not_after = (now + i64::from(request.days) * 86400).min(root_not_after);
-        params.not_before = not_before;
-        params.not_after =
-            OffsetDateTime::from_unix_timestamp(not_after).unwrap_or(OffsetDateTime::UNIX_EPOCH);
-        let cert = params
-            .signed_by(&RcgenKey(Arc::clone(&key)), &root)
+        let mut opts = InitOptions::new(request.key_type, &request.organization);
+        opts.intermediate_days = request.days;
+        let cn = request.common_name.clone().unwrap_or_else(|| {
+            format!("{} Intermediate CA {}", request.organization, request.name)
+        });
+        let pem = sign_intermediate(&opts, &cn, &root_der, root_key.clone(), key)
             .map_err(|e| err(format!("signing the intermediate with the root: {e}")))?;
-        write_atomic(&files.cert, cert.pem().as_bytes(), 0o644)
+        write_atomic(&files.cert, pem.as_bytes(), 0o644)
             .map_err(|e| err(format!("{}: {e}", files.cert.display())))?;
         Ok(())
     })();
@@ -161,6 +125,7 @@ pub fn add_issuer(
 mod tests {
     use super::*;
     use crate::ca::issuer::Issuer;
+    use x509_parser::prelude::{FromDer, X509Certificate};
 
     #[test]
     fn an_added_issuer_is_signed_by_the_root_and_loads() {
@@ -176,7 +141,7 @@ mod tests {
             days: 30,
         };
         let none = Pkcs11Settings::default();
-        let files = add_issuer(dir.path(), &request, &none, 1_800_000_000).unwrap();
+        let files = add_issuer(dir.path(), &request, &none).unwrap();
         let issuer = files.load(&none).unwrap();
         let (_, cert) = X509Certificate::from_der(issuer.certificate_der()).unwrap();
         let (_, root) = X509Certificate::from_der(&h.root_der).unwrap();
@@ -190,10 +155,9 @@ mod tests {
                 .path_len_constraint,
             Some(0)
         );
-        assert_eq!(
-            cert.validity().not_after.timestamp(),
-            1_800_000_000 + 30 * 86400
-        );
+        let lifetime =
+            cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp();
+        assert_eq!(lifetime, 30 * 86400 + 3600, "30 days from an hour ago");
         assert!(matches!(
             cert.public_key().parsed().unwrap(),
             x509_parser::public_key::PublicKey::RSA(_)
@@ -206,14 +170,14 @@ mod tests {
         assert_eq!(names, ["intermediate", "int-rsa"]);
 
         // The same name again, or without the root key: refused, nothing written.
-        let again = add_issuer(dir.path(), &request, &none, 1_800_000_000).unwrap_err();
+        let again = add_issuer(dir.path(), &request, &none).unwrap_err();
         assert!(again.to_string().contains("already there"), "{again}");
         std::fs::rename(dir.path().join("root.key"), dir.path().join("away.key")).unwrap();
         let offline = NewIntermediate {
             name: "int-2".into(),
             ..request.clone()
         };
-        let e = add_issuer(dir.path(), &offline, &none, 1_800_000_000).unwrap_err();
+        let e = add_issuer(dir.path(), &offline, &none).unwrap_err();
         assert!(e.to_string().contains("--root-key"), "{e}");
         assert!(!IssuerFiles::dir(dir.path(), "int-2").exists());
         // Named on the command line (an offline medium), it works.
@@ -221,14 +185,14 @@ mod tests {
             root_key: Some(dir.path().join("away.key").display().to_string()),
             ..offline
         };
-        add_issuer(dir.path(), &with_root, &none, 1_800_000_000).unwrap();
+        add_issuer(dir.path(), &with_root, &none).unwrap();
         // A root key that is not the root's: refused.
         let wrong = NewIntermediate {
             name: "int-3".into(),
             root_key: Some(dir.path().join("tls.key").display().to_string()),
             ..request
         };
-        let e = add_issuer(dir.path(), &wrong, &none, 1_800_000_000).unwrap_err();
+        let e = add_issuer(dir.path(), &wrong, &none).unwrap_err();
         assert!(e.to_string().contains("does not match"), "{e}");
         assert!(!IssuerFiles::dir(dir.path(), "int-3").exists());
     }

@@ -196,7 +196,7 @@ fn add(args: AddArgs, ca: &ConfigArgs) -> anyhow::Result<()> {
         organization: config.ca.organization.clone(),
         days: args.days,
     };
-    let files = rotation::add_issuer(&config.data_dir, &request, &pkcs11, now())?;
+    let files = rotation::add_issuer(&config.data_dir, &request, &pkcs11)?;
     println!(
         "issuer {} added: {}\nrunning instances load it within a few seconds and issue \
          certificates of its key type from it; retire the old one with \

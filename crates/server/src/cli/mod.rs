@@ -8,6 +8,7 @@ mod certs;
 mod check;
 mod data;
 mod eab;
+mod init;
 mod issuer;
 mod revoke;
 mod serve;
@@ -39,6 +40,11 @@ enum Command {
     /// Run the CA. On first start it creates its data directory with a root CA, an
     /// intermediate, the database and a TLS certificate for its own listener.
     Serve(serve::ServeArgs),
+    /// Create the CA explicitly: key types and locations (file or pkcs11: URI), names,
+    /// lifetimes, path length, name constraints, an offline root — or an intermediate
+    /// that another CA signs (--intermediate-csr, then --import-intermediate). Refuses to
+    /// touch an existing CA.
+    Init(Box<init::InitArgs>),
     /// Print the root certificate (PEM), for clients to trust.
     Root {
         #[command(flatten)]
@@ -139,9 +145,11 @@ impl ConfigArgs {
     /// The whole CA, opened for an admin command (nothing resumed, no background work).
     pub(crate) async fn open(&self) -> anyhow::Result<CaServer> {
         let c = self.load()?;
-        if !c.data_dir.join("root.key").exists() {
+        // root.pem, not root.key: the root key may be offline.
+        if !HierarchyPaths::new(&c.data_dir).root_cert.exists() {
             anyhow::bail!(
-                "no CA in {} (start `certwright-ca serve` with this data directory first)",
+                "no CA in {} (run `certwright-ca init` or start `certwright-ca serve` with \
+                 this data directory first)",
                 c.data_dir.display()
             );
         }
@@ -183,6 +191,7 @@ pub(crate) fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve::main(args),
+        Command::Init(args) => init::run(*args),
         Command::Root { ca } => root(&ca),
         Command::Eab { action, ca } => admin(eab::run(action, ca)),
         Command::Issuer { action, ca } => admin(issuer::run(action, ca)),

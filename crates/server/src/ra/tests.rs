@@ -84,8 +84,14 @@ const LEASE_SECS: i64 = 60;
 
 async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let hierarchy =
-        Hierarchy::load_or_create(dir.path(), CaKeyType::Ec256, "RA test", &[]).unwrap();
+    let hierarchy = Hierarchy::load_or_create(
+        dir.path(),
+        CaKeyType::Ec256,
+        "RA test",
+        &[],
+        &Default::default(),
+    )
+    .unwrap();
     let ca = CertificateAuthority::new(
         hierarchy,
         IssuancePolicy {
