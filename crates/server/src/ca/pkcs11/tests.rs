@@ -413,6 +413,72 @@ fn missing_modules_tokens_keys_and_pins_are_clear_errors() {
     assert!(e.contains("CERTWRIGHT_TEST_NO_SUCH_PIN is not set"), "{e}");
 }
 
+/// A token may hold a private EC key without its public key object: then the point comes
+/// from CKA_PUBLIC_KEY_INFO, or (SoftHSM2 2.6 gives none) the error says what is missing.
+#[test]
+fn an_ec_key_without_its_public_key_object_needs_public_key_info() {
+    let text = format!("pkcs11:token={TOKEN};object=lone;id=%10");
+    let key = Pkcs11Key::generate(&uri(&text), CaKeyType::Ec256, &settings()).unwrap();
+    key.with_session(|session, _| {
+        let public = find_one(session, key.uri(), ObjectClass::PUBLIC_KEY).unwrap();
+        session.destroy_object(public).unwrap();
+    });
+    match Pkcs11Key::open(&uri(&text), &settings()) {
+        Ok(again) => {
+            eprintln!("public key read from CKA_PUBLIC_KEY_INFO");
+            assert_eq!(again.public_key(), key.public_key());
+        }
+        Err(e) => {
+            let e = e.to_string();
+            assert!(e.contains("no CKA_PUBLIC_KEY_INFO"), "{e}");
+        }
+    }
+}
+
+#[test]
+fn return_codes_are_named_as_pkcs11_names_them() {
+    use cryptoki::context::Function;
+    use cryptoki::error::RvError;
+    for (rv, name, gone) in [
+        (RvError::PinIncorrect, "CKR_PIN_INCORRECT", false),
+        (RvError::PinLocked, "CKR_PIN_LOCKED", false),
+        (
+            RvError::SessionHandleInvalid,
+            "CKR_SESSION_HANDLE_INVALID",
+            true,
+        ),
+        (RvError::DeviceRemoved, "CKR_DEVICE_REMOVED", true),
+        (RvError::TokenNotPresent, "CKR_TOKEN_NOT_PRESENT", true),
+        (RvError::UserNotLoggedIn, "CKR_USER_NOT_LOGGED_IN", true),
+        (RvError::DeviceError, "CKR_DEVICE_ERROR", true),
+        (
+            RvError::ObjectHandleInvalid,
+            "CKR_OBJECT_HANDLE_INVALID",
+            true,
+        ),
+        (
+            RvError::CryptokiNotInitialized,
+            "CKR_CRYPTOKI_NOT_INITIALIZED",
+            true,
+        ),
+        (RvError::MechanismInvalid, "CKR_MECHANISM_INVALID", false),
+        (
+            RvError::VendorDefined(0x8000_0001),
+            "CKR_VENDOR_DEFINED+0x80000001",
+            false,
+        ),
+    ] {
+        let e = CkError::Pkcs11(rv, Function::Sign);
+        assert_eq!(module::error_name(&e), name);
+        assert_eq!(module::token_gone(&e), gone, "{name}");
+        assert_eq!(
+            module::pin_refused(&e),
+            name.starts_with("CKR_PIN"),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn concurrent_signatures_all_verify() {
     let location = uri(&format!("pkcs11:token={TOKEN};object=concurrent"));
@@ -460,6 +526,37 @@ fn signing_rate_softhsm_vs_file_key() {
     let token = Pkcs11Key::generate(&location, CaKeyType::Ec256, &settings()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = FileKey::generate(&dir.path().join("k.pem"), CaKeyType::Ec256).unwrap();
+    // The token without this module's code around it (no pool, no locks): one session
+    // per thread, C_Sign on a digest; if this is no faster, the wrapper is no bottleneck.
+    let digest = digest::digest(&digest::SHA256, b"a TBSCertificate")
+        .as_ref()
+        .to_vec();
+    for threads in [1, 4] {
+        let start = Instant::now();
+        let total: usize = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(|| {
+                        let state = token.module.read();
+                        let bound = token.bind(&state).unwrap();
+                        let session = open_session(&state, &token.module, bound.slot).unwrap();
+                        let mut n = 0;
+                        while start.elapsed() < window {
+                            session.sign(&Mechanism::Ecdsa, bound.key, &digest).unwrap();
+                            n += 1;
+                        }
+                        let _ = session.close();
+                        n
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        println!(
+            "P-256 raw C_Sign, {threads} thread(s): {:>8.0} signatures/s",
+            total as f64 / start.elapsed().as_secs_f64()
+        );
+    }
     for (name, key) in [("softhsm2", &token as &dyn CaKey), ("file", &file)] {
         for threads in [1, 4] {
             println!(
