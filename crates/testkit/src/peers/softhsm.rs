@@ -80,9 +80,14 @@ impl SoftHsm {
     /// A new configuration and token directory, and a token labelled `label` with user
     /// PIN [`SoftHsm::pin`] and SO PIN [`SoftHsm::so_pin`].
     pub fn new(label: &str) -> Self {
+        Self::new_in(&std::env::temp_dir(), label)
+    }
+
+    /// [`SoftHsm::new`] with its temp dir inside `parent` (which must exist).
+    pub fn new_in(parent: &Path, label: &str) -> Self {
         require_binary("softhsm2-util");
         let module = module_path();
-        let dir = tempfile::tempdir().expect("a temp dir for SoftHSM2");
+        let dir = tempfile::tempdir_in(parent).expect("a temp dir for SoftHSM2");
         let tokens = dir.path().join("tokens");
         std::fs::create_dir(&tokens).expect("the SoftHSM2 token dir");
         let conf = dir.path().join("softhsm2.conf");

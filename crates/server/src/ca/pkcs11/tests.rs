@@ -30,7 +30,13 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
-        let hsm = SoftHsm::new(TOKEN);
+        // A static is never dropped, so its temp dir would stay behind: it goes under
+        // <tmp>/certwright-pkcs11-unit/<pid>, and each run removes those of runs gone.
+        let parent = std::env::temp_dir().join("certwright-pkcs11-unit");
+        remove_dirs_of_dead_processes(&parent);
+        let mine = parent.join(std::process::id().to_string());
+        std::fs::create_dir_all(&mine).unwrap();
+        let hsm = SoftHsm::new_in(&mine, TOKEN);
         hsm.init_token(PIN_TOKEN);
         hsm.init_token(NO_PIN_TOKEN);
         let pin_file = hsm.write_pin_file(&hsm.dir().join("pin"));
@@ -38,6 +44,22 @@ fn fixture() -> &'static Fixture {
         std::env::set_var("SOFTHSM2_CONF", hsm.conf_path());
         Fixture { hsm, pin_file }
     })
+}
+
+/// Removes the subdirectories of `parent` named after processes that no longer run.
+fn remove_dirs_of_dead_processes(parent: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn settings() -> Pkcs11Settings {
