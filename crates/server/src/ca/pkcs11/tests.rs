@@ -136,6 +136,24 @@ fn generated_keys_sign_verifiably_and_open_again_by_label_or_id() {
 }
 
 #[test]
+fn larger_rsa_keys_are_generated_with_their_size() {
+    for (key_type, modulus_len) in [(CaKeyType::Rsa3072, 384), (CaKeyType::Rsa4096, 512)] {
+        let location = uri(&format!("pkcs11:token={TOKEN};object=big-{key_type:?}"));
+        let key = Pkcs11Key::generate(&location, key_type, &settings()).unwrap();
+        let modulus = key.with_session(|session, handle| {
+            session
+                .get_attributes(handle, &[AttributeType::Modulus])
+                .unwrap()
+        });
+        assert!(
+            matches!(modulus.as_slice(), [Attribute::Modulus(m)] if m.len() == modulus_len),
+            "{key_type:?}"
+        );
+        assert_verifies(&key, b"signed by a large key");
+    }
+}
+
+#[test]
 fn certificates_self_signed_through_the_token_verify_with_x509_parser() {
     for key_type in [CaKeyType::Ec256, CaKeyType::Ec384, CaKeyType::Rsa2048] {
         let location = uri(&format!("pkcs11:token={TOKEN};object=cert-{key_type:?}"));
