@@ -1,6 +1,6 @@
 //! Real peers, started on loopback ports of their own and stopped by their guards: Pebble
 //! and pebble-challtestsrv, the ACME clients certbot and lego, BIND 9, PostgreSQL, and
-//! openssl runs. Every peer binary must be installed (`scripts/test` installs them); a
+//! openssl runs; SoftHSM2 tokens in temp dirs of their own. Every peer binary must be installed (`scripts/test` installs them); a
 //! missing one fails the test with a message saying so, it is never skipped.
 
 pub mod acme_clients;
@@ -9,3 +9,4 @@ pub mod challtestsrv;
 pub mod openssl;
 pub mod pebble;
 pub mod postgres;
+pub mod softhsm;
