@@ -669,3 +669,108 @@ async fn a_profile_may_set_the_common_name_the_ski_and_its_policies() {
     // With a subject, the SAN need not be critical.
     assert!(!cert.subject_alternative_name().unwrap().unwrap().critical);
 }
+
+/// An issuer's state lives in the store (both backends): retiring the only issuer stops
+/// issuance (the order fails with the fixed sentence, nothing half-stored) and moves its
+/// certificates' ARI window before the date; making it active again restores issuance;
+/// the usage counts follow.
+#[tokio::test]
+async fn a_retired_issuer_issues_nothing_and_its_certificates_renew_before_the_date() {
+    let ca = TestCa::start().await;
+    let acme = ca.account().await;
+    let dir: Value = get(&format!("{}/directory", ca.base))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ari = dir["renewalInfo"].as_str().unwrap().to_owned();
+    let (_, _, chain) = acme.issue(&["retire.example.test"], &ca.responder).await;
+    let id = harness::ari_id(&leaf_der(&chain));
+    let now = ca.clock.now();
+    let usage = ca.store.issuer_usage("intermediate", now).await.unwrap();
+    assert_eq!((usage.valid, usage.revoked), (1, 0));
+
+    let by = now + 10 * 86400;
+    assert!(ca
+        .store
+        .retire_issuer("intermediate", by, now)
+        .await
+        .unwrap());
+    assert!(
+        !ca.store
+            .retire_issuer("intermediate", by, now)
+            .await
+            .unwrap(),
+        "the same state again changes nothing"
+    );
+    let states = ca.store.issuer_states().await.unwrap();
+    assert_eq!(states.len(), 1);
+    assert!(states[0].retired && states[0].retire_by == Some(by));
+    // Running instances apply it within a few seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let info: Value = get(&format!("{ari}/{id}")).await.json().await.unwrap();
+        let end = certwright_server::clock::parse_rfc3339(
+            info["suggestedWindow"]["end"].as_str().unwrap(),
+        )
+        .unwrap();
+        if end == by - 3600 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "ARI kept {info}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // No active issuer: the order fails cleanly, no certificate is stored.
+    let done = finalized(&acme, "after.example.test", &ca.responder).await;
+    assert_eq!(done["status"], "invalid", "{done}");
+    assert_eq!(
+        done["error"]["type"],
+        "urn:ietf:params:acme:error:serverInternal"
+    );
+    assert!(done.get("certificate").is_none());
+    assert_eq!(
+        ca.store
+            .issuer_usage("intermediate", now)
+            .await
+            .unwrap()
+            .valid,
+        1
+    );
+
+    // Active again: issuance works.
+    assert!(ca.store.activate_issuer("intermediate", now).await.unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let done = finalized(&acme, "again.example.test", &ca.responder).await;
+        if done["status"] == "valid" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused: {done}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(
+        ca.store
+            .issuer_usage("intermediate", now)
+            .await
+            .unwrap()
+            .valid,
+        2
+    );
+}
+
+/// Orders `name`, answers its challenge, finalizes, and returns the order once it is no
+/// longer processing (valid or invalid).
+async fn finalized(acme: &Acme, name: &str, responder: &harness::Responder) -> Value {
+    let r = acme.new_order(&[name]).await;
+    assert_eq!(r.status, 201);
+    let url = r.location();
+    acme.authorize(&r.json(), responder).await;
+    let ready = acme.wait_order(&url).await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let r = acme.finalize(&ready, &csr(&[name], &key)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    acme.wait_order(&url).await
+}
