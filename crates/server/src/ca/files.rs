@@ -314,6 +314,13 @@ pub fn check_ca_certificate(der: &[u8]) -> Result<(), String> {
     }
 }
 
+/// The organization (O) in a certificate's subject.
+pub fn subject_organization(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let org = cert.subject().iter_organization().next()?.as_str().ok()?;
+    Some(org.to_owned())
+}
+
 /// The key is the certificate's: same public key bits.
 pub fn check_key_matches(cert_der: &[u8], key: &dyn CaKey) -> Result<(), String> {
     let (_, cert) = X509Certificate::from_der(cert_der)

@@ -12,7 +12,7 @@ use rcgen::{
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-use super::files::{pem_chain, IssuerFiles, IssuerFilesError};
+use super::files::{pem_chain, subject_organization, IssuerFiles, IssuerFilesError};
 use super::issuer::{rcgen_issuer, Issuer};
 use super::keys::{self, CaKey, FileKey, KeyLocation, Pkcs11Settings, RcgenKey};
 use crate::fsutil::write_atomic;
@@ -81,7 +81,8 @@ pub fn issue(
             (Arc::new(FileKey::new(&files.ocsp_key, pair)), Some(pem))
         }
     };
-    let org = organization(issuer.certificate_der()).unwrap_or_else(|| "certwright".to_owned());
+    let org =
+        subject_organization(issuer.certificate_der()).unwrap_or_else(|| "certwright".to_owned());
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     dn.push(DnType::OrganizationName, org.clone());
@@ -176,11 +177,4 @@ fn usable(
         key,
         not_after,
     }))
-}
-
-/// The organization in a certificate's subject.
-fn organization(der: &[u8]) -> Option<String> {
-    let (_, cert) = X509Certificate::from_der(der).ok()?;
-    let org = cert.subject().iter_organization().next()?.as_str().ok()?;
-    Some(org.to_owned())
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::files::{check_key_matches, pem_chain, IssuerFiles};
+use super::files::{check_key_matches, pem_chain, subject_organization, IssuerFiles};
 use super::hierarchy::init::{sign_intermediate, InitOptions};
 use super::hierarchy::{CaKeyType, HierarchyPaths};
 use super::keys::{self, KeyLocation, Pkcs11Settings};
@@ -24,7 +24,7 @@ pub struct NewIntermediate {
     pub root_key: Option<String>,
     /// Subject CN (default "<organization> Intermediate CA <name>").
     pub common_name: Option<String>,
-    /// Subject O.
+    /// Subject O when the root's subject has none.
     pub organization: String,
     /// Lifetime in days (capped at the root's notAfter).
     pub days: u32,
@@ -102,11 +102,14 @@ pub fn add_issuer(
             write_atomic(&files.key_uri, format!("{uri}\n").as_bytes(), 0o644)
                 .map_err(|e| err(format!("{}: {e}", files.key_uri.display())))?;
         }
-        let mut opts = InitOptions::new(request.key_type, &request.organization);
+        // The new intermediate names the organization of the root that signs it.
+        let organization = subject_organization(&root_der).unwrap_or(request.organization.clone());
+        let mut opts = InitOptions::new(request.key_type, &organization);
         opts.intermediate_days = request.days;
-        let cn = request.common_name.clone().unwrap_or_else(|| {
-            format!("{} Intermediate CA {}", request.organization, request.name)
-        });
+        let cn = request
+            .common_name
+            .clone()
+            .unwrap_or_else(|| format!("{organization} Intermediate CA {}", request.name));
         let pem = sign_intermediate(&opts, &cn, &root_der, root_key.clone(), key)
             .map_err(|e| err(format!("signing the intermediate with the root: {e}")))?;
         write_atomic(&files.cert, pem.as_bytes(), 0o644)

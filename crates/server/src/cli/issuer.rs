@@ -125,7 +125,7 @@ async fn list(ca: &ConfigArgs) -> anyhow::Result<()> {
     let states = store.issuer_states().await?;
     let now = now();
     println!(
-        "{:<16} {:<24} {:<6} {:<21} {:>7} {:>7} {:<21} {:<21} KEY",
+        "{:<16} {:<38} {:<6} {:<21} {:>7} {:>7} {:<21} {:<36} KEY",
         "NAME", "STATE", "KEY", "NOT AFTER", "VALID", "REVOKED", "LAST EXPIRY", "SUBJECT CN"
     );
     for files in IssuerFiles::all(&config.data_dir)? {
@@ -150,7 +150,7 @@ async fn list(ca: &ConfigArgs) -> anyhow::Result<()> {
             .map(|l| l.to_string())
             .unwrap_or_else(|e| e.to_string());
         println!(
-            "{:<16} {:<24} {:<6} {:<21} {:>7} {:>7} {:<21} {:<21} {}",
+            "{:<16} {:<38} {:<6} {:<21} {:>7} {:>7} {:<21} {:<36} {}",
             files.name,
             state,
             kind,
