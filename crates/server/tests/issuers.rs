@@ -11,7 +11,6 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use certwright_server::clock::{parse_rfc3339, rfc3339};
 use support::relying_party::{check_as_relying_party, plain_get};
 use support::{ca_bin, dns, leaf, lego_command, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT};
@@ -70,19 +69,7 @@ fn wait_for_issuer(ca: &CaProcess, name: &str) {
 
 /// The ARI renewalInfo of the certificate at `path`: (start, end) Unix seconds.
 fn ari_window(ca: &CaProcess, path: &Path) -> (i64, i64) {
-    let certs = support::pem_certs(path);
-    let (_, cert) = X509Certificate::from_der(&certs[0]).unwrap();
-    let aki = cert
-        .iter_extensions()
-        .find_map(|e| match e.parsed_extension() {
-            ParsedExtension::AuthorityKeyIdentifier(a) => {
-                a.key_identifier.as_ref().map(|k| k.0.to_vec())
-            }
-            _ => None,
-        })
-        .unwrap();
-    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let id = format!("{}.{}", b64.encode(aki), b64.encode(cert.raw_serial()));
+    let id = support::x509::ari_id(&support::pem_certs(path)[0]);
     let root = std::fs::read(ca.root_path()).unwrap();
     let body: serde_json::Value = tokio::runtime::Builder::new_current_thread()
         .enable_all()
