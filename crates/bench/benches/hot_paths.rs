@@ -117,9 +117,8 @@ fn signing(c: &mut Criterion) {
             hierarchy,
             IssuancePolicy {
                 backdate_secs: 60,
-                crl_url: Some("https://ca.example/crl".into()),
-                ocsp_url: Some("https://ca.example/ocsp".into()),
-                ca_issuers_url: Some("https://ca.example/issuer".into()),
+                pki_base: Some("https://ca.example".into()),
+                ocsp: true,
             },
         )
         .unwrap();
