@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::files::{check_key_matches, pem_chain, subject_organization, IssuerFiles};
-use super::hierarchy::init::{sign_intermediate, InitOptions};
+use super::hierarchy::init::{import_into, sign_intermediate, write_csr, InitOptions, RootOf};
 use super::hierarchy::{CaKeyType, HierarchyPaths};
 use super::keys::{self, KeyLocation, Pkcs11Settings};
 use crate::fsutil::{create_private_dir, write_atomic};
@@ -124,6 +124,98 @@ pub fn add_issuer(
     Ok(files)
 }
 
+/// `issuer add NAME --csr FILE`: makes issuer NAME's key (a file in `issuers/NAME/`, or
+/// `request.key` in a token) and writes a CSR for another CA (an offline or corporate
+/// root) to sign; `issuer add NAME --import` then installs the certificate. Refuses an
+/// existing issuer; removes what it wrote if a step fails.
+pub fn add_issuer_csr(
+    data_dir: &Path,
+    request: &NewIntermediate,
+    csr_path: &Path,
+    pkcs11: &Pkcs11Settings,
+) -> Result<IssuerFiles, AddError> {
+    let files = IssuerFiles::named(data_dir, &request.name);
+    let dir = IssuerFiles::dir(data_dir, &request.name);
+    if dir.exists() {
+        return Err(err(format!(
+            "{}: exists; an issuer named {} is already there",
+            dir.display(),
+            request.name
+        )));
+    }
+    let paths = HierarchyPaths::new(data_dir);
+    let organization = std::fs::read_to_string(&paths.root_cert)
+        .ok()
+        .and_then(|pem| pem_chain(&pem).ok())
+        .and_then(|chain| chain.first().and_then(|der| subject_organization(der)))
+        .unwrap_or(request.organization.clone());
+    let mut opts = InitOptions::new(request.key_type, &organization);
+    opts.intermediate_key = request
+        .key
+        .as_deref()
+        .map(KeyLocation::parse)
+        .transpose()
+        .map_err(err)?;
+    let cn = request
+        .common_name
+        .clone()
+        .unwrap_or_else(|| format!("{organization} Intermediate CA {}", request.name));
+    create_private_dir(&dir).map_err(|e| err(format!("{}: {e}", dir.display())))?;
+    if let Err(e) = write_csr(&files, &opts, &cn, csr_path, pkcs11) {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Err(err(e));
+    }
+    Ok(files)
+}
+
+/// `issuer add NAME --import CERT --chain CHAIN`: installs the certificate another CA
+/// signed for the key `add_issuer_csr` made (or `key`), after `init`'s checks of the
+/// certificate, key and chain — and the chain must end at this CA's own root, which
+/// clients trust. Running instances then load it.
+pub fn import_issuer(
+    data_dir: &Path,
+    name: &str,
+    cert_path: &Path,
+    chain_path: &Path,
+    key: Option<&str>,
+    pkcs11: &Pkcs11Settings,
+) -> Result<IssuerFiles, AddError> {
+    let files = IssuerFiles::named(data_dir, name);
+    if files.cert.exists() {
+        return Err(err(format!(
+            "{}: exists; issuer {name} has its certificate already",
+            files.cert.display()
+        )));
+    }
+    if !IssuerFiles::dir(data_dir, name).exists() {
+        return Err(err(format!(
+            "no issuer {name} waiting for its certificate: run `issuer add {name} --csr FILE` first"
+        )));
+    }
+    let paths = HierarchyPaths::new(data_dir);
+    let root_pem = std::fs::read_to_string(&paths.root_cert)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
+    let root_der = pem_chain(&root_pem)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))?;
+    let key = key.map(KeyLocation::parse).transpose().map_err(err)?;
+    import_into(
+        &files,
+        &RootOf::MustBe {
+            der: root_der,
+            path: paths.root_cert.clone(),
+        },
+        cert_path,
+        chain_path,
+        key.as_ref(),
+        pkcs11,
+    )
+    .map_err(err)?;
+    Ok(files)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,5 +290,104 @@ mod tests {
         let e = add_issuer(dir.path(), &wrong, &none).unwrap_err();
         assert!(e.to_string().contains("does not match"), "{e}");
         assert!(!IssuerFiles::dir(dir.path(), "int-3").exists());
+    }
+
+    /// Signs the CSR at `csr` as a CA (pathLen 0) with the root of the hierarchy in `dir`,
+    /// as an offline ceremony would; returns the certificate's PEM.
+    fn sign_as_root(dir: &Path, csr: &Path) -> String {
+        let root_pem = std::fs::read_to_string(dir.join("root.pem")).unwrap();
+        let root_key =
+            rcgen::KeyPair::from_pem(&std::fs::read_to_string(dir.join("root.key")).unwrap())
+                .unwrap();
+        let root = rcgen::Issuer::from_ca_cert_pem(&root_pem, root_key).unwrap();
+        let mut request = rcgen::CertificateSigningRequestParams::from_pem(
+            &std::fs::read_to_string(csr).unwrap(),
+        )
+        .unwrap();
+        request.params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        request.params.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::CrlSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        request.params.use_authority_key_identifier_extension = true;
+        request.signed_by(&root).unwrap().pem()
+    }
+
+    #[test]
+    fn an_issuer_from_a_csr_the_root_signs_elsewhere_is_imported_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let h = crate::ca::test_hierarchy(dir.path());
+        let none = Pkcs11Settings::default();
+        let request = NewIntermediate {
+            name: "int-offline".into(),
+            key_type: CaKeyType::Ec384,
+            key: None,
+            root_key: None,
+            common_name: None,
+            organization: "ignored: the root's O wins".into(),
+            days: 30,
+        };
+        let csr = dir.path().join("int.csr");
+        add_issuer_csr(dir.path(), &request, &csr, &none).unwrap();
+        let issuer_dir = IssuerFiles::dir(dir.path(), "int-offline");
+        assert!(issuer_dir.join("key.pem").exists() && !issuer_dir.join("cert.pem").exists());
+        // Not loaded while it waits: no certificate yet.
+        let cert = dir.path().join("int.pem");
+        std::fs::write(&cert, sign_as_root(dir.path(), &csr)).unwrap();
+
+        // A chain to another root is refused, naming the file; nothing is written.
+        let other = tempfile::tempdir().unwrap();
+        crate::ca::test_hierarchy(other.path());
+        let e = import_issuer(
+            dir.path(),
+            "int-offline",
+            &cert,
+            &other.path().join("root.pem"),
+            None,
+            &none,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("root.pem"), "{e}");
+        assert!(!issuer_dir.join("cert.pem").exists());
+
+        // The CA's own root: imported, and it loads.
+        import_issuer(
+            dir.path(),
+            "int-offline",
+            &cert,
+            &h.paths.root_cert,
+            None,
+            &none,
+        )
+        .unwrap();
+        let issuer = IssuerFiles::named(dir.path(), "int-offline")
+            .load(&none)
+            .unwrap();
+        let (_, c) = X509Certificate::from_der(issuer.certificate_der()).unwrap();
+        let org = c
+            .subject()
+            .iter_organization()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert_eq!(org, "certwright");
+        // Twice: refused.
+        let e = import_issuer(
+            dir.path(),
+            "int-offline",
+            &cert,
+            &h.paths.root_cert,
+            None,
+            &none,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("already"), "{e}");
+        // Without the CSR step: refused.
+        let e =
+            import_issuer(dir.path(), "nope", &cert, &h.paths.root_cert, None, &none).unwrap_err();
+        assert!(e.to_string().contains("--csr"), "{e}");
     }
 }

@@ -58,6 +58,17 @@ pub(crate) struct AddArgs {
     /// Lifetime in days (capped at the root's notAfter).
     #[arg(long, default_value_t = 5 * 365)]
     days: u32,
+    /// Do not sign here: make the key and write a CSR to FILE for the root to sign
+    /// elsewhere (an offline ceremony, a corporate CA); then `--import`.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["import", "root_key"])]
+    csr: Option<std::path::PathBuf>,
+    /// Install the certificate the root signed for the `--csr` key (with `--chain`: the
+    /// certificates up to and including this CA's root).
+    #[arg(long, value_name = "CERT", requires = "chain")]
+    import: Option<std::path::PathBuf>,
+    /// The chain of `--import`.
+    #[arg(long, value_name = "CHAIN", requires = "import")]
+    chain: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -196,6 +207,34 @@ fn add(args: AddArgs, ca: &ConfigArgs) -> anyhow::Result<()> {
         organization: config.ca.organization.clone(),
         days: args.days,
     };
+    if let Some(csr) = &args.csr {
+        rotation::add_issuer_csr(&config.data_dir, &request, csr, &pkcs11)?;
+        println!(
+            "issuer {}: key made, CSR written to {}; have the root sign it as a CA \
+             (pathLen 0, keyCertSign, cRLSign), then run `certwright-ca issuer add {} \
+             --import CERT --chain CHAIN`",
+            args.name,
+            csr.display(),
+            args.name
+        );
+        return Ok(());
+    }
+    if let (Some(cert), Some(chain)) = (&args.import, &args.chain) {
+        let files = rotation::import_issuer(
+            &config.data_dir,
+            &args.name,
+            cert,
+            chain,
+            args.key.as_deref(),
+            &pkcs11,
+        )?;
+        println!(
+            "issuer {} imported: {}\nrunning instances load it within a few seconds",
+            args.name,
+            files.cert.display()
+        );
+        return Ok(());
+    }
     let files = rotation::add_issuer(&config.data_dir, &request, &pkcs11)?;
     println!(
         "issuer {} added: {}\nrunning instances load it within a few seconds and issue \

@@ -522,9 +522,24 @@ pub fn write_intermediate_csr(
     pkcs11: &Pkcs11Settings,
 ) -> Result<CsrWritten, HierarchyError> {
     refuse_existing(data_dir)?;
+    let cn = opts.intermediate_cn(&random_suffix());
+    write_csr(&IssuerFiles::first(data_dir), opts, &cn, csr_path, pkcs11)
+}
+
+/// Generates the key of the issuer at `files` (at `opts.intermediate_key`, default its
+/// key file) and writes a CSR for it (`O=organization, CN=cn`, a CA with pathLen
+/// `opts.path_len`) to `csr_path`; on failure removes what it wrote. `init
+/// --intermediate-csr` and `issuer add --csr`.
+pub(crate) fn write_csr(
+    files: &IssuerFiles,
+    opts: &InitOptions,
+    cn: &str,
+    csr_path: &Path,
+    pkcs11: &Pkcs11Settings,
+) -> Result<CsrWritten, HierarchyError> {
     opts.check()?;
     let csr_path = &resolve_file(csr_path)?;
-    let files = IssuerFiles::first(data_dir);
+    let files = files.clone();
     let (location, record) = opts.intermediate_key_location(&files)?;
     let mut rollback = Rollback::default();
     let result = (|| -> Result<CsrWritten, HierarchyError> {
@@ -535,7 +550,7 @@ pub fn write_intermediate_csr(
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
         dn.push(DnType::OrganizationName, opts.organization.as_str());
-        dn.push(DnType::CommonName, opts.intermediate_cn(&random_suffix()));
+        dn.push(DnType::CommonName, cn);
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(opts.path_len));
         params.key_usages = vec![
@@ -594,6 +609,41 @@ pub fn import_intermediate(
             )));
         }
     }
+    import_into(
+        &files,
+        &RootOf::WriteTo(paths.root_cert.clone()),
+        cert_path,
+        chain_path,
+        key,
+        pkcs11,
+    )
+}
+
+/// What to do with the root an imported chain ends at.
+pub(crate) enum RootOf {
+    /// Write it to this file (`init`: the CA's root is the corporate one).
+    WriteTo(PathBuf),
+    /// It must be this certificate (`issuer add --import`: the CA's own `root.pem`).
+    MustBe {
+        /// The root certificate's DER.
+        der: Vec<u8>,
+        /// Its file, for messages.
+        path: PathBuf,
+    },
+}
+
+/// Installs the intermediate at `cert_path` (chain `chain_path`, key `key` or the one
+/// the CSR step made) as the issuer at `files`, checking everything
+/// [`import_intermediate`] checks; the chain's root is handled as `root` says.
+pub(crate) fn import_into(
+    files: &IssuerFiles,
+    root_of: &RootOf,
+    cert_path: &Path,
+    chain_path: &Path,
+    key: Option<&KeyLocation>,
+    pkcs11: &Pkcs11Settings,
+) -> Result<Imported, HierarchyError> {
+    let data_dir = files.cert.parent().unwrap_or(Path::new("."));
     let invalid = |path: &Path, detail: String| HierarchyError::Invalid {
         path: path.to_owned(),
         detail,
@@ -606,8 +656,8 @@ pub fn import_intermediate(
             let location = files.key_location()?;
             if matches!(&location, KeyLocation::File(p) if !p.exists()) {
                 return Err(HierarchyError::State(format!(
-                    "{}: no intermediate key: run `init --intermediate-csr FILE` first (it \
-                     makes the key), or name the key with --intermediate-key",
+                    "{}: no intermediate key: make the CSR first (`init --intermediate-csr \
+                     FILE` or `issuer add NAME --csr FILE` makes the key), or name the key",
                     files.key.display()
                 )));
             }
@@ -680,6 +730,19 @@ pub fn import_intermediate(
     let root_der = chain.pop().expect("verify_chain refuses an empty chain");
     let (_, root) = X509Certificate::from_der(&root_der)
         .map_err(|e| invalid(chain_path, format!("not an X.509 certificate: {e}")))?;
+    if let RootOf::MustBe { der, path } = root_of {
+        if *der != root_der {
+            return Err(invalid(
+                chain_path,
+                format!(
+                    "the chain ends at {}, not at this CA's root ({}): clients trusting the \
+                     CA would not trust the new intermediate",
+                    root.subject(),
+                    path.display()
+                ),
+            ));
+        }
+    }
 
     // The key signs as the certificate, in certificates certwright-ca would issue.
     let mut intermediate_pem = pem_encode(&intermediate_der);
@@ -700,7 +763,9 @@ pub fn import_intermediate(
         if let Some(uri) = &record_uri {
             rollback.write(&files.key_uri, format!("{uri}\n").as_bytes(), 0o600)?;
         }
-        rollback.write(&paths.root_cert, pem_encode(&root_der).as_bytes(), 0o644)?;
+        if let RootOf::WriteTo(root_cert) = root_of {
+            rollback.write(root_cert, pem_encode(&root_der).as_bytes(), 0o644)?;
+        }
         rollback.write(&files.cert, intermediate_pem.as_bytes(), 0o644)?;
         // What serve will load.
         files.load(pkcs11)?;
@@ -711,10 +776,12 @@ pub fn import_intermediate(
         Err(e) => return Err(rollback.fail(e)),
     }
     Ok(Imported {
-        root_cert: paths.root_cert,
-        intermediate_cert: files.cert,
+        root_cert: match root_of {
+            RootOf::WriteTo(path) | RootOf::MustBe { path, .. } => path.clone(),
+        },
+        intermediate_cert: files.cert.clone(),
         intermediate_key: match copy_key_from {
-            Some(_) => KeyLocation::File(IssuerFiles::first(data_dir).key),
+            Some(_) => KeyLocation::File(files.key.clone()),
             None => location,
         },
         root_subject: root.subject().to_string(),
