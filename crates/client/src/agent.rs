@@ -24,11 +24,8 @@ use time::OffsetDateTime;
 
 use crate::client::Eab;
 use crate::error::{Error, Result};
-use crate::manager::{CertSpec, Manager};
+use crate::manager::{CertSpec, MaintainOptions, Manager, Outcome};
 use crate::solver::SolverOptions;
-
-/// The longest the agent sleeps before looking again (ARI windows may move).
-pub const MAX_SLEEP: Duration = Duration::from_secs(6 * 3600);
 
 /// The agent's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -84,6 +81,15 @@ pub struct AgentCert {
     /// Deploy hook command (`sh -c`).
     #[serde(default)]
     pub deploy_hook: Option<String>,
+    /// Endpoints (`host:port`) that must serve the new certificate after the deploy hook.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub verify: Vec<String>,
+    /// Hook run before each issuance (`sh -c`).
+    #[serde(default)]
+    pub pre_hook: Option<String>,
+    /// Hook run after the CA work of each issuance (`sh -c`).
+    #[serde(default)]
+    pub post_hook: Option<String>,
     /// Standalone http-01 listener `ADDR:PORT`.
     #[serde(default)]
     pub http01_listen: Option<std::net::SocketAddr>,
@@ -142,10 +148,14 @@ where
 impl AgentConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let config: Self =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        config.specs()?;
+        for (name, spec) in config.specs()? {
+            crate::solver::preflight::check_static(&spec.solver, &spec.names)
+                .map_err(|e| Error::Config(format!("certificate {name}: {e}")))?;
+        }
         Ok(config)
     }
 
@@ -198,6 +208,9 @@ impl AgentConfig {
                     email: self.email.clone(),
                     eab: eab.clone(),
                     deploy_hook: c.deploy_hook.clone(),
+                    verify: c.verify.clone(),
+                    pre_hook: c.pre_hook.clone(),
+                    post_hook: c.post_hook.clone(),
                 },
             ));
         }
@@ -222,7 +235,12 @@ pub enum AgentEvent {
         /// Directory URL of the CA that issued it.
         ca: String,
     },
-    /// Failed; retried later.
+    /// A deploy hook that had failed succeeded on a retry.
+    Deployed {
+        /// The certificate's name.
+        name: String,
+    },
+    /// Failed (issuance, renewal or deploy hook); retried later with backoff.
     Failed {
         /// The certificate's name.
         name: String,
@@ -236,167 +254,130 @@ pub enum AgentEvent {
 /// jump).
 pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// What the agent remembers between passes.
+/// What the agent remembers between passes (failures and retry times live in each
+/// certificate's `meta.json`).
 #[derive(Debug, Default)]
 pub struct AgentState {
-    /// Certificates whose first issuance failed: attempts and the next try.
-    failed_new: std::collections::HashMap<String, (u32, OffsetDateTime)>,
     /// When this agent last issued each certificate (monotonic).
     issued_at: std::collections::HashMap<String, std::time::Instant>,
 }
 
-/// One pass over every certificate: issue missing ones, renew due ones. Returns what
-/// happened and when the next certificate is due.
+/// One pass over every certificate: issue missing ones, renew due ones, retry failed
+/// deploy hooks. Returns what happened and when the agent should look again: the next
+/// due time, but at least every [`crate::renewal::wake_interval`] of the shortest
+/// lifetime it manages (a 6-day certificate: every 86 minutes).
 pub async fn pass(
     manager: &Manager,
     certs: &[(String, CertSpec)],
     stop: &tokio::sync::watch::Receiver<bool>,
     state: &mut AgentState,
 ) -> (Vec<AgentEvent>, OffsetDateTime) {
-    let failed_new = &mut state.failed_new;
-    let issued_at = &mut state.issued_at;
     let mut events = Vec::new();
-    let mut next = manager.now() + MAX_SLEEP;
+    let mut shortest: Option<time::Duration> = None;
+    let mut next: Option<OffsetDateTime> = None;
+    let mut soonest = |t: OffsetDateTime| next = Some(next.map_or(t, |n: OffsetDateTime| n.min(t)));
     for (name, spec) in certs {
         if *stop.borrow() {
             break;
         }
-        let now = manager.now();
-        let meta = match manager.store().load_meta(name) {
-            Ok(m) => m,
-            Err(e) => {
-                events.push(AgentEvent::Failed {
-                    name: name.clone(),
-                    error: e.to_string(),
-                });
-                continue;
-            }
+        let since = state.issued_at.get(name).map(std::time::Instant::elapsed);
+        let held = since.filter(|s| *s < MIN_REISSUE_INTERVAL);
+        let opts = MaintainOptions {
+            spec: Some(spec),
+            may_issue: held.is_none(),
+            ..MaintainOptions::default()
         };
-        let changed = meta.as_ref().is_some_and(|m| {
-            let mut a = m.names.clone();
-            let mut b = spec.names.clone();
-            a.sort();
-            b.sort();
-            a != b
-        });
-        match meta {
-            Some(meta) if !changed && !meta.revoked => {
-                let meta = if meta.ari_id.is_some() && Manager::due_at(&meta) > now {
-                    manager
-                        .refresh_ari(name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or(meta)
-                } else {
-                    meta
-                };
-                let due = Manager::due_at(&meta);
-                if due > now {
-                    next = next.min(due);
-                    continue;
-                }
-                if let Some(at) = issued_at.get(name) {
-                    let since = at.elapsed();
-                    if since < MIN_REISSUE_INTERVAL {
-                        let wait = MIN_REISSUE_INTERVAL - since;
-                        tracing::warn!(
-                            name,
-                            "due again right after being issued; waiting {}s before renewing",
-                            wait.as_secs()
-                        );
-                        next = next.min(now + wait);
-                        continue;
-                    }
-                }
-                match manager.obtain(name, spec, Some(&meta)).await {
-                    Ok(o) => {
-                        issued_at.insert(name.clone(), std::time::Instant::now());
-                        next = next.min(Manager::due_at(&o.meta));
-                        events.push(AgentEvent::Renewed {
-                            name: name.clone(),
-                            ca: o.server,
-                        });
-                    }
-                    Err(e) => {
-                        let mut failed = meta.clone();
-                        failed.failures += 1;
-                        let retry = now
-                            + time::Duration::try_from(crate::renewal::retry_delay(
-                                failed.failures,
-                            ))
-                            .unwrap_or_default();
-                        failed.retry_at = Some(crate::renewal::rfc3339(retry));
-                        failed.last_error = Some(e.to_string());
-                        if let Ok(_lock) = manager.store().lock_cert(name) {
-                            if let Err(e) = manager.store().save_meta(name, &failed) {
-                                tracing::warn!(name, error = %e, "could not record the failure");
-                            }
-                        }
-                        next = next.min(retry);
-                        events.push(AgentEvent::Failed {
-                            name: name.clone(),
-                            error: e.to_string(),
-                        });
-                    }
+        match manager.maintain(name, &opts).await {
+            Ok(Outcome::NotDue { at }) => soonest(at),
+            Ok(Outcome::Held) => {
+                let wait = MIN_REISSUE_INTERVAL - held.unwrap_or_default();
+                tracing::warn!(
+                    name,
+                    "due again right after being issued; waiting {}s before renewing",
+                    wait.as_secs()
+                );
+                soonest(crate::renewal::after(manager.now(), wait));
+            }
+            Ok(Outcome::Issued(o)) => {
+                state
+                    .issued_at
+                    .insert(name.clone(), std::time::Instant::now());
+                events.extend(issued_events(name, o, true));
+            }
+            Ok(Outcome::Renewed(o)) => {
+                state
+                    .issued_at
+                    .insert(name.clone(), std::time::Instant::now());
+                events.extend(issued_events(name, o, false));
+            }
+            Ok(Outcome::Deployed) => events.push(AgentEvent::Deployed { name: name.clone() }),
+            Err(e) => events.push(AgentEvent::Failed {
+                name: name.clone(),
+                error: e.to_string(),
+            }),
+        }
+        match manager.store().load_meta(name) {
+            Ok(Some(meta)) => {
+                soonest(Manager::next_action_at(&meta));
+                if let Some(l) = meta.lifetime() {
+                    shortest = Some(shortest.map_or(l, |s| s.min(l)));
                 }
             }
-            _ => {
-                if let Some((_, retry)) = failed_new.get(name) {
-                    if *retry > now {
-                        next = next.min(*retry);
-                        continue;
-                    }
-                }
-                match manager.obtain(name, spec, None).await {
-                    Ok(o) => {
-                        failed_new.remove(name);
-                        issued_at.insert(name.clone(), std::time::Instant::now());
-                        next = next.min(Manager::due_at(&o.meta));
-                        events.push(AgentEvent::Issued {
-                            name: name.clone(),
-                            ca: o.server,
-                        });
-                    }
-                    Err(e) => {
-                        let n = failed_new.get(name).map_or(1, |f| f.0 + 1);
-                        let retry = now
-                            + time::Duration::try_from(crate::renewal::retry_delay(n))
-                                .unwrap_or_default();
-                        failed_new.insert(name.clone(), (n, retry));
-                        next = next.min(retry);
-                        events.push(AgentEvent::Failed {
-                            name: name.clone(),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
+            Ok(None) => {}
+            Err(e) => events.push(AgentEvent::Failed {
+                name: name.clone(),
+                error: e.to_string(),
+            }),
         }
     }
-    (events, next)
+    let look_again = crate::renewal::after(manager.now(), crate::renewal::wake_interval(shortest));
+    (events, next.map_or(look_again, |n| n.min(look_again)))
+}
+/// The events of one issuance or renewal: itself, and a failed deploy hook.
+fn issued_events(name: &str, o: crate::manager::Obtained, first: bool) -> Vec<AgentEvent> {
+    let (name, ca) = (name.to_owned(), o.server);
+    let mut events = vec![if first {
+        AgentEvent::Issued {
+            name: name.clone(),
+            ca,
+        }
+    } else {
+        AgentEvent::Renewed {
+            name: name.clone(),
+            ca,
+        }
+    }];
+    if let Some(error) = o.deploy_error {
+        events.push(AgentEvent::Failed { name, error });
+    }
+    events
 }
 
 /// Runs until `stop` turns true: a pass, then sleep until the next certificate is due.
-/// `report` sees every event as it happens.
+/// A new certificate list arriving on `reload` (SIGHUP) replaces the old one and starts a
+/// pass at once: added certificates are issued, changed ones follow their new settings,
+/// removed ones are no longer looked after (their files stay). `report` sees every event
+/// as it happens.
 pub async fn run(
     manager: &Manager,
-    certs: &[(String, CertSpec)],
+    mut certs: Vec<(String, CertSpec)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut reload: tokio::sync::mpsc::Receiver<Vec<(String, CertSpec)>>,
     report: &(dyn Fn(&AgentEvent) + Send + Sync),
 ) -> Result<()> {
     let mut state = AgentState::default();
+    let mut reload_open = true;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let (events, next) = pass(manager, certs, &stop, &mut state).await;
+        let (events, next) = pass(manager, &certs, &stop, &mut state).await;
         for e in &events {
             report(e);
         }
         let wait = (next - manager.now()).clamp(
             time::Duration::seconds(1),
-            time::Duration::try_from(MAX_SLEEP).expect("fits"),
+            time::Duration::try_from(crate::renewal::MAX_INTERVAL).expect("fits"),
         );
         let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));
         tracing::info!(
@@ -410,6 +391,10 @@ pub async fn run(
                     return Ok(());
                 }
             }
+            new = reload.recv(), if reload_open => match new {
+                Some(new) => certs = new,
+                None => reload_open = false,
+            },
         }
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod dns01_exec;
 pub mod http01;
+pub mod preflight;
 pub mod propagation;
 pub mod rfc2136;
 pub mod tlsalpn01;
@@ -206,6 +207,12 @@ impl SolverSpec {
                 Box::new(rfc2136::Rfc2136::new(cfg, check.checker())?)
             }
         })
+    }
+
+    /// Checks the local preconditions for answering challenges for `names`
+    /// ([`preflight::check`]): nothing is contacted, nothing is created.
+    pub fn check_local(&self, names: &[String]) -> Result<()> {
+        preflight::check(self, names)
     }
 
     /// A short description for humans.
