@@ -49,6 +49,17 @@ pub struct AgentConfig {
     /// Default EAB MAC key (base64url).
     #[serde(default)]
     pub eab_hmac_key: Option<String>,
+    /// Command run (`sh -c`) for each notification (failure, repeated failure,
+    /// recovery, close to expiry).
+    #[serde(default)]
+    pub notify_hook: Option<String>,
+    /// URL the notifications are POSTed to (JSON, HMAC-SHA256 signed).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// File holding the webhook's HMAC secret (mode 0600); without it, the
+    /// `CERTWRIGHT_WEBHOOK_SECRET` environment variable.
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
     /// The certificates.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<AgentCert>,
@@ -156,7 +167,23 @@ impl AgentConfig {
             crate::solver::preflight::check_static(&spec.solver, &spec.names)
                 .map_err(|e| Error::Config(format!("certificate {name}: {e}")))?;
         }
+        config.notifier()?;
         Ok(config)
+    }
+
+    /// Where notifications go, as configured (reads the webhook secret).
+    pub fn notifier(&self) -> Result<crate::notify::Notifier> {
+        let webhook = match &self.webhook_url {
+            Some(url) => Some(crate::notify::Webhook::new(
+                url.clone(),
+                self.webhook_secret_file.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok(crate::notify::Notifier {
+            hook: self.notify_hook.clone(),
+            webhook,
+        })
     }
 
     /// Each certificate's name and spec, with the file's defaults applied.
@@ -260,6 +287,20 @@ pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(600);
 pub struct AgentState {
     /// When this agent last issued each certificate (monotonic).
     issued_at: std::collections::HashMap<String, std::time::Instant>,
+    /// Where notifications go.
+    notifier: crate::notify::Notifier,
+    /// Certificates (name, serial) already reported as close to expiry.
+    warned: std::collections::HashSet<(String, String)>,
+}
+
+impl AgentState {
+    /// A fresh state sending notifications through `notifier`.
+    pub fn new(notifier: crate::notify::Notifier) -> Self {
+        Self {
+            notifier,
+            ..Self::default()
+        }
+    }
 }
 
 /// One pass over every certificate: issue missing ones, renew due ones, retry failed
@@ -280,6 +321,7 @@ pub async fn pass(
         if *stop.borrow() {
             break;
         }
+        let before = manager.store().load_meta(name).ok().flatten();
         let since = state.issued_at.get(name).map(std::time::Instant::elapsed);
         let held = since.filter(|s| *s < MIN_REISSUE_INTERVAL);
         let opts = MaintainOptions {
@@ -316,7 +358,22 @@ pub async fn pass(
                 error: e.to_string(),
             }),
         }
-        match manager.store().load_meta(name) {
+        let after = manager.store().load_meta(name);
+        if !state.notifier.is_empty() {
+            let after = after.as_ref().ok().and_then(Option::as_ref);
+            let key = (
+                name.clone(),
+                after.map(|m| m.serial.clone()).unwrap_or_default(),
+            );
+            let warned = state.warned.contains(&key);
+            for n in crate::notify::events(name, before.as_ref(), after, manager.now(), warned) {
+                if n.event == crate::notify::EventKind::ExpiringSoon {
+                    state.warned.insert(key.clone());
+                }
+                state.notifier.send(&n).await;
+            }
+        }
+        match after {
             Ok(Some(meta)) => {
                 soonest(Manager::next_action_at(&meta));
                 if let Some(l) = meta.lifetime() {
@@ -363,9 +420,10 @@ pub async fn run(
     mut certs: Vec<(String, CertSpec)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut reload: tokio::sync::mpsc::Receiver<Vec<(String, CertSpec)>>,
+    notifier: crate::notify::Notifier,
     report: &(dyn Fn(&AgentEvent) + Send + Sync),
 ) -> Result<()> {
-    let mut state = AgentState::default();
+    let mut state = AgentState::new(notifier);
     let mut reload_open = true;
     loop {
         if *stop.borrow() {

@@ -624,9 +624,11 @@ impl Manager {
             return Ok(Outcome::Issued(self.obtain(name, &spec, None).await?));
         };
         if meta.servers != spec.servers {
-            // A new CA list (renew --server, an edited agent file) applies from now on.
+            // A new CA list (renew --server, an edited agent file) applies from now on,
+            // and is tried without waiting out the backoff earned at the old one.
             let _lock = self.store.lock_cert(name)?;
             meta.servers = spec.servers.clone();
+            meta.retry_at = None;
             self.store.save_meta(name, &meta)?;
         }
         let names_changed = {

@@ -893,3 +893,146 @@ fn pre_and_post_hooks_free_the_http01_port_around_issuance() {
     // Kept for renewals.
     assert_eq!(f.meta(name)["pre_hook"], pre.as_str());
 }
+
+/// A webhook receiver on loopback: each request's timestamp, signature and body.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<(String, String, Vec<u8>)>>>;
+
+fn webhook_receiver() -> (String, Received) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let got: Received = Default::default();
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            stream.set_read_timeout(Some(Duration::from_secs(5))).ok();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let (mut ts, mut sig, mut len) = (String::new(), String::new(), 0usize);
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                let (k, v) = line.split_once(':').unwrap_or((&line, ""));
+                match k.to_ascii_lowercase().as_str() {
+                    "x-certwright-timestamp" => ts = v.trim().to_owned(),
+                    "x-certwright-signature" => sig = v.trim().to_owned(),
+                    "content-length" => len = v.trim().parse().unwrap_or(0),
+                    _ => {}
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_ok() {
+                sink.lock().unwrap().push((ts, sig, body));
+            }
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                .ok();
+        }
+    });
+    (url, got)
+}
+
+#[test]
+fn the_agent_notifies_failure_and_recovery_by_signed_webhook_and_hook() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture();
+    let ca = ca();
+    let (url, received) = webhook_receiver();
+    let secret = f.cli.state.join("webhook.key");
+    let key = "a-shared-secret-of-32-bytes-long";
+    std::fs::write(&secret, key).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let hook_log = f.cli.state.join("notify.log");
+    let config = f.cli.state.join("agent.toml");
+    let write = |server: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"
+ca_cert = "{root}"
+webhook_url = "{url}"
+webhook_secret_file = "{secret}"
+notify_hook = 'echo "$CERTWRIGHT_EVENT $CERTWRIGHT_CERT_NAME" >> {log}'
+
+[[certificate]]
+domains = ["notify.cw.test"]
+server = "{server}"
+dns01_exec = "{hook}"
+dns01_resolvers = ["{resolver}"]
+"#,
+                root = ca.root.display(),
+                secret = secret.display(),
+                log = hook_log.display(),
+                hook = f.dns[1],
+                resolver = f.dns[3],
+            ),
+        )
+        .unwrap()
+    };
+    write(&format!(
+        "https://127.0.0.1:{}/directory",
+        common::free_port()
+    ));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright"));
+    cmd.arg("--state-dir")
+        .arg(&f.cli.state)
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("CERTWRIGHT_WEBHOOK_SECRET")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = common::spawn(&mut cmd);
+    let events = || -> Vec<Value> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(ts, sig, body)| {
+                let ts: i64 = ts.parse().expect("a timestamp header");
+                let want = certwright_client::notify::signature(key.as_bytes(), ts, body);
+                assert_eq!(sig, &want, "signature of {}", String::from_utf8_lossy(body));
+                serde_json::from_slice(body).unwrap()
+            })
+            .collect()
+    };
+    let wait_for = |event: &str| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !events().iter().any(|e| e["event"] == event) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {event} event: {:?}",
+                events()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    wait_for("failed");
+    let failed = events()
+        .into_iter()
+        .find(|e| e["event"] == "failed")
+        .unwrap();
+    assert_eq!(failed["name"], "notify.cw.test");
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{failed}"
+    );
+    // The CA is fixed in the file: after SIGHUP the certificate is issued, and the
+    // recovery is reported.
+    write(&ca.directory_url);
+    common::send_signal(child.id(), common::Signal::HUP);
+    wait_for("recovered");
+    assert!(child.0.try_wait().unwrap().is_none(), "the agent stopped");
+    common::send_signal(child.id(), common::Signal::TERM);
+    let status = child.wait_timeout(Duration::from_secs(30)).expect("stops");
+    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(&hook_log).unwrap();
+    assert_eq!(
+        log, "failed notify.cw.test\nrecovered notify.cw.test\n",
+        "the notify hook saw the same events"
+    );
+}

@@ -652,7 +652,8 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
             ctx.state_dir.display()
         );
     }
-    certwright_client::agent::run(&manager, certs, rx, reload_rx, &report).await?;
+    let notifier = config.notifier()?;
+    certwright_client::agent::run(&manager, certs, rx, reload_rx, notifier, &report).await?;
     if !json {
         println!("certwright agent: stopped");
     } else {
