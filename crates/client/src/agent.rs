@@ -291,6 +291,8 @@ pub struct AgentState {
     notifier: crate::notify::Notifier,
     /// Certificates (name, serial) already reported as close to expiry.
     warned: std::collections::HashSet<(String, String)>,
+    /// The status file and metrics, updated after each pass.
+    monitor: Option<crate::monitor::Monitor>,
 }
 
 impl AgentState {
@@ -300,6 +302,12 @@ impl AgentState {
             notifier,
             ..Self::default()
         }
+    }
+
+    /// Also keeps `monitor` (status file, metrics) up to date.
+    pub fn with_monitor(mut self, monitor: crate::monitor::Monitor) -> Self {
+        self.monitor = Some(monitor);
+        self
     }
 }
 
@@ -420,10 +428,9 @@ pub async fn run(
     mut certs: Vec<(String, CertSpec)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut reload: tokio::sync::mpsc::Receiver<Vec<(String, CertSpec)>>,
-    notifier: crate::notify::Notifier,
+    mut state: AgentState,
     report: &(dyn Fn(&AgentEvent) + Send + Sync),
 ) -> Result<()> {
-    let mut state = AgentState::new(notifier);
     let mut reload_open = true;
     loop {
         if *stop.borrow() {
@@ -432,6 +439,13 @@ pub async fn run(
         let (events, next) = pass(manager, &certs, &stop, &mut state).await;
         for e in &events {
             report(e);
+        }
+        if let Some(monitor) = &mut state.monitor {
+            monitor.count(&events);
+            let names: Vec<String> = certs.iter().map(|(n, _)| n.clone()).collect();
+            if let Err(e) = monitor.update(manager, &names) {
+                tracing::warn!(error = %e, "could not write the status file");
+            }
         }
         let wait = (next - manager.now()).clamp(
             time::Duration::seconds(1),

@@ -8,6 +8,7 @@
 //! - [`store`]: the on-disk state (accounts per CA, certificates per name, locks).
 //! - [`renewal`]: when to renew (safety floor, jitter, the CA's ARI window, backoff).
 //! - [`agent`]: the long-running renewal agent and its TOML configuration.
+//! - [`monitor`]: the agent's status file and Prometheus metrics.
 //! - [`notify`]: the agent's notify hook and signed webhook.
 //! - [`verify`]: after deployment, check that servers serve the new certificate.
 
@@ -19,6 +20,7 @@ pub mod error;
 pub mod hooks;
 pub mod issue;
 pub mod manager;
+pub mod monitor;
 pub mod notify;
 pub mod renewal;
 pub mod solver;

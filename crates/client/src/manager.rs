@@ -474,6 +474,7 @@ impl Manager {
             verify: spec.verify.clone(),
             pre_hook: spec.pre_hook.clone(),
             post_hook: spec.post_hook.clone(),
+            last_success: Some(rfc3339(self.now())),
             deploy_failure: None,
         };
         self.store.save_certificate(name, &files(&issued), &meta)?;

@@ -183,6 +183,9 @@ pub struct CertMeta {
     /// Endpoints (`host:port`) checked to serve the new certificate after deployment.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verify: Vec<String>,
+    /// When the current certificate was obtained (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
     /// Set while the deploy hook (or the verification after it) of the current
     /// certificate has not succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +239,7 @@ impl CertMeta {
             verify: Vec::new(),
             pre_hook: None,
             post_hook: None,
+            last_success: None,
             deploy_failure: None,
         }
     }

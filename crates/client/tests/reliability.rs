@@ -770,10 +770,17 @@ fn sighup_reloads_the_agent_file_and_a_bad_file_keeps_the_running_one() {
     );
     std::fs::write(&config, format!("{head}{}", cert("hup-one.cw.test"))).unwrap();
     let events = f.cli.state.join("agent-events.jsonl");
+    let metrics_port = common::free_port();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright"));
     cmd.arg("--state-dir")
         .arg(&f.cli.state)
-        .args(["--json", "run", "--config"])
+        .args([
+            "--json",
+            "run",
+            "--metrics",
+            &format!("127.0.0.1:{metrics_port}"),
+        ])
+        .arg("--config")
         .arg(&config)
         .stdout(std::fs::File::create(&events).unwrap())
         .stderr(std::process::Stdio::null());
@@ -798,6 +805,28 @@ fn sighup_reloads_the_agent_file_and_a_bad_file_keeps_the_running_one() {
             .any(|r| r["name"] == name && r["status"] == "valid")
     };
     wait_for("first certificate", &|| listed("hup-one.cw.test"));
+    // Monitoring: the status file and the Prometheus metrics follow each pass.
+    let status_file = f.cli.state.join("status.json");
+    wait_for("status file", &|| {
+        std::fs::read_to_string(&status_file).is_ok_and(|s| s.contains("hup-one.cw.test"))
+    });
+    let status: Value =
+        serde_json::from_str(&std::fs::read_to_string(&status_file).unwrap()).unwrap();
+    assert_eq!(status["certificates"][0]["status"], "valid", "{status}");
+    let metrics = http_get(metrics_port, "/metrics");
+    assert!(
+        metrics
+            .contains("certwright_certificate_expiry_timestamp_seconds{name=\"hup-one.cw.test\"}"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certwright_certificate_consecutive_failures{name=\"hup-one.cw.test\"} 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("certwright_events_total{event=\"issued\"} 1"),
+        "{metrics}"
+    );
 
     // A certificate added to the file: issued after SIGHUP.
     std::fs::write(
@@ -1035,4 +1064,17 @@ dns01_resolvers = ["{resolver}"]
         log, "failed notify.cw.test\nrecovered notify.cw.test\n",
         "the notify hook saw the same events"
     );
+}
+
+/// A plain HTTP GET on loopback; the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nhost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or(out)
 }

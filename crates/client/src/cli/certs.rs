@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use certwright_client::agent::{AgentConfig, AgentEvent};
+use certwright_client::agent::{AgentConfig, AgentEvent, AgentState};
 use certwright_client::certinfo::read_csr;
 use certwright_client::manager::{
     parse_reason, CertSpec, MaintainOptions, Manager, Obtained, Outcome,
 };
+use certwright_client::monitor::Monitor;
 use certwright_client::renewal::{parse_rfc3339, rfc3339};
 use certwright_client::solver::SolverOptions;
 use certwright_proto::KeyType;
@@ -149,6 +150,9 @@ pub(crate) struct RunArgs {
     /// The agent's TOML file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 fn obtained_json(o: &Obtained, action: &str) -> serde_json::Value {
@@ -652,8 +656,13 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
             ctx.state_dir.display()
         );
     }
-    let notifier = config.notifier()?;
-    certwright_client::agent::run(&manager, certs, rx, reload_rx, notifier, &report).await?;
+    let monitor = Monitor::new(ctx.state_dir.join("status.json"));
+    if let Some(addr) = a.metrics {
+        let bound = monitor.serve(addr).await?;
+        tracing::info!(%bound, "metrics at /metrics");
+    }
+    let state = AgentState::new(config.notifier()?).with_monitor(monitor);
+    certwright_client::agent::run(&manager, certs, rx, reload_rx, state, &report).await?;
     if !json {
         println!("certwright agent: stopped");
     } else {
