@@ -101,14 +101,14 @@ pub struct AgentCert {
     /// Hook run after the CA work of each issuance (`sh -c`).
     #[serde(default)]
     pub post_hook: Option<String>,
-    /// Standalone http-01 listener `ADDR:PORT`.
-    #[serde(default)]
+    /// Standalone http-01 listener `ADDR:PORT` (or `:PORT`).
+    #[serde(default, deserialize_with = "crate::solver::deserialize_listen")]
     pub http01_listen: Option<std::net::SocketAddr>,
     /// http-01 web root.
     #[serde(default)]
     pub webroot: Option<PathBuf>,
-    /// Standalone tls-alpn-01 listener `ADDR:PORT`.
-    #[serde(default)]
+    /// Standalone tls-alpn-01 listener `ADDR:PORT` (or `:PORT`).
+    #[serde(default, deserialize_with = "crate::solver::deserialize_listen")]
     pub tlsalpn01_listen: Option<std::net::SocketAddr>,
     /// dns-01 hook script.
     #[serde(default)]

@@ -522,12 +522,55 @@ fn local_preconditions_are_checked_before_any_ca_is_contacted() {
         );
     }
     assert!(!webroot.exists(), "a mistyped web root is not created");
+    // --dry-run checks the same and contacts nobody; `:PORT` is every IPv4 address.
+    let free = format!(":{}", common::free_port());
+    let out = common::run_bounded(
+        Command::new(env!("CARGO_BIN_EXE_certwright"))
+            .args(["--json", "--server", &ca.url(), "--state-dir"])
+            .arg(&f.cli.state)
+            .args([
+                "issue",
+                "--dry-run",
+                "-d",
+                "dry.cw.test",
+                "--http01-listen",
+                &free,
+            ]),
+        Duration::from_secs(60),
+    );
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    assert_eq!(last_json(&out)["action"], "dry_run", "{}", text(&out));
+    assert!(!ca.contacted(), "a dry run contacted the CA");
+    let out = f.cli.run(&[
+        "issue",
+        "--dry-run",
+        "-d",
+        "dry.cw.test",
+        "--http01-listen",
+        &busy_addr,
+    ]);
+    assert_eq!(code(&out), Some(2), "{}", text(&out));
     assert_eq!(
         f.cli.json(&["list"]),
         serde_json::json!([]),
         "no state left"
     );
     drop(busy);
+
+    // renew --dry-run: due or not, preconditions, nothing changed.
+    let out = f.issue("dry-renew.cw.test", &[]);
+    assert_eq!(code(&out), Some(0), "{}", text(&out));
+    let before = f.meta("dry-renew.cw.test");
+    let v = f.cli.json(&["renew", "--dry-run"]);
+    assert_eq!(v["due"], false, "{v}");
+    assert_eq!(v["preconditions"], "ok", "{v}");
+    let v = f.cli.json(&["renew", "--dry-run", "--force"]);
+    assert_eq!(v["due"], true, "{v}");
+    assert_eq!(
+        f.meta("dry-renew.cw.test"),
+        before,
+        "a dry run changes nothing"
+    );
 }
 
 #[test]

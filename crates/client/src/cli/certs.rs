@@ -27,14 +27,14 @@ pub(crate) struct Partial(pub usize, pub usize);
 
 #[derive(Debug, Args)]
 pub(crate) struct SolverArgs {
-    /// http-01: listen on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// http-01: listen on ADDR:PORT (`:80`: every IPv4 address).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen_arg)]
     http01_listen: Option<SocketAddr>,
     /// http-01: write token files under this web root.
     #[arg(long, value_name = "DIR")]
     webroot: Option<PathBuf>,
-    /// tls-alpn-01: listen on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// tls-alpn-01: listen on ADDR:PORT (`:443`: every IPv4 address).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen_arg)]
     tlsalpn01_listen: Option<SocketAddr>,
     /// dns-01: call SCRIPT present|cleanup FQDN VALUE.
     #[arg(long, value_name = "SCRIPT")]
@@ -48,6 +48,10 @@ pub(crate) struct SolverArgs {
     /// dns-01: propagation check timeout in seconds.
     #[arg(long, value_name = "SECS")]
     dns01_timeout: Option<u64>,
+}
+
+fn listen_arg(text: &str) -> std::result::Result<SocketAddr, String> {
+    certwright_client::solver::parse_listen(text).map_err(|e| e.to_string())
 }
 
 impl SolverArgs {
@@ -106,6 +110,9 @@ pub(crate) struct IssueArgs {
     /// Issue even if a valid certificate that is not due exists.
     #[arg(long)]
     force: bool,
+    /// Check the local preconditions and say what would be done; contact no CA.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     eab: EabArgs,
     #[command(flatten)]
@@ -119,6 +126,10 @@ pub(crate) struct RenewArgs {
     /// Renew even when not due.
     #[arg(long)]
     force: bool,
+    /// Check each certificate's local preconditions and say which are due; contact no
+    /// CA and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +253,20 @@ pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
         Some(_) => certwright_client::solver::preflight::check_static(&solver, &domains)?,
     }
     let name = a.name.clone().unwrap_or_else(|| domains[0].clone());
+    if a.dry_run {
+        ctx.print(
+            &json!({"action": "dry_run", "name": name, "names": domains, "servers": ctx.servers, "solver": solver.describe(), "preconditions": "ok"}),
+            || {
+                format!(
+                    "dry run: {name} ({}) would be requested from {} with {}; local preconditions OK",
+                    domains.join(", "),
+                    ctx.servers.join(", then "),
+                    solver.describe()
+                )
+            },
+        );
+        return Ok(());
+    }
     let manager = ctx.manager()?;
     let previous = manager.store().load_meta(&name)?;
     if let Some(prev) = &previous {
@@ -318,6 +343,9 @@ pub(crate) async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
         );
         b
     });
+    if a.dry_run {
+        return renew_dry_run(ctx, &manager, &names, a.force);
+    }
     // `--server` moves the certificates to these CAs (from this renewal on).
     let servers = (!ctx.servers.is_empty()).then_some(ctx.servers.as_slice());
     let opts = MaintainOptions {
@@ -402,6 +430,42 @@ pub(crate) async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
             }
             Err(Reported(super::exit::PARTIAL).into())
         }
+    }
+}
+
+/// `renew --dry-run`: per certificate, whether it is due (without asking the CA's ARI
+/// endpoint) and whether its solver's local preconditions hold.
+fn renew_dry_run(ctx: &Ctx, manager: &Manager, names: &[String], force: bool) -> Result<()> {
+    let now = manager.now();
+    let mut codes = Vec::new();
+    for name in names {
+        let meta = manager.store().load_meta(name)?.ok_or_else(|| {
+            certwright_client::Error::Config(format!("no certificate named {name}"))
+        })?;
+        let due = force || Manager::renewal_due_at(&meta) <= now;
+        let next = rfc3339(Manager::next_action_at(&meta).max(now));
+        let check = meta.solver.check_local(&meta.names);
+        let verdict = match &check {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        ctx.print(
+            &json!({"action": "dry_run", "name": name, "due": due, "next": next, "servers": meta.servers, "preconditions": verdict}),
+            || {
+                format!(
+                    "dry run: {name}: {} ({}); local preconditions: {verdict}",
+                    if due { "would be renewed now" } else { "not due" },
+                    if due { "now".to_owned() } else { next.clone() },
+                )
+            },
+        );
+        codes.push(check.err().map(|e| super::error_exit_code(&e)));
+    }
+    let failed: Vec<u8> = codes.iter().flatten().copied().collect();
+    match (failed.len(), names.len()) {
+        (0, _) => Ok(()),
+        (_, 1) => Err(Reported(failed[0]).into()),
+        _ => Err(Reported(super::exit::PARTIAL).into()),
     }
 }
 
