@@ -65,8 +65,20 @@ fn file_exists(path: &Path, option: &str) -> Result<()> {
     )))
 }
 
+/// How long a port in use is given to become free: a listener of this process that was
+/// just dropped (the previous certificate's solver) closes asynchronously.
+const PORT_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 fn port_free(addr: SocketAddr, option: &str) -> Result<()> {
-    match std::net::TcpListener::bind(addr) {
+    let deadline = std::time::Instant::now() + PORT_GRACE;
+    let mut bound = std::net::TcpListener::bind(addr);
+    while matches!(&bound, Err(e) if e.kind() == std::io::ErrorKind::AddrInUse)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        bound = std::net::TcpListener::bind(addr);
+    }
+    match bound {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => Err(Error::Config(format!(
             "{option} {addr}: the address is already in use (another web server? stop it \
