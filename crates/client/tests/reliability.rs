@@ -909,14 +909,15 @@ fn sighup_reloads_the_agent_file_and_a_bad_file_keeps_the_running_one() {
 fn pre_and_post_hooks_free_the_http01_port_around_issuance() {
     let f = fixture();
     let port = ca().http01_port;
-    // Another "web server" holds the port the CA checks: a process of its own (started
-    // through sh, so that it is not this test's child and is reaped when killed).
+    // Another "web server" holds the port the CA checks: a process of its own
+    // (pebble-challtestsrv's http-01 server, a test peer anyway; started through sh, so
+    // that it is not this test's child and is reaped when killed; `timeout` bounds it).
     let pidfile = f.cli.state.join("blocker.pid");
     let blocker = format!(
-        "python3 -c 'import socket,time; s=socket.socket(); \
-         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); \
-         s.bind((\"127.0.0.1\", {port})); s.listen(); time.sleep(120)' \
-         >/dev/null 2>&1 & echo $! > {pid}",
+        "timeout 120 pebble-challtestsrv -http01 127.0.0.1:{port} -https01 '' -dns01 '' \
+         -tlsalpn01 '' -management 127.0.0.1:{mgmt} </dev/null >/dev/null 2>&1 & \
+         echo $! > {pid}",
+        mgmt = common::free_port(),
         pid = pidfile.display()
     );
     let out = common::run_bounded(
