@@ -311,36 +311,88 @@ impl AgentState {
     }
 }
 
+/// How many certificates one agent pass works on at once. Certificates answering
+/// challenges on the same listener address still take turns.
+pub const CONCURRENT_RENEWALS: usize = 4;
+
+/// What one certificate's step in a pass gave: its index, its metadata before, when it
+/// was last issued by this agent, and the outcome.
+type Step = (
+    usize,
+    Option<crate::store::CertMeta>,
+    Option<Duration>,
+    Result<Outcome>,
+);
+
 /// One pass over every certificate: issue missing ones, renew due ones, retry failed
-/// deploy hooks. Returns what happened and when the agent should look again: the next
-/// due time, but at least every [`crate::renewal::wake_interval`] of the shortest
-/// lifetime it manages (a 6-day certificate: every 86 minutes).
+/// deploy hooks — up to [`CONCURRENT_RENEWALS`] at once. Returns what happened and when
+/// the agent should look again: the next due time, but at least every
+/// [`crate::renewal::wake_interval`] of the shortest lifetime it manages (a 6-day
+/// certificate: every 86 minutes).
 pub async fn pass(
-    manager: &Manager,
+    manager: &std::sync::Arc<Manager>,
     certs: &[(String, CertSpec)],
     stop: &tokio::sync::watch::Receiver<bool>,
     state: &mut AgentState,
 ) -> (Vec<AgentEvent>, OffsetDateTime) {
+    use std::sync::Arc;
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RENEWALS));
+    let mut listeners: std::collections::HashMap<
+        std::net::SocketAddr,
+        Arc<tokio::sync::Mutex<()>>,
+    > = Default::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (name, spec)) in certs.iter().enumerate() {
+        if *stop.borrow() {
+            break;
+        }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
+        };
+        let since = state.issued_at.get(name).map(std::time::Instant::elapsed);
+        let listener = match spec.solver {
+            crate::solver::SolverSpec::Http01Listen(a)
+            | crate::solver::SolverSpec::TlsAlpn01Listen(a) => {
+                Some(listeners.entry(a).or_default().clone())
+            }
+            _ => None,
+        };
+        let (manager, name, spec) = (manager.clone(), name.clone(), spec.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _turn = match &listener {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            let before = manager.store().load_meta(&name).ok().flatten();
+            let opts = MaintainOptions {
+                spec: Some(&spec),
+                may_issue: since.is_none_or(|s| s >= MIN_REISSUE_INTERVAL),
+                ..MaintainOptions::default()
+            };
+            let outcome = manager.maintain(&name, &opts).await;
+            (index, before, since, outcome)
+        });
+    }
+    let mut steps: Vec<Step> = Vec::with_capacity(certs.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(step) => steps.push(step),
+            Err(e) => tracing::error!(error = %e, "a certificate's task failed"),
+        }
+    }
+    steps.sort_by_key(|s| s.0);
+
     let mut events = Vec::new();
     let mut shortest: Option<time::Duration> = None;
     let mut next: Option<OffsetDateTime> = None;
     let mut soonest = |t: OffsetDateTime| next = Some(next.map_or(t, |n: OffsetDateTime| n.min(t)));
-    for (name, spec) in certs {
-        if *stop.borrow() {
-            break;
-        }
-        let before = manager.store().load_meta(name).ok().flatten();
-        let since = state.issued_at.get(name).map(std::time::Instant::elapsed);
-        let held = since.filter(|s| *s < MIN_REISSUE_INTERVAL);
-        let opts = MaintainOptions {
-            spec: Some(spec),
-            may_issue: held.is_none(),
-            ..MaintainOptions::default()
-        };
-        match manager.maintain(name, &opts).await {
+    for (index, before, since, outcome) in steps {
+        let name = &certs[index].0;
+        match outcome {
             Ok(Outcome::NotDue { at }) => soonest(at),
             Ok(Outcome::Held) => {
-                let wait = MIN_REISSUE_INTERVAL - held.unwrap_or_default();
+                let wait = MIN_REISSUE_INTERVAL.saturating_sub(since.unwrap_or_default());
                 tracing::warn!(
                     name,
                     "due again right after being issued; waiting {}s before renewing",
@@ -424,7 +476,7 @@ fn issued_events(name: &str, o: crate::manager::Obtained, first: bool) -> Vec<Ag
 /// removed ones are no longer looked after (their files stay). `report` sees every event
 /// as it happens.
 pub async fn run(
-    manager: &Manager,
+    manager: &std::sync::Arc<Manager>,
     mut certs: Vec<(String, CertSpec)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut reload: tokio::sync::mpsc::Receiver<Vec<(String, CertSpec)>>,

@@ -151,6 +151,9 @@ pub struct Manager {
     trust_pem: Vec<Vec<u8>>,
     poll: PollPolicy,
     clients: Mutex<HashMap<String, Arc<AcmeClient>>>,
+    /// One async lock per CA: concurrent issuances in this process load (or register)
+    /// the account one at a time; the file lock keeps other processes out.
+    account_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Manager {
@@ -162,6 +165,7 @@ impl Manager {
             trust_pem,
             poll: PollPolicy::default(),
             clients: Mutex::default(),
+            account_locks: Mutex::default(),
         }
     }
 
@@ -208,6 +212,14 @@ impl Manager {
         eab: Option<&Eab>,
         key_type: KeyType,
     ) -> Result<Account> {
+        let in_process = self
+            .account_locks
+            .lock()
+            .expect("account locks")
+            .entry(server.to_owned())
+            .or_default()
+            .clone();
+        let _in_process = in_process.lock().await;
         let _lock = self.store.lock_account(server)?;
         if let Some(account) = self.stored_account(server).await? {
             return Ok(account);

@@ -1122,3 +1122,80 @@ fn http_get(port: u16, path: &str) -> String {
         .map(|(_, b)| b.to_owned())
         .unwrap_or(out)
 }
+
+#[test]
+fn the_agent_works_on_several_certificates_at_once_within_its_bound() {
+    let f = fixture();
+    let ca = ca();
+    let inflight = f.cli.state.join("inflight");
+    std::fs::create_dir(&inflight).unwrap();
+    let counts = f.cli.state.join("counts");
+    // Each deploy hook counts the hooks running at the same moment.
+    let hook = format!(
+        "mkdir {d}/$CERTWRIGHT_CERT_NAME && ls {d} | wc -l >> {c} && sleep 0.5; \
+         rmdir {d}/$CERTWRIGHT_CERT_NAME",
+        d = inflight.display(),
+        c = counts.display()
+    );
+    let n = certwright_client::agent::CONCURRENT_RENEWALS + 3;
+    let mut config = format!(
+        "server = \"{}\"\nca_cert = \"{}\"\n",
+        ca.directory_url,
+        ca.root.display()
+    );
+    for i in 0..n {
+        config.push_str(&format!(
+            "[[certificate]]\ndomains = [\"many{i}.cw.test\"]\ndns01_exec = \"{}\"\n\
+             dns01_resolvers = [\"{}\"]\ndeploy_hook = '{hook}'\n",
+            f.dns[1], f.dns[3]
+        ));
+    }
+    let path = f.cli.state.join("agent.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright"));
+    cmd.arg("--state-dir")
+        .arg(&f.cli.state)
+        .args(["run", "--config"])
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = common::spawn(&mut cmd);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done = std::fs::read_to_string(&counts).map_or(0, |c| c.lines().count());
+        if done == n {
+            break;
+        }
+        assert!(child.0.try_wait().unwrap().is_none(), "the agent exited");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {n} deployed"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    common::send_signal(child.id(), common::Signal::TERM);
+    let status = child.wait_timeout(Duration::from_secs(30)).expect("stops");
+    assert!(status.success(), "{status}");
+    // Every certificate issued (one account, created once, shared by concurrent
+    // issuances), and never more at once than the bound.
+    let rows = f.cli.json(&["list"]);
+    let rows = rows.as_array().unwrap();
+    assert_eq!(rows.len(), n);
+    assert!(rows.iter().all(|r| r["status"] == "valid"), "{rows:?}");
+    let most = std::fs::read_to_string(&counts)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse::<usize>().unwrap())
+        .max()
+        .unwrap();
+    assert!(
+        most <= certwright_client::agent::CONCURRENT_RENEWALS,
+        "{most} at once"
+    );
+    assert_eq!(
+        std::fs::read_dir(f.cli.state.join("accounts"))
+            .unwrap()
+            .count(),
+        1
+    );
+}

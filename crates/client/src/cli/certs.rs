@@ -621,7 +621,7 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
         state_dir: state_dir.unwrap_or_else(|| ctx.state_dir.clone()),
         clock: ctx.clock,
     };
-    let manager = ctx.manager()?;
+    let manager = std::sync::Arc::new(ctx.manager()?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
