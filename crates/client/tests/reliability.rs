@@ -1188,6 +1188,7 @@ fn the_agent_works_on_several_certificates_at_once_within_its_bound() {
         .map(|l| l.trim().parse::<usize>().unwrap())
         .max()
         .unwrap();
+    eprintln!("deploy hooks at once, at most: {most}");
     assert!(
         most <= certwright_client::agent::CONCURRENT_RENEWALS,
         "{most} at once"
