@@ -24,11 +24,8 @@ use time::OffsetDateTime;
 
 use crate::client::Eab;
 use crate::error::{Error, Result};
-use crate::manager::{CertSpec, Manager};
+use crate::manager::{CertSpec, MaintainOptions, Manager, Outcome};
 use crate::solver::SolverOptions;
-
-/// The longest the agent sleeps before looking again (ARI windows may move).
-pub const MAX_SLEEP: Duration = Duration::from_secs(6 * 3600);
 
 /// The agent's configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +49,17 @@ pub struct AgentConfig {
     /// Default EAB MAC key (base64url).
     #[serde(default)]
     pub eab_hmac_key: Option<String>,
+    /// Command run (`sh -c`) for each notification (failure, repeated failure,
+    /// recovery, close to expiry).
+    #[serde(default)]
+    pub notify_hook: Option<String>,
+    /// URL the notifications are POSTed to (JSON, HMAC-SHA256 signed).
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// File holding the webhook's HMAC secret (mode 0600); without it, the
+    /// `CERTWRIGHT_WEBHOOK_SECRET` environment variable.
+    #[serde(default)]
+    pub webhook_secret_file: Option<PathBuf>,
     /// The certificates.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<AgentCert>,
@@ -84,14 +92,23 @@ pub struct AgentCert {
     /// Deploy hook command (`sh -c`).
     #[serde(default)]
     pub deploy_hook: Option<String>,
-    /// Standalone http-01 listener `ADDR:PORT`.
+    /// Endpoints (`host:port`) that must serve the new certificate after the deploy hook.
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub verify: Vec<String>,
+    /// Hook run before each issuance (`sh -c`).
     #[serde(default)]
+    pub pre_hook: Option<String>,
+    /// Hook run after the CA work of each issuance (`sh -c`).
+    #[serde(default)]
+    pub post_hook: Option<String>,
+    /// Standalone http-01 listener `ADDR:PORT` (or `:PORT`).
+    #[serde(default, deserialize_with = "crate::solver::deserialize_listen")]
     pub http01_listen: Option<std::net::SocketAddr>,
     /// http-01 web root.
     #[serde(default)]
     pub webroot: Option<PathBuf>,
-    /// Standalone tls-alpn-01 listener `ADDR:PORT`.
-    #[serde(default)]
+    /// Standalone tls-alpn-01 listener `ADDR:PORT` (or `:PORT`).
+    #[serde(default, deserialize_with = "crate::solver::deserialize_listen")]
     pub tlsalpn01_listen: Option<std::net::SocketAddr>,
     /// dns-01 hook script.
     #[serde(default)]
@@ -142,11 +159,31 @@ where
 impl AgentConfig {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
         let config: Self =
             toml::from_str(&text).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
-        config.specs()?;
+        for (name, spec) in config.specs()? {
+            crate::solver::preflight::check_static(&spec.solver, &spec.names)
+                .map_err(|e| Error::Config(format!("certificate {name}: {e}")))?;
+        }
+        config.notifier()?;
         Ok(config)
+    }
+
+    /// Where notifications go, as configured (reads the webhook secret).
+    pub fn notifier(&self) -> Result<crate::notify::Notifier> {
+        let webhook = match &self.webhook_url {
+            Some(url) => Some(crate::notify::Webhook::new(
+                url.clone(),
+                self.webhook_secret_file.as_deref(),
+            )?),
+            None => None,
+        };
+        Ok(crate::notify::Notifier {
+            hook: self.notify_hook.clone(),
+            webhook,
+        })
     }
 
     /// Each certificate's name and spec, with the file's defaults applied.
@@ -198,6 +235,9 @@ impl AgentConfig {
                     email: self.email.clone(),
                     eab: eab.clone(),
                     deploy_hook: c.deploy_hook.clone(),
+                    verify: c.verify.clone(),
+                    pre_hook: c.pre_hook.clone(),
+                    post_hook: c.post_hook.clone(),
                 },
             ));
         }
@@ -222,7 +262,12 @@ pub enum AgentEvent {
         /// Directory URL of the CA that issued it.
         ca: String,
     },
-    /// Failed; retried later.
+    /// A deploy hook that had failed succeeded on a retry.
+    Deployed {
+        /// The certificate's name.
+        name: String,
+    },
+    /// Failed (issuance, renewal or deploy hook); retried later with backoff.
     Failed {
         /// The certificate's name.
         name: String,
@@ -236,167 +281,227 @@ pub enum AgentEvent {
 /// jump).
 pub const MIN_REISSUE_INTERVAL: Duration = Duration::from_secs(600);
 
-/// What the agent remembers between passes.
+/// What the agent remembers between passes (failures and retry times live in each
+/// certificate's `meta.json`).
 #[derive(Debug, Default)]
 pub struct AgentState {
-    /// Certificates whose first issuance failed: attempts and the next try.
-    failed_new: std::collections::HashMap<String, (u32, OffsetDateTime)>,
     /// When this agent last issued each certificate (monotonic).
     issued_at: std::collections::HashMap<String, std::time::Instant>,
+    /// Where notifications go.
+    notifier: crate::notify::Notifier,
+    /// Certificates (name, serial) already reported as close to expiry.
+    warned: std::collections::HashSet<(String, String)>,
+    /// The status file and metrics, updated after each pass.
+    monitor: Option<crate::monitor::Monitor>,
 }
 
-/// One pass over every certificate: issue missing ones, renew due ones. Returns what
-/// happened and when the next certificate is due.
+impl AgentState {
+    /// A fresh state sending notifications through `notifier`.
+    pub fn new(notifier: crate::notify::Notifier) -> Self {
+        Self {
+            notifier,
+            ..Self::default()
+        }
+    }
+
+    /// Also keeps `monitor` (status file, metrics) up to date.
+    pub fn with_monitor(mut self, monitor: crate::monitor::Monitor) -> Self {
+        self.monitor = Some(monitor);
+        self
+    }
+}
+
+/// How many certificates one agent pass works on at once. Certificates answering
+/// challenges on the same listener address still take turns.
+pub const CONCURRENT_RENEWALS: usize = 4;
+
+/// What one certificate's step in a pass gave: its index, its metadata before, when it
+/// was last issued by this agent, and the outcome.
+type Step = (
+    usize,
+    Option<crate::store::CertMeta>,
+    Option<Duration>,
+    Result<Outcome>,
+);
+
+/// One pass over every certificate: issue missing ones, renew due ones, retry failed
+/// deploy hooks — up to [`CONCURRENT_RENEWALS`] at once. Returns what happened and when
+/// the agent should look again: the next due time, but at least every
+/// [`crate::renewal::wake_interval`] of the shortest lifetime it manages (a 6-day
+/// certificate: every 86 minutes).
 pub async fn pass(
-    manager: &Manager,
+    manager: &std::sync::Arc<Manager>,
     certs: &[(String, CertSpec)],
     stop: &tokio::sync::watch::Receiver<bool>,
     state: &mut AgentState,
 ) -> (Vec<AgentEvent>, OffsetDateTime) {
-    let failed_new = &mut state.failed_new;
-    let issued_at = &mut state.issued_at;
-    let mut events = Vec::new();
-    let mut next = manager.now() + MAX_SLEEP;
-    for (name, spec) in certs {
+    use std::sync::Arc;
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONCURRENT_RENEWALS));
+    let mut listeners: std::collections::HashMap<
+        std::net::SocketAddr,
+        Arc<tokio::sync::Mutex<()>>,
+    > = Default::default();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, (name, spec)) in certs.iter().enumerate() {
         if *stop.borrow() {
             break;
         }
-        let now = manager.now();
-        let meta = match manager.store().load_meta(name) {
-            Ok(m) => m,
-            Err(e) => {
-                events.push(AgentEvent::Failed {
-                    name: name.clone(),
-                    error: e.to_string(),
-                });
-                continue;
-            }
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            break;
         };
-        let changed = meta.as_ref().is_some_and(|m| {
-            let mut a = m.names.clone();
-            let mut b = spec.names.clone();
-            a.sort();
-            b.sort();
-            a != b
+        let since = state.issued_at.get(name).map(std::time::Instant::elapsed);
+        let listener = match spec.solver {
+            crate::solver::SolverSpec::Http01Listen(a)
+            | crate::solver::SolverSpec::TlsAlpn01Listen(a) => {
+                Some(listeners.entry(a).or_default().clone())
+            }
+            _ => None,
+        };
+        let (manager, name, spec) = (manager.clone(), name.clone(), spec.clone());
+        tasks.spawn(async move {
+            let _permit = permit;
+            let _turn = match &listener {
+                Some(l) => Some(l.lock().await),
+                None => None,
+            };
+            let before = manager.store().load_meta(&name).ok().flatten();
+            let opts = MaintainOptions {
+                spec: Some(&spec),
+                may_issue: since.is_none_or(|s| s >= MIN_REISSUE_INTERVAL),
+                ..MaintainOptions::default()
+            };
+            let outcome = manager.maintain(&name, &opts).await;
+            (index, before, since, outcome)
         });
-        match meta {
-            Some(meta) if !changed && !meta.revoked => {
-                let meta = if meta.ari_id.is_some() && Manager::due_at(&meta) > now {
-                    manager
-                        .refresh_ari(name)
-                        .await
-                        .ok()
-                        .flatten()
-                        .unwrap_or(meta)
-                } else {
-                    meta
-                };
-                let due = Manager::due_at(&meta);
-                if due > now {
-                    next = next.min(due);
-                    continue;
-                }
-                if let Some(at) = issued_at.get(name) {
-                    let since = at.elapsed();
-                    if since < MIN_REISSUE_INTERVAL {
-                        let wait = MIN_REISSUE_INTERVAL - since;
-                        tracing::warn!(
-                            name,
-                            "due again right after being issued; waiting {}s before renewing",
-                            wait.as_secs()
-                        );
-                        next = next.min(now + wait);
-                        continue;
-                    }
-                }
-                match manager.obtain(name, spec, Some(&meta)).await {
-                    Ok(o) => {
-                        issued_at.insert(name.clone(), std::time::Instant::now());
-                        next = next.min(Manager::due_at(&o.meta));
-                        events.push(AgentEvent::Renewed {
-                            name: name.clone(),
-                            ca: o.server,
-                        });
-                    }
-                    Err(e) => {
-                        let mut failed = meta.clone();
-                        failed.failures += 1;
-                        let retry = now
-                            + time::Duration::try_from(crate::renewal::retry_delay(
-                                failed.failures,
-                            ))
-                            .unwrap_or_default();
-                        failed.retry_at = Some(crate::renewal::rfc3339(retry));
-                        failed.last_error = Some(e.to_string());
-                        if let Ok(_lock) = manager.store().lock_cert(name) {
-                            if let Err(e) = manager.store().save_meta(name, &failed) {
-                                tracing::warn!(name, error = %e, "could not record the failure");
-                            }
-                        }
-                        next = next.min(retry);
-                        events.push(AgentEvent::Failed {
-                            name: name.clone(),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
-            _ => {
-                if let Some((_, retry)) = failed_new.get(name) {
-                    if *retry > now {
-                        next = next.min(*retry);
-                        continue;
-                    }
-                }
-                match manager.obtain(name, spec, None).await {
-                    Ok(o) => {
-                        failed_new.remove(name);
-                        issued_at.insert(name.clone(), std::time::Instant::now());
-                        next = next.min(Manager::due_at(&o.meta));
-                        events.push(AgentEvent::Issued {
-                            name: name.clone(),
-                            ca: o.server,
-                        });
-                    }
-                    Err(e) => {
-                        let n = failed_new.get(name).map_or(1, |f| f.0 + 1);
-                        let retry = now
-                            + time::Duration::try_from(crate::renewal::retry_delay(n))
-                                .unwrap_or_default();
-                        failed_new.insert(name.clone(), (n, retry));
-                        next = next.min(retry);
-                        events.push(AgentEvent::Failed {
-                            name: name.clone(),
-                            error: e.to_string(),
-                        });
-                    }
-                }
-            }
+    }
+    let mut steps: Vec<Step> = Vec::with_capacity(certs.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(step) => steps.push(step),
+            Err(e) => tracing::error!(error = %e, "a certificate's task failed"),
         }
     }
-    (events, next)
+    steps.sort_by_key(|s| s.0);
+
+    let mut events = Vec::new();
+    let mut shortest: Option<time::Duration> = None;
+    let mut next: Option<OffsetDateTime> = None;
+    let mut soonest = |t: OffsetDateTime| next = Some(next.map_or(t, |n: OffsetDateTime| n.min(t)));
+    for (index, before, since, outcome) in steps {
+        let name = &certs[index].0;
+        match outcome {
+            Ok(Outcome::NotDue { at }) => soonest(at),
+            Ok(Outcome::Held) => {
+                let wait = MIN_REISSUE_INTERVAL.saturating_sub(since.unwrap_or_default());
+                tracing::warn!(
+                    name,
+                    "due again right after being issued; waiting {}s before renewing",
+                    wait.as_secs()
+                );
+                soonest(crate::renewal::after(manager.now(), wait));
+            }
+            Ok(Outcome::Issued(o)) => {
+                state
+                    .issued_at
+                    .insert(name.clone(), std::time::Instant::now());
+                events.extend(issued_events(name, o, true));
+            }
+            Ok(Outcome::Renewed(o)) => {
+                state
+                    .issued_at
+                    .insert(name.clone(), std::time::Instant::now());
+                events.extend(issued_events(name, o, false));
+            }
+            Ok(Outcome::Deployed) => events.push(AgentEvent::Deployed { name: name.clone() }),
+            Err(e) => events.push(AgentEvent::Failed {
+                name: name.clone(),
+                error: e.to_string(),
+            }),
+        }
+        let after = manager.store().load_meta(name);
+        if !state.notifier.is_empty() {
+            let after = after.as_ref().ok().and_then(Option::as_ref);
+            let key = (
+                name.clone(),
+                after.map(|m| m.serial.clone()).unwrap_or_default(),
+            );
+            let warned = state.warned.contains(&key);
+            for n in crate::notify::events(name, before.as_ref(), after, manager.now(), warned) {
+                if n.event == crate::notify::EventKind::ExpiringSoon {
+                    state.warned.insert(key.clone());
+                }
+                state.notifier.send(&n).await;
+            }
+        }
+        match after {
+            Ok(Some(meta)) => {
+                soonest(Manager::next_action_at(&meta));
+                if let Some(l) = meta.lifetime() {
+                    shortest = Some(shortest.map_or(l, |s| s.min(l)));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => events.push(AgentEvent::Failed {
+                name: name.clone(),
+                error: e.to_string(),
+            }),
+        }
+    }
+    let look_again = crate::renewal::after(manager.now(), crate::renewal::wake_interval(shortest));
+    (events, next.map_or(look_again, |n| n.min(look_again)))
+}
+/// The events of one issuance or renewal: itself, and a failed deploy hook.
+fn issued_events(name: &str, o: crate::manager::Obtained, first: bool) -> Vec<AgentEvent> {
+    let (name, ca) = (name.to_owned(), o.server);
+    let mut events = vec![if first {
+        AgentEvent::Issued {
+            name: name.clone(),
+            ca,
+        }
+    } else {
+        AgentEvent::Renewed {
+            name: name.clone(),
+            ca,
+        }
+    }];
+    if let Some(error) = o.deploy_error {
+        events.push(AgentEvent::Failed { name, error });
+    }
+    events
 }
 
 /// Runs until `stop` turns true: a pass, then sleep until the next certificate is due.
-/// `report` sees every event as it happens.
+/// A new certificate list arriving on `reload` (SIGHUP) replaces the old one and starts a
+/// pass at once: added certificates are issued, changed ones follow their new settings,
+/// removed ones are no longer looked after (their files stay). `report` sees every event
+/// as it happens.
 pub async fn run(
-    manager: &Manager,
-    certs: &[(String, CertSpec)],
+    manager: &std::sync::Arc<Manager>,
+    mut certs: Vec<(String, CertSpec)>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mut reload: tokio::sync::mpsc::Receiver<Vec<(String, CertSpec)>>,
+    mut state: AgentState,
     report: &(dyn Fn(&AgentEvent) + Send + Sync),
 ) -> Result<()> {
-    let mut state = AgentState::default();
+    let mut reload_open = true;
     loop {
         if *stop.borrow() {
             return Ok(());
         }
-        let (events, next) = pass(manager, certs, &stop, &mut state).await;
+        let (events, next) = pass(manager, &certs, &stop, &mut state).await;
         for e in &events {
             report(e);
         }
+        if let Some(monitor) = &mut state.monitor {
+            monitor.count(&events);
+            let names: Vec<String> = certs.iter().map(|(n, _)| n.clone()).collect();
+            if let Err(e) = monitor.update(manager, &names) {
+                tracing::warn!(error = %e, "could not write the status file");
+            }
+        }
         let wait = (next - manager.now()).clamp(
             time::Duration::seconds(1),
-            time::Duration::try_from(MAX_SLEEP).expect("fits"),
+            time::Duration::try_from(crate::renewal::MAX_INTERVAL).expect("fits"),
         );
         let wait = Duration::try_from(wait).unwrap_or(Duration::from_secs(1));
         tracing::info!(
@@ -410,6 +515,10 @@ pub async fn run(
                     return Ok(());
                 }
             }
+            new = reload.recv(), if reload_open => match new {
+                Some(new) => certs = new,
+                None => reload_open = false,
+            },
         }
     }
 }

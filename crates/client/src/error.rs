@@ -18,14 +18,14 @@ pub enum Error {
         /// The problem document.
         problem: Box<Problem>,
     },
-    /// The request did not get an answer (connection, TLS, timeout).
-    #[error("request to {url} failed: {source}")]
+    /// The request did not get an answer (connection, TLS, timeout). Shown as one line:
+    /// the root cause and a hint ([`http_cause`]), not the HTTP library's chain.
+    #[error("request to {url} failed: {}", http_cause(.error))]
     Http {
         /// The request's URL.
         url: String,
-        /// What reqwest reported.
-        #[source]
-        source: reqwest::Error,
+        /// What reqwest reported (not a `source`: its chain is summarized in the message).
+        error: reqwest::Error,
     },
     /// The CA answered with something RFC 8555 does not allow.
     #[error("unexpected answer from {url}: {detail}")]
@@ -95,12 +95,83 @@ pub enum Error {
     /// Another process holds the lock of this certificate or account.
     #[error("{0} is locked by another certwright process")]
     Locked(String),
-    /// Bad configuration or arguments.
+    /// Bad configuration or arguments, or a local precondition that does not hold (a port
+    /// in use, a missing web root): found before any CA is contacted.
     #[error("{0}")]
     Config(String),
+    /// A hook (deploy) failed or timed out.
+    #[error("{0}")]
+    Hook(String),
     /// Every CA configured for a certificate failed; one reason per CA.
     #[error("every CA failed: {}", .0.iter().map(|(ca, e)| format!("{ca}: {e}")).collect::<Vec<_>>().join("; "))]
     AllCasFailed(Vec<(String, Error)>),
+}
+
+/// The root cause of a failed HTTP request in a few words, with a hint where one helps:
+/// "connection refused", "timed out", "certificate not trusted — try --ca-cert", …
+pub fn http_cause(e: &reqwest::Error) -> String {
+    use std::error::Error as _;
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    let mut deepest = None;
+    while let Some(cause) = source {
+        if let Some(tls) = cause.downcast_ref::<rustls::Error>() {
+            return tls_cause(tls);
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return tls_cause(tls);
+            }
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                std::io::ErrorKind::TimedOut => return "timed out".into(),
+                std::io::ErrorKind::ConnectionReset => return "connection reset".into(),
+                _ => {}
+            }
+        }
+        deepest = Some(cause);
+        source = cause.source();
+    }
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let text = deepest
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| e.to_string());
+    // The TLS error may reach us as text only (wrapped by another rustls build).
+    if text.contains("UnknownIssuer") || text.contains("BadSignature") {
+        return tls_cause(&rustls::Error::InvalidCertificate(
+            rustls::CertificateError::UnknownIssuer,
+        ));
+    }
+    if text.contains("NotValidForName") {
+        return tls_cause(&rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ));
+    }
+    if text.contains("lookup address") || text.contains("dns error") {
+        return format!("name not resolved ({text})");
+    }
+    if text.contains("timed out") || text.contains("deadline has elapsed") {
+        return "timed out".into();
+    }
+    text
+}
+
+fn tls_cause(e: &rustls::Error) -> String {
+    use rustls::CertificateError as C;
+    match e {
+        rustls::Error::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "certificate not trusted — try --ca-cert with the CA's root".into()
+        }
+        rustls::Error::InvalidCertificate(C::NotValidForName)
+        | rustls::Error::InvalidCertificate(C::NotValidForNameContext { .. }) => {
+            "certificate not valid for this host name".into()
+        }
+        rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "certificate expired".into()
+        }
+        other => format!("TLS: {other}"),
+    }
 }
 
 fn problem_suffix(p: &Option<Box<Problem>>) -> String {

@@ -1,12 +1,13 @@
-//! Deploy hooks: a shell command run after a certificate was issued or renewed, with the
-//! stable paths in the environment.
+//! Hooks: shell commands run around issuance with the stable paths in the environment —
+//! `pre` before a certificate is requested (to free port 80), `post` after the CA work
+//! (whatever its outcome), `deploy` after a new certificate is in place.
 
 use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::store::CertPaths;
 
-/// How long a deploy hook may run.
+/// How long a hook may run.
 pub const HOOK_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Runs `command` with `sh -c`, setting `CERTWRIGHT_CERT_NAME`, `CERTWRIGHT_DOMAINS`
@@ -18,9 +19,22 @@ pub async fn run_deploy_hook(
     domains: &[String],
     paths: &CertPaths,
 ) -> Result<()> {
+    run_hook("deploy", command, name, domains, paths).await
+}
+
+/// Runs the `kind` hook (`pre`, `post`, `deploy`) `command` as [`run_deploy_hook`] does;
+/// `CERTWRIGHT_HOOK` holds the kind.
+pub async fn run_hook(
+    kind: &str,
+    command: &str,
+    name: &str,
+    domains: &[String],
+    paths: &CertPaths,
+) -> Result<()> {
     let child = tokio::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(command)
+        .env("CERTWRIGHT_HOOK", kind)
         .env("CERTWRIGHT_CERT_NAME", name)
         .env("CERTWRIGHT_DOMAINS", domains.join(" "))
         .env("CERTWRIGHT_CERT_DIR", &paths.dir)
@@ -33,13 +47,20 @@ pub async fn run_deploy_hook(
         .output();
     let out = tokio::time::timeout(HOOK_TIMEOUT, child)
         .await
-        .map_err(|_| Error::Config(format!("deploy hook for {name} timed out")))?
-        .map_err(|e| Error::Config(format!("deploy hook for {name}: {e}")))?;
+        .map_err(|_| {
+            Error::Hook(format!(
+                "{kind} hook for {name} timed out after {}s",
+                HOOK_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| Error::Hook(format!("{kind} hook for {name}: {e}")))?;
     if !out.status.success() {
-        return Err(Error::Config(format!(
-            "deploy hook for {name} exited with {}: {}",
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().rev().find(|l| !l.trim().is_empty());
+        return Err(Error::Hook(format!(
+            "{kind} hook for {name} exited with {}{}",
             out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
+            last.map(|l| format!(": {}", l.trim())).unwrap_or_default()
         )));
     }
     Ok(())

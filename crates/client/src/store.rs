@@ -149,8 +149,13 @@ pub struct CertMeta {
     /// ARI certificate ID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ari_id: Option<String>,
-    /// When to renew (RFC 3339), chosen at issuance or from the CA's ARI window.
+    /// When to renew (RFC 3339), chosen at issuance or from the CA's ARI window. Never
+    /// acted on later than the safety floor ([`crate::renewal::latest_renewal`]).
     pub renew_at: String,
+    /// The CA's ARI window `renew_at` was drawn from (start, end; RFC 3339): the time is
+    /// drawn again only when the window moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ari_window: Option<(String, String)>,
     /// Consecutive failed renewal attempts.
     #[serde(default)]
     pub failures: u32,
@@ -169,6 +174,98 @@ pub struct CertMeta {
     /// Command run after each issuance or renewal.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deploy_hook: Option<String>,
+    /// Hook run before each issuance or renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_hook: Option<String>,
+    /// Hook run after the CA work of each issuance or renewal.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_hook: Option<String>,
+    /// Endpoints (`host:port`) checked to serve the new certificate after deployment.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify: Vec<String>,
+    /// When the current certificate was obtained (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success: Option<String>,
+    /// Set while the deploy hook (or the verification after it) of the current
+    /// certificate has not succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_failure: Option<DeployFailure>,
+}
+
+/// A deploy hook that failed for the current certificate: retried with backoff until it
+/// succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeployFailure {
+    /// Consecutive failed runs.
+    pub failures: u32,
+    /// Earliest next run (RFC 3339).
+    pub retry_at: String,
+    /// What the last run reported.
+    pub error: String,
+}
+
+impl CertMeta {
+    /// Metadata for a certificate that has never been issued: how to get it, and no
+    /// certificate (empty serial, dates and issuer).
+    pub fn never_issued(
+        spec_names: Vec<String>,
+        servers: Vec<String>,
+        key_type: &str,
+        solver: SolverSpec,
+    ) -> Self {
+        Self {
+            names: spec_names,
+            servers,
+            issued_by: String::new(),
+            key_type: key_type.to_owned(),
+            reuse_key: false,
+            solver,
+            profile: None,
+            preferred_chain: None,
+            email: Vec::new(),
+            issuer: String::new(),
+            not_before: String::new(),
+            not_after: String::new(),
+            serial: String::new(),
+            ari_id: None,
+            renew_at: String::new(),
+            ari_window: None,
+            failures: 0,
+            retry_at: None,
+            last_error: None,
+            revoked: false,
+            external_csr: false,
+            deploy_hook: None,
+            verify: Vec::new(),
+            pre_hook: None,
+            post_hook: None,
+            last_success: None,
+            deploy_failure: None,
+        }
+    }
+
+    /// Whether a certificate was ever issued for this entry.
+    pub fn is_issued(&self) -> bool {
+        !self.serial.is_empty()
+    }
+
+    /// The validity of the current certificate, when there is one.
+    pub fn validity(&self) -> Option<(time::OffsetDateTime, time::OffsetDateTime)> {
+        Some((
+            crate::renewal::parse_rfc3339(&self.not_before)?,
+            crate::renewal::parse_rfc3339(&self.not_after)?,
+        ))
+    }
+
+    /// The lifetime of the current certificate, when there is one.
+    pub fn lifetime(&self) -> Option<time::Duration> {
+        self.validity().map(|(nb, na)| na - nb)
+    }
+
+    /// Whether the last issuance, renewal or deploy failed.
+    pub fn has_failure(&self) -> bool {
+        self.failures > 0 || self.deploy_failure.is_some()
+    }
 }
 
 /// The files of one issued certificate version.
@@ -418,6 +515,18 @@ impl Store {
             Path::new("archive").join(n.to_string()).as_path(),
         )?;
         link_stable_paths(paths)
+    }
+
+    /// Stops managing a certificate: removes its directory (every version, the key and
+    /// the metadata), holding its lock while doing so.
+    pub fn delete(&self, name: &str) -> Result<bool> {
+        let dir = self.cert_dir(name)?;
+        if !dir.exists() {
+            return Ok(false);
+        }
+        let _lock = self.lock_cert(name)?;
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(true)
     }
 
     /// Names of all stored certificates with their metadata, sorted by name.

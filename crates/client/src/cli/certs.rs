@@ -5,17 +5,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use certwright_client::agent::{AgentConfig, AgentEvent};
+use certwright_client::agent::{AgentConfig, AgentEvent, AgentState};
 use certwright_client::certinfo::read_csr;
-use certwright_client::manager::{parse_reason, CertSpec, Manager, Obtained};
-use certwright_client::renewal::parse_rfc3339;
+use certwright_client::manager::{
+    parse_reason, CertSpec, MaintainOptions, Manager, Obtained, Outcome,
+};
+use certwright_client::monitor::Monitor;
+use certwright_client::renewal::{parse_rfc3339, rfc3339};
 use certwright_client::solver::SolverOptions;
 use certwright_proto::KeyType;
 use clap::Args;
 use serde_json::json;
 
 use super::account::EabArgs;
-use super::Ctx;
+use super::{Ctx, Reported};
 
 /// Some of several certificates failed.
 #[derive(Debug, thiserror::Error)]
@@ -24,14 +27,14 @@ pub(crate) struct Partial(pub usize, pub usize);
 
 #[derive(Debug, Args)]
 pub(crate) struct SolverArgs {
-    /// http-01: listen on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// http-01: listen on ADDR:PORT (`:80`: every IPv4 address).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen_arg)]
     http01_listen: Option<SocketAddr>,
     /// http-01: write token files under this web root.
     #[arg(long, value_name = "DIR")]
     webroot: Option<PathBuf>,
-    /// tls-alpn-01: listen on ADDR:PORT.
-    #[arg(long, value_name = "ADDR:PORT")]
+    /// tls-alpn-01: listen on ADDR:PORT (`:443`: every IPv4 address).
+    #[arg(long, value_name = "ADDR:PORT", value_parser = listen_arg)]
     tlsalpn01_listen: Option<SocketAddr>,
     /// dns-01: call SCRIPT present|cleanup FQDN VALUE.
     #[arg(long, value_name = "SCRIPT")]
@@ -45,6 +48,10 @@ pub(crate) struct SolverArgs {
     /// dns-01: propagation check timeout in seconds.
     #[arg(long, value_name = "SECS")]
     dns01_timeout: Option<u64>,
+}
+
+fn listen_arg(text: &str) -> std::result::Result<SocketAddr, String> {
+    certwright_client::solver::parse_listen(text).map_err(|e| e.to_string())
 }
 
 impl SolverArgs {
@@ -90,9 +97,22 @@ pub(crate) struct IssueArgs {
     /// Command run after issuance (sh -c), paths in CERTWRIGHT_* variables.
     #[arg(long)]
     deploy_hook: Option<String>,
+    /// Command run before the certificate is requested (sh -c), e.g. to free port 80.
+    #[arg(long)]
+    pre_hook: Option<String>,
+    /// Command run after the CA work, whatever its outcome (sh -c).
+    #[arg(long)]
+    post_hook: Option<String>,
+    /// After the deploy hook, check that HOST:PORT serves the new certificate (SNI: the
+    /// first name); repeatable.
+    #[arg(long, value_name = "HOST:PORT")]
+    verify: Vec<String>,
     /// Issue even if a valid certificate that is not due exists.
     #[arg(long)]
     force: bool,
+    /// Check the local preconditions and say what would be done; contact no CA.
+    #[arg(long)]
+    dry_run: bool,
     #[command(flatten)]
     eab: EabArgs,
     #[command(flatten)]
@@ -106,6 +126,10 @@ pub(crate) struct RenewArgs {
     /// Renew even when not due.
     #[arg(long)]
     force: bool,
+    /// Check each certificate's local preconditions and say which are due; contact no
+    /// CA and change nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -121,10 +145,25 @@ pub(crate) struct RevokeArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct CheckConfigArgs {
+    /// The agent's TOML file.
+    file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The certificate name.
+    name: String,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct RunArgs {
     /// The agent's TOML file.
     #[arg(long, short = 'c')]
     config: PathBuf,
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<SocketAddr>,
 }
 
 fn obtained_json(o: &Obtained, action: &str) -> serde_json::Value {
@@ -139,6 +178,8 @@ fn obtained_json(o: &Obtained, action: &str) -> serde_json::Value {
         "not_after": o.meta.not_after,
         "renew_at": o.meta.renew_at,
         "fallbacks": o.fallbacks.iter().map(|(s, e)| json!({"ca": s, "error": e})).collect::<Vec<_>>(),
+        "deploy": if o.deploy_error.is_some() { "failed" } else { "ok" },
+        "deploy_error": o.deploy_error,
     })
 }
 
@@ -157,7 +198,22 @@ fn obtained_human(o: &Obtained, action: &str, dir: &std::path::Path) -> String {
         o.meta.renew_at,
         dir.display()
     ));
+    if let Some(e) = &o.deploy_error {
+        s.push_str(&format!(
+            "\n  deploy:   FAILED: {e} (recorded; `certwright renew` retries it)"
+        ));
+    }
     s
+}
+
+/// Prints an issued or renewed certificate; a failed deploy hook makes it a failure
+/// (exit 1) once printed.
+fn print_obtained(ctx: &Ctx, o: &Obtained, action: &str, dir: &std::path::Path) -> Result<()> {
+    ctx.print(&obtained_json(o, action), || obtained_human(o, action, dir));
+    if o.deploy_error.is_some() {
+        return Err(Reported(super::exit::FAILURE).into());
+    }
+    Ok(())
 }
 
 pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
@@ -190,7 +246,27 @@ pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
             "choose a solver: --http01-listen, --webroot, --tlsalpn01-listen, --dns01-exec or --dns01-rfc2136".into(),
         )
     })?;
+    // Local mistakes are found before any CA is contacted (and leave no state behind). A
+    // pre-hook may free a listener's port: then the port is checked after it ran.
+    match &a.pre_hook {
+        None => solver.check_local(&domains)?,
+        Some(_) => certwright_client::solver::preflight::check_static(&solver, &domains)?,
+    }
     let name = a.name.clone().unwrap_or_else(|| domains[0].clone());
+    if a.dry_run {
+        ctx.print(
+            &json!({"action": "dry_run", "name": name, "names": domains, "servers": ctx.servers, "solver": solver.describe(), "preconditions": "ok"}),
+            || {
+                format!(
+                    "dry run: {name} ({}) would be requested from {} with {}; local preconditions OK",
+                    domains.join(", "),
+                    ctx.servers.join(", then "),
+                    solver.describe()
+                )
+            },
+        );
+        return Ok(());
+    }
     let manager = ctx.manager()?;
     let previous = manager.store().load_meta(&name)?;
     if let Some(prev) = &previous {
@@ -200,7 +276,7 @@ pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
             y.sort();
             x == y
         };
-        if same && !a.force && !prev.revoked && Manager::due_at(prev) > manager.now() {
+        if same && !a.force && prev.is_issued() && Manager::renewal_due_at(prev) > manager.now() {
             let v = json!({"action": "unchanged", "name": name, "renew_at": prev.renew_at, "not_after": prev.not_after});
             ctx.print(&v, || {
                 format!(
@@ -223,6 +299,9 @@ pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
         email: a.email.clone(),
         eab: a.eab.eab()?,
         deploy_hook: a.deploy_hook.clone(),
+        verify: a.verify.clone(),
+        pre_hook: a.pre_hook.clone(),
+        post_hook: a.post_hook.clone(),
     };
     let spinner = progress_spinner(ctx, &format!("issuing {name}"));
     let result = manager.obtain(&name, &spec, previous.as_ref()).await;
@@ -231,10 +310,7 @@ pub(crate) async fn issue(ctx: &Ctx, a: IssueArgs) -> Result<()> {
     }
     let o = result?;
     let dir = manager.store().cert_paths(&name)?.dir;
-    ctx.print(&obtained_json(&o, "issued"), || {
-        obtained_human(&o, "issued", &dir)
-    });
-    Ok(())
+    print_obtained(ctx, &o, "issued", &dir)
 }
 
 fn progress_spinner(ctx: &Ctx, msg: &str) -> Option<indicatif::ProgressBar> {
@@ -267,64 +343,130 @@ pub(crate) async fn renew(ctx: &Ctx, a: RenewArgs) -> Result<()> {
         );
         b
     });
-    let mut results = Vec::new();
-    let mut failed = 0;
+    if a.dry_run {
+        return renew_dry_run(ctx, &manager, &names, a.force);
+    }
+    // `--server` moves the certificates to these CAs (from this renewal on).
+    let servers = (!ctx.servers.is_empty()).then_some(ctx.servers.as_slice());
+    let opts = MaintainOptions {
+        force: a.force,
+        servers,
+        ..MaintainOptions::default()
+    };
+    let mut codes = Vec::new();
     for name in &names {
         if let Some(b) = &bar {
             b.set_message(name.clone());
         }
-        let r = manager.renew(name, a.force).await;
+        let r = manager.maintain(name, &opts).await;
         if let Some(b) = &bar {
             b.inc(1);
         }
+        let dir = manager.store().cert_paths(name)?.dir;
+        let printed = |o: &Obtained, action: &str| {
+            print_obtained(ctx, o, action, &dir)
+                .err()
+                .map(|_| super::exit::FAILURE)
+        };
         match r {
-            Ok(Some(o)) => {
-                let dir = manager.store().cert_paths(name)?.dir;
-                ctx.print(&obtained_json(&o, "renewed"), || {
-                    obtained_human(&o, "renewed", &dir)
+            Ok(Outcome::Renewed(o)) => codes.push(printed(&o, "renewed")),
+            Ok(Outcome::Issued(o)) => codes.push(printed(&o, "issued")),
+            Ok(Outcome::Deployed) => {
+                ctx.print(&json!({"action": "deployed", "name": name}), || {
+                    format!("{name}: deploy hook succeeded on retry")
                 });
-                results.push(Ok(()));
+                codes.push(None);
             }
-            Ok(None) => {
-                let meta = manager.store().load_meta(name)?;
-                let due = meta
-                    .as_ref()
-                    .map(|m| certwright_client::renewal::rfc3339(Manager::due_at(m)));
+            Ok(Outcome::NotDue { at }) => {
+                let due = rfc3339(at);
+                // A deploy hook that failed stays a failure until a retry succeeds.
+                let failed_deploy = manager
+                    .store()
+                    .load_meta(name)?
+                    .and_then(|m| m.deploy_failure);
+                if let Some(d) = failed_deploy {
+                    ctx.print(
+                        &json!({"action": "deploy_failed", "name": name, "error": d.error, "retry_at": d.retry_at}),
+                        String::new,
+                    );
+                    if !ctx.json {
+                        eprintln!(
+                            "certwright: deploy hook of {name} failed: {} (retried at {})",
+                            d.error, d.retry_at
+                        );
+                    }
+                    codes.push(Some(super::exit::FAILURE));
+                    continue;
+                }
                 ctx.print(
                     &json!({"action": "not_due", "name": name, "renew_at": due}),
-                    || {
-                        format!(
-                            "{name}: not due (renewal at {})",
-                            due.clone().unwrap_or_default()
-                        )
-                    },
+                    || format!("{name}: not due (next action at {due})"),
                 );
-                results.push(Ok(()));
+                codes.push(None);
             }
+            Ok(Outcome::Held) => codes.push(None),
             Err(e) => {
-                failed += 1;
-                ctx.print(&json!({"action": "failed", "name": name, "error": e.to_string(), "problem": e.problem()}), || {
-                    String::new()
-                });
+                ctx.print(
+                    &json!({"action": "failed", "name": name, "error": e.to_string(), "problem": e.problem()}),
+                    String::new,
+                );
                 if !ctx.json {
-                    eprintln!("certwright: renewing {name} FAILED: {e}");
+                    eprintln!("certwright: renewing {name} failed: {e}");
                 }
-                results.push(Err(e));
+                codes.push(Some(super::error_exit_code(&e)));
             }
         }
     }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    if failed > 0 {
-        if names.len() == 1 {
-            if let Some(Err(e)) = results.pop() {
-                return Err(e.into());
+    let failed: Vec<u8> = codes.iter().flatten().copied().collect();
+    match (failed.len(), names.len()) {
+        (0, _) => Ok(()),
+        (_, 1) => Err(Reported(failed[0]).into()),
+        (n, total) => {
+            if !ctx.json {
+                eprintln!("certwright: {}", Partial(n, total));
             }
+            Err(Reported(super::exit::PARTIAL).into())
         }
-        return Err(Partial(failed, names.len()).into());
     }
-    Ok(())
+}
+
+/// `renew --dry-run`: per certificate, whether it is due (without asking the CA's ARI
+/// endpoint) and whether its solver's local preconditions hold.
+fn renew_dry_run(ctx: &Ctx, manager: &Manager, names: &[String], force: bool) -> Result<()> {
+    let now = manager.now();
+    let mut codes = Vec::new();
+    for name in names {
+        let meta = manager.store().load_meta(name)?.ok_or_else(|| {
+            certwright_client::Error::Config(format!("no certificate named {name}"))
+        })?;
+        let due = force || Manager::renewal_due_at(&meta) <= now;
+        let next = rfc3339(Manager::next_action_at(&meta).max(now));
+        let check = meta.solver.check_local(&meta.names);
+        let verdict = match &check {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        ctx.print(
+            &json!({"action": "dry_run", "name": name, "due": due, "next": next, "servers": meta.servers, "preconditions": verdict}),
+            || {
+                format!(
+                    "dry run: {name}: {} ({}); local preconditions: {verdict}",
+                    if due { "would be renewed now" } else { "not due" },
+                    if due { "now".to_owned() } else { next.clone() },
+                )
+            },
+        );
+        codes.push(check.err().map(|e| super::error_exit_code(&e)));
+    }
+    let failed: Vec<u8> = codes.iter().flatten().copied().collect();
+    match (failed.len(), names.len()) {
+        (0, _) => Ok(()),
+        (_, 1) => Err(Reported(failed[0]).into()),
+        _ => Err(Reported(super::exit::PARTIAL).into()),
+    }
 }
 
 pub(crate) async fn revoke(ctx: &Ctx, a: RevokeArgs) -> Result<()> {
@@ -346,33 +488,51 @@ pub(crate) fn list(ctx: &Ctx) -> Result<()> {
     let mut rows = Vec::new();
     for (name, meta) in manager.store().list()? {
         let days_left = parse_rfc3339(&meta.not_after).map(|t| (t - now).whole_days());
+        let status = Manager::status(&meta, now);
+        // The error that explains the status: the deploy hook's, or the last issuance's.
+        let error = meta
+            .deploy_failure
+            .as_ref()
+            .map(|f| format!("deploy hook: {}", f.error))
+            .or_else(|| meta.last_error.clone().filter(|_| meta.failures > 0));
+        let next = match status {
+            "revoked" | "due" | "expired" => "now".to_owned(),
+            _ => rfc3339(Manager::next_action_at(&meta).max(now)),
+        };
         rows.push(json!({
             "name": name,
+            "status": status,
             "names": meta.names,
             "issuer": meta.issuer,
-            "ca": meta.issued_by,
+            "ca": if meta.is_issued() { &meta.issued_by } else { meta.servers.first().unwrap_or(&meta.issued_by) },
             "not_after": meta.not_after,
             "days_left": days_left,
-            "next_renewal": certwright_client::renewal::rfc3339(Manager::due_at(&meta)),
+            "next_renewal": next,
             "revoked": meta.revoked,
             "failures": meta.failures,
             "last_error": meta.last_error,
+            "deploy_failure": meta.deploy_failure,
+            "error": error,
         }));
     }
     ctx.print(&json!(rows), || {
         if rows.is_empty() {
             return "no certificates".into();
         }
-        let mut table: Vec<[String; 6]> = vec![[
+        const COLUMNS: usize = 7;
+        let mut table: Vec<[String; COLUMNS]> = vec![[
             "NAME".into(),
+            "STATUS".into(),
             "ISSUER".into(),
             "EXPIRES".into(),
             "DAYS LEFT".into(),
-            "NEXT RENEWAL".into(),
+            "NEXT".into(),
             "NAMES".into(),
         ]];
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+        let mut errors = Vec::new();
         for r in &rows {
-            let mut names = r["names"]
+            let names = r["names"]
                 .as_array()
                 .map(|a| {
                     a.iter()
@@ -381,25 +541,23 @@ pub(crate) fn list(ctx: &Ctx) -> Result<()> {
                         .join(",")
                 })
                 .unwrap_or_default();
-            if r["revoked"].as_bool() == Some(true) {
-                names.push_str("  [revoked]");
-            }
-            if let Some(e) = r["last_error"].as_str() {
-                names.push_str(&format!("  [last renewal failed: {e}]"));
+            if let Some(e) = r["error"].as_str() {
+                errors.push(format!("{}: {e}", text(&r["name"])));
             }
             table.push([
-                r["name"].as_str().unwrap_or("").to_owned(),
-                r["issuer"].as_str().unwrap_or("").to_owned(),
-                r["not_after"].as_str().unwrap_or("").to_owned(),
+                text(&r["name"]),
+                text(&r["status"]),
+                text(&r["issuer"]),
+                text(&r["not_after"]),
                 r["days_left"]
                     .as_i64()
                     .map(|d| d.to_string())
                     .unwrap_or_default(),
-                r["next_renewal"].as_str().unwrap_or("").to_owned(),
+                text(&r["next_renewal"]),
                 names,
             ]);
         }
-        let widths: Vec<usize> = (0..6)
+        let widths: Vec<usize> = (0..COLUMNS)
             .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
             .collect();
         let mut s = String::new();
@@ -408,7 +566,7 @@ pub(crate) fn list(ctx: &Ctx) -> Result<()> {
                 .iter()
                 .enumerate()
                 .map(|(i, cell)| {
-                    if i == 3 {
+                    if i == 4 {
                         format!("{cell:>w$}", w = widths[i])
                     } else {
                         format!("{cell:<w$}", w = widths[i])
@@ -419,17 +577,19 @@ pub(crate) fn list(ctx: &Ctx) -> Result<()> {
             s.push_str(line.trim_end());
             s.push('\n');
         }
+        if !errors.is_empty() {
+            s.push('\n');
+            for e in errors {
+                s.push_str(&format!("error {e}\n"));
+            }
+        }
         s.trim_end().to_owned()
     });
     Ok(())
 }
 
-pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
-    let config = AgentConfig::load(&a.config)?;
-    let mut trust = ctx.trust.clone();
-    for p in &config.ca_cert {
-        trust.push(std::fs::read(p).with_context(|| format!("ca_cert {}", p.display()))?);
-    }
+/// The agent file's certificates, with `--server` as the default CA list.
+fn agent_specs(ctx: &Ctx, config: &AgentConfig) -> Result<Vec<(String, CertSpec)>> {
     let mut certs = config.specs()?;
     if !ctx.servers.is_empty() {
         for (_, spec) in &mut certs {
@@ -438,6 +598,18 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
             }
         }
     }
+    Ok(certs)
+}
+
+pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
+    let config = AgentConfig::load(&a.config)?;
+    let mut trust = ctx.trust.clone();
+    for p in &config.ca_cert {
+        trust.push(std::fs::read(p).map_err(|e| {
+            certwright_client::Error::Config(format!("ca_cert {}: {e}", p.display()))
+        })?);
+    }
+    let certs = agent_specs(ctx, &config)?;
     let state_dir = config
         .state_dir
         .clone()
@@ -449,7 +621,7 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
         state_dir: state_dir.unwrap_or_else(|| ctx.state_dir.clone()),
         clock: ctx.clock,
     };
-    let manager = ctx.manager()?;
+    let manager = std::sync::Arc::new(ctx.manager()?);
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -461,6 +633,59 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
         let _ = tx.send(true);
     });
     let json = ctx.json;
+    // SIGHUP: read the file again; a file that does not load keeps the running list.
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let hup_ctx = Ctx {
+        json,
+        servers: ctx.servers.clone(),
+        trust: Vec::new(),
+        state_dir: ctx.state_dir.clone(),
+        clock: ctx.clock,
+    };
+    let file = a.config.clone();
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let loaded = AgentConfig::load(&file)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| agent_specs(&hup_ctx, &c));
+            match loaded {
+                Ok(certs) => {
+                    let names: Vec<String> = certs.iter().map(|(n, _)| n.clone()).collect();
+                    hup_ctx.print(
+                        &json!({"event": "reloaded", "file": file, "certificates": names}),
+                        || {
+                            format!(
+                                "reloaded {}: {} certificate(s)",
+                                file.display(),
+                                names.len()
+                            )
+                        },
+                    );
+                    if reload_tx.send(certs).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let why = super::one_line(&e);
+                    if json {
+                        println!(
+                            "{}",
+                            json!({"event": "reload_failed", "file": file, "error": why})
+                        );
+                    } else {
+                        eprintln!(
+                            "certwright: reloading {} failed, keeping the running configuration: {why}",
+                            file.display()
+                        );
+                    }
+                }
+            }
+        }
+    });
     let report = move |e: &AgentEvent| {
         let (v, text) = match e {
             AgentEvent::Issued { name, ca } => (
@@ -470,6 +695,10 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
             AgentEvent::Renewed { name, ca } => (
                 json!({"event": "renewed", "name": name, "ca": ca}),
                 format!("renewed {name} from {ca}"),
+            ),
+            AgentEvent::Deployed { name } => (
+                json!({"event": "deployed", "name": name}),
+                format!("deploy hook of {name} succeeded on retry"),
             ),
             AgentEvent::Failed { name, error } => (
                 json!({"event": "failed", "name": name, "error": error}),
@@ -491,11 +720,57 @@ pub(crate) async fn run_agent(ctx: &Ctx, a: RunArgs) -> Result<()> {
             ctx.state_dir.display()
         );
     }
-    certwright_client::agent::run(&manager, &certs, rx, &report).await?;
+    let monitor = Monitor::new(ctx.state_dir.join("status.json"));
+    if let Some(addr) = a.metrics {
+        let bound = monitor.serve(addr).await?;
+        tracing::info!(%bound, "metrics at /metrics");
+    }
+    let state = AgentState::new(config.notifier()?).with_monitor(monitor);
+    certwright_client::agent::run(&manager, certs, rx, reload_rx, state, &report).await?;
     if !json {
         println!("certwright agent: stopped");
     } else {
         println!("{}", json!({"event": "stopped"}));
     }
+    Ok(())
+}
+
+pub(crate) fn check_config(ctx: &Ctx, a: CheckConfigArgs) -> Result<()> {
+    let config = AgentConfig::load(&a.file)?;
+    for p in &config.ca_cert {
+        std::fs::read(p).map_err(|e| {
+            certwright_client::Error::Config(format!("ca_cert {}: {e}", p.display()))
+        })?;
+    }
+    let specs = config.specs()?;
+    let names: Vec<&str> = specs.iter().map(|(n, _)| n.as_str()).collect();
+    ctx.print(
+        &json!({"action": "config_ok", "file": a.file, "certificates": names}),
+        || {
+            format!(
+                "{}: OK, {} certificate(s): {}",
+                a.file.display(),
+                names.len(),
+                names.join(", ")
+            )
+        },
+    );
+    Ok(())
+}
+
+pub(crate) fn delete(ctx: &Ctx, a: DeleteArgs) -> Result<()> {
+    let manager = ctx.manager()?;
+    if !manager.store().delete(&a.name)? {
+        bail!(certwright_client::Error::Config(format!(
+            "no certificate named {}",
+            a.name
+        )));
+    }
+    ctx.print(&json!({"action": "deleted", "name": a.name}), || {
+        format!(
+            "{}: deleted (no longer managed; revoke it first if its key is at risk)",
+            a.name
+        )
+    });
     Ok(())
 }

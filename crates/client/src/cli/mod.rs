@@ -73,10 +73,14 @@ enum Command {
     Renew(certs::RenewArgs),
     /// Revoke a certificate.
     Revoke(certs::RevokeArgs),
-    /// List certificates: names, issuer, expiry, days left, next renewal.
+    /// List every managed certificate: state, issuer, expiry, next renewal, last error.
     List,
     /// Run the renewal agent from a TOML file until SIGTERM.
     Run(certs::RunArgs),
+    /// Check an agent configuration file without contacting any CA.
+    CheckConfig(certs::CheckConfigArgs),
+    /// Stop managing a certificate: remove its directory (files, key, metadata).
+    Delete(certs::DeleteArgs),
 }
 
 /// Global context for the commands.
@@ -130,8 +134,10 @@ fn default_state_dir() -> PathBuf {
 }
 
 fn init_logging(verbose: u8, json: bool) {
+    // Without -v only certwright's own warnings: what fails is reported once, as the
+    // command's result, not again by the HTTP and TLS libraries.
     let default = match verbose {
-        0 => "warn",
+        0 => "off,certwright=warn,certwright_client=warn",
         1 => "info,certwright_client=info",
         _ => "debug,hyper=info,h2=info,rustls=info,reqwest=info",
     };
@@ -148,25 +154,54 @@ fn init_logging(verbose: u8, json: bool) {
     }
 }
 
+/// The exit code of a library error (the table in docs/client.md).
+pub(crate) fn error_exit_code(err: &Error) -> u8 {
+    match err {
+        Error::Locked(_) => exit::LOCKED,
+        Error::Config(_) => exit::USAGE,
+        e if e.problem().is_some() => exit::CA_REFUSED,
+        Error::AllCasFailed(v) if v.iter().all(|(_, e)| e.problem().is_some()) => exit::CA_REFUSED,
+        _ => exit::FAILURE,
+    }
+}
+
 /// The exit code for an error.
 fn exit_code(e: &anyhow::Error) -> u8 {
     for cause in e.chain() {
         if let Some(err) = cause.downcast_ref::<Error>() {
-            return match err {
-                Error::Locked(_) => exit::LOCKED,
-                Error::Config(_) => exit::USAGE,
-                e if e.problem().is_some() => exit::CA_REFUSED,
-                Error::AllCasFailed(v) if v.iter().all(|(_, e)| e.problem().is_some()) => {
-                    exit::CA_REFUSED
-                }
-                _ => exit::FAILURE,
-            };
+            return error_exit_code(err);
         }
         if cause.downcast_ref::<certs::Partial>().is_some() {
             return exit::PARTIAL;
         }
+        if let Some(r) = cause.downcast_ref::<Reported>() {
+            return r.0;
+        }
     }
     exit::FAILURE
+}
+
+/// A failure already printed (per certificate, or with its result): only its exit code
+/// is left to give.
+#[derive(Debug, thiserror::Error)]
+#[error("reported")]
+pub(crate) struct Reported(pub(crate) u8);
+
+/// An error as one line: each context and cause once (a cause whose text the line
+/// already holds is not repeated).
+pub(crate) fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -177,7 +212,8 @@ pub(crate) fn main() -> ExitCode {
         let mut trust = Vec::new();
         for path in &cli.ca_cert {
             trust.push(
-                std::fs::read(path).with_context(|| format!("--ca-cert {}", path.display()))?,
+                std::fs::read(path)
+                    .map_err(|e| Error::Config(format!("--ca-cert {}: {e}", path.display())))?,
             );
         }
         let ctx = Ctx {
@@ -198,11 +234,14 @@ pub(crate) fn main() -> ExitCode {
                 Command::Revoke(a) => certs::revoke(&ctx, a).await,
                 Command::List => certs::list(&ctx),
                 Command::Run(a) => certs::run_agent(&ctx, a).await,
+                Command::CheckConfig(a) => certs::check_config(&ctx, a),
+                Command::Delete(a) => certs::delete(&ctx, a),
             }
         })
     })();
     match result {
         Ok(()) => ExitCode::from(exit::OK),
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::from(exit_code(&e)),
         Err(e) => {
             let code = exit_code(&e);
             if json {
@@ -213,10 +252,10 @@ pub(crate) fn main() -> ExitCode {
                     .map(|p| serde_json::to_value(p).unwrap_or_default());
                 println!(
                     "{}",
-                    serde_json::json!({"error": format!("{e:#}"), "problem": problem, "exit_code": code})
+                    serde_json::json!({"error": one_line(&e), "problem": problem, "exit_code": code})
                 );
             } else {
-                eprintln!("certwright: {e:#}");
+                eprintln!("certwright: {}", one_line(&e));
             }
             ExitCode::from(code)
         }

@@ -171,11 +171,25 @@ impl AcmeClient {
     pub async fn new(options: ClientOptions) -> Result<Arc<Self>> {
         let http = build_http(&options)?;
         let url = options.directory_url.clone();
-        let resp = http.get(&url).send().await.map_err(|source| Error::Http {
+        let resp = http.get(&url).send().await.map_err(|error| Error::Http {
             url: url.clone(),
-            source,
+            error,
         })?;
-        let resp = read_response(&url, resp).await?;
+        // Whatever answers a directory GET with an error is no ACME directory: a wrong
+        // URL, not the CA refusing a request.
+        let resp = read_response(&url, resp).await.map_err(|e| match e {
+            Error::Acme {
+                url,
+                status,
+                problem,
+            } => Error::Protocol {
+                url,
+                detail: format!(
+                    "no ACME directory here (HTTP {status}: {problem}); check the --server URL"
+                ),
+            },
+            other => other,
+        })?;
         let directory: Directory = resp.json()?;
         Ok(Arc::new(Self {
             http,
@@ -217,9 +231,9 @@ impl AcmeClient {
             .head(url)
             .send()
             .await
-            .map_err(|source| Error::Http {
+            .map_err(|error| Error::Http {
                 url: url.clone(),
-                source,
+                error,
             })?;
         resp.headers()
             .get("replay-nonce")
@@ -252,9 +266,9 @@ impl AcmeClient {
                 .body(serde_json::to_vec(&body).expect("a JWS serializes"))
                 .send()
                 .await
-                .map_err(|source| Error::Http {
+                .map_err(|error| Error::Http {
                     url: url.to_owned(),
-                    source,
+                    error,
                 })?;
             if let Some(n) = resp
                 .headers()
@@ -294,9 +308,9 @@ impl AcmeClient {
             .get(url)
             .send()
             .await
-            .map_err(|source| Error::Http {
+            .map_err(|error| Error::Http {
                 url: url.to_owned(),
-                source,
+                error,
             })?;
         read_response(url, resp).await
     }
@@ -343,21 +357,24 @@ async fn read_response(url: &str, resp: reqwest::Response) -> Result<Response> {
     let body = resp
         .bytes()
         .await
-        .map_err(|source| Error::Http {
+        .map_err(|error| Error::Http {
             url: url.to_owned(),
-            source,
+            error,
         })?
         .to_vec();
     if status.is_client_error() || status.is_server_error() || is_problem {
-        let problem = serde_json::from_slice::<Problem>(&body).unwrap_or_else(|_| {
-            Problem::new(
-                ProblemType::AboutBlank,
-                format!(
-                    "HTTP {status} without a problem document: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(200)])
+        // Only a problem document is the CA refusing; anything else (a 404 page, a proxy's
+        // 502) means the URL does not lead to a working ACME server.
+        let Ok(problem) = serde_json::from_slice::<Problem>(&body) else {
+            let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            return Err(Error::Protocol {
+                url: url.to_owned(),
+                detail: format!(
+                    "HTTP {status} without a problem document (is this an ACME URL?): {text}"
                 ),
-            )
-        });
+            });
+        };
         return Err(Error::Acme {
             url: url.to_owned(),
             status: status.as_u16(),

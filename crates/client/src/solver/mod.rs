@@ -10,6 +10,7 @@
 
 pub mod dns01_exec;
 pub mod http01;
+pub mod preflight;
 pub mod propagation;
 pub mod rfc2136;
 pub mod tlsalpn01;
@@ -121,14 +122,14 @@ impl PropagationSpec {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SolverOptions {
-    /// `ADDR:PORT` for a standalone http-01 listener.
-    #[serde(default)]
+    /// `ADDR:PORT` (or `:PORT`) for a standalone http-01 listener.
+    #[serde(default, deserialize_with = "deserialize_listen")]
     pub http01_listen: Option<SocketAddr>,
     /// Web root directory.
     #[serde(default)]
     pub webroot: Option<PathBuf>,
-    /// `ADDR:PORT` for a standalone tls-alpn-01 listener.
-    #[serde(default)]
+    /// `ADDR:PORT` (or `:PORT`) for a standalone tls-alpn-01 listener.
+    #[serde(default, deserialize_with = "deserialize_listen")]
     pub tlsalpn01_listen: Option<SocketAddr>,
     /// dns-01 hook script.
     #[serde(default)]
@@ -183,6 +184,29 @@ impl SolverOptions {
     }
 }
 
+/// Parses a listen address; `:PORT` (no address) means every IPv4 address, `0.0.0.0:PORT`.
+pub fn parse_listen(text: &str) -> Result<SocketAddr> {
+    let full = match text.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => text.to_owned(),
+    };
+    full.parse().map_err(|_| {
+        Error::Config(format!(
+            "{text:?} is not a listen address (ADDR:PORT, [V6]:PORT or :PORT)"
+        ))
+    })
+}
+
+/// Serde: an optional listen address as [`parse_listen`] reads it.
+pub fn deserialize_listen<'de, D>(d: D) -> std::result::Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text: Option<String> = Option::deserialize(d)?;
+    text.map(|t| parse_listen(&t).map_err(serde::de::Error::custom))
+        .transpose()
+}
+
 fn absolute(p: &std::path::Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_owned())
 }
@@ -208,6 +232,12 @@ impl SolverSpec {
         })
     }
 
+    /// Checks the local preconditions for answering challenges for `names`
+    /// ([`preflight::check`]): nothing is contacted, nothing is created.
+    pub fn check_local(&self, names: &[String]) -> Result<()> {
+        preflight::check(self, names)
+    }
+
     /// A short description for humans.
     pub fn describe(&self) -> String {
         match self {
@@ -223,6 +253,18 @@ impl SolverSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_addresses_accept_a_bare_port() {
+        assert_eq!(parse_listen(":80").unwrap(), "0.0.0.0:80".parse().unwrap());
+        assert_eq!(
+            parse_listen("[::1]:8080").unwrap(),
+            "[::1]:8080".parse().unwrap()
+        );
+        assert!(parse_listen("80").is_err());
+        let o: SolverOptions = toml::from_str("http01_listen = \":8080\"").unwrap();
+        assert_eq!(o.http01_listen, Some("0.0.0.0:8080".parse().unwrap()));
+    }
 
     #[test]
     fn exactly_one_solver() {

@@ -399,17 +399,16 @@ impl Ra {
         Ok(record)
     }
 
-    /// renewalInfo for a certificate (RFC 9773 §4.2): the last third of its lifetime, or a
-    /// window in the past (renew now) when it is revoked or an operator marked it. A
-    /// certificate of a retired issuer gets a window that ends before the issuer's
-    /// renew-before date.
+    /// renewalInfo for a certificate (RFC 9773 §4.2): [`default_window`], or a window in
+    /// the past (renew now) when it is revoked or an operator marked it. A certificate of
+    /// a retired issuer gets a window that ends before the issuer's renew-before date
+    /// ([`before_retirement`]).
     pub fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
         let now = self.now();
         let (start, end) = if cert.revoked_at.is_some() || cert.renew_early {
             (now - 2 * 3600, now - 3600)
         } else {
-            let lifetime = cert.not_after - cert.not_before;
-            let window = (cert.not_before + lifetime * 2 / 3, cert.not_after);
+            let window = default_window(cert.not_before, cert.not_after);
             let retire_by =
                 self.inner
                     .ca
@@ -459,6 +458,23 @@ impl Ra {
 }
 
 /// The `alreadyReplaced` refusal (RFC 9773 §5).
+/// The suggested renewal window of a certificate valid from `not_before` to `not_after`
+/// (Unix seconds), in Let's Encrypt's shape: centred where a third of the lifetime is left
+/// (half, for certificates under 10 days), 1/50 of the lifetime wide. A 90-day certificate
+/// gets days 59.1–60.9, leaving 29 days before expiry; a 7-day one 3.43–3.57 days.
+pub(crate) fn default_window(not_before: i64, not_after: i64) -> (i64, i64) {
+    const SHORT_LIVED_SECS: i64 = 10 * 86400;
+    let lifetime = (not_after - not_before).max(0);
+    let left = if lifetime < SHORT_LIVED_SECS {
+        lifetime / 2
+    } else {
+        lifetime / 3
+    };
+    let centre = not_after - left;
+    let margin = lifetime / 100;
+    (centre - margin, centre + margin)
+}
+
 pub(crate) fn already_replaced(cert_id: &str) -> Error {
     Error::AlreadyReplaced(format!(
         "the certificate {cert_id:?} was already replaced by another order"
@@ -516,5 +532,45 @@ mod retirement_tests {
         // The date is (nearly) here: renew now.
         let (start, end) = before_retirement((now + 86400, now + 30 * 86400), now + 1800, now);
         assert!(start < end && end < now);
+    }
+}
+
+#[cfg(test)]
+mod window_tests {
+    use super::default_window;
+
+    const DAY: i64 = 86400;
+
+    #[test]
+    fn ninety_days_around_day_sixty_with_a_month_left() {
+        let nb = 1_900_000_000;
+        let (start, end) = default_window(nb, nb + 90 * DAY);
+        assert_eq!(start, nb + 60 * DAY - 90 * DAY / 100);
+        assert_eq!(end, nb + 60 * DAY + 90 * DAY / 100);
+        assert!(
+            nb + 90 * DAY - end > 29 * DAY,
+            "a good margin before expiry"
+        );
+    }
+
+    #[test]
+    fn short_lived_around_half_the_lifetime() {
+        let nb = 1_900_000_000;
+        let (start, end) = default_window(nb, nb + 7 * DAY);
+        let half = nb + 7 * DAY / 2;
+        assert!(start < half && half < end);
+        assert_eq!(end - start, 2 * (7 * DAY / 100));
+        // Six days: ends well before expiry (almost three days left).
+        let (_, end) = default_window(nb, nb + 6 * DAY);
+        assert!(nb + 6 * DAY - end > 2 * DAY + DAY / 2);
+        // Ten days is not short-lived: two thirds.
+        let (start, end) = default_window(nb, nb + 10 * DAY);
+        assert!(start < nb + 10 * DAY * 2 / 3 && nb + 10 * DAY * 2 / 3 < end);
+    }
+
+    #[test]
+    fn a_degenerate_validity_gives_an_empty_window_at_expiry() {
+        assert_eq!(default_window(100, 100), (100, 100));
+        assert_eq!(default_window(100, 50), (50, 50));
     }
 }
