@@ -183,3 +183,82 @@ fn issue_renew_and_revoke_against_certwright_ca() {
         1
     );
 }
+
+/// Rotation seen from the client: the CA's operator adds a new intermediate and retires
+/// the old one by a date; ARI tells certwright to renew the old issuer's certificate, and
+/// a plain `renew` gets one from the new intermediate.
+#[test]
+fn renew_moves_to_the_new_intermediate_when_the_old_one_retires() {
+    let binary = ca_binary_from_env();
+    let _dns = ChallTestSrv::shared();
+    let data = tempfile::tempdir().unwrap();
+    let ca_dir = data.path().join("ca");
+    let (port, http01) = (common::free_port(), common::free_port());
+    let mut guard = ProcessGuard::default();
+    let _ca = CaProcess::start_with_args(
+        &binary,
+        &mut guard,
+        &ca_dir,
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        http01,
+        &["--pki-http-listen", "off"],
+    );
+    let state = tempfile::tempdir().unwrap();
+    let c = Cli {
+        server: format!("https://localhost:{port}/directory"),
+        ca_cert: ca_dir.join("root.pem"),
+        state: state.path().to_owned(),
+    };
+    let listen = format!("127.0.0.1:{http01}");
+    let v = c.json(&["issue", "-d", "rotate.cw.test", "--http01-listen", &listen]);
+    assert_eq!(v["action"], "issued", "{v}");
+    let chain = |issuer: &str| {
+        let fullchain =
+            std::fs::read_to_string(c.cert_dir("rotate.cw.test").join("fullchain.pem")).unwrap();
+        let cert = std::fs::read_to_string(ca_dir.join(issuer)).unwrap();
+        fullchain.contains(cert.trim())
+    };
+    assert!(
+        chain("intermediate.pem"),
+        "issued by the first intermediate"
+    );
+
+    let admin = |args: &[&str]| {
+        let out = common::run_bounded(
+            Command::new(&binary)
+                .args(args)
+                .arg("--data-dir")
+                .arg(&ca_dir),
+            Duration::from_secs(60),
+        );
+        assert!(
+            out.status.success(),
+            "certwright-ca {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    admin(&["issuer", "add", "int-new"]);
+    let by = time::OffsetDateTime::now_utc() + time::Duration::minutes(30);
+    let by = by
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    admin(&["issuer", "retire", "intermediate", "--by", &by]);
+    // The running CA applies both within a few seconds; until then `renew` is not due.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = c.json(&["renew", "rotate.cw.test"]);
+        if r["action"] == "renewed" {
+            break;
+        }
+        assert_eq!(r["action"], "not_due", "{r}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "certwright never renewed: {r}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(
+        chain("issuers/int-new/cert.pem"),
+        "renewed from the new intermediate"
+    );
+}
