@@ -36,10 +36,28 @@ fn hsm() -> &'static SoftHsm {
 }
 
 /// A token of its own for one test, and a configuration file naming the module and a
-/// 0600 PIN file.
-fn token_and_config(dir: &Path, label: &str) -> PathBuf {
+/// 0600 PIN file. Returns the configuration and the token's own directory inside the
+/// token dir (the one that appeared with it: tokens are made one at a time).
+fn token_and_config(dir: &Path, label: &str) -> (PathBuf, PathBuf) {
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let hsm = hsm();
-    hsm.init_token(label);
+    let token_dir = {
+        let _one = ONE_AT_A_TIME
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let list = || -> Vec<PathBuf> {
+            std::fs::read_dir(hsm.token_dir())
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect()
+        };
+        let before = list();
+        hsm.init_token(label);
+        list()
+            .into_iter()
+            .find(|p| !before.contains(p))
+            .expect("the new token's directory")
+    };
     let pin = hsm.write_pin_file(&dir.join("pin"));
     let config = dir.join("ca.toml");
     std::fs::write(
@@ -51,7 +69,7 @@ fn token_and_config(dir: &Path, label: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    config
+    (config, token_dir)
 }
 
 /// `certwright-ca init` with the intermediate's key generated in token `label`.
@@ -82,7 +100,7 @@ fn certbot_and_lego_with_the_issuing_and_ocsp_keys_in_softhsm() {
     let _dns = dns();
     let hsm = hsm();
     let tmp = tempfile::tempdir().unwrap();
-    let config = token_and_config(tmp.path(), "e2e");
+    let (config, _) = token_and_config(tmp.path(), "e2e");
     let data = tmp.path().join("ca");
     init_in_token(&data, &config, "e2e");
     // The OCSP responder signs with a key made in the token by OpenSC's pkcs11-tool.
@@ -196,19 +214,8 @@ fn certbot_and_lego_with_the_issuing_and_ocsp_keys_in_softhsm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_gone_mid_run_leaves_the_order_processing_until_it_is_back() {
-    let hsm = hsm();
     let tmp = tempfile::tempdir().unwrap();
-    // The token's own directory inside the token dir: the one that appears with it.
-    let before: Vec<PathBuf> = std::fs::read_dir(hsm.token_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    let config_file = token_and_config(tmp.path(), "unplugged");
-    let token_dir = std::fs::read_dir(hsm.token_dir())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| !before.contains(p))
-        .expect("the new token's directory");
+    let (config_file, token_dir) = token_and_config(tmp.path(), "unplugged");
     let data = tmp.path().join("ca");
     init_in_token(&data, &config_file, "unplugged");
     let pkcs11 = certwright_server::config::Config::from_file(&config_file)
