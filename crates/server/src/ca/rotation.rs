@@ -45,32 +45,45 @@ fn err(detail: impl std::fmt::Display) -> AddError {
     AddError(detail.to_string())
 }
 
+/// Issuer `name`'s files and directory, unless an issuer of that name exists.
+fn fresh_issuer(
+    data_dir: &Path,
+    name: &str,
+) -> Result<(IssuerFiles, std::path::PathBuf), AddError> {
+    let dir = IssuerFiles::dir(data_dir, name);
+    if dir.exists() {
+        return Err(err(format!(
+            "{}: exists; an issuer named {name} is already there",
+            dir.display()
+        )));
+    }
+    Ok((IssuerFiles::named(data_dir, name), dir))
+}
+
+/// The CA's root certificate (DER), from `root.pem`.
+fn root_certificate(paths: &HierarchyPaths) -> Result<Vec<u8>, AddError> {
+    let root_pem = std::fs::read_to_string(&paths.root_cert)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
+    pem_chain(&root_pem)
+        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?
+        .into_iter()
+        .next()
+        .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))
+}
+
 /// Creates issuer `request.name` in `data_dir`: its key, a certificate the root signs as
 /// `init` signs the first intermediate (pathLen 0, keyCertSign/cRLSign/digitalSignature,
-/// serverAuth and clientAuth, not past the root), and its files. Refuses an existing issuer; removes what it wrote if any step fails.
+/// serverAuth and clientAuth, not past the root), and its files. Refuses an existing
+/// issuer; removes what it wrote if any step fails.
 pub fn add_issuer(
     data_dir: &Path,
     request: &NewIntermediate,
     pkcs11: &Pkcs11Settings,
 ) -> Result<IssuerFiles, AddError> {
-    let files = IssuerFiles::named(data_dir, &request.name);
-    let dir = IssuerFiles::dir(data_dir, &request.name);
-    if dir.exists() {
-        return Err(err(format!(
-            "{}: exists; an issuer named {} is already there",
-            dir.display(),
-            request.name
-        )));
-    }
+    let (files, dir) = fresh_issuer(data_dir, &request.name)?;
     // The root: its certificate, and its key (which must match it).
     let paths = HierarchyPaths::new(data_dir);
-    let root_pem = std::fs::read_to_string(&paths.root_cert)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
-    let root_der = pem_chain(&root_pem)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))?;
+    let root_der = root_certificate(&paths)?;
     let root_location = match &request.root_key {
         Some(text) => KeyLocation::parse(text).map_err(err)?,
         None => match std::fs::read_to_string(&paths.root_key_uri) {
@@ -134,20 +147,11 @@ pub fn add_issuer_csr(
     csr_path: &Path,
     pkcs11: &Pkcs11Settings,
 ) -> Result<IssuerFiles, AddError> {
-    let files = IssuerFiles::named(data_dir, &request.name);
-    let dir = IssuerFiles::dir(data_dir, &request.name);
-    if dir.exists() {
-        return Err(err(format!(
-            "{}: exists; an issuer named {} is already there",
-            dir.display(),
-            request.name
-        )));
-    }
+    let (files, dir) = fresh_issuer(data_dir, &request.name)?;
     let paths = HierarchyPaths::new(data_dir);
-    let organization = std::fs::read_to_string(&paths.root_cert)
+    let organization = root_certificate(&paths)
         .ok()
-        .and_then(|pem| pem_chain(&pem).ok())
-        .and_then(|chain| chain.first().and_then(|der| subject_organization(der)))
+        .and_then(|der| subject_organization(&der))
         .unwrap_or(request.organization.clone());
     let mut opts = InitOptions::new(request.key_type, &organization);
     opts.intermediate_key = request
@@ -193,13 +197,7 @@ pub fn import_issuer(
         )));
     }
     let paths = HierarchyPaths::new(data_dir);
-    let root_pem = std::fs::read_to_string(&paths.root_cert)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?;
-    let root_der = pem_chain(&root_pem)
-        .map_err(|e| err(format!("{}: {e}", paths.root_cert.display())))?
-        .into_iter()
-        .next()
-        .ok_or_else(|| err(format!("{}: no certificate", paths.root_cert.display())))?;
+    let root_der = root_certificate(&paths)?;
     let key = key.map(KeyLocation::parse).transpose().map_err(err)?;
     import_into(
         &files,
