@@ -172,6 +172,8 @@ async fn issuance_and_revocation_are_audited_and_tampering_is_found() {
     assert!(list(vec!["--expiring-within", "1"]).await.is_empty());
     assert!(list(vec!["--account", "999999"]).await.is_empty());
     assert!(list(vec!["--eab-label", "nobody"]).await.is_empty());
+    assert_eq!(list(vec!["--issuer", "intermediate"]).await, both);
+    assert!(list(vec!["--issuer", "int-none"]).await.is_empty());
     let newest = list(vec!["--limit", "1"]).await;
     assert_eq!(newest.len(), 1, "{newest:?}");
     assert!(both.contains(&newest[0]), "{newest:?}");

@@ -30,6 +30,9 @@ pub(crate) enum CertsAction {
         /// Only certificates that are not revoked.
         #[arg(long)]
         not_revoked: bool,
+        /// Only certificates this issuer signed (see `certwright-ca issuer list`).
+        #[arg(long)]
+        issuer: Option<String>,
         /// At most this many certificates (the newest).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         limit: Option<u64>,
@@ -74,6 +77,7 @@ pub(crate) async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<(
         expiring_within,
         revoked,
         not_revoked,
+        issuer,
         limit,
         json,
     } = action;
@@ -89,6 +93,7 @@ pub(crate) async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<(
             (_, true) => Some(false),
             _ => None,
         },
+        issuer,
         now,
     };
     let status = |c: &CertificateSummary| match (c.revoked_at, c.revocation_reason) {
@@ -106,8 +111,8 @@ pub(crate) async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<(
         out.write(format_args!("["));
     } else {
         out.write(format_args!(
-            "{:<34} {:<21} {:<26} {:>7} {:<11} NAMES\n",
-            "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE"
+            "{:<34} {:<21} {:<26} {:>7} {:<11} {:<16} NAMES\n",
+            "SERIAL", "NOT AFTER", "STATUS", "ACCOUNT", "PROFILE", "ISSUER"
         ));
     }
     let mut count: u64 = 0;
@@ -121,12 +126,13 @@ pub(crate) async fn run(action: CertsAction, ca: ConfigArgs) -> anyhow::Result<(
                 out.write(format_args!("{comma}\n{v}"));
             } else {
                 out.write(format_args!(
-                    "{:<34} {:<21} {:<26} {:>7} {:<11} {}\n",
+                    "{:<34} {:<21} {:<26} {:>7} {:<11} {:<16} {}\n",
                     c.serial,
                     rfc3339(c.not_after),
                     status(&c),
                     c.account_id,
                     c.profile.as_deref().unwrap_or("-"),
+                    c.issuer,
                     c.names.join(",")
                 ));
             }

@@ -25,6 +25,8 @@ pub struct CertificateFilter {
     pub expiring_within: Option<i64>,
     /// Only revoked (true) or only unrevoked (false) certificates.
     pub revoked: Option<bool>,
+    /// Only certificates this issuer signed (e.g. a retiring one's).
+    pub issuer: Option<String>,
     /// "Now", for `expiring_within`.
     pub now: i64,
 }
@@ -50,6 +52,8 @@ pub struct CertificateSummary {
     pub revoked_at: Option<i64>,
     /// The CRL reason code of the revocation.
     pub revocation_reason: Option<u8>,
+    /// The issuer that signed it.
+    pub issuer: String,
 }
 
 /// `value` with LIKE's wildcards and the escape character escaped (escape: `\`).
@@ -82,7 +86,7 @@ impl Store {
     ) -> Result<()> {
         let mut sql = String::from(
             "SELECT c.serial, c.names, c.not_before, c.not_after, c.account_id, a.eab_label,
-                    c.profile, c.revoked_at, c.revocation_reason
+                    c.profile, c.revoked_at, c.revocation_reason, c.issuer
              FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE 1 = 1",
         );
         // Arguments in placeholder order: `param` adds one and names its placeholder.
@@ -117,6 +121,10 @@ impl Store {
                 " AND c.not_after > {from} AND c.not_after <= {until}"
             ));
         }
+        if let Some(issuer) = &filter.issuer {
+            let p = param(Param::from(issuer));
+            sql.push_str(&format!(" AND c.issuer = {p}"));
+        }
         match filter.revoked {
             Some(true) => sql.push_str(" AND c.revoked_at IS NOT NULL"),
             Some(false) => sql.push_str(" AND c.revoked_at IS NULL"),
@@ -141,6 +149,7 @@ impl Store {
                 profile: row.get(6),
                 revoked_at: row.get(7),
                 revocation_reason: row.get::<Option<i64>, _>(8).map(|r| r as u8),
+                issuer: row.get(9),
             });
             if flow.is_break() {
                 break;
