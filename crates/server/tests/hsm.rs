@@ -72,8 +72,9 @@ fn token_and_config(dir: &Path, label: &str) -> (PathBuf, PathBuf) {
     (config, token_dir)
 }
 
-/// `certwright-ca init` with the intermediate's key generated in token `label`.
-fn init_in_token(data: &Path, config: &Path, label: &str) {
+/// `certwright-ca init` with the intermediate's key generated in token `label` (and the
+/// root's too, with `root_in_token`).
+fn init_in_token(data: &Path, config: &Path, label: &str, root_in_token: bool) {
     let uri = format!("pkcs11:token={label};object=intermediate");
     let mut cmd = Command::new(ca_bin());
     cmd.arg("init")
@@ -82,6 +83,10 @@ fn init_in_token(data: &Path, config: &Path, label: &str) {
         .arg("--data-dir")
         .arg(data)
         .args(["--intermediate-key", &uri]);
+    let root_uri = format!("pkcs11:token={label};object=root");
+    if root_in_token {
+        cmd.args(["--root-key", &root_uri]);
+    }
     run_ok("certwright-ca init", &mut cmd, Duration::from_secs(60), "");
     assert_eq!(
         std::fs::read_to_string(data.join("intermediate.key-uri"))
@@ -93,6 +98,18 @@ fn init_in_token(data: &Path, config: &Path, label: &str) {
         !data.join("intermediate.key").exists(),
         "no key file for a token key"
     );
+    if root_in_token {
+        assert!(
+            !data.join("root.key").exists(),
+            "the root's key is in the token"
+        );
+        assert_eq!(
+            std::fs::read_to_string(data.join("root.key-uri"))
+                .unwrap()
+                .trim(),
+            root_uri
+        );
+    }
 }
 
 #[test]
@@ -102,7 +119,7 @@ fn certbot_and_lego_with_the_issuing_and_ocsp_keys_in_softhsm() {
     let tmp = tempfile::tempdir().unwrap();
     let (config, _) = token_and_config(tmp.path(), "e2e");
     let data = tmp.path().join("ca");
-    init_in_token(&data, &config, "e2e");
+    init_in_token(&data, &config, "e2e", true);
     // The OCSP responder signs with a key made in the token by OpenSC's pkcs11-tool.
     let out = hsm.pkcs11_tool(&[
         "--token-label",
@@ -185,8 +202,33 @@ fn certbot_and_lego_with_the_issuing_and_ocsp_keys_in_softhsm() {
         true,
     );
 
+    // A second intermediate, signed by the root in the token, its key in the token too.
+    let mut cmd = Command::new(ca_bin());
+    cmd.args([
+        "issuer",
+        "add",
+        "int-hsm",
+        "--key",
+        "pkcs11:token=e2e;object=int-hsm",
+    ])
+    .arg("--config")
+    .arg(&config)
+    .arg("--data-dir")
+    .arg(&data);
+    run_ok(
+        "certwright-ca issuer add",
+        &mut cmd,
+        Duration::from_secs(60),
+        &ca.logs(),
+    );
+    let verify = support::openssl(
+        &data,
+        &["verify", "-CAfile", "root.pem", "issuers/int-hsm/cert.pem"],
+    );
+    assert!(verify.0, "{}", verify.1);
+
     // The private keys cannot be read out of the token.
-    for label in ["intermediate", "ocsp"] {
+    for label in ["intermediate", "ocsp", "root", "int-hsm"] {
         let out_file = tmp.path().join(format!("{label}.der"));
         let out_arg = out_file.display().to_string();
         let _ = hsm.pkcs11_tool(&[
@@ -217,7 +259,7 @@ async fn a_token_gone_mid_run_leaves_the_order_processing_until_it_is_back() {
     let tmp = tempfile::tempdir().unwrap();
     let (config_file, token_dir) = token_and_config(tmp.path(), "unplugged");
     let data = tmp.path().join("ca");
-    init_in_token(&data, &config_file, "unplugged");
+    init_in_token(&data, &config_file, "unplugged", false);
     let pkcs11 = certwright_server::config::Config::from_file(&config_file)
         .unwrap()
         .pkcs11;
