@@ -25,6 +25,15 @@ async fn get(url: &str) -> reqwest::Response {
     reqwest::Client::new().get(url).send().await.unwrap()
 }
 
+/// A renewalInfo answer's suggestedWindow as (start, end), Unix seconds.
+fn window(info: &Value) -> (i64, i64) {
+    let at = |k: &str| {
+        certwright_server::clock::parse_rfc3339(info["suggestedWindow"][k].as_str().unwrap())
+            .unwrap()
+    };
+    (at("start"), at("end"))
+}
+
 #[tokio::test]
 async fn external_account_binding_is_required_and_checked() {
     let ca = TestCa::start_with(|c| c.directory.external_account_required = true).await;
@@ -482,12 +491,7 @@ async fn renewal_information_and_replacement() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.headers()["retry-after"], "21600");
     let info: Value = r.json().await.unwrap();
-    let start =
-        certwright_server::clock::parse_rfc3339(info["suggestedWindow"]["start"].as_str().unwrap())
-            .unwrap();
-    let end =
-        certwright_server::clock::parse_rfc3339(info["suggestedWindow"]["end"].as_str().unwrap())
-            .unwrap();
+    let (start, end) = window(&info);
     // Around two thirds of the lifetime, with a good margin before expiry.
     let (lifetime, centre) = (na - nb, nb + (na - nb) * 2 / 3);
     assert!(start < centre && centre < end, "{info}");
@@ -501,9 +505,7 @@ async fn renewal_information_and_replacement() {
     // Marked by the operator: a window in the past.
     assert!(ca.store.mark_renew_early(&serial_hex(&der)).await.unwrap());
     let info: Value = get(&format!("{ari}/{id}")).await.json().await.unwrap();
-    let end =
-        certwright_server::clock::parse_rfc3339(info["suggestedWindow"]["end"].as_str().unwrap())
-            .unwrap();
+    let (_, end) = window(&info);
     assert!(end < ca.clock.now());
 
     // replaces: refused for another account and for no shared name; accepted once.
@@ -541,9 +543,7 @@ async fn renewal_information_and_replacement() {
         .json()
         .await
         .unwrap();
-    let end =
-        certwright_server::clock::parse_rfc3339(info["suggestedWindow"]["end"].as_str().unwrap())
-            .unwrap();
+    let (_, end) = window(&info);
     assert!(end < ca.clock.now());
 }
 
@@ -715,10 +715,7 @@ async fn a_retired_issuer_issues_nothing_and_its_certificates_renew_before_the_d
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
     loop {
         let info: Value = get(&format!("{ari}/{id}")).await.json().await.unwrap();
-        let end = certwright_server::clock::parse_rfc3339(
-            info["suggestedWindow"]["end"].as_str().unwrap(),
-        )
-        .unwrap();
+        let (_, end) = window(&info);
         if end == by - 3600 {
             break;
         }

@@ -301,16 +301,17 @@ impl CertificateAuthority {
     }
 
     /// The issuer an OCSP request is about (all its CertIDs must name one issuer of this
-    /// CA), and the checked request.
+    /// CA), and the checked request. The DER is decoded once, then matched per issuer.
     pub fn ocsp_request(
         &self,
         der: &[u8],
     ) -> Result<(Arc<IssuingCa>, ocsp::CheckedRequest), ocsp::OcspError> {
+        let decoded = ocsp::decode_request(der)?;
         for issuer in self.issuers().iter() {
             let Some(responder) = issuer.ocsp() else {
                 continue;
             };
-            match responder.parse_request(der) {
+            match responder.check_request(&decoded) {
                 Ok(request) => return Ok((issuer.clone(), request)),
                 Err(ocsp::OcspError::Unauthorized) => continue,
                 Err(e) => return Err(e),

@@ -102,6 +102,33 @@ pub struct StatusQuery {
     pub serial_hex: String,
 }
 
+/// A DER OCSPRequest that parsed and lists 1 to [`MAX_CERT_IDS`] certificates, before
+/// its CertIDs are matched to an issuer.
+#[derive(Debug, Clone)]
+pub struct DecodedRequest(OcspRequest);
+
+/// Decodes a DER OCSPRequest: anything unparsable, empty or too long is `Malformed`.
+/// Whose request it is comes after, per issuer ([`OcspResponder::check_request`]).
+pub fn decode_request(der: &[u8]) -> Result<DecodedRequest, OcspError> {
+    if der.is_empty() {
+        return Err(OcspError::Malformed("the request is empty".into()));
+    }
+    let request = OcspRequest::from_der(der)
+        .map_err(|e| OcspError::Malformed(format!("not a DER OCSPRequest: {e}")))?;
+    let count = request.tbs_request.request_list.len();
+    if count == 0 {
+        return Err(OcspError::Malformed(
+            "the request lists no certificate".into(),
+        ));
+    }
+    if count > MAX_CERT_IDS {
+        return Err(OcspError::Malformed(format!(
+            "the request lists {count} certificates; at most {MAX_CERT_IDS} are answered at once"
+        )));
+    }
+    Ok(DecodedRequest(request))
+}
+
 /// A request that parsed and names this responder's issuer.
 #[derive(Debug, Clone)]
 pub struct CheckedRequest {
@@ -331,28 +358,19 @@ impl OcspResponder {
         Ok(())
     }
 
-    /// Parses a DER OCSPRequest: every CertID must name this responder's issuer (else
-    /// `Unauthorized`); anything unparsable, empty, too long or with a bad nonce is
-    /// `Malformed`. A request signature, if any, is ignored (RFC 6960 §4.1.2).
+    /// Parses a DER OCSPRequest ([`decode_request`]) and checks it
+    /// ([`OcspResponder::check_request`]).
     pub fn parse_request(&self, der: &[u8]) -> Result<CheckedRequest, OcspError> {
-        if der.is_empty() {
-            return Err(OcspError::Malformed("the request is empty".into()));
-        }
-        let request = OcspRequest::from_der(der)
-            .map_err(|e| OcspError::Malformed(format!("not a DER OCSPRequest: {e}")))?;
-        let list = &request.tbs_request.request_list;
-        if list.is_empty() {
-            return Err(OcspError::Malformed(
-                "the request lists no certificate".into(),
-            ));
-        }
-        if list.len() > MAX_CERT_IDS {
-            return Err(OcspError::Malformed(format!(
-                "the request lists {} certificates; at most {MAX_CERT_IDS} are answered at once",
-                list.len()
-            )));
-        }
-        let queries = list
+        self.check_request(&decode_request(der)?)
+    }
+
+    /// Checks a decoded request: every CertID must name this responder's issuer (else
+    /// `Unauthorized`); a bad nonce is `Malformed`. A request signature, if any, is
+    /// ignored (RFC 6960 §4.1.2).
+    pub fn check_request(&self, decoded: &DecodedRequest) -> Result<CheckedRequest, OcspError> {
+        let tbs = &decoded.0.tbs_request;
+        let queries = tbs
+            .request_list
             .iter()
             .map(|r| {
                 Ok(StatusQuery {
@@ -361,8 +379,7 @@ impl OcspResponder {
                 })
             })
             .collect::<Result<Vec<_>, OcspError>>()?;
-        let nonce = request
-            .tbs_request
+        let nonce = tbs
             .request_extensions
             .as_ref()
             .and_then(|exts| exts.iter().find(|e| e.extn_id == OID_OCSP_NONCE))

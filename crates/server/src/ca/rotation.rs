@@ -86,10 +86,11 @@ pub fn add_issuer(
     let root_der = root_certificate(&paths)?;
     let root_location = match &request.root_key {
         Some(text) => KeyLocation::parse(text).map_err(err)?,
-        None => match std::fs::read_to_string(&paths.root_key_uri) {
-            Ok(text) => KeyLocation::parse(text.trim()).map_err(err)?,
-            Err(_) => KeyLocation::File(paths.root_key.clone()),
-        },
+        // root.key-uri, else root.key; an offline root has neither (refused just below).
+        None => paths
+            .root_key_location()
+            .map_err(err)?
+            .unwrap_or_else(|| KeyLocation::File(paths.root_key.clone())),
     };
     if let KeyLocation::File(p) = &root_location {
         if !p.exists() {

@@ -41,9 +41,9 @@ pub(crate) enum IssuerAction {
 pub(crate) struct AddArgs {
     /// The new issuer's name: 1-32 of a-z, 0-9 and `-` (e.g. `int-2027-ec`).
     name: String,
-    /// Key type of the new intermediate.
-    #[arg(long, value_enum, default_value = "ec256")]
-    key_type: KeyTypeArg,
+    /// Key type of the new intermediate: ec256, ec384, rsa2048, rsa3072 or rsa4096.
+    #[arg(long, value_name = "TYPE", default_value = "ec256")]
+    key_type: CaKeyType,
     /// Where its key is created: a path (default `issuers/NAME/key.pem`) or a `pkcs11:`
     /// URI (the module and PIN come from the configuration's `[pkcs11]`).
     #[arg(long)]
@@ -69,27 +69,6 @@ pub(crate) struct AddArgs {
     /// The chain of `--import`.
     #[arg(long, value_name = "CHAIN", requires = "import")]
     chain: Option<std::path::PathBuf>,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum KeyTypeArg {
-    Ec256,
-    Ec384,
-    Rsa2048,
-    Rsa3072,
-    Rsa4096,
-}
-
-impl From<KeyTypeArg> for CaKeyType {
-    fn from(k: KeyTypeArg) -> Self {
-        match k {
-            KeyTypeArg::Ec256 => Self::Ec256,
-            KeyTypeArg::Ec384 => Self::Ec384,
-            KeyTypeArg::Rsa2048 => Self::Rsa2048,
-            KeyTypeArg::Rsa3072 => Self::Rsa3072,
-            KeyTypeArg::Rsa4096 => Self::Rsa4096,
-        }
-    }
 }
 
 pub(crate) async fn run(action: IssuerAction, ca: ConfigArgs) -> anyhow::Result<()> {
@@ -151,7 +130,7 @@ async fn list(ca: &ConfigArgs) -> anyhow::Result<()> {
         let state = match states.iter().find(|s| s.name == files.name) {
             Some(s) if s.retired => format!(
                 "retired, renew by {}",
-                s.retire_by.map(day).unwrap_or_default()
+                s.retire_by.map(rfc3339).unwrap_or_default()
             ),
             _ => "active".to_owned(),
         };
@@ -176,10 +155,6 @@ async fn list(ca: &ConfigArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn day(unix: i64) -> String {
-    rfc3339(unix)
-}
-
 /// `2027-03-01` or an RFC 3339 time.
 fn parse_date(text: &str) -> anyhow::Result<i64> {
     if let Some(t) = parse_rfc3339(text) {
@@ -200,7 +175,7 @@ fn add(args: AddArgs, ca: &ConfigArgs) -> anyhow::Result<()> {
     let pkcs11 = certwright_server::app::settings::pkcs11(&config);
     let request = NewIntermediate {
         name: args.name.clone(),
-        key_type: args.key_type.into(),
+        key_type: args.key_type,
         key: args.key.clone(),
         root_key: args.root_key.clone(),
         common_name: args.common_name.clone(),
