@@ -149,6 +149,10 @@ fn issuers_by_key_type_then_rotation_with_lego_and_openssl() {
             !String::from_utf8_lossy(&body).contains("BEGIN"),
             "{path} leaks nothing"
         );
+        let problem: serde_json::Value = serde_json::from_slice(&body)
+            .unwrap_or_else(|e| panic!("{path}: not a problem document ({e})"));
+        assert_eq!(problem["status"], 404, "{path}: {problem}");
+        assert!(problem["type"].is_string(), "{path}: {problem}");
     }
 
     // The CSR's key type picks the issuer: RSA from int-rsa, ECDSA from the newest.

@@ -81,12 +81,8 @@ pub async fn issuer_certificate(
         .strip_suffix(".der")
         .and_then(|name| state.ra.issuer_certificate_der(name));
     let Some(der) = der else {
-        return (
-            axum::http::StatusCode::NOT_FOUND,
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            "no such issuer certificate\n",
-        )
-            .into_response();
+        // Like any other unknown path: a 404 problem document.
+        return super::handlers::not_found().await.into_response();
     };
     (
         [
