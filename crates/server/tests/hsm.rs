@@ -226,6 +226,16 @@ fn certbot_and_lego_with_the_issuing_and_ocsp_keys_in_softhsm() {
         &["verify", "-CAfile", "root.pem", "issuers/int-hsm/cert.pem"],
     );
     assert!(verify.0, "{}", verify.1);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(data.join("issuers/int-hsm/key-uri"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o600,
+        "key-uri is written 0600, as init writes it"
+    );
 
     // The private keys cannot be read out of the token.
     for label in ["intermediate", "ocsp", "root", "int-hsm"] {

@@ -113,7 +113,7 @@ pub fn add_issuer(
         };
         let key = keys::generate(&location, request.key_type, pkcs11).map_err(err)?;
         if let KeyLocation::Pkcs11(uri) = &location {
-            write_atomic(&files.key_uri, format!("{uri}\n").as_bytes(), 0o644)
+            write_atomic(&files.key_uri, format!("{uri}\n").as_bytes(), 0o600)
                 .map_err(|e| err(format!("{}: {e}", files.key_uri.display())))?;
         }
         // The new intermediate names the organization of the root that signs it.
