@@ -76,6 +76,11 @@ pub struct Config {
     pub policy: PolicySection,
     /// Rate limits (see `docs/rate-limits.md`); all off by default.
     pub rate_limits: RateLimitsSection,
+    /// Backend CAs this CA forwards orders to, by name (`docs/upstream.md`). `local` (the
+    /// CA's own issuers) is always there and cannot be redefined.
+    pub backends: BTreeMap<String, BackendSection>,
+    /// Which backend signs each order: rules, first match wins, else `default`.
+    pub routing: RoutingSection,
 }
 
 /// Where the admin listener binds: an address, or `off` (also the empty string).
@@ -522,6 +527,8 @@ impl Default for Config {
             pki_base_url: None,
             policy: PolicySection::default(),
             rate_limits: RateLimitsSection::default(),
+            backends: BTreeMap::new(),
+            routing: RoutingSection::default(),
         }
     }
 }
@@ -730,7 +737,70 @@ impl Config {
                 )));
             }
         }
-        self.validate_pki()
+        self.validate_pki()?;
+        self.validate_backends()
+    }
+
+    /// `[backends.*]` and `[routing]`: names, one type section each, and rules that name a
+    /// backend that exists.
+    fn validate_backends(&self) -> Result<(), ConfigError> {
+        let bad = |why: String| Err(ConfigError::Invalid(why));
+        for (name, b) in &self.backends {
+            if name == LOCAL_BACKEND {
+                return bad(format!(
+                    "backends.{name}: \"{LOCAL_BACKEND}\" is the CA's own issuers and cannot be redefined"
+                ));
+            }
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+            {
+                return bad(format!(
+                    "backends.{name}: a backend name is lowercase letters, digits and '-'"
+                ));
+            }
+            let (exec, acme) = (b.exec.is_some(), b.acme.is_some());
+            match b.r#type {
+                BackendType::Exec if !exec || acme => {
+                    return bad(format!(
+                        "backends.{name}: type \"exec\" needs a [backends.{name}.exec] section (and no other)"
+                    ))
+                }
+                BackendType::Acme if !acme || exec => {
+                    return bad(format!(
+                        "backends.{name}: type \"acme\" needs a [backends.{name}.acme] section (and no other)"
+                    ))
+                }
+                _ => {}
+            }
+            if b.timeout_secs == 0 || b.deadline_secs < b.timeout_secs {
+                return bad(format!(
+                    "backends.{name}: timeout_secs must be positive and deadline_secs at least timeout_secs"
+                ));
+            }
+        }
+        let exists = |n: &str| n == LOCAL_BACKEND || self.backends.contains_key(n);
+        if !exists(&self.routing.default) {
+            return bad(format!(
+                "routing.default {:?} is not \"{LOCAL_BACKEND}\" or a [backends.NAME]",
+                self.routing.default
+            ));
+        }
+        for (i, rule) in self.routing.rules.iter().enumerate() {
+            if !exists(&rule.backend) {
+                return bad(format!(
+                    "routing.rules[{i}]: backend {:?} is not \"{LOCAL_BACKEND}\" or a [backends.NAME]",
+                    rule.backend
+                ));
+            }
+            if rule.eab_label.is_none() && rule.profile.is_none() && rule.suffix.is_none() {
+                return bad(format!(
+                    "routing.rules[{i}]: give at least one of eab_label, profile, suffix (routing.default catches the rest)"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The plain-HTTP PKI listener and the URL certificates name for it.
@@ -840,6 +910,173 @@ impl Config {
         }
         names
     }
+}
+
+/// The name of the CA's own issuers as a backend.
+pub const LOCAL_BACKEND: &str = "local";
+
+/// `[backends.NAME]`: a CA this one forwards orders to (`docs/upstream.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSection {
+    /// `exec` (a command-line CA) or `acme` (an upstream RFC 8555 CA).
+    pub r#type: BackendType,
+    /// Longest one attempt may take (the command's run, or one pass through the upstream
+    /// ACME flow), in seconds. Default 60.
+    #[serde(default = "default_backend_timeout")]
+    pub timeout_secs: u64,
+    /// How long after finalize transient failures are retried before the order fails, in
+    /// seconds. Default 3600.
+    #[serde(default = "default_backend_deadline")]
+    pub deadline_secs: u64,
+    /// The backend's root certificate(s), PEM: a certificate it returns must chain to one
+    /// of them, else the order fails. Unset: the chain must link, up to whatever it ends at.
+    pub trust_anchor: Option<PathBuf>,
+    /// `[backends.NAME.exec]`, for `type = "exec"`.
+    pub exec: Option<ExecSection>,
+    /// `[backends.NAME.acme]`, for `type = "acme"`.
+    pub acme: Option<AcmeSection>,
+}
+
+fn default_backend_timeout() -> u64 {
+    60
+}
+
+fn default_backend_deadline() -> u64 {
+    3600
+}
+
+/// The kind of a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendType {
+    /// A command-line CA (`[backends.NAME.exec]`).
+    Exec,
+    /// An upstream ACME CA (`[backends.NAME.acme]`).
+    Acme,
+}
+
+/// `[backends.NAME.exec]`: a CA driven by a command (an OpenSSL `ca` directory, Easy-RSA,
+/// a vendor CLI). The command gets the CSR and the order's facts; it prints the
+/// certificate (PEM, DER or PKCS#7).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSection {
+    /// The program and its arguments (no shell).
+    pub command: Vec<String>,
+    /// The program that revokes (gets the serial and reason), and its arguments. Unset:
+    /// revocations are recorded here only.
+    #[serde(default)]
+    pub revoke_command: Option<Vec<String>>,
+    /// The command returns the same certificate when run again with the same
+    /// `CERTWRIGHT_REQUEST_ID`, so an interrupted run (a time-out, a crash) may be re-run.
+    /// Default true; false fails such an order rather than risk a second certificate.
+    #[serde(default = "default_true")]
+    pub idempotent: bool,
+    /// Exit codes that mean "try again later" (default: 75, EX_TEMPFAIL). Any other
+    /// non-zero exit is a refusal.
+    #[serde(default = "default_tempfail")]
+    pub temporary_exit_codes: Vec<i32>,
+    /// Extra environment variables for the command.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_tempfail() -> Vec<i32> {
+    vec![75]
+}
+
+/// `[backends.NAME.acme]`: an upstream RFC 8555 CA. This CA holds its own account there
+/// and answers the upstream's challenges with a solver of the `certwright-client` library.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The upstream's directory URL.
+    pub directory: String,
+    /// PEM bundle trusted for the upstream's HTTPS (a private upstream); unset: the
+    /// system's roots.
+    #[serde(default)]
+    pub ca_bundle: Option<PathBuf>,
+    /// Contact URLs of the upstream account (`mailto:…`).
+    #[serde(default)]
+    pub contact: Vec<String>,
+    /// EAB key id, when the upstream requires external account binding.
+    #[serde(default)]
+    pub eab_kid: Option<String>,
+    /// File holding the EAB HMAC key (base64url), 0600.
+    #[serde(default)]
+    pub eab_hmac_key_file: Option<PathBuf>,
+    /// The profile to ask the upstream for (draft-ietf-acme-profiles); unset: none.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// The challenge to answer: `dns-01` (default) or `http-01`.
+    #[serde(default = "default_upstream_challenge")]
+    pub challenge: String,
+    /// dns-01 through an exec hook: the program (and arguments) called with `present` or
+    /// `cleanup`, the record name and value, as certwright's `dns01-exec` solver does.
+    #[serde(default)]
+    pub dns_hook: Option<Vec<String>>,
+    /// dns-01 through RFC 2136 dynamic updates: the primary server `host:port`.
+    #[serde(default)]
+    pub rfc2136_server: Option<String>,
+    /// TSIG key file for RFC 2136 (`name`, `algorithm`, `secret`), 0600.
+    #[serde(default)]
+    pub rfc2136_tsig_file: Option<PathBuf>,
+    /// http-01 from a webroot: the directory served as `/.well-known/acme-challenge/`.
+    #[serde(default)]
+    pub http_webroot: Option<PathBuf>,
+    /// http-01 from a listener of this process bound here (the operator points the
+    /// upstream's validation at it).
+    #[serde(default)]
+    pub http_listen: Option<SocketAddr>,
+    /// Pass the upstream's ARI windows on to clients (default true).
+    #[serde(default = "default_true")]
+    pub ari_passthrough: bool,
+}
+
+fn default_upstream_challenge() -> String {
+    "dns-01".into()
+}
+
+/// `[routing]`: which backend signs an order.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoutingSection {
+    /// The backend of orders no rule matches. Default `local`.
+    pub default: String,
+    /// `[[routing.rules]]`, in order; the first that matches wins.
+    pub rules: Vec<RouteRuleSection>,
+}
+
+impl Default for RoutingSection {
+    fn default() -> Self {
+        Self {
+            default: LOCAL_BACKEND.into(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[routing.rules]]`: the conditions given must all hold.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteRuleSection {
+    /// The backend that signs matching orders (`local` or a `[backends.NAME]`).
+    pub backend: String,
+    /// The account's EAB label is this.
+    #[serde(default)]
+    pub eab_label: Option<String>,
+    /// The order's profile is this.
+    #[serde(default)]
+    pub profile: Option<String>,
+    /// Every identifier of the order is this domain or below it (`example.com` matches
+    /// `example.com` and `a.example.com`, not `badexample.com`).
+    #[serde(default)]
+    pub suffix: Option<String>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 
 pub mod admin;
 pub mod app;
+pub mod backend;
 pub mod ca;
 pub mod clock;
 pub mod config;
