@@ -47,9 +47,6 @@ pub struct BackendJob {
     pub created_at: i64,
 }
 
-const JOB_COLUMNS: &str =
-    "order_id, backend, request_id, attempts, in_flight, deadline, state, last_error, created_at";
-
 fn job(row: &impl Columns) -> Result<BackendJob> {
     Ok(BackendJob {
         order_id: OrderId(row.int("order_id")?),
@@ -108,8 +105,9 @@ impl Store {
 
     /// The job of a forwarded order; `None` for an order signed here.
     pub async fn backend_job(&self, order: OrderId) -> Result<Option<BackendJob>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM backend_jobs WHERE order_id = $1");
-        match self.read_optional(&sql, &params![order.0]).await? {
+        let sql = "SELECT order_id, backend, request_id, attempts, in_flight, deadline, state, last_error, created_at
+                   FROM backend_jobs WHERE order_id = $1";
+        match self.read_optional(sql, &params![order.0]).await? {
             Some(row) => Ok(Some(job(&row)?)),
             None => Ok(None),
         }
@@ -117,8 +115,9 @@ impl Store {
 
     /// Every job, oldest first (operators' view).
     pub async fn backend_jobs(&self) -> Result<Vec<BackendJob>> {
-        let sql = format!("SELECT {JOB_COLUMNS} FROM backend_jobs ORDER BY order_id");
-        self.read_all(&sql, &[]).await?.iter().map(job).collect()
+        let sql = "SELECT order_id, backend, request_id, attempts, in_flight, deadline, state, last_error, created_at
+                   FROM backend_jobs ORDER BY order_id";
+        self.read_all(sql, &[]).await?.iter().map(job).collect()
     }
 
     /// Records that an attempt starts: one more attempt, in flight, and the order's lease
