@@ -355,7 +355,11 @@ fn through_every_backend(client: Client) {
             .iter()
             .map(|c| norm_serial(c["serial"].as_str().unwrap()))
             .collect();
-        assert_eq!(serials, [serial.clone()], "certs list --issuer {issuer}");
+        assert_eq!(
+            serials,
+            std::slice::from_ref(serial),
+            "certs list --issuer {issuer}"
+        );
         assert_eq!(listed[0]["issuer"], issuer);
     }
     let all = certs(&ca.data_dir, None);
