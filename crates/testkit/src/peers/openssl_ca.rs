@@ -55,7 +55,13 @@ impl OpensslCa {
         fs::create_dir_all(dir.join("newcerts")).unwrap();
         fs::write(dir.join("index.txt"), "").unwrap();
         fs::write(dir.join("index.txt.attr"), "unique_subject = no\n").unwrap();
-        fs::write(dir.join("serial"), "1000\n").unwrap();
+        // A random first serial, as docs/upstream.md advises: two CAs made by tests (or a
+        // CA and another backend) never hand out the same serials.
+        let mut first = [0u8; 16];
+        aws_lc_rs::rand::fill(&mut first).unwrap();
+        first[0] = (first[0] & 0x7f) | 0x10;
+        let first: String = first.iter().map(|b| format!("{b:02X}")).collect();
+        fs::write(dir.join("serial"), format!("{first}\n")).unwrap();
         fs::write(dir.join("crlnumber"), "1000\n").unwrap();
         fs::write(dir.join("ca.cnf"), ca_config(dir)).unwrap();
         fs::write(dir.join("ext.cnf"), EXTENSIONS).unwrap();
