@@ -26,9 +26,20 @@ use support::{
     CaProcess, ProcessGuard, CLIENT_EMAIL, CLIENT_TIMEOUT,
 };
 
-/// Where this binary keeps its backend CAs (under cargo's target directory).
+/// Where this binary keeps its shared backend CAs (under cargo's target directory; those
+/// of earlier runs whose process is gone are removed).
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    for entry in fs::read_dir(base).into_iter().flatten().flatten() {
+        let file = entry.file_name();
+        let Some(pid) = file.to_str().and_then(|f| f.strip_prefix("upstream-exec-")) else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid).exists() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let dir = base
         .join(format!("upstream-exec-{}", std::process::id()))
         .join(name);
     let _ = fs::remove_dir_all(&dir);

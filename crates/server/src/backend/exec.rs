@@ -245,26 +245,26 @@ impl ExecBackend {
         match classify(status, &self.section.temporary_exit_codes) {
             Outcome::Done if stdout_cut => {
                 let why = format!("printed more than {MAX_STDOUT} bytes on stdout");
-                tracing::warn!(backend = %self.name, %action, command = %shown, %stderr, "{why}");
+                tracing::warn!(backend = %self.name, %action, command = %shown, stderr = stderr.text(), "{why}");
                 Err(fail(Refusal::Other, format!("{why}{stderr}")))
             }
             Outcome::Done if stdout.is_empty() && action == Action::Issue => {
                 let why = "exited 0 but printed no certificate".to_owned();
-                tracing::warn!(backend = %self.name, %action, command = %shown, %stderr, "{why}");
+                tracing::warn!(backend = %self.name, %action, command = %shown, stderr = stderr.text(), "{why}");
                 Err(fail(Refusal::Other, format!("{why}{stderr}")))
             }
             Outcome::Done => {
                 if !stderr.0.is_empty() {
-                    tracing::debug!(backend = %self.name, %action, command = %shown, %stderr, "exec backend command succeeded");
+                    tracing::debug!(backend = %self.name, %action, command = %shown, stderr = stderr.text(), "exec backend command succeeded");
                 }
                 Ok(stdout)
             }
             Outcome::Temporary(why) => {
-                tracing::warn!(backend = %self.name, %action, command = %shown, %stderr, "{why} (temporary: retried)");
+                tracing::warn!(backend = %self.name, %action, command = %shown, stderr = stderr.text(), "{why} (temporary: retried)");
                 Err(transient(format!("{why}{stderr}")))
             }
             Outcome::Refused(refusal, why) => {
-                tracing::warn!(backend = %self.name, %action, command = %shown, %stderr, "{why}");
+                tracing::warn!(backend = %self.name, %action, command = %shown, stderr = stderr.text(), "{why}");
                 Err(fail(refusal, format!("{why}{stderr}")))
             }
         }
@@ -444,9 +444,17 @@ fn classify(status: ExitStatus, temporary: &[i32]) -> Outcome {
     }
 }
 
-/// A command's stderr as it goes into logs and causes (never to a client): ` ; stderr:
-/// …`, or nothing when it printed nothing.
+/// A command's stderr (its first [`MAX_STDERR`] bytes, and whether there was more), for
+/// the log and the error's cause, never for a client. Displayed as the cause's suffix
+/// `; stderr: …`, or nothing when it printed nothing.
 struct Stderr(String, bool);
+
+impl Stderr {
+    /// The text, for a log field.
+    fn text(&self) -> &str {
+        self.0.trim()
+    }
+}
 
 impl fmt::Display for Stderr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

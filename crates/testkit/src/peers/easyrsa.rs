@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(text.matches("BEGIN CERTIFICATE").count(), 2, "leaf and CA");
         let ca_pem = fs::read_to_string(rsa.root_path()).unwrap();
         let ca_b64 = ca_pem.split("-----BEGIN CERTIFICATE-----").nth(1).unwrap();
-        assert!(text.ends_with(&format!("-----BEGIN CERTIFICATE-----{ca_b64}")), "{text}");
+        assert!(
+            text.ends_with(&format!("-----BEGIN CERTIFICATE-----{ca_b64}")),
+            "{text}"
+        );
         fs::write(tmp.path().join("leaf.pem"), &first).unwrap();
         let root = rsa.root_path();
         let (ok, out) = openssl(
