@@ -383,10 +383,61 @@ mod tests {
         // Another id: another certificate.
         assert_eq!(sign("order-2", "pem").0, 0);
         assert_eq!(ca.index().len(), 2);
+
+        // A run killed right after `openssl ca` signed (its serial noted, the chain not
+        // kept): the next run finds that certificate again instead of signing twice.
+        let state = ca.dir.join("certwright/default");
+        let next = fs::read_to_string(ca.dir.join("serial")).unwrap();
+        fs::write(state.join("order-4.serial"), next.trim()).unwrap();
+        let (ok, out) = openssl(
+            tmp.path(),
+            &[
+                "ca",
+                "-batch",
+                "-config",
+                ca.dir.join("ca.cnf").to_str().unwrap(),
+                "-notext",
+                "-in",
+                csr,
+                "-out",
+                "interrupted.pem",
+            ],
+        );
+        assert!(ok, "{out}");
+        assert_eq!(ca.index().len(), 3);
+        let (code, found, err) = sign("order-4", "pem");
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(ca.index().len(), 3, "not signed twice");
+        fs::write(tmp.path().join("found.pem"), &found).unwrap();
+        let serial_of = |file: &str| {
+            let (ok, s) = openssl(tmp.path(), &["x509", "-in", file, "-noout", "-serial"]);
+            assert!(ok, "{s}");
+            s.trim().trim_start_matches("serial=").to_owned()
+        };
+        assert_eq!(serial_of("found.pem"), next.trim());
+        assert_eq!(serial_of("interrupted.pem"), next.trim());
+        // A noted serial that another request's certificate took (the run was killed
+        // before signing): that certificate is not this CSR's, so this one is signed.
+        let other = test_csr(tmp.path(), "b", "DNS:b.example.com");
+        fs::write(state.join("order-5.serial"), next.trim()).unwrap();
+        let (code, fresh, err) = run_script(
+            &ca.sign_script(),
+            &[
+                ("CA_DIR", ca_dir),
+                ("CERTWRIGHT_REQUEST_ID", "order-5"),
+                ("CERTWRIGHT_CSR_FILE", other.to_str().unwrap()),
+                ("CERTWRIGHT_LIFETIME_DAYS", "3"),
+            ],
+        );
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(ca.index().len(), 4);
+        fs::write(tmp.path().join("fresh.pem"), &fresh).unwrap();
+        assert_ne!(serial_of("fresh.pem"), next.trim());
+
         // A CSR openssl cannot read: 65.
         fs::write(csr, "garbage").unwrap();
         assert_eq!(sign("order-3", "pem").0, 65);
-        assert_eq!(ca.index().len(), 2);
+        assert_eq!(ca.index().len(), 4);
 
         let (ok, serial) = openssl(
             tmp.path(),
