@@ -1,0 +1,596 @@
+//! The `acme` backend (`backend/acme.rs`) against real upstream CAs on loopback: Pebble
+//! (dns-01 answered through its pebble-challtestsrv by an exec hook) and a second
+//! certwright-ca (http-01 from the backend's own listener).
+//!
+//! `backend_*` tests drive [`AcmeBackend`] in process: exactly one upstream order per
+//! request, resume from the saved order URL, the sorting of upstream errors, account
+//! registration (EAB, re-registration), revocation forwarding and ARI pass-through.
+
+mod support;
+
+use std::path::Path;
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use certwright_client::client::{Account, AccountCredentials, AcmeClient, ClientOptions};
+use certwright_proto::types::{Identifier, OrderStatus};
+use certwright_server::backend::acme::{AcmeBackend, ACCOUNT_FILE, ACCOUNT_KEY_FILE};
+use certwright_server::backend::{
+    Backend, BackendError, BackendRequest, Checkpoint, Refusal, RevokeRequest,
+};
+use certwright_server::config::AcmeSection;
+use certwright_testkit::peers::pebble::Pebble;
+use certwright_testkit::process::on_immortal_thread;
+use futures_util::future::BoxFuture;
+use support::{openssl_verify, x509};
+
+/// Pebble (no EAB), shared by every test of this binary.
+fn pebble() -> &'static Pebble {
+    static PEBBLE: OnceLock<Pebble> = OnceLock::new();
+    PEBBLE.get_or_init(|| on_immortal_thread(|| Pebble::start(false)))
+}
+
+/// Pebble requiring EAB (`kid-1` of its example configuration).
+fn pebble_eab() -> &'static Pebble {
+    static PEBBLE: OnceLock<Pebble> = OnceLock::new();
+    PEBBLE.get_or_init(|| on_immortal_thread(|| Pebble::start(true)))
+}
+
+/// The MAC key of `kid-1` in Pebble's EAB example configuration.
+const PEBBLE_KID1_HMAC: &str = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W";
+
+/// A checkpoint in memory that records every save.
+#[derive(Default)]
+struct MemCheckpoint(Mutex<Vec<String>>);
+
+impl Checkpoint for MemCheckpoint {
+    fn save<'a>(&'a self, state: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        self.0.lock().unwrap().push(state.to_owned());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+impl MemCheckpoint {
+    fn saved(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// The `[backends.NAME.acme]` section for Pebble, answering dns-01 through the hook.
+fn pebble_section(p: &Pebble, dir: &Path) -> AcmeSection {
+    let hook = p.dns.write_hook(dir);
+    toml::from_str(&format!(
+        r#"
+directory = "{dir_url}"
+ca_bundle = "{bundle}"
+contact = ["mailto:ops@example.com"]
+challenge = "dns-01"
+dns_hook = ["{hook}"]
+dns_check_servers = ["{dns}"]
+"#,
+        dir_url = p.directory_url,
+        bundle = p.listener_root.display(),
+        hook = hook.display(),
+        dns = p.dns.addr,
+    ))
+    .unwrap()
+}
+
+fn backend(section: &AcmeSection, state: &Path) -> AcmeBackend {
+    AcmeBackend::new("up", section, Duration::from_secs(60), state).unwrap()
+}
+
+/// A request for `names` with a fresh P-256 key; returns it and the key.
+fn request(names: &[&str], id: &str) -> (BackendRequest, rcgen::KeyPair) {
+    let key = rcgen::KeyPair::generate().unwrap();
+    (request_with_csr(names, x509::csr(names, &key), id), key)
+}
+
+fn request_with_csr(names: &[&str], csr_der: Vec<u8>, id: &str) -> BackendRequest {
+    BackendRequest {
+        request_id: id.into(),
+        csr_der,
+        identifiers: names.iter().map(|n| Identifier::dns(*n)).collect(),
+        profile: None,
+        eab_label: None,
+        account_id: 1,
+        lifetime_secs: 90 * 86400,
+        state: None,
+    }
+}
+
+fn chain_text(bytes: &[u8]) -> String {
+    String::from_utf8(bytes.to_vec()).expect("the acme backend returns PEM")
+}
+
+/// The leaf's DNS names and serial, and that its key is `key`'s.
+fn check_leaf(chain: &str, names: &[&str], key: &rcgen::KeyPair) -> String {
+    let ders = x509::pem_chain(chain);
+    assert!(ders.len() >= 2, "leaf and intermediate expected:\n{chain}");
+    let (_, cert) = x509_parser::parse_x509_certificate(&ders[0]).unwrap();
+    let mut got = x509::san_strings(&cert);
+    got.sort();
+    let mut want: Vec<String> = names.iter().map(|n| format!("dns:{n}")).collect();
+    want.sort();
+    assert_eq!(got, want, "the leaf's names");
+    assert_eq!(
+        cert.public_key().raw,
+        rcgen::PublicKeyData::subject_public_key_info(key).as_slice(),
+        "the leaf certifies the CSR's key"
+    );
+    x509::leaf_serial(chain)
+}
+
+/// `openssl verify` of the chain's leaf against `root_pem`, intermediates untrusted.
+fn verify_chain(dir: &Path, chain: &str, root_pem: &str) {
+    let ders = x509::pem_chain(chain);
+    let leaf = dir.join("leaf.pem");
+    let rest = dir.join("intermediates.pem");
+    let root = dir.join("root.pem");
+    std::fs::write(&leaf, x509::pem_encode(&ders[0])).unwrap();
+    std::fs::write(
+        &rest,
+        ders[1..]
+            .iter()
+            .map(|d| x509::pem_encode(d))
+            .collect::<String>(),
+    )
+    .unwrap();
+    std::fs::write(&root, root_pem).unwrap();
+    openssl_verify(&root, &rest, &leaf);
+}
+
+/// GET over HTTPS trusting `root` (Pebble's management interface, a CA's ARI).
+async fn https_get(url: &str, root: &Path) -> (u16, String) {
+    let http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&std::fs::read(root).unwrap()).unwrap()])
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let resp = http.get(url).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Pebble's root number 0 (from its management interface).
+async fn pebble_root(p: &Pebble) -> String {
+    let (status, pem) = https_get(
+        &format!("https://localhost:{}/roots/0", p.mgmt_port),
+        &p.listener_root,
+    )
+    .await;
+    assert_eq!(status, 200);
+    pem
+}
+
+/// Pebble's view of a certificate: `Valid` or `Revoked`.
+async fn pebble_cert_status(p: &Pebble, serial_hex: &str) -> String {
+    let (status, body) = https_get(
+        &format!(
+            "https://localhost:{}/cert-status-by-serial/{serial_hex}",
+            p.mgmt_port
+        ),
+        &p.listener_root,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["Status"].as_str().unwrap_or_default().to_owned()
+}
+
+/// The backend's upstream account, loaded by the test from the backend's state directory
+/// (to make upstream orders the backend will then be asked to resume).
+async fn same_account(p: &Pebble, state: &Path) -> Account {
+    let stored: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(state.join(ACCOUNT_FILE)).unwrap()).unwrap();
+    let pem = std::fs::read_to_string(state.join(ACCOUNT_KEY_FILE)).unwrap();
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    use base64::Engine;
+    let key_pkcs8 = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let client = AcmeClient::new(
+        ClientOptions::new(p.directory_url.clone())
+            .trust_pem(std::fs::read(&p.listener_root).unwrap()),
+    )
+    .await
+    .unwrap();
+    Account::load(
+        client,
+        &AccountCredentials {
+            url: stored["url"].as_str().unwrap().to_owned(),
+            key_pkcs8,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+fn refusal(e: &BackendError) -> Option<Refusal> {
+    match e {
+        BackendError::Refused { refusal, .. } => Some(*refusal),
+        BackendError::Transient(_) => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_pebble_issues_once_resumes_a_valid_order_and_forwards_revocation() {
+    let p = pebble();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let section = pebble_section(p, tmp.path());
+    let b = backend(&section, &state);
+    assert!(b.resumable());
+    assert_eq!(b.kind(), "acme");
+    // Nothing is contacted before the first order.
+    assert_eq!(b.account_url(), None);
+
+    let names = ["one.upstream-pebble.test", "two.upstream-pebble.test"];
+    let (mut req, key) = request(&names, "order-1");
+    let cp = MemCheckpoint::default();
+    let chain = chain_text(&b.issue(&req, &cp).await.unwrap());
+    let serial = check_leaf(&chain, &names, &key);
+    verify_chain(tmp.path(), &chain, &pebble_root(p).await);
+    // Exactly one upstream order, saved before anything else.
+    let saved = cp.saved();
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(
+        saved[0].starts_with(&p.directory_url.replace("/dir", "/")),
+        "{saved:?}"
+    );
+    // The account was registered once and kept, private.
+    let account_url = b.account_url().expect("account stored");
+    use std::os::unix::fs::PermissionsExt;
+    for f in [ACCOUNT_FILE, ACCOUNT_KEY_FILE] {
+        let mode = std::fs::metadata(state.join(f))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+    // The hook presented and then cleaned up each record.
+    let hook_log = std::fs::read_to_string(tmp.path().join("dns01-hook.log")).unwrap();
+    for n in names {
+        assert!(
+            hook_log.contains(&format!("present _acme-challenge.{n}.")),
+            "{hook_log}"
+        );
+        assert!(
+            hook_log.contains(&format!("cleanup _acme-challenge.{n}.")),
+            "{hook_log}"
+        );
+    }
+
+    // Asked again with the saved state (a crash after the upstream issued): the same
+    // certificate, no second order, no new save.
+    req.state = Some(saved[0].clone());
+    let again = chain_text(&b.issue(&req, &cp).await.unwrap());
+    assert_eq!(x509::leaf_serial(&again), serial);
+    assert_eq!(cp.saved().len(), 1);
+    // A new backend over the same state directory uses the same account.
+    let b2 = backend(&section, &state);
+    let again = chain_text(&b2.issue(&req, &cp).await.unwrap());
+    assert_eq!(x509::leaf_serial(&again), serial);
+    assert_eq!(b2.account_url().as_deref(), Some(account_url.as_str()));
+
+    // Pebble 2.4 offers no ARI: no window, the CA's default applies.
+    let leaf_der = x509::pem_chain(&chain).remove(0);
+    assert_eq!(b.renewal_window(&leaf_der).await, None);
+
+    // Revocation is forwarded with the account key; a second one is not an error.
+    assert_eq!(pebble_cert_status(p, &serial).await, "Valid");
+    let revoke = RevokeRequest {
+        der: leaf_der.clone(),
+        serial_hex: serial.clone(),
+        reason: 4,
+    };
+    b.revoke(&revoke).await.unwrap();
+    assert_eq!(pebble_cert_status(p, &serial).await, "Revoked");
+    b.revoke(&revoke).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_resumes_pending_orders_and_replaces_invalid_or_unknown_ones() {
+    let p = pebble();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let b = backend(&pebble_section(p, tmp.path()), &state);
+    // A first issuance registers the account.
+    let (req, _) = request(&["first.resume.test"], "order-1");
+    b.issue(&req, &MemCheckpoint::default()).await.unwrap();
+    let account = same_account(p, &state).await;
+
+    // A pending upstream order (made before a crash): solved, finalized, no new order.
+    let names = ["pending.resume.test"];
+    let pending = account
+        .new_order(vec![Identifier::dns(names[0])], None, None)
+        .await
+        .unwrap();
+    assert_eq!(pending.order.status, OrderStatus::Pending);
+    let (mut req, key) = request(&names, "order-2");
+    req.state = Some(pending.url.clone());
+    let cp = MemCheckpoint::default();
+    let chain = chain_text(&b.issue(&req, &cp).await.unwrap());
+    check_leaf(&chain, &names, &key);
+    assert!(cp.saved().is_empty(), "no new order: {:?}", cp.saved());
+    let after = account.order(&pending.url).await.unwrap();
+    assert_eq!(after.order.status, OrderStatus::Valid);
+
+    // An upstream order that provably failed: a new order, saved.
+    let names = ["invalid.resume.test"];
+    let failed = account
+        .new_order(vec![Identifier::dns(names[0])], None, None)
+        .await
+        .unwrap();
+    account
+        .deactivate_authorization(&failed.order.authorizations[0])
+        .await
+        .unwrap();
+    // (Pebble 2.4 calls such an order `deactivated`, RFC 8555 `invalid`.)
+    let status = account
+        .post(&failed.url, None)
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .unwrap()["status"]
+        .clone();
+    assert!(status == "invalid" || status == "deactivated", "{status}");
+    let (mut req, key) = request(&names, "order-3");
+    req.state = Some(failed.url.clone());
+    let cp = MemCheckpoint::default();
+    let chain = chain_text(&b.issue(&req, &cp).await.unwrap());
+    check_leaf(&chain, &names, &key);
+    let saved = cp.saved();
+    assert_eq!(saved.len(), 1);
+    assert_ne!(saved[0], failed.url);
+
+    // A saved order the upstream does not know (it lost its state), and one for other
+    // names: new orders too.
+    for (state_url, names) in [
+        (
+            format!(
+                "{}/my-order/does-not-exist",
+                p.directory_url.trim_end_matches("/dir")
+            ),
+            ["unknown.resume.test"],
+        ),
+        (saved[0].clone(), ["other-names.resume.test"]),
+    ] {
+        let (mut req, key) = request(&names, "order-4");
+        req.state = Some(state_url.clone());
+        let cp = MemCheckpoint::default();
+        let chain = chain_text(&b.issue(&req, &cp).await.unwrap());
+        check_leaf(&chain, &names, &key);
+        let saved = cp.saved();
+        assert_eq!(saved.len(), 1);
+        assert_ne!(saved[0], state_url);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_sorts_refusals_and_outages_and_reregisters_a_forgotten_account() {
+    let p = pebble();
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let section = pebble_section(p, tmp.path());
+    let b = backend(&section, &state);
+
+    // A CSR for other names than the order's (the RA never forwards one): Pebble answers
+    // `unauthorized` at finalize, a refusal for good; the order was saved before finalize.
+    let key = rcgen::KeyPair::generate().unwrap();
+    let req = request_with_csr(
+        &["csr.refusal.test"],
+        x509::csr(&["not-the-order.refusal.test"], &key),
+        "order-1",
+    );
+    let cp = MemCheckpoint::default();
+    let e = b.issue(&req, &cp).await.unwrap_err();
+    assert_eq!(refusal(&e), Some(Refusal::RejectedIdentifier), "{e}");
+    assert!(
+        e.to_string().contains("CSR is missing Order domain"),
+        "the upstream's words for the log: {e}"
+    );
+    assert_eq!(cp.saved().len(), 1);
+    // A CSR with the upstream account's own key: Pebble's badCSR.
+    let account_key =
+        rcgen::KeyPair::from_pem(&std::fs::read_to_string(state.join(ACCOUNT_KEY_FILE)).unwrap())
+            .unwrap();
+    let req = request_with_csr(
+        &["csr2.refusal.test"],
+        x509::csr(&["csr2.refusal.test"], &account_key),
+        "order-1b",
+    );
+    let cp = MemCheckpoint::default();
+    let e = b.issue(&req, &cp).await.unwrap_err();
+    assert_eq!(refusal(&e), Some(Refusal::BadCsr), "{e}");
+    assert!(
+        e.to_string().contains("badCSR"),
+        "the upstream's words for the log: {e}"
+    );
+    assert_eq!(cp.saved().len(), 1);
+
+    // The upstream down: transient, nothing saved, no account.
+    let down_dir = tmp.path().join("down");
+    let mut down = section.clone();
+    down.directory = format!("https://localhost:{}/dir", support::free_port());
+    let bd = backend(&down, &down_dir);
+    let cp = MemCheckpoint::default();
+    let (req, _) = request(&["down.refusal.test"], "order-2");
+    let e = bd.issue(&req, &cp).await.unwrap_err();
+    assert_eq!(refusal(&e), None, "transient: {e}");
+    assert!(cp.saved().is_empty());
+    assert!(!down_dir.join(ACCOUNT_FILE).exists());
+    // …and so are its revocation and ARI.
+    let e = bd
+        .revoke(&RevokeRequest {
+            der: vec![0x30, 0],
+            serial_hex: "01".into(),
+            reason: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refusal(&e), None, "transient: {e}");
+
+    // An account the upstream no longer knows (it lost its state) is registered again.
+    let (req, key) = request(&["reregister.refusal.test"], "order-3");
+    b.issue(&req, &MemCheckpoint::default()).await.unwrap();
+    let first = b.account_url().unwrap();
+    let b2 = backend(&section, &state);
+    let forgotten = format!(
+        "{}/my-account/999999",
+        p.directory_url.trim_end_matches("/dir")
+    );
+    std::fs::write(
+        state.join(ACCOUNT_FILE),
+        serde_json::json!({"directory": p.directory_url, "url": forgotten}).to_string(),
+    )
+    .unwrap();
+    let (req2, key2) = request(&["reregister2.refusal.test"], "order-4");
+    let chain = chain_text(&b2.issue(&req2, &MemCheckpoint::default()).await.unwrap());
+    check_leaf(&chain, &["reregister2.refusal.test"], &key2);
+    let now = b2.account_url().unwrap();
+    assert_ne!(now, forgotten);
+    // Same key, so the upstream answers with the same account.
+    assert_eq!(now, first);
+    drop((req, key));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_registers_with_eab_when_the_upstream_requires_it() {
+    let p = pebble_eab();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut section = pebble_section(p, tmp.path());
+    // Without EAB: refused for good (the operator must configure it), nothing stored.
+    let no_eab = tmp.path().join("no-eab");
+    let b = backend(&section, &no_eab);
+    let (req, _) = request(&["no-eab.eab.test"], "order-1");
+    let cp = MemCheckpoint::default();
+    let e = b.issue(&req, &cp).await.unwrap_err();
+    assert_eq!(refusal(&e), Some(Refusal::Other), "{e}");
+    assert!(e.to_string().contains("externalAccountRequired"), "{e}");
+    assert!(cp.saved().is_empty());
+    assert!(!no_eab.join(ACCOUNT_FILE).exists());
+
+    let hmac = tmp.path().join("eab.key");
+    std::fs::write(&hmac, PEBBLE_KID1_HMAC).unwrap();
+    section.eab_kid = Some("kid-1".into());
+    section.eab_hmac_key_file = Some(hmac);
+    let b = backend(&section, &tmp.path().join("eab"));
+    let names = ["with-eab.eab.test"];
+    let (req, key) = request(&names, "order-2");
+    let chain = chain_text(&b.issue(&req, &MemCheckpoint::default()).await.unwrap());
+    check_leaf(&chain, &names, &key);
+    assert!(b.account_url().is_some());
+}
+
+/// A second certwright-ca as the upstream, started from a config file that denies one
+/// name; it validates http-01 on its `http01_port`, where the backend listens.
+struct CertwrightUpstream {
+    ca: support::CaProcess,
+    _guard: support::ProcessGuard,
+    _tmp: tempfile::TempDir,
+}
+
+fn certwright_upstream() -> &'static CertwrightUpstream {
+    static UP: OnceLock<CertwrightUpstream> = OnceLock::new();
+    UP.get_or_init(|| {
+        on_immortal_thread(|| {
+            let tmp = tempfile::tempdir().unwrap();
+            let config = tmp.path().join("upstream.toml");
+            std::fs::write(
+                &config,
+                "[policy]\ndenied_names = [\"denied.upstream-cw.test\"]\n",
+            )
+            .unwrap();
+            let mut guard = support::ProcessGuard::default();
+            let ca = support::CaProcess::start_with_config(
+                support::ca_bin(),
+                &mut guard,
+                &tmp.path().join("data"),
+                &config,
+            );
+            CertwrightUpstream {
+                ca,
+                _guard: guard,
+                _tmp: tmp,
+            }
+        })
+    })
+}
+
+fn certwright_section(up: &support::CaProcess) -> AcmeSection {
+    toml::from_str(&format!(
+        r#"
+directory = "{dir_url}"
+ca_bundle = "{bundle}"
+challenge = "http-01"
+http_listen = "127.0.0.1:{port}"
+"#,
+        dir_url = up.directory_url,
+        bundle = up.root_path().display(),
+        port = up.http01_port,
+    ))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_certwright_upstream_http01_ari_passthrough_and_policy_refusal() {
+    let up = &certwright_upstream().ca;
+    let tmp = tempfile::tempdir().unwrap();
+    let section = certwright_section(up);
+    let b = backend(&section, &tmp.path().join("state"));
+
+    let names = ["www.upstream-cw.test"];
+    let (req, key) = request(&names, "order-1");
+    let chain = chain_text(&b.issue(&req, &MemCheckpoint::default()).await.unwrap());
+    check_leaf(&chain, &names, &key);
+    verify_chain(
+        tmp.path(),
+        &chain,
+        &std::fs::read_to_string(up.root_path()).unwrap(),
+    );
+
+    // ARI: the upstream's own window for the certificate.
+    let leaf_der = x509::pem_chain(&chain).remove(0);
+    let ari_url = format!(
+        "{}/{}",
+        up.directory_url.replace("/directory", "/renewal-info"),
+        x509::ari_id(&leaf_der)
+    );
+    let dir: serde_json::Value =
+        serde_json::from_str(&https_get(&up.directory_url, &up.root_path()).await.1).unwrap();
+    let ari_url = dir["renewalInfo"]
+        .as_str()
+        .map(|base| format!("{}/{}", base.trim_end_matches('/'), x509::ari_id(&leaf_der)))
+        .unwrap_or(ari_url);
+    let (status, body) = https_get(&ari_url, &up.root_path()).await;
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let ts = |s: &serde_json::Value| {
+        time::OffsetDateTime::parse(
+            s.as_str().unwrap(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp()
+    };
+    let want = (
+        ts(&info["suggestedWindow"]["start"]),
+        ts(&info["suggestedWindow"]["end"]),
+    );
+    assert_eq!(b.renewal_window(&leaf_der).await, Some(want));
+    // Turned off: no window.
+    let mut off = section.clone();
+    off.ari_passthrough = false;
+    let b_off = backend(&off, &tmp.path().join("state"));
+    assert_eq!(b_off.renewal_window(&leaf_der).await, None);
+    // Not a certificate: no window, no panic.
+    assert_eq!(b.renewal_window(b"junk").await, None);
+
+    // The upstream's naming policy: rejectedIdentifier at newOrder, nothing saved.
+    let (req, _) = request(&["denied.upstream-cw.test"], "order-2");
+    let cp = MemCheckpoint::default();
+    let e = b.issue(&req, &cp).await.unwrap_err();
+    assert_eq!(refusal(&e), Some(Refusal::RejectedIdentifier), "{e}");
+    assert!(cp.saved().is_empty());
+}
