@@ -45,6 +45,12 @@ pub const DATABASE_PING: &str = "certwright_database_ping_duration_seconds";
 /// 1 when the last database round trip succeeded, else 0.
 pub const DATABASE_UP: &str = "certwright_database_up";
 
+/// Attempts at backend CAs (`docs/upstream.md`), by `backend` and `outcome` (delivered,
+/// transient, refused, mismatch, expired).
+pub const BACKEND_ATTEMPTS: &str = "certwright_backend_attempts_total";
+/// How long one backend attempt took, in seconds, by `backend`.
+pub const BACKEND_DURATION: &str = "certwright_backend_attempt_duration_seconds";
+
 /// Every metric this crate records.
 pub const ALL_METRICS: &[&str] = &[
     HTTP_REQUESTS,
@@ -60,6 +66,8 @@ pub const ALL_METRICS: &[&str] = &[
     NONCE_POOL_SIZE,
     DATABASE_PING,
     DATABASE_UP,
+    BACKEND_ATTEMPTS,
+    BACKEND_DURATION,
 ];
 
 /// Histogram buckets (seconds) for every `*_seconds` metric.
@@ -145,6 +153,14 @@ pub fn issuance(profile: &str) {
 /// An issuance failed.
 pub fn issuance_failure() {
     metrics::counter!(ISSUANCE_FAILURES).increment(1);
+}
+
+/// An attempt at backend `backend` ended with `outcome` after `elapsed`.
+pub fn backend_attempt(backend: &str, outcome: &'static str, elapsed: Duration) {
+    metrics::counter!(BACKEND_ATTEMPTS, "backend" => backend.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(BACKEND_DURATION, "backend" => backend.to_owned())
+        .record(elapsed.as_secs_f64());
 }
 
 /// A certificate was revoked.

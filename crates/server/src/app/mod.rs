@@ -2,6 +2,7 @@
 //! wiring lives here: `settings` turns the configuration into each component's own
 //! settings, `reload` re-reads the policy on SIGHUP.
 
+pub mod backends;
 pub mod eab_kek;
 pub mod issuers;
 pub mod reload;
@@ -219,7 +220,8 @@ impl CaServer {
             va,
             options.clock.clone(),
             settings.ra_policy(&config, live),
-        );
+        )
+        .with_backends(backends::build(&config, &ca).context("configuring backend CAs")?);
         let recovered = if options.admin {
             (0, 0)
         } else {

@@ -262,6 +262,7 @@ impl Ra {
         if record.revoked_at.is_some() {
             return Err(already_revoked(&serial));
         }
+        self.forward_revocation(&record, reason).await?;
         let now = self.now();
         let by = match requester {
             Requester::Account(account) => Actor::Account(account.id),
@@ -277,7 +278,9 @@ impl Ra {
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked");
         crate::metrics::revocation(reason_name(reason));
-        if let Err(e) = self.publish_crl(&record.issuer).await {
+        if self.is_backend(&record.issuer) {
+            // The backend publishes its own CRL.
+        } else if let Err(e) = self.publish_crl(&record.issuer).await {
             tracing::error!(error = %e, "publishing the CRL after a revocation failed");
         }
         Ok(self.inner.store.certificate(&serial).await?)
@@ -305,18 +308,23 @@ impl Ra {
             }
             Err(e) => return Err(e.into()),
         };
-        if record.revoked_at.is_some()
-            || !self
-                .inner
-                .store
-                .revoke_certificate(&serial, reason, self.now(), self.inner.store.operator())
-                .await?
+        if record.revoked_at.is_some() {
+            return Err(already_revoked(&serial));
+        }
+        self.forward_revocation(&record, reason).await?;
+        if !self
+            .inner
+            .store
+            .revoke_certificate(&serial, reason, self.now(), self.inner.store.operator())
+            .await?
         {
             return Err(already_revoked(&serial));
         }
         tracing::info!(%serial, reason = reason_name(reason), "certificate revoked by the operator");
         crate::metrics::revocation(reason_name(reason));
-        self.publish_crl(&record.issuer).await?;
+        if !self.is_backend(&record.issuer) {
+            self.publish_crl(&record.issuer).await?;
+        }
         Ok(self.inner.store.certificate(&serial).await?)
     }
 
@@ -389,6 +397,12 @@ impl Ra {
         let issuer = self.inner.ca.issuer_by_key_id(&aki);
         let record = match self.inner.store.certificate(&hex(&serial)).await {
             Ok(r) if issuer.as_ref().is_some_and(|i| i.name() == r.issuer) => r,
+            // A backend's certificate: its AKI is the backend issuer's.
+            Ok(r)
+                if self.is_backend(&r.issuer) && authority_key_id(&r.der) == Some(aki.clone()) =>
+            {
+                r
+            }
             Ok(_) | Err(StoreError::NotFound) => {
                 return Err(Error::NotFound(format!(
                     "no certificate of this CA has the identifier {cert_id:?}"
@@ -403,10 +417,14 @@ impl Ra {
     /// the past (renew now) when it is revoked or an operator marked it. A certificate of
     /// a retired issuer gets a window that ends before the issuer's renew-before date
     /// ([`before_retirement`]).
-    pub fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
+    /// A certificate a backend issued gets the backend's window when it suggests one
+    /// (ARI pass-through).
+    pub async fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
         let now = self.now();
         let (start, end) = if cert.revoked_at.is_some() || cert.renew_early {
             (now - 2 * 3600, now - 3600)
+        } else if let Some(window) = self.backend_window(cert).await {
+            window
         } else {
             let window = default_window(cert.not_before, cert.not_after);
             let retire_by =
@@ -457,7 +475,19 @@ impl Ra {
     }
 }
 
-/// The `alreadyReplaced` refusal (RFC 9773 §5).
+/// The keyIdentifier of a certificate's authorityKeyIdentifier, if it has one.
+fn authority_key_id(der: &[u8]) -> Option<Vec<u8>> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    cert.extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            x509_parser::extensions::ParsedExtension::AuthorityKeyIdentifier(aki) => {
+                aki.key_identifier.as_ref().map(|k| k.0.to_vec())
+            }
+            _ => None,
+        })
+}
+
 /// The suggested renewal window of a certificate valid from `not_before` to `not_after`
 /// (Unix seconds), in Let's Encrypt's shape: centred where a third of the lifetime is left
 /// (half, for certificates under 10 days), 1/50 of the lifetime wide. A 90-day certificate
@@ -475,6 +505,7 @@ pub(crate) fn default_window(not_before: i64, not_after: i64) -> (i64, i64) {
     (centre - margin, centre + margin)
 }
 
+/// The `alreadyReplaced` refusal (RFC 9773 §5).
 pub(crate) fn already_replaced(cert_id: &str) -> Error {
     Error::AlreadyReplaced(format!(
         "the certificate {cert_id:?} was already replaced by another order"

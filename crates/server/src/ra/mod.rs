@@ -7,6 +7,7 @@ pub mod lifecycle;
 pub mod ocsp;
 pub mod policy;
 pub mod ratelimit;
+mod upstream;
 mod validation;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,6 +21,7 @@ use certwright_proto::types::{
 };
 use certwright_proto::{b64, Jwk, Problem};
 
+use crate::backend::Backends;
 use crate::ca::{parse_csr, CertificateAuthority, CheckedCsr, IssueError, Profile};
 use crate::clock::Clock;
 use crate::status;
@@ -99,6 +101,8 @@ struct Inner {
     va: Arc<dyn Validator>,
     clock: Clock,
     policy: RaPolicy,
+    /// Backend CAs and the routing rules (empty: every order is signed here).
+    backends: Backends,
 }
 
 impl Ra {
@@ -117,8 +121,18 @@ impl Ra {
                 va: Arc::new(va),
                 clock,
                 policy,
+                backends: Backends::default(),
             }),
         }
+    }
+
+    /// This RA forwarding orders to `backends` by their routing rules. Called while the
+    /// RA is being built, before it is cloned.
+    pub fn with_backends(mut self, backends: Backends) -> Self {
+        Arc::get_mut(&mut self.inner)
+            .expect("with_backends is called before the RA is shared")
+            .backends = backends;
+        self
     }
 
     /// The store as the front end may use it: reads only (and the shared nonces). Every
@@ -600,6 +614,10 @@ impl Ra {
             ));
         }
         self.recheck_caa(account, &view.record).await?;
+        if let Some(entry) = self.backend_for(account, &view.record) {
+            self.forward(&view.record, &der, &entry).await?;
+            return self.order(account, id).await;
+        }
         if !self
             .inner
             .store
@@ -618,6 +636,14 @@ impl Ra {
     /// Issues for an order left in `processing` (resumed after a restart): reads it and
     /// parses its stored CSR, then issues.
     async fn issue_for_order(&self, id: OrderId) {
+        match self.inner.store.backend_job(id).await {
+            Ok(Some(_)) => return self.run_backend_job(id).await,
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(order = %id, error = %e, "reading the order's backend job failed; the sweeper resumes it");
+                return;
+            }
+        }
         let order = match self.inner.store.order(id).await {
             Ok(o) => o,
             Err(e) => return self.fail_issuance(id, e.to_string()).await,

@@ -72,17 +72,17 @@ impl Validator for FakeVa {
 }
 
 /// The RA under test and what it was built over.
-struct Fixture {
-    ra: Ra,
-    store: Store,
+pub(super) struct Fixture {
+    pub(super) ra: Ra,
+    pub(super) store: Store,
     va: FakeVa,
-    clock: Clock,
+    pub(super) clock: Clock,
     _dir: tempfile::TempDir,
 }
 
-const LEASE_SECS: i64 = 60;
+pub(super) const LEASE_SECS: i64 = 60;
 
-async fn fixture() -> Fixture {
+pub(super) async fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let hierarchy = Hierarchy::load_or_create(
         dir.path(),
@@ -139,6 +139,12 @@ async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// The fixture with its RA forwarding to `backends`.
+    pub(super) fn with_backends(mut self, backends: crate::backend::Backends) -> Self {
+        self.ra = self.ra.with_backends(backends);
+        self
+    }
+
     async fn account(&self) -> AccountRecord {
         let key = AccountKey::generate(KeyType::EcP256).unwrap();
         let request = NewAccount {
@@ -196,7 +202,7 @@ impl Fixture {
     }
 
     /// A ready order of a new account for `names`.
-    async fn ready_order(&self, names: &[&str]) -> (AccountRecord, OrderView) {
+    pub(super) async fn ready_order(&self, names: &[&str]) -> (AccountRecord, OrderView) {
         let account = self.account().await;
         let order = self.order(&account, names).await;
         self.authorize(&account, &order).await;
@@ -206,7 +212,7 @@ impl Fixture {
     }
 
     /// The number of certificates in the store.
-    async fn certificates(&self) -> usize {
+    pub(super) async fn certificates(&self) -> usize {
         let snapshot = self.store.snapshot().await.unwrap();
         let line = snapshot
             .iter()
@@ -217,7 +223,7 @@ impl Fixture {
 }
 
 /// A base64url CSR for `names` with a new P-256 key.
-fn csr(names: &[&str]) -> String {
+pub(super) fn csr(names: &[&str]) -> String {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params =
         rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())

@@ -108,6 +108,20 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         ],
     ),
     (
+        "backend_jobs",
+        &[
+            ("order_id", Int),
+            ("backend", Text),
+            ("request_id", Text),
+            ("attempts", Int),
+            ("in_flight", Int),
+            ("deadline", Int),
+            ("state", Text),
+            ("last_error", Text),
+            ("created_at", Int),
+        ],
+    ),
+    (
         "issuers",
         &[
             ("name", Text),

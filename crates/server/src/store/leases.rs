@@ -18,6 +18,24 @@ status_sql! {
     static STALE_ORDERS = ("{}", stale("orders", ORDER_BEGIN_FINALIZE.to));
     /// Claims one of them, if no one else did.
     static CLAIM_ORDER = ("{}", claim("orders", ORDER_BEGIN_FINALIZE.to));
+    /// Extends the lease of an order still being issued.
+    static EXTEND_ORDER = (
+        "UPDATE orders SET lease_expires = $1 WHERE id = $2 AND status = {}",
+        quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+}
+
+/// Extends the lease of `order`, still `processing`, to `lease_until` (inside a
+/// transaction); false if it is no longer `processing`.
+pub(super) async fn extend_in(
+    tx: &mut dyn super::engine::tx::Tx,
+    order: OrderId,
+    lease_until: i64,
+) -> Result<bool> {
+    Ok(tx
+        .execute(&EXTEND_ORDER, &params![lease_until, order.0])
+        .await?
+        == 1)
 }
 
 /// The rows of `table` in status `leased` whose lease ran out (`$1`: now).

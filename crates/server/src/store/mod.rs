@@ -44,6 +44,7 @@
 mod accounts;
 pub mod audit;
 mod authorizations;
+mod backend_jobs;
 mod certificates;
 mod crl;
 mod eab;
@@ -73,6 +74,7 @@ use crate::secrets::Kek;
 use engine::{sqlite_reads, writer};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditVerdict};
+pub use backend_jobs::{BackendJob, NewBackendJob};
 pub use reader::StoreReader;
 pub use records::*;
 

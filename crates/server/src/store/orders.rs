@@ -10,7 +10,7 @@ use certwright_proto::Problem;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
-use super::engine::tx::{params, Param};
+use super::engine::tx::{params, Param, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
 use super::{
     identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, NewAuthorization,
@@ -244,12 +244,7 @@ impl Store {
     ) -> Result<bool> {
         let csr_der = csr_der.to_vec();
         self.write(move |tx| {
-            Box::pin(async move {
-                let done = tx
-                    .execute(&BEGIN_FINALIZE, &params![csr_der, lease_until, order.0])
-                    .await?;
-                Ok(done == 1)
-            })
+            Box::pin(async move { begin_finalize_in(tx, order, &csr_der, lease_until).await })
         })
         .await
     }
@@ -258,86 +253,114 @@ impl Store {
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
         let cert = cert.clone();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let cert = &cert;
-                tx.execute(
-                    "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-                    &params![
-                        &cert.serial,
-                        cert.account_id.0,
-                        order.0,
-                        &cert.der,
-                        &cert.chain_pem,
-                        serde_json::to_string(&cert.names).expect("identifiers serialize"),
-                        cert.not_before,
-                        cert.not_after,
-                        cert.created_at,
-                        &cert.profile,
-                        &cert.issuer,
-                    ],
-                )
-                .await
-                .map_err(unique_is_conflict)?;
-                // The account's EAB label (for the audit entry) comes back with the update.
-                let done = tx
-                    .fetch_optional(
-                        &COMPLETE,
-                        &params![&cert.serial, order.0],
-                    )
-                    .await?;
-                let Some(done) = done else {
-                    return Err(StoreError::NotFound);
-                };
-                let eab_label = done.opt_text("eab_label")?;
-                let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
-                    .order(order)
-                    .serial(&cert.serial)
-                    .details(serde_json::json!({
-                        "names": cert.names,
-                        "profile": cert.profile,
-                        "issuer": cert.issuer,
-                        "key_type": cert.key_type,
-                        "not_before": cert.not_before,
-                        "not_after": cert.not_after,
-                        "eab_label": eab_label,
-                    }));
-                audit::append(tx, &event).await?;
-                Ok(())
-            })
-        })
-        .await
+        self.write(move |tx| Box::pin(async move { complete_in(tx, order, &cert).await }))
+            .await
     }
 
     /// Marks an order invalid with `problem`.
     pub async fn fail_order(&self, order: OrderId, problem: &Problem) -> Result<bool> {
         let problem = problem.clone();
         self.write(move |tx| {
-            Box::pin(async move {
-                let problem = &problem;
-                // Only an order still being issued: a run whose lease ran out must not
-                // turn the order another run completed meanwhile invalid.
-                let row = tx
-                    .fetch_optional(
-                        &FAIL,
-                        &params![
-                            serde_json::to_string(problem).expect("problems serialize"),
-                            order.0
-                        ],
-                    )
-                    .await?;
-                let failed = row.is_some();
-                if let Some(row) = row {
-                    let event = AuditEvent::new(&Actor::System, "order.fail")
-                        .account(AccountId(row.int("account_id")?))
-                        .order(order)
-                        .details(serde_json::json!({ "problem": problem }));
-                    audit::append(tx, &event).await?;
-                }
-                Ok(failed)
-            })
+            Box::pin(async move { fail_in(tx, order, &problem, serde_json::json!({})).await })
         })
         .await
     }
+}
+
+/// `begin_finalize` inside a transaction.
+pub(super) async fn begin_finalize_in(
+    tx: &mut dyn Tx,
+    order: OrderId,
+    csr_der: &[u8],
+    lease_until: i64,
+) -> Result<bool> {
+    let done = tx
+        .execute(
+            &BEGIN_FINALIZE,
+            &params![csr_der.to_vec(), lease_until, order.0],
+        )
+        .await?;
+    Ok(done == 1)
+}
+
+/// `complete_order` inside a transaction: the certificate, the order valid, the audit
+/// entry.
+pub(super) async fn complete_in(
+    tx: &mut dyn Tx,
+    order: OrderId,
+    cert: &NewCertificate,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &params![
+            &cert.serial,
+            cert.account_id.0,
+            order.0,
+            &cert.der,
+            &cert.chain_pem,
+            serde_json::to_string(&cert.names).expect("identifiers serialize"),
+            cert.not_before,
+            cert.not_after,
+            cert.created_at,
+            &cert.profile,
+            &cert.issuer,
+        ],
+    )
+    .await
+    .map_err(unique_is_conflict)?;
+    // The account's EAB label (for the audit entry) comes back with the update.
+    let done = tx
+        .fetch_optional(&COMPLETE, &params![&cert.serial, order.0])
+        .await?;
+    let Some(done) = done else {
+        return Err(StoreError::NotFound);
+    };
+    let eab_label = done.opt_text("eab_label")?;
+    let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
+        .order(order)
+        .serial(&cert.serial)
+        .details(serde_json::json!({
+            "names": cert.names,
+            "profile": cert.profile,
+            "issuer": cert.issuer,
+            "key_type": cert.key_type,
+            "not_before": cert.not_before,
+            "not_after": cert.not_after,
+            "eab_label": eab_label,
+        }));
+    audit::append(tx, &event).await
+}
+
+/// `fail_order` inside a transaction, with `details` added to the audit entry's. Only
+/// an order still being issued: a run whose lease ran out must not turn the order
+/// another run completed meanwhile invalid.
+pub(super) async fn fail_in(
+    tx: &mut dyn Tx,
+    order: OrderId,
+    problem: &Problem,
+    details: serde_json::Value,
+) -> Result<bool> {
+    let row = tx
+        .fetch_optional(
+            &FAIL,
+            &params![
+                serde_json::to_string(problem).expect("problems serialize"),
+                order.0
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(false);
+    };
+    let mut all = serde_json::json!({ "problem": problem });
+    if let (Some(all), serde_json::Value::Object(more)) = (all.as_object_mut(), details) {
+        all.extend(more);
+    }
+    let event = AuditEvent::new(&Actor::System, "order.fail")
+        .account(AccountId(row.int("account_id")?))
+        .order(order)
+        .details(all);
+    audit::append(tx, &event).await?;
+    Ok(true)
 }

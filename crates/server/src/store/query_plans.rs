@@ -67,6 +67,7 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("crl.rs", include_str!("crl.rs")),
     ("nonces.rs", include_str!("nonces.rs")),
     ("leases.rs", include_str!("leases.rs")),
+    ("backend_jobs.rs", include_str!("backend_jobs.rs")),
     ("inspect.rs", include_str!("inspect.rs")),
     ("audit.rs", include_str!("audit.rs")),
     ("export.rs", include_str!("export.rs")),

@@ -68,7 +68,7 @@ pub async fn renewal_info(
     Path(cert_id): Path<String>,
 ) -> ApiResult {
     let cert = state.ra.certificate_by_ari_id(&cert_id).await?;
-    let mut r = Json(state.ra.renewal_info(&cert)).into_response();
+    let mut r = Json(state.ra.renewal_info(&cert).await).into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(ARI_RETRY_AFTER_SECS));
     Ok(r)
