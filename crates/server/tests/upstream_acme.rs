@@ -8,7 +8,7 @@
 
 mod support;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -593,4 +593,533 @@ async fn backend_certwright_upstream_http01_ari_passthrough_and_policy_refusal()
     let e = b.issue(&req, &cp).await.unwrap_err();
     assert_eq!(refusal(&e), Some(Refusal::RejectedIdentifier), "{e}");
     assert!(cp.saved().is_empty());
+}
+
+// ------------------------------------------------------------------------------------------
+// End to end: certbot and lego → certwright-ca (`certwright-ca serve`) → the upstream.
+
+/// A loopback TCP relay to `target` that can be switched off (its listener closed and
+/// every relayed connection cut: the upstream is down, connections are refused) and on
+/// again on the same port.
+struct Relay {
+    port: u16,
+    target: u16,
+    rt: tokio::runtime::Handle,
+    task: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Relay {
+    /// A relay on a free port, off.
+    fn new(rt: &tokio::runtime::Runtime, target: u16) -> Self {
+        Self {
+            port: support::free_port(),
+            target,
+            rt: rt.handle().clone(),
+            task: Mutex::new(None),
+        }
+    }
+
+    fn up(&self) {
+        let (port, target) = (self.port, self.target);
+        let listener = self
+            .rt
+            .block_on(tokio::net::TcpListener::bind(("127.0.0.1", port)))
+            .unwrap();
+        let task = self.rt.spawn(async move {
+            let mut conns = tokio::task::JoinSet::new();
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    continue;
+                };
+                conns.spawn(async move {
+                    if let Ok(mut out) = tokio::net::TcpStream::connect(("127.0.0.1", target)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                while conns.try_join_next().is_some() {}
+            }
+        });
+        *self.task.lock().unwrap() = Some(task);
+    }
+
+    fn down(&self) {
+        if let Some(task) = self.task.lock().unwrap().take() {
+            task.abort();
+            // Wait until the listener is closed (the task dropped).
+            let _ = self.rt.block_on(task);
+        }
+    }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn pebble_port(p: &Pebble) -> u16 {
+    p.directory_url
+        .trim_start_matches("https://localhost:")
+        .trim_end_matches("/dir")
+        .parse()
+        .unwrap()
+}
+
+/// The configuration of a front certwright-ca whose every order goes to backend `name`.
+fn front_config(dir: &Path, name: &str, trust_anchor: &Path, acme: &str) -> PathBuf {
+    let path = dir.join("front.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[backends.{name}]
+type = "acme"
+timeout_secs = 20
+deadline_secs = 120
+trust_anchor = "{anchor}"
+
+[backends.{name}.acme]
+{acme}
+
+[routing]
+default = "{name}"
+"#,
+            anchor = trust_anchor.display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn pebble_acme_toml(p: &Pebble, directory: &str, dir: &Path) -> String {
+    format!(
+        r#"directory = "{directory}"
+ca_bundle = "{bundle}"
+dns_hook = ["{hook}"]
+dns_check_servers = ["{dns}"]"#,
+        bundle = p.listener_root.display(),
+        hook = p.dns.write_hook(dir).display(),
+        dns = p.dns.addr,
+    )
+}
+
+/// `certwright-ca certs list --json` of a CA's data directory.
+fn certs_list(data_dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
+    let out = support::run_ok(
+        "certwright-ca certs list",
+        std::process::Command::new(support::ca_bin())
+            .args(["certs", "list", "--json", "--data-dir"])
+            .arg(data_dir)
+            .args(extra),
+        Duration::from_secs(30),
+        "",
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn serials_with_issuer(list: &[serde_json::Value]) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = list
+        .iter()
+        .map(|c| {
+            (
+                c["serial"].as_str().unwrap().to_owned(),
+                c["issuer"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// certbot certonly (standalone http-01 on the front CA's port) for `name`; returns the
+/// live directory.
+fn certbot_certonly(dir: &Path, ca: &support::CaProcess, name: &str) -> PathBuf {
+    let mut cmd = support::certbot_command(dir, ca, "certonly");
+    cmd.args(["--standalone", "--agree-tos", "-m", support::CLIENT_EMAIL])
+        .args(["--http-01-port", &ca.http01_port.to_string()])
+        .args(["--http-01-address", "127.0.0.1", "-d", name]);
+    support::run_ok(
+        "certbot certonly",
+        &mut cmd,
+        support::CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+    dir.join("config/live").join(name)
+}
+
+fn certbot_revoke(dir: &Path, ca: &support::CaProcess, cert: &Path) {
+    let mut cmd = support::certbot_command(dir, ca, "revoke");
+    cmd.arg("--cert-path").arg(cert).args([
+        "--reason",
+        "keycompromise",
+        "--no-delete-after-revoke",
+    ]);
+    support::run_ok(
+        "certbot revoke",
+        &mut cmd,
+        support::CLIENT_TIMEOUT,
+        &ca.logs(),
+    );
+}
+
+/// lego run (http-01 on the front CA's port) for `name`; returns (leaf+chain, issuer).
+fn lego_run(path: &Path, ca: &support::CaProcess, name: &str) -> (PathBuf, PathBuf) {
+    let mut cmd = support::lego_command(path, ca, &[name]);
+    cmd.arg("--http")
+        .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)])
+        .arg("run");
+    support::run_ok("lego run", &mut cmd, support::CLIENT_TIMEOUT, &ca.logs());
+    let certs = path.join("certificates");
+    (
+        certs.join(format!("{name}.crt")),
+        certs.join(format!("{name}.issuer.crt")),
+    )
+}
+
+#[test]
+fn certbot_and_lego_through_pebble_with_revocation_forwarded() {
+    let p = pebble();
+    let rt = runtime();
+    let relay = Relay::new(&rt, pebble_port(p));
+    relay.up();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
+    let config = front_config(
+        tmp.path(),
+        "pebble",
+        &root,
+        &pebble_acme_toml(
+            p,
+            &format!("https://localhost:{}/dir", relay.port),
+            tmp.path(),
+        ),
+    );
+    let mut guard = support::ProcessGuard::default();
+    let data = tmp.path().join("front");
+    let front =
+        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+    // The account key is made at start (0600), before any order.
+    assert!(data
+        .join("backends/pebble")
+        .join(ACCOUNT_KEY_FILE)
+        .is_file());
+
+    let cb = tmp.path().join("certbot");
+    let live = certbot_certonly(&cb, &front, "certbot.via-pebble.test");
+    openssl_verify(&root, &live.join("chain.pem"), &live.join("cert.pem"));
+    let cb_serial = support::leaf(&live.join("cert.pem")).serial_hex;
+
+    let (lego_cert, lego_issuer) =
+        lego_run(&tmp.path().join("lego"), &front, "lego.via-pebble.test");
+    openssl_verify(&root, &lego_issuer, &lego_cert);
+    let lego_serial = support::leaf(&lego_cert).serial_hex;
+
+    // Both stored with the backend's name as their issuer.
+    let mut want = vec![
+        (cb_serial.clone(), "pebble".to_owned()),
+        (lego_serial, "pebble".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(serials_with_issuer(&certs_list(&data, &[])), want);
+
+    // certbot revoke → the front CA → Pebble.
+    assert_eq!(rt.block_on(pebble_cert_status(p, &cb_serial)), "Valid");
+    certbot_revoke(&cb, &front, &live.join("cert.pem"));
+    assert_eq!(rt.block_on(pebble_cert_status(p, &cb_serial)), "Revoked");
+    let revoked = certs_list(&data, &["--revoked"]);
+    assert_eq!(
+        serials_with_issuer(&revoked),
+        vec![(cb_serial, "pebble".to_owned())]
+    );
+    relay.down();
+}
+
+/// newOrder, http-01 through the client library's listener on the CA's port, and the
+/// finalize POST; returns the order URL and the status finalize answered.
+async fn order_and_finalize(
+    ca: &support::CaProcess,
+    name: &str,
+) -> (Account, String, OrderStatus, rcgen::KeyPair) {
+    use certwright_client::client::NewAccountOptions;
+    use certwright_client::solver::{http01::Http01Standalone, ChallengeData, Solver};
+    let client = AcmeClient::new(
+        ClientOptions::new(ca.directory_url.clone())
+            .trust_pem(std::fs::read(ca.root_path()).unwrap()),
+    )
+    .await
+    .unwrap();
+    let account = Account::create(
+        client,
+        certwright_proto::AccountKey::generate(certwright_proto::KeyType::EcP256).unwrap(),
+        &NewAccountOptions {
+            terms_of_service_agreed: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let order = account
+        .new_order(vec![Identifier::dns(name)], None, None)
+        .await
+        .unwrap();
+    let solver = Http01Standalone::bind(([127, 0, 0, 1], ca.http01_port).into())
+        .await
+        .unwrap();
+    for url in &order.order.authorizations {
+        let authz = account.authorization(url).await.unwrap();
+        let ch = authz
+            .challenges
+            .iter()
+            .find(|c| c.kind == certwright_proto::types::ChallengeType::Http01)
+            .unwrap();
+        let token = ch.token.clone().unwrap();
+        solver
+            .present(&ChallengeData {
+                identifier: name.into(),
+                key_authorization: certwright_proto::keyauth::key_authorization(
+                    &token,
+                    &account.key().jwk(),
+                ),
+                token,
+            })
+            .await
+            .unwrap();
+        account.respond_to_challenge(&ch.url).await.unwrap();
+        account.poll_authorization(url).await.unwrap();
+    }
+    let mut ready = account.order(&order.url).await.unwrap();
+    account
+        .poll_order(&mut ready, &[OrderStatus::Ready])
+        .await
+        .unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let resp = account
+        .post_json(
+            &ready.order.finalize,
+            &serde_json::json!({"csr": certwright_proto::b64::encode(x509::csr(&[name], &key))}),
+        )
+        .await
+        .unwrap();
+    let status = resp
+        .json::<certwright_proto::types::Order>()
+        .unwrap()
+        .status;
+    (account, order.url, status, key)
+}
+
+/// Polls an order (bounded) until it leaves `processing`.
+async fn settle(account: &Account, url: &str, within: Duration) -> certwright_proto::types::Order {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let o = account.order(url).await.unwrap().order;
+        if o.status != OrderStatus::Processing || tokio::time::Instant::now() > deadline {
+            return o;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[test]
+fn upstream_down_at_finalize_the_order_stays_processing_then_completes() {
+    let p = pebble();
+    let rt = runtime();
+    let relay = Relay::new(&rt, pebble_port(p));
+    // Down from the start: the CA starts anyway (nothing is contacted before an order).
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
+    let config = front_config(
+        tmp.path(),
+        "pebble",
+        &root,
+        &pebble_acme_toml(
+            p,
+            &format!("https://localhost:{}/dir", relay.port),
+            tmp.path(),
+        ),
+    );
+    let mut guard = support::ProcessGuard::default();
+    let data = tmp.path().join("front");
+    let front =
+        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+
+    let name = "down.via-pebble.test";
+    let (account, url, status, key) = rt.block_on(order_and_finalize(&front, name));
+    assert_eq!(status, OrderStatus::Processing);
+    // Two attempts fail (the first at once, the next after 2 s): still processing,
+    // nothing stored, no upstream account.
+    let order = rt.block_on(settle(&account, &url, Duration::from_secs(4)));
+    assert_eq!(order.status, OrderStatus::Processing, "{order:?}");
+    assert!(order.certificate.is_none() && order.error.is_none());
+    assert!(certs_list(&data, &[]).is_empty());
+    assert!(!data.join("backends/pebble").join(ACCOUNT_FILE).exists());
+    let stderr_has_retry = || {
+        std::fs::read_dir(&data)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("ca-stderr"))
+            .any(|e| {
+                std::fs::read_to_string(e.path())
+                    .unwrap_or_default()
+                    .contains("the backend CA failed for now; retrying")
+            })
+    };
+    assert!(stderr_has_retry(), "{}", front.logs());
+
+    // The upstream is back: the job's next attempt completes the order.
+    relay.up();
+    let order = rt.block_on(settle(&account, &url, Duration::from_secs(60)));
+    assert_eq!(
+        order.status,
+        OrderStatus::Valid,
+        "{order:?}\n{}",
+        front.logs()
+    );
+    let chains = rt
+        .block_on(account.download_certificate(order.certificate.as_deref().unwrap()))
+        .unwrap();
+    check_leaf(&chains.default, &[name], &key);
+    verify_chain(
+        tmp.path(),
+        &chains.default,
+        &std::fs::read_to_string(&root).unwrap(),
+    );
+    let list = certs_list(&data, &[]);
+    assert_eq!(
+        serials_with_issuer(&list),
+        vec![(x509::leaf_serial(&chains.default), "pebble".to_owned())]
+    );
+    relay.down();
+}
+
+#[test]
+fn certbot_and_lego_through_a_second_certwright_ca_with_ari_refusal_and_revocation() {
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = support::ProcessGuard::default();
+    let up_config = tmp.path().join("upstream.toml");
+    std::fs::write(
+        &up_config,
+        "[policy]\ndenied_names = [\"denied.via-cw.test\"]\n",
+    )
+    .unwrap();
+    let up_data = tmp.path().join("upstream");
+    let up =
+        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &up_data, &up_config);
+    let up_root = up.root_path();
+    let config = front_config(
+        tmp.path(),
+        "cw-upstream",
+        &up_root,
+        &format!(
+            r#"directory = "{}"
+ca_bundle = "{}"
+challenge = "http-01"
+http_listen = "127.0.0.1:{}""#,
+            up.directory_url,
+            up_root.display(),
+            up.http01_port
+        ),
+    );
+    let data = tmp.path().join("front");
+    let front =
+        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+
+    let cb = tmp.path().join("certbot");
+    let live = certbot_certonly(&cb, &front, "certbot.via-cw.test");
+    openssl_verify(&up_root, &live.join("chain.pem"), &live.join("cert.pem"));
+    let cb_serial = support::leaf(&live.join("cert.pem")).serial_hex;
+    let (lego_cert, lego_issuer) = lego_run(&tmp.path().join("lego"), &front, "lego.via-cw.test");
+    openssl_verify(&up_root, &lego_issuer, &lego_cert);
+    let lego_serial = support::leaf(&lego_cert).serial_hex;
+    let mut want = vec![
+        (cb_serial.clone(), "cw-upstream".to_owned()),
+        (lego_serial.clone(), "cw-upstream".to_owned()),
+    ];
+    want.sort();
+    assert_eq!(serials_with_issuer(&certs_list(&data, &[])), want);
+    // The upstream holds the same two certificates, issued to this CA's account.
+    let mut up_serials: Vec<String> = certs_list(&up_data, &[])
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap().to_owned())
+        .collect();
+    up_serials.sort();
+    let mut both = vec![cb_serial.clone(), lego_serial];
+    both.sort();
+    assert_eq!(up_serials, both);
+
+    // ARI: the upstream asks for early renewal of the certbot certificate (a window in
+    // the past, unlike any default window); the front CA's renewalInfo passes it on.
+    support::run_ok(
+        "certwright-ca renew-early",
+        std::process::Command::new(support::ca_bin())
+            .args(["renew-early", "--serial", &cb_serial, "--data-dir"])
+            .arg(&up_data),
+        Duration::from_secs(30),
+        "",
+    );
+    let leaf_der = x509::pem_certs(&live.join("cert.pem")).remove(0);
+    let ari_id = x509::ari_id(&leaf_der);
+    let window = |ca: &support::CaProcess| {
+        rt.block_on(async {
+            let dir: serde_json::Value =
+                serde_json::from_str(&https_get(&ca.directory_url, &ca.root_path()).await.1)
+                    .unwrap();
+            let base = dir["renewalInfo"].as_str().expect("the CA offers ARI");
+            let (status, body) = https_get(
+                &format!("{}/{ari_id}", base.trim_end_matches('/')),
+                &ca.root_path(),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+            v["suggestedWindow"].clone()
+        })
+    };
+    let upstream_window = window(&up);
+    let end = time::OffsetDateTime::parse(
+        upstream_window["end"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    assert!(
+        end < time::OffsetDateTime::now_utc(),
+        "renew now: {upstream_window}"
+    );
+    assert_eq!(window(&front), upstream_window);
+
+    // A name the upstream's policy refuses: the order fails with rejectedIdentifier and
+    // the fixed sentence; nothing is stored on either side.
+    let (account, url, status, _) = rt.block_on(order_and_finalize(&front, "denied.via-cw.test"));
+    assert_eq!(status, OrderStatus::Processing);
+    let order = rt.block_on(settle(&account, &url, Duration::from_secs(30)));
+    assert_eq!(order.status, OrderStatus::Invalid, "{order:?}");
+    let problem = order.error.expect("the order's error");
+    assert_eq!(
+        problem.kind,
+        certwright_proto::ProblemType::RejectedIdentifier
+    );
+    assert_eq!(
+        problem.detail,
+        "the backend CA refused to issue for these identifiers"
+    );
+    assert!(order.certificate.is_none());
+    assert_eq!(serials_with_issuer(&certs_list(&data, &[])), want);
+    assert_eq!(certs_list(&up_data, &[]).len(), 2);
+
+    // certbot revoke → the front CA → the upstream CA.
+    certbot_revoke(&cb, &front, &live.join("cert.pem"));
+    let revoked_up: Vec<String> = certs_list(&up_data, &["--revoked"])
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(revoked_up, vec![cb_serial.clone()]);
+    assert_eq!(
+        serials_with_issuer(&certs_list(&data, &["--revoked"])),
+        vec![(cb_serial, "cw-upstream".to_owned())]
+    );
 }
