@@ -1123,3 +1123,172 @@ http_listen = "127.0.0.1:{}""#,
         vec![(cb_serial, "cw-upstream".to_owned())]
     );
 }
+
+// ------------------------------------------------------------------------------------------
+// Measurement (not a test: it asserts no timing). `scripts/bench-upstream-acme` runs it.
+
+/// Sequential issuances with the certwright-client library: `n` directly from Pebble
+/// (dns-01 through the challtestsrv hook, as the backend answers it) and `n` through a
+/// certwright-ca whose acme backend is that Pebble (http-01 to certwright-ca), polling
+/// every 20 ms; then `n` through certwright-ca polling as clients do (its
+/// `Retry-After`); then both against a certwright-ca that signs itself. Prints the
+/// medians and the differences.
+#[test]
+#[ignore = "a measurement: scripts/bench-upstream-acme"]
+fn measure_added_latency_of_the_acme_backend() {
+    use certwright_client::certinfo::CertKey;
+    use certwright_client::client::{NewAccountOptions, PollPolicy};
+    use certwright_client::issue::{issue, IssueRequest, KeySource};
+    use certwright_client::solver::dns01_exec::Dns01Exec;
+    use certwright_client::solver::http01::Http01Standalone;
+    use certwright_client::solver::propagation::Propagation;
+    use certwright_client::solver::Solver;
+
+    let n: usize = std::env::var("UPSTREAM_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(15);
+    let p = pebble();
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
+    let config = front_config(
+        tmp.path(),
+        "pebble",
+        &root,
+        &pebble_acme_toml(p, &p.directory_url, tmp.path()),
+    );
+    let mut guard = support::ProcessGuard::default();
+    let front = support::CaProcess::start_with_config(
+        support::ca_bin(),
+        &mut guard,
+        &tmp.path().join("front"),
+        &config,
+    );
+    let fast = PollPolicy {
+        first_interval: Duration::from_millis(20),
+        max_interval: Duration::from_millis(20),
+        timeout: Duration::from_secs(60),
+    };
+    let account = |directory: String, trust: PathBuf, poll: PollPolicy| async move {
+        let mut options = ClientOptions::new(directory).trust_pem(std::fs::read(trust).unwrap());
+        options.poll = poll;
+        Account::create(
+            AcmeClient::new(options).await.unwrap(),
+            certwright_proto::AccountKey::generate(certwright_proto::KeyType::EcP256).unwrap(),
+            &NewAccountOptions {
+                terms_of_service_agreed: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let run = |account: &Account, solver: &dyn Solver, label: &str| {
+        let mut times = Vec::new();
+        for i in 0..n {
+            let req = IssueRequest {
+                names: vec![format!("{label}-{i}.bench-upstream.test")],
+                key: KeySource::Key(CertKey::generate(certwright_proto::KeyType::EcP256).unwrap()),
+                profile: None,
+                replaces: None,
+                preferred_chain: None,
+            };
+            let started = std::time::Instant::now();
+            rt.block_on(issue(account, &req, solver)).unwrap();
+            times.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        times.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        times
+    };
+    let median = |t: &[f64]| t[t.len() / 2];
+    let p90 = |t: &[f64]| t[(t.len() * 9 / 10).min(t.len() - 1)];
+
+    let hook = p.dns.write_hook(tmp.path());
+    let dns01 = Dns01Exec::with_args(
+        hook,
+        Vec::new(),
+        Propagation {
+            nameservers: vec![p.dns.addr],
+            timeout: Duration::from_secs(30),
+        },
+    );
+    let direct_account = rt.block_on(account(
+        p.directory_url.clone(),
+        p.listener_root.clone(),
+        fast,
+    ));
+    let direct = run(&direct_account, &dns01, "direct");
+
+    let http01 = rt
+        .block_on(Http01Standalone::bind(
+            ([127, 0, 0, 1], front.http01_port).into(),
+        ))
+        .unwrap();
+    let front_account = rt.block_on(account(
+        front.directory_url.clone(),
+        front.root_path(),
+        fast,
+    ));
+    // The first order through the front also registers its upstream account: once.
+    run(&front_account, &http01, "warm-up");
+    let through = run(&front_account, &http01, "through");
+    let polite_account = rt.block_on(account(
+        front.directory_url.clone(),
+        front.root_path(),
+        PollPolicy::default(),
+    ));
+    let polite = run(&polite_account, &http01, "polite");
+    drop(http01);
+
+    // The same flows against a certwright-ca that signs itself: what certwright-ca's own
+    // ACME side costs, without a backend.
+    let local = support::CaProcess::start(support::ca_bin(), &mut guard, &tmp.path().join("local"));
+    let http01 = rt
+        .block_on(Http01Standalone::bind(
+            ([127, 0, 0, 1], local.http01_port).into(),
+        ))
+        .unwrap();
+    let local_account = rt.block_on(account(
+        local.directory_url.clone(),
+        local.root_path(),
+        fast,
+    ));
+    let local_fast = run(&local_account, &http01, "local");
+    let local_polite_account = rt.block_on(account(
+        local.directory_url.clone(),
+        local.root_path(),
+        PollPolicy::default(),
+    ));
+    let local_polite = run(&local_polite_account, &http01, "local-polite");
+
+    println!("acme backend latency, {n} sequential issuances each, one name, EC P-256 (ms):");
+    for (label, t) in [
+        ("Pebble directly (dns-01 hook), 20 ms polls", &direct),
+        ("certwright-ca -> Pebble, 20 ms polls", &through),
+        ("certwright-ca -> Pebble, Retry-After polls", &polite),
+        ("certwright-ca signing itself, 20 ms polls", &local_fast),
+        (
+            "certwright-ca signing itself, Retry-After polls",
+            &local_polite,
+        ),
+    ] {
+        println!(
+            "  {label:<46} median {:>7.1}  p90 {:>7.1}  min {:>7.1}  max {:>7.1}",
+            median(t),
+            p90(t),
+            t[0],
+            t[t.len() - 1]
+        );
+    }
+    println!(
+        "  through certwright-ca minus Pebble directly (medians, 20 ms polls): {:.1} ms",
+        median(&through) - median(&direct)
+    );
+    println!(
+        "  acme backend minus local signing (medians, 20 ms polls): {:.1} ms; with Retry-After polls: {:.1} ms",
+        median(&through) - median(&local_fast),
+        median(&polite) - median(&local_polite)
+    );
+}
