@@ -997,6 +997,108 @@ fn upstream_down_at_finalize_the_order_stays_processing_then_completes() {
 }
 
 #[test]
+fn sigkill_mid_upstream_order_then_restart_resumes_the_same_upstream_order() {
+    let p = pebble();
+    let rt = runtime();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
+    // The hook logs every call with its TXT value and holds the first `present` for 4 s:
+    // the CA is killed while the backend answers the upstream's challenge.
+    let real_hook = p.dns.write_hook(tmp.path());
+    let log = tmp.path().join("calls.log");
+    let held = tmp.path().join("held");
+    let hook = tmp.path().join("slow-hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/bash\necho \"$@\" >> {log}\nif [ \"$1\" = present ] && [ ! -e {held} ]; then touch {held}; sleep 4; fi\nexec {real} \"$@\"\n",
+            log = log.display(),
+            held = held.display(),
+            real = real_hook.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let config = front_config(
+        tmp.path(),
+        "pebble",
+        &root,
+        &format!(
+            r#"directory = "{}"
+ca_bundle = "{}"
+dns_hook = ["{}"]
+dns_check_servers = ["{}"]"#,
+            p.directory_url,
+            p.listener_root.display(),
+            hook.display(),
+            p.dns.addr
+        ),
+    );
+    let mut guard = support::ProcessGuard::default();
+    let data = tmp.path().join("front");
+    let front =
+        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+    let (listen, http01_port) = (front.listen, front.http01_port);
+
+    let name = "sigkill.via-pebble.test";
+    let (account, url, status, key) = rt.block_on(order_and_finalize(&front, name));
+    assert_eq!(status, OrderStatus::Processing);
+    let presented = || -> Vec<String> {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.starts_with("present ") && l.contains(name))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while presented().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "{}", front.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    front.kill(&mut guard);
+
+    let config_arg = config.to_string_lossy().into_owned();
+    let front = support::CaProcess::start_with_args(
+        support::ca_bin(),
+        &mut guard,
+        &data,
+        listen,
+        http01_port,
+        &["--config", &config_arg],
+    );
+    let order = rt.block_on(settle(&account, &url, Duration::from_secs(60)));
+    assert_eq!(
+        order.status,
+        OrderStatus::Valid,
+        "{order:?}\n{}",
+        front.logs()
+    );
+    let chains = rt
+        .block_on(account.download_certificate(order.certificate.as_deref().unwrap()))
+        .unwrap();
+    check_leaf(&chains.default, &[name], &key);
+    // The resumed attempt answered the same upstream authorization (the same TXT
+    // value): one upstream order, not a second one.
+    let calls = presented();
+    assert!(
+        calls.len() >= 2,
+        "presented again after the restart: {calls:?}"
+    );
+    assert!(calls.iter().all(|c| c == &calls[0]), "{calls:?}");
+    assert_eq!(
+        serials_with_issuer(&certs_list(&data, &[])),
+        vec![(x509::leaf_serial(&chains.default), "pebble".to_owned())]
+    );
+    assert_eq!(
+        rt.block_on(pebble_cert_status(p, &x509::leaf_serial(&chains.default))),
+        "Valid"
+    );
+}
+
+#[test]
 fn certbot_and_lego_through_a_second_certwright_ca_with_ari_refusal_and_revocation() {
     let rt = runtime();
     let tmp = tempfile::tempdir().unwrap();
