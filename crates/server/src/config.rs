@@ -1107,6 +1107,71 @@ mod tests {
         );
     }
 
+    /// The backends of docs/upstream.md parse and validate; each mistake is refused with
+    /// a message that names it.
+    #[test]
+    fn backends_and_routing_are_checked() {
+        let docs = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/upstream.md"),
+        )
+        .unwrap();
+        let start = docs.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &docs[start..start + docs[start..].find("```").unwrap()];
+        let cfg: Config = toml::from_str(example).unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.backends["corp"].r#type, BackendType::Exec);
+        assert_eq!(cfg.backends["public"].timeout_secs, 60);
+        assert_eq!(cfg.routing.rules.len(), 3);
+
+        let invalid = |text: &str| {
+            toml::from_str::<Config>(text)
+                .unwrap()
+                .validate()
+                .unwrap_err()
+                .to_string()
+        };
+        let exec = "[backends.x]\ntype = \"exec\"\n[backends.x.exec]\ncommand = [\"/bin/true\"]\n";
+        for (text, says) in [
+            (
+                exec.replace("backends.x", "backends.local"),
+                "cannot be redefined",
+            ),
+            (exec.replace("backends.x", "backends.Big"), "lowercase"),
+            (
+                "[backends.x]\ntype = \"exec\"\n".to_owned(),
+                "needs a [backends.x.exec]",
+            ),
+            (
+                format!("{exec}[backends.x.acme]\ndirectory = \"https://a.test/dir\"\n"),
+                "and no other",
+            ),
+            (
+                exec.replace(
+                    "type = \"exec\"",
+                    "type = \"exec\"\ntimeout_secs = 100\ndeadline_secs = 10",
+                ),
+                "deadline_secs",
+            ),
+            (
+                format!("{exec}[routing]\ndefault = \"nowhere\"\n"),
+                "routing.default",
+            ),
+            (
+                format!("{exec}[[routing.rules]]\nbackend = \"nowhere\"\nsuffix = \"a.test\"\n"),
+                "routing.rules[0]",
+            ),
+            (
+                format!("{exec}[[routing.rules]]\nbackend = \"x\"\n"),
+                "at least one of",
+            ),
+        ] {
+            let error = invalid(&text);
+            assert!(error.contains(says), "{text}\n=> {error}");
+        }
+        assert!(parse_error("[backends.x]\ntype = \"smtp\"\n").contains("unknown variant"));
+        assert!(parse_error(&format!("{exec}colour = 1\n")).contains("unknown field"));
+    }
+
     /// An admin listener off loopback needs the explicit opt-in; loopback (v4 or v6)
     /// and "off" need nothing.
     #[test]

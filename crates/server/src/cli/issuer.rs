@@ -7,6 +7,7 @@ use certwright_server::ca::files::{valid_issuer_name, IssuerFiles, FIRST_ISSUER}
 use certwright_server::ca::rotation::{self, NewIntermediate};
 use certwright_server::ca::{CaKeyType, KeyKind};
 use certwright_server::clock::{parse_rfc3339, rfc3339};
+use certwright_server::config::LOCAL_BACKEND;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::ConfigArgs;
@@ -169,6 +170,12 @@ fn add(args: AddArgs, ca: &ConfigArgs) -> anyhow::Result<()> {
     if !valid_issuer_name(&args.name) || args.name == FIRST_ISSUER {
         bail!(
             "{:?} cannot name a new issuer: use 1-32 of a-z, 0-9 and '-' (and not {FIRST_ISSUER:?})",
+            args.name
+        );
+    }
+    if config.backends.contains_key(&args.name) || args.name == LOCAL_BACKEND {
+        bail!(
+            "{:?} is the name of a backend CA in the configuration: certificates name their issuer or backend in one column; choose another name",
             args.name
         );
     }

@@ -4,6 +4,7 @@
 //! `Display` (the whole chain), exit status 1.
 
 mod audit;
+mod backends;
 mod certs;
 mod check;
 mod data;
@@ -61,6 +62,12 @@ enum Command {
     Issuer {
         #[command(subcommand)]
         action: issuer::IssuerAction,
+        #[command(flatten)]
+        ca: ConfigArgs,
+    },
+    /// The backend CAs orders are forwarded to, the routing rules, and the forwarded
+    /// orders still in flight (docs/upstream.md).
+    Backends {
         #[command(flatten)]
         ca: ConfigArgs,
     },
@@ -195,6 +202,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Root { ca } => root(&ca),
         Command::Eab { action, ca } => admin(eab::run(action, ca)),
         Command::Issuer { action, ca } => admin(issuer::run(action, ca)),
+        Command::Backends { ca } => admin(backends::list(&ca)),
         Command::Revoke(args) => admin(revoke::revoke(args)),
         Command::RenewEarly(args) => admin(revoke::renew_early(args)),
         Command::Migrate { ca } => admin(data::migrate(ca)),

@@ -637,7 +637,12 @@ impl Ra {
     /// parses its stored CSR, then issues.
     async fn issue_for_order(&self, id: OrderId) {
         match self.inner.store.backend_job(id).await {
-            Ok(Some(_)) => return self.run_backend_job(id).await,
+            // A backend may take minutes (and retries longer): not on the sweeper's time.
+            Ok(Some(_)) => {
+                let ra = self.clone();
+                tokio::spawn(async move { ra.run_backend_job(id).await });
+                return;
+            }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(order = %id, error = %e, "reading the order's backend job failed; the sweeper resumes it");

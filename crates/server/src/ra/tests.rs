@@ -71,18 +71,31 @@ impl Validator for FakeVa {
     }
 }
 
+/// The key-encryption key of EAB keys in these tests.
+fn test_kek() -> Arc<Kek> {
+    Arc::new(Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap())
+}
+
 /// The RA under test and what it was built over.
 pub(super) struct Fixture {
     pub(super) ra: Ra,
     pub(super) store: Store,
     va: FakeVa,
     pub(super) clock: Clock,
+    ca: Arc<CertificateAuthority>,
+    policy: RaPolicy,
+    url: String,
     _dir: tempfile::TempDir,
 }
 
 pub(super) const LEASE_SECS: i64 = 60;
 
 pub(super) async fn fixture() -> Fixture {
+    fixture_on("sqlite::memory:").await
+}
+
+/// The fixture over the database at `url` (a fresh PostgreSQL database, say).
+pub(super) async fn fixture_on(url: &str) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let hierarchy = Hierarchy::load_or_create(
         dir.path(),
@@ -101,11 +114,7 @@ pub(super) async fn fixture() -> Fixture {
         },
     )
     .unwrap();
-    let kek = Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
-    let store = Store::open("sqlite::memory:")
-        .await
-        .unwrap()
-        .with_eab_kek(Arc::new(kek));
+    let store = Store::open(url).await.unwrap().with_eab_kek(test_kek());
     let clock = Clock::system();
     let va = FakeVa::new();
     let profile = Profile::tls_server("default", 90 * 86400);
@@ -122,23 +131,44 @@ pub(super) async fn fixture() -> Fixture {
         lease_secs: LEASE_SECS,
         rate_limits: Default::default(),
     };
+    let ca = Arc::new(ca);
     let ra = Ra::new(
         store.clone(),
-        Arc::new(ca),
+        ca.clone(),
         va.clone(),
         clock.clone(),
-        policy,
+        policy.clone(),
     );
     Fixture {
         ra,
         store,
         va,
         clock,
+        ca,
+        policy,
+        url: url.to_owned(),
         _dir: dir,
     }
 }
 
 impl Fixture {
+    /// Another instance over the same database (a shared PostgreSQL one), CA, clock
+    /// and policy, forwarding to `backends`.
+    pub(super) async fn second_instance(&self, backends: crate::backend::Backends) -> Ra {
+        let store = Store::open(&self.url)
+            .await
+            .unwrap()
+            .with_eab_kek(test_kek());
+        Ra::new(
+            store,
+            self.ca.clone(),
+            self.va.clone(),
+            self.clock.clone(),
+            self.policy.clone(),
+        )
+        .with_backends(backends)
+    }
+
     /// The fixture with its RA forwarding to `backends`.
     pub(super) fn with_backends(mut self, backends: crate::backend::Backends) -> Self {
         self.ra = self.ra.with_backends(backends);

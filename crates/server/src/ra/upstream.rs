@@ -508,7 +508,7 @@ mod pipeline_tests {
     use certwright_proto::types::OrderStatus;
     use futures_util::future::BoxFuture;
 
-    use super::super::tests::{csr, fixture, Fixture, LEASE_SECS};
+    use super::super::tests::{csr, fixture, fixture_on, Fixture, LEASE_SECS};
     use super::*;
     use crate::backend::{Backend, BackendSettings, Backends, Router};
     use crate::config::{RouteRuleSection, RoutingSection};
@@ -620,6 +620,11 @@ mod pipeline_tests {
 
     /// The fixture routing every order to `fake` (deadline `deadline` seconds).
     async fn forwarding(fake: &Arc<Fake>, deadline: u64) -> Fixture {
+        fixture().await.with_backends(backends(fake, deadline))
+    }
+
+    /// Every order but those for `local.example` goes to `fake`.
+    fn backends(fake: &Arc<Fake>, deadline: u64) -> Backends {
         let entry = BackendEntry {
             name: "fake".into(),
             backend: Arc::new(Handle(fake.clone())),
@@ -638,9 +643,7 @@ mod pipeline_tests {
                 suffix: Some("local.example".into()),
             }],
         });
-        fixture()
-            .await
-            .with_backends(Backends::new(vec![entry], router))
+        Backends::new(vec![entry], router)
     }
 
     /// Waits (bounded) until the order leaves `processing`.
@@ -872,5 +875,24 @@ mod pipeline_tests {
         let revoked = f.ra.revoke_by_operator(&serial, 1).await.unwrap();
         assert!(revoked.revoked_at.is_some());
         assert_eq!(*fake.revokes.lock().unwrap(), vec![serial]);
+    }
+
+    /// On a shared PostgreSQL database, an attempt interrupted on one instance is taken
+    /// over by another once its lease runs out, and completes once.
+    #[tokio::test]
+    async fn another_instance_takes_an_interrupted_job_over_on_postgres() {
+        let url = certwright_testkit::peers::postgres::create_database().await;
+        let fake = Fake::new(vec![], true);
+        let f = fixture_on(&url).await.with_backends(backends(&fake, 3600));
+        let (account, id) = interrupted(&f, "shared.example").await;
+        let other = f.second_instance(backends(&fake, 3600)).await;
+        assert_eq!(other.recover(false).await.unwrap(), (0, 1));
+        let done = settled(&f, &account, id).await;
+        assert_eq!(done.status, OrderStatus::Valid, "{:?}", done.record.error);
+        assert_eq!(f.certificates().await, 1);
+        assert_eq!(fake.seen_states.lock().unwrap().len(), 1);
+        assert!(f.store.backend_job(id).await.unwrap().is_none());
+        // Nothing left for the first instance to resume.
+        assert_eq!(f.ra.recover(true).await.unwrap(), (0, 0));
     }
 }

@@ -14,9 +14,17 @@ status_sql! {
         "SELECT CAST(id AS TEXT) FROM challenges WHERE status = {processing}",
         processing = quoted(CHALLENGE_START.to)
     );
-    /// Orders left `processing`.
+    /// Orders left `processing` (an order forwarded to a backend CA waits for it: its
+    /// job says until when).
     static STUCK_ORDERS = (
-        "SELECT CAST(id AS TEXT) FROM orders WHERE status = {processing}",
+        "SELECT CAST(id AS TEXT) FROM orders WHERE status = {processing}
+           AND NOT EXISTS (SELECT 1 FROM backend_jobs j WHERE j.order_id = orders.id)",
+        processing = quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+    /// Backend jobs whose order is not `processing`.
+    static ORPHAN_JOBS = (
+        "SELECT CAST(j.order_id AS TEXT) FROM backend_jobs j JOIN orders o ON o.id = j.order_id
+         WHERE o.status <> {processing}",
         processing = quoted(ORDER_BEGIN_FINALIZE.to)
     );
     /// Valid orders without their certificate.
@@ -36,7 +44,8 @@ status_sql! {
 
 impl Store {
     /// Invariants over the whole store that no crash may break; one line per violation
-    /// (empty when all hold): work left `processing` (call after the sweeper ran), a
+    /// (empty when all hold): work left `processing` (call after the sweeper ran; orders
+    /// waiting for a backend CA are not stuck), a backend job whose order is not, a
     /// `valid` order without its certificate, a certificate whose order is not `valid` or
     /// does not name it.
     pub async fn integrity_violations(&self) -> Result<Vec<String>> {
@@ -44,6 +53,10 @@ impl Store {
         for (what, query) in [
             ("challenges stuck processing", STUCK_CHALLENGES.as_str()),
             ("orders stuck processing", STUCK_ORDERS.as_str()),
+            (
+                "backend jobs whose order is not processing",
+                ORPHAN_JOBS.as_str(),
+            ),
             (
                 "valid orders without a certificate",
                 VALID_WITHOUT_CERTIFICATE.as_str(),
