@@ -38,7 +38,7 @@ pub enum Error {
     /// An error status (4xx, 5xx) whose body is no problem document: not the CA refusing
     /// but something else answering (a wrong URL, a proxy's error page, a resource the
     /// server no longer knows).
-    #[error("unexpected answer from {url}: HTTP {status} without a problem document (is this an ACME URL?): {text}")]
+    #[error("unexpected answer from {url}: HTTP {} without a problem document (is this an ACME URL?): {text}", status_line(*.status))]
     HttpStatus {
         /// The request's URL.
         url: String,
@@ -186,6 +186,13 @@ fn tls_cause(e: &rustls::Error) -> String {
     }
 }
 
+/// `404 Not Found`: the code and its reason phrase, when it has one.
+fn status_line(status: u16) -> String {
+    reqwest::StatusCode::from_u16(status)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| status.to_string())
+}
+
 fn problem_suffix(p: &Option<Box<Problem>>) -> String {
     p.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
 }
@@ -254,7 +261,7 @@ mod tests {
         assert!(e.problem().is_none());
         assert_eq!(
             e.to_string(),
-            "unexpected answer from https://ca/order/1: HTTP 404 without a problem document (is this an ACME URL?): Not Found"
+            "unexpected answer from https://ca/order/1: HTTP 404 Not Found without a problem document (is this an ACME URL?): Not Found"
         );
     }
 }
