@@ -483,6 +483,75 @@ async fn backend_registers_with_eab_when_the_upstream_requires_it() {
     assert!(b.account_url().is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backend_answers_dns01_by_rfc2136_updates_to_bind() {
+    support::require_binary("named");
+    let tmp = tempfile::tempdir().unwrap();
+    let zone = "rfc2136-upstream.test";
+    let secret = "c2VjcmV0LWtleS1vZi10aGUtYWNtZS1iYWNrZW5kISE=";
+    let bind_dir = tmp.path().join("bind");
+    std::fs::create_dir_all(&bind_dir).unwrap();
+    let (_named, bind_port) =
+        certwright_testkit::peers::bind::start_bind(&bind_dir, zone, "certwright-upstream", secret);
+    // A Pebble of its own that asks BIND for the TXT records.
+    let p = Pebble::start_with(false, Some(bind_port));
+    // The key file as tsig-keygen prints it.
+    let key_file = tmp.path().join("tsig.key");
+    std::fs::write(
+        &key_file,
+        format!(
+            "key \"certwright-upstream\" {{\n\talgorithm hmac-sha256;\n\tsecret \"{secret}\";\n}};\n"
+        ),
+    )
+    .unwrap();
+    let section: AcmeSection = toml::from_str(&format!(
+        r#"
+directory = "{}"
+ca_bundle = "{}"
+challenge = "dns-01"
+rfc2136_server = "127.0.0.1:{bind_port}"
+rfc2136_tsig_file = "{}"
+"#,
+        p.directory_url,
+        p.listener_root.display(),
+        key_file.display()
+    ))
+    .unwrap();
+    let b = backend(&section, &tmp.path().join("state"));
+    let names = [&*format!("www.{zone}"), &*format!("api.{zone}")];
+    let (req, key) = request(&names, "order-1");
+    let chain = chain_text(&b.issue(&req, &MemCheckpoint::default()).await.unwrap());
+    check_leaf(&chain, &names, &key);
+    verify_chain(tmp.path(), &chain, &pebble_root(&p).await);
+    // The records were removed again.
+    let resolver = hickory_resolver::Resolver::builder_with_config(
+        hickory_resolver::config::ResolverConfig::from_parts(
+            None,
+            vec![],
+            hickory_resolver::config::NameServerConfigGroup::from_ips_clear(
+                &["127.0.0.1".parse().unwrap()],
+                bind_port,
+                true,
+            ),
+        ),
+        hickory_resolver::name_server::TokioConnectionProvider::default(),
+    )
+    .build();
+    // (The resolver reaches BIND: the zone's own name server answers.)
+    let ns = resolver.ipv4_lookup(format!("ns1.{zone}.")).await.unwrap();
+    assert_eq!(
+        ns.iter().map(|a| a.0.to_string()).collect::<Vec<_>>(),
+        ["127.0.0.1"]
+    );
+    for n in names {
+        let txt = resolver.txt_lookup(format!("_acme-challenge.{n}.")).await;
+        assert!(
+            txt.map(|l| l.iter().count()).unwrap_or(0) == 0,
+            "the TXT record of {n} is removed"
+        );
+    }
+}
+
 /// A second certwright-ca as the upstream, started from a config file that denies one
 /// name; it validates http-01 on its `http01_port`, where the backend listens.
 struct CertwrightUpstream {
