@@ -56,6 +56,13 @@ pub const ACCOUNT_FILE: &str = "account.json";
 
 /// Longest wait for the upstream's renewal information.
 const ARI_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long an upstream window is reused: the upstream's `Retry-After`, within these
+/// bounds (10 minutes when it gives none).
+const ARI_CACHE_MIN: Duration = Duration::from_secs(60);
+const ARI_CACHE_MAX: Duration = Duration::from_secs(3600);
+const ARI_CACHE_DEFAULT: Duration = Duration::from_secs(600);
+/// Most windows kept.
+const ARI_CACHE_ENTRIES: usize = 4096;
 /// Longest one HTTP request to the upstream may take (less when the attempt is shorter).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long dns-01 records are looked for before the upstream is told to validate.
@@ -74,6 +81,43 @@ pub struct AcmeBackend {
     solver: SolverSetup,
     client: Mutex<Option<Arc<AcmeClient>>>,
     account: Mutex<Option<Arc<Account>>>,
+    ari: std::sync::Mutex<AriCache>,
+}
+
+/// The upstream's ARI windows by certificate id, each kept as long as the upstream
+/// asked (`Retry-After`, bounded), so clients polling renewalInfo do not each reach the
+/// upstream.
+#[derive(Debug, Default)]
+struct AriCache {
+    windows: std::collections::HashMap<String, (std::time::Instant, (i64, i64))>,
+}
+
+impl AriCache {
+    fn get(&self, id: &str, now: std::time::Instant) -> Option<(i64, i64)> {
+        self.windows
+            .get(id)
+            .filter(|(until, _)| *until > now)
+            .map(|(_, w)| *w)
+    }
+
+    fn put(
+        &mut self,
+        id: String,
+        window: (i64, i64),
+        retry_after: Option<Duration>,
+        now: std::time::Instant,
+    ) {
+        let keep = retry_after
+            .unwrap_or(ARI_CACHE_DEFAULT)
+            .clamp(ARI_CACHE_MIN, ARI_CACHE_MAX);
+        if self.windows.len() >= ARI_CACHE_ENTRIES {
+            self.windows.retain(|_, (until, _)| *until > now);
+            if self.windows.len() >= ARI_CACHE_ENTRIES {
+                self.windows.clear();
+            }
+        }
+        self.windows.insert(id, (now + keep, window));
+    }
 }
 
 impl std::fmt::Debug for AcmeBackend {
@@ -169,6 +213,7 @@ impl AcmeBackend {
             solver,
             client: Mutex::new(None),
             account: Mutex::new(None),
+            ari: std::sync::Mutex::new(AriCache::default()),
         })
     }
 
@@ -713,12 +758,23 @@ impl Backend for AcmeBackend {
                 return None;
             }
             let id = CertInfo::from_der(cert_der).ok()?.ari_id?;
+            if let Some(window) = self
+                .ari
+                .lock()
+                .expect("ari cache")
+                .get(&id, std::time::Instant::now())
+            {
+                return Some(window);
+            }
             let ask = async {
                 let client = self.client().await.ok()?;
                 match client.renewal_info(&id).await {
-                    Ok(Some((info, _))) => Some((
-                        parse_rfc3339(&info.suggested_window.start)?.unix_timestamp(),
-                        parse_rfc3339(&info.suggested_window.end)?.unix_timestamp(),
+                    Ok(Some((info, retry_after))) => Some((
+                        (
+                            parse_rfc3339(&info.suggested_window.start)?.unix_timestamp(),
+                            parse_rfc3339(&info.suggested_window.end)?.unix_timestamp(),
+                        ),
+                        retry_after,
                     )),
                     Ok(None) => None,
                     Err(e) => {
@@ -728,10 +784,20 @@ impl Backend for AcmeBackend {
                     }
                 }
             };
-            let (start, end) = tokio::time::timeout(ARI_TIMEOUT.min(self.timeout), ask)
-                .await
-                .ok()??;
-            (start < end).then_some((start, end))
+            let ((start, end), retry_after) =
+                tokio::time::timeout(ARI_TIMEOUT.min(self.timeout), ask)
+                    .await
+                    .ok()??;
+            if start >= end {
+                return None;
+            }
+            self.ari.lock().expect("ari cache").put(
+                id,
+                (start, end),
+                retry_after,
+                std::time::Instant::now(),
+            );
+            Some((start, end))
         })
     }
 }
@@ -1227,6 +1293,35 @@ mod tests {
             &[Identifier::dns("127.0.0.1")],
             &[Identifier::ip("127.0.0.1")]
         ));
+    }
+
+    #[test]
+    fn ari_windows_are_kept_as_long_as_the_upstream_asked_within_bounds() {
+        let t0 = std::time::Instant::now();
+        let mut c = AriCache::default();
+        c.put("a".into(), (1, 2), Some(Duration::from_secs(300)), t0);
+        c.put("short".into(), (3, 4), Some(Duration::from_secs(1)), t0);
+        c.put("long".into(), (5, 6), Some(Duration::from_secs(86400)), t0);
+        c.put("none".into(), (7, 8), None, t0);
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        assert_eq!(c.get("a", at(299)), Some((1, 2)));
+        assert_eq!(c.get("a", at(300)), None);
+        assert_eq!(c.get("short", at(59)), Some((3, 4)), "at least a minute");
+        assert_eq!(c.get("short", at(60)), None);
+        assert_eq!(c.get("long", at(3599)), Some((5, 6)));
+        assert_eq!(c.get("long", at(3600)), None, "at most an hour");
+        assert_eq!(c.get("none", at(599)), Some((7, 8)));
+        assert_eq!(c.get("none", at(600)), None);
+        assert_eq!(c.get("other", t0), None);
+        // Bounded: expired entries go first, then everything.
+        for i in 0..ARI_CACHE_ENTRIES + 10 {
+            c.put(format!("n{i}"), (0, 1), None, at(4000));
+        }
+        assert!(c.windows.len() <= ARI_CACHE_ENTRIES);
+        assert_eq!(c.get("n0", at(4000)), None);
+        assert!(c
+            .get(&format!("n{}", ARI_CACHE_ENTRIES + 9), at(4000))
+            .is_some());
     }
 
     #[test]
