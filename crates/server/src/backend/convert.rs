@@ -2,7 +2,7 @@
 //! `PKCS7` block), one DER certificate, or a certs-only PKCS#7 `SignedData` in DER, as
 //! CMC/EST-style CAs deliver. The certificates are put in order (the leaf, then each
 //! one's issuer) whatever order they came in; a self-signed root is left out, as ACME
-//! chains do.
+//! chains do, unless it signed the leaf itself (certbot wants at least two).
 
 use cms::cert::CertificateChoices;
 use cms::content_info::ContentInfo;
@@ -24,7 +24,8 @@ const ID_DATA: der::oid::ObjectIdentifier =
 const MAX_CERTIFICATES: usize = 16;
 
 /// The certificates in `bytes`, leaf first, then each one's issuer up to (not including)
-/// a self-signed root. The error says what was wrong, for the log.
+/// a self-signed root — included when it issued the leaf itself, so that the chain has
+/// two certificates, as certbot requires. The error says what was wrong, for the log.
 pub fn certificates(bytes: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
     let found = if looks_like_pem(bytes) {
         from_pem(bytes)?
@@ -169,6 +170,11 @@ fn order(certs: Vec<CertificateDer<'static>>) -> Result<Vec<CertificateDer<'stat
         };
         let next = parsed.swap_remove(next);
         if self_signed(&next) {
+            // A leaf the root signed directly (Easy-RSA's default) keeps the root: some
+            // clients (certbot) refuse a chain of one certificate.
+            if chain.len() == 1 {
+                chain.push(next);
+            }
             break;
         }
         chain.push(next);
@@ -256,6 +262,17 @@ mod tests {
         assert_eq!(
             chain,
             vec![CertificateDer::from(leaf), CertificateDer::from(int)]
+        );
+    }
+
+    #[test]
+    fn a_root_that_signed_the_leaf_itself_stays_in_the_chain() {
+        // The intermediate stands for a leaf that the root signed directly.
+        let [_, int, root] = hierarchy();
+        let text = format!("{}{}", pem(&root, "CERTIFICATE"), pem(&int, "CERTIFICATE"));
+        assert_eq!(
+            certificates(text.as_bytes()).unwrap(),
+            vec![CertificateDer::from(int), CertificateDer::from(root)]
         );
     }
 
