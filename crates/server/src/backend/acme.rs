@@ -357,11 +357,11 @@ impl AcmeBackend {
         checkpoint: &dyn Checkpoint,
     ) -> Result<Vec<u8>, Failure> {
         let account = self.account().await.map_err(Failure::Account)?;
-        let mut handle = match &request.state {
+        let resumed = match &request.state {
             Some(url) => self.resume(&account, url, request).await?,
             None => None,
         };
-        let mut handle = match handle.take() {
+        let mut handle = match resumed {
             Some(h) => h,
             None => {
                 let h = account
@@ -403,10 +403,17 @@ impl AcmeBackend {
                 detail: "valid order without a certificate URL".into(),
             })
         })?;
-        let chains = account.download_certificate(&url).await?;
+        // The default chain only (alternates are not offered for backend certificates).
+        let resp = account.post(&url, None).await?;
+        if !String::from_utf8_lossy(&resp.body).contains("-----BEGIN CERTIFICATE-----") {
+            return Err(Failure::Client(ClientError::Protocol {
+                url,
+                detail: "the certificate URL answered without a PEM certificate".into(),
+            }));
+        }
         tracing::info!(backend = %self.name, request = %request.request_id,
             upstream_order = %handle.url, "upstream certificate downloaded");
-        Ok(chains.default.into_bytes())
+        Ok(resp.body)
     }
 
     /// The saved upstream order, when it can still deliver: `None` when it is `invalid`,
