@@ -35,6 +35,18 @@ pub enum Error {
         /// What was wrong with the answer.
         detail: String,
     },
+    /// An error status (4xx, 5xx) whose body is no problem document: not the CA refusing
+    /// but something else answering (a wrong URL, a proxy's error page, a resource the
+    /// server no longer knows).
+    #[error("unexpected answer from {url}: HTTP {} without a problem document (is this an ACME URL?): {text}", status_line(*.status))]
+    HttpStatus {
+        /// The request's URL.
+        url: String,
+        /// The HTTP status code.
+        status: u16,
+        /// The start of the body, on one line.
+        text: String,
+    },
     /// A poll or check did not finish in time.
     #[error("timed out after {seconds}s waiting for {what}")]
     Timeout {
@@ -174,6 +186,13 @@ fn tls_cause(e: &rustls::Error) -> String {
     }
 }
 
+/// `404 Not Found`: the code and its reason phrase, when it has one.
+fn status_line(status: u16) -> String {
+    reqwest::StatusCode::from_u16(status)
+        .map(|s| s.to_string())
+        .unwrap_or_else(|_| status.to_string())
+}
+
 fn problem_suffix(p: &Option<Box<Problem>>) -> String {
     p.as_ref().map(|p| format!(": {p}")).unwrap_or_default()
 }
@@ -186,6 +205,14 @@ impl Error {
             Self::Authorization { problem, .. } | Self::OrderInvalid { problem, .. } => {
                 problem.as_deref()
             }
+            _ => None,
+        }
+    }
+
+    /// The HTTP status of an error answer (a problem document or not).
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Acme { status, .. } | Self::HttpStatus { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -224,5 +251,17 @@ mod tests {
             problem: None,
         };
         assert_eq!(e.to_string(), "authorization for a.test is invalid");
+        assert_eq!(e.http_status(), None);
+        let e = Error::HttpStatus {
+            url: "https://ca/order/1".into(),
+            status: 404,
+            text: "Not Found".into(),
+        };
+        assert_eq!(e.http_status(), Some(404));
+        assert!(e.problem().is_none());
+        assert_eq!(
+            e.to_string(),
+            "unexpected answer from https://ca/order/1: HTTP 404 Not Found without a problem document (is this an ACME URL?): Not Found"
+        );
     }
 }

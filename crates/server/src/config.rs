@@ -1020,6 +1020,11 @@ pub struct AcmeSection {
     /// `cleanup`, the record name and value, as certwright's `dns01-exec` solver does.
     #[serde(default)]
     pub dns_hook: Option<Vec<String>>,
+    /// dns-01: the servers asked (recursively) for the TXT record before the upstream is
+    /// told to validate, `ip:port`. Empty: the zone's authoritative servers (found through
+    /// the system resolver) for `dns_hook`, the update server for RFC 2136.
+    #[serde(default)]
+    pub dns_check_servers: Vec<SocketAddr>,
     /// dns-01 through RFC 2136 dynamic updates: the primary server `host:port`.
     #[serde(default)]
     pub rfc2136_server: Option<String>,

@@ -368,11 +368,10 @@ async fn read_response(url: &str, resp: reqwest::Response) -> Result<Response> {
         let Ok(problem) = serde_json::from_slice::<Problem>(&body) else {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
             let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-            return Err(Error::Protocol {
+            return Err(Error::HttpStatus {
                 url: url.to_owned(),
-                detail: format!(
-                    "HTTP {status} without a problem document (is this an ACME URL?): {text}"
-                ),
+                status: status.as_u16(),
+                text,
             });
         };
         return Err(Error::Acme {

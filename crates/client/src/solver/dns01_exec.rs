@@ -17,14 +17,23 @@ const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 #[derive(Debug, Clone)]
 pub struct Dns01Exec {
     script: PathBuf,
+    args: Vec<String>,
     propagation: Propagation,
 }
 
 impl Dns01Exec {
     /// A solver calling `script`, checking propagation with `propagation`.
     pub fn new(script: PathBuf, propagation: Propagation) -> Self {
+        Self::with_args(script, Vec::new(), propagation)
+    }
+
+    /// A solver calling `script ARGS… present|cleanup <fqdn> <value>`: the fixed
+    /// arguments come before the action (a hook shared by several zones, an interpreter
+    /// and its script).
+    pub fn with_args(script: PathBuf, args: Vec<String>, propagation: Propagation) -> Self {
         Self {
             script,
+            args,
             propagation,
         }
     }
@@ -33,6 +42,7 @@ impl Dns01Exec {
         let fqdn = c.dns01_fqdn();
         let value = c.dns01_value();
         let child = tokio::process::Command::new(&self.script)
+            .args(&self.args)
             .arg(action)
             .arg(&fqdn)
             .arg(&value)
@@ -135,6 +145,43 @@ mod tests {
         assert_eq!(
             logged.lines().next().unwrap(),
             "present _acme-challenge.a.test. ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0 a.test"
+        );
+    }
+
+    #[tokio::test]
+    async fn fixed_arguments_come_before_the_action() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("log");
+        let script = dir.path().join("hook.sh");
+        std::fs::write(
+            &script,
+            format!("#!/bin/sh\necho \"$*\" >> {}\n", log.display()),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = Dns01Exec::with_args(
+            script,
+            vec!["--zone".into(), "a.test".into()],
+            Propagation {
+                nameservers: vec![],
+                timeout: Duration::from_secs(1),
+            },
+        );
+        let c = ChallengeData {
+            identifier: "a.test".into(),
+            token: "t".into(),
+            key_authorization: "abc".into(),
+        };
+        s.present(&c).await.unwrap();
+        s.cleanup(&c).await.unwrap();
+        let logged = std::fs::read_to_string(&log).unwrap();
+        let lines: Vec<&str> = logged.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "--zone a.test present _acme-challenge.a.test. ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+                "--zone a.test cleanup _acme-challenge.a.test. ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0",
+            ]
         );
     }
 }
