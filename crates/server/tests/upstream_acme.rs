@@ -775,6 +775,31 @@ dns_check_servers = ["{dns}"]"#,
     )
 }
 
+/// A temporary directory holding Pebble's root and the configuration of a front CA whose
+/// backend `pebble` is the `[backends.pebble.acme]` body `acme(dir)` returns.
+fn pebble_front_config(
+    rt: &tokio::runtime::Runtime,
+    p: &Pebble,
+    acme: impl FnOnce(&Path) -> String,
+) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("pebble-root.pem");
+    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
+    let config = front_config(tmp.path(), "pebble", &root, &acme(tmp.path()));
+    (tmp, root, config)
+}
+
+/// Starts the front CA of `config` with its data in `dir/front`.
+fn start_front(
+    guard: &mut support::ProcessGuard,
+    dir: &Path,
+    config: &Path,
+) -> (PathBuf, support::CaProcess) {
+    let data = dir.join("front");
+    let front = support::CaProcess::start_with_config(support::ca_bin(), guard, &data, config);
+    (data, front)
+}
+
 /// `certwright-ca certs list --json` of a CA's data directory.
 fn certs_list(data_dir: &Path, extra: &[&str]) -> Vec<serde_json::Value> {
     let out = support::run_ok(
@@ -854,23 +879,11 @@ fn certbot_and_lego_through_pebble_with_revocation_forwarded() {
     let rt = runtime();
     let relay = Relay::new(&rt, pebble_port(p));
     relay.up();
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("pebble-root.pem");
-    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
-    let config = front_config(
-        tmp.path(),
-        "pebble",
-        &root,
-        &pebble_acme_toml(
-            p,
-            &format!("https://localhost:{}/dir", relay.port),
-            tmp.path(),
-        ),
-    );
+    let (tmp, root, config) = pebble_front_config(&rt, p, |dir| {
+        pebble_acme_toml(p, &format!("https://localhost:{}/dir", relay.port), dir)
+    });
     let mut guard = support::ProcessGuard::default();
-    let data = tmp.path().join("front");
-    let front =
-        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+    let (data, front) = start_front(&mut guard, tmp.path(), &config);
     // The account key is made at start (0600), before any order.
     assert!(data
         .join("backends/pebble")
@@ -998,23 +1011,11 @@ fn upstream_down_at_finalize_the_order_stays_processing_then_completes() {
     let rt = runtime();
     let relay = Relay::new(&rt, pebble_port(p));
     // Down from the start: the CA starts anyway (nothing is contacted before an order).
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("pebble-root.pem");
-    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
-    let config = front_config(
-        tmp.path(),
-        "pebble",
-        &root,
-        &pebble_acme_toml(
-            p,
-            &format!("https://localhost:{}/dir", relay.port),
-            tmp.path(),
-        ),
-    );
+    let (tmp, root, config) = pebble_front_config(&rt, p, |dir| {
+        pebble_acme_toml(p, &format!("https://localhost:{}/dir", relay.port), dir)
+    });
     let mut guard = support::ProcessGuard::default();
-    let data = tmp.path().join("front");
-    let front =
-        support::CaProcess::start_with_config(support::ca_bin(), &mut guard, &data, &config);
+    let (data, front) = start_front(&mut guard, tmp.path(), &config);
 
     let name = "down.via-pebble.test";
     let (account, url, status, key) = rt.block_on(order_and_finalize(&front, name));
@@ -1328,22 +1329,10 @@ fn measure_added_latency_of_the_acme_backend() {
         .unwrap_or(15);
     let p = pebble();
     let rt = runtime();
-    let tmp = tempfile::tempdir().unwrap();
-    let root = tmp.path().join("pebble-root.pem");
-    std::fs::write(&root, rt.block_on(pebble_root(p))).unwrap();
-    let config = front_config(
-        tmp.path(),
-        "pebble",
-        &root,
-        &pebble_acme_toml(p, &p.directory_url, tmp.path()),
-    );
+    let (tmp, _root, config) =
+        pebble_front_config(&rt, p, |dir| pebble_acme_toml(p, &p.directory_url, dir));
     let mut guard = support::ProcessGuard::default();
-    let front = support::CaProcess::start_with_config(
-        support::ca_bin(),
-        &mut guard,
-        &tmp.path().join("front"),
-        &config,
-    );
+    let (_data, front) = start_front(&mut guard, tmp.path(), &config);
     let fast = PollPolicy {
         first_interval: Duration::from_millis(20),
         max_interval: Duration::from_millis(20),
