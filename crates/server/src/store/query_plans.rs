@@ -22,6 +22,8 @@ const GROWING: &[&str] = &[
     "rate_events",
     "nonces",
     "eab_keys",
+    "operator_sessions",
+    "operator_login_failures",
 ];
 
 /// Statements that read a whole table on purpose, by a prefix of their text (whitespace
@@ -50,6 +52,10 @@ const MAY_SCAN: &[(&str, &str)] = &[
         "eab_keys(): the operator's list of EAB keys",
     ),
     (
+        "SELECT name, role, created_at, disabled FROM operators ORDER BY name",
+        "operators(): the operator's list of console operators",
+    ),
+    (
         "SELECT kid, hmac_key FROM eab_keys WHERE kek_id IS NULL",
         "seal_legacy_eab_keys(): once per start, finds plaintext keys of older versions",
     ),
@@ -73,6 +79,8 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("export.rs", include_str!("export.rs")),
     ("inventory.rs", include_str!("inventory.rs")),
     ("ratelimit.rs", include_str!("ratelimit.rs")),
+    ("operators.rs", include_str!("operators.rs")),
+    ("console.rs", include_str!("console.rs")),
 ];
 
 /// The statements built with statuses spliced in (no literal in the source holds them

@@ -1,0 +1,371 @@
+//! The reads of the operator console (`console`): the dashboard's counts, the inventory
+//! paged by (not_after, serial) with a keyset (no OFFSET, no scan: the indexes of
+//! migration 0010), and the later certificates of the same names.
+
+use certwright_proto::types::Identifier;
+use serde::Serialize;
+
+use super::engine::columns::Columns;
+use super::engine::tx::{params, Param};
+use super::{Result, Store, StoreError};
+
+/// The dashboard's counts at one instant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct DashboardCounts {
+    /// Unexpired and unrevoked.
+    pub valid: i64,
+    /// Of those, expiring within 7 days.
+    pub expiring_7d: i64,
+    /// Of those, expiring within 30 days.
+    pub expiring_30d: i64,
+    /// Revoked (expired or not).
+    pub revoked: i64,
+    /// Orders being finalized.
+    pub orders_processing: i64,
+}
+
+/// The state of a certificate at an instant, for the inventory's status filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CertificateState {
+    /// Unexpired and unrevoked.
+    Valid,
+    /// Revoked.
+    Revoked,
+    /// Past its not_after, unrevoked.
+    Expired,
+}
+
+impl CertificateState {
+    /// The name used in URLs and exports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Valid => "valid",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+        }
+    }
+
+    /// The state named `text`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "valid" => Some(Self::Valid),
+            "revoked" => Some(Self::Revoked),
+            "expired" => Some(Self::Expired),
+            _ => None,
+        }
+    }
+}
+
+/// One inventory search. The anchor (`serial`, else `account`, else `issuer`, else
+/// none) picks the index walked; the other filters are checked on the rows read.
+#[derive(Debug, Clone, Default)]
+pub struct InventoryQuery {
+    /// Exactly this serial (lower-case hex).
+    pub serial: Option<String>,
+    /// Certificates of this account.
+    pub account: Option<i64>,
+    /// Certificates this issuer signed.
+    pub issuer: Option<String>,
+    /// A name the certificate covers: exact, or every name under a suffix when it
+    /// starts with a dot (`.example.com`).
+    pub name: Option<String>,
+    /// The EAB label of the account.
+    pub eab_label: Option<String>,
+    /// The certificate profile.
+    pub profile: Option<String>,
+    /// Only certificates in this state at `now`.
+    pub state: Option<CertificateState>,
+    /// Start after this (not_after, serial): the previous page's `next`.
+    pub after: Option<(i64, String)>,
+    /// Certificates per page.
+    pub limit: usize,
+    /// "Now", for the state.
+    pub now: i64,
+}
+
+/// One certificate of the inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct InventoryItem {
+    /// Serial (hex).
+    pub serial: String,
+    /// The names it covers.
+    pub names: Vec<String>,
+    /// Start of validity (Unix seconds).
+    pub not_before: i64,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
+    /// The account it was issued to.
+    pub account_id: i64,
+    /// That account's EAB label.
+    pub eab_label: Option<String>,
+    /// The profile it was issued with.
+    pub profile: Option<String>,
+    /// The issuer that signed it.
+    pub issuer: String,
+    /// When it was revoked.
+    pub revoked_at: Option<i64>,
+    /// The order that replaced it (ARI), if any.
+    pub replaced_by_order: Option<i64>,
+    /// Its state at the query's `now`.
+    pub state: CertificateState,
+}
+
+/// A page of the inventory.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InventoryPage {
+    /// The certificates, by (not_after, serial).
+    pub items: Vec<InventoryItem>,
+    /// Where the next page starts, if the index may hold more.
+    pub next: Option<(i64, String)>,
+}
+
+/// Rows read per statement while filling a page.
+const BATCH: i64 = 200;
+/// Rows examined at most for one page (filters checked on rows stop there, and the page
+/// says where to go on from).
+const MAX_EXAMINED: usize = 5_000;
+
+fn names_of(row: &impl Columns) -> Result<Vec<String>> {
+    let ids: Vec<Identifier> = serde_json::from_str(&row.text("names")?)
+        .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
+    Ok(ids.into_iter().map(|i| i.value).collect())
+}
+
+fn item_from_row(row: &impl Columns, now: i64) -> Result<InventoryItem> {
+    let not_after = row.int("not_after")?;
+    let revoked_at = row.opt_int("revoked_at")?;
+    let state = if revoked_at.is_some() {
+        CertificateState::Revoked
+    } else if not_after <= now {
+        CertificateState::Expired
+    } else {
+        CertificateState::Valid
+    };
+    Ok(InventoryItem {
+        serial: row.text("serial")?,
+        names: names_of(row)?,
+        not_before: row.int("not_before")?,
+        not_after,
+        account_id: row.int("account_id")?,
+        eab_label: row.opt_text("eab_label")?,
+        profile: row.opt_text("profile")?,
+        issuer: row.text("issuer")?,
+        revoked_at,
+        replaced_by_order: row.opt_int("replaced_by_order")?,
+        state,
+    })
+}
+
+impl InventoryQuery {
+    /// Whether `item` passes the filters that are not the anchor.
+    fn keeps(&self, item: &InventoryItem) -> bool {
+        let name_ok = match self.name.as_deref().map(str::to_ascii_lowercase) {
+            None => true,
+            Some(suffix) if suffix.starts_with('.') => {
+                item.names.iter().any(|n| n.ends_with(&suffix))
+            }
+            Some(exact) => item.names.contains(&exact),
+        };
+        name_ok
+            && self.account.is_none_or(|a| a == item.account_id)
+            && self.issuer.as_ref().is_none_or(|i| *i == item.issuer)
+            && self.serial.as_ref().is_none_or(|s| *s == item.serial)
+            && self
+                .eab_label
+                .as_ref()
+                .is_none_or(|l| item.eab_label.as_ref() == Some(l))
+            && self
+                .profile
+                .as_ref()
+                .is_none_or(|p| item.profile.as_ref() == Some(p))
+            && self.state.is_none_or(|s| s == item.state)
+    }
+}
+
+impl Store {
+    /// The dashboard's counts at `now` (each an index range or a partial index).
+    pub async fn dashboard_counts(&self, now: i64) -> Result<DashboardCounts> {
+        let count = |row: Option<super::engine::tx::Row>| -> Result<i64> {
+            row.map_or(Ok(0), |r| r.int("n"))
+        };
+        let until = |days: i64| now.saturating_add(days * 86_400);
+        let expiring = "SELECT COUNT(*) AS n FROM certificates WHERE not_after > $1 AND not_after <= $2 AND revoked_at IS NULL";
+        Ok(DashboardCounts {
+            valid: count(
+                self.read_optional(
+                    "SELECT COUNT(*) AS n FROM certificates WHERE not_after > $1 AND revoked_at IS NULL",
+                    &params![now],
+                )
+                .await?,
+            )?,
+            expiring_7d: count(self.read_optional(expiring, &params![now, until(7)]).await?)?,
+            expiring_30d: count(self.read_optional(expiring, &params![now, until(30)]).await?)?,
+            revoked: count(
+                self.read_optional(
+                    "SELECT COUNT(*) AS n FROM certificates WHERE revoked_at IS NOT NULL",
+                    &[],
+                )
+                .await?,
+            )?,
+            orders_processing: count(
+                self.read_optional(
+                    "SELECT COUNT(*) AS n FROM orders WHERE status = 'processing'",
+                    &[],
+                )
+                .await?,
+            )?,
+        })
+    }
+
+    /// One page of the inventory, by (not_after, serial) from `query.after`.
+    pub async fn inventory_page(&self, query: &InventoryQuery) -> Result<InventoryPage> {
+        let limit = query.limit.clamp(1, 1000);
+        if let Some(serial) = &query.serial {
+            let rows = self
+                .read_all(
+                    "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id WHERE c.serial = $1",
+                    &params![serial.to_ascii_lowercase()],
+                )
+                .await?;
+            let mut items = Vec::new();
+            for row in &rows {
+                let item = item_from_row(row, query.now)?;
+                if query.keeps(&item) {
+                    items.push(item);
+                }
+            }
+            return Ok(InventoryPage { items, next: None });
+        }
+        // Valid certificates all expire after now: start there.
+        let (mut after_at, mut after_serial) =
+            query.after.clone().unwrap_or((i64::MIN, String::new()));
+        if query.state == Some(CertificateState::Valid) && after_at < query.now {
+            (after_at, after_serial) = (query.now, String::new());
+        }
+        let mut page = InventoryPage::default();
+        let mut examined = 0;
+        loop {
+            let rows = match (query.account, &query.issuer) {
+                (Some(account), _) => {
+                    self.read_all(
+                        "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                         WHERE c.account_id = $1 AND (c.not_after, c.serial) > ($2, $3)
+                         ORDER BY c.not_after, c.serial LIMIT $4",
+                        &[Param::from(account), Param::from(after_at), Param::from(&after_serial), Param::from(BATCH)],
+                    )
+                    .await?
+                }
+                (None, Some(issuer)) => {
+                    self.read_all(
+                        "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                         WHERE c.issuer = $1 AND (c.not_after, c.serial) > ($2, $3)
+                         ORDER BY c.not_after, c.serial LIMIT $4",
+                        &[Param::from(issuer), Param::from(after_at), Param::from(&after_serial), Param::from(BATCH)],
+                    )
+                    .await?
+                }
+                (None, None) => {
+                    self.read_all(
+                        "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                         WHERE (c.not_after, c.serial) > ($1, $2)
+                         ORDER BY c.not_after, c.serial LIMIT $3",
+                        &params![after_at, &after_serial, BATCH],
+                    )
+                    .await?
+                }
+            };
+            let full_batch = rows.len() as i64 == BATCH;
+            for row in &rows {
+                let item = item_from_row(row, query.now)?;
+                examined += 1;
+                (after_at, after_serial) = (item.not_after, item.serial.clone());
+                // Expired certificates all come before valid ones: none after this one.
+                if query.state == Some(CertificateState::Expired) && item.not_after > query.now {
+                    return Ok(page);
+                }
+                if query.keeps(&item) {
+                    page.items.push(item);
+                    if page.items.len() == limit {
+                        page.next = Some((after_at, after_serial));
+                        return Ok(page);
+                    }
+                }
+                if examined >= MAX_EXAMINED {
+                    page.next = Some((after_at, after_serial));
+                    return Ok(page);
+                }
+            }
+            if !full_batch {
+                return Ok(page);
+            }
+        }
+    }
+
+    /// Certificates of `account` expiring after `not_after` that name exactly `names`
+    /// (in any order): the later certificates of the same names, at most `limit`.
+    pub async fn later_certificates_for_names(
+        &self,
+        account: i64,
+        names: &[String],
+        not_after: i64,
+        now: i64,
+        limit: usize,
+    ) -> Result<Vec<InventoryItem>> {
+        let mut wanted: Vec<String> = names.to_vec();
+        wanted.sort();
+        let rows = self
+            .read_all(
+                "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.account_id = $1 AND c.not_after > $2 ORDER BY c.not_after, c.serial LIMIT $3",
+                &params![account, not_after, MAX_EXAMINED as i64],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let item = item_from_row(row, now)?;
+            let mut these = item.names.clone();
+            these.sort();
+            if these == wanted {
+                out.push(item);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Unrevoked certificates expiring within (now, until] that have no successor: no
+    /// order replaced them (ARI `replaces`) and their account has no later certificate
+    /// for the same names. At most `limit`, soonest first.
+    pub async fn renewal_at_risk(
+        &self,
+        now: i64,
+        until: i64,
+        limit: usize,
+    ) -> Result<Vec<InventoryItem>> {
+        let rows = self
+            .read_all(
+                "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.not_after > $1 AND c.not_after <= $2 AND c.revoked_at IS NULL
+                 AND c.replaced_by_order IS NULL ORDER BY c.not_after, c.serial LIMIT $3",
+                &params![now, until, MAX_EXAMINED as i64],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let item = item_from_row(row, now)?;
+            let later = self
+                .later_certificates_for_names(item.account_id, &item.names, item.not_after, now, 1)
+                .await?;
+            if later.is_empty() {
+                out.push(item);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
