@@ -27,8 +27,8 @@ use axum::Router;
 
 use crate::clock::Clock;
 use crate::store::console::{CertificateState, InventoryQuery};
-use crate::store::operators::OperatorSession;
-use crate::store::{Store, StoreError};
+use crate::store::operators::{OperatorRole, OperatorSession};
+use crate::store::{Actor, Store, StoreError};
 
 /// How long a session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
@@ -80,8 +80,12 @@ pub fn router<S>(console: Console) -> Router<S> {
         .route("/console/dashboard", get(dashboard))
         .route("/console/certificates", get(inventory))
         .route("/console/certificates/{serial}", get(certificate))
+        .route(
+            "/console/certificates/{serial}/renew-early",
+            post(renew_early),
+        )
         .route("/console/renewal", get(renewal))
-        .route("/console/eab", get(eab_keys))
+        .route("/console/eab", get(eab_keys).post(create_eab_key))
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
@@ -185,6 +189,27 @@ impl Console {
     /// The session of a page (else: go sign in).
     async fn page_session(&self, headers: &HeaderMap) -> Result<OperatorSession, Refusal> {
         self.session(headers).await?.ok_or(Refusal::SignIn)
+    }
+
+    /// The session of an action: a POST with its CSRF token, by an admin (else 403).
+    async fn admin_session(
+        &self,
+        headers: &HeaderMap,
+        form: &HashMap<String, String>,
+    ) -> Result<(OperatorSession, Store), Refusal> {
+        let session = self.post_session(headers, form).await?;
+        if session.role != OperatorRole::Admin {
+            return Err(Refusal::Status(
+                StatusCode::FORBIDDEN,
+                "Only an admin may do this.",
+            ));
+        }
+        // Audited with the operator's name.
+        let store = self
+            .store
+            .clone()
+            .acting_as(Actor::Operator(Some(session.operator.clone())));
+        Ok((session, store))
     }
 
     /// The session of a POST, whose form must carry its CSRF token (else 403).
@@ -471,15 +496,20 @@ async fn certificate(
     let cert = store.certificate(&serial).await?;
     let order = store.order(cert.order_id).await?;
     let account = store.account(cert.account_id).await?;
-    // The `replaces` chain back, a few steps at most.
+    // The `replaces` chain back (an order's `replaces` is an ARI certificate id,
+    // `base64url(AKI).base64url(serial)`), a few steps at most.
     let mut predecessors = Vec::new();
-    let mut replaces = order.replaces.clone();
+    let mut replaces = order.replaces.as_deref().and_then(ari_serial);
     while let Some(previous) = replaces.take() {
         if predecessors.len() >= 10 || predecessors.contains(&previous) {
             break;
         }
         replaces = match store.certificate(&previous).await {
-            Ok(c) => store.order(c.order_id).await.ok().and_then(|o| o.replaces),
+            Ok(c) => store
+                .order(c.order_id)
+                .await
+                .ok()
+                .and_then(|o| o.replaces.as_deref().and_then(ari_serial)),
             Err(_) => None,
         };
         predecessors.push(previous);
@@ -517,6 +547,56 @@ async fn certificate(
     .into_response())
 }
 
+async fn renew_early(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+    body: Bytes,
+) -> Page {
+    let (_, store) = console.admin_session(&headers, &parse_form(&body)).await?;
+    let serial = serial.replace(':', "").to_ascii_lowercase();
+    if !store.mark_renew_early(&serial).await? {
+        return Err(Refusal::Store(StoreError::NotFound));
+    }
+    let to = format!("/console/certificates/{serial}");
+    Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+}
+
+async fn create_eab_key(State(console): State<Console>, headers: HeaderMap, body: Bytes) -> Page {
+    let form = parse_form(&body);
+    let (session, store) = console.admin_session(&headers, &form).await?;
+    let label = form.get("label").map(|l| l.trim()).unwrap_or_default();
+    if label.is_empty() || label.len() > 200 {
+        return Err(Refusal::Status(
+            StatusCode::BAD_REQUEST,
+            "A label of 1 to 200 characters is needed.",
+        ));
+    }
+    // As `certwright-ca eab create` makes them: never starting with '-'.
+    let random = |len: usize| loop {
+        let mut b = vec![0u8; len];
+        aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
+        let text = certwright_proto::b64::encode(&b);
+        if !text.starts_with('-') {
+            break (text, b);
+        }
+    };
+    let (kid, _) = random(12);
+    let (key_text, key) = random(32);
+    store
+        .create_eab_key(&kid, label, &key, console.clock.now())
+        .await?;
+    let keys = console.store.eab_keys().await?;
+    Ok(views::eab_keys_created(
+        &session, &keys, &kid, &key_text, label,
+    ))
+}
+
+/// The serial (lower-case hex) of an ARI certificate id (RFC 9773 §4.1).
+fn ari_serial(id: &str) -> Option<String> {
+    certwright_proto::ari::parse_cert_id(id).map(|(_, serial)| crate::encoding::hex(&serial))
+}
+
 async fn renewal(
     State(console): State<Console>,
     headers: HeaderMap,
@@ -545,6 +625,9 @@ async fn eab_keys(State(console): State<Console>, headers: HeaderMap) -> Page {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::console::tests::{account, issue};
+    use axum::body::Body;
+    use tower::ServiceExt;
 
     #[tokio::test]
     async fn cookies_and_hashes() {
@@ -566,5 +649,323 @@ mod tests {
         );
         let tls = Console::new(store, Clock::system(), true);
         assert!(tls.cookie(SESSION_COOKIE, "t", 60).ends_with("; Secure"));
+    }
+
+    struct Fixture {
+        store: Store,
+        router: Router,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let kek =
+                crate::secrets::Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
+            let store = Store::open("sqlite::memory:")
+                .await
+                .unwrap()
+                .with_eab_kek(std::sync::Arc::new(kek));
+            let router = router(Console::new(store.clone(), Clock::system(), false));
+            Self { store, router }
+        }
+
+        /// A session of a new operator `name` with `role`: (cookie header, csrf).
+        async fn session(&self, name: &str, role: OperatorRole) -> (String, String) {
+            self.store
+                .add_operator(name, role, "$argon2id$none", 1)
+                .await
+                .unwrap();
+            let (token, csrf) = (password::random_token(), password::random_token());
+            let now = Clock::system().now();
+            self.store
+                .create_operator_session(&token_hash(&token), name, &csrf, now, now + 600)
+                .await
+                .unwrap();
+            (format!("{SESSION_COOKIE}={token}"), csrf)
+        }
+
+        async fn send(
+            &self,
+            method: &str,
+            uri: &str,
+            cookie: Option<&str>,
+            form: Option<&str>,
+        ) -> (StatusCode, HeaderMap, String) {
+            let mut r = axum::http::Request::builder().method(method).uri(uri);
+            if let Some(c) = cookie {
+                r = r.header(header::COOKIE, c);
+            }
+            if form.is_some() {
+                r = r.header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+            }
+            let r = r
+                .body(Body::from(form.unwrap_or_default().to_owned()))
+                .unwrap();
+            let response = self.router.clone().oneshot(r).await.unwrap();
+            let (parts, body) = response.into_parts();
+            let body = axum::body::to_bytes(body, 1 << 22).await.unwrap();
+            (
+                parts.status,
+                parts.headers,
+                String::from_utf8_lossy(&body).into_owned(),
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn pages_need_a_session_and_escape_what_clients_and_operators_chose() {
+        let f = Fixture::new().await;
+        let script = "<script>alert(1)</script>";
+        let a = account(&f.store, &[&format!("mailto:{script}@x.example")]).await;
+        issue(
+            &f.store,
+            a,
+            &[&format!("{script}.example")],
+            "0abc",
+            i64::MAX / 2,
+            None,
+        )
+        .await;
+        f.store
+            .create_eab_key("kid1", script, &[1; 32], 1)
+            .await
+            .unwrap();
+        for page in [
+            "/console",
+            "/console/dashboard",
+            "/console/certificates",
+            "/console/certificates/0abc",
+            "/console/renewal",
+            "/console/eab",
+        ] {
+            let (status, headers, _) = f.send("GET", page, None, None).await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{page}");
+            assert_eq!(headers[header::LOCATION], "/console/sign-in", "{page}");
+            let (status, _, _) = f
+                .send("GET", page, Some("certwright_console=forged"), None)
+                .await;
+            assert_eq!(status, StatusCode::SEE_OTHER, "{page} with a forged cookie");
+        }
+        let (cookie, _) = f.session("vera", OperatorRole::Viewer).await;
+        for page in [
+            "/console/certificates",
+            "/console/certificates/0abc",
+            "/console/eab",
+            "/console/certificates?name=.example",
+        ] {
+            let (status, headers, body) = f.send("GET", page, Some(&cookie), None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            assert!(
+                !body.contains("<script>"),
+                "{page} carries raw HTML: {body}"
+            );
+            assert!(
+                body.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+                "{page} lost the text: {body}"
+            );
+            assert_eq!(
+                headers[header::CONTENT_SECURITY_POLICY],
+                "default-src 'self'"
+            );
+            assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+            assert_eq!(headers[header::REFERRER_POLICY], "no-referrer");
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        }
+        let (_, _, body) = f
+            .send("GET", "/console/certificates/0abc", Some(&cookie), None)
+            .await;
+        assert!(
+            body.contains("mailto:&lt;script&gt;"),
+            "the contact is shown escaped: {body}"
+        );
+        let (_, _, csv) = f
+            .send(
+                "GET",
+                "/console/certificates?format=csv",
+                Some(&cookie),
+                None,
+            )
+            .await;
+        assert!(csv.contains("0abc"), "{csv}");
+        let (_, _, json) = f
+            .send(
+                "GET",
+                "/console/certificates?format=json&state=valid",
+                Some(&cookie),
+                None,
+            )
+            .await;
+        let items: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(items[0]["serial"], "0abc", "{json}");
+    }
+
+    #[tokio::test]
+    async fn posts_need_a_session_its_csrf_token_and_an_admin() {
+        let f = Fixture::new().await;
+        let a = account(&f.store, &[]).await;
+        issue(&f.store, a, &["a.example"], "0abc", i64::MAX / 2, None).await;
+        let renew = "/console/certificates/0abc/renew-early";
+        let renewed = |s: Store| async move { s.certificate("0abc").await.unwrap().renew_early };
+        let (viewer, viewer_csrf) = f.session("vera", OperatorRole::Viewer).await;
+        let (admin, admin_csrf) = f.session("root", OperatorRole::Admin).await;
+        let cases = [
+            (None, "csrf=x".to_owned()),
+            (Some(viewer.as_str()), format!("csrf={viewer_csrf}")),
+            (Some(admin.as_str()), String::new()),
+            (Some(admin.as_str()), "csrf=wrong".to_owned()),
+            (Some(admin.as_str()), format!("csrf={viewer_csrf}")),
+        ];
+        for (cookie, form) in &cases {
+            let (status, _, _) = f.send("POST", renew, *cookie, Some(form)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{cookie:?} {form}");
+            assert!(
+                !renewed(f.store.clone()).await,
+                "{cookie:?} {form} changed the certificate"
+            );
+            let (status, _, _) = f
+                .send(
+                    "POST",
+                    "/console/eab",
+                    *cookie,
+                    Some(&format!("{form}&label=x")),
+                )
+                .await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{cookie:?} {form}");
+            assert!(f.store.eab_keys().await.unwrap().is_empty());
+        }
+        let (status, _, _) = f
+            .send(
+                "POST",
+                renew,
+                Some(&admin),
+                Some(&format!("csrf={admin_csrf}")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(renewed(f.store.clone()).await);
+        let (status, _, body) = f
+            .send(
+                "POST",
+                "/console/eab",
+                Some(&admin),
+                Some(&format!("csrf={admin_csrf}&label=team-a")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let key = &f.store.eab_keys().await.unwrap()[0];
+        assert!(
+            body.contains(&key.kid) && body.contains("--eab-hmac-key"),
+            "{body}"
+        );
+        let actors: Vec<String> = f
+            .store
+            .audit_entries(0, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.actor, e.action))
+            .collect();
+        assert!(
+            actors.contains(&"operator:root certificate.renew_early".to_owned()),
+            "{actors:?}"
+        );
+        assert!(
+            actors.contains(&"operator:root eab.create".to_owned()),
+            "{actors:?}"
+        );
+
+        // Sign-out: refused without the token (the session stays), then ends the session.
+        let (status, _, _) = f
+            .send("POST", "/console/sign-out", Some(&admin), Some(""))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, _, _) = f
+            .send("GET", "/console/dashboard", Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, headers, _) = f
+            .send(
+                "POST",
+                "/console/sign-out",
+                Some(&admin),
+                Some(&format!("csrf={admin_csrf}")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert!(headers[header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .contains("Max-Age=0"));
+        let (status, _, _) = f
+            .send("GET", "/console/dashboard", Some(&admin), None)
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "the session row is gone");
+    }
+
+    #[tokio::test]
+    async fn five_wrong_passwords_lock_the_name_even_for_the_right_one() {
+        let f = Fixture::new().await;
+        let hash = password::hash("the right password").unwrap();
+        f.store
+            .add_operator("root", OperatorRole::Admin, &hash, 1)
+            .await
+            .unwrap();
+        let login = "certwright_console_login=L";
+        let sign_in = |password: &str| format!("csrf=L&name=root&password={password}");
+        // Without the sign-in form's token: refused before any password check.
+        let (status, _, _) = f
+            .send(
+                "POST",
+                "/console/sign-in",
+                None,
+                Some(&sign_in("the+right+password")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (status, headers, _) = f
+            .send(
+                "POST",
+                "/console/sign-in",
+                Some(login),
+                Some(&sign_in("the+right+password")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        let cookie = headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("certwright_console="))
+            .unwrap();
+        assert!(
+            cookie.contains("; HttpOnly")
+                && cookie.contains("; SameSite=Strict")
+                && cookie.contains("; Path=/console"),
+            "{cookie}"
+        );
+        for _ in 0..THROTTLE_FAILURES {
+            let (status, _, _) = f
+                .send(
+                    "POST",
+                    "/console/sign-in",
+                    Some(login),
+                    Some(&sign_in("wrong")),
+                )
+                .await;
+            assert_eq!(status, StatusCode::UNAUTHORIZED);
+        }
+        let (status, headers, body) = f
+            .send(
+                "POST",
+                "/console/sign-in",
+                Some(login),
+                Some(&sign_in("the+right+password")),
+            )
+            .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+        assert!(headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .all(|c| !c.to_str().unwrap().starts_with("certwright_console=")));
+        assert!(body.contains("Too many failed sign-ins"));
     }
 }

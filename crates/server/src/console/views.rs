@@ -262,6 +262,12 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
                 dt { "Profile" } dd { (c.profile.as_deref().unwrap_or("default")) }
                 dt { "Renew early (ARI)" } dd { (if c.renew_early { "asked" } else { "no" }) }
             }
+            @if session.role == crate::store::operators::OperatorRole::Admin && state == "valid" && !c.renew_early {
+                form method="post" action={ "/console/certificates/" (c.serial) "/renew-early" } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    button type="submit" { "Ask the holder to renew now (ARI)" }
+                }
+            }
             h2 { "Order and account" }
             dl {
                 dt { "Order" } dd { (p.order.id.0) " (" (format!("{:?}", p.order.status).to_lowercase()) ")" }
@@ -314,10 +320,45 @@ pub(super) fn renewal(session: &OperatorSession, days: i64, at_risk: &[Inventory
 
 /// The EAB keys (never their HMAC keys).
 pub(super) fn eab_keys(session: &OperatorSession, keys: &[EabKeyRecord]) -> Response {
+    eab_page(session, keys, html! {})
+}
+
+/// The EAB keys after creating one: its secret, shown this once.
+pub(super) fn eab_keys_created(
+    session: &OperatorSession,
+    keys: &[EabKeyRecord],
+    kid: &str,
+    hmac_key: &str,
+    label: &str,
+) -> Response {
+    eab_page(
+        session,
+        keys,
+        html! {
+            section.created {
+                h2 { "New key " (label) }
+                p { "The HMAC key is shown only now. Give both to the account holder:" }
+                pre { "kid:      " (kid) "\nhmac_key: " (hmac_key) }
+                pre { "certbot … --eab-kid " (kid) " --eab-hmac-key " (hmac_key) "\nlego --eab --kid " (kid) " --hmac " (hmac_key) " …" }
+            }
+        },
+    )
+}
+
+fn eab_page(session: &OperatorSession, keys: &[EabKeyRecord], created: Markup) -> Response {
+    let admin = session.role == crate::store::operators::OperatorRole::Admin;
     layout(
         "EAB keys",
         Some(session),
         html! {
+            (created)
+            @if admin {
+                form.search method="post" action="/console/eab" {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    label { "Label of a new key" input name="label" required maxlength="200"; }
+                    button type="submit" { "Create key" }
+                }
+            }
             div.scroll { table {
                 thead { tr { th { "Key id" } th { "Label" } th { "Created" } th { "State" } } }
                 tbody {

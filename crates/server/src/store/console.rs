@@ -7,7 +7,17 @@ use serde::Serialize;
 
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param};
+use super::statuses::{quoted, status_sql};
 use super::{Result, Store, StoreError};
+use crate::status::transitions::ORDER_BEGIN_FINALIZE;
+
+status_sql! {
+    /// Orders being finalized (the partial index `orders_by_status`).
+    static ORDERS_PROCESSING = (
+        "SELECT COUNT(*) AS n FROM orders WHERE status = {processing}",
+        processing = quoted(ORDER_BEGIN_FINALIZE.to)
+    );
+}
 
 /// The dashboard's counts at one instant.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -209,11 +219,7 @@ impl Store {
                 .await?,
             )?,
             orders_processing: count(
-                self.read_optional(
-                    "SELECT COUNT(*) AS n FROM orders WHERE status = 'processing'",
-                    &[],
-                )
-                .await?,
+                self.read_optional(&ORDERS_PROCESSING, &[]).await?,
             )?,
         })
     }
@@ -367,5 +373,191 @@ impl Store {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::store::{AccountId, NewAuthorization, NewCertificate, NewOrderRecord};
+    use certwright_proto::types::ChallengeType;
+    use certwright_proto::{AccountKey, KeyType};
+
+    /// Stores a certificate `serial` for `names` expiring at `not_after`, issued to
+    /// `account` through an order (that `replaces` another serial, if given).
+    pub(crate) async fn issue(
+        s: &Store,
+        account: AccountId,
+        names: &[&str],
+        serial: &str,
+        not_after: i64,
+        replaces: Option<&str>,
+    ) {
+        let ids: Vec<Identifier> = names.iter().map(|n| Identifier::dns(*n)).collect();
+        let order = s
+            .create_order(&NewOrderRecord {
+                account_id: account,
+                identifiers: ids.clone(),
+                expires: 100,
+                not_before: None,
+                not_after: None,
+                authorizations: vec![NewAuthorization::Create {
+                    identifier: ids[0].clone(),
+                    wildcard: false,
+                    expires: 100,
+                    challenges: vec![(ChallengeType::Http01, format!("tok{serial}"))],
+                }],
+                now: 1,
+                profile: None,
+                replaces: replaces.map(|r| (format!("aki.{r}"), r.to_owned())),
+            })
+            .await
+            .unwrap();
+        assert!(s.begin_finalize(order.id, &[0x30, 0], 50).await.unwrap());
+        s.complete_order(
+            order.id,
+            &NewCertificate {
+                serial: serial.into(),
+                account_id: account,
+                der: vec![0x30, 0x00],
+                chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+                names: ids,
+                not_before: 1,
+                not_after,
+                created_at: 2,
+                profile: None,
+                key_type: "ECDSA P-256".into(),
+                issuer: "intermediate".into(),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    pub(crate) async fn account(s: &Store, contact: &[&str]) -> AccountId {
+        let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+        let contact: Vec<String> = contact.iter().map(|c| (*c).to_owned()).collect();
+        s.create_account(&jwk, &contact, true, 1).await.unwrap().id
+    }
+
+    #[tokio::test]
+    async fn the_inventory_pages_by_expiry_with_a_keyset() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let (a, b) = (account(&s, &[]).await, account(&s, &[]).await);
+        // Two with the same expiry: the serial breaks the tie.
+        issue(&s, a, &["x.example"], "05", 500, None).await;
+        issue(&s, b, &["y.example"], "04", 500, None).await;
+        issue(&s, a, &["z.test"], "01", 300, None).await;
+        issue(&s, b, &["w.example"], "09", 100, None).await;
+        let mut q = InventoryQuery {
+            limit: 2,
+            now: 200,
+            ..Default::default()
+        };
+        let serials =
+            |p: &InventoryPage| p.items.iter().map(|i| i.serial.clone()).collect::<Vec<_>>();
+        let p1 = s.inventory_page(&q).await.unwrap();
+        assert_eq!(serials(&p1), ["09", "01"]);
+        assert_eq!(p1.items[0].state, CertificateState::Expired);
+        q.after = p1.next.clone();
+        let p2 = s.inventory_page(&q).await.unwrap();
+        assert_eq!(serials(&p2), ["04", "05"]);
+        q.after = p2.next.clone();
+        assert!(s.inventory_page(&q).await.unwrap().items.is_empty());
+
+        let search = |f: fn(&mut InventoryQuery)| {
+            let mut q = InventoryQuery {
+                limit: 10,
+                now: 200,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        let p = s
+            .inventory_page(&search(|q| q.account = Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["01", "05"]);
+        let p = s
+            .inventory_page(&search(|q| q.name = Some(".example".into())))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["09", "04", "05"]);
+        let p = s
+            .inventory_page(&search(|q| q.name = Some("z.test".into())))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["01"]);
+        let p = s
+            .inventory_page(&search(|q| q.state = Some(CertificateState::Valid)))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["01", "04", "05"]);
+        let p = s
+            .inventory_page(&search(|q| q.state = Some(CertificateState::Expired)))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["09"]);
+        let p = s
+            .inventory_page(&search(|q| q.serial = Some("04".into())))
+            .await
+            .unwrap();
+        assert_eq!(serials(&p), ["04"]);
+        let p = s
+            .inventory_page(&search(|q| q.issuer = Some("other".into())))
+            .await
+            .unwrap();
+        assert!(p.items.is_empty());
+
+        let counts = s.dashboard_counts(200).await.unwrap();
+        assert_eq!(
+            (counts.valid, counts.revoked, counts.orders_processing),
+            (3, 0, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn at_risk_certificates_have_no_successor() {
+        let s = Store::open("sqlite::memory:").await.unwrap();
+        let a = account(&s, &[]).await;
+        let day = 86_400;
+        // Renewed by a later certificate for the same names (in another order).
+        issue(&s, a, &["a.example", "b.example"], "01", 10 * day, None).await;
+        issue(&s, a, &["b.example", "a.example"], "02", 90 * day, None).await;
+        // Renewed through ARI `replaces`.
+        issue(&s, a, &["c.example"], "03", 10 * day, None).await;
+        issue(
+            &s,
+            a,
+            &["c.example", "d.example"],
+            "04",
+            90 * day,
+            Some("03"),
+        )
+        .await;
+        // Not renewed: only a certificate for a subset of its names came later.
+        issue(&s, a, &["e.example", "f.example"], "05", 12 * day, None).await;
+        issue(&s, a, &["e.example"], "06", 90 * day, None).await;
+        let risky: Vec<String> = s
+            .renewal_at_risk(0, 30 * day, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.serial)
+            .collect();
+        assert_eq!(risky, ["05"]);
+        let later = s
+            .later_certificates_for_names(
+                a.0,
+                &["a.example".into(), "b.example".into()],
+                10 * day,
+                0,
+                5,
+            )
+            .await
+            .unwrap();
+        assert_eq!(later.len(), 1);
+        assert_eq!(later[0].serial, "02");
     }
 }

@@ -52,10 +52,6 @@ const MAY_SCAN: &[(&str, &str)] = &[
         "eab_keys(): the operator's list of EAB keys",
     ),
     (
-        "SELECT name, role, created_at, disabled FROM operators ORDER BY name",
-        "operators(): the operator's list of console operators",
-    ),
-    (
         "SELECT kid, hmac_key FROM eab_keys WHERE kek_id IS NULL",
         "seal_legacy_eab_keys(): once per start, finds plaintext keys of older versions",
     ),
@@ -96,6 +92,7 @@ pub(super) fn built_statements() -> Vec<(&'static str, &'static str, &'static st
         ("leases.rs", super::leases::status_statements()),
         ("inspect.rs", super::inspect::status_statements()),
         ("ratelimit.rs", super::ratelimit::status_statements()),
+        ("console.rs", super::console::status_statements()),
     ];
     let challenges = super::orders::INSERT_CHALLENGES.iter();
     files
