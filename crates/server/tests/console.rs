@@ -288,7 +288,7 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
     );
 
     // A viewer reads, finds lego's certificate, and cannot act.
-    let (viewer, viewer_csrf) = sign_in(&http, &base, "vera", "viewer password 456")
+    let (viewer, viewer_csrf) = sign_in(&http, base, "vera", "viewer password 456")
         .await
         .unwrap();
     let page = http
@@ -300,7 +300,7 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
         .text()
         .await
         .unwrap();
-    assert!(page.contains(&serial), "{page}");
+    assert!(page.contains(serial), "{page}");
     let page = http
         .get(format!("{base}/console/certificates/{serial}"))
         .header(COOKIE, &viewer)
@@ -324,7 +324,7 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
     assert_eq!(r.status(), StatusCode::FORBIDDEN);
 
     // An admin without the form's token is refused too.
-    let (admin, admin_csrf) = sign_in(&http, &base, "root", "root password 123")
+    let (admin, admin_csrf) = sign_in(&http, base, "root", "root password 123")
         .await
         .unwrap();
     let r = http
@@ -378,24 +378,24 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
     assert_eq!(r.status(), StatusCode::SEE_OTHER);
 
     // The generated password signs in.
-    sign_in(&http, &base, "gen", &password).await.unwrap();
+    sign_in(&http, base, "gen", password).await.unwrap();
 
     // Five wrong passwords: the right one is refused for the rest of the window.
     for _ in 0..5 {
         assert_eq!(
-            sign_in(&http, &base, "root", "wrong").await.unwrap_err(),
+            sign_in(&http, base, "root", "wrong").await.unwrap_err(),
             StatusCode::UNAUTHORIZED
         );
     }
     assert_eq!(
-        sign_in(&http, &base, "root", "root password 123")
+        sign_in(&http, base, "root", "root password 123")
             .await
             .unwrap_err(),
         StatusCode::TOO_MANY_REQUESTS
     );
     // Five failures from one address lock every name from there.
     assert_eq!(
-        sign_in(&http, &base, "gen", &password).await.unwrap_err(),
+        sign_in(&http, base, "gen", password).await.unwrap_err(),
         StatusCode::TOO_MANY_REQUESTS
     );
 }
@@ -540,7 +540,7 @@ async fn browse(base: &str, serial: &str, port: u16, profile: &Path) {
         let pem = find(&browser, "pre.pem").await.text().await.unwrap();
         assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
         let title = browser.title().await.unwrap();
-        assert!(title.contains(&serial), "{title}");
+        assert!(title.contains(serial), "{title}");
         screenshot(&browser, "certificate").await;
 
         browser

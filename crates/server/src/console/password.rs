@@ -37,7 +37,7 @@ pub(crate) fn dummy_hash() -> &'static str {
 pub fn random_token() -> String {
     let mut bytes = [0u8; 32];
     aws_lc_rs::rand::fill(&mut bytes).expect("the system RNG works");
-    certwright_proto::b64::encode(&bytes)
+    certwright_proto::b64::encode(bytes)
 }
 
 #[cfg(test)]
