@@ -434,6 +434,16 @@ pub(crate) mod tests {
         .unwrap();
     }
 
+    /// An empty store: in-memory SQLite, or a fresh PostgreSQL database when the suite
+    /// runs on it (`CERTWRIGHT_TEST_BACKEND=postgres`, as `scripts/test` does).
+    pub(crate) async fn test_store() -> Store {
+        if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres") {
+            let url = certwright_testkit::peers::postgres::create_database().await;
+            return Store::open(&url).await.unwrap();
+        }
+        Store::open("sqlite::memory:").await.unwrap()
+    }
+
     pub(crate) async fn account(s: &Store, contact: &[&str]) -> AccountId {
         let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
         let contact: Vec<String> = contact.iter().map(|c| (*c).to_owned()).collect();
@@ -442,7 +452,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn the_inventory_pages_by_expiry_with_a_keyset() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+        let s = test_store().await;
         let (a, b) = (account(&s, &[]).await, account(&s, &[]).await);
         // Two with the same expiry: the serial breaks the tie.
         issue(&s, a, &["x.example"], "05", 500, None).await;
@@ -519,7 +529,7 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn at_risk_certificates_have_no_successor() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+        let s = test_store().await;
         let a = account(&s, &[]).await;
         let day = 86_400;
         // Renewed by a later certificate for the same names (in another order).

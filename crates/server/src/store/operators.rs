@@ -320,7 +320,7 @@ mod tests {
     use super::*;
 
     async fn store() -> Store {
-        Store::open("sqlite::memory:").await.unwrap()
+        crate::store::console::tests::test_store().await
     }
 
     #[test]
