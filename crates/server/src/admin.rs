@@ -83,7 +83,8 @@ impl std::fmt::Debug for AdminToken {
 pub fn admin_router(admin: Arc<Admin>) -> Router {
     // The admin listener is plain HTTP today: no `Secure` cookies.
     let console =
-        crate::console::Console::new(admin.store.clone(), crate::clock::Clock::system(), false);
+        crate::console::Console::new(admin.store.clone(), crate::clock::Clock::system(), false)
+            .with_ra(admin.acme.ra.clone());
     Router::new()
         .route("/metrics", get(metrics_endpoint))
         .route("/healthz", get(healthz))

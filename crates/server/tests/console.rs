@@ -314,35 +314,43 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
         page.contains("BEGIN CERTIFICATE") && page.contains("console.certwright.test"),
         "{page}"
     );
-    let r = http
-        .post(&renew)
-        .header(COOKIE, &viewer)
-        .form_pairs(&[("csrf", viewer_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let revoke = format!("{base}/console/certificates/{serial}/revoke");
+    for url in [&renew, &revoke] {
+        let r = http
+            .post(url)
+            .header(COOKIE, &viewer)
+            .form_pairs(&[("csrf", viewer_csrf.as_str()), ("reason", "4")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
 
     // An admin without the form's token is refused too.
     let (admin, admin_csrf) = sign_in(&http, base, "root", "root password 123")
         .await
         .unwrap();
-    let r = http
-        .post(&renew)
-        .header(COOKIE, &admin)
-        .form_pairs(&[("csrf", viewer_csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    for url in [&renew, &revoke] {
+        let r = http
+            .post(url)
+            .header(COOKIE, &admin)
+            .form_pairs(&[("csrf", viewer_csrf.as_str()), ("reason", "4")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
     // Nothing changed: the trail has the sign-ins since, no action.
     let trail = ca_command(ca, &["audit", "export"]);
     for line in trail.lines().skip(before) {
         assert!(
-            !line.contains("renew_early") && !line.contains("eab.create"),
+            !line.contains("renew_early")
+                && !line.contains("eab.create")
+                && !line.contains("certificate.revoke"),
             "{line}"
         );
     }
+    assert!(!ca_command(ca, &["certs", "list", "--revoked"]).contains(serial));
 
     // With it, the admin acts, audited under the operator's name.
     let r = http
@@ -359,6 +367,30 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
         .find(|l| l.contains("certificate.renew_early"))
         .expect("audited");
     assert!(entry.contains("operator:root"), "{entry}");
+    // An admin revokes with a reason, through the RA (audited under their name).
+    let r = http
+        .post(&revoke)
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str()), ("reason", "4")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(ca_command(ca, &["certs", "list", "--revoked"]).contains(serial));
+    let trail = ca_command(ca, &["audit", "export"]);
+    let entry = trail
+        .lines()
+        .find(|l| l.contains("certificate.revoke"))
+        .expect("audited");
+    assert!(entry.contains("operator:root"), "{entry}");
+    let r = http
+        .post(&revoke)
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str()), ("reason", "4")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "already revoked");
 
     // Sign-out deletes the session: the same cookie no longer opens a page.
     let r = http

@@ -25,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+use crate::ca::crl::{reason_name, ALLOWED_REASONS};
 use crate::clock::Clock;
+use crate::ra::Ra;
 use crate::store::console::{CertificateState, InventoryQuery};
 use crate::store::operators::{OperatorRole, OperatorSession};
 use crate::store::{Actor, Store, StoreError};
@@ -49,6 +51,8 @@ pub struct Console {
     store: Store,
     clock: Clock,
     secure_cookies: bool,
+    /// Revokes (through the RA, which publishes the CRL); without it, no revoke action.
+    ra: Option<Ra>,
 }
 
 impl Console {
@@ -58,6 +62,15 @@ impl Console {
             store,
             clock,
             secure_cookies,
+            ra: None,
+        }
+    }
+
+    /// This console with the RA that revokes.
+    pub fn with_ra(self, ra: Ra) -> Self {
+        Self {
+            ra: Some(ra),
+            ..self
         }
     }
 
@@ -84,6 +97,7 @@ pub fn router<S>(console: Console) -> Router<S> {
             "/console/certificates/{serial}/renew-early",
             post(renew_early),
         )
+        .route("/console/certificates/{serial}/revoke", post(revoke))
         .route("/console/renewal", get(renewal))
         .route("/console/eab", get(eab_keys).post(create_eab_key))
         .route("/console/{*rest}", get(not_found))
@@ -134,6 +148,8 @@ enum Refusal {
     SignIn,
     /// Refused with a status and a sentence.
     Status(StatusCode, &'static str),
+    /// Refused with a status and what the RA said.
+    Text(StatusCode, String),
     /// The store failed.
     Store(StoreError),
 }
@@ -154,6 +170,9 @@ impl IntoResponse for Refusal {
                 .into_response(),
             Self::Status(status, text) => {
                 (status, views::message(status.as_str(), text)).into_response()
+            }
+            Self::Text(status, text) => {
+                (status, views::message(status.as_str(), &text)).into_response()
             }
             Self::Store(StoreError::NotFound) => (
                 StatusCode::NOT_FOUND,
@@ -560,6 +579,51 @@ async fn renew_early(
     }
     let to = format!("/console/certificates/{serial}");
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+}
+
+async fn revoke(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(serial): Path<String>,
+    body: Bytes,
+) -> Page {
+    let form = parse_form(&body);
+    let (session, _) = console.admin_session(&headers, &form).await?;
+    let Some(ra) = &console.ra else {
+        return Err(Refusal::Status(
+            StatusCode::NOT_FOUND,
+            "Revocation is not available here.",
+        ));
+    };
+    let reason = form
+        .get("reason")
+        .and_then(|r| r.parse::<u8>().ok())
+        .filter(|r| ALLOWED_REASONS.contains(r))
+        .ok_or(Refusal::Status(
+            StatusCode::BAD_REQUEST,
+            "Choose a revocation reason.",
+        ))?;
+    let operator = Actor::Operator(Some(session.operator.clone()));
+    match ra.revoke_by_operator_as(&serial, reason, &operator).await {
+        Ok(cert) => {
+            tracing::info!(serial = %cert.serial, operator = %session.operator, reason = reason_name(reason), "console: revoked");
+            let to = format!("/console/certificates/{}", cert.serial);
+            Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
+        }
+        Err(e) => {
+            let status = match &e {
+                crate::ra::Error::NotFound(_) => StatusCode::NOT_FOUND,
+                crate::ra::Error::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => StatusCode::CONFLICT,
+            };
+            Err(Refusal::Text(status, e.to_string()))
+        }
+    }
+}
+
+/// The reasons an operator may give, for the revoke form.
+pub(crate) fn revocation_reasons() -> impl Iterator<Item = (u8, &'static str)> {
+    ALLOWED_REASONS.iter().map(|r| (*r, reason_name(*r)))
 }
 
 async fn create_eab_key(State(console): State<Console>, headers: HeaderMap, body: Bytes) -> Page {

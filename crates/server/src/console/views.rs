@@ -268,6 +268,17 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
                     button type="submit" { "Ask the holder to renew now (ARI)" }
                 }
             }
+            @if session.role == crate::store::operators::OperatorRole::Admin && c.revoked_at.is_none() {
+                form.revoke method="post" action={ "/console/certificates/" (c.serial) "/revoke" } {
+                    input type="hidden" name="csrf" value=(session.csrf);
+                    label { "Reason"
+                        select name="reason" {
+                            @for (code, name) in super::revocation_reasons() { option value=(code) { (name) } }
+                        }
+                    }
+                    button type="submit" { "Revoke" }
+                }
+            }
             h2 { "Order and account" }
             dl {
                 dt { "Order" } dd { (p.order.id.0) " (" (format!("{:?}", p.order.status).to_lowercase()) ")" }
