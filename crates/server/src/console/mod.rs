@@ -331,7 +331,16 @@ async fn sign_in(State(console): State<Console>, request: Request) -> Page {
             ))
         }
     }
-    let name = form.get("name").map(String::as_str).unwrap_or_default();
+    // No operator name is longer; what is recorded of a failure stays small.
+    let name: String = form
+        .get("name")
+        .map(|n| {
+            n.chars()
+                .take(crate::store::operators::MAX_OPERATOR_NAME + 1)
+                .collect()
+        })
+        .unwrap_or_default();
+    let name = name.as_str();
     let given = form.get("password").map(String::as_str).unwrap_or_default();
     let now = console.clock.now();
     let (by_name, by_address) = console

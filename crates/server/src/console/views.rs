@@ -262,6 +262,7 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
                 dt { "Profile" } dd { (c.profile.as_deref().unwrap_or("default")) }
                 dt { "Renew early (ARI)" } dd { (if c.renew_early { "asked" } else { "no" }) }
             }
+            div.actions {
             @if session.role == crate::store::operators::OperatorRole::Admin && state == "valid" && !c.renew_early {
                 form method="post" action={ "/console/certificates/" (c.serial) "/renew-early" } {
                     input type="hidden" name="csrf" value=(session.csrf);
@@ -278,6 +279,7 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
                     }
                     button type="submit" { "Revoke" }
                 }
+            }
             }
             h2 { "Order and account" }
             dl {
