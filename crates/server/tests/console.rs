@@ -7,6 +7,7 @@
 //! fantoccini) signs in, searches the inventory and opens the certificate; with
 //! `CERTWRIGHT_CONSOLE_SCREENSHOTS=1` it saves screenshots into docs/console/.
 
+mod harness;
 mod support;
 
 use std::net::SocketAddr;
@@ -562,6 +563,18 @@ async fn browse(base: &str, serial: &str, port: u16, profile: &Path) {
             .click()
             .await
             .unwrap();
+        // The unfiltered page lists the certificate too: wait for the search's own page.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("name=")
+        {
+            assert!(Instant::now() < deadline, "the search did not load");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let link = find(
             &browser,
             &format!("a.serial[href='/console/certificates/{serial}']"),
@@ -581,8 +594,80 @@ async fn browse(base: &str, serial: &str, port: u16, profile: &Path) {
             .unwrap();
         find(&browser, "main p").await;
         screenshot(&browser, "renewal").await;
+
+        // On a phone's width the pages reflow: nothing is wider than the screen (wide
+        // tables scroll inside their box).
+        browser.set_window_size(400, 860).await.unwrap();
+        for page in [
+            "dashboard",
+            "certificates?name=.browser.certwright.test",
+            &format!("certificates/{serial}"),
+        ] {
+            browser
+                .goto(&format!("{base}/console/{page}"))
+                .await
+                .unwrap();
+            find(&browser, "main h1").await;
+            let widths = browser
+                .execute(
+                    "return [document.documentElement.scrollWidth, window.innerWidth];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (scroll, inner) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+            assert!(
+                scroll <= inner,
+                "{page}: {scroll}px wide on a {inner}px screen"
+            );
+        }
+        browser
+            .goto(&format!(
+                "{base}/console/certificates?name=.browser.certwright.test"
+            ))
+            .await
+            .unwrap();
+        find(&browser, "main h1").await;
+        screenshot(&browser, "phone-inventory").await;
     };
     let outcome = tokio::time::timeout(Duration::from_secs(240), steps).await;
     let _ = browser.close().await;
     outcome.expect("the browser steps finished in time");
+}
+
+/// The admin bearer token guards `/metrics` and `/readyz` as before; the console, which has
+/// its own sign-in, is outside it (and still needs a session).
+#[tokio::test]
+async fn the_console_is_outside_the_admin_token_and_the_rest_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, "s3cret-admin-token-0123456789\n").unwrap();
+    let ca = harness::TestCa::start_with(move |c| c.admin_token_file = Some(file)).await;
+    let http = client();
+    let get = |path: &str| http.get(format!("{}{path}", ca.admin_base)).send();
+    assert_eq!(
+        get("/metrics").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/readyz").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/console/sign-in").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = get("/console/dashboard").await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/sign-in");
+    // Paths that only look like the console are not exempt.
+    for path in ["/consolex", "/Console/sign-in", "/consolemetrics"] {
+        let r = get(path).await.unwrap();
+        let status = r.status();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+        assert!(!r.text().await.unwrap().contains("certwright_"), "{path}");
+    }
 }
