@@ -431,6 +431,18 @@ async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
         sign_in(&http, base, "gen", password).await.unwrap_err(),
         StatusCode::TOO_MANY_REQUESTS
     );
+
+    // Removing an operator: gone from the list; removing it again fails.
+    ca_command(ca, &["operator", "remove", "gen"]);
+    assert!(!ca_command(ca, &["operator", "list"]).contains("gen\t"));
+    let mut cmd = Command::new(ca_bin());
+    cmd.args(["operator", "remove", "gen", "--data-dir"])
+        .arg(&ca.data_dir);
+    assert!(!run_bounded(&mut cmd, Duration::from_secs(60))
+        .status
+        .success());
+    let trail = ca_command(ca, &["audit", "export"]);
+    assert!(trail.contains("operator.remove"), "{trail}");
 }
 
 /// Waits (bounded) until something accepts connections on `addr`.
