@@ -78,8 +78,13 @@ impl std::fmt::Debug for AdminToken {
 }
 
 /// The admin router: `/metrics` (Prometheus text), `/healthz` (the process answers) and
-/// `/readyz` (the database answers and the CA key signs).
+/// `/readyz` (the database answers and the CA key signs); and the operator console under
+/// `/console/` (`console`), which has its own sign-in and so is outside the bearer token.
 pub fn admin_router(admin: Arc<Admin>) -> Router {
+    // The admin listener is plain HTTP today: no `Secure` cookies.
+    let console =
+        crate::console::Console::new(admin.store.clone(), crate::clock::Clock::system(), false)
+            .with_ra(admin.acme.ra.clone());
     Router::new()
         .route("/metrics", get(metrics_endpoint))
         .route("/healthz", get(healthz))
@@ -88,6 +93,7 @@ pub fn admin_router(admin: Arc<Admin>) -> Router {
             admin.clone(),
             require_admin_token,
         ))
+        .merge(crate::console::router(console))
         .with_state(admin)
 }
 

@@ -13,6 +13,7 @@ pub mod backend;
 pub mod ca;
 pub mod clock;
 pub mod config;
+pub mod console;
 pub mod encoding;
 pub mod fsutil;
 pub mod linger;

@@ -131,8 +131,14 @@ impl CaProcess {
                 .arg("--data-dir")
                 .arg(data_dir)
                 .args(["--listen", &listen.to_string()])
-                // Several CAs run at once: none takes the default admin port 14001.
-                .args(["--admin-listen", "off"])
+                // Several CAs run at once: none takes the default admin port 14001 (a test
+                // that wants the admin listener passes its own --admin-listen).
+                .args(
+                    (!extra.contains(&"--admin-listen"))
+                        .then_some(["--admin-listen", "off"])
+                        .into_iter()
+                        .flatten(),
+                )
                 .args(["--http01-port", &http01_port.to_string()])
                 .args(["--dns-resolver", &dns.addr.to_string()])
                 // The challenge servers listen on loopback (the test switch).

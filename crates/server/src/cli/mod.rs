@@ -11,6 +11,7 @@ mod data;
 mod eab;
 mod init;
 mod issuer;
+mod operator;
 mod revoke;
 mod serve;
 
@@ -98,6 +99,13 @@ enum Command {
     },
     /// Ask clients to renew a certificate now: its ARI window moves into the past.
     RenewEarly(revoke::RenewEarlyArgs),
+    /// The operator console's operators: add (viewer or admin), list, remove.
+    Operator {
+        #[command(subcommand)]
+        action: operator::OperatorAction,
+        #[command(flatten)]
+        ca: ConfigArgs,
+    },
     /// Check the database's invariants (nothing left processing, valid orders with their
     /// certificates); prints each violation and fails if there is any.
     Check {
@@ -211,6 +219,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Audit { action, ca } => admin(audit::run(action, ca)),
         Command::Certs { action, ca } => admin(certs::run(action, ca)),
         Command::Check { ca } => admin(check::run(ca)),
+        Command::Operator { action, ca } => admin(operator::run(action, ca)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

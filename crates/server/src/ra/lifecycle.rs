@@ -292,6 +292,18 @@ impl Ra {
         serial: &str,
         reason: u8,
     ) -> Result<CertificateRecord, Error> {
+        let operator = self.inner.store.operator().clone();
+        self.revoke_by_operator_as(serial, reason, &operator).await
+    }
+
+    /// `revoke_by_operator`, audited as `operator` (the console's signed-in operator,
+    /// where the RA's store was opened acting as someone else).
+    pub async fn revoke_by_operator_as(
+        &self,
+        serial: &str,
+        reason: u8,
+        operator: &crate::store::Actor,
+    ) -> Result<CertificateRecord, Error> {
         if !ALLOWED_REASONS.contains(&reason) {
             return Err(Error::BadRevocationReason(format!(
                 "reason {reason} ({}) is not accepted",
@@ -315,7 +327,7 @@ impl Ra {
         if !self
             .inner
             .store
-            .revoke_certificate(&serial, reason, self.now(), self.inner.store.operator())
+            .revoke_certificate(&serial, reason, self.now(), operator)
             .await?
         {
             return Err(already_revoked(&serial));

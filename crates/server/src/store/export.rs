@@ -153,6 +153,30 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         ],
     ),
     (
+        "operators",
+        &[
+            ("name", Text),
+            ("role", Text),
+            ("password_hash", Text),
+            ("created_at", Int),
+            ("disabled", Int),
+        ],
+    ),
+    (
+        "operator_sessions",
+        &[
+            ("token_hash", Text),
+            ("operator", Text),
+            ("csrf", Text),
+            ("created_at", Int),
+            ("expires_at", Int),
+        ],
+    ),
+    (
+        "operator_login_failures",
+        &[("name", Text), ("address", Text), ("at", Int)],
+    ),
+    (
         "audit_log",
         &[
             ("seq", Int),

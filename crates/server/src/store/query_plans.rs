@@ -22,6 +22,8 @@ const GROWING: &[&str] = &[
     "rate_events",
     "nonces",
     "eab_keys",
+    "operator_sessions",
+    "operator_login_failures",
 ];
 
 /// Statements that read a whole table on purpose, by a prefix of their text (whitespace
@@ -73,6 +75,8 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("export.rs", include_str!("export.rs")),
     ("inventory.rs", include_str!("inventory.rs")),
     ("ratelimit.rs", include_str!("ratelimit.rs")),
+    ("operators.rs", include_str!("operators.rs")),
+    ("console.rs", include_str!("console.rs")),
 ];
 
 /// The statements built with statuses spliced in (no literal in the source holds them
@@ -88,6 +92,7 @@ pub(super) fn built_statements() -> Vec<(&'static str, &'static str, &'static st
         ("leases.rs", super::leases::status_statements()),
         ("inspect.rs", super::inspect::status_statements()),
         ("ratelimit.rs", super::ratelimit::status_statements()),
+        ("console.rs", super::console::status_statements()),
     ];
     let challenges = super::orders::INSERT_CHALLENGES.iter();
     files

@@ -1,0 +1,685 @@
+//! The operator console (docs/console.md) on a real `certwright-ca` process: operators
+//! added with `certwright-ca operator`, a certificate issued by lego, and the console's
+//! security over HTTP (reqwest): pages redirect to the sign-in without a session, POSTs
+//! are refused without a session, without the CSRF token or by a viewer, with nothing
+//! changed in the audit trail; five wrong passwords lock the name; sign-out ends the
+//! session. Then one browser test: headless Chromium (chromedriver, driven with
+//! fantoccini) signs in, searches the inventory and opens the certificate; with
+//! `CERTWRIGHT_CONSOLE_SCREENSHOTS=1` it saves screenshots into docs/console/.
+
+mod harness;
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::StatusCode;
+use support::{
+    ca_bin, dns, free_port, lego_command, run_bounded, run_ok, CaProcess, ProcessGuard,
+    CLIENT_TIMEOUT,
+};
+
+/// A CA with its admin listener (and so the console) on a free loopback port.
+fn start_ca(guard: &mut ProcessGuard, dir: &Path) -> (CaProcess, String) {
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ca = CaProcess::start_with_args(
+        ca_bin(),
+        guard,
+        &dir.join("ca"),
+        listen,
+        free_port(),
+        &["--admin-listen", &admin.to_string()],
+    );
+    (ca, format!("http://{admin}"))
+}
+
+/// Runs `certwright-ca ARGS --data-dir <the CA's>`; returns stdout.
+fn ca_command(ca: &CaProcess, args: &[&str]) -> String {
+    let mut cmd = Command::new(ca_bin());
+    cmd.args(args).arg("--data-dir").arg(&ca.data_dir);
+    let out = run_ok(
+        &format!("certwright-ca {}", args.join(" ")),
+        &mut cmd,
+        Duration::from_secs(60),
+        &ca.logs(),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Adds operator `name` with `role` and its password read from standard input.
+fn add_operator(ca: &CaProcess, name: &str, role: &str, password: &str) {
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "printf '%s\\n' \"$PW\" | \"$BIN\" operator add \"$NAME\" --role \"$ROLE\" --data-dir \"$DIR\"",
+    ])
+    .env("PW", password)
+    .env("BIN", ca_bin())
+    .env("NAME", name)
+    .env("ROLE", role)
+    .env("DIR", &ca.data_dir);
+    run_ok(
+        "certwright-ca operator add",
+        &mut cmd,
+        Duration::from_secs(60),
+        &ca.logs(),
+    );
+}
+
+/// lego gets a certificate for `name`; returns its serial (lower-case hex).
+fn issue_with_lego(ca: &CaProcess, dir: &Path, name: &str) -> String {
+    let path = dir.join("lego");
+    let mut cmd = lego_command(&path, ca, &[name]);
+    cmd.arg("--http")
+        .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)])
+        .arg("run");
+    run_ok("lego run", &mut cmd, CLIENT_TIMEOUT, &ca.logs());
+    let cert = path.join(format!("certificates/{name}.crt"));
+    let der = &support::pem_certs(&cert)[0];
+    let (_, parsed) = x509_parser::parse_x509_certificate(der).unwrap();
+    parsed
+        .raw_serial()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The audit trail's length, as `certwright-ca audit export` writes it.
+fn audit_len(ca: &CaProcess) -> usize {
+    ca_command(ca, &["audit", "export"]).lines().count()
+}
+
+/// A URL-encoded form body (reqwest's `form` feature is off in this workspace).
+trait FormPairs {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormPairs for reqwest::RequestBuilder {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .no_proxy()
+        .build()
+        .unwrap()
+}
+
+/// The `name=value` of the cookie `name` a response sets, with its attributes.
+fn set_cookie(r: &reqwest::Response, name: &str) -> Option<String> {
+    r.headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with(&format!("{name}=")))
+        .map(str::to_owned)
+}
+
+/// The value of the hidden `csrf` field of a page.
+fn csrf_field(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
+    html[at..].split('"').next().unwrap().to_owned()
+}
+
+/// Signs in: (the session cookie as a `Cookie` header, the session's CSRF token), or
+/// the refusal's status.
+async fn sign_in(
+    http: &reqwest::Client,
+    base: &str,
+    name: &str,
+    password: &str,
+) -> Result<(String, String), StatusCode> {
+    let page = http
+        .get(format!("{base}/console/sign-in"))
+        .send()
+        .await
+        .unwrap();
+    let login = set_cookie(&page, "certwright_console_login").unwrap();
+    let login = login.split(';').next().unwrap().to_owned();
+    let csrf = csrf_field(&page.text().await.unwrap());
+    let r = http
+        .post(format!("{base}/console/sign-in"))
+        .header(COOKIE, &login)
+        .form_pairs(&[
+            ("csrf", csrf.as_str()),
+            ("name", name),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap();
+    if r.status() != StatusCode::SEE_OTHER {
+        return Err(r.status());
+    }
+    let cookie = set_cookie(&r, "certwright_console").unwrap();
+    for attribute in ["; HttpOnly", "; SameSite=Strict", "; Path=/console"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain HTTP on loopback: {cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let dashboard = http
+        .get(format!("{base}/console/dashboard"))
+        .header(COOKIE, &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dashboard.status(), StatusCode::OK);
+    let csrf = csrf_field(&dashboard.text().await.unwrap());
+    Ok((cookie, csrf))
+}
+
+/// A runtime for a test's HTTP steps (the CA process is started outside it).
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+fn the_console_refuses_without_a_session_a_csrf_token_or_the_admin_role() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let (ca, base) = start_ca(&mut guard, tmp.path());
+    let serial = issue_with_lego(&ca, tmp.path(), "console.certwright.test");
+
+    add_operator(&ca, "root", "admin", "root password 123");
+    add_operator(&ca, "vera", "viewer", "viewer password 456");
+    // Too short a password, or a taken name: refused.
+    let mut cmd = Command::new(ca_bin());
+    cmd.args([
+        "operator",
+        "add",
+        "root",
+        "--role",
+        "admin",
+        "--generate-password",
+        "--data-dir",
+    ])
+    .arg(&ca.data_dir);
+    assert!(!run_bounded(&mut cmd, Duration::from_secs(60))
+        .status
+        .success());
+    let generated = ca_command(
+        &ca,
+        &[
+            "operator",
+            "add",
+            "gen",
+            "--role",
+            "viewer",
+            "--generate-password",
+        ],
+    );
+    let password = generated
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .expect("a generated password")
+        .to_owned();
+    let list = ca_command(&ca, &["operator", "list"]);
+    for line in ["root\tadmin", "vera\tviewer", "gen\tviewer"] {
+        assert!(list.contains(line), "{list}");
+    }
+    assert!(!list.contains(&password), "the list shows no password");
+
+    runtime().block_on(refusals(&ca, &base, &serial, &password));
+    ca.stop(&mut guard);
+}
+
+async fn refusals(ca: &CaProcess, base: &str, serial: &str, password: &str) {
+    let http = client();
+    // Without a session: every page goes to the sign-in page; every POST is refused.
+    for page in [
+        "/console",
+        "/console/dashboard",
+        "/console/certificates",
+        &format!("/console/certificates/{serial}"),
+        "/console/renewal",
+        "/console/eab",
+    ] {
+        let r = http.get(format!("{base}{page}")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{page}");
+        assert_eq!(r.headers()[LOCATION], "/console/sign-in", "{page}");
+        assert_eq!(r.headers()["content-security-policy"], "default-src 'self'");
+        assert_eq!(r.headers()["x-frame-options"], "DENY");
+        assert_eq!(r.headers()["referrer-policy"], "no-referrer");
+        assert_eq!(r.headers()["cache-control"], "no-store");
+    }
+    let before = audit_len(ca);
+    let renew = format!("{base}/console/certificates/{serial}/renew-early");
+    let r = http
+        .post(&renew)
+        .form_pairs(&[("csrf", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = http
+        .post(format!("{base}/console/eab"))
+        .form_pairs(&[("csrf", "x"), ("label", "x")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // The rest of the admin listener is as it was.
+    assert_eq!(
+        http.get(format!("{base}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // A viewer reads, finds lego's certificate, and cannot act.
+    let (viewer, viewer_csrf) = sign_in(&http, base, "vera", "viewer password 456")
+        .await
+        .unwrap();
+    let page = http
+        .get(format!("{base}/console/certificates?name=.certwright.test"))
+        .header(COOKIE, &viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(serial), "{page}");
+    let page = http
+        .get(format!("{base}/console/certificates/{serial}"))
+        .header(COOKIE, &viewer)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("BEGIN CERTIFICATE") && page.contains("console.certwright.test"),
+        "{page}"
+    );
+    let revoke = format!("{base}/console/certificates/{serial}/revoke");
+    for url in [&renew, &revoke] {
+        let r = http
+            .post(url)
+            .header(COOKIE, &viewer)
+            .form_pairs(&[("csrf", viewer_csrf.as_str()), ("reason", "4")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
+
+    // An admin without the form's token is refused too.
+    let (admin, admin_csrf) = sign_in(&http, base, "root", "root password 123")
+        .await
+        .unwrap();
+    for url in [&renew, &revoke] {
+        let r = http
+            .post(url)
+            .header(COOKIE, &admin)
+            .form_pairs(&[("csrf", viewer_csrf.as_str()), ("reason", "4")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
+    // Nothing changed: the trail has the sign-ins since, no action.
+    let trail = ca_command(ca, &["audit", "export"]);
+    for line in trail.lines().skip(before) {
+        assert!(
+            !line.contains("renew_early")
+                && !line.contains("eab.create")
+                && !line.contains("certificate.revoke"),
+            "{line}"
+        );
+    }
+    assert!(!ca_command(ca, &["certs", "list", "--revoked"]).contains(serial));
+
+    // With it, the admin acts, audited under the operator's name.
+    let r = http
+        .post(&renew)
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let trail = ca_command(ca, &["audit", "export"]);
+    let entry = trail
+        .lines()
+        .find(|l| l.contains("certificate.renew_early"))
+        .expect("audited");
+    assert!(entry.contains("operator:root"), "{entry}");
+    // An admin revokes with a reason, through the RA (audited under their name).
+    let r = http
+        .post(&revoke)
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str()), ("reason", "4")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert!(ca_command(ca, &["certs", "list", "--revoked"]).contains(serial));
+    let trail = ca_command(ca, &["audit", "export"]);
+    let entry = trail
+        .lines()
+        .find(|l| l.contains("certificate.revoke"))
+        .expect("audited");
+    assert!(entry.contains("operator:root"), "{entry}");
+    let r = http
+        .post(&revoke)
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str()), ("reason", "4")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "already revoked");
+
+    // Sign-out deletes the session: the same cookie no longer opens a page.
+    let r = http
+        .post(format!("{base}/console/sign-out"))
+        .header(COOKIE, &admin)
+        .form_pairs(&[("csrf", admin_csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = http
+        .get(format!("{base}/console/dashboard"))
+        .header(COOKIE, &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // The generated password signs in.
+    sign_in(&http, base, "gen", password).await.unwrap();
+
+    // Five wrong passwords: the right one is refused for the rest of the window.
+    for _ in 0..5 {
+        assert_eq!(
+            sign_in(&http, base, "root", "wrong").await.unwrap_err(),
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    assert_eq!(
+        sign_in(&http, base, "root", "root password 123")
+            .await
+            .unwrap_err(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // Five failures from one address lock every name from there.
+    assert_eq!(
+        sign_in(&http, base, "gen", password).await.unwrap_err(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+
+    // Removing an operator: gone from the list; removing it again fails.
+    ca_command(ca, &["operator", "remove", "gen"]);
+    assert!(!ca_command(ca, &["operator", "list"]).contains("gen\t"));
+    let mut cmd = Command::new(ca_bin());
+    cmd.args(["operator", "remove", "gen", "--data-dir"])
+        .arg(&ca.data_dir);
+    assert!(!run_bounded(&mut cmd, Duration::from_secs(60))
+        .status
+        .success());
+    let trail = ca_command(ca, &["audit", "export"]);
+    assert!(trail.contains("operator.remove"), "{trail}");
+}
+
+/// Waits (bounded) until something accepts connections on `addr`.
+fn wait_listening(addr: SocketAddr, what: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} is not listening on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Where screenshots go when `CERTWRIGHT_CONSOLE_SCREENSHOTS` is set.
+fn screenshot_dir() -> Option<PathBuf> {
+    std::env::var_os("CERTWRIGHT_CONSOLE_SCREENSHOTS")
+        .filter(|v| !v.is_empty() && v != "0")
+        .map(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/console"))
+}
+
+async fn screenshot(browser: &fantoccini::Client, name: &str) {
+    if let Some(dir) = screenshot_dir() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let png = browser.screenshot().await.unwrap();
+        std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+    }
+}
+
+/// Bounded wait for an element.
+async fn find(browser: &fantoccini::Client, css: &str) -> fantoccini::elements::Element {
+    browser
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(fantoccini::Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("no {css:?} on the page: {e}"))
+}
+
+#[test]
+fn a_browser_signs_in_searches_and_opens_a_certificate() {
+    let _dns = dns();
+    support::require_binary("chromedriver");
+    support::require_binary("chromium");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let (ca, base) = start_ca(&mut guard, tmp.path());
+    let serial = issue_with_lego(&ca, tmp.path(), "www.browser.certwright.test");
+    add_operator(&ca, "ada", "admin", "browser password 789");
+
+    let port = free_port();
+    let driver = certwright_testkit::process::spawn(
+        Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .arg("--allowed-ips=127.0.0.1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null()),
+    );
+    guard.push(driver);
+    wait_listening(
+        format!("127.0.0.1:{port}").parse().unwrap(),
+        "chromedriver",
+        Duration::from_secs(60),
+    );
+
+    let profile = tmp.path().join("chromium-profile");
+    let rt = runtime();
+    rt.block_on(browse(&base, &serial, port, &profile));
+    ca.stop(&mut guard);
+}
+
+async fn browse(base: &str, serial: &str, port: u16, profile: &Path) {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        serde_json::json!({
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--no-proxy-server", "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }),
+    );
+    let browser = tokio::time::timeout(
+        Duration::from_secs(120),
+        fantoccini::ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{port}")),
+    )
+    .await
+    .expect("chromedriver started a browser in time")
+    .expect("a WebDriver session");
+
+    let steps = async {
+        browser
+            .goto(&format!("{base}/console/dashboard"))
+            .await
+            .unwrap();
+        // Without a session: the sign-in page.
+        find(&browser, "input[name=name]")
+            .await
+            .send_keys("ada")
+            .await
+            .unwrap();
+        find(&browser, "input[name=password]")
+            .await
+            .send_keys("browser password 789")
+            .await
+            .unwrap();
+        screenshot(&browser, "sign-in").await;
+        find(&browser, "form.card button")
+            .await
+            .click()
+            .await
+            .unwrap();
+        find(&browser, ".tiles").await;
+        screenshot(&browser, "dashboard").await;
+
+        browser
+            .goto(&format!("{base}/console/certificates"))
+            .await
+            .unwrap();
+        find(&browser, "form.search input[name=name]")
+            .await
+            .send_keys(".browser.certwright.test")
+            .await
+            .unwrap();
+        find(&browser, "form.search button")
+            .await
+            .click()
+            .await
+            .unwrap();
+        // The unfiltered page lists the certificate too: wait for the search's own page.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !browser
+            .current_url()
+            .await
+            .unwrap()
+            .as_str()
+            .contains("name=")
+        {
+            assert!(Instant::now() < deadline, "the search did not load");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let link = find(
+            &browser,
+            &format!("a.serial[href='/console/certificates/{serial}']"),
+        )
+        .await;
+        screenshot(&browser, "inventory").await;
+        link.click().await.unwrap();
+        let pem = find(&browser, "pre.pem").await.text().await.unwrap();
+        assert!(pem.contains("BEGIN CERTIFICATE"), "{pem}");
+        let title = browser.title().await.unwrap();
+        assert!(title.contains(serial), "{title}");
+        screenshot(&browser, "certificate").await;
+
+        browser
+            .goto(&format!("{base}/console/renewal?days=90"))
+            .await
+            .unwrap();
+        find(&browser, "main p").await;
+        screenshot(&browser, "renewal").await;
+
+        // On a phone's width the pages reflow: nothing is wider than the screen (wide
+        // tables scroll inside their box).
+        browser.set_window_size(400, 860).await.unwrap();
+        for page in [
+            "dashboard",
+            "certificates?name=.browser.certwright.test",
+            &format!("certificates/{serial}"),
+        ] {
+            browser
+                .goto(&format!("{base}/console/{page}"))
+                .await
+                .unwrap();
+            find(&browser, "main h1").await;
+            let widths = browser
+                .execute(
+                    "return [document.documentElement.scrollWidth, window.innerWidth];",
+                    vec![],
+                )
+                .await
+                .unwrap();
+            let (scroll, inner) = (widths[0].as_i64().unwrap(), widths[1].as_i64().unwrap());
+            assert!(
+                scroll <= inner,
+                "{page}: {scroll}px wide on a {inner}px screen"
+            );
+        }
+        browser
+            .goto(&format!(
+                "{base}/console/certificates?name=.browser.certwright.test"
+            ))
+            .await
+            .unwrap();
+        find(&browser, "main h1").await;
+        screenshot(&browser, "phone-inventory").await;
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(240), steps).await;
+    let _ = browser.close().await;
+    outcome.expect("the browser steps finished in time");
+}
+
+/// The admin bearer token guards `/metrics` and `/readyz` as before; the console, which has
+/// its own sign-in, is outside it (and still needs a session).
+#[tokio::test]
+async fn the_console_is_outside_the_admin_token_and_the_rest_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("admin-token");
+    std::fs::write(&file, "s3cret-admin-token-0123456789\n").unwrap();
+    let ca = harness::TestCa::start_with(move |c| c.admin_token_file = Some(file)).await;
+    let http = client();
+    let get = |path: &str| http.get(format!("{}{path}", ca.admin_base)).send();
+    assert_eq!(
+        get("/metrics").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/readyz").await.unwrap().status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get("/console/sign-in").await.unwrap().status(),
+        StatusCode::OK
+    );
+    let r = get("/console/dashboard").await.unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()[LOCATION], "/console/sign-in");
+    // Paths that only look like the console are not exempt.
+    for path in ["/consolex", "/Console/sign-in", "/consolemetrics"] {
+        let r = get(path).await.unwrap();
+        let status = r.status();
+        assert!(
+            status == StatusCode::UNAUTHORIZED || status == StatusCode::NOT_FOUND,
+            "{path}: {status}"
+        );
+        assert!(!r.text().await.unwrap().contains("certwright_"), "{path}");
+    }
+}
