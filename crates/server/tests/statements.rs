@@ -56,8 +56,8 @@ fn budgets() -> Vec<Budget> {
         // The authorization polled once it is valid.
         ("authorization (valid)", [(3, 0), (4, 0)]),
         // The finalize POST and the issuance, to the end.
-        ("finalize", [(13, 2), (14, 1)]),
-        ("order", [(3, 0), (4, 0)]),
+        ("finalize", [(12, 2), (13, 1)]),
+        ("order", [(2, 0), (3, 0)]),
         ("certificate", [(2, 0), (3, 0)]),
     ];
     let column = usize::from(on_postgres());
