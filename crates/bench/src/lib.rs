@@ -8,12 +8,13 @@
 
 pub mod acme;
 pub mod balance;
+pub mod cpu;
 pub mod report;
 pub mod responder;
 pub mod run;
 pub mod stats;
 
 pub use acme::Trust;
-pub use report::{compare, Report};
+pub use report::{compare, compare_many, Report};
 pub use responder::Responder;
 pub use run::{run, run_with_responder, Options};

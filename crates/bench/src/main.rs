@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use certwright_bench::{compare, Options, Report, Trust};
+use certwright_bench::{compare_many, Options, Report, Trust};
 use certwright_proto::KeyType;
 use clap::{Args, Parser, Subcommand};
 
@@ -34,12 +34,14 @@ enum Command {
         #[arg(long = "backend", required = true)]
         backends: Vec<SocketAddr>,
     },
-    /// Print two JSON reports side by side, with the ratio second/first.
+    /// Print JSON reports side by side, with the ratio of each to the first (and with
+    /// three or more, of the last to the second).
     Compare {
         /// The baseline report (e.g. Pebble's).
         base: PathBuf,
-        /// The report compared with it (e.g. certwright-ca's).
-        other: PathBuf,
+        /// The reports compared with it (e.g. certwright-ca's on SQLite, on PostgreSQL).
+        #[arg(required = true)]
+        others: Vec<PathBuf>,
     },
 }
 
@@ -121,9 +123,22 @@ struct RunArgs {
     /// Label for the report (e.g. pebble, certwright-ca).
     #[arg(long, default_value = "")]
     label: String,
-    /// PID of the server: its resident memory is sampled at the end (Linux).
+    /// PID of the server: its resident memory is sampled at the end, and its CPU
+    /// (user + system, from /proc) over the measured phase is reported per issuance.
     #[arg(long)]
     server_pid: Option<u32>,
+    /// PIDs of database processes whose CPU over the measured phase is reported per
+    /// issuance (comma-separated or repeated).
+    #[arg(long = "db-pids", value_delimiter = ',')]
+    db_pids: Vec<u32>,
+    /// Count every process of this user as a database process (e.g. `postgres`: the
+    /// postmaster and every backend, including those that end during the run).
+    #[arg(long)]
+    db_user: Option<String>,
+    /// With --db-user: only the processes whose command line contains this (repeat it;
+    /// e.g. the database's name and `walwriter` for PostgreSQL's process titles).
+    #[arg(long, requires = "db_user")]
+    db_match: Vec<String>,
     /// Write the report as JSON to this file ("-": standard output, instead of the table).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -135,12 +150,16 @@ struct RunArgs {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Compare { base, other } => {
+        Command::Compare { base, others } => {
             let read = |p: &PathBuf| -> anyhow::Result<Report> {
                 let text = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
                 serde_json::from_slice(&text).with_context(|| format!("parsing {}", p.display()))
             };
-            print!("{}", compare(&read(&base)?, &read(&other)?));
+            let mut reports = vec![read(&base)?];
+            for other in &others {
+                reports.push(read(other)?);
+            }
+            print!("{}", compare_many(&reports));
             Ok(())
         }
         Command::Balance { listen, backends } => tokio::runtime::Runtime::new()?.block_on(async {
@@ -190,6 +209,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     options.poll_max = args.poll_max;
     options.label = args.label;
     options.server_pid = args.server_pid;
+    options.db_pids = args.db_pids;
+    options.db_user = args.db_user;
+    options.db_match = args.db_match;
     let report = certwright_bench::run(options).await?;
     let json = serde_json::to_string_pretty(&report)?;
     match args.json.as_deref() {

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cpu::CpuPerIssuance;
 use crate::run::Options;
 use crate::stats::{Stats, Step, StepSummary};
 
@@ -46,6 +47,16 @@ pub struct Report {
     /// Peak resident memory of the server, KiB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_peak_rss_kib: Option<u64>,
+    /// CPU (user + system) of the server process per issuance over the measured phase,
+    /// ms (`--server-pid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_cpu_ms: Option<f64>,
+    /// CPU of the database processes per issuance, ms (`--db-pid`, `--db-user`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_cpu_ms: Option<f64>,
+    /// CPU of the load generator itself per issuance, ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bench_cpu_ms: Option<f64>,
 }
 
 impl Report {
@@ -77,7 +88,24 @@ impl Report {
                 .collect(),
             server_rss_kib: rss.map(|r| r.0),
             server_peak_rss_kib: rss.map(|r| r.1),
+            server_cpu_ms: None,
+            db_cpu_ms: None,
+            bench_cpu_ms: None,
         }
+    }
+
+    /// Records the CPU per issuance measured over the run.
+    pub fn set_cpu(&mut self, cpu: CpuPerIssuance) {
+        self.server_cpu_ms = cpu.server_ms;
+        self.db_cpu_ms = cpu.db_ms;
+        self.bench_cpu_ms = cpu.bench_ms;
+    }
+
+    /// The server's CPU per issuance plus its database's, ms (the server's alone when no
+    /// database process was sampled).
+    pub fn total_cpu_ms(&self) -> Option<f64> {
+        self.server_cpu_ms
+            .map(|s| s + self.db_cpu_ms.unwrap_or(0.0))
     }
 
     /// A human-readable table.
@@ -116,6 +144,16 @@ impl Report {
                 peak as f64 / 1024.0
             );
         }
+        if let Some(server) = self.server_cpu_ms {
+            let mut line = format!("CPU/issuance server {server:.3} ms");
+            if let (Some(db), Some(total)) = (self.db_cpu_ms, self.total_cpu_ms()) {
+                let _ = write!(line, " + database {db:.3} ms = {total:.3} ms");
+            }
+            if let Some(bench) = self.bench_cpu_ms {
+                let _ = write!(line, " (load generator {bench:.3} ms)");
+            }
+            let _ = writeln!(out, "{line}");
+        }
         let _ = writeln!(
             out,
             "\n{:<12} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -148,7 +186,17 @@ impl Report {
 
 /// Side by side: `base` (e.g. Pebble) and `other` (e.g. certwright-ca), with other/base.
 pub fn compare(base: &Report, other: &Report) -> String {
+    compare_many(&[base.clone(), other.clone()])
+}
+
+/// Several reports side by side (the first is the baseline), with the ratio of each other
+/// report to the first, and with three or more, also of the last to the second (e.g.
+/// Pebble, certwright-ca on SQLite, certwright-ca on PostgreSQL: PostgreSQL / SQLite).
+pub fn compare_many(reports: &[Report]) -> String {
     let mut out = String::new();
+    if reports.is_empty() {
+        return out;
+    }
     let name = |r: &Report| {
         if r.label.is_empty() {
             r.directory.clone()
@@ -156,76 +204,68 @@ pub fn compare(base: &Report, other: &Report) -> String {
             r.label.clone()
         }
     };
-    let (a, b) = (name(base), name(other));
-    let _ = writeln!(
-        out,
-        "{:<26} {:>14} {:>14} {:>9}",
-        "",
-        truncate(&a, 14),
-        truncate(&b, 14),
-        "ratio"
-    );
-    let mut row = |what: &str, x: Option<f64>, y: Option<f64>, digits: usize| {
-        let fmt = |v: Option<f64>| match v {
-            Some(v) => format!("{v:.digits$}"),
-            None => "-".into(),
-        };
-        let ratio = match (x, y) {
-            (Some(x), Some(y)) if x > 0.0 => format!("{:.2}x", y / x),
-            _ => "-".into(),
-        };
-        let _ = writeln!(out, "{what:<26} {:>14} {:>14} {ratio:>9}", fmt(x), fmt(y));
+    // Ratio columns: (numerator, denominator) indexes.
+    let mut ratios: Vec<(usize, usize)> = (1..reports.len()).map(|i| (i, 0)).collect();
+    if reports.len() >= 3 {
+        ratios.push((reports.len() - 1, 1));
+    }
+    // Columns are numbered (#1 …) and the ratios named by those numbers.
+    let mut header = format!("{:<26}", "");
+    for (i, r) in reports.iter().enumerate() {
+        let _ = write!(
+            header,
+            " {:>14}",
+            format!("#{} {}", i + 1, truncate(&name(r), 11))
+        );
+    }
+    for (a, b) in &ratios {
+        let _ = write!(header, " {:>14}", format!("#{}/#{}", a + 1, b + 1));
+    }
+    let _ = writeln!(out, "{}", header.trim_end());
+    let mut row = |what: &str, get: &dyn Fn(&Report) -> Option<f64>, digits: usize| {
+        let values: Vec<Option<f64>> = reports.iter().map(get).collect();
+        if values.iter().all(Option::is_none) {
+            return;
+        }
+        let mut line = format!("{what:<26}");
+        for v in &values {
+            let cell = match v {
+                Some(v) => format!("{v:.digits$}"),
+                None => "-".into(),
+            };
+            let _ = write!(line, " {cell:>14}");
+        }
+        for (a, b) in &ratios {
+            let cell = match (values[*a], values[*b]) {
+                (Some(x), Some(y)) if y > 0.0 => format!("{:.2}x", x / y),
+                _ => "-".into(),
+            };
+            let _ = write!(line, " {cell:>14}");
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
     };
-    row(
-        "issuances/s",
-        Some(base.issuances_per_sec),
-        Some(other.issuances_per_sec),
-        1,
-    );
-    row(
-        "flows ok",
-        Some(base.flows_ok as f64),
-        Some(other.flows_ok as f64),
-        0,
-    );
-    row(
-        "flows failed",
-        Some(base.flows_failed as f64),
-        Some(other.flows_failed as f64),
-        0,
-    );
+    row("issuances/s", &|r| Some(r.issuances_per_sec), 1);
+    row("flows ok", &|r| Some(r.flows_ok as f64), 0);
+    row("flows failed", &|r| Some(r.flows_failed as f64), 0);
+    row("CPU/issuance server ms", &|r| r.server_cpu_ms, 3);
+    row("CPU/issuance database ms", &|r| r.db_cpu_ms, 3);
+    row("CPU/issuance total ms", &|r| r.total_cpu_ms(), 3);
+    row("CPU/issuance bench ms", &|r| r.bench_cpu_ms, 3);
     for step in Step::ALL {
-        let get = |r: &Report, p50: bool| {
-            r.steps
-                .get(step.name())
-                .map(|s| if p50 { s.p50_ms } else { s.p99_ms })
-        };
         row(
             &format!("{} p50 ms", step.name()),
-            get(base, true),
-            get(other, true),
+            &|r| r.steps.get(step.name()).map(|s| s.p50_ms),
             2,
         );
         row(
             &format!("{} p99 ms", step.name()),
-            get(base, false),
-            get(other, false),
+            &|r| r.steps.get(step.name()).map(|s| s.p99_ms),
             2,
         );
     }
     let mib = |v: Option<u64>| v.map(|k| k as f64 / 1024.0);
-    row(
-        "server RSS MiB",
-        mib(base.server_rss_kib),
-        mib(other.server_rss_kib),
-        1,
-    );
-    row(
-        "server peak RSS MiB",
-        mib(base.server_peak_rss_kib),
-        mib(other.server_peak_rss_kib),
-        1,
-    );
+    row("server RSS MiB", &|r| mib(r.server_rss_kib), 1);
+    row("server peak RSS MiB", &|r| mib(r.server_peak_rss_kib), 1);
     out
 }
 

@@ -13,6 +13,7 @@ use certwright_proto::{AccountKey, KeyType};
 use serde_json::{json, Value};
 
 use crate::acme::{Account, FlowError, Session, Target, Trust};
+use crate::cpu::{CpuSample, CpuTargets};
 use crate::report::Report;
 use crate::responder::Responder;
 use crate::stats::{Stats, Step};
@@ -58,6 +59,13 @@ pub struct Options {
     pub label: String,
     /// Sample this process's resident memory at the end (the server under load).
     pub server_pid: Option<u32>,
+    /// Database processes whose CPU is counted with the server's (`--db-pid`,
+    /// `--db-user`); the server's CPU is counted when `server_pid` is set.
+    pub db_pids: Vec<u32>,
+    /// Every process of this user is a database process (e.g. `postgres`).
+    pub db_user: Option<String>,
+    /// With `db_user`: only its processes whose command line contains one of these.
+    pub db_match: Vec<String>,
 }
 
 impl Options {
@@ -83,6 +91,9 @@ impl Options {
             poll_timeout: Duration::from_secs(60),
             label: String::new(),
             server_pid: None,
+            db_pids: Vec::new(),
+            db_user: None,
+            db_match: Vec::new(),
         }
     }
 }
@@ -431,10 +442,20 @@ pub async fn run_with_responder(options: Options, responder: Responder) -> anyho
         (None, Some(d)) => Budget::Until(Instant::now() + d),
         (None, None) => unreachable!("checked above"),
     };
+    let targets = CpuTargets {
+        server_pid: options.server_pid,
+        db_pids: options.db_pids.clone(),
+        db_user: options.db_user.clone(),
+        db_match: options.db_match.clone(),
+    };
+    let cpu_start = CpuSample::take(&targets);
     let (mut stats, elapsed) = phase(&shared, budget).await;
+    let cpu_end = CpuSample::take(&targets);
     stats.merge_step(Step::NewAccount, &setup);
     let rss = options.server_pid.and_then(rss_kib);
-    Ok(Report::new(&options, &stats, elapsed, rss))
+    let mut report = Report::new(&options, &stats, elapsed, rss);
+    report.set_cpu(cpu_start.per_issuance(&cpu_end, stats.flows_ok));
+    Ok(report)
 }
 
 /// Starts the http-01 responder on `options.http01_listen`, then runs.

@@ -407,12 +407,18 @@ impl Ra {
 
     /// Derives an order's current status.
     pub async fn view_order(&self, record: OrderRecord) -> Result<OrderView, Error> {
-        let states = self
-            .inner
-            .store
-            .order_authorization_states(record.id)
-            .await?;
-        let status = status::order_status(record.status, record.expires, &states, self.now());
+        let now = self.now();
+        // Only a live `pending` order's status depends on its authorizations
+        // (`status::order_status`): no read for the others (processing, valid, …).
+        let states = if record.status == OrderStatus::Pending && now < record.expires {
+            self.inner
+                .store
+                .order_authorization_states(record.id)
+                .await?
+        } else {
+            Vec::new()
+        };
+        let status = status::order_status(record.status, record.expires, &states, now);
         Ok(OrderView { record, status })
     }
 

@@ -16,7 +16,7 @@ status_sql! {
     /// those of the key the account is bound to).
     static INSERT_ACCOUNT = (
         "INSERT INTO accounts (key_thumbprint, jwk, contact, status, tos_agreed, created_at, eab_kid, eab_label)
-         VALUES ($1, $2, $3, {created}, $4, $5, $6, $7) RETURNING id",
+         VALUES ($1, $2, $3, {created}, $4, $5, $6, $7) RETURNING *",
         created = quoted(ACCOUNT_CREATED)
     );
     /// `deactivate_account`: the account,
@@ -70,7 +70,8 @@ impl Store {
     ) -> Result<AccountRecord> {
         let (jwk, contact) = (jwk.clone(), contact.to_vec());
         let eab_kid = eab_kid.map(str::to_owned);
-        let id = self.write(move |tx| {
+        // The account comes back from its INSERT (RETURNING *): no read after the write.
+        self.write(move |tx| {
             Box::pin(async move {
                 let (jwk, contact) = (&jwk, &contact[..]);
                 let eab = match &eab_kid {
@@ -86,7 +87,7 @@ impl Store {
                         Some((kid.as_str(), key.text("label")?))
                     }
                 };
-                let id = tx
+                let row = tx
                     .fetch_one(
                         &INSERT_ACCOUNT,
                         &params![
@@ -100,8 +101,8 @@ impl Store {
                         ],
                     )
                     .await
-                    .map_err(unique_is_conflict)?
-                    .int("id")?;
+                    .map_err(unique_is_conflict)?;
+                let id = row.int("id")?;
                 if let Some((kid, _)) = &eab {
                     tx.execute(
                         "UPDATE eab_keys SET account_id = $1 WHERE kid = $2",
@@ -112,11 +113,10 @@ impl Store {
                 let eab = eab.as_ref().map(|(kid, label)| (*kid, label.as_str()));
                 let event = audit::account_created(AccountId(id), jwk, contact, tos_agreed, eab);
                 audit::append(tx, &event).await?;
-                Ok(id)
+                AccountRecord::from_row(&row)
             })
         })
-        .await?;
-        self.account(AccountId(id)).await
+        .await
     }
 
     /// The account with `id`.

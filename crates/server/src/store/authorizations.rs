@@ -172,15 +172,10 @@ impl Store {
     /// Moves a pending challenge of a pending authorization to `processing`. Returns false
     /// when it was not pending (someone else started it, or it already finished).
     pub async fn start_validation(&self, challenge: ChallengeId, lease_until: i64) -> Result<bool> {
-        self.write(move |tx| {
-            Box::pin(async move {
-                let done = tx
-                    .execute(&START, &params![lease_until, challenge.0])
-                    .await?;
-                Ok(done == 1)
-            })
-        })
-        .await
+        let done = self
+            .write_one(START.as_str(), params![lease_until, challenge.0].into())
+            .await?;
+        Ok(done == 1)
     }
 
     /// Records a validation outcome on the challenge and its authorization, atomically.

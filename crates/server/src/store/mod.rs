@@ -77,6 +77,7 @@ use engine::{sqlite_reads, writer};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditVerdict};
 pub use backend_jobs::{BackendJob, NewBackendJob};
+pub use nonces::NONCE_BATCH;
 pub use reader::StoreReader;
 pub use records::*;
 
@@ -217,6 +218,38 @@ pub struct Store {
     /// Who the operator's changes (EAB keys, revocations, renew-early marks, imports)
     /// are audited as; set with `acting_as`.
     operator: audit::Actor,
+    /// Statements and transactions sent to the database (`engine::Counters`).
+    counters: Arc<engine::Counters>,
+}
+
+/// How many statements and write transactions a store has sent to its database
+/// (`Store::statement_counts`, feature `test-support`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatementCounts {
+    /// SQL statements of operations (reads, writes, shared nonces), not counting the
+    /// transaction control around writes.
+    pub statements: u64,
+    /// Write transactions: on PostgreSQL each adds a `BEGIN` and a `COMMIT` round trip; on
+    /// an SQLite file, one per group-commit batch.
+    pub transactions: u64,
+}
+
+impl StatementCounts {
+    /// Round trips to a database server: each statement, and `BEGIN` + `COMMIT` per
+    /// transaction.
+    pub fn round_trips(&self) -> u64 {
+        self.statements + 2 * self.transactions
+    }
+}
+
+impl std::ops::Sub for StatementCounts {
+    type Output = Self;
+    fn sub(self, earlier: Self) -> Self {
+        Self {
+            statements: self.statements - earlier.statements,
+            transactions: self.transactions - earlier.transactions,
+        }
+    }
 }
 
 fn sqlite_url(url: &str, mode: &str) -> String {
@@ -299,6 +332,7 @@ impl Store {
                     .map(|path| Arc::new(sqlite_reads::SqliteReads::new(path.clone()))),
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
+                counters: Arc::default(),
             };
             // The writer thread starts on the migrated schema.
             store.check_schema(options.auto_migrate).await?;
@@ -306,6 +340,7 @@ impl Store {
                 Some(path) => Some(writer::GroupCommit::start(
                     path,
                     options.sqlite_synchronous,
+                    store.counters.clone(),
                 )?),
                 None => None,
             };
@@ -324,6 +359,7 @@ impl Store {
                 reads: None,
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
+                counters: Arc::default(),
             }
         } else {
             return Err(StoreError::Corrupt(format!(

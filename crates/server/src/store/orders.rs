@@ -25,7 +25,7 @@ status_sql! {
     /// `create_order`: the order,
     static INSERT_ORDER = (
         "INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
-         VALUES ($1, {created}, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+         VALUES ($1, {created}, $2, $3, $4, $5, $6, $7, $8) RETURNING *",
         created = quoted(ORDER_CREATED)
     );
     /// … each new authorization,
@@ -90,10 +90,11 @@ impl Store {
     /// ones) in one transaction.
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
         let new = new.clone();
-        let order_id = self.write(move |tx| {
+        // The order comes back from its INSERT (RETURNING *): no read after the write.
+        self.write(move |tx| {
             Box::pin(async move {
                 let new = &new;
-                let order_id = tx
+                let order_row = tx
                     .fetch_one(
                         &INSERT_ORDER,
                         &params![
@@ -107,8 +108,8 @@ impl Store {
                             new.replaces.as_ref().map(|r| r.0.clone()),
                         ],
                     )
-                    .await?
-                    .int("id")?;
+                    .await?;
+                let order_id = order_row.int("id")?;
                 if let Some((_, serial)) = &new.replaces {
                     let marked = tx
                         .execute(
@@ -120,6 +121,7 @@ impl Store {
                         return Err(StoreError::AlreadyReplaced);
                     }
                 }
+                let mut authz_ids = Vec::with_capacity(new.authorizations.len());
                 for authz in &new.authorizations {
                     let authz_id = match authz {
                         NewAuthorization::Reuse(id) => id.0,
@@ -156,6 +158,7 @@ impl Store {
                             id
                         }
                     };
+                    authz_ids.push(AuthzId(authz_id));
                     tx.execute(
                         "INSERT INTO order_authorizations (order_id, authorization_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                         &params![order_id, authz_id],
@@ -172,29 +175,33 @@ impl Store {
                         "not_after": new.not_after,
                     }));
                 audit::append(tx, &event).await?;
-                Ok(order_id)
+                // As `order` reads them: by id, each once.
+                authz_ids.sort_by_key(|a| a.0);
+                authz_ids.dedup();
+                OrderRecord::from_row(&order_row, authz_ids)
             })
         })
-        .await?;
-        self.order(OrderId(order_id)).await
+        .await
     }
 
     /// The order with `id`, with its authorization ids.
     pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
-        let row = self
-            .read_optional("SELECT * FROM orders WHERE id = $1", &params![id.0])
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let authz_ids = self
+        // One statement: the order's columns on every row, one row per authorization.
+        let rows = self
             .read_all(
-                "SELECT authorization_id FROM order_authorizations WHERE order_id = $1 ORDER BY authorization_id",
+                "SELECT o.*, oa.authorization_id AS order_authorization_id
+                 FROM orders o LEFT JOIN order_authorizations oa ON oa.order_id = o.id
+                 WHERE o.id = $1 ORDER BY oa.authorization_id",
                 &params![id.0],
             )
-            .await?
+            .await?;
+        let first = rows.first().ok_or(StoreError::NotFound)?;
+        let authz_ids = rows
             .iter()
-            .map(|r| Ok(AuthzId(r.int("authorization_id")?)))
+            .filter_map(|r| r.opt_int("order_authorization_id").transpose())
+            .map(|id| Ok(AuthzId(id?)))
             .collect::<Result<_>>()?;
-        OrderRecord::from_row(&row, authz_ids)
+        OrderRecord::from_row(first, authz_ids)
     }
 
     /// Statuses and expiry of an order's authorizations, for deriving the order's status.
@@ -242,11 +249,9 @@ impl Store {
         csr_der: &[u8],
         lease_until: i64,
     ) -> Result<bool> {
-        let csr_der = csr_der.to_vec();
-        self.write(move |tx| {
-            Box::pin(async move { begin_finalize_in(tx, order, &csr_der, lease_until).await })
-        })
-        .await
+        let params = params![csr_der, lease_until, order.0].into();
+        let done = self.write_one(BEGIN_FINALIZE.as_str(), params).await?;
+        Ok(done == 1)
     }
 
     /// Stores the issued certificate and marks the order valid, atomically. `Conflict` if

@@ -56,6 +56,8 @@ same_as_store! {
     fn latest_crl(&self, issuer: &str) -> Option<CrlRecord>;
     /// Records a nonce this instance issued (shared nonces: any instance redeems it).
     fn insert_nonce(&self, nonce: &str, expires: i64) -> ();
+    /// Records a batch of nonces this instance issued, in one statement.
+    fn insert_nonces(&self, nonces: &[String; super::NONCE_BATCH], expires: i64) -> ();
     /// Redeems a nonce: true exactly once, and only before it expires.
     fn redeem_nonce(&self, nonce: &str, now: i64) -> bool;
 }

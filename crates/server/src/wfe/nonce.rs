@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use certwright_proto::b64;
 
 use crate::clock::Clock;
-use crate::store::StoreReader;
+use crate::store::{StoreReader, NONCE_BATCH};
 
 /// How long a nonce stays redeemable.
 pub const NONCE_LIFETIME_SECS: i64 = 3600;
@@ -26,8 +26,16 @@ pub enum NonceStore {
         store: StoreReader,
         /// The time source for nonce expiry.
         clock: Clock,
+        /// Nonces already recorded in the database and not handed out yet, with the time
+        /// they were recorded: they are recorded [`NONCE_BATCH`] at a time, one statement
+        /// instead of one per response.
+        ready: Mutex<Vec<(String, i64)>>,
     },
 }
+
+/// How long a recorded nonce may wait in `ready` before it is dropped unused (it then
+/// expires in the database): a nonce handed out keeps nearly its whole lifetime.
+const READY_MAX_AGE_SECS: i64 = 60;
 
 fn fresh_nonce() -> String {
     let mut bytes = [0u8; 16];
@@ -43,23 +51,44 @@ impl NonceStore {
 
     /// Nonces kept in the store, shared by every instance on it.
     pub fn shared(store: StoreReader, clock: Clock) -> Self {
-        Self::Shared { store, clock }
+        Self::Shared {
+            store,
+            clock,
+            ready: Mutex::new(Vec::new()),
+        }
     }
 
     /// A fresh nonce (128 random bits, base64url).
     pub async fn issue(&self) -> String {
         match self {
             Self::Memory(m) => m.issue(),
-            Self::Shared { store, clock } => {
-                let nonce = fresh_nonce();
-                if let Err(e) = store
-                    .insert_nonce(&nonce, clock.now() + NONCE_LIFETIME_SECS)
-                    .await
+            Self::Shared {
+                store,
+                clock,
+                ready,
+            } => {
+                let now = clock.now();
                 {
-                    // The client gets badNonce for it later and retries; say why here.
-                    tracing::error!(error = %e, "could not record a nonce");
+                    let mut ready = ready.lock().unwrap_or_else(|e| e.into_inner());
+                    while let Some((nonce, recorded)) = ready.pop() {
+                        if now - recorded <= READY_MAX_AGE_SECS {
+                            return nonce;
+                        }
+                    }
                 }
-                nonce
+                // None ready: record a batch, hand out one and keep the rest.
+                let mut batch: [String; NONCE_BATCH] = std::array::from_fn(|_| fresh_nonce());
+                if let Err(e) = store.insert_nonces(&batch, now + NONCE_LIFETIME_SECS).await {
+                    // The client gets badNonce for it later and retries; say why here.
+                    tracing::error!(error = %e, "could not record nonces");
+                    return std::mem::take(&mut batch[0]);
+                }
+                let [first, rest @ ..] = batch;
+                ready
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(rest.into_iter().map(|n| (n, now)));
+                first
             }
         }
     }
@@ -69,7 +98,7 @@ impl NonceStore {
     pub async fn redeem(&self, nonce: &str) -> Result<bool, crate::store::StoreError> {
         match self {
             Self::Memory(m) => Ok(m.redeem(nonce)),
-            Self::Shared { store, clock } => store.redeem_nonce(nonce, clock.now()).await,
+            Self::Shared { store, clock, .. } => store.redeem_nonce(nonce, clock.now()).await,
         }
     }
 

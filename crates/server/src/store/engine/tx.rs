@@ -145,6 +145,18 @@ where
     Ok(rows.into_iter().map(Row::Sqlx).collect())
 }
 
+/// Runs `sql` through sqlx (on a pool: in autocommit) and returns how many rows it changed.
+pub(crate) async fn sqlx_execute<'c, E>(executor: E, sql: &str, params: &[Param]) -> Result<u64>
+where
+    E: sqlx::Executor<'c, Database = Any>,
+{
+    let done = bind_sqlx(sqlx::query(sql), params)
+        .execute(executor)
+        .await
+        .map_err(sqlx_error)?;
+    Ok(done.rows_affected())
+}
+
 /// `sql` prepared (cached) on a rusqlite connection with `params` bound.
 fn sqlite_statement<'c>(
     conn: &'c rusqlite::Connection,
@@ -287,13 +299,7 @@ pub(crate) trait Tx: Send {
 
 impl Tx for AnyConnection {
     fn execute<'a>(&'a mut self, sql: &'a str, params: &'a [Param]) -> BoxFuture<'a, Result<u64>> {
-        Box::pin(async move {
-            let done = bind_sqlx(sqlx::query(sql), params)
-                .execute(&mut *self)
-                .await
-                .map_err(sqlx_error)?;
-            Ok(done.rows_affected())
-        })
+        Box::pin(sqlx_execute(self, sql, params))
     }
 
     fn fetch_all<'a>(

@@ -26,8 +26,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-use super::tx::{sqlite_error, BoxFuture, SqliteTx, Tx};
-use crate::store::{Result, SqliteSynchronous, Store, StoreError};
+use super::tx::{sqlite_error, sqlx_execute, BoxFuture, Param, SqliteTx, Tx};
+use super::{Counters, Counting};
+use crate::store::{Backend, Result, SqliteSynchronous, Store, StoreError};
 
 /// Most operations committed together.
 pub(crate) const MAX_BATCH: usize = 128;
@@ -60,14 +61,18 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Opens the write connection to the database file at `path` and starts the writer
     /// thread on it. The thread ends when the last store clone is dropped.
-    pub(crate) fn start(path: &Path, synchronous: SqliteSynchronous) -> Result<Self> {
+    pub(crate) fn start(
+        path: &Path,
+        synchronous: SqliteSynchronous,
+        counters: Arc<Counters>,
+    ) -> Result<Self> {
         let conn = open(path, synchronous)?;
         let (jobs, rx) = mpsc::channel(QUEUE);
         let commits = Arc::new(AtomicU64::new(0));
         let counter = commits.clone();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, rx, counter))
+            .spawn(move || run(conn, rx, counter, counters))
             .map_err(|e| StoreError::Sqlite(format!("cannot start the writer thread: {e}")))?;
         Ok(Self { jobs, commits })
     }
@@ -117,14 +122,24 @@ impl Store {
     {
         let Some(group) = &self.group else {
             let mut tx = self.writer.begin().await?;
-            let value = op(&mut *tx).await?;
+            self.counters.transaction();
+            let value = op(&mut Counting {
+                inner: &mut *tx,
+                counters: &self.counters,
+            })
+            .await?;
             tx.commit().await?;
             return Ok(value);
         };
         let (reply, answer) = oneshot::channel::<Result<T>>();
+        let counters = self.counters.clone();
         let job: Job = Box::new(move |tx| {
             Box::pin(async move {
-                let outcome = op(tx).await;
+                let outcome = op(&mut Counting {
+                    inner: tx,
+                    counters: &counters,
+                })
+                .await;
                 let ok = outcome.is_ok();
                 let answer: Answer = Box::new(move |commit_failure| {
                     let result = match (outcome, commit_failure) {
@@ -148,10 +163,31 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A write operation that is one statement: how many rows it changed. On PostgreSQL it
+    /// runs alone, in autocommit: the statement is its own transaction, committed (and
+    /// durable, as `synchronous_commit` makes every commit) before the answer comes back,
+    /// in one round trip instead of `BEGIN`, the statement and `COMMIT`. Elsewhere it is
+    /// an ordinary `write` (on an SQLite file, part of a group commit).
+    pub(crate) async fn write_one(&self, sql: &'static str, params: Vec<Param>) -> Result<u64> {
+        if self.group.is_none() && self.backend == Backend::Postgres {
+            self.counters.statement();
+            return sqlx_execute(&self.writer, sql, &params).await;
+        }
+        self.write(move |tx| Box::pin(async move { tx.execute(sql, &params).await }))
+            .await
+    }
+}
+
 /// The writer thread: batches until the store (and with it the queue's senders) is gone.
 /// An operation that panics costs its batch (rolled back; its callers get an error), not
 /// the writer.
-fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64>) {
+fn run(
+    mut conn: Connection,
+    mut rx: mpsc::Receiver<Job>,
+    commits: Arc<AtomicU64>,
+    counters: Arc<Counters>,
+) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         batch.push(first);
@@ -162,6 +198,7 @@ fn run(mut conn: Connection, mut rx: mpsc::Receiver<Job>, commits: Arc<AtomicU64
             }
         }
         let size = batch.len();
+        counters.transaction();
         let mut answers = Vec::with_capacity(size);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
             run_batch(&mut conn, batch, &mut answers)
