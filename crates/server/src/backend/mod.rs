@@ -174,14 +174,4 @@ impl Backends {
     pub fn get(&self, name: &str) -> Option<&BackendEntry> {
         self.entries.get(name)
     }
-
-    /// Every backend's name.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.entries.keys().map(String::as_str)
-    }
-
-    /// No backend configured: every order is signed locally.
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }

@@ -72,11 +72,13 @@ impl Checkpoint for JobCheckpoint {
     }
 }
 
-/// How a job's run ended, for the metrics.
+/// What follows an attempt.
 enum Ended {
-    Delivered,
-    Failed(&'static str),
-    Left,
+    /// Nothing more here: the order is valid or invalid, another run has it, or the
+    /// sweeper resumes it.
+    Done,
+    /// A transient failure: try again after this (the store holds the lease until then).
+    Retry(Duration),
 }
 
 impl Ra {
@@ -157,22 +159,13 @@ impl Ra {
                 return;
             };
             match self.attempt(&job, &entry).await {
-                Ended::Delivered => return,
-                Ended::Failed(outcome) => {
-                    crate::metrics::backend_attempt(&entry.name, outcome, Duration::ZERO);
-                    return;
-                }
-                Ended::Left => {}
+                Ended::Done => return,
+                Ended::Retry(delay) => tokio::time::sleep(delay).await,
             }
-            // A transient failure: the store holds the lease until the retry.
-            let Ok(Some(after)) = store.backend_job(id).await else {
-                return;
-            };
-            tokio::time::sleep(backoff(after.attempts)).await;
         }
     }
 
-    /// One attempt at the backend for `job`.
+    /// One attempt at the backend for `job`; its outcome is counted once in the metrics.
     async fn attempt(&self, job: &BackendJob, entry: &BackendEntry) -> Ended {
         let (store, id) = (&self.inner.store, job.order_id);
         let now = self.now();
@@ -184,7 +177,8 @@ impl Ra {
                 job.last_error.as_deref().unwrap_or("the deadline passed"),
             )
             .await;
-            return Ended::Failed("expired");
+            crate::metrics::backend_attempt(&entry.name, "expired", Duration::ZERO);
+            return Ended::Done;
         }
         if job.in_flight && !entry.backend.resumable() {
             self.fail_job(
@@ -194,19 +188,20 @@ impl Ra {
                 "an attempt was interrupted",
             )
             .await;
-            return Ended::Failed("refused");
+            crate::metrics::backend_attempt(&entry.name, "refused", Duration::ZERO);
+            return Ended::Done;
         }
         let lease = now + secs(entry.settings.timeout) + LEASE_MARGIN_SECS;
         match store.start_backend_attempt(id, lease).await {
             Ok(true) => {}
-            Ok(false) => return Ended::Delivered, // another run finished the order
+            Ok(false) => return Ended::Done, // another run finished the order
             Err(e) => {
                 tracing::error!(order = %id, error = %e, "recording a backend attempt failed; the sweeper resumes it");
-                return Ended::Delivered;
+                return Ended::Done;
             }
         }
         let Some(request) = self.backend_request(job).await else {
-            return Ended::Failed("refused");
+            return Ended::Done;
         };
         let checkpoint = JobCheckpoint {
             store: store.clone(),
@@ -233,29 +228,27 @@ impl Ra {
         let elapsed = started.elapsed();
         match outcome {
             Ok(bytes) => {
-                let ended = self.deliver(job, entry, &request, &bytes).await;
-                let label = match ended {
-                    Ended::Delivered => "delivered",
-                    Ended::Failed(o) => o,
-                    Ended::Left => "transient",
-                };
-                crate::metrics::backend_attempt(&entry.name, label, elapsed);
-                ended
+                let outcome = self.deliver(job, entry, &request, &bytes).await;
+                crate::metrics::backend_attempt(&entry.name, outcome, elapsed);
+                Ended::Done
             }
             Err(BackendError::Transient(cause)) => {
-                crate::metrics::backend_attempt(&entry.name, "transient", elapsed);
-                let retry_at = self.now() + secs(backoff(job.attempts + 1));
+                // `job.attempts` was read before this attempt started.
+                let delay = backoff(job.attempts + 1);
+                let retry_at = self.now() + secs(delay);
                 tracing::warn!(order = %id, backend = %entry.name, attempt = job.attempts + 1, %cause, "the backend CA failed for now; retrying");
                 if retry_at >= job.deadline {
+                    crate::metrics::backend_attempt(&entry.name, "expired", elapsed);
                     self.fail_job(job, EXPIRED, "order.fail", &cause).await;
-                    return Ended::Failed("expired");
+                    return Ended::Done;
                 }
+                crate::metrics::backend_attempt(&entry.name, "transient", elapsed);
                 let lease = retry_at + secs(entry.settings.timeout) + LEASE_MARGIN_SECS;
                 if let Err(e) = store.backend_attempt_failed(id, &cause, lease).await {
                     tracing::error!(order = %id, error = %e, "recording a failed backend attempt failed; the sweeper resumes it");
-                    return Ended::Delivered;
+                    return Ended::Done;
                 }
-                Ended::Left
+                Ended::Retry(delay)
             }
             Err(BackendError::Refused { refusal, cause }) => {
                 crate::metrics::backend_attempt(&entry.name, "refused", elapsed);
@@ -266,7 +259,7 @@ impl Ra {
                 };
                 tracing::error!(order = %id, backend = %entry.name, %cause, "the backend CA refused the order");
                 self.fail_with(job, &public, "order.fail", &cause).await;
-                Ended::Delivered
+                Ended::Done
             }
         }
     }
@@ -317,14 +310,15 @@ impl Ra {
     }
 
     /// Converts and checks what the backend returned, then stores it and completes the
-    /// order; a mismatch fails the order and is audited.
+    /// order; a mismatch fails the order and is audited. Returns the attempt's outcome
+    /// for the metrics (`delivered` or `mismatch`).
     async fn deliver(
         &self,
         job: &BackendJob,
         entry: &BackendEntry,
         request: &BackendRequest,
         bytes: &[u8],
-    ) -> Ended {
+    ) -> &'static str {
         let id = job.order_id;
         let now = self.now();
         let checked = convert::certificates(bytes).and_then(|chain| {
@@ -342,7 +336,7 @@ impl Ra {
             Err(why) => {
                 tracing::error!(order = %id, backend = %entry.name, %why, "the backend CA's certificate does not match the order; nothing is delivered");
                 self.fail_job(job, MISMATCH, "backend.mismatch", &why).await;
-                return Ended::Failed("mismatch");
+                return "mismatch";
             }
         };
         let key_type = parse_csr(&request.csr_der, &self.policy().key_policy)
@@ -371,7 +365,7 @@ impl Ra {
                         .unwrap_or(&self.inner.policy.default_profile),
                 );
                 self.note_issuance(&record.names).await;
-                Ended::Delivered
+                "delivered"
             }
             Err(crate::store::StoreError::Conflict) => {
                 let why = format!(
@@ -379,11 +373,11 @@ impl Ra {
                     record.serial
                 );
                 self.fail_job(job, MISMATCH, "backend.mismatch", &why).await;
-                Ended::Failed("mismatch")
+                "mismatch"
             }
             Err(e) => {
                 tracing::error!(order = %id, error = %e, "storing a backend's certificate failed; the sweeper resumes the job");
-                Ended::Delivered
+                "delivered"
             }
         }
     }
