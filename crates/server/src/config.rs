@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+mod agents;
+pub use agents::{valid_segment_name, AgentsSection, ValidationRouteSection, LOCAL_PERSPECTIVE};
+
 /// The whole configuration file. Every key is optional.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -81,6 +84,8 @@ pub struct Config {
     pub backends: BTreeMap<String, BackendSection>,
     /// Which backend signs each order: rules, first match wins, else `default`.
     pub routing: RoutingSection,
+    /// The listener remote validation agents connect to (`docs/remote-validation.md`).
+    pub agents: AgentsSection,
 }
 
 /// Where the admin listener binds: an address, or `off` (also the empty string).
@@ -410,6 +415,9 @@ pub struct ValidationSection {
     pub check_caa: bool,
     /// At finalize, CAA is checked again for names validated longer ago than this.
     pub caa_recheck_after_hours: u32,
+    /// `[[validation.routes]]`: identifiers validated by remote agents or by several
+    /// perspectives; the first that matches wins, the rest are validated locally.
+    pub routes: Vec<ValidationRouteSection>,
 }
 
 /// One windowed rate limit: at most `count` events per sliding `window_secs`;
@@ -529,6 +537,7 @@ impl Default for Config {
             rate_limits: RateLimitsSection::default(),
             backends: BTreeMap::new(),
             routing: RoutingSection::default(),
+            agents: AgentsSection::default(),
         }
     }
 }
@@ -578,6 +587,7 @@ impl Default for ValidationSection {
             allow_ip_identifiers: true,
             check_caa: true,
             caa_recheck_after_hours: 8,
+            routes: Vec::new(),
         }
     }
 }
@@ -738,6 +748,7 @@ impl Config {
             }
         }
         self.validate_pki()?;
+        self.validate_agents()?;
         self.validate_backends()
     }
 

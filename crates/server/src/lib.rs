@@ -8,6 +8,7 @@
 //! metric; [`admin`] serves them (with the health checks) on the admin listener.
 
 pub mod admin;
+pub mod agents;
 pub mod app;
 pub mod backend;
 pub mod ca;
@@ -22,5 +23,6 @@ pub mod ra;
 pub mod secrets;
 pub mod status;
 pub mod store;
-pub mod va;
+/// The validation authority lives in its own crate (the remote agent runs it too).
+pub use certwright_va as va;
 pub mod wfe;

@@ -30,7 +30,7 @@ use crate::store::{
     ChallengeRecord, NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Store,
     StoreError, StoreReader,
 };
-use crate::va::Validator;
+use crate::va::{Applicant, Validator};
 
 /// Rules the RA applies.
 #[derive(Debug, Clone)]
@@ -502,12 +502,7 @@ impl Ra {
                 .start_validation(challenge.id, self.now() + self.inner.policy.lease_secs)
                 .await?
             {
-                self.spawn_validation(
-                    authz.record.identifier.clone(),
-                    authz.record.wildcard,
-                    challenge.clone(),
-                    account,
-                );
+                self.spawn_validation(&authz.record, challenge.clone(), account);
             }
         }
         let challenge = self.inner.store.challenge(challenge_id).await?;
@@ -516,16 +511,30 @@ impl Ra {
 
     fn spawn_validation(
         &self,
-        identifier: Identifier,
-        wildcard: bool,
+        authz: &AuthzRecord,
         challenge: ChallengeRecord,
         account: &AccountRecord,
     ) {
         let ra = self.clone();
+        let (identifier, wildcard, authz_id) = (authz.identifier.clone(), authz.wildcard, authz.id);
         let (account_id, account_key) = (account.id, account.jwk.clone());
+        let mut applicant = Applicant {
+            account_id: account.id.0,
+            eab_label: account.eab_label.clone(),
+            profile: None,
+        };
         tokio::spawn(async move {
             let key_auth = key_authorization(&challenge.token, &account_key);
             let started = std::time::Instant::now();
+            if ra.inner.va.routes_by_profile() {
+                match ra.inner.store.authorization_profile(authz_id).await {
+                    Ok(profile) => applicant.profile = profile,
+                    // Routed as if no profile was asked for; the log says why.
+                    Err(e) => {
+                        tracing::error!(authz = %authz_id, error = %e, "could not read the order profile for validation routing")
+                    }
+                }
+            }
             let outcome = ra
                 .inner
                 .va
@@ -535,7 +544,7 @@ impl Ra {
                     wildcard,
                     &challenge.token,
                     &key_auth,
-                    account_id.0,
+                    &applicant,
                 )
                 .await;
             match &outcome.error {
@@ -805,7 +814,7 @@ impl Ra {
             let authz = store.authorization(challenge.authorization_id).await?;
             let account = store.account(authz.account_id).await?;
             tracing::info!(challenge = %id, "resuming a validation left in flight");
-            self.spawn_validation(authz.identifier, authz.wildcard, challenge, &account);
+            self.spawn_validation(&authz, challenge, &account);
         }
         let orders = store.claim_stale_issuances(horizon, lease_until).await?;
         for id in &orders {

@@ -46,7 +46,7 @@ impl Validator for FakeVa {
         _wildcard: bool,
         _token: &'a str,
         _key_authorization: &'a str,
-        _account_id: i64,
+        _applicant: &'a crate::va::Applicant,
     ) -> BoxFuture<'a, Outcome> {
         *self.validations.lock().unwrap() += 1;
         Box::pin(async move { self.outcome() })
@@ -56,7 +56,7 @@ impl Validator for FakeVa {
         &'a self,
         _identifier: &'a Identifier,
         _wildcard: bool,
-        _account_id: i64,
+        _applicant: &'a crate::va::Applicant,
         _method: &'a ChallengeType,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(async move { self.outcome() })

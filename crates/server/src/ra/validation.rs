@@ -9,6 +9,7 @@ use certwright_proto::types::{ChallengeStatus, ChallengeType, IdentifierType};
 
 use super::{Error, Ra};
 use crate::store::{AccountRecord, OrderRecord};
+use crate::va::Applicant;
 
 /// The challenge types offered for an identifier: dns-01 only for a wildcard (RFC 8555
 /// §7.1.3), http-01 and tls-alpn-01 for an IP address (RFC 8738 §7), all three otherwise.
@@ -58,6 +59,11 @@ impl Ra {
         let va = &self.inner.va;
         let max_age = va.config().caa_recheck_after.as_secs() as i64;
         let now = self.now();
+        let applicant = Applicant {
+            account_id: account.id.0,
+            eab_label: account.eab_label.clone(),
+            profile: order.profile.clone(),
+        };
         for id in &order.authorization_ids {
             let authz = self.inner.store.authorization(*id).await?;
             let Some(challenge) = authz
@@ -74,7 +80,7 @@ impl Ra {
                 .check_caa(
                     &authz.identifier,
                     authz.wildcard,
-                    account.id.0,
+                    &applicant,
                     &challenge.kind,
                 )
                 .await;

@@ -144,6 +144,22 @@ impl Store {
         AuthzRecord::from_row(&row, challenges)
     }
 
+    /// The profile of the latest order holding authorization `id` (what validation
+    /// routing by profile looks at); `None` for the default profile.
+    pub async fn authorization_profile(&self, id: AuthzId) -> Result<Option<String>> {
+        let row = self
+            .read_optional(
+                "SELECT o.profile FROM order_authorizations oa JOIN orders o ON o.id = oa.order_id
+                 WHERE oa.authorization_id = $1 ORDER BY oa.order_id DESC LIMIT 1",
+                &params![id.0],
+            )
+            .await?;
+        match row {
+            Some(row) => row.opt_text("profile"),
+            None => Ok(None),
+        }
+    }
+
     /// Deactivates an authorization that is pending or valid (§7.5.2); false if it was not.
     pub async fn deactivate_authorization(&self, id: AuthzId) -> Result<bool> {
         self.write(move |tx| {

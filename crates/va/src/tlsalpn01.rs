@@ -11,7 +11,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use crate::ca::hex;
+use crate::hex;
 use certwright_proto::keyauth::key_authorization_digest;
 use certwright_proto::types::{Identifier, IdentifierType};
 use certwright_proto::Problem;
@@ -427,7 +427,7 @@ pub fn check_certificate(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::va::tests::va_with;
+    use crate::tests::va_with;
     use certwright_proto::ProblemType;
     use certwright_testkit::testalpn::{challenge_cert, Flaw, TlsAlpnResponder};
     use certwright_testkit::testdns::TestDns;

@@ -5,6 +5,7 @@ pub mod caa;
 pub mod denylist;
 pub mod dns01;
 pub mod http01;
+pub mod remote;
 pub mod resolver;
 pub mod tlsalpn01;
 
@@ -88,6 +89,18 @@ impl Outcome {
     }
 }
 
+/// Who a validation is for: what routing to remote agents may look at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applicant {
+    /// The account's id (its URL is the account URL prefix and this).
+    pub account_id: i64,
+    /// The account's EAB label, if it was bound with one.
+    pub eab_label: Option<String>,
+    /// The profile of the order the validation is for (filled only when the validator
+    /// asks for it: [`Validator::routes_by_profile`]).
+    pub profile: Option<String>,
+}
+
 /// A future a [`Validator`] returns (boxed, so that validators can be trait objects).
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
@@ -103,7 +116,7 @@ pub trait Validator: Send + Sync + 'static {
         wildcard: bool,
         token: &'a str,
         key_authorization: &'a str,
-        account_id: i64,
+        applicant: &'a Applicant,
     ) -> BoxFuture<'a, Outcome>;
 
     /// Checks CAA alone (finalize's re-check).
@@ -111,9 +124,15 @@ pub trait Validator: Send + Sync + 'static {
         &'a self,
         identifier: &'a Identifier,
         wildcard: bool,
-        account_id: i64,
+        applicant: &'a Applicant,
         method: &'a ChallengeType,
     ) -> BoxFuture<'a, Outcome>;
+
+    /// Whether [`Applicant::profile`] matters to this validator (the RA looks the
+    /// order's profile up only then).
+    fn routes_by_profile(&self) -> bool {
+        false
+    }
 
     /// Why the validator would refuse to connect to `ip`, if it would.
     fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress>;
@@ -130,7 +149,7 @@ impl Validator for Va {
         wildcard: bool,
         token: &'a str,
         key_authorization: &'a str,
-        account_id: i64,
+        applicant: &'a Applicant,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(Va::validate_for_issuance(
             self,
@@ -139,7 +158,7 @@ impl Validator for Va {
             wildcard,
             token,
             key_authorization,
-            account_id,
+            applicant.account_id,
         ))
     }
 
@@ -147,11 +166,15 @@ impl Validator for Va {
         &'a self,
         identifier: &'a Identifier,
         wildcard: bool,
-        account_id: i64,
+        applicant: &'a Applicant,
         method: &'a ChallengeType,
     ) -> BoxFuture<'a, Outcome> {
         Box::pin(Va::check_caa(
-            self, identifier, wildcard, account_id, method,
+            self,
+            identifier,
+            wildcard,
+            applicant.account_id,
+            method,
         ))
     }
 
@@ -203,6 +226,20 @@ impl Va {
         })
     }
 
+    /// The same VA (resolver, HTTP client, concurrency limit) with other settings; the
+    /// deny list stays this VA's.
+    pub fn with_config(&self, config: VaConfig) -> Self {
+        Self {
+            config: Arc::new(config),
+            ..self.clone()
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &VaConfig {
+        &self.config
+    }
+
     /// Why the VA would refuse to connect to `ip`, if it would (such IP identifiers are
     /// refused at newOrder).
     pub fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
@@ -239,6 +276,29 @@ impl Va {
         key_authorization: &str,
         account_id: i64,
     ) -> Outcome {
+        let account_uri = format!("{}{account_id}", self.config.account_uri_prefix);
+        self.validate_for_account_uri(
+            kind,
+            identifier,
+            wildcard,
+            token,
+            key_authorization,
+            &account_uri,
+        )
+        .await
+    }
+
+    /// [`Va::validate_for_issuance`] for the account at `account_uri` (a remote agent
+    /// gets the URL in its job).
+    pub async fn validate_for_account_uri(
+        &self,
+        kind: &ChallengeType,
+        identifier: &Identifier,
+        wildcard: bool,
+        token: &str,
+        key_authorization: &str,
+        account_uri: &str,
+    ) -> Outcome {
         let _permit = self
             .permits
             .acquire()
@@ -247,7 +307,7 @@ impl Va {
         // CAA is looked up while the challenge is checked (its answer only counts when the
         // check passes; a failed check drops the lookups still in flight).
         let check = self.run_check(kind, identifier, token, key_authorization);
-        let caa = self.run_caa(identifier, wildcard, account_id, kind);
+        let caa = self.run_caa(identifier, wildcard, account_uri, kind);
         tokio::pin!(check, caa);
         let mut caa_done = None;
         let mut outcome = loop {
@@ -276,19 +336,33 @@ impl Va {
         account_id: i64,
         method: &ChallengeType,
     ) -> Outcome {
+        let account_uri = format!("{}{account_id}", self.config.account_uri_prefix);
+        self.check_caa_for_account_uri(identifier, wildcard, &account_uri, method)
+            .await
+    }
+
+    /// [`Va::check_caa`] for the account at `account_uri`.
+    pub async fn check_caa_for_account_uri(
+        &self,
+        identifier: &Identifier,
+        wildcard: bool,
+        account_uri: &str,
+        method: &ChallengeType,
+    ) -> Outcome {
         let _permit = self
             .permits
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        self.run_caa(identifier, wildcard, account_id, method).await
+        self.run_caa(identifier, wildcard, account_uri, method)
+            .await
     }
 
     async fn run_caa(
         &self,
         identifier: &Identifier,
         wildcard: bool,
-        account_id: i64,
+        account_uri: &str,
         method: &ChallengeType,
     ) -> Outcome {
         if identifier.kind != IdentifierType::Dns {
@@ -303,11 +377,10 @@ impl Va {
                 json!({"decision": "CAA checking is disabled (validation.check_caa = false)"}),
             );
         }
-        let account_uri = format!("{}{account_id}", self.config.account_uri_prefix);
         let request = caa::CaaRequest {
             name: identifier.value.trim_start_matches("*."),
             wildcard,
-            account_uri: &account_uri,
+            account_uri,
             method: method.clone(),
         };
         let check = caa::check_caa(&self.resolver, &self.config.caa_identities, &request);
@@ -447,4 +520,9 @@ pub(crate) mod tests {
         assert_eq!(problem.kind, ProblemType::IncorrectResponse, "{problem:?}");
         assert!(outcome.record.get("caa").is_none(), "{}", outcome.record);
     }
+}
+
+/// `bytes` as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -357,7 +357,7 @@ pub(super) fn request_timeout(total: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::va::tests::va_with;
+    use crate::tests::va_with;
     use certwright_testkit::testdns::TestDns;
 
     /// Every spelling of a loopback address in a URL is refused before any connection

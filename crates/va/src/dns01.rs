@@ -77,7 +77,7 @@ pub async fn validate_dns01(va: &Va, identifier: &Identifier, key_authorization:
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::va::tests::va_with_dns;
+    use crate::tests::va_with_dns;
     use certwright_proto::ProblemType;
     use certwright_testkit::testdns::{Behaviour, TestDns};
 

@@ -1,0 +1,1 @@
+//! Which perspectives validate an identifier: `[[validation.routes]]`.
