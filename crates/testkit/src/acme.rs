@@ -158,6 +158,22 @@ impl Acme {
             .no_proxy()
             .build()
             .unwrap();
+        Self::with_http(base, key, http).await
+    }
+
+    /// A client of the HTTPS CA at `base` that trusts only `root_pem` (a `CaProcess`'s
+    /// `root.pem`).
+    pub async fn new_trusting(base: &str, key: AccountKey, root_pem: &[u8]) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(root_pem).unwrap()])
+            .build()
+            .unwrap();
+        Self::with_http(base, key, http).await
+    }
+
+    async fn with_http(base: &str, key: AccountKey, http: reqwest::Client) -> Self {
         let dir = http
             .get(format!("{base}/directory"))
             .send()

@@ -40,6 +40,26 @@ pub fn ca_binary_from_env() -> PathBuf {
     path
 }
 
+/// The environment variable naming the `certwright-va-agent` binary (another package's
+/// binary: `scripts/test` builds it and sets this).
+pub const VA_AGENT_BIN_ENV: &str = "CERTWRIGHT_VA_AGENT_BIN";
+
+/// The `certwright-va-agent` binary named by [`VA_AGENT_BIN_ENV`]; panics with the command
+/// to run when it is unset or names no file. Tests never build it themselves.
+pub fn va_agent_binary_from_env() -> PathBuf {
+    let how = "build it with `cargo build -p certwright-va-agent` and set \
+               CERTWRIGHT_VA_AGENT_BIN to the binary (target/debug/certwright-va-agent); scripts/test does both";
+    let path = std::env::var_os(VA_AGENT_BIN_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| panic!("{VA_AGENT_BIN_ENV} is not set: {how}"));
+    assert!(
+        path.is_file(),
+        "{VA_AGENT_BIN_ENV}={} is not a file: {how}",
+        path.display()
+    );
+    path
+}
+
 /// A `certwright-ca serve` process on its own loopback ports and data directory.
 pub struct CaProcess {
     /// Its data directory (keys, `root.pem`, the SQLite database, its stdout and stderr).
@@ -105,7 +125,22 @@ impl CaProcess {
         http01_port: u16,
         extra: &[&str],
     ) -> Self {
-        let dns = dns();
+        Self::start_with_dns(bin, guard, data_dir, listen, http01_port, dns().addr, extra)
+    }
+
+    /// Starts a CA whose VA asks the DNS server at `dns` (e.g. a
+    /// [`crate::testdns::TestDns`]) instead of the shared challtestsrv. When `listen` is
+    /// not a loopback address, pass a `--base-url` naming it: the readiness probe asks
+    /// the listen address directly.
+    pub fn start_with_dns(
+        bin: &Path,
+        guard: &mut ProcessGuard,
+        data_dir: &Path,
+        listen: SocketAddr,
+        http01_port: u16,
+        dns: SocketAddr,
+        extra: &[&str],
+    ) -> Self {
         fs::create_dir_all(data_dir).unwrap();
         let run = fs::read_dir(data_dir)
             .unwrap()
@@ -140,7 +175,7 @@ impl CaProcess {
                         .flatten(),
                 )
                 .args(["--http01-port", &http01_port.to_string()])
-                .args(["--dns-resolver", &dns.addr.to_string()])
+                .args(["--dns-resolver", &dns.to_string()])
                 // The challenge servers listen on loopback (the test switch).
                 .arg("--allow-loopback-validation")
                 .args(
@@ -207,7 +242,17 @@ impl CaProcess {
         } else {
             // Ask this instance directly, not whatever the base URL points at.
             let scheme = url.split("://").next().unwrap_or("https");
-            format!("{scheme}://localhost:{}/directory", self.listen.port())
+            let ip = self.listen.ip();
+            let host = if ip.is_loopback() || ip.is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                SocketAddr::new(ip, self.listen.port()).to_string()
+            };
+            let host = host
+                .strip_suffix(&format!(":{}", self.listen.port()))
+                .unwrap_or(&host)
+                .to_owned();
+            format!("{scheme}://{host}:{}/directory", self.listen.port())
         };
         let root = fs::read(self.root_path()).expect("root.pem exists once the CA serves");
         let rt = tokio::runtime::Builder::new_current_thread()

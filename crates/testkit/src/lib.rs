@@ -15,6 +15,7 @@
 //! | [`process`] | child processes, one way: [`process::spawn`] (dies with its thread), [`process::ChildGuard`] / [`process::ProcessGuard`] (SIGTERM, then SIGKILL, and reap on drop), bounded runs ([`process::run_bounded`], [`process::run_ok`]) |
 //! | [`port`] | [`port::free_port`] and [`port::wait_for_port`] |
 //! | [`peers`] | real peers: Pebble, pebble-challtestsrv, certbot and lego, BIND 9, PostgreSQL, openssl, and backend CAs (an OpenSSL `ca` directory, Easy-RSA) |
+//! | [`netns`] | [`netns::Segment`]: a network namespace with a host address the root namespace cannot reach, servers and programs run inside it |
 //! | [`ca_process`] | the `certwright-ca` binary as a process on its own ports ([`ca_process::CaProcess`]) |
 //! | [`testdns`] | [`testdns::TestDns`], an authoritative DNS server on loopback with records set per test |
 //! | [`testalpn`] | [`testalpn::TlsAlpnResponder`], a tls-alpn-01 responder serving correct or flawed challenge certificates |
@@ -23,6 +24,7 @@
 
 pub mod acme;
 pub mod ca_process;
+pub mod netns;
 pub mod peers;
 pub mod port;
 pub mod process;

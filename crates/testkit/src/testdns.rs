@@ -190,6 +190,12 @@ impl TestDns {
         self.zone.lock().unwrap().names.remove(&key(name));
     }
 
+    /// The address A queries for names without records answer (127.0.0.1 at start);
+    /// `None` makes them NXDOMAIN (a resolver that does not know a segment's names).
+    pub fn set_default_a(&self, addr: Option<Ipv4Addr>) {
+        self.zone.lock().unwrap().default_a = addr;
+    }
+
     /// Queries received so far, as `"TYPE name"`.
     pub fn queries(&self) -> Vec<String> {
         self.zone.lock().unwrap().queries.clone()
