@@ -103,19 +103,26 @@ fn namespaces() -> Vec<String> {
         .collect()
 }
 
-/// Removes what dead processes (and an earlier process with this pid) left behind.
-fn remove_leftovers() {
+/// Removes what dead processes left behind; with `also_mine`, also what carries this
+/// process's pid (an earlier process with the same pid: run once, before the first
+/// segment).
+fn remove_leftovers(also_mine: bool) {
     let me = std::process::id();
+    let stale = |pid: u32| !alive(pid) || (also_mine && pid == me);
     let mut live_octets = std::collections::BTreeSet::new();
+    if !also_mine {
+        live_octets.insert(octet_for(me));
+    }
     for ns in namespaces() {
         let Some(pid) = ns_pid(&ns) else { continue };
-        if pid != me && alive(pid) {
-            live_octets.insert(octet_for(pid));
-        } else {
+        if stale(pid) {
             ip_quiet(&["netns", "del", &ns]);
+        } else {
+            live_octets.insert(octet_for(pid));
         }
     }
     for line in ip(&["-o", "link", "show"]).lines() {
+        // "7: cw123r0@if6: <BROADCAST,…"
         let Some(name) = line
             .split(':')
             .nth(1)
@@ -123,10 +130,8 @@ fn remove_leftovers() {
         else {
             continue;
         };
-        if let Some(pid) = veth_pid(name) {
-            if pid == me || !alive(pid) {
-                ip_quiet(&["link", "del", name]);
-            }
+        if veth_pid(name).is_some_and(stale) {
+            ip_quiet(&["link", "del", name]);
         }
     }
     let proto = ROUTE_PROTO.to_string();
@@ -166,7 +171,7 @@ impl Segment {
         static CLEAN: Once = Once::new();
         static NEXT: AtomicU32 = AtomicU32::new(0);
         can_make_segments().unwrap_or_else(|why| panic!("{why}"));
-        CLEAN.call_once(remove_leftovers);
+        CLEAN.call_once(|| remove_leftovers(true));
         let pid = std::process::id();
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         assert!(n < 64, "at most 64 segments per test process");
@@ -497,5 +502,28 @@ mod tests {
         assert!(!links.contains(&veth), "veth {veth} left: {links}");
         let routes = ip(&["route", "show"]);
         assert!(!routes.contains(&subnet), "route {subnet} left: {routes}");
+    }
+
+    #[test]
+    fn netns_leftovers_of_dead_processes_are_removed() {
+        if segment().is_none() {
+            return;
+        }
+        // A pid above pid_max belongs to no process.
+        let dead: u32 = 4_194_305;
+        let a = octet_for(dead);
+        let ns = format!("cw-{dead}-0");
+        let subnet = format!("10.{a}.250.0/24");
+        let proto = ROUTE_PROTO.to_string();
+        ip(&["netns", "add", &ns]);
+        ip(&["route", "add", "unreachable", &subnet, "proto", &proto]);
+        remove_leftovers(false);
+        assert!(!namespaces().contains(&ns), "leftover namespace {ns} kept");
+        let routes = ip(&["route", "show"]);
+        if a != octet_for(std::process::id()) {
+            assert!(!routes.contains(&subnet), "leftover route kept: {routes}");
+        } else {
+            ip_quiet(&["route", "del", "unreachable", &subnet, "proto", &proto]);
+        }
     }
 }
