@@ -240,6 +240,11 @@ impl Va {
         &self.config
     }
 
+    /// The resolver this VA looks names up with.
+    pub fn resolver(&self) -> &NameResolver {
+        &self.resolver
+    }
+
     /// Why the VA would refuse to connect to `ip`, if it would (such IP identifiers are
     /// refused at newOrder).
     pub fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
