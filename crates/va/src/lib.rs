@@ -456,6 +456,11 @@ impl Va {
     }
 }
 
+/// `bytes` as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -525,9 +530,4 @@ pub(crate) mod tests {
         assert_eq!(problem.kind, ProblemType::IncorrectResponse, "{problem:?}");
         assert!(outcome.record.get("caa").is_none(), "{}", outcome.record);
     }
-}
-
-/// `bytes` as lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
