@@ -384,7 +384,7 @@ fn assert_failed_naming_segment(authz: &Value) {
     assert_eq!(chall["error"]["type"], CONNECTION, "{authz}");
     let detail = chall["error"]["detail"].as_str().unwrap_or_default();
     assert!(
-        detail.contains(SEGMENT),
+        detail.contains(&format!("segment \"{SEGMENT}\"")),
         "the problem does not name segment {SEGMENT}: {detail}"
     );
     assert!(
@@ -607,8 +607,12 @@ fn segment_names_are_validated_by_the_segments_agents() {
             assert_eq!(authz["status"], "invalid", "{authz}");
             let chall = tried(&authz);
             let detail = chall["error"]["detail"].as_str().unwrap_or_default();
+            assert_eq!(
+                chall["error"]["type"], "urn:ietf:params:acme:error:incorrectResponse",
+                "{chall}"
+            );
             assert!(
-                detail.contains(SEGMENT),
+                detail.contains("disagree") && detail.contains(&format!("\"{SEGMENT}\"")),
                 "the problem does not name the perspective that disagreed ({SEGMENT}): {chall}"
             );
         }
@@ -665,6 +669,9 @@ fn segment_names_are_validated_by_the_segments_agents() {
         lab.ca.logs()
     );
     assert!(responder.hits.load(Ordering::SeqCst) >= 2);
+    let record = &tried(&authz)["validationRecord"];
+    assert_eq!(record["agent"], "agent-2", "{authz}");
+    assert_eq!(record["perspective"], SEGMENT, "{authz}");
     assert!(
         jobs_done(&lab, "agent-2") >= 1,
         "agent-2 did not do the job: {:?}",
