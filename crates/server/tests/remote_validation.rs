@@ -703,6 +703,14 @@ fn a_removed_agent_stops_at_its_next_poll() {
     lab.enrol("doomed");
     lab.start_agent("doomed");
     lab.wait_contact("doomed");
+    // The agent listener, spoken to directly: without a client certificate, for another
+    // segment's jobs, or with a result for a job it never took, the CA refuses.
+    let refusals = agent_listener_answers(&lab, "doomed");
+    assert_eq!(
+        refusals,
+        [401, 403, 404],
+        "no certificate / another segment / forged job id"
+    );
     let out = lab.ca_command(&["agent", "remove", "doomed"]);
     assert!(
         out.status.success(),
@@ -721,10 +729,63 @@ fn a_removed_agent_stops_at_its_next_poll() {
             )
         });
     assert!(!status.success(), "the removed agent exited with {status}");
+    // Its certificate no longer opens the door.
+    assert_eq!(agent_listener_answers(&lab, "doomed")[1], 401);
     let log = lab.agent_log("doomed");
     assert!(
         log.contains("removed"),
         "the agent does not say why it stopped: {log}"
     );
     eprintln!("(e) removed agent stopped after {:?}", started.elapsed());
+}
+
+/// The agent listener's status codes for: a poll without a client certificate, a poll
+/// with agent `name`'s certificate naming another segment, and a result with that
+/// certificate for a job id that was never handed out. Each refusal is a problem document.
+fn agent_listener_answers(lab: &Lab, name: &str) -> [u16; 3] {
+    let dir = lab.agent_dir(name);
+    let ca = fs::read(dir.join("ca.pem")).unwrap();
+    let mut identity = fs::read(dir.join("key.pem")).unwrap();
+    identity.extend(fs::read(dir.join("cert.pem")).unwrap());
+    let client = |with_identity: bool| {
+        let mut b = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .no_proxy()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()]);
+        if with_identity {
+            b = b.identity(reqwest::Identity::from_pem(&identity).unwrap());
+        }
+        b.build().unwrap()
+    };
+    let url = |path: &str| format!("{}{path}", lab.agent_url);
+    lab.rt.block_on(async {
+        let mut codes = [0u16; 3];
+        let requests = [
+            (client(false), url("/agent/v1/poll"), json!({"wait_ms": 10})),
+            (
+                client(true),
+                url("/agent/v1/poll"),
+                json!({"segment": "another-segment", "wait_ms": 10}),
+            ),
+            (
+                client(true),
+                url("/agent/v1/jobs/forged-job-id"),
+                json!({"error": null, "record": {}, "diagnostic": {}}),
+            ),
+        ];
+        for (i, (http, url, body)) in requests.into_iter().enumerate() {
+            let r = http.post(&url).json(&body).send().await.unwrap();
+            codes[i] = r.status().as_u16();
+            if codes[i] >= 400 {
+                let ct = r
+                    .headers()
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_owned();
+                assert_eq!(ct, "application/problem+json", "{url}");
+            }
+        }
+        codes
+    })
 }
