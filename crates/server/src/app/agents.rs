@@ -25,6 +25,7 @@ pub struct Agents {
 }
 
 /// What the agent listener serves with.
+#[derive(Clone)]
 pub struct AgentListener {
     /// Where it listens.
     pub listen: SocketAddr,

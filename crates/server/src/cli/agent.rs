@@ -104,7 +104,8 @@ pub(crate) async fn run(action: AgentAction, ca: ConfigArgs) -> anyhow::Result<(
                 (_, Some(listen)) => format!("https://HOST:{}", listen.port()),
                 (_, None) => "https://HOST:PORT".to_owned(),
             };
-            let command = format!("certwright-va-agent enroll --server {server_url} --token {token}");
+            let command =
+                format!("certwright-va-agent enroll --server {server_url} --token {token}");
             if json {
                 println!(
                     "{}",
@@ -121,7 +122,9 @@ pub(crate) async fn run(action: AgentAction, ca: ConfigArgs) -> anyhow::Result<(
                 println!("  {command}");
                 if server.config.agents.listen.is_none() {
                     println!();
-                    println!("Note: [agents] listen is not set; agents cannot connect until it is.");
+                    println!(
+                        "Note: [agents] listen is not set; agents cannot connect until it is."
+                    );
                 }
             }
         }
