@@ -246,6 +246,12 @@ impl Hub {
             let mut state = self.lock();
             match state.pending.get(job_id) {
                 Some(p) if p.agent != agent => return Err(AnswerError::NotYours),
+                // Its dispatcher stopped waiting (time-out) and has not cleaned up yet.
+                Some(p) if p.answer.is_closed() => {
+                    state.pending.remove(job_id);
+                    state.finish(job_id.to_owned(), agent.to_owned(), Finished::TimedOut);
+                    return Err(AnswerError::TimedOut);
+                }
                 Some(_) => {
                     let p = state.pending.remove(job_id).expect("just found");
                     state.finish(job_id.to_owned(), agent.to_owned(), Finished::Answered);
@@ -373,7 +379,9 @@ impl Hub {
                         if was_pending {
                             state.finish(job.id.clone(), agent.clone(), Finished::TimedOut);
                         }
+                        // Or a late answer found it closed and marked it (`answer`).
                         was_pending
+                            || matches!(state.finished.get(&job.id), Some((_, Finished::TimedOut)))
                     };
                     if timed_out {
                         tracing::warn!(%segment, %agent, job = %job.id, "validation agent did not answer in time; trying another");
