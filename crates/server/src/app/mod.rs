@@ -2,6 +2,7 @@
 //! wiring lives here: `settings` turns the configuration into each component's own
 //! settings, `reload` re-reads the policy on SIGHUP.
 
+pub mod agents;
 pub mod backends;
 pub mod eab_kek;
 pub mod issuers;
@@ -113,6 +114,8 @@ pub struct CaServer {
     pub recovered: (usize, usize),
     /// What the admin listener (`/metrics`, `/healthz`, `/readyz`) serves.
     pub admin: Arc<crate::admin::Admin>,
+    /// Remote validation agents: the hub and the agent listener (`[agents]`).
+    pub agents: Option<agents::Agents>,
 }
 
 impl CaServer {
@@ -214,13 +217,26 @@ impl CaServer {
         }
         let va = Va::new(settings.va_config(&config), resolver)?;
         let live = PolicyHandle::new(settings.policy.clone());
-        let ra = Ra::new(
-            store.clone(),
-            ca.clone(),
-            va,
-            options.clock.clone(),
-            settings.ra_policy(&config, live),
-        )
+        // Remote validation agents: the hub, and the agent listener's material.
+        let agents = agents::prepare(&config, &store, &options.clock, !options.admin).await?;
+        let routes = crate::agents::route::Routes::from_config(&config.validation.routes)
+            .with_default_profile(config.default_profile());
+        let ra = match &agents {
+            Some(a) if !routes.is_empty() => Ra::new(
+                store.clone(),
+                ca.clone(),
+                crate::agents::validator::RoutedValidator::new(va, routes, Arc::new(a.hub.clone())),
+                options.clock.clone(),
+                settings.ra_policy(&config, live),
+            ),
+            _ => Ra::new(
+                store.clone(),
+                ca.clone(),
+                va,
+                options.clock.clone(),
+                settings.ra_policy(&config, live),
+            ),
+        }
         .with_backends(backends::build(&config, &ca).context("configuring backend CAs")?);
         let recovered = if options.admin {
             (0, 0)
@@ -294,6 +310,7 @@ impl CaServer {
             tls,
             recovered,
             admin,
+            agents,
         })
     }
 

@@ -18,6 +18,7 @@
 //!   at once).
 //! - `certificates`: a certificate by serial, revocation, the revoked entries of a CRL and
 //!   the ARI "renew early" mark. The operator's inventory is `inventory`.
+//! - `agents`: remote validation agents, their enrolment tokens and the agent CA.
 //! - `eab`: External Account Binding keys, their HMAC keys sealed with the
 //!   key-encryption key (`secrets`).
 //! - `crl`: per issuer, monotonic CRL numbers and the latest CRL.
@@ -42,6 +43,7 @@
 //! the shared nonces use sqlx directly.
 
 mod accounts;
+pub mod agents;
 pub mod audit;
 mod authorizations;
 mod backend_jobs;
