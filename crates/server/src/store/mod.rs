@@ -62,6 +62,7 @@ mod ratelimit;
 mod reader;
 mod records;
 mod statuses;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,7 @@ pub use backend_jobs::{BackendJob, NewBackendJob};
 pub use nonces::NONCE_BATCH;
 pub use reader::StoreReader;
 pub use records::*;
+pub use webhooks::WebhookRoutes;
 
 /// Storage failures. `Conflict` is a uniqueness violation the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +222,8 @@ pub struct Store {
     operator: audit::Actor,
     /// Statements and transactions sent to the database (`engine::Counters`).
     counters: Arc<engine::Counters>,
+    /// The webhook endpoints events fan out to; set with `with_webhooks`.
+    webhooks: Arc<webhooks::WebhookRoutes>,
 }
 
 /// How many statements and write transactions a store has sent to its database
@@ -333,6 +337,7 @@ impl Store {
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
                 counters: Arc::default(),
+                webhooks: Arc::default(),
             };
             // The writer thread starts on the migrated schema.
             store.check_schema(options.auto_migrate).await?;
@@ -360,6 +365,7 @@ impl Store {
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
                 counters: Arc::default(),
+                webhooks: Arc::default(),
             }
         } else {
             return Err(StoreError::Corrupt(format!(
