@@ -252,10 +252,9 @@ mod tests {
             Store::open("sqlite::memory:")
                 .await
                 .unwrap()
-                .with_webhooks(WebhookRoutes::new(vec![(
-                    "risk".into(),
-                    vec![CERTIFICATE_AT_RISK.into()],
-                )]));
+                .with_webhooks(WebhookRoutes::new(vec![
+                    crate::store::webhooks::tests::route("risk", &[CERTIFICATE_AT_RISK]),
+                ]));
         let account = crate::store::console::tests::account(&store, &[]).await;
         let day = 86_400;
         // 20 days left, 5 days left, 60 days left, and one with a successor.

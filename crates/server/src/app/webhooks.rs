@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use crate::config::Config;
-use crate::store::WebhookRoutes;
+use crate::store::webhooks::{WebhookRoute, WebhookRoutes};
 use crate::webhooks::{Backoff, Endpoint};
 
 /// The routes the store needs: each endpoint's name and the event types it wants.
@@ -18,7 +18,11 @@ pub fn routes(config: &Config) -> WebhookRoutes {
         config
             .webhooks
             .iter()
-            .map(|(name, w)| (name.clone(), w.events.clone()))
+            .map(|(name, w)| WebhookRoute {
+                name: name.clone(),
+                url: w.url.clone(),
+                events: w.events.clone(),
+            })
             .collect(),
     )
 }

@@ -36,25 +36,41 @@ pub const EVENT_TYPES: &[&str] = &[
     CERTIFICATE_AT_RISK,
 ];
 
+/// One configured endpoint, as the store fans events out to it and the console shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRoute {
+    /// The `NAME` of `[webhooks.NAME]`.
+    pub name: String,
+    /// Where its events go (shown in the console).
+    pub url: String,
+    /// The event types it wants; empty means every type.
+    pub events: Vec<String>,
+}
+
 /// Which endpoints want which events: what the store needs to fan an event out. Built
 /// once from `[webhooks.*]` (`app`), attached with [`Store::with_webhooks`].
 #[derive(Debug, Clone, Default)]
 pub struct WebhookRoutes {
-    endpoints: Vec<(String, Vec<String>)>,
+    endpoints: Vec<WebhookRoute>,
 }
 
 impl WebhookRoutes {
-    /// Routes to `endpoints`: (name, event types; empty means every type).
-    pub fn new(endpoints: Vec<(String, Vec<String>)>) -> Self {
+    /// Routes to `endpoints`.
+    pub fn new(endpoints: Vec<WebhookRoute>) -> Self {
         Self { endpoints }
+    }
+
+    /// Every endpoint, by name.
+    pub fn endpoints(&self) -> &[WebhookRoute] {
+        &self.endpoints
     }
 
     /// The endpoints subscribed to `kind`.
     fn subscribers<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.endpoints
             .iter()
-            .filter(move |(_, events)| events.is_empty() || events.iter().any(|e| e == kind))
-            .map(|(name, _)| name.as_str())
+            .filter(move |r| r.events.is_empty() || r.events.iter().any(|e| e == kind))
+            .map(|r| r.name.as_str())
     }
 
     /// Whether any endpoint wants `kind`.
@@ -411,13 +427,22 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A route for tests.
+    pub(crate) fn route(name: &str, events: &[&str]) -> WebhookRoute {
+        WebhookRoute {
+            name: name.into(),
+            url: format!("http://127.0.0.1:9/{name}"),
+            events: events.iter().map(|e| e.to_string()).collect(),
+        }
+    }
 
     fn routes() -> WebhookRoutes {
         WebhookRoutes::new(vec![
-            ("all".into(), vec![]),
-            ("revocations".into(), vec![CERTIFICATE_REVOKED.into()]),
+            route("all", &[]),
+            route("revocations", &[CERTIFICATE_REVOKED]),
         ])
     }
 
