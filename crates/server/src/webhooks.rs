@@ -248,13 +248,11 @@ mod tests {
     async fn the_at_risk_sweep_reports_each_certificate_once_per_threshold() {
         use crate::store::console::tests::issue;
         use crate::store::{webhooks::CERTIFICATE_AT_RISK, WebhookRoutes};
-        let store =
-            Store::open("sqlite::memory:")
-                .await
-                .unwrap()
-                .with_webhooks(WebhookRoutes::new(vec![
-                    crate::store::webhooks::tests::route("risk", &[CERTIFICATE_AT_RISK]),
-                ]));
+        let store = crate::store::console::tests::test_store()
+            .await
+            .with_webhooks(WebhookRoutes::new(vec![
+                crate::store::webhooks::tests::route("risk", &[CERTIFICATE_AT_RISK]),
+            ]));
         let account = crate::store::console::tests::account(&store, &[]).await;
         let day = 86_400;
         // 20 days left, 5 days left, 60 days left, and one with a successor.

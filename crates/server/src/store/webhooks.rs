@@ -472,10 +472,10 @@ pub(crate) mod tests {
         assert_ne!(new_event_id(), new_event_id());
     }
 
+    /// SQLite in memory, or PostgreSQL with `CERTWRIGHT_TEST_BACKEND=postgres`.
     async fn store() -> Store {
-        Store::open("sqlite::memory:")
+        crate::store::console::tests::test_store()
             .await
-            .unwrap()
             .with_webhooks(routes())
     }
 
@@ -556,11 +556,107 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn nothing_is_written_without_subscribers() {
-        let s = Store::open("sqlite::memory:").await.unwrap();
+        let s = crate::store::console::tests::test_store().await;
         let before = s.statement_counts();
         event(&s, CERTIFICATE_ISSUED, 1).await;
         assert_eq!((s.statement_counts() - before).statements, 0);
         assert_eq!(s.claim_webhook_delivery("all", 10, 20).await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn events_carry_no_secret_and_not_what_the_validator_read() {
+        use crate::store::console::tests::{account, issue};
+        use crate::store::{NewAuthorization, NewOrderRecord};
+        use certwright_proto::types::{ChallengeType, Identifier};
+        use certwright_proto::{Problem, ProblemType};
+        let s = store().await;
+        let a = account(&s, &[]).await;
+        let id = Identifier::dns("v.example");
+        let order = s
+            .create_order(&NewOrderRecord {
+                account_id: a,
+                identifiers: vec![id.clone()],
+                expires: 100,
+                not_before: None,
+                not_after: None,
+                authorizations: vec![NewAuthorization::Create {
+                    identifier: id,
+                    wildcard: false,
+                    expires: 100,
+                    challenges: vec![(ChallengeType::Http01, "token-SECRET".into())],
+                }],
+                now: 1,
+                profile: None,
+                replaces: None,
+            })
+            .await
+            .unwrap();
+        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
+        let challenge = authz.challenges[0].id;
+        assert!(s.start_validation(challenge, 50).await.unwrap());
+        let problem = Problem::new(
+            ProblemType::Unauthorized,
+            "The key authorization did not match",
+        );
+        assert!(s
+            .finish_validation(
+                challenge,
+                Some(&problem),
+                &json!({"url": "http://v.example/record-SECRET"}),
+                &json!({"body": "diagnostic-SECRET"}),
+                5,
+            )
+            .await
+            .unwrap());
+        issue(&s, a, &["i.example"], "0f", 1000, None).await;
+        assert!(s
+            .revoke_certificate("0f", 1, 6, &Actor::Operator(Some("alice".into())))
+            .await
+            .unwrap());
+        // `complete_order` stamps its event with the system time: claim from far ahead.
+        let later = 4_000_000_000;
+        let mut bodies = Vec::new();
+        while let Some(d) = s
+            .claim_webhook_delivery("all", later, later + 1)
+            .await
+            .unwrap()
+        {
+            s.webhook_delivered(d.seq, later, "HTTP 200").await.unwrap();
+            bodies.push(d.body);
+        }
+        let kinds: Vec<String> = bodies
+            .iter()
+            .map(|b| {
+                serde_json::from_str::<Value>(b).unwrap()["type"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(
+            kinds,
+            [VALIDATION_FAILED, CERTIFICATE_ISSUED, CERTIFICATE_REVOKED]
+        );
+        for body in &bodies {
+            for secret in [
+                "SECRET",
+                "\"der\"",
+                "\"chain_pem\"",
+                "\"diagnostic\"",
+                "\"record\"",
+                "BEGIN",
+            ] {
+                assert!(!body.contains(secret), "{secret} in {body}");
+            }
+        }
+        let failed: Value = serde_json::from_str(&bodies[0]).unwrap();
+        assert_eq!(
+            failed["data"]["problem"]["detail"],
+            "The key authorization did not match"
+        );
+        let revoked: Value = serde_json::from_str(&bodies[2]).unwrap();
+        assert_eq!(revoked["data"]["by"], "operator:alice");
+        assert_eq!(revoked["data"]["names"][0]["value"], "i.example");
     }
 
     #[tokio::test]
