@@ -235,54 +235,53 @@ impl Store {
     /// Claims the head of `endpoint`'s queue if it is due and nobody holds it, until
     /// `lease_until`; counts the attempt. `None` when the queue is empty, its head is not
     /// due yet, or another instance is sending it: an endpoint's deliveries are sent one
-    /// at a time, in order.
+    /// at a time, in order. An idle queue costs one read, no write.
     pub async fn claim_webhook_delivery(
         &self,
         endpoint: &str,
         now: i64,
         lease_until: i64,
     ) -> Result<Option<ClaimedDelivery>> {
-        let endpoint = endpoint.to_owned();
-        self.write(move |tx| {
-            Box::pin(async move {
-                let head = tx
-                    .fetch_optional(
-                        "SELECT d.seq, d.attempts, d.next_attempt_at, d.lease_until, e.id, e.type, e.body
-                         FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
-                         WHERE d.endpoint = $1 AND d.state = 'queued' ORDER BY d.seq LIMIT 1",
-                        &params![&endpoint],
-                    )
-                    .await?;
-                let Some(head) = head else {
-                    return Ok(None);
-                };
-                let leased = head.opt_int("lease_until")?.is_some_and(|t| t > now);
-                if head.int("next_attempt_at")? > now || leased {
-                    return Ok(None);
-                }
-                let seq = head.int("seq")?;
-                // Another instance may have claimed it since the read: the guard decides.
-                let claimed = tx
-                    .execute(
+        let head = self
+            .read_optional(
+                "SELECT d.seq, d.next_attempt_at, d.lease_until, e.id, e.type, e.body
+                 FROM webhook_deliveries d JOIN webhook_events e ON e.id = d.event_id
+                 WHERE d.endpoint = $1 AND d.state = 'queued' ORDER BY d.seq LIMIT 1",
+                &params![endpoint],
+            )
+            .await?;
+        let Some(head) = head else {
+            return Ok(None);
+        };
+        let leased = head.opt_int("lease_until")?.is_some_and(|t| t > now);
+        if head.int("next_attempt_at")? > now || leased {
+            return Ok(None);
+        }
+        let seq = head.int("seq")?;
+        // Another instance may have claimed (or sent) it since the read: the guard decides.
+        let claimed = self
+            .write(move |tx| {
+                Box::pin(async move {
+                    tx.fetch_optional(
                         "UPDATE webhook_deliveries SET lease_until = $1, attempts = attempts + 1
                          WHERE seq = $2 AND state = 'queued' AND next_attempt_at <= $3
-                         AND (lease_until IS NULL OR lease_until <= $3)",
+                         AND (lease_until IS NULL OR lease_until <= $3) RETURNING attempts",
                         &params![lease_until, seq, now],
                     )
-                    .await?;
-                if claimed != 1 {
-                    return Ok(None);
-                }
-                Ok(Some(ClaimedDelivery {
-                    seq,
-                    event_id: head.text("id")?,
-                    event_type: head.text("type")?,
-                    body: head.text("body")?,
-                    attempts: head.int("attempts")? + 1,
-                }))
+                    .await
+                })
             })
-        })
-        .await
+            .await?;
+        let Some(claimed) = claimed else {
+            return Ok(None);
+        };
+        Ok(Some(ClaimedDelivery {
+            seq,
+            event_id: head.text("id")?,
+            event_type: head.text("type")?,
+            body: head.text("body")?,
+            attempts: claimed.int("attempts")?,
+        }))
     }
 
     /// Records a successful attempt (`status` such as `HTTP 204`).
@@ -552,6 +551,21 @@ pub(crate) mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((retried.seq, retried.attempts), (second.seq, 1));
+    }
+
+    #[tokio::test]
+    async fn of_two_racing_claims_one_wins() {
+        let s = store().await;
+        event(&s, CERTIFICATE_ISSUED, 1).await;
+        // Two "instances" (clones share nothing but the database) race for the head.
+        let (a, b) = (s.clone(), s.clone());
+        let (x, y) = tokio::join!(
+            a.claim_webhook_delivery("all", 10, 100),
+            b.claim_webhook_delivery("all", 10, 100)
+        );
+        let won: Vec<_> = [x.unwrap(), y.unwrap()].into_iter().flatten().collect();
+        assert_eq!(won.len(), 1, "{won:?}");
+        assert_eq!(won[0].attempts, 1);
     }
 
     #[tokio::test]
