@@ -2,7 +2,8 @@
 //! timestamp and records the events it accepts. The CA issues and revokes through ACME;
 //! the receiver sees `certificate.issued` then `certificate.revoked`. Then it answers 503
 //! for a while, more events happen (an issuance, a failed validation, a revocation), and
-//! once it is back it receives every event exactly once per event id, in order.
+//! once it is back it receives every event exactly once per event id, in order. A second
+//! endpoint, where nothing listens, has its deliveries marked failed after `max_attempts`.
 
 mod harness;
 
@@ -161,6 +162,18 @@ async fn a_receiver_gets_every_event_signed_once_and_in_order() {
                 ..WebhookSection::new(url.clone(), secret_file.clone())
             },
         );
+        // Nothing listens on port 1: every attempt is refused; after two, it fails.
+        c.webhooks.insert(
+            "dead".into(),
+            WebhookSection {
+                retry_initial_secs: 1,
+                retry_max_secs: 1,
+                max_attempts: 2,
+                timeout_secs: 2,
+                events: vec!["certificate.issued".into()],
+                ..WebhookSection::new("http://127.0.0.1:1/hook", secret_file.clone())
+            },
+        );
     })
     .await;
     let acme = ca.account().await;
@@ -263,4 +276,21 @@ async fn a_receiver_gets_every_event_signed_once_and_in_order() {
     let text = events[3].to_string();
     assert!(!text.contains("not-the-key-authorization"), "{text}");
     assert!(failed.get("diagnostic").is_none() && failed.get("record").is_none());
+
+    // The endpoint that never answers: its first delivery was given up after two
+    // attempts, visibly, and did not hold up the other endpoint.
+    let start = Instant::now();
+    let dead = loop {
+        let d = ca.store.webhook_deliveries("dead", 10).await.unwrap();
+        if !d.failed.is_empty() {
+            break d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let first = dead.failed.last().unwrap();
+    assert_eq!(first.event_type, "certificate.issued");
+    assert_eq!(first.attempts, 2);
+    assert_eq!(first.last_status.as_deref(), Some("connection failed"));
+    assert!(first.failed_at.is_some() && first.delivered_at.is_none());
 }
