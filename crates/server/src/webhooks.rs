@@ -184,7 +184,7 @@ pub async fn sweep_at_risk(store: &Store, now: i64) -> crate::store::Result<usiz
     let mut reported = 0;
     for days in AT_RISK_THRESHOLDS {
         for item in store
-            .renewal_at_risk(now, now + days * 86_400, AT_RISK_BATCH)
+            .unreported_at_risk(now, now + days * 86_400, days, AT_RISK_BATCH)
             .await?
         {
             let data = serde_json::json!({
@@ -264,6 +264,16 @@ mod tests {
         // 0a and 0b within 30 days, 0b within 7.
         assert_eq!(sweep_at_risk(&store, 0).await.unwrap(), 3);
         assert_eq!(sweep_at_risk(&store, 60).await.unwrap(), 0);
+        // Reported ones are no longer candidates (they cannot crowd out the rest).
+        assert!(store
+            .unreported_at_risk(60, 30 * day, 30, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            store.renewal_at_risk(60, 30 * day, 10).await.unwrap().len(),
+            2
+        );
         // 14 days later, 0a is within 7 days too.
         assert_eq!(sweep_at_risk(&store, 14 * day).await.unwrap(), 1);
         let mut sent = Vec::new();

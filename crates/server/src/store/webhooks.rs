@@ -409,6 +409,48 @@ impl Store {
         .await
     }
 
+    /// The certificates at risk (as `renewal_at_risk` finds them) that expire within
+    /// (now, until] and were not reported yet for `threshold_days`, soonest first, at most
+    /// `limit`: reported ones do not crowd out the rest.
+    pub async fn unreported_at_risk(
+        &self,
+        now: i64,
+        until: i64,
+        threshold_days: i64,
+        limit: usize,
+    ) -> Result<Vec<super::console::InventoryItem>> {
+        let rows = self
+            .read_all(
+                "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                 WHERE c.not_after > $1 AND c.not_after <= $2 AND c.revoked_at IS NULL
+                 AND c.replaced_by_order IS NULL
+                 AND NOT EXISTS (SELECT 1 FROM webhook_at_risk r
+                                 WHERE r.serial = c.serial AND r.threshold_days = $3)
+                 ORDER BY c.not_after, c.serial LIMIT $4",
+                &params![
+                    now,
+                    until,
+                    threshold_days,
+                    super::console::MAX_EXAMINED as i64
+                ],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let item = super::console::item_from_row(row, now)?;
+            let later = self
+                .later_certificates_for_names(item.account_id, &item.names, item.not_after, now, 1)
+                .await?;
+            if later.is_empty() {
+                out.push(item);
+                if out.len() == limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Every event body delivered or queued for `endpoint`, in queue order (tests).
     #[cfg(any(test, feature = "test-support"))]
     pub async fn webhook_queue_states(&self, endpoint: &str) -> Result<Vec<(String, String)>> {
