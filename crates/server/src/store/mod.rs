@@ -27,6 +27,9 @@
 //!   stays `processing` after a crash or restart.
 //! - `ratelimit`, `audit`, `inventory`, `export`: rate-limit events, the hash-chained
 //!   audit trail, the certificate inventory, and moving a CA between backends.
+//! - `webhooks`: the webhook outbox: events appended in the transaction of their change
+//!   (after its audit entry), one delivery per subscribed endpoint, the worker's claim
+//!   with a lease and its outcomes, the console's lists and retry.
 //! - `inspect`: `integrity_violations`, and the fingerprints tests compare (feature
 //!   `test-support`). `reader`: [`StoreReader`], the read-only view the front end gets.
 //!

@@ -451,7 +451,7 @@ impl Store {
         Ok(out)
     }
 
-    /// Every event body delivered or queued for `endpoint`, in queue order (tests).
+    /// Every delivery of `endpoint` as (event id, state), in queue order (tests).
     #[cfg(any(test, feature = "test-support"))]
     pub async fn webhook_queue_states(&self, endpoint: &str) -> Result<Vec<(String, String)>> {
         let rows = self
