@@ -8,6 +8,7 @@ pub mod eab_kek;
 pub mod issuers;
 pub mod reload;
 pub mod settings;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -158,8 +159,16 @@ impl CaServer {
         let store = eab_kek::attach_eab_kek(&private_files, store, !options.admin)
             .await
             .context("loading the key-encryption key of EAB keys")?
-            .acting_as(options.operator.clone());
+            .acting_as(options.operator.clone())
+            // Events are written wherever their changes are, operator commands included.
+            .with_webhooks(webhooks::routes(&config));
         crate::secrets::warn_loose_modes(&private_files);
+        // The delivery workers (and their secrets) belong to the serving process only.
+        let hook_endpoints = if options.admin {
+            Vec::new()
+        } else {
+            webhooks::endpoints(&config).context("configuring webhooks")?
+        };
         // The URLs relying parties fetch revocation data and the issuer from: plain HTTP
         // (see `serve_pki_http`).
         let pki_base = config.pki_base_url();
@@ -260,6 +269,13 @@ impl CaServer {
             );
             spawn_crl_refresher(ra.clone());
             crate::metrics::spawn_database_pinger(store.clone());
+            if store
+                .webhook_routes()
+                .wants(crate::store::webhooks::CERTIFICATE_AT_RISK)
+            {
+                crate::webhooks::spawn_at_risk_sweep(store.clone(), options.clock.clone());
+            }
+            crate::webhooks::spawn(hook_endpoints, store.clone(), options.clock.clone());
             recovered
         };
         let meta = DirectoryMeta {
