@@ -1,0 +1,189 @@
+//! The `certwright-va-agent` binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use certwright_va_agent::files::{AgentDir, CERT_FILE};
+use certwright_va_agent::{enroll, run, tls};
+
+/// A remote validation agent for certwright-ca: validates ACME challenges from inside a
+/// network segment, connecting out to the CA (no inbound port).
+#[derive(Parser)]
+#[command(name = "certwright-va-agent", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Exchange a one-time token from `certwright-ca agent enroll` for a client certificate.
+    Enroll {
+        /// The CA's agent listener, https://HOST:PORT.
+        #[arg(long)]
+        server: String,
+        /// The token `certwright-ca agent enroll NAME --segment SEG` printed.
+        #[arg(long, env = "CERTWRIGHT_VA_AGENT_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The agent's directory (key, certificate, CA, state).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Replace an existing enrolment in DIR.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Poll the CA for validation jobs and run them.
+    Run {
+        /// The agent's directory.
+        #[arg(long)]
+        dir: PathBuf,
+        /// A CA instance's agent listener (once per instance); default: the one enrolled with.
+        #[arg(long = "server")]
+        servers: Vec<String>,
+        /// The DNS server to ask (ADDR:PORT); default: the system's resolvers.
+        #[arg(long)]
+        dns: Option<SocketAddr>,
+        /// An address range (CIDR) never contacted, on top of the reserved ones; repeatable.
+        #[arg(long)]
+        deny: Vec<String>,
+        /// Long polls kept open per server, and so jobs run at once per server.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+        max_concurrent: u16,
+        /// Serve Prometheus metrics on this address (GET /metrics).
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+    },
+    /// Show the enrolment: name, segment, servers, certificate expiry.
+    Status {
+        /// The agent's directory.
+        #[arg(long)]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // One crypto provider for every TLS connection the agent makes (to the CA and to the
+    // hosts it validates).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Enroll {
+            server,
+            token,
+            dir,
+            force,
+        } => {
+            let dir = AgentDir::new(dir);
+            let done = enroll::enroll(&server, &token, &dir, force).await?;
+            println!(
+                "enrolled as {} for segment {} at {}; certificate expires {}",
+                done.state.name,
+                done.state.segment,
+                done.state.servers.join(", "),
+                format_time(done.not_after)
+            );
+            println!("next: certwright-va-agent run --dir {}", dir.dir.display());
+            Ok(())
+        }
+        Command::Run {
+            dir,
+            servers,
+            dns,
+            deny,
+            max_concurrent,
+            metrics_listen,
+        } => {
+            let (tx, rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                wait_for_signal().await;
+                let _ = tx.send(true);
+            });
+            run::run(
+                run::RunOptions {
+                    dir: AgentDir::new(dir),
+                    servers,
+                    dns,
+                    deny,
+                    max_concurrent: usize::from(max_concurrent),
+                    metrics_listen,
+                },
+                rx,
+            )
+            .await
+        }
+        Command::Status { dir } => {
+            let dir = AgentDir::new(dir);
+            let state = dir.read_state()?;
+            let id = run::load_identity(&dir)
+                .with_context(|| format!("reading {}", dir.path(CERT_FILE).display()))?;
+            let now = tls::unix_now();
+            let expiry = if id.info.not_after <= now {
+                "EXPIRED: enrol again".to_owned()
+            } else {
+                format!("in {} days", (id.info.not_after - now) / 86_400)
+            };
+            println!("name:        {}", state.name);
+            println!("segment:     {}", state.segment);
+            for s in &state.servers {
+                println!("server:      {s}");
+            }
+            println!("subject:     {}", id.info.subject);
+            println!("expires:     {} ({expiry})", format_time(id.info.not_after));
+            println!("renews at:   {}", format_time(id.info.renew_at()));
+            Ok(())
+        }
+    }
+}
+
+fn format_time(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
