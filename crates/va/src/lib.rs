@@ -240,6 +240,11 @@ impl Va {
         &self.config
     }
 
+    /// The resolver this VA looks names up with.
+    pub fn resolver(&self) -> &NameResolver {
+        &self.resolver
+    }
+
     /// Why the VA would refuse to connect to `ip`, if it would (such IP identifiers are
     /// refused at newOrder).
     pub fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
@@ -451,6 +456,11 @@ impl Va {
     }
 }
 
+/// `bytes` as lower-case hex.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -520,9 +530,4 @@ pub(crate) mod tests {
         assert_eq!(problem.kind, ProblemType::IncorrectResponse, "{problem:?}");
         assert!(outcome.record.get("caa").is_none(), "{}", outcome.record);
     }
-}
-
-/// `bytes` as lower-case hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

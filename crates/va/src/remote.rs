@@ -247,7 +247,7 @@ impl fmt::Display for EnrolmentToken {
             "{TOKEN_PREFIX}.{}.{}.{}",
             self.id,
             self.secret,
-            certwright_proto::b64::encode(&self.ca_sha256)
+            certwright_proto::b64::encode(self.ca_sha256)
         )
     }
 }
