@@ -10,6 +10,9 @@ use clap::{Parser, Subcommand};
 use certwright_va_agent::files::{AgentDir, CERT_FILE};
 use certwright_va_agent::{enroll, run, tls};
 
+/// Where the agent keeps its key, certificates and state unless `--dir` says otherwise.
+const DEFAULT_DIR: &str = "/var/lib/certwright-va-agent";
+
 /// A remote validation agent for certwright-ca: validates ACME challenges from inside a
 /// network segment, connecting out to the CA (no inbound port).
 #[derive(Parser)]
@@ -30,7 +33,7 @@ enum Command {
         #[arg(long, env = "CERTWRIGHT_VA_AGENT_TOKEN", hide_env_values = true)]
         token: String,
         /// The agent's directory (key, certificate, CA, state).
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// Replace an existing enrolment in DIR.
         #[arg(long)]
@@ -39,7 +42,7 @@ enum Command {
     /// Poll the CA for validation jobs and run them.
     Run {
         /// The agent's directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
         /// A CA instance's agent listener (once per instance); default: the one enrolled with.
         #[arg(long = "server")]
@@ -60,7 +63,7 @@ enum Command {
     /// Show the enrolment: name, segment, servers, certificate expiry.
     Status {
         /// The agent's directory.
-        #[arg(long)]
+        #[arg(long, default_value = DEFAULT_DIR)]
         dir: PathBuf,
     },
 }

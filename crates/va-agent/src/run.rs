@@ -2,6 +2,7 @@
 //! results, renews the agent's certificate.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -101,15 +102,37 @@ struct Agent {
     dir: AgentDir,
     state: State,
     ca: CertificateDer<'static>,
-    client: RwLock<reqwest::Client>,
+    /// The client and its generation (one more at each renewal).
+    client: RwLock<(u64, reqwest::Client)>,
+    /// A renewal is in flight: the CA may already refuse the old certificate.
+    renewing: AtomicBool,
     cert: RwLock<CertInfo>,
     va: Va,
     metrics: Metrics,
 }
 
 impl Agent {
-    fn client(&self) -> reqwest::Client {
+    fn client(&self) -> (u64, reqwest::Client) {
         self.client.read().expect("not poisoned").clone()
+    }
+
+    /// Whether a 401 to a request made with client generation `generation` may come from
+    /// a renewal (the CA accepts only the newest certificate) rather than a removal.
+    fn renewed_since(&self, generation: u64) -> bool {
+        self.renewing.load(Ordering::SeqCst)
+            || self.client.read().expect("not poisoned").0 != generation
+    }
+}
+
+/// How long a request refused during a renewal waits before it is made again.
+const AFTER_RENEWAL: Duration = Duration::from_secs(1);
+
+/// Marks a renewal in flight while it lives.
+struct Renewing<'a>(&'a AtomicBool);
+
+impl Drop for Renewing<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -149,7 +172,8 @@ pub async fn run(opts: RunOptions, mut shutdown: watch::Receiver<bool>) -> anyho
         dir: opts.dir.clone(),
         state,
         ca,
-        client: RwLock::new(client),
+        client: RwLock::new((0, client)),
+        renewing: AtomicBool::new(false),
         cert: RwLock::new(id.info.clone()),
         va,
         metrics: Metrics::default(),
@@ -247,7 +271,7 @@ async fn poll_loop(
         if *stop.borrow() {
             return Ok(());
         }
-        let client = agent.client();
+        let (generation, client) = agent.client();
         let polled = tokio::select! {
             r = api::poll(&client, &server, &req) => r,
             _ = stopped(&mut stop) => return Ok(()),
@@ -260,7 +284,13 @@ async fn poll_loop(
                 connected = true;
                 backoff.reset();
                 if let Some(job) = job {
-                    run_one(&agent, &server, &client, job).await?;
+                    run_one(&agent, &server, job).await?;
+                }
+            }
+            Err(e) if e.is_unauthorized() && agent.renewed_since(generation) => {
+                tokio::select! {
+                    _ = tokio::time::sleep(AFTER_RENEWAL) => {}
+                    _ = stopped(&mut stop) => return Ok(()),
                 }
             }
             Err(e) if e.is_unauthorized() => return Err(removed(e)),
@@ -279,12 +309,7 @@ async fn poll_loop(
     }
 }
 
-async fn run_one(
-    agent: &Agent,
-    server: &str,
-    client: &reqwest::Client,
-    job: Job,
-) -> anyhow::Result<()> {
+async fn run_one(agent: &Agent, server: &str, job: Job) -> anyhow::Result<()> {
     let identifier = job.identifier.value.as_str();
     let method = job.challenge.as_str();
     let kind = match job.kind {
@@ -307,8 +332,13 @@ async fn run_one(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match api::post_result(client, server, &job.id, &result).await {
+        // The newest client: the certificate may have been renewed while the job ran.
+        let (generation, client) = agent.client();
+        match api::post_result(&client, server, &job.id, &result).await {
             Ok(()) => break,
+            Err(e) if e.is_unauthorized() && attempt < 3 && agent.renewed_since(generation) => {
+                tokio::time::sleep(AFTER_RENEWAL).await;
+            }
             Err(e) if e.is_unauthorized() => return Err(removed(e)),
             Err(e @ CallError::Transport { .. }) if attempt < 3 => {
                 tracing::warn!(%server, job = %job.id, error = %e, "posting the result failed; retrying");
@@ -402,7 +432,9 @@ impl From<RenewError> for CallError {
 
 async fn renew_once(agent: &Agent, servers: &[String]) -> Result<i64, RenewError> {
     let (key, csr) = tls::new_key_and_csr()?;
-    let client = agent.client();
+    let (generation, client) = agent.client();
+    agent.renewing.store(true, Ordering::SeqCst);
+    let _renewing = Renewing(&agent.renewing);
     let mut last = None;
     for server in servers {
         match api::renew(&client, server, &RenewRequest { csr: csr.clone() }).await {
@@ -420,7 +452,7 @@ async fn renew_once(agent: &Agent, servers: &[String]) -> Result<i64, RenewError
                 )?;
                 store_renewal(&agent.dir, &key_pem, &resp.certificate)
                     .context("storing the renewed certificate")?;
-                *agent.client.write().expect("not poisoned") = new_client;
+                *agent.client.write().expect("not poisoned") = (generation + 1, new_client);
                 let not_after = info.not_after;
                 *agent.cert.write().expect("not poisoned") = info;
                 return Ok(not_after);

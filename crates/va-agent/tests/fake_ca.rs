@@ -51,8 +51,9 @@ impl FakeCa {
         .to_string()
     }
 
-    /// Serves the agent CA, enrolment and renewal; polls get one job, then (once its
-    /// result is in) 401 as if the agent had been removed.
+    /// Serves the agent CA, enrolment (a certificate due for renewal) and renewal; polls
+    /// get one job, then (once its result is in and the agent renewed) 401 as if the agent
+    /// had been removed.
     async fn start() -> Self {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let ca_key = KeyPair::generate().unwrap();
@@ -89,18 +90,20 @@ impl FakeCa {
         let addr = listener.local_addr().unwrap();
         let results = Arc::new(Mutex::new(Vec::new()));
         let served_job = Arc::new(Mutex::new(false));
+        let renewed = Arc::new(Mutex::new(false));
         let (r, pem) = (results.clone(), ca_pem.clone());
         let task = tokio::spawn(async move {
             loop {
                 let Ok((tcp, _)) = listener.accept().await else {
                     return;
                 };
-                let (acceptor, issuer, results, pem, served_job) = (
+                let (acceptor, issuer, results, pem, served_job, renewed) = (
                     acceptor.clone(),
                     issuer.clone(),
                     r.clone(),
                     pem.clone(),
                     served_job.clone(),
+                    renewed.clone(),
                 );
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(tcp).await else {
@@ -119,6 +122,7 @@ impl FakeCa {
                         &pem,
                         &results,
                         &served_job,
+                        &renewed,
                     );
                     let reply = format!(
                         "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -194,6 +198,7 @@ fn handle(
     ca_pem: &str,
     results: &Mutex<Vec<(String, JobResult, bool)>>,
     served_job: &Mutex<bool>,
+    renewed: &Mutex<bool>,
 ) -> (String, String) {
     match (method, path) {
         ("GET", CA_PATH) => ("200 OK".into(), ca_pem.to_string()),
@@ -218,6 +223,14 @@ fn handle(
                 CertificateSigningRequestParams::from_der(&CertificateSigningRequestDer::from(der))
                     .unwrap();
             params.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+            if path == ENROLL_PATH {
+                // Two thirds of its lifetime are over at once: the agent renews at start.
+                let now = time::OffsetDateTime::now_utc();
+                params.params.not_before = now - time::Duration::minutes(20);
+                params.params.not_after = now + time::Duration::minutes(10);
+            } else {
+                *renewed.lock().unwrap() = true;
+            }
             let cert = params.signed_by(issuer).unwrap();
             let resp = EnrollResponse {
                 name: "lab-1".into(),
@@ -234,8 +247,8 @@ fn handle(
             }
             let mut served = served_job.lock().unwrap();
             if *served {
-                // Once the result is in, the agent is "removed".
-                if results.lock().unwrap().is_empty() {
+                // Once the result is in and the agent renewed, the agent is "removed".
+                if results.lock().unwrap().is_empty() || !*renewed.lock().unwrap() {
                     return ("204 No Content".into(), String::new());
                 }
                 return problem("401 Unauthorized", "this agent was removed");
@@ -320,6 +333,7 @@ async fn enrols_then_runs_a_job_and_stops_on_401() {
         ca.ca_pem
     );
     let key_before = std::fs::read(dir.path(KEY_FILE)).unwrap();
+    let cert_before = std::fs::read(dir.path(CERT_FILE)).unwrap();
 
     // A second enrolment into the same directory is refused without --force.
     let err = enroll::enroll(&ca.url(), &token, &dir, false)
@@ -357,6 +371,14 @@ async fn enrols_then_runs_a_job_and_stops_on_401() {
     assert!(authenticated, "results come with the client certificate");
     let problem = result.error.as_ref().expect("loopback is refused");
     assert!(problem.detail.contains("127.0.0.1"), "{}", problem.detail);
+    // The certificate was renewed (two thirds of its lifetime had passed): a new key and
+    // certificate that fit, 0600.
+    let id = run::load_identity(&dir).unwrap();
+    assert_ne!(id.cert_pem.as_bytes(), cert_before);
+    assert_ne!(id.key_pem.as_bytes(), key_before);
+    for f in [KEY_FILE, CERT_FILE] {
+        assert_eq!(mode(&dir.path(f)), 0o600, "{f}");
+    }
 }
 
 #[tokio::test]
