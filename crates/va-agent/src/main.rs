@@ -91,7 +91,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            if e.downcast_ref::<run::Removed>().is_some() {
+                ExitCode::from(run::EXIT_REMOVED)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

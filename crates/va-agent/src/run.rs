@@ -249,10 +249,18 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+/// The CA refused the agent with 401: it was removed or its certificate is no longer
+/// accepted. `run` ends with this error (the binary exits with [`EXIT_REMOVED`]).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}. The agent was removed (certwright-ca agent remove) or its certificate is no longer accepted: enrol it again with a new token")]
+pub struct Removed(pub CallError);
+
+/// The exit status of `run` when the CA refused the agent (401), so that a service
+/// manager can tell it from other failures (systemd: `RestartPreventExitStatus=3`).
+pub const EXIT_REMOVED: u8 = 3;
+
 fn removed(e: CallError) -> anyhow::Error {
-    anyhow!(
-        "{e}. The agent was removed (certwright-ca agent remove) or its certificate is no longer accepted: enrol it again with a new token"
-    )
+    Removed(e).into()
 }
 
 async fn poll_loop(

@@ -362,7 +362,9 @@ async fn enrols_then_runs_a_job_and_stops_on_401() {
     )
     .await
     .expect("the agent stops by itself");
-    let err = format!("{:#}", outcome.unwrap_err());
+    let err = outcome.unwrap_err();
+    assert!(err.downcast_ref::<run::Removed>().is_some(), "{err:#}");
+    let err = format!("{err:#}");
     assert!(err.contains("401") && err.contains("removed"), "{err}");
     let results = ca.results.lock().unwrap();
     assert_eq!(results.len(), 1);
