@@ -12,6 +12,7 @@
 //! no referrer and no caching. HTML is escaped by `maud`.
 
 pub mod password;
+mod troubleshoot;
 mod views;
 
 use std::collections::HashMap;
@@ -99,6 +100,7 @@ pub fn router<S>(console: Console) -> Router<S> {
         )
         .route("/console/certificates/{serial}/revoke", post(revoke))
         .route("/console/renewal", get(renewal))
+        .route("/console/validations", get(troubleshoot::validations))
         .route("/console/eab", get(eab_keys).post(create_eab_key))
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn(security_headers))
@@ -1040,5 +1042,72 @@ mod tests {
             .iter()
             .all(|c| !c.to_str().unwrap().starts_with("certwright_console=")));
         assert!(body.contains("Too many failed sign-ins"));
+    }
+
+    #[tokio::test]
+    async fn the_validations_page_shows_the_evidence_escaped_and_needs_a_session() {
+        let f = Fixture::new().await;
+        let script = "<script>alert(1)</script>";
+        let a = account(&f.store, &[]).await;
+        issue(&f.store, a, &["web.example"], "0a", i64::MAX / 2, None).await;
+        let trace = f
+            .store
+            .validation_traces(
+                &crate::store::troubleshoot::TraceQuery::Name("web.example".into()),
+                None,
+                5,
+            )
+            .await
+            .unwrap()
+            .remove(0);
+        let challenge = trace.authz.challenges[0].id;
+        assert!(f
+            .store
+            .start_validation(challenge, i64::MAX / 4)
+            .await
+            .unwrap());
+        f.store
+            .finish_validation(
+                challenge,
+                Some(&certwright_proto::Problem::incorrect_response(format!(
+                    "the response was {script}"
+                ))),
+                &serde_json::json!({"url": "http://web.example/x", "caa": {"decision": "no CAA records: allowed"}}),
+                &serde_json::json!({"body": script}),
+                5,
+            )
+            .await
+            .unwrap();
+
+        let uri = "/console/validations?name=web.example";
+        let (status, headers, _) = f.send("GET", uri, None, None).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/console/sign-in");
+
+        let (cookie, _) = f.session("vera", OperatorRole::Viewer).await;
+        let (status, _, body) = f.send("GET", uri, Some(&cookie), None).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(body.contains("incorrectResponse"), "{body}");
+        assert!(body.contains("no CAA records: allowed"), "{body}");
+        assert!(body.contains("What the VA saw"), "{body}");
+        assert!(!body.contains(script), "escaped");
+        assert!(body.contains("&lt;script&gt;"), "{body}");
+        let (_, _, body) = f
+            .send(
+                "GET",
+                &format!("/console/validations?account={}", a.0),
+                Some(&cookie),
+                None,
+            )
+            .await;
+        assert!(body.contains("web.example"), "{body}");
+        let (status, _, body) = f
+            .send("GET", "/console/validations?account=x", Some(&cookie), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("An account is given by its number."),
+            "{body}"
+        );
     }
 }

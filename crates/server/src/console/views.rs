@@ -11,7 +11,7 @@ use crate::store::operators::OperatorSession;
 use crate::store::{AccountRecord, CertificateRecord, EabKeyRecord, OrderRecord};
 
 /// A whole page.
-fn layout(title: &str, session: Option<&OperatorSession>, body: Markup) -> Response {
+pub(super) fn layout(title: &str, session: Option<&OperatorSession>, body: Markup) -> Response {
     Html(
         html! {
             (DOCTYPE)
@@ -30,6 +30,7 @@ fn layout(title: &str, session: Option<&OperatorSession>, body: Markup) -> Respo
                                 a href="/console/dashboard" { "Dashboard" }
                                 a href="/console/certificates" { "Inventory" }
                                 a href="/console/renewal" { "Renewal health" }
+                                a href="/console/validations" { "Validations" }
                                 a href="/console/eab" { "EAB keys" }
                             }
                             form.signout method="post" action="/console/sign-out" {

@@ -62,6 +62,7 @@ mod ratelimit;
 mod reader;
 mod records;
 mod statuses;
+pub mod troubleshoot;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -77,6 +77,7 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("ratelimit.rs", include_str!("ratelimit.rs")),
     ("operators.rs", include_str!("operators.rs")),
     ("console.rs", include_str!("console.rs")),
+    ("troubleshoot.rs", include_str!("troubleshoot.rs")),
 ];
 
 /// The statements built with statuses spliced in (no literal in the source holds them
