@@ -194,3 +194,79 @@ async fn wait_for_signal() {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    /// The flags docs/remote-validation.md documents (and other tests drive) stay as they are.
+    #[test]
+    fn the_documented_command_lines_parse() {
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "certwright-va-agent",
+            "enroll",
+            "--server",
+            "https://ca.test:14003",
+            "--token",
+            "cwva1.a.b.c",
+            "--dir",
+            "/tmp/a",
+            "--force",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Enroll { force: true, .. }));
+        let cli = Cli::try_parse_from([
+            "certwright-va-agent",
+            "run",
+            "--dir",
+            "/tmp/a",
+            "--server",
+            "https://ca1.test:14003",
+            "--server",
+            "https://ca2.test:14003",
+            "--dns",
+            "10.0.0.53:53",
+            "--deny",
+            "10.9.0.0/16",
+            "--deny",
+            "192.0.2.1",
+            "--max-concurrent",
+            "8",
+            "--metrics-listen",
+            "127.0.0.1:9464",
+        ])
+        .unwrap();
+        let Command::Run {
+            servers,
+            deny,
+            max_concurrent,
+            dns,
+            metrics_listen,
+            ..
+        } = cli.command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(servers.len(), 2);
+        assert_eq!(deny.len(), 2);
+        assert_eq!(max_concurrent, 8);
+        assert!(dns.is_some() && metrics_listen.is_some());
+        let cli = Cli::try_parse_from(["certwright-va-agent", "run"]).unwrap();
+        let Command::Run {
+            dir,
+            max_concurrent,
+            ..
+        } = cli.command
+        else {
+            panic!("not run");
+        };
+        assert_eq!(dir, PathBuf::from(DEFAULT_DIR));
+        assert_eq!(max_concurrent, 4);
+        assert!(Cli::try_parse_from(["certwright-va-agent", "status", "--dir", "/tmp/a"]).is_ok());
+        assert!(
+            Cli::try_parse_from(["certwright-va-agent", "run", "--max-concurrent", "0"]).is_err()
+        );
+    }
+}
