@@ -79,6 +79,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -128,9 +129,16 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             max_concurrent,
             metrics_listen,
         } => {
+            use tokio::signal::unix::{signal, SignalKind};
+            // Registered before anything runs: a signal from now on stops the agent cleanly.
+            let mut term = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+            let mut int = signal(SignalKind::interrupt()).context("SIGINT handler")?;
             let (tx, rx) = tokio::sync::watch::channel(false);
             tokio::spawn(async move {
-                wait_for_signal().await;
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
                 let _ = tx.send(true);
             });
             run::run(
@@ -178,21 +186,6 @@ fn format_time(unix: i64) -> String {
                 .ok()
         })
         .unwrap_or_else(|| unix.to_string())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[cfg(test)]

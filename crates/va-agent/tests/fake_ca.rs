@@ -416,3 +416,102 @@ async fn shutdown_stops_a_polling_agent() {
         .unwrap()
         .expect("a clean stop");
 }
+
+/// The binary: exit status 0 after SIGTERM, 3 when the CA refuses the agent (401).
+#[tokio::test]
+async fn the_binary_exits_0_on_sigterm_and_3_when_removed() {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+
+    let ca = FakeCa::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("agent");
+    let token = ca.token(certwright_va::remote::sha256(&ca.ca_der));
+    let bin = env!("CARGO_BIN_EXE_certwright-va-agent");
+    let dir_s = dir.to_str().unwrap().to_owned();
+    let url = ca.url();
+    let enrolled = tokio::task::spawn_blocking({
+        let (dir_s, url) = (dir_s.clone(), url.clone());
+        move || {
+            Command::new(bin)
+                .args(["enroll", "--server", &url, "--dir", &dir_s])
+                .env("CERTWRIGHT_VA_AGENT_TOKEN", token)
+                .output()
+                .unwrap()
+        }
+    });
+    let out = tokio::time::timeout(BOUND, enrolled)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = Command::new(bin)
+        .args(["status", "--dir", &dir_s])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(text.contains("segment:     lab"), "{text}");
+
+    // SIGTERM while backing off from a server that is not there: exit 0.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let nowhere = format!("https://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut child = Command::new(bin)
+        .args([
+            "run",
+            "--dir",
+            &dir_s,
+            "--server",
+            &nowhere,
+            "--max-concurrent",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let pid = child.id();
+    let exited = tokio::task::spawn_blocking(move || {
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        // The agent logs this once its signal handlers are in place.
+        for line in lines.by_ref() {
+            if line.unwrap().contains("agent starting") {
+                break;
+            }
+        }
+        let kill = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(kill.success());
+        for _ in lines {}
+        child.wait().unwrap()
+    });
+    let status = tokio::time::timeout(BOUND, exited).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0), "{status:?}");
+
+    // Against the fake CA: one job, a renewal, then 401: exit 3.
+    let run = tokio::task::spawn_blocking(move || {
+        Command::new(bin)
+            .args(["run", "--dir", &dir_s])
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(BOUND, run).await.unwrap().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("removed"), "{stderr}");
+    assert!(
+        stderr.contains("job-1") && stderr.contains("127.0.0.1"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colours when not a terminal: {stderr}"
+    );
+    assert!(!stderr.contains("PRIVATE KEY"), "{stderr}");
+}
