@@ -116,7 +116,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 done.state.name,
                 done.state.segment,
                 done.state.servers.join(", "),
-                format_time(done.not_after)
+                tls::rfc3339(done.not_after)
             );
             println!("next: certwright-va-agent run --dir {}", dir.dir.display());
             Ok(())
@@ -171,21 +171,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 println!("server:      {s}");
             }
             println!("subject:     {}", id.info.subject);
-            println!("expires:     {} ({expiry})", format_time(id.info.not_after));
-            println!("renews at:   {}", format_time(id.info.renew_at()));
+            println!(
+                "expires:     {} ({expiry})",
+                tls::rfc3339(id.info.not_after)
+            );
+            println!("renews at:   {}", tls::rfc3339(id.info.renew_at()));
             Ok(())
         }
     }
-}
-
-fn format_time(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| unix.to_string())
 }
 
 #[cfg(test)]

@@ -195,7 +195,7 @@ pub async fn run(opts: RunOptions, mut shutdown: watch::Receiver<bool>) -> anyho
         segment = %agent.state.segment,
         servers = ?servers,
         polls_per_server = n,
-        certificate_expires = id.info.not_after,
+        certificate_expires = %tls::rfc3339(id.info.not_after),
         "agent starting"
     );
     let mut tasks = JoinSet::new();
@@ -397,7 +397,7 @@ async fn renew_loop(
         match renew_once(&agent, &servers).await {
             Ok(not_after) => {
                 backoff.reset();
-                tracing::info!(certificate_expires = not_after, "certificate renewed");
+                tracing::info!(certificate_expires = %tls::rfc3339(not_after), "certificate renewed");
             }
             Err(e) if e.is_unauthorized() => return Err(removed(e.into())),
             Err(e) => {

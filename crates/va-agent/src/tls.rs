@@ -228,6 +228,17 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// Unix seconds as RFC 3339 (UTC).
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| unix.to_string())
+}
+
 /// Whether `key_pem`'s public key is the one certified in `info`.
 pub fn key_fits(key_pem: &str, info: &CertInfo) -> bool {
     rcgen::KeyPair::from_pem(key_pem)
