@@ -14,6 +14,8 @@ use serde::Deserialize;
 
 mod agents;
 pub use agents::{valid_segment_name, AgentsSection, ValidationRouteSection, LOCAL_PERSPECTIVE};
+mod webhooks;
+pub use webhooks::{WebhookSection, WEBHOOK_EVENT_TYPES};
 
 /// The whole configuration file. Every key is optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -86,6 +88,8 @@ pub struct Config {
     pub routing: RoutingSection,
     /// The listener remote validation agents connect to (`docs/remote-validation.md`).
     pub agents: AgentsSection,
+    /// Endpoints that receive the CA's events, by name (`docs/console.md`, "Webhooks").
+    pub webhooks: BTreeMap<String, WebhookSection>,
 }
 
 /// Where the admin listener binds: an address, or `off` (also the empty string).
@@ -538,6 +542,7 @@ impl Default for Config {
             backends: BTreeMap::new(),
             routing: RoutingSection::default(),
             agents: AgentsSection::default(),
+            webhooks: BTreeMap::new(),
         }
     }
 }
@@ -749,6 +754,7 @@ impl Config {
         }
         self.validate_pki()?;
         self.validate_agents()?;
+        self.validate_webhooks()?;
         self.validate_backends()
     }
 

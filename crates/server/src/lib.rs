@@ -25,4 +25,5 @@ pub mod status;
 pub mod store;
 /// The validation authority lives in its own crate (the remote agent runs it too).
 pub use certwright_va as va;
+pub mod webhooks;
 pub mod wfe;

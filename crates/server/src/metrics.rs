@@ -51,6 +51,16 @@ pub const BACKEND_ATTEMPTS: &str = "certwright_backend_attempts_total";
 /// How long one backend attempt took, in seconds, by `backend`.
 pub const BACKEND_DURATION: &str = "certwright_backend_attempt_duration_seconds";
 
+/// Jobs run by remote validation agents, by `segment`, `agent` and `outcome`
+/// (answered, timeout).
+pub const AGENT_JOBS: &str = "certwright_agent_jobs_total";
+/// How long an agent took to answer a job (from dispatch to answer), by `segment`.
+pub const AGENT_JOB_DURATION: &str = "certwright_agent_job_duration_seconds";
+/// Agents waiting in a long poll, by `segment`.
+pub const AGENTS_POLLING: &str = "certwright_agents_polling";
+/// Jobs no agent answered, by `segment` and `reason` (no_agent, unanswered).
+pub const AGENT_DISPATCH_FAILURES: &str = "certwright_agent_dispatch_failures_total";
+
 /// Every metric this crate records.
 pub const ALL_METRICS: &[&str] = &[
     HTTP_REQUESTS,
@@ -68,6 +78,10 @@ pub const ALL_METRICS: &[&str] = &[
     DATABASE_UP,
     BACKEND_ATTEMPTS,
     BACKEND_DURATION,
+    AGENT_JOBS,
+    AGENT_JOB_DURATION,
+    AGENTS_POLLING,
+    AGENT_DISPATCH_FAILURES,
 ];
 
 /// Histogram buckets (seconds) for every `*_seconds` metric.
@@ -132,6 +146,20 @@ fn describe() {
     );
     describe_histogram!(DATABASE_PING, Unit::Seconds, "database round-trip latency");
     describe_gauge!(DATABASE_UP, "1 if the last database round trip succeeded");
+    describe_counter!(
+        AGENT_JOBS,
+        "remote validation jobs by segment, agent and outcome"
+    );
+    describe_histogram!(
+        AGENT_JOB_DURATION,
+        Unit::Seconds,
+        "time from dispatch to an agent's answer"
+    );
+    describe_gauge!(AGENTS_POLLING, "agents waiting for a job, by segment");
+    describe_counter!(
+        AGENT_DISPATCH_FAILURES,
+        "remote validation jobs no agent answered, by segment and reason"
+    );
 }
 
 // ------------------------------------------------------------ recording points
@@ -161,6 +189,28 @@ pub fn backend_attempt(backend: &str, outcome: &'static str, elapsed: Duration) 
         .increment(1);
     metrics::histogram!(BACKEND_DURATION, "backend" => backend.to_owned())
         .record(elapsed.as_secs_f64());
+}
+
+/// Agent `agent` of `segment` ended a job with `outcome` (answered, timeout); `elapsed`
+/// is recorded for answered jobs.
+pub fn agent_job(segment: &str, agent: &str, outcome: &'static str, elapsed: Option<Duration>) {
+    metrics::counter!(AGENT_JOBS, "segment" => segment.to_owned(), "agent" => agent.to_owned(), "outcome" => outcome)
+        .increment(1);
+    if let Some(elapsed) = elapsed {
+        metrics::histogram!(AGENT_JOB_DURATION, "segment" => segment.to_owned())
+            .record(elapsed.as_secs_f64());
+    }
+}
+
+/// `polling` agents of `segment` wait for a job.
+pub fn agents_polling(segment: &str, polling: usize) {
+    metrics::gauge!(AGENTS_POLLING, "segment" => segment.to_owned()).set(polling as f64);
+}
+
+/// A job of `segment` failed for want of an agent (`reason`: no_agent, unanswered).
+pub fn agent_dispatch_failure(segment: &str, reason: &'static str) {
+    metrics::counter!(AGENT_DISPATCH_FAILURES, "segment" => segment.to_owned(), "reason" => reason)
+        .increment(1);
 }
 
 /// A certificate was revoked.

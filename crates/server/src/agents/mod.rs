@@ -17,6 +17,9 @@ use std::time::Duration;
 use crate::va::remote::{Job, JobResult};
 use crate::va::BoxFuture;
 
+pub mod hub;
+pub mod listener;
+pub mod pki;
 pub mod route;
 pub mod validator;
 

@@ -2,11 +2,13 @@
 //! wiring lives here: `settings` turns the configuration into each component's own
 //! settings, `reload` re-reads the policy on SIGHUP.
 
+pub mod agents;
 pub mod backends;
 pub mod eab_kek;
 pub mod issuers;
 pub mod reload;
 pub mod settings;
+pub mod webhooks;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -113,6 +115,8 @@ pub struct CaServer {
     pub recovered: (usize, usize),
     /// What the admin listener (`/metrics`, `/healthz`, `/readyz`) serves.
     pub admin: Arc<crate::admin::Admin>,
+    /// Remote validation agents: the hub and the agent listener (`[agents]`).
+    pub agents: Option<agents::Agents>,
 }
 
 impl CaServer {
@@ -155,8 +159,16 @@ impl CaServer {
         let store = eab_kek::attach_eab_kek(&private_files, store, !options.admin)
             .await
             .context("loading the key-encryption key of EAB keys")?
-            .acting_as(options.operator.clone());
+            .acting_as(options.operator.clone())
+            // Events are written wherever their changes are, operator commands included.
+            .with_webhooks(webhooks::routes(&config));
         crate::secrets::warn_loose_modes(&private_files);
+        // The delivery workers (and their secrets) belong to the serving process only.
+        let hook_endpoints = if options.admin {
+            Vec::new()
+        } else {
+            webhooks::endpoints(&config).context("configuring webhooks")?
+        };
         // The URLs relying parties fetch revocation data and the issuer from: plain HTTP
         // (see `serve_pki_http`).
         let pki_base = config.pki_base_url();
@@ -214,13 +226,26 @@ impl CaServer {
         }
         let va = Va::new(settings.va_config(&config), resolver)?;
         let live = PolicyHandle::new(settings.policy.clone());
-        let ra = Ra::new(
-            store.clone(),
-            ca.clone(),
-            va,
-            options.clock.clone(),
-            settings.ra_policy(&config, live),
-        )
+        // Remote validation agents: the hub, and the agent listener's material.
+        let agents = agents::prepare(&config, &store, &options.clock, !options.admin).await?;
+        let routes = crate::agents::route::Routes::from_config(&config.validation.routes)
+            .with_default_profile(config.default_profile());
+        let ra = match &agents {
+            Some(a) if !routes.is_empty() => Ra::new(
+                store.clone(),
+                ca.clone(),
+                crate::agents::validator::RoutedValidator::new(va, routes, Arc::new(a.hub.clone())),
+                options.clock.clone(),
+                settings.ra_policy(&config, live),
+            ),
+            _ => Ra::new(
+                store.clone(),
+                ca.clone(),
+                va,
+                options.clock.clone(),
+                settings.ra_policy(&config, live),
+            ),
+        }
         .with_backends(backends::build(&config, &ca).context("configuring backend CAs")?);
         let recovered = if options.admin {
             (0, 0)
@@ -244,6 +269,13 @@ impl CaServer {
             );
             spawn_crl_refresher(ra.clone());
             crate::metrics::spawn_database_pinger(store.clone());
+            if store
+                .webhook_routes()
+                .wants(crate::store::webhooks::CERTIFICATE_AT_RISK)
+            {
+                crate::webhooks::spawn_at_risk_sweep(store.clone(), options.clock.clone());
+            }
+            crate::webhooks::spawn(hook_endpoints, store.clone(), options.clock.clone());
             recovered
         };
         let meta = DirectoryMeta {
@@ -294,6 +326,7 @@ impl CaServer {
             tls,
             recovered,
             admin,
+            agents,
         })
     }
 

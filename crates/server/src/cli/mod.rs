@@ -3,6 +3,7 @@
 //! dispatch to one module per command area. Operator errors are printed with their
 //! `Display` (the whole chain), exit status 1.
 
+mod agent;
 mod audit;
 mod backends;
 mod certs;
@@ -103,6 +104,14 @@ enum Command {
     Operator {
         #[command(subcommand)]
         action: operator::OperatorAction,
+        #[command(flatten)]
+        ca: ConfigArgs,
+    },
+    /// Remote validation agents: enroll (a one-time token), list, remove
+    /// (docs/remote-validation.md).
+    Agent {
+        #[command(subcommand)]
+        action: agent::AgentAction,
         #[command(flatten)]
         ca: ConfigArgs,
     },
@@ -220,6 +229,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Certs { action, ca } => admin(certs::run(action, ca)),
         Command::Check { ca } => admin(check::run(ca)),
         Command::Operator { action, ca } => admin(operator::run(action, ca)),
+        Command::Agent { action, ca } => admin(agent::run(action, ca)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

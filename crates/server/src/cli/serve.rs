@@ -158,6 +158,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let state = server.state.clone();
         tokio::spawn(serve_pki_http(state, pki, shutdown_signal()));
     }
+    let agents_listen = match server.agents.as_ref().and_then(|a| a.listener.as_ref()) {
+        Some(agents) => {
+            let socket = bind(agents.listen, " (agents.listen)").await?;
+            Some((agents.listen, agents.ca_sha256.clone(), socket))
+        }
+        None => None,
+    };
     PolicyReloader::new(server.state.ra.policy_handle().clone())
         .reload_on_sighup(config_path)
         .context("installing the SIGHUP handler")?;
@@ -185,6 +192,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(addr) => println!("  PKI (plain HTTP): {addr}, named in certificates as {pki_base}"),
         None => println!("  PKI (plain HTTP): off; certificates name {pki_base}"),
     }
+    let agents_listen = match agents_listen {
+        Some((addr, ca_sha256, socket)) => {
+            println!("  agents (mTLS):     {addr}, agent CA SHA-256 {ca_sha256}");
+            Some(socket)
+        }
+        None => None,
+    };
     if server.recovered != (0, 0) {
         println!(
             "  resumed from the previous run: {} validation(s), {} issuance(s)",
@@ -200,6 +214,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("    --domains host.example.internal --http run");
     println!();
     tracing::info!(%dir, "ready");
+    if let Some(socket) = agents_listen {
+        if let Some(agents) = server.agents.as_ref().and_then(|a| a.listener.as_ref()) {
+            let agents = agents.clone();
+            tokio::spawn(async move { agents.serve(socket, shutdown_signal()).await });
+        }
+    }
     server.serve(listener, shutdown_signal()).await
 }
 

@@ -102,6 +102,11 @@ pub fn router<S>(console: Console) -> Router<S> {
         .route("/console/renewal", get(renewal))
         .route("/console/validations", get(troubleshoot::validations))
         .route("/console/eab", get(eab_keys).post(create_eab_key))
+        .route("/console/webhooks", get(webhooks))
+        .route(
+            "/console/webhooks/deliveries/{seq}/retry",
+            post(retry_webhook),
+        )
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
@@ -697,6 +702,49 @@ async fn eab_keys(State(console): State<Console>, headers: HeaderMap) -> Page {
     Ok(views::eab_keys(&session, &keys).into_response())
 }
 
+/// Deliveries of each kind listed per endpoint.
+const WEBHOOK_ROWS: i64 = 20;
+
+async fn webhooks(State(console): State<Console>, headers: HeaderMap) -> Page {
+    let session = console.page_session(&headers).await?;
+    let mut endpoints = Vec::new();
+    for route in console.store.webhook_routes().endpoints() {
+        let deliveries = console
+            .store
+            .webhook_deliveries(&route.name, WEBHOOK_ROWS)
+            .await?;
+        endpoints.push((route.clone(), deliveries));
+    }
+    Ok(views::webhooks(&session, &endpoints, console.clock.now()))
+}
+
+async fn retry_webhook(
+    State(console): State<Console>,
+    headers: HeaderMap,
+    Path(seq): Path<String>,
+    body: Bytes,
+) -> Page {
+    let (session, store) = console.admin_session(&headers, &parse_form(&body)).await?;
+    let seq: i64 = seq
+        .parse()
+        .map_err(|_| Refusal::Store(StoreError::NotFound))?;
+    if !store
+        .retry_webhook_delivery(seq, console.clock.now())
+        .await?
+    {
+        return Err(Refusal::Status(
+            StatusCode::CONFLICT,
+            "That delivery has not failed (or does not exist).",
+        ));
+    }
+    tracing::info!(delivery = seq, operator = %session.operator, "console: webhook delivery queued again");
+    Ok((
+        StatusCode::SEE_OTHER,
+        [(header::LOCATION, "/console/webhooks")],
+    )
+        .into_response())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -974,6 +1022,104 @@ mod tests {
             .send("GET", "/console/dashboard", Some(&admin), None)
             .await;
         assert_eq!(status, StatusCode::SEE_OTHER, "the session row is gone");
+    }
+
+    #[tokio::test]
+    async fn the_webhooks_page_shows_failures_and_only_an_admin_retries_one() {
+        use crate::store::webhooks::tests::route;
+        let kek = crate::secrets::Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
+        let store = Store::open("sqlite::memory:")
+            .await
+            .unwrap()
+            .with_eab_kek(std::sync::Arc::new(kek))
+            .with_webhooks(crate::store::WebhookRoutes::new(vec![route("ops", &[])]));
+        let f = Fixture {
+            router: router(Console::new(store.clone(), Clock::system(), false)),
+            store,
+        };
+        // An issuance queues certificate.issued; its one attempt fails: given up.
+        let a = account(&f.store, &[]).await;
+        issue(&f.store, a, &["a.example"], "0abc", i64::MAX / 2, None).await;
+        let now = Clock::system().now();
+        let d = f
+            .store
+            .claim_webhook_delivery("ops", now, now + 60)
+            .await
+            .unwrap()
+            .unwrap();
+        f.store
+            .webhook_attempt_failed(d.seq, now, "HTTP 503", None)
+            .await
+            .unwrap();
+        let failed =
+            |s: Store| async move { s.webhook_deliveries("ops", 10).await.unwrap().failed.len() };
+        let retries = |s: Store| async move {
+            s.audit_entries(0, 0, 100)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == "webhook.retry")
+                .map(|e| e.actor)
+                .collect::<Vec<_>>()
+        };
+
+        let (status, headers, _) = f.send("GET", "/console/webhooks", None, None).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/console/sign-in");
+        let (viewer, viewer_csrf) = f.session("vera", OperatorRole::Viewer).await;
+        let (admin, admin_csrf) = f.session("root", OperatorRole::Admin).await;
+        let (status, _, body) = f
+            .send("GET", "/console/webhooks", Some(&viewer), None)
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(
+            body.contains("ops") && body.contains(&d.event_id) && body.contains("HTTP 503"),
+            "{body}"
+        );
+        assert!(
+            body.contains("certificate.issued") && !body.contains("Retry now"),
+            "{body}"
+        );
+        let (_, _, body) = f.send("GET", "/console/webhooks", Some(&admin), None).await;
+        assert!(body.contains("Retry now"), "{body}");
+
+        let retry = format!("/console/webhooks/deliveries/{}/retry", d.seq);
+        for (cookie, form) in [
+            (None, "csrf=x".to_owned()),
+            (Some(viewer.as_str()), format!("csrf={viewer_csrf}")),
+            (Some(admin.as_str()), String::new()),
+            (Some(admin.as_str()), "csrf=wrong".to_owned()),
+            (Some(admin.as_str()), format!("csrf={viewer_csrf}")),
+        ] {
+            let (status, _, _) = f.send("POST", &retry, cookie, Some(&form)).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{cookie:?} {form}");
+            assert_eq!(
+                failed(f.store.clone()).await,
+                1,
+                "{cookie:?} {form} changed it"
+            );
+            assert!(retries(f.store.clone()).await.is_empty());
+        }
+        let form = format!("csrf={admin_csrf}");
+        let (status, headers, _) = f.send("POST", &retry, Some(&admin), Some(&form)).await;
+        assert_eq!(status, StatusCode::SEE_OTHER);
+        assert_eq!(headers[header::LOCATION], "/console/webhooks");
+        let listed = f.store.webhook_deliveries("ops", 10).await.unwrap();
+        assert_eq!((listed.failed.len(), listed.queued.len()), (0, 1));
+        assert_eq!(retries(f.store.clone()).await, ["operator:root"]);
+        // Not failed any more: refused, nothing changes.
+        let (status, _, _) = f.send("POST", &retry, Some(&admin), Some(&form)).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        let (status, _, _) = f
+            .send(
+                "POST",
+                "/console/webhooks/deliveries/x/retry",
+                Some(&admin),
+                Some(&form),
+            )
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(retries(f.store.clone()).await.len(), 1);
     }
 
     #[tokio::test]

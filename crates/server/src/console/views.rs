@@ -8,6 +8,7 @@ use maud::{html, Markup, DOCTYPE};
 use crate::clock::rfc3339;
 use crate::store::console::{DashboardCounts, InventoryItem, InventoryPage};
 use crate::store::operators::OperatorSession;
+use crate::store::webhooks::{DeliveryView, EndpointDeliveries, WebhookRoute};
 use crate::store::{AccountRecord, CertificateRecord, EabKeyRecord, OrderRecord};
 
 /// A whole page.
@@ -32,6 +33,7 @@ pub(super) fn layout(title: &str, session: Option<&OperatorSession>, body: Marku
                                 a href="/console/renewal" { "Renewal health" }
                                 a href="/console/validations" { "Validations" }
                                 a href="/console/eab" { "EAB keys" }
+                                a href="/console/webhooks" { "Webhooks" }
                             }
                             form.signout method="post" action="/console/sign-out" {
                                 input type="hidden" name="csrf" value=(s.csrf);
@@ -398,6 +400,87 @@ fn eab_page(session: &OperatorSession, keys: &[EabKeyRecord], created: Markup) -
 
 /// A CSV field: quoted, quotes doubled; a leading `=`, `+`, `-` or `@` is prefixed with
 /// `'` so that a spreadsheet does not run it as a formula.
+/// One table of webhook deliveries; admins get "Retry now" on failed ones.
+fn deliveries_table(
+    session: &OperatorSession,
+    list: &[DeliveryView],
+    retry: bool,
+    now: i64,
+) -> Markup {
+    html! {
+        div.scroll { table {
+            thead { tr {
+                th { "#" } th { "Event" } th { "Type" } th { "Created" } th { "Attempts" }
+                th { "Last attempt" } th { "Outcome" } th { "Next / done" }
+                @if retry { th {} }
+            } }
+            tbody {
+                @for d in list {
+                    tr {
+                        td { (d.seq) }
+                        td { code { (d.event_id) } }
+                        td { (d.event_type) }
+                        td { (time(d.created_at)) }
+                        td { (d.attempts) }
+                        td { (d.last_attempt_at.map(time).unwrap_or_default()) }
+                        td { (d.last_status.as_deref().unwrap_or("")) }
+                        td {
+                            @if let Some(at) = d.delivered_at { "delivered " (time(at)) }
+                            @else if let Some(at) = d.failed_at { "failed " (time(at)) }
+                            @else if d.next_attempt_at > now { "next " (time(d.next_attempt_at)) }
+                            @else { "due" }
+                        }
+                        @if retry {
+                            td {
+                                form method="post" action={ "/console/webhooks/deliveries/" (d.seq) "/retry" } {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    button type="submit" { "Retry now" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        } }
+    }
+}
+
+/// The webhook endpoints with their queued, failed and last delivered deliveries.
+pub(super) fn webhooks(
+    session: &OperatorSession,
+    endpoints: &[(WebhookRoute, EndpointDeliveries)],
+    now: i64,
+) -> Response {
+    let admin = session.role == crate::store::operators::OperatorRole::Admin;
+    layout(
+        "Webhooks",
+        Some(session),
+        html! {
+            @if endpoints.is_empty() {
+                p { "No webhook endpoint is configured ([webhooks.NAME] in the configuration file)." }
+            }
+            @for (route, d) in endpoints {
+                section {
+                    h2 { (route.name) }
+                    p {
+                        code { (route.url) } " — "
+                        @if route.events.is_empty() { "every event" } @else { (route.events.join(", ")) }
+                    }
+                    h3 { "Failed (" (d.failed.len()) ")" }
+                    @if d.failed.is_empty() { p { "None." } }
+                    @else { (deliveries_table(session, &d.failed, admin, now)) }
+                    h3 { "Queued (" (d.queued.len()) ")" }
+                    @if d.queued.is_empty() { p { "None." } }
+                    @else { (deliveries_table(session, &d.queued, false, now)) }
+                    h3 { "Last delivered" }
+                    @if d.delivered.is_empty() { p { "None yet." } }
+                    @else { (deliveries_table(session, &d.delivered, false, now)) }
+                }
+            }
+        },
+    )
+}
+
 fn csv_field(value: &str) -> String {
     let value = if value.starts_with(['=', '+', '-', '@']) {
         format!("'{value}")

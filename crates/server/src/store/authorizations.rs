@@ -10,6 +10,7 @@ use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
 use super::statuses::{guard, quoted, set, status_sql};
+use super::webhooks;
 use super::{
     identifier_type_name, AccountId, AuthzId, AuthzRecord, ChallengeId, ChallengeRecord, Result,
     Store, StoreError,
@@ -207,6 +208,7 @@ impl Store {
         now: i64,
     ) -> Result<bool> {
         let (error, record, diagnostic) = (error.cloned(), record.clone(), diagnostic.clone());
+        let hooks = self.webhooks.clone();
         self.write(move |tx| {
             Box::pin(async move {
                 let (error, record) = (error.as_ref(), &record);
@@ -253,6 +255,19 @@ impl Store {
                     "diagnostic": diagnostic,
                 }));
                 audit::append(tx, &event).await?;
+                if let Some(problem) = error {
+                    // The client-facing problem only: never the record or what the VA read.
+                    let data = serde_json::json!({
+                        "account_id": subject.int("account_id")?,
+                        "authorization_id": authz_id.0,
+                        "challenge_id": challenge.0,
+                        "identifier": event.details["identifier"],
+                        "wildcard": event.details["wildcard"],
+                        "method": event.details["method"],
+                        "problem": problem,
+                    });
+                    webhooks::enqueue(tx, &hooks, webhooks::VALIDATION_FAILED, data, now).await?;
+                }
                 Ok(true)
             })
         })

@@ -193,10 +193,10 @@ impl Store {
         order: OrderId,
         cert: &NewCertificate,
     ) -> Result<()> {
-        let cert = cert.clone();
+        let (cert, hooks) = (cert.clone(), self.webhooks.clone());
         self.write(move |tx| {
             Box::pin(async move {
-                complete_in(tx, order, &cert).await?;
+                complete_in(tx, order, &cert, &hooks).await?;
                 remove_job(tx, order).await
             })
         })

@@ -5,6 +5,7 @@
 use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::params;
+use super::webhooks;
 use super::{AccountId, CertificateRecord, Result, RevokedEntry, Store, StoreError};
 
 impl Store {
@@ -29,25 +30,39 @@ impl Store {
         now: i64,
         by: &Actor,
     ) -> Result<bool> {
-        let (serial, by) = (serial.to_owned(), by.clone());
+        let (serial, by, hooks) = (serial.to_owned(), by.clone(), self.webhooks.clone());
         self.write(move |tx| {
             Box::pin(async move {
                 let (serial, by) = (serial.as_str(), &by);
                 let done = tx
                     .fetch_optional(
                         "UPDATE certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL
-                         RETURNING account_id",
+                         RETURNING account_id, names",
                         &params![now, i64::from(reason), serial],
                     )
                     .await?;
                 let Some(row) = done else {
                     return Ok(false);
                 };
+                let account = AccountId(row.int("account_id")?);
                 let event = AuditEvent::new(by, "certificate.revoke")
-                    .account(AccountId(row.int("account_id")?))
+                    .account(account)
                     .serial(serial)
                     .details(serde_json::json!({ "reason": reason }));
                 audit::append(tx, &event).await?;
+                if hooks.wants(webhooks::CERTIFICATE_REVOKED) {
+                    let names: serde_json::Value = row.json("names")?;
+                    let data = serde_json::json!({
+                        "serial": serial,
+                        "names": names,
+                        "account_id": account.0,
+                        "reason": reason,
+                        "revoked_at": crate::clock::rfc3339(now),
+                        "by": by.to_string(),
+                    });
+                    webhooks::enqueue(tx, &hooks, webhooks::CERTIFICATE_REVOKED, data, now)
+                        .await?;
+                }
                 Ok(true)
             })
         })

@@ -134,7 +134,7 @@ pub struct InventoryPage {
 const BATCH: i64 = 200;
 /// Rows examined at most for one page (filters checked on rows stop there, and the page
 /// says where to go on from).
-const MAX_EXAMINED: usize = 5_000;
+pub(super) const MAX_EXAMINED: usize = 5_000;
 
 fn names_of(row: &impl Columns) -> Result<Vec<String>> {
     let ids: Vec<Identifier> = serde_json::from_str(&row.text("names")?)
@@ -142,7 +142,7 @@ fn names_of(row: &impl Columns) -> Result<Vec<String>> {
     Ok(ids.into_iter().map(|i| i.value).collect())
 }
 
-fn item_from_row(row: &impl Columns, now: i64) -> Result<InventoryItem> {
+pub(super) fn item_from_row(row: &impl Columns, now: i64) -> Result<InventoryItem> {
     let not_after = row.int("not_after")?;
     let revoked_at = row.opt_int("revoked_at")?;
     let state = if revoked_at.is_some() {

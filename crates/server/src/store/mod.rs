@@ -18,6 +18,7 @@
 //!   at once).
 //! - `certificates`: a certificate by serial, revocation, the revoked entries of a CRL and
 //!   the ARI "renew early" mark. The operator's inventory is `inventory`.
+//! - `agents`: remote validation agents, their enrolment tokens and the agent CA.
 //! - `eab`: External Account Binding keys, their HMAC keys sealed with the
 //!   key-encryption key (`secrets`).
 //! - `crl`: per issuer, monotonic CRL numbers and the latest CRL.
@@ -27,6 +28,9 @@
 //!   stays `processing` after a crash or restart.
 //! - `ratelimit`, `audit`, `inventory`, `export`: rate-limit events, the hash-chained
 //!   audit trail, the certificate inventory, and moving a CA between backends.
+//! - `webhooks`: the webhook outbox: events appended in the transaction of their change
+//!   (after its audit entry), one delivery per subscribed endpoint, the worker's claim
+//!   with a lease and its outcomes, the console's lists and retry.
 //! - `inspect`: `integrity_violations`, and the fingerprints tests compare (feature
 //!   `test-support`). `reader`: [`StoreReader`], the read-only view the front end gets.
 //!
@@ -42,6 +46,7 @@
 //! the shared nonces use sqlx directly.
 
 mod accounts;
+pub mod agents;
 pub mod audit;
 mod authorizations;
 mod backend_jobs;
@@ -63,6 +68,7 @@ mod reader;
 mod records;
 mod statuses;
 pub mod troubleshoot;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +87,7 @@ pub use backend_jobs::{BackendJob, NewBackendJob};
 pub use nonces::NONCE_BATCH;
 pub use reader::StoreReader;
 pub use records::*;
+pub use webhooks::WebhookRoutes;
 
 /// Storage failures. `Conflict` is a uniqueness violation the caller can act on.
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +228,8 @@ pub struct Store {
     operator: audit::Actor,
     /// Statements and transactions sent to the database (`engine::Counters`).
     counters: Arc<engine::Counters>,
+    /// The webhook endpoints events fan out to; set with `with_webhooks`.
+    webhooks: Arc<webhooks::WebhookRoutes>,
 }
 
 /// How many statements and write transactions a store has sent to its database
@@ -334,6 +343,7 @@ impl Store {
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
                 counters: Arc::default(),
+                webhooks: Arc::default(),
             };
             // The writer thread starts on the migrated schema.
             store.check_schema(options.auto_migrate).await?;
@@ -361,6 +371,7 @@ impl Store {
                 eab_kek: None,
                 operator: audit::Actor::Operator(None),
                 counters: Arc::default(),
+                webhooks: Arc::default(),
             }
         } else {
             return Err(StoreError::Corrupt(format!(

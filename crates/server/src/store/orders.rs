@@ -12,6 +12,7 @@ use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
+use super::webhooks::{self, WebhookRoutes};
 use super::{
     identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, NewAuthorization,
     NewCertificate, NewOrderRecord, OrderId, OrderRecord, Result, Store, StoreError,
@@ -257,8 +258,8 @@ impl Store {
     /// Stores the issued certificate and marks the order valid, atomically. `Conflict` if
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
-        let cert = cert.clone();
-        self.write(move |tx| Box::pin(async move { complete_in(tx, order, &cert).await }))
+        let (cert, hooks) = (cert.clone(), self.webhooks.clone());
+        self.write(move |tx| Box::pin(async move { complete_in(tx, order, &cert, &hooks).await }))
             .await
     }
 
@@ -289,11 +290,12 @@ pub(super) async fn begin_finalize_in(
 }
 
 /// `complete_order` inside a transaction: the certificate, the order valid, the audit
-/// entry.
+/// entry, and the `certificate.issued` event when an endpoint wants it.
 pub(super) async fn complete_in(
     tx: &mut dyn Tx,
     order: OrderId,
     cert: &NewCertificate,
+    hooks: &WebhookRoutes,
 ) -> Result<()> {
     tx.execute(
         "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
@@ -334,7 +336,27 @@ pub(super) async fn complete_in(
             "not_after": cert.not_after,
             "eab_label": eab_label,
         }));
-    audit::append(tx, &event).await
+    audit::append(tx, &event).await?;
+    if !hooks.wants(webhooks::CERTIFICATE_ISSUED) {
+        return Ok(());
+    }
+    webhooks::enqueue_now(
+        tx,
+        hooks,
+        webhooks::CERTIFICATE_ISSUED,
+        serde_json::json!({
+            "serial": cert.serial,
+            "names": cert.names,
+            "account_id": cert.account_id.0,
+            "order_id": order.0,
+            "eab_label": eab_label,
+            "profile": cert.profile,
+            "issuer": cert.issuer,
+            "not_before": crate::clock::rfc3339(cert.not_before),
+            "not_after": crate::clock::rfc3339(cert.not_after),
+        }),
+    )
+    .await
 }
 
 /// `fail_order` inside a transaction, with `details` added to the audit entry's. Only

@@ -24,6 +24,10 @@ const GROWING: &[&str] = &[
     "eab_keys",
     "operator_sessions",
     "operator_login_failures",
+    "agent_tokens",
+    "webhook_events",
+    "webhook_deliveries",
+    "webhook_at_risk",
 ];
 
 /// Statements that read a whole table on purpose, by a prefix of their text (whitespace
@@ -78,6 +82,8 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("operators.rs", include_str!("operators.rs")),
     ("console.rs", include_str!("console.rs")),
     ("troubleshoot.rs", include_str!("troubleshoot.rs")),
+    ("agents.rs", include_str!("agents.rs")),
+    ("webhooks.rs", include_str!("webhooks.rs")),
 ];
 
 /// The statements built with statuses spliced in (no literal in the source holds them
