@@ -694,8 +694,8 @@ fn segment_names_are_validated_by_the_segments_agents() {
     );
 }
 
-/// (e) An agent removed with `certwright-ca agent remove` stops, non-zero, at its next
-/// poll.
+/// (e) An agent removed with `certwright-ca agent remove` stops at its next poll, with
+/// the exit status that says "removed" (3); the listener refuses what an agent may not do.
 #[test]
 fn a_removed_agent_stops_at_its_next_poll() {
     let Some(mut lab) = Lab::new() else { return };
@@ -728,7 +728,12 @@ fn a_removed_agent_stops_at_its_next_poll() {
                 lab.agent_log("doomed")
             )
         });
-    assert!(!status.success(), "the removed agent exited with {status}");
+    // 3 (the agent's EXIT_REMOVED): a service manager must not restart it.
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "the removed agent exited with {status}"
+    );
     // Its certificate no longer opens the door.
     assert_eq!(agent_listener_answers(&lab, "doomed")[1], 401);
     let log = lab.agent_log("doomed");
