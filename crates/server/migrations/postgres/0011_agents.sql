@@ -24,7 +24,8 @@ CREATE TABLE agent_tokens (
     secret_sha256   TEXT    NOT NULL,          -- hex SHA-256 of the token's secret
     created_at      BIGINT  NOT NULL,
     expires_at      BIGINT  NOT NULL,
-    used_at         BIGINT
+    used_at         BIGINT,
+    replace_agent   BIGINT  NOT NULL DEFAULT 0   -- 1: may replace an agent of that name
 );
 CREATE INDEX agent_tokens_by_expiry ON agent_tokens(expires_at);
 CREATE INDEX agent_tokens_by_agent ON agent_tokens(agent);

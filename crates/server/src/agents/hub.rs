@@ -239,6 +239,17 @@ impl Hub {
         }
     }
 
+    /// Takes back attempt `job_id` from `agent` before it works on it (the agent was
+    /// removed while it waited for the job): its dispatcher moves on to another agent at
+    /// once, and an answer from `agent` is refused.
+    pub fn withdraw(&self, agent: &str, job_id: &str) {
+        let mut state = self.lock();
+        if state.pending.get(job_id).is_some_and(|p| p.agent == agent) {
+            state.pending.remove(job_id);
+            state.finish(job_id.to_owned(), agent.to_owned(), Finished::TimedOut);
+        }
+    }
+
     /// The answer of `agent` to attempt `job_id`: accepted once, from the agent the attempt
     /// went to, while its dispatcher still waits.
     pub fn answer(&self, agent: &str, job_id: &str, result: JobResult) -> Result<(), AnswerError> {
@@ -354,9 +365,18 @@ impl Hub {
                 Ok(Ok(agent)) => Some(agent),
                 Ok(Err(_)) => None,
                 Err(_) => {
-                    // Taken at the last moment? `take` sends under the lock.
-                    let _state = self.lock();
-                    taken_rx.try_recv().ok()
+                    // Taken at the last moment? `take` sends under the lock, so under it
+                    // the job is either taken or, removed here, never handed out.
+                    let mut state = self.lock();
+                    match taken_rx.try_recv() {
+                        Ok(agent) => Some(agent),
+                        Err(_) => {
+                            if let Some(seg) = state.segments.get_mut(segment) {
+                                seg.waiting.retain(|w| w.job.id != job.id);
+                            }
+                            None
+                        }
+                    }
                 }
             };
             let Some(agent) = agent else {
@@ -540,6 +560,37 @@ mod tests {
         assert_eq!(answered.attempts, 1);
         assert_eq!(answered.result, result("a1"));
         tokio::time::timeout(WAIT, agent).await.unwrap().unwrap();
+        assert_empty(&hub);
+    }
+
+    #[tokio::test]
+    async fn a_withdrawn_job_goes_to_another_agent_at_once() {
+        // A job time-out far longer than the test: only the withdrawal can move it on.
+        let hub = hub(60_000, 3000, 2);
+        let run = {
+            let hub = hub.clone();
+            tokio::spawn(async move { hub.run("lab", job()).await })
+        };
+        let first = hub.take("removed", "lab", WAIT).await.unwrap();
+        hub.withdraw("someone-else", &first.id); // not theirs: no effect
+        assert_eq!(pending_ids(&hub).len(), 1);
+        hub.withdraw("removed", &first.id);
+        let second = tokio::time::timeout(Duration::from_secs(2), hub.take("a2", "lab", WAIT))
+            .await
+            .expect("the job moved on at once")
+            .unwrap();
+        assert_ne!(second.id, first.id);
+        assert_eq!(
+            hub.answer("removed", &first.id, result("removed")),
+            Err(AnswerError::TimedOut)
+        );
+        hub.answer("a2", &second.id, result("a2")).unwrap();
+        let answered = tokio::time::timeout(WAIT, run)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!((answered.agent.as_str(), answered.attempts), ("a2", 2));
         assert_empty(&hub);
     }
 

@@ -58,6 +58,14 @@ pub const MAX_RESULT_BYTES: usize = 64 * 1024;
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// How long a TLS handshake may take.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections served at once; more are closed at accept.
+pub const MAX_CONNECTIONS: usize = 512;
+/// Of those, connections without a client certificate (CA download, enrolment).
+pub const MAX_ANONYMOUS_CONNECTIONS: usize = 32;
+/// How long a connection without a client certificate may stay open in all.
+const ANONYMOUS_CONNECTION_LIFETIME: Duration = Duration::from_secs(30);
+/// The longest a request may take (a poll waits up to `MAX_WAIT_MS`, then answers).
+const REQUEST_TIMEOUT: Duration = Duration::from_millis(MAX_WAIT_MS + 15_000);
 /// How long an agent has to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -221,7 +229,15 @@ async fn enroll(
         .store
         .redeem_agent_token(&token.id, &secret_hash, &cert.sha256, cert.not_after, now)
         .await
-        .map_err(|e| internal("redeeming an enrolment token", e))?
+        .map_err(|e| match e {
+            crate::store::StoreError::Conflict => refuse(
+                Problem::unauthorized(
+                    "an agent of this name is already enrolled; its replacement needs a token made with --replace",
+                ),
+                403,
+            ),
+            e => internal("redeeming an enrolment token", e),
+        })?
         .ok_or_else(refused)?;
     tracing::info!(agent = %agent.name, segment = %agent.segment, "validation agent enrolled");
     Ok(s.response(&agent.name, &agent.segment, &cert))
@@ -274,7 +290,15 @@ async fn poll(
     }
     let wait = Duration::from_millis(req.wait_ms.unwrap_or(MAX_WAIT_MS).min(MAX_WAIT_MS));
     Ok(match s.hub.take(&agent.name, &agent.segment, wait).await {
-        Some(job) => axum::Json(job).into_response(),
+        Some(job) => {
+            // The agent may have been removed (or renewed away) while it waited: such an
+            // agent never sees the job, which goes to another agent at once.
+            if let Err(refusal) = s.agent(&peer).await {
+                s.hub.withdraw(&agent.name, &job.id);
+                return Err(refusal);
+            }
+            axum::Json(job).into_response()
+        }
         None => StatusCode::NO_CONTENT.into_response(),
     })
 }
@@ -325,6 +349,10 @@ pub fn router(state: Arc<ListenerState>) -> Router {
             post(result).layer(DefaultBodyLimit::max(MAX_RESULT_BYTES)),
         )
         .fallback(|| async { refuse(Problem::malformed("no such resource"), 404) })
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
         .with_state(state)
 }
 
@@ -340,6 +368,8 @@ pub async fn serve(
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let router = router(state);
     let mut connections = JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let anonymous = Arc::new(tokio::sync::Semaphore::new(MAX_ANONYMOUS_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -353,9 +383,14 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, limit = MAX_CONNECTIONS, "agent listener: too many connections; closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let (acceptor, router) = (acceptor.clone(), router.clone());
+        let (acceptor, router, anonymous) = (acceptor.clone(), router.clone(), anonymous.clone());
         connections.spawn(async move {
+            let _slot = slot;
             let tls =
                 match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                     Ok(Ok(tls)) => tls,
@@ -374,7 +409,20 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .map(|c| fingerprint(c));
-            serve_connection(tls, router, peer, PeerCertificate(cert)).await;
+            if cert.is_some() {
+                serve_connection(tls, router, peer, PeerCertificate(cert)).await;
+                return;
+            }
+            // Without a certificate: a few at once, for a bounded time.
+            let Ok(_permit) = anonymous.try_acquire_owned() else {
+                tracing::debug!(%peer, "agent listener: too many connections without a client certificate; closed");
+                return;
+            };
+            let _ = tokio::time::timeout(
+                ANONYMOUS_CONNECTION_LIFETIME,
+                serve_connection(tls, router, peer, PeerCertificate(None)),
+            )
+            .await;
         });
         while connections.try_join_next().is_some() {}
     }
@@ -397,6 +445,8 @@ where
     builder
         .http2()
         .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10))
         .max_concurrent_streams(16);
     let service = TowerToHyperService::new(tower::util::MapRequest::new(
         router,

@@ -71,7 +71,7 @@ impl Routes {
                 suffixes: r
                     .suffixes
                     .iter()
-                    .map(|s| s.trim_start_matches('.').to_ascii_lowercase())
+                    .map(|s| s.trim_matches('.').to_ascii_lowercase())
                     .collect(),
                 ranges: r
                     .ip_ranges
@@ -256,7 +256,7 @@ mod tests {
             perspectives = ["hr"]
             [[routes]]
             name = "lab"
-            suffixes = [".Lab.Corp.Test"]
+            suffixes = [".Lab.Corp.Test."]
             perspectives = ["lab", "local"]
             quorum = 1
             [[routes]]

@@ -189,7 +189,7 @@ fn checked(mut outcome: Outcome, challenge: &ChallengeType) -> Outcome {
         let mut detail: String = problem
             .detail
             .chars()
-            .filter(|c| !c.is_control())
+            .filter(|c| !c.is_control() && !is_format(*c))
             .take(MAX_AGENT_DETAIL)
             .collect();
         if detail.is_empty() {
@@ -208,6 +208,14 @@ fn checked(mut outcome: Outcome, challenge: &ChallengeType) -> Outcome {
             json!({"note": "the agent's diagnostic was not a JSON object or was too large"});
     }
     outcome
+}
+
+/// Unicode format characters (category Cf: bidirectional overrides, zero-width
+/// characters) that could make an agent's text read differently from what it is.
+fn is_format(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{061C}' | '\u{180E}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}'
+        | '\u{2060}'..='\u{206F}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
 }
 
 /// Combines the perspectives' views: the result of the first that passed when at least
@@ -517,7 +525,7 @@ mod tests {
         let f = fixture("[[routes]]\nsuffixes = [\"lab.test\"]\nperspectives = [\"lab\"]\n").await;
         let mut hostile = Problem::new(ProblemType::ServerInternal, "x".repeat(5000));
         hostile.kind = ProblemType::Other("urn:evil".into());
-        hostile.detail = format!("bad\u{1b}[31m{}", "y".repeat(1000));
+        hostile.detail = format!("bad\u{1b}[31m\u{202e}{}", "y".repeat(1000));
         f.agents.answers.lock().unwrap().push((
             "lab".into(),
             Ok(JobResult {
@@ -535,6 +543,10 @@ mod tests {
             problem.detail.len()
         );
         assert!(!problem.detail.contains('\u{1b}'));
+        assert!(
+            !problem.detail.contains('\u{202e}'),
+            "bidirectional override dropped"
+        );
         assert!(outcome.record.is_object(), "{}", outcome.record);
         assert!(
             outcome.diagnostic["big"].is_null(),

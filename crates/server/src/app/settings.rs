@@ -64,7 +64,7 @@ impl Settings {
             profiles: self.profiles.clone(),
             default_profile: config.default_profile(),
             crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
-            lease_secs: 3 * config.validation.timeout_secs as i64 + 30,
+            lease_secs: lease_secs(config),
             rate_limits: rate_limits(&config.rate_limits),
         }
     }
@@ -251,6 +251,22 @@ pub fn issuance_policy(config: &Config, pki_base: &str, ocsp: bool) -> IssuanceP
     }
 }
 
+/// How long work in flight is leased before another run may resume it: longer than a
+/// validation can take, through remote agents too (a routed validation looks the name up
+/// and may try `attempts` agents, each with its pickup and job time-outs), so that a
+/// validation still under way is never started a second time.
+fn lease_secs(config: &Config) -> i64 {
+    let local = 3 * config.validation.timeout_secs as i64 + 30;
+    if config.validation.routes.is_empty() {
+        return local;
+    }
+    let a = &config.agents;
+    let per_attempt = a.pickup_timeout_secs + config.agent_job_timeout_secs();
+    let remote =
+        i64::from(a.attempts) * per_attempt as i64 + config.validation.timeout_secs as i64 + 30;
+    local.max(remote)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -402,5 +418,17 @@ mod tests {
             let cfg: Config = toml::from_str(&toml).unwrap();
             assert_eq!(store_options(&cfg).sqlite_synchronous, want, "{text}");
         }
+    }
+
+    #[test]
+    fn the_lease_outlasts_a_routed_validation() {
+        let plain: Config = toml::from_str("").unwrap();
+        assert_eq!(lease_secs(&plain), 60);
+        let routed: Config = toml::from_str(
+            "[agents]\nlisten = \"127.0.0.1:9555\"\nattempts = 3\npickup_timeout_secs = 30\n[[validation.routes]]\nsuffixes = [\"lab.test\"]\nperspectives = [\"lab\"]\n",
+        )
+        .unwrap();
+        // 3 attempts of (30 s pickup + 15 s job) + 10 s + 30 s.
+        assert_eq!(lease_secs(&routed), 3 * 45 + 40);
     }
 }

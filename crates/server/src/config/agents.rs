@@ -177,7 +177,7 @@ impl Config {
                 ));
             }
             for s in &r.suffixes {
-                let s = s.trim_start_matches('.');
+                let s = s.trim_matches('.');
                 if s.is_empty() || !s.is_ascii() || s.contains(['*', '/', ' ']) {
                     return bad(format!(
                         "validation.routes {name:?}: suffix {s:?} must be an ASCII domain name (punycode IDNs)"

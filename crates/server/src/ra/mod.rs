@@ -526,27 +526,39 @@ impl Ra {
         tokio::spawn(async move {
             let key_auth = key_authorization(&challenge.token, &account_key);
             let started = std::time::Instant::now();
+            let mut unroutable = None;
             if ra.inner.va.routes_by_profile() {
                 match ra.inner.store.authorization_profile(authz_id).await {
                     Ok(profile) => applicant.profile = profile,
-                    // Routed as if no profile was asked for; the log says why.
+                    // Routing must not guess (a guess could skip a corroboration route):
+                    // the validation fails, and the client may try again.
                     Err(e) => {
-                        tracing::error!(authz = %authz_id, error = %e, "could not read the order profile for validation routing")
+                        tracing::error!(authz = %authz_id, error = %e, "could not read the order profile for validation routing");
+                        unroutable = Some(crate::va::Outcome::plain(
+                            Some(Problem::server_internal(
+                                "the validation could not be routed (the order's profile could not be read); try again",
+                            )),
+                            serde_json::json!({}),
+                        ));
                     }
                 }
             }
-            let outcome = ra
-                .inner
-                .va
-                .validate_for_issuance(
-                    &challenge.kind,
-                    &identifier,
-                    wildcard,
-                    &challenge.token,
-                    &key_auth,
-                    &applicant,
-                )
-                .await;
+            let outcome = match unroutable {
+                Some(outcome) => outcome,
+                None => {
+                    ra.inner
+                        .va
+                        .validate_for_issuance(
+                            &challenge.kind,
+                            &identifier,
+                            wildcard,
+                            &challenge.token,
+                            &key_auth,
+                            &applicant,
+                        )
+                        .await
+                }
+            };
             match &outcome.error {
                 None => {
                     tracing::info!(challenge = %challenge.id, %identifier, kind = %challenge.kind, "validation succeeded")

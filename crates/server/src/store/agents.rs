@@ -125,8 +125,8 @@ impl Store {
                 )
                 .await?;
                 tx.execute(
-                    "INSERT INTO agent_tokens (id, agent, segment, secret_sha256, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6)",
-                    &params![&id, &agent, &segment, &hash, now, expires_at],
+                    "INSERT INTO agent_tokens (id, agent, segment, secret_sha256, created_at, expires_at, replace_agent) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &params![&id, &agent, &segment, &hash, now, expires_at, i64::from(replace)],
                 )
                 .await
                 .map_err(unique_is_conflict)?;
@@ -197,18 +197,34 @@ impl Store {
                 }
                 let token = tx
                     .fetch_one(
-                        "SELECT agent, segment FROM agent_tokens WHERE id = $1",
+                        "SELECT agent, segment, replace_agent FROM agent_tokens WHERE id = $1",
                         &params![&id],
                     )
                     .await?;
                 let (agent, segment) = (token.text("agent")?, token.text("segment")?);
-                tx.execute(
-                    "INSERT INTO agents (name, segment, cert_sha256, not_after, enrolled_at, last_contact, jobs_done, jobs_failed) VALUES ($1, $2, $3, $4, $5, NULL, 0, 0)
-                     ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, cert_sha256 = excluded.cert_sha256, not_after = excluded.not_after, enrolled_at = excluded.enrolled_at, last_contact = NULL, jobs_done = 0, jobs_failed = 0",
-                    &params![&agent, &segment, &cert, not_after, now],
-                )
-                .await
-                .map_err(unique_is_conflict)?;
+                if token.flag("replace_agent")? {
+                    tx.execute(
+                        "INSERT INTO agents (name, segment, cert_sha256, not_after, enrolled_at, last_contact, jobs_done, jobs_failed) VALUES ($1, $2, $3, $4, $5, NULL, 0, 0)
+                         ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, cert_sha256 = excluded.cert_sha256, not_after = excluded.not_after, enrolled_at = excluded.enrolled_at, last_contact = NULL, jobs_done = 0, jobs_failed = 0",
+                        &params![&agent, &segment, &cert, not_after, now],
+                    )
+                    .await
+                    .map_err(unique_is_conflict)?;
+                } else {
+                    // A token made without --replace never takes over an agent enrolled
+                    // since (nor one a second token for the same name enrolled first).
+                    let inserted = tx
+                        .execute(
+                            "INSERT INTO agents (name, segment, cert_sha256, not_after, enrolled_at, last_contact, jobs_done, jobs_failed) VALUES ($1, $2, $3, $4, $5, NULL, 0, 0)
+                             ON CONFLICT (name) DO NOTHING",
+                            &params![&agent, &segment, &cert, not_after, now],
+                        )
+                        .await
+                        .map_err(unique_is_conflict)?;
+                    if inserted != 1 {
+                        return Err(StoreError::Conflict);
+                    }
+                }
                 let event = AuditEvent::new(&Actor::System, "agent.enroll").details(
                     serde_json::json!({ "agent": agent, "segment": segment, "token": id, "cert_sha256": cert, "not_after": not_after }),
                 );
@@ -462,6 +478,31 @@ mod tests {
             store.create_agent_token(&token("t2", "a1", false)).await,
             Err(StoreError::Conflict)
         ));
+        // A token made without replace before the name was taken cannot take it over
+        // either, and stays unused (the refused redemption rolled back).
+        store
+            .create_agent_token(&token("t9", "a9", false))
+            .await
+            .unwrap();
+        store
+            .create_agent_token(&token("t8", "a9", false))
+            .await
+            .unwrap();
+        let first = store
+            .redeem_agent_token("t9", "aa", "c9", 999, 150)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(
+            store.redeem_agent_token("t8", "aa", "c8", 999, 150).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(
+            store.agent("a9").await.unwrap().unwrap().cert_sha256,
+            first.cert_sha256
+        );
+        assert!(store.agent_token("t8", "aa", 150).await.unwrap().is_some());
+        assert!(store.remove_agent("a9").await.unwrap());
         store
             .create_agent_token(&token("t2", "a1", true))
             .await
@@ -512,6 +553,11 @@ mod tests {
             [
                 "agent.token_create",
                 "agent.enroll",
+                "agent.token_create",
+                "agent.token_create",
+                // t9 enrols a9; t8's refused redemption left no entry.
+                "agent.enroll",
+                "agent.remove",
                 "agent.token_create",
                 "agent.renew",
                 "agent.remove"
