@@ -5,37 +5,10 @@
 
 mod harness;
 
-use std::process::{Command, Output};
-
+use certwright_server::encoding::hex;
 use certwright_server::va::remote::{sha256, EnrolmentToken};
-use harness::TestCa;
+use harness::{cli, text, TestCa};
 use serde_json::Value;
-
-async fn cli(ca: &TestCa, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
-    cmd.args(args).arg("--data-dir").arg(&ca.data_dir);
-    if let Some(url) = harness::database_url_for(&ca.data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    tokio::task::spawn_blocking(move || {
-        certwright_testkit::process::run_bounded(&mut cmd, std::time::Duration::from_secs(60))
-    })
-    .await
-    .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 #[tokio::test]
 async fn agents_are_enrolled_listed_and_removed() {

@@ -6,34 +6,11 @@
 
 mod harness;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use certwright_proto::b64;
-use harness::TestCa;
+use harness::{cli, text, TestCa};
 use serde_json::{json, Value};
-
-/// `certwright-ca ARGS --data-dir … [--database-url …]` against the test CA's database.
-async fn cli(ca: &TestCa, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
-    cmd.args(args).arg("--data-dir").arg(&ca.data_dir);
-    if let Some(url) = harness::database_url_for(&ca.data_dir).await {
-        cmd.args(["--database-url", &url]);
-    }
-    tokio::task::spawn_blocking(move || {
-        certwright_testkit::process::run_bounded(&mut cmd, std::time::Duration::from_secs(60))
-    })
-    .await
-    .unwrap()
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "status {}\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
 
 /// Runs one statement on the CA's database directly, as someone with database access
 /// (not the CA) would: the tampering the trail must reveal.

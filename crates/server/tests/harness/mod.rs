@@ -279,6 +279,31 @@ pub(crate) fn on_postgres() -> bool {
     std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres")
 }
 
+/// `certwright-ca ARGS --data-dir … [--database-url …]` against the test CA's database
+/// (bounded to 60 s).
+pub(crate) async fn cli(ca: &TestCa, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_certwright-ca"));
+    cmd.args(args).arg("--data-dir").arg(&ca.data_dir);
+    if let Some(url) = database_url_for(&ca.data_dir).await {
+        cmd.args(["--database-url", &url]);
+    }
+    tokio::task::spawn_blocking(move || {
+        certwright_testkit::process::run_bounded(&mut cmd, Duration::from_secs(60))
+    })
+    .await
+    .unwrap()
+}
+
+/// A command's status and output, for assertion messages.
+pub(crate) fn text(out: &std::process::Output) -> String {
+    format!(
+        "status {}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// The database for a test CA: SQLite in its data directory (None: the default), or a
 /// fresh PostgreSQL database of its own, created on first use and reused on restarts.
 pub(crate) async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
