@@ -213,6 +213,26 @@ pub struct EnrolmentToken {
 }
 
 impl EnrolmentToken {
+    /// A new token pinning the agent CA whose certificate hashes to `ca_sha256`: a
+    /// random 72-bit id and 256-bit secret.
+    pub fn generate(ca_sha256: [u8; 32]) -> Self {
+        let random = |len: usize| {
+            let mut b = vec![0u8; len];
+            aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
+            certwright_proto::b64::encode(&b)
+        };
+        Self {
+            id: random(9),
+            secret: random(32),
+            ca_sha256,
+        }
+    }
+
+    /// What the store keeps of the secret: its SHA-256, in lower-case hex.
+    pub fn secret_hash(&self) -> String {
+        crate::hex(&sha256(self.secret.as_bytes()))
+    }
+
     /// Parses a token; `None` when it is not one.
     pub fn parse(s: &str) -> Option<Self> {
         let mut parts = s.trim().split('.');
@@ -280,6 +300,14 @@ mod tests {
         };
         let text = token.to_string();
         assert!(text.starts_with("cwva1.abc123.s3cr3t-_x."), "{text}");
+        assert_eq!(token.secret_hash(), crate::hex(&sha256(b"s3cr3t-_x")));
+        let fresh = EnrolmentToken::generate(token.ca_sha256);
+        assert_eq!(
+            EnrolmentToken::parse(&fresh.to_string()),
+            Some(fresh.clone())
+        );
+        assert_eq!((fresh.id.len(), fresh.secret.len()), (12, 43));
+        assert_ne!(fresh, EnrolmentToken::generate(token.ca_sha256));
         assert_eq!(EnrolmentToken::parse(&text), Some(token.clone()));
         assert!(!format!("{token:?}").contains("s3cr3t"));
         for bad in [

@@ -214,7 +214,7 @@ async fn enroll(
     if token.ca_sha256 != s.ca.sha256() {
         return Err(refused());
     }
-    let secret_hash = crate::encoding::hex(&crate::va::remote::sha256(token.secret.as_bytes()));
+    let secret_hash = token.secret_hash();
     let now = s.clock.now();
     let record = s
         .store
@@ -548,26 +548,25 @@ mod tests {
 
     /// A token for `agent` of `segment` (expired when `expired`), as printed.
     async fn token(f: &Fixture, id: &str, agent: &str, segment: &str, expired: bool) -> String {
-        let secret = format!("secret-{id}");
+        let token = EnrolmentToken {
+            id: id.into(),
+            secret: format!("secret-{id}"),
+            ca_sha256: f.ca.sha256(),
+        };
         let now = Clock::system().now();
         f.store
             .create_agent_token(&NewAgentToken {
                 id,
                 agent,
                 segment,
-                secret_sha256: &crate::encoding::hex(&crate::va::remote::sha256(secret.as_bytes())),
+                secret_sha256: &token.secret_hash(),
                 now,
                 expires_at: if expired { now - 1 } else { now + 3600 },
                 replace: false,
             })
             .await
             .unwrap();
-        EnrolmentToken {
-            id: id.into(),
-            secret,
-            ca_sha256: f.ca.sha256(),
-        }
-        .to_string()
+        token.to_string()
     }
 
     async fn problem(resp: reqwest::Response, status: u16, kind: &str) {

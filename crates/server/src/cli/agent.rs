@@ -6,7 +6,7 @@ use certwright_server::clock::{rfc3339, Clock};
 use certwright_server::config::valid_segment_name;
 use certwright_server::store::agents::NewAgentToken;
 use certwright_server::store::StoreError;
-use certwright_server::va::remote::{sha256, EnrolmentToken};
+use certwright_server::va::remote::EnrolmentToken;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -42,13 +42,6 @@ pub(crate) enum AgentAction {
     },
 }
 
-/// `len` random bytes in base64url.
-fn random_b64(len: usize) -> String {
-    let mut b = vec![0u8; len];
-    aws_lc_rs::rand::fill(&mut b).expect("the system RNG works");
-    certwright_proto::b64::encode(&b)
-}
-
 /// `certwright-ca agent …`.
 pub(crate) async fn run(action: AgentAction, ca: ConfigArgs) -> anyhow::Result<()> {
     let server = ca.open().await?;
@@ -67,11 +60,7 @@ pub(crate) async fn run(action: AgentAction, ca: ConfigArgs) -> anyhow::Result<(
                 }
             }
             let agent_ca = AgentCa::load_or_create(store, now).await?;
-            let token = EnrolmentToken {
-                id: random_b64(9),
-                secret: random_b64(32),
-                ca_sha256: agent_ca.sha256(),
-            };
+            let token = EnrolmentToken::generate(agent_ca.sha256());
             let hours = server.config.agents.token_ttl_hours;
             let expires_at = now + i64::from(hours) * 3600;
             let created = store
@@ -79,9 +68,7 @@ pub(crate) async fn run(action: AgentAction, ca: ConfigArgs) -> anyhow::Result<(
                     id: &token.id,
                     agent: &name,
                     segment: &segment,
-                    secret_sha256: &certwright_server::encoding::hex(&sha256(
-                        token.secret.as_bytes(),
-                    )),
+                    secret_sha256: &token.secret_hash(),
                     now,
                     expires_at,
                     replace,
