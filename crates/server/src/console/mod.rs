@@ -11,7 +11,11 @@
 //! both out for the rest of the window; every response carries a strict CSP, no framing,
 //! no referrer and no caching. HTML is escaped by `maud`.
 
+mod account;
+mod actions;
+mod dashboard;
 pub mod password;
+mod renewal;
 mod troubleshoot;
 mod views;
 
@@ -91,7 +95,6 @@ pub fn router<S>(console: Console) -> Router<S> {
         .route("/console/style.css", get(style))
         .route("/console/sign-in", get(sign_in_page).post(sign_in))
         .route("/console/sign-out", post(sign_out))
-        .route("/console/dashboard", get(dashboard))
         .route("/console/certificates", get(inventory))
         .route("/console/certificates/{serial}", get(certificate))
         .route(
@@ -99,7 +102,6 @@ pub fn router<S>(console: Console) -> Router<S> {
             post(renew_early),
         )
         .route("/console/certificates/{serial}/revoke", post(revoke))
-        .route("/console/renewal", get(renewal))
         .route("/console/validations", get(troubleshoot::validations))
         .route("/console/eab", get(eab_keys).post(create_eab_key))
         .route("/console/webhooks", get(webhooks))
@@ -107,6 +109,10 @@ pub fn router<S>(console: Console) -> Router<S> {
             "/console/webhooks/deliveries/{seq}/retry",
             post(retry_webhook),
         )
+        .merge(dashboard::routes())
+        .merge(renewal::routes())
+        .merge(actions::routes())
+        .merge(account::routes())
         .route("/console/{*rest}", get(not_found))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(console)
@@ -424,12 +430,6 @@ async fn sign_out(State(console): State<Console>, headers: HeaderMap, body: Byte
         .into_response())
 }
 
-async fn dashboard(State(console): State<Console>, headers: HeaderMap) -> Page {
-    let session = console.page_session(&headers).await?;
-    let counts = console.store.dashboard_counts(console.clock.now()).await?;
-    Ok(views::dashboard(&session, &counts).into_response())
-}
-
 /// The inventory's query string, parsed (empty fields are no filter).
 fn inventory_query(params: &HashMap<String, String>, now: i64) -> Result<InventoryQuery, Refusal> {
     let field = |k: &str| {
@@ -675,25 +675,6 @@ async fn create_eab_key(State(console): State<Console>, headers: HeaderMap, body
 /// The serial (lower-case hex) of an ARI certificate id (RFC 9773 §4.1).
 fn ari_serial(id: &str) -> Option<String> {
     certwright_proto::ari::parse_cert_id(id).map(|(_, serial)| crate::encoding::hex(&serial))
-}
-
-async fn renewal(
-    State(console): State<Console>,
-    headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
-) -> Page {
-    let session = console.page_session(&headers).await?;
-    let days: i64 = params
-        .get("days")
-        .and_then(|d| d.parse().ok())
-        .unwrap_or(30)
-        .clamp(1, 365);
-    let now = console.clock.now();
-    let at_risk = console
-        .store
-        .renewal_at_risk(now, now + days * 86_400, 200)
-        .await?;
-    Ok(views::renewal(&session, days, &at_risk).into_response())
 }
 
 async fn eab_keys(State(console): State<Console>, headers: HeaderMap) -> Page {

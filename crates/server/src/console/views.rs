@@ -6,7 +6,7 @@ use axum::response::{Html, IntoResponse, Response};
 use maud::{html, Markup, DOCTYPE};
 
 use crate::clock::rfc3339;
-use crate::store::console::{DashboardCounts, InventoryItem, InventoryPage};
+use crate::store::console::{InventoryItem, InventoryPage};
 use crate::store::operators::OperatorSession;
 use crate::store::webhooks::{DeliveryView, EndpointDeliveries, WebhookRoute};
 use crate::store::{AccountRecord, CertificateRecord, EabKeyRecord, OrderRecord};
@@ -33,11 +33,12 @@ pub(super) fn layout(title: &str, session: Option<&OperatorSession>, body: Marku
                                 a href="/console/renewal" { "Renewal health" }
                                 a href="/console/validations" { "Validations" }
                                 a href="/console/eab" { "EAB keys" }
+                                a href="/console/campaigns" { "Campaigns" }
                                 a href="/console/webhooks" { "Webhooks" }
                             }
                             form.signout method="post" action="/console/sign-out" {
                                 input type="hidden" name="csrf" value=(s.csrf);
-                                span.who { (s.operator) " (" (s.role.as_str()) ")" }
+                                a.who href="/console/account" { (s.operator) " (" (s.role.as_str()) ")" }
                                 button type="submit" { "Sign out" }
                             }
                         }
@@ -77,27 +78,7 @@ pub(super) fn sign_in(csrf: &str, error: Option<&str>) -> Response {
     )
 }
 
-/// The dashboard.
-pub(super) fn dashboard(session: &OperatorSession, c: &DashboardCounts) -> Response {
-    let tile = |label: &str, value: i64, href: &str| {
-        html! { a.tile href=(href) { span.n { (value) } span { (label) } } }
-    };
-    layout(
-        "Dashboard",
-        Some(session),
-        html! {
-            div.tiles {
-                (tile("valid certificates", c.valid, "/console/certificates?state=valid"))
-                (tile("expire within 7 days", c.expiring_7d, "/console/renewal?days=7"))
-                (tile("expire within 30 days", c.expiring_30d, "/console/renewal?days=30"))
-                (tile("revoked", c.revoked, "/console/certificates?state=revoked"))
-                (tile("orders processing", c.orders_processing, "/console/dashboard"))
-            }
-        },
-    )
-}
-
-fn certificate_table(items: &[InventoryItem]) -> Markup {
+pub(super) fn certificate_table(items: &[InventoryItem]) -> Markup {
     html! {
         div.scroll {
             table {
@@ -313,23 +294,6 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
             }
             h2 { "PEM (with chain)" }
             pre.pem { (c.chain_pem) }
-        },
-    )
-}
-
-/// Certificates expiring without a successor.
-pub(super) fn renewal(session: &OperatorSession, days: i64, at_risk: &[InventoryItem]) -> Response {
-    layout(
-        "Renewal health",
-        Some(session),
-        html! {
-            form.search method="get" action="/console/renewal" {
-                label { "Expiring within (days)" input name="days" inputmode="numeric" value=(days); }
-                button type="submit" { "Show" }
-            }
-            p { (at_risk.len()) " unrevoked certificate(s) expire within " (days)
-                " days with no successor (no order replaced them, and their account has no later certificate for the same names)." }
-            @if !at_risk.is_empty() { (certificate_table(at_risk)) }
         },
     )
 }

@@ -215,6 +215,7 @@ impl Pkcs11Key {
         let pin = pin(uri, settings)?;
         let fail = |f: Failure| KeyError::Pkcs11(format!("{uri}: {}", f.message));
         {
+            let _writing = module.lock_object_writes();
             let state = module.read();
             let slot = state.find_slot(&module, uri).map_err(fail)?;
             state

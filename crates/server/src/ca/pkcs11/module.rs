@@ -126,6 +126,11 @@ pub(crate) fn pin_refused(error: &CkError) -> bool {
 pub(crate) struct Module {
     path: PathBuf,
     state: RwLock<State>,
+    /// Held while objects are created or destroyed in a token of this module: the
+    /// check for a clashing label and the creation are then one step, and SoftHSM2's
+    /// file object store, which fails concurrent creations with CKR_GENERAL_ERROR
+    /// (SoftHSMv2 issue 573), sees one at a time.
+    object_writes: Mutex<()>,
 }
 
 /// The module's context and what lives as long as one initialisation of it.
@@ -188,9 +193,17 @@ impl Module {
                 generation: 0,
                 logins: Mutex::new(HashMap::new()),
             }),
+            object_writes: Mutex::new(()),
         });
         modules.insert(canonical, module.clone());
         Ok(module)
+    }
+
+    /// Serialises object creation and destruction in this module's tokens.
+    pub(crate) fn lock_object_writes(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.object_writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The module's file.

@@ -96,6 +96,7 @@ impl Pkcs11Key {
     /// Runs `f` with a read-write session of the current initialisation and the private
     /// key (tests).
     fn with_session<T>(&self, f: impl FnOnce(&Session, ObjectHandle) -> T) -> T {
+        let _writing = self.module.lock_object_writes();
         let state = self.module.read();
         let bound = self.bind(&state).unwrap();
         let session = state
