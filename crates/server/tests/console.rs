@@ -892,5 +892,39 @@ fn a_login_link_works_once_over_the_tls_admin_listener_and_disable_ends_the_sess
     ] {
         assert!(actions.contains(action), "{action} in {actions}");
     }
+
+    // A renewed pair in the same files is served after SIGHUP, without a restart.
+    let renewed = tmp.path().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_root, new_cert, new_key) = support::x509::tls_identity(&renewed);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let new_root = std::fs::read(&new_root).unwrap();
+    let trusts_new = || {
+        runtime.block_on(async {
+            client_builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&new_root).unwrap()])
+                .build()
+                .unwrap()
+                .get(format!("https://{admin}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+    };
+    assert!(!trusts_new(), "the old certificate until SIGHUP");
+    certwright_testkit::process::send_signal(
+        ca.pid(&mut guard),
+        certwright_testkit::process::Signal::HUP,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !trusts_new() {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served 10 s after SIGHUP\n{}",
+            ca.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     ca.stop(&mut guard);
 }
