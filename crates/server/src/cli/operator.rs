@@ -130,7 +130,7 @@ pub(crate) async fn run(action: OperatorAction, ca: ConfigArgs) -> anyhow::Resul
                 text.lines().next().unwrap_or_default().to_owned()
             };
             if let Err(e) = password::check_new(&secret) {
-                anyhow::bail!("{e} (or use --generate-password or --login-link)");
+                anyhow::bail!("{e} Or use --generate-password or --login-link.");
             }
             let hash = password::hash(&secret).map_err(anyhow::Error::msg)?;
             store

@@ -77,11 +77,7 @@ fn new_password(form: &HashMap<String, String>) -> Result<String, String> {
     if form.get("again") != Some(&new) {
         return Err("The two new passwords differ.".to_owned());
     }
-    password::check_new(&new).map_err(|e| {
-        let mut e = e;
-        e[..1].make_ascii_uppercase();
-        e + "."
-    })?;
+    password::check_new(&new)?;
     Ok(new)
 }
 

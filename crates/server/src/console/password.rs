@@ -15,12 +15,12 @@ pub fn check_new(password: &str) -> Result<(), String> {
     let n = password.chars().count();
     if n < MIN_PASSWORD_LEN {
         return Err(format!(
-            "the password must have at least {MIN_PASSWORD_LEN} characters"
+            "The password must have at least {MIN_PASSWORD_LEN} characters."
         ));
     }
     if n > MAX_PASSWORD_LEN {
         return Err(format!(
-            "the password must have at most {MAX_PASSWORD_LEN} characters"
+            "The password must have at most {MAX_PASSWORD_LEN} characters."
         ));
     }
     Ok(())

@@ -278,7 +278,6 @@ impl Store {
     /// [`Store::create_operator_session`]). None (and no change) if the link is unknown,
     /// used, expired, or its operator disabled. Audited as `operator.password_set` and
     /// `operator.sign_in` by the operator.
-    #[allow(clippy::too_many_arguments)]
     pub async fn use_login_link(
         &self,
         token_hash: &str,
