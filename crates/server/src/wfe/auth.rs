@@ -159,6 +159,12 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                 Problem::bad_nonce("the JWS has no \"nonce\"; get one from newNonce").into(),
             );
         };
+        let nonce_failure = |e: crate::store::StoreError| {
+            tracing::error!(error = %e, "nonce lookup failed");
+            Problem::server_internal("the CA's database is unavailable; retry shortly")
+        };
+        // Shared nonces are redeemed with the account's read, in one statement.
+        let mut redeemed = None;
         let signer = match &jws.header.signer {
             Signer::Jwk(jwk) => {
                 jws.verify(jwk).map_err(|e| jws_problem(None, &e))?;
@@ -166,7 +172,18 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             }
             Signer::Kid(kid) => {
                 let account = match state.urls.parse_account(kid) {
-                    Some(id) => state.ra.account(id).await?,
+                    Some(id) => match state
+                        .nonces
+                        .redeem_reading_account(&nonce, id)
+                        .await
+                        .map_err(nonce_failure)?
+                    {
+                        Some((spent, account)) => {
+                            redeemed = Some(spent);
+                            account
+                        }
+                        None => state.ra.account(id).await?,
+                    },
                     None => None,
                 };
                 let Some(account) = account else {
@@ -188,10 +205,10 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                 Authenticated::Account(account)
             }
         };
-        let redeemed = state.nonces.redeem(&nonce).await.map_err(|e| {
-            tracing::error!(error = %e, "nonce lookup failed");
-            Problem::server_internal("the CA's database is unavailable; retry shortly")
-        })?;
+        let redeemed = match redeemed {
+            Some(spent) => spent,
+            None => state.nonces.redeem(&nonce).await.map_err(nonce_failure)?,
+        };
         if !redeemed {
             return Err(Problem::new(
                 ProblemType::BadNonce,

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use certwright_proto::b64;
 
 use crate::clock::Clock;
-use crate::store::{StoreReader, NONCE_BATCH};
+use crate::store::{AccountId, AccountRecord, StoreReader, NONCE_BATCH};
 
 /// How long a nonce stays redeemable.
 pub const NONCE_LIFETIME_SECS: i64 = 3600;
@@ -99,6 +99,23 @@ impl NonceStore {
         match self {
             Self::Memory(m) => Ok(m.redeem(nonce)),
             Self::Shared { store, clock, .. } => store.redeem_nonce(nonce, clock.now()).await,
+        }
+    }
+
+    /// With shared nonces: redeems `nonce` and reads account `id` in one statement (the
+    /// first of a `kid`-signed request): (redeemed, the account if it exists). `None` for
+    /// nonces in memory, which cost no statement.
+    pub async fn redeem_reading_account(
+        &self,
+        nonce: &str,
+        id: AccountId,
+    ) -> Result<Option<(bool, Option<AccountRecord>)>, crate::store::StoreError> {
+        match self {
+            Self::Memory(_) => Ok(None),
+            Self::Shared { store, clock, .. } => store
+                .account_redeeming_nonce(id, nonce, clock.now())
+                .await
+                .map(Some),
         }
     }
 
