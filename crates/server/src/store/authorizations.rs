@@ -7,7 +7,7 @@ use certwright_proto::Problem;
 use serde_json::Value;
 
 use super::audit::{self, Actor, AuditEvent};
-use super::engine::columns::Columns;
+use super::engine::columns::{Columns, Prefixed};
 use super::engine::tx::params;
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks;
@@ -129,20 +129,25 @@ impl Store {
 
     /// The authorization with `id` and its challenges.
     pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
-        let row = self
-            .read_optional("SELECT * FROM authorizations WHERE id = $1", &params![id.0])
-            .await?
-            .ok_or(StoreError::NotFound)?;
-        let challenges = self
+        // One read: a row per challenge, the authorization's columns repeated in each.
+        let rows = self
             .read_all(
-                "SELECT * FROM challenges WHERE authorization_id = $1 ORDER BY id",
+                "SELECT a.*, c.id AS c_id, c.authorization_id AS c_authorization_id,
+                        c.type AS c_type, c.token AS c_token, c.status AS c_status,
+                        c.validated AS c_validated, c.error AS c_error, c.record AS c_record
+                 FROM authorizations a LEFT JOIN challenges c ON c.authorization_id = a.id
+                 WHERE a.id = $1 ORDER BY c.id",
                 &params![id.0],
             )
-            .await?
-            .iter()
-            .map(ChallengeRecord::from_row)
-            .collect::<Result<Vec<_>>>()?;
-        AuthzRecord::from_row(&row, challenges)
+            .await?;
+        let first = rows.first().ok_or(StoreError::NotFound)?;
+        let mut challenges = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if row.opt_int("c_id")?.is_some() {
+                challenges.push(ChallengeRecord::from_row(&Prefixed { prefix: "c_", row })?);
+            }
+        }
+        AuthzRecord::from_row(first, challenges)
     }
 
     /// The profile of the latest order holding authorization `id` (what validation

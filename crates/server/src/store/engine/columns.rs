@@ -74,6 +74,40 @@ macro_rules! columns_via {
 }
 pub(crate) use columns_via;
 
+/// The columns of `row` named `prefix` + name: the aliased columns of a joined read (the
+/// challenges of `Store::authorization`, for instance), decoded by the joined table's own
+/// `from_row`.
+pub(crate) struct Prefixed<'r, R> {
+    /// What each column name is prefixed with (`c_`).
+    pub prefix: &'static str,
+    /// The row.
+    pub row: &'r R,
+}
+
+impl<R: Columns> Prefixed<'_, R> {
+    fn name(&self, column: &str) -> String {
+        format!("{}{column}", self.prefix)
+    }
+}
+
+impl<R: Columns> Columns for Prefixed<'_, R> {
+    fn int(&self, column: &str) -> Result<i64> {
+        self.row.int(&self.name(column))
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>> {
+        self.row.opt_int(&self.name(column))
+    }
+    fn text(&self, column: &str) -> Result<String> {
+        self.row.text(&self.name(column))
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>> {
+        self.row.opt_text(&self.name(column))
+    }
+    fn opt_blob(&self, column: &str) -> Result<Option<Vec<u8>>> {
+        self.row.opt_blob(&self.name(column))
+    }
+}
+
 columns_via!(AnyRow, try_get);
 columns_via!(rusqlite::Row<'_>, get);
 
