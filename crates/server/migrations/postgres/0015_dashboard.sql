@@ -3,6 +3,8 @@
 
 -- Issuances per day, by creation time.
 CREATE INDEX certificates_by_created ON certificates(created_at);
+-- Unrevoked certificates expiring in a range: those of the expiry index less these.
+CREATE INDEX certificates_revoked_by_expiry ON certificates(not_after) WHERE revoked_at IS NOT NULL;
 
 -- Failed validations per day and by problem type: when the challenge failed and the type
 -- of its problem, set by finish_validation; the partial index covers both.
