@@ -130,7 +130,7 @@ pub(super) fn bar_chart(kind: &str, what: &str, points: &[(i64, i64)]) -> Markup
     const BAR: i64 = 14;
     const STEP: i64 = 20;
     const HEIGHT: i64 = 100;
-    const TOP: i64 = 14;
+    const TOP: i64 = 24;
     let width = STEP * points.len().max(1) as i64;
     let max = points.iter().map(|p| p.1).max().unwrap_or(0).max(0);
     let total: i64 = points.iter().map(|p| p.1.max(0)).sum();
@@ -138,9 +138,9 @@ pub(super) fn bar_chart(kind: &str, what: &str, points: &[(i64, i64)]) -> Markup
     let last = points.last().map(|p| date(p.0)).unwrap_or_default();
     let summary = format!("{what} per day, {first} to {last}: {total} in all, at most {max} a day");
     html! {
-        svg.chart viewBox=(format!("0 0 {width} {}", TOP + HEIGHT + 16)) role="img" {
+        svg.chart viewBox=(format!("0 0 {width} {}", TOP + HEIGHT + 26)) role="img" {
             title { (summary) }
-            text.axis x="0" y="10" { "max " (max) }
+            text.axis x="0" y="18" { "max " (max) }
             line.base x1="0" y1=(TOP + HEIGHT) x2=(width) y2=(TOP + HEIGHT) {}
             @for (i, (day, value)) in points.iter().enumerate() {
                 @let h = if max > 0 { (value.max(&0) * HEIGHT + max - 1) / max } else { 0 };
@@ -149,8 +149,8 @@ pub(super) fn bar_chart(kind: &str, what: &str, points: &[(i64, i64)]) -> Markup
                     title { (date(*day)) ": " (value) " " (what) }
                 }
             }
-            text.axis x="0" y=(TOP + HEIGHT + 14) { (first) }
-            text.axis.end x=(width) y=(TOP + HEIGHT + 14) { (last) }
+            text.axis x="0" y=(TOP + HEIGHT + 22) { (first) }
+            text.axis.end x=(width) y=(TOP + HEIGHT + 22) { (last) }
         }
     }
 }
