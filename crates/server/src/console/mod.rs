@@ -11,7 +11,7 @@
 //! both out for the rest of the window; every response carries a strict CSP, no framing,
 //! no referrer and no caching. HTML is escaped by `maud`.
 
-mod account;
+pub mod account;
 mod actions;
 mod dashboard;
 pub mod password;
@@ -36,6 +36,7 @@ use crate::ra::Ra;
 use crate::store::console::{CertificateState, InventoryQuery};
 use crate::store::operators::{OperatorRole, OperatorSession};
 use crate::store::{Actor, Store, StoreError};
+use password::token_hash;
 
 /// How long a session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
@@ -131,13 +132,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         h.insert(name, HeaderValue::from_static(value));
     }
     response
-}
-
-/// The hex SHA-256 under which a session token is stored.
-fn token_hash(token: &str) -> String {
-    crate::encoding::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
-    )
 }
 
 fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -727,7 +721,7 @@ async fn retry_webhook(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::console::tests::{account, issue};
     use axum::body::Body;
@@ -755,13 +749,13 @@ mod tests {
         assert!(tls.cookie(SESSION_COOKIE, "t", 60).ends_with("; Secure"));
     }
 
-    struct Fixture {
-        store: Store,
-        router: Router,
+    pub(super) struct Fixture {
+        pub(super) store: Store,
+        pub(super) router: Router,
     }
 
     impl Fixture {
-        async fn new() -> Self {
+        pub(super) async fn new() -> Self {
             let kek =
                 crate::secrets::Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
             let store = Store::open("sqlite::memory:")
@@ -773,7 +767,7 @@ mod tests {
         }
 
         /// A session of a new operator `name` with `role`: (cookie header, csrf).
-        async fn session(&self, name: &str, role: OperatorRole) -> (String, String) {
+        pub(super) async fn session(&self, name: &str, role: OperatorRole) -> (String, String) {
             self.store
                 .add_operator(name, role, "$argon2id$none", 1)
                 .await
@@ -787,7 +781,7 @@ mod tests {
             (format!("{SESSION_COOKIE}={token}"), csrf)
         }
 
-        async fn send(
+        pub(super) async fn send(
             &self,
             method: &str,
             uri: &str,
