@@ -16,6 +16,8 @@ mod agents;
 pub use agents::{valid_segment_name, AgentsSection, ValidationRouteSection, LOCAL_PERSPECTIVE};
 mod webhooks;
 pub use webhooks::{WebhookSection, WEBHOOK_EVENT_TYPES};
+mod audit;
+pub use audit::AuditSection;
 
 /// The whole configuration file. Every key is optional.
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,8 @@ pub struct Config {
     pub agents: AgentsSection,
     /// Endpoints that receive the CA's events, by name (`docs/console.md`, "Webhooks").
     pub webhooks: BTreeMap<String, WebhookSection>,
+    /// `[audit]`: the periodic verification of the audit chain.
+    pub audit: AuditSection,
 }
 
 /// Where the admin listener binds: an address, or `off` (also the empty string).
@@ -551,6 +555,7 @@ impl Default for Config {
             routing: RoutingSection::default(),
             agents: AgentsSection::default(),
             webhooks: BTreeMap::new(),
+            audit: AuditSection::default(),
         }
     }
 }
@@ -768,6 +773,7 @@ impl Config {
         self.validate_pki()?;
         self.validate_agents()?;
         self.validate_webhooks()?;
+        self.validate_audit()?;
         self.validate_backends()
     }
 

@@ -10,6 +10,7 @@
 pub mod admin;
 pub mod agents;
 pub mod app;
+pub mod audit_check;
 pub mod backend;
 pub mod ca;
 pub mod clock;

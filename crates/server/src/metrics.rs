@@ -61,6 +61,11 @@ pub const AGENTS_POLLING: &str = "certwright_agents_polling";
 /// Jobs no agent answered, by `segment` and `reason` (no_agent, unanswered).
 pub const AGENT_DISPATCH_FAILURES: &str = "certwright_agent_dispatch_failures_total";
 
+/// 1 when the last verification of the audit chain found it intact, 0 when broken.
+pub const AUDIT_CHAIN_OK: &str = "certwright_audit_chain_ok";
+/// When the audit chain was last verified (Unix seconds).
+pub const AUDIT_VERIFIED_AT: &str = "certwright_audit_last_verified_timestamp_seconds";
+
 /// Every metric this crate records.
 pub const ALL_METRICS: &[&str] = &[
     HTTP_REQUESTS,
@@ -82,6 +87,8 @@ pub const ALL_METRICS: &[&str] = &[
     AGENT_JOB_DURATION,
     AGENTS_POLLING,
     AGENT_DISPATCH_FAILURES,
+    AUDIT_CHAIN_OK,
+    AUDIT_VERIFIED_AT,
 ];
 
 /// Histogram buckets (seconds) for every `*_seconds` metric.
@@ -156,6 +163,14 @@ fn describe() {
         "time from dispatch to an agent's answer"
     );
     describe_gauge!(AGENTS_POLLING, "agents waiting for a job, by segment");
+    describe_gauge!(
+        AUDIT_CHAIN_OK,
+        "1 if the last verification found the audit chain intact, 0 if broken"
+    );
+    describe_gauge!(
+        AUDIT_VERIFIED_AT,
+        "when the audit chain was last verified (Unix seconds)"
+    );
     describe_counter!(
         AGENT_DISPATCH_FAILURES,
         "remote validation jobs no agent answered, by segment and reason"
@@ -350,6 +365,12 @@ pub async fn track_requests(request: Request, next: Next) -> Response {
         response.headers_mut().insert("x-request-id", v);
     }
     response
+}
+
+/// Records the outcome of a verification of the audit chain, finished at `at`.
+pub fn audit_verification(intact: bool, at: i64) {
+    metrics::gauge!(AUDIT_CHAIN_OK).set(if intact { 1.0 } else { 0.0 });
+    metrics::gauge!(AUDIT_VERIFIED_AT).set(at as f64);
 }
 
 /// Records the authenticated account on the current request span.

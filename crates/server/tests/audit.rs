@@ -9,25 +9,8 @@ mod harness;
 use std::process::Command;
 
 use certwright_proto::b64;
-use harness::{cli, text, TestCa};
+use harness::{cli, tamper, text, TestCa};
 use serde_json::{json, Value};
-
-/// Runs one statement on the CA's database directly, as someone with database access
-/// (not the CA) would: the tampering the trail must reveal.
-async fn tamper(ca: &TestCa, sql: &str) {
-    use sqlx::Connection;
-    match harness::database_url_for(&ca.data_dir).await {
-        Some(url) => {
-            let mut c = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-        None => {
-            let url = format!("sqlite://{}", ca.data_dir.join("certwright.db").display());
-            let mut c = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
-            sqlx::query(sql).execute(&mut c).await.unwrap();
-        }
-    }
-}
 
 #[tokio::test]
 async fn issuance_and_revocation_are_audited_and_tampering_is_found() {

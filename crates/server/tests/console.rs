@@ -565,6 +565,27 @@ async fn browse(base: &str, serial: &str, port: u16, profile: &Path) {
             .await
             .unwrap();
         find(&browser, ".tiles").await;
+        // The charts render under the CSP (default-src 'self'): no style attribute or
+        // script for it to block, the stylesheet colours the bars, and today's issuance
+        // is the tallest bar.
+        let charts = browser
+            .execute(
+                "const bars = [...document.querySelectorAll('svg.chart rect.bar')];
+                 const issued = document.querySelector('svg.chart rect.bar.issued');
+                 return [bars.length,
+                         document.querySelectorAll('[style], style, script').length,
+                         getComputedStyle(issued).fill,
+                         Math.max(...bars.map(b => b.getBBox().height)),
+                         document.querySelectorAll('svg.chart rect.bar > title').length];",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            charts,
+            serde_json::json!([90, 0, "rgb(31, 58, 95)", 100, 90]),
+            "three charts of 30 bars, each with its title"
+        );
         screenshot(&browser, "dashboard").await;
 
         browser

@@ -4,6 +4,10 @@
 //! for a while, more events happen (an issuance, a failed validation, a revocation), and
 //! once it is back it receives every event exactly once per event id, in order. A second
 //! endpoint, where nothing listens, has its deliveries marked failed after `max_attempts`.
+//!
+//! The periodic audit verification: an entry altered in the database is reported once
+//! as `audit.verification_failed` (not at every verification after), and the console's
+//! dashboard and the metrics show the chain broken.
 
 mod harness;
 
@@ -19,7 +23,7 @@ use axum::routing::post;
 use axum::Router;
 use certwright_proto::b64;
 use certwright_server::config::WebhookSection;
-use harness::{http01_challenge, leaf_serial, pem_chain, Answer, TestCa};
+use harness::{http01_challenge, leaf_serial, pem_chain, tamper, Answer, TestCa};
 use serde_json::{json, Value};
 
 const SECRET: &[u8] = b"webhook-test-secret-0123456789";
@@ -293,4 +297,145 @@ async fn a_receiver_gets_every_event_signed_once_and_in_order() {
     assert_eq!(first.attempts, 2);
     assert_eq!(first.last_status.as_deref(), Some("connection failed"));
     assert!(first.failed_at.is_some() && first.delivered_at.is_none());
+}
+
+/// A hook's secret file (mode 0600) in `dir`.
+fn secret_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("hook.secret");
+    std::fs::write(&path, [SECRET, b"\n"].concat()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_broken_audit_chain_is_reported_once_and_shown_on_the_dashboard() {
+    use certwright_server::store::operators::OperatorRole;
+    let (receiver, url) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = secret_file(dir.path());
+    let ca = TestCa::start_with(|c| {
+        c.audit.verify_interval_secs = 1;
+        c.webhooks.insert(
+            "ops".into(),
+            WebhookSection {
+                retry_initial_secs: 1,
+                retry_max_secs: 1,
+                events: vec!["audit.verification_failed".into()],
+                ..WebhookSection::new(url.clone(), secret.clone())
+            },
+        );
+    })
+    .await;
+    let acme = ca.account().await;
+    acme.issue(&["audit-hook.example.test"], &ca.responder)
+        .await;
+    // The intact chain is verified (every second), and nothing is sent.
+    let start = Instant::now();
+    loop {
+        let last = ca.store.last_audit_check().await.unwrap();
+        if last.as_ref().is_some_and(|l| l.intact && l.entries >= 4) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{last:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(types(&receiver).is_empty());
+
+    // Someone with database access rewrites entry 2.
+    tamper(
+        &ca,
+        r#"UPDATE audit_log SET details = '{"forged":true}' WHERE seq = 2"#,
+    )
+    .await;
+    wait_until("the report", &receiver, |r| !types(r).is_empty()).await;
+    let reported_at = Instant::now();
+    // Three more verifications find the same break: nothing more is sent.
+    let checked = ca
+        .store
+        .last_audit_check()
+        .await
+        .unwrap()
+        .unwrap()
+        .checked_at;
+    loop {
+        let last = ca.store.last_audit_check().await.unwrap().unwrap();
+        if last.checked_at >= checked + 3 {
+            assert!(!last.intact && last.broken_seq == Some(2), "{last:?}");
+            break;
+        }
+        assert!(reported_at.elapsed() < Duration::from_secs(20), "{last:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(types(&receiver), ["audit.verification_failed"]);
+    assert!(receiver.bad.lock().unwrap().is_empty());
+    let event = receiver.events.lock().unwrap()[0].clone();
+    assert_eq!(event["data"]["broken_seq"], 2, "{event}");
+    assert_eq!(event["data"]["entries_verified"], 1, "{event}");
+    assert!(
+        event["data"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("altered"),
+        "{event}"
+    );
+
+    // The dashboard: sign-in first, then the broken chain.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let dashboard = format!("{}/console/dashboard", ca.admin_base);
+    let r = http.get(&dashboard).send().await.unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/console/sign-in");
+    ca.store
+        .add_operator("vera", OperatorRole::Viewer, "$argon2id$none", 1)
+        .await
+        .unwrap();
+    let token = "dashboard-test-token";
+    let hash: String = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let now = certwright_server::clock::Clock::system().now();
+    ca.store
+        .create_operator_session(&hash, "vera", "csrf", now, now + 600)
+        .await
+        .unwrap();
+    let r = http
+        .get(&dashboard)
+        .header("cookie", format!("certwright_console={token}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), reqwest::StatusCode::OK);
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("BROKEN") && page.contains("at entry 2") && page.contains("altered"),
+        "{page}"
+    );
+    // One issuance today, on the chart and in its table.
+    assert!(page.contains(": 1 certificates issued</title>"), "{page}");
+
+    // The metrics say so too (other tests' CAs in this process may set the gauge to 1
+    // when they start: this one sets it to 0 every second).
+    let start = Instant::now();
+    loop {
+        let metrics = http
+            .get(format!("{}/metrics", ca.admin_base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if metrics.contains("certwright_audit_chain_ok 0") {
+            assert!(metrics.contains("certwright_audit_last_verified_timestamp_seconds"));
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

@@ -277,6 +277,13 @@ impl CaServer {
                 crate::webhooks::spawn_at_risk_sweep(store.clone(), options.clock.clone());
             }
             crate::webhooks::spawn(hook_endpoints, store.clone(), options.clock.clone());
+            if config.audit.verify_interval_secs > 0 {
+                crate::audit_check::spawn(
+                    store.clone(),
+                    options.clock.clone(),
+                    Duration::from_secs(config.audit.verify_interval_secs),
+                );
+            }
             recovered
         };
         let meta = DirectoryMeta {

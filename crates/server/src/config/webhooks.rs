@@ -14,6 +14,7 @@ pub const WEBHOOK_EVENT_TYPES: &[&str] = &[
     "certificate.revoked",
     "validation.failed",
     "certificate.at_risk",
+    "audit.verification_failed",
 ];
 
 /// `[webhooks.NAME]`: one endpoint.

@@ -141,6 +141,11 @@ impl Ra {
         self.inner.store.reader()
     }
 
+    /// The CA whose issuers this RA signs with (the console shows their OCSP responders).
+    pub fn ca(&self) -> &Arc<CertificateAuthority> {
+        &self.inner.ca
+    }
+
     fn now(&self) -> i64 {
         self.inner.clock.now()
     }

@@ -348,16 +348,29 @@ impl Store {
 
     /// Walks the whole chain, a page at a time: each entry's hash, its link to the entry
     /// before, gaps in the sequence (a deleted entry), and the head against the last entry
-    /// (a deleted tail).
+    /// (a deleted tail). The head is read first and the walk stops there, so entries
+    /// appended meanwhile (a running CA) are left for the next verification instead of
+    /// looking like a tail the head does not know.
     pub async fn verify_audit(&self) -> Result<AuditVerdict> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await?;
+        self.verify_audit_to(head.get(0), head.get(1)).await
+    }
+
+    /// `verify_audit` against a head read before: entries after `head_seq` are not looked at.
+    async fn verify_audit_to(&self, head_seq: i64, head_hash: String) -> Result<AuditVerdict> {
         let mut expected_seq = 1;
         let mut prev_hash = GENESIS_HASH.to_owned();
-        loop {
+        'walk: loop {
             let page = self.audit_entries(expected_seq - 1, i64::MIN, PAGE).await?;
             if page.is_empty() {
                 break;
             }
             for e in &page {
+                if e.seq > head_seq {
+                    break 'walk;
+                }
                 let broken = |reason: String| Ok(AuditVerdict::Broken { seq: e.seq, reason });
                 if e.seq != expected_seq {
                     return Ok(AuditVerdict::Broken {
@@ -386,10 +399,6 @@ impl Store {
                 expected_seq += 1;
             }
         }
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
-            .fetch_one(&self.reader)
-            .await?;
-        let (head_seq, head_hash): (i64, String) = (head.get(0), head.get(1));
         let last = expected_seq - 1;
         if head_seq != last || head_hash != prev_hash {
             return Ok(AuditVerdict::Broken {
@@ -403,5 +412,46 @@ impl Store {
             entries: last,
             head: prev_hash,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Entries appended while a verification walks the chain (after it read the head)
+    /// are not a tail the head does not know: the chain up to that head is intact.
+    #[tokio::test]
+    async fn entries_appended_during_a_verification_are_not_a_break() {
+        let s = crate::store::console::tests::test_store().await;
+        let event = AuditEvent::new(&Actor::System, "test.event");
+        for _ in 0..3 {
+            s.record_audit_event(&event).await.unwrap();
+        }
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1")
+            .fetch_one(&s.reader)
+            .await
+            .unwrap();
+        let (seq, hash): (i64, String) = (head.get(0), head.get(1));
+        for _ in 0..2 {
+            s.record_audit_event(&event).await.unwrap();
+        }
+        let verdict = s.verify_audit_to(seq, hash.clone()).await.unwrap();
+        assert_eq!(
+            verdict,
+            AuditVerdict::Intact {
+                entries: 3,
+                head: hash
+            }
+        );
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 5, .. }
+        ));
+        // A head that records more than the table holds is still a deleted tail.
+        assert!(matches!(
+            s.verify_audit_to(9, "x".into()).await.unwrap(),
+            AuditVerdict::Broken { seq: 6, .. }
+        ));
     }
 }

@@ -55,9 +55,11 @@ status_sql! {
             &AUTHORIZATION_VALIDATE
         )
     );
-    /// `finish_validation`: the challenge (its new status is `$1`, success or failure),
+    /// `finish_validation`: the challenge (its new status is `$1`, success or failure; a
+    /// failure's time and problem type for the dashboard),
     static FINISH_CHALLENGE = (
-        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4
+        "UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4,
+                failed_at = $6, problem_type = $7
          WHERE id = $5 AND {from}
          RETURNING authorization_id, type",
         from = guard("status", &CHALLENGE_SUCCEED)
@@ -230,6 +232,8 @@ impl Store {
                             error.map(|p| serde_json::to_string(p).expect("problems serialize")),
                             record.to_string(),
                             challenge.0,
+                            error.map(|_| now),
+                            error.map(|p| p.kind.uri()),
                         ],
                     )
                     .await?;

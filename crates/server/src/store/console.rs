@@ -194,23 +194,37 @@ impl InventoryQuery {
 }
 
 impl Store {
-    /// The dashboard's counts at `now` (each an index range or a partial index).
+    /// The dashboard's counts at `now`. Each is a range of a covering index, never a
+    /// read of the rows: unrevoked certificates expiring in a range are those of the
+    /// expiry index less the revoked ones (the partial index
+    /// `certificates_revoked_by_expiry`, migration 0015).
     pub async fn dashboard_counts(&self, now: i64) -> Result<DashboardCounts> {
         let count = |row: Option<super::engine::tx::Row>| -> Result<i64> {
             row.map_or(Ok(0), |r| r.int("n"))
         };
         let until = |days: i64| now.saturating_add(days * 86_400);
-        let expiring = "SELECT COUNT(*) AS n FROM certificates WHERE not_after > $1 AND not_after <= $2 AND revoked_at IS NULL";
-        Ok(DashboardCounts {
-            valid: count(
+        let unrevoked = |from: i64, to: i64| async move {
+            let all = count(
                 self.read_optional(
-                    "SELECT COUNT(*) AS n FROM certificates WHERE not_after > $1 AND revoked_at IS NULL",
-                    &params![now],
+                    "SELECT COUNT(*) AS n FROM certificates WHERE not_after > $1 AND not_after <= $2",
+                    &params![from, to],
                 )
                 .await?,
-            )?,
-            expiring_7d: count(self.read_optional(expiring, &params![now, until(7)]).await?)?,
-            expiring_30d: count(self.read_optional(expiring, &params![now, until(30)]).await?)?,
+            )?;
+            let revoked = count(
+                self.read_optional(
+                    "SELECT COUNT(*) AS n FROM certificates
+                     WHERE revoked_at IS NOT NULL AND not_after > $1 AND not_after <= $2",
+                    &params![from, to],
+                )
+                .await?,
+            )?;
+            Result::Ok(all - revoked)
+        };
+        Ok(DashboardCounts {
+            valid: unrevoked(now, i64::MAX).await?,
+            expiring_7d: unrevoked(now, until(7)).await?,
+            expiring_30d: unrevoked(now, until(30)).await?,
             revoked: count(
                 self.read_optional(
                     "SELECT COUNT(*) AS n FROM certificates WHERE revoked_at IS NOT NULL",
@@ -218,9 +232,7 @@ impl Store {
                 )
                 .await?,
             )?,
-            orders_processing: count(
-                self.read_optional(&ORDERS_PROCESSING, &[]).await?,
-            )?,
+            orders_processing: count(self.read_optional(&ORDERS_PROCESSING, &[]).await?)?,
         })
     }
 

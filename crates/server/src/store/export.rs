@@ -85,6 +85,8 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
             ("error", Text),
             ("record", Text),
             ("lease_expires", Int),
+            ("failed_at", Int),
+            ("problem_type", Text),
         ],
     ),
     (

@@ -53,6 +53,7 @@ mod backend_jobs;
 mod certificates;
 pub mod console;
 mod crl;
+pub mod dashboard;
 mod eab;
 mod engine;
 mod export;

@@ -86,6 +86,7 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("ratelimit.rs", include_str!("ratelimit.rs")),
     ("operators.rs", include_str!("operators.rs")),
     ("console.rs", include_str!("console.rs")),
+    ("dashboard.rs", include_str!("dashboard.rs")),
     ("troubleshoot.rs", include_str!("troubleshoot.rs")),
     ("agents.rs", include_str!("agents.rs")),
     ("webhooks.rs", include_str!("webhooks.rs")),

@@ -28,12 +28,16 @@ pub const CERTIFICATE_REVOKED: &str = "certificate.revoked";
 pub const VALIDATION_FAILED: &str = "validation.failed";
 /// `certificate.at_risk`: a certificate expires within a threshold and has no successor.
 pub const CERTIFICATE_AT_RISK: &str = "certificate.at_risk";
+/// `audit.verification_failed`: the periodic verification found the audit chain broken
+/// (once per break).
+pub const AUDIT_VERIFICATION_FAILED: &str = "audit.verification_failed";
 /// Every event type this CA sends.
 pub const EVENT_TYPES: &[&str] = &[
     CERTIFICATE_ISSUED,
     CERTIFICATE_REVOKED,
     VALIDATION_FAILED,
     CERTIFICATE_AT_RISK,
+    AUDIT_VERIFICATION_FAILED,
 ];
 
 /// One configured endpoint, as the store fans events out to it and the console shows it.

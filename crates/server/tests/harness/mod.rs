@@ -304,6 +304,23 @@ pub(crate) fn text(out: &std::process::Output) -> String {
     )
 }
 
+/// Runs one statement on the CA's database directly, as someone with database access
+/// (not the CA) would: the tampering the trail must reveal.
+pub(crate) async fn tamper(ca: &TestCa, sql: &str) {
+    use sqlx::Connection;
+    match database_url_for(&ca.data_dir).await {
+        Some(url) => {
+            let mut c = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+        None => {
+            let url = format!("sqlite://{}", ca.data_dir.join("certwright.db").display());
+            let mut c = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
+            sqlx::query(sql).execute(&mut c).await.unwrap();
+        }
+    }
+}
+
 /// The database for a test CA: SQLite in its data directory (None: the default), or a
 /// fresh PostgreSQL database of its own, created on first use and reused on restarts.
 pub(crate) async fn database_url_for(data_dir: &std::path::Path) -> Option<String> {
