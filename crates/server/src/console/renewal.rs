@@ -4,6 +4,7 @@
 //! (`?view=ari`): certificates inside (or past) the renewal window the ARI endpoint
 //! reports, not renewed yet.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::extract::{Query, State};
@@ -130,10 +131,11 @@ async fn groups(
         let ids: BTreeSet<i64> = items.iter().map(|i| i.account_id).collect();
         let mut these = Vec::with_capacity(ids.len());
         for id in ids {
-            if !accounts.contains_key(&id) {
-                accounts.insert(id, console.store.account(AccountId(id)).await?);
-            }
-            these.push(accounts[&id].clone());
+            let record = match accounts.entry(id) {
+                Entry::Occupied(known) => known.into_mut(),
+                Entry::Vacant(new) => new.insert(console.store.account(AccountId(id)).await?),
+            };
+            these.push(record.clone());
         }
         let mut names: Vec<String> = Vec::new();
         for name in items.iter().flat_map(|i| &i.names) {
