@@ -52,7 +52,14 @@ pub(super) fn layout(title: &str, session: Option<&OperatorSession>, body: Marku
     .into_response()
 }
 
-fn time(unix: i64) -> String {
+/// `key=value`, form-encoded, for a link's query.
+pub(super) fn query_pair(key: &str, value: &str) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .append_pair(key, value)
+        .finish()
+}
+
+pub(super) fn time(unix: i64) -> String {
     rfc3339(unix)
 }
 
@@ -268,6 +275,10 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
             h2 { "Order and account" }
             dl {
                 dt { "Order" } dd { (p.order.id.0) " (" (format!("{:?}", p.order.status).to_lowercase()) ")" }
+                dt { "Its authorizations" } dd {
+                    a href={ "/console/validations?account=" (p.account.id.0) } { "the account's recent orders" }
+                    @for n in &names { " · " a href={ "/console/validations?" (query_pair("name", n)) } { (n) } }
+                }
                 dt { "Account" } dd { a href={ "/console/certificates?account=" (p.account.id.0) } { (p.account.id.0) }
                     " (" (format!("{:?}", p.account.status).to_lowercase()) ")" }
                 dt { "Contact" } dd { (p.account.contact.join(", ")) }

@@ -425,33 +425,9 @@ impl Ra {
         Ok(record)
     }
 
-    /// renewalInfo for a certificate (RFC 9773 §4.2): [`default_window`], or a window in
-    /// the past (renew now) when it is revoked or an operator marked it. A certificate of
-    /// a retired issuer gets a window that ends before the issuer's renew-before date
-    /// ([`before_retirement`]).
-    /// A certificate a backend issued gets the backend's window when it suggests one
-    /// (ARI pass-through).
+    /// renewalInfo for a certificate (RFC 9773 §4.2): its [`Ra::renewal_window`].
     pub async fn renewal_info(&self, cert: &CertificateRecord) -> RenewalInfo {
-        let now = self.now();
-        let (start, end) = if cert.revoked_at.is_some() || cert.renew_early {
-            (now - 2 * 3600, now - 3600)
-        } else if let Some(window) = self.backend_window(cert).await {
-            window
-        } else {
-            let window = default_window(cert.not_before, cert.not_after);
-            let retire_by =
-                self.inner
-                    .ca
-                    .issuer_named(&cert.issuer)
-                    .and_then(|i| match i.state() {
-                        crate::ca::IssuerState::Retired { by } => Some(by),
-                        crate::ca::IssuerState::Active => None,
-                    });
-            match retire_by {
-                Some(by) => before_retirement(window, by, now),
-                None => window,
-            }
-        };
+        let (start, end) = self.renewal_window(cert).await;
         RenewalInfo {
             suggested_window: SuggestedWindow {
                 start: rfc3339(start),
@@ -459,6 +435,29 @@ impl Ra {
             },
             explanation_url: None,
         }
+    }
+
+    /// The suggested renewal window of a certificate (Unix seconds), as renewalInfo
+    /// reports it: [`own_window`] (a window in the past when it is revoked or an operator
+    /// marked it; [`default_window`]; before a retired issuer's renew-before date), or
+    /// for a certificate a backend issued, the backend's window when it suggests one
+    /// (ARI pass-through). The console's ARI view shows the same window.
+    pub async fn renewal_window(&self, cert: &CertificateRecord) -> (i64, i64) {
+        let now = self.now();
+        if cert.revoked_at.is_none() && !cert.renew_early {
+            if let Some(window) = self.backend_window(cert).await {
+                return window;
+            }
+        }
+        let retire_by = self
+            .inner
+            .ca
+            .issuer_named(&cert.issuer)
+            .and_then(|i| match i.state() {
+                crate::ca::IssuerState::Retired { by } => Some(by),
+                crate::ca::IssuerState::Active => None,
+            });
+        own_window(cert, now, retire_by)
     }
 
     /// Checks newOrder's `replaces` (RFC 9773 §5): the certificate exists, belongs to the
@@ -515,6 +514,20 @@ pub(crate) fn default_window(not_before: i64, not_after: i64) -> (i64, i64) {
     let centre = not_after - left;
     let margin = lifetime / 100;
     (centre - margin, centre + margin)
+}
+
+/// The window of a certificate of one of the CA's own issuers at `now`: in the past
+/// (renew now) when it is revoked or an operator marked it; else [`default_window`],
+/// pulled before `retire_by` when its issuer is retired ([`before_retirement`]).
+pub(crate) fn own_window(cert: &CertificateRecord, now: i64, retire_by: Option<i64>) -> (i64, i64) {
+    if cert.revoked_at.is_some() || cert.renew_early {
+        return (now - 2 * 3600, now - 3600);
+    }
+    let window = default_window(cert.not_before, cert.not_after);
+    match retire_by {
+        Some(by) => before_retirement(window, by, now),
+        None => window,
+    }
 }
 
 /// The `alreadyReplaced` refusal (RFC 9773 §5).

@@ -1,14 +1,16 @@
 //! The reads of the operator console (`console`): the dashboard's counts, the inventory
 //! paged by (not_after, serial) with a keyset (no OFFSET, no scan: the indexes of
-//! migration 0010), and the later certificates of the same names.
+//! migration 0010, and the name index of migration 0016), the later certificates of the
+//! same names, renewal health and the recent attempts for a name.
 
 use certwright_proto::types::Identifier;
 use serde::Serialize;
 
+use super::certificate_names::{self, NameLookup};
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param};
 use super::statuses::{quoted, status_sql};
-use super::{Result, Store, StoreError};
+use super::{CertificateRecord, Result, Store, StoreError};
 use crate::status::transitions::ORDER_BEGIN_FINALIZE;
 
 status_sql! {
@@ -67,8 +69,9 @@ impl CertificateState {
     }
 }
 
-/// One inventory search. The anchor (`serial`, else `account`, else `issuer`, else
-/// none) picks the index walked; the other filters are checked on the rows read.
+/// One inventory search. The anchor (`serial`, else `name`, else `account`, else
+/// `issuer`, else none) picks the index walked; the other filters are checked on the rows
+/// read.
 #[derive(Debug, Clone, Default)]
 pub struct InventoryQuery {
     /// Exactly this serial (lower-case hex).
@@ -77,8 +80,9 @@ pub struct InventoryQuery {
     pub account: Option<i64>,
     /// Certificates this issuer signed.
     pub issuer: Option<String>,
-    /// A name the certificate covers: exact, or every name under a suffix when it
-    /// starts with a dot (`.example.com`).
+    /// A name the certificate covers: exact (`www.example.com`, the wildcard name
+    /// `*.example.com`, an IP address), or every name under a suffix when it starts with
+    /// a dot (`.example.com`). A lookup in the name index.
     pub name: Option<String>,
     /// The EAB label of the account.
     pub eab_label: Option<String>,
@@ -167,16 +171,24 @@ pub(super) fn item_from_row(row: &impl Columns, now: i64) -> Result<InventoryIte
     })
 }
 
+/// Whether one of `names` is what `lookup` finds in the name index.
+fn names_match(lookup: &NameLookup, names: &[String]) -> bool {
+    names.iter().any(|n| {
+        let (kind, key) = certificate_names::key_of_value(n);
+        match lookup {
+            NameLookup::Exact(k, name) => *k == kind && *name == key,
+            NameLookup::Under { from, to } => kind == "dns" && key >= *from && key < *to,
+        }
+    })
+}
+
 impl InventoryQuery {
     /// Whether `item` passes the filters that are not the anchor.
     fn keeps(&self, item: &InventoryItem) -> bool {
-        let name_ok = match self.name.as_deref().map(str::to_ascii_lowercase) {
-            None => true,
-            Some(suffix) if suffix.starts_with('.') => {
-                item.names.iter().any(|n| n.ends_with(&suffix))
-            }
-            Some(exact) => item.names.contains(&exact),
-        };
+        let name_ok = self
+            .name
+            .as_deref()
+            .is_none_or(|n| names_match(&NameLookup::parse(n), &item.names));
         name_ok
             && self.account.is_none_or(|a| a == item.account_id)
             && self.issuer.as_ref().is_none_or(|i| *i == item.issuer)
@@ -191,6 +203,45 @@ impl InventoryQuery {
                 .is_none_or(|p| item.profile.as_ref() == Some(p))
             && self.state.is_none_or(|s| s == item.state)
     }
+}
+
+/// One authorization for a name, with the order that holds it (renewal health's "last
+/// orders and failures").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NameAttempt {
+    /// The authorization.
+    pub authorization_id: i64,
+    /// The identifier it was for (without `*.`).
+    pub name: String,
+    /// A wildcard authorization.
+    pub wildcard: bool,
+    /// The account that asked.
+    pub account_id: i64,
+    /// The authorization's status (`invalid`: its validation failed).
+    pub status: String,
+    /// When it was created (Unix seconds).
+    pub created_at: i64,
+    /// The newest order that holds it, and that order's status.
+    pub order: Option<(i64, String)>,
+}
+
+/// A certificate that expires with no successor yet, with its record (for its ARI
+/// window).
+#[derive(Debug, Clone)]
+pub struct Unrenewed {
+    /// The certificate (DER and all).
+    pub record: CertificateRecord,
+    /// The certificate as the inventory shows it.
+    pub item: InventoryItem,
+}
+
+/// A page of [`Store::unrenewed_certificates`].
+#[derive(Debug, Clone, Default)]
+pub struct UnrenewedPage {
+    /// The certificates without a successor, soonest expiry first.
+    pub items: Vec<Unrenewed>,
+    /// Where to go on from when the walk stopped at its bound.
+    pub next: Option<(i64, String)>,
 }
 
 impl Store {
@@ -264,8 +315,31 @@ impl Store {
         let mut page = InventoryPage::default();
         let mut examined = 0;
         loop {
-            let rows = match (query.account, &query.issuer) {
-                (Some(account), _) => {
+            let lookup = query.name.as_deref().map(NameLookup::parse);
+            let rows = match (lookup, query.account, &query.issuer) {
+                (Some(NameLookup::Exact(kind, name)), _, _) => {
+                    self.read_all(
+                        "SELECT c.*, a.eab_label FROM certificate_names n
+                         JOIN certificates c ON c.serial = n.serial JOIN accounts a ON a.id = c.account_id
+                         WHERE n.kind = $1 AND n.name = $2 AND (n.not_after, n.serial) > ($3, $4)
+                         ORDER BY n.not_after, n.serial LIMIT $5",
+                        &[Param::from(kind), Param::from(name), Param::from(after_at), Param::from(&after_serial), Param::from(BATCH)],
+                    )
+                    .await?
+                }
+                // A certificate with several names under the suffix is one row (DISTINCT).
+                (Some(NameLookup::Under { from, to }), _, _) => {
+                    self.read_all(
+                        "SELECT c.*, a.eab_label FROM (SELECT DISTINCT n.not_after, n.serial FROM certificate_names n
+                         WHERE n.kind = $1 AND n.name >= $2 AND n.name < $3 AND (n.not_after, n.serial) > ($4, $5)
+                         ORDER BY n.not_after, n.serial LIMIT $6) m
+                         JOIN certificates c ON c.serial = m.serial JOIN accounts a ON a.id = c.account_id
+                         ORDER BY m.not_after, m.serial",
+                        &[Param::from("dns"), Param::from(from), Param::from(to), Param::from(after_at), Param::from(&after_serial), Param::from(BATCH)],
+                    )
+                    .await?
+                }
+                (None, Some(account), _) => {
                     self.read_all(
                         "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
                          WHERE c.account_id = $1 AND (c.not_after, c.serial) > ($2, $3)
@@ -274,7 +348,7 @@ impl Store {
                     )
                     .await?
                 }
-                (None, Some(issuer)) => {
+                (None, None, Some(issuer)) => {
                     self.read_all(
                         "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
                          WHERE c.issuer = $1 AND (c.not_after, c.serial) > ($2, $3)
@@ -283,7 +357,7 @@ impl Store {
                     )
                     .await?
                 }
-                (None, None) => {
+                (None, None, None) => {
                     self.read_all(
                         "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
                          WHERE (c.not_after, c.serial) > ($1, $2)
@@ -321,7 +395,8 @@ impl Store {
     }
 
     /// Certificates of `account` expiring after `not_after` that name exactly `names`
-    /// (in any order): the later certificates of the same names, at most `limit`.
+    /// (in any order): the later certificates of the same names, at most `limit`. The
+    /// first name's entries in the name index are read (at most 5,000).
     pub async fn later_certificates_for_names(
         &self,
         account: i64,
@@ -330,21 +405,33 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<InventoryItem>> {
-        let mut wanted: Vec<String> = names.to_vec();
-        wanted.sort();
+        let Some(first) = names.first() else {
+            return Ok(Vec::new());
+        };
+        let normal = |names: &[String]| {
+            let mut keys: Vec<_> = names
+                .iter()
+                .map(|n| certificate_names::key_of_value(n))
+                .collect();
+            keys.sort();
+            keys.dedup();
+            keys
+        };
+        let wanted = normal(names);
+        let (kind, key) = certificate_names::key_of_value(first);
         let rows = self
             .read_all(
-                "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
-                 WHERE c.account_id = $1 AND c.not_after > $2 ORDER BY c.not_after, c.serial LIMIT $3",
-                &params![account, not_after, MAX_EXAMINED as i64],
+                "SELECT c.*, a.eab_label FROM certificate_names n
+                 JOIN certificates c ON c.serial = n.serial JOIN accounts a ON a.id = c.account_id
+                 WHERE n.kind = $1 AND n.name = $2 AND n.not_after > $3 AND c.account_id = $4
+                 ORDER BY n.not_after, n.serial LIMIT $5",
+                &params![kind, key, not_after, account, MAX_EXAMINED as i64],
             )
             .await?;
         let mut out = Vec::new();
         for row in &rows {
             let item = item_from_row(row, now)?;
-            let mut these = item.names.clone();
-            these.sort();
-            if these == wanted {
+            if normal(&item.names) == wanted {
                 out.push(item);
                 if out.len() == limit {
                     break;
@@ -352,6 +439,14 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Whether `item` has a later certificate of its account for the same names.
+    async fn renewed(&self, item: &InventoryItem, now: i64) -> Result<bool> {
+        let later = self
+            .later_certificates_for_names(item.account_id, &item.names, item.not_after, now, 1)
+            .await?;
+        Ok(!later.is_empty())
     }
 
     /// Unrevoked certificates expiring within (now, until] that have no successor: no
@@ -374,15 +469,90 @@ impl Store {
         let mut out = Vec::new();
         for row in &rows {
             let item = item_from_row(row, now)?;
-            let later = self
-                .later_certificates_for_names(item.account_id, &item.names, item.not_after, now, 1)
-                .await?;
-            if later.is_empty() {
+            if !self.renewed(&item, now).await? {
                 out.push(item);
                 if out.len() == limit {
                     break;
                 }
             }
+        }
+        Ok(out)
+    }
+
+    /// Unexpired, unrevoked certificates with no successor (the renewal-health rule),
+    /// by (not_after, serial) after `after` (default: from `now`), examining at most
+    /// `examine` certificates; `next` says where to go on from when it stopped there.
+    /// The ARI view checks each one's window.
+    pub async fn unrenewed_certificates(
+        &self,
+        now: i64,
+        after: Option<(i64, String)>,
+        examine: usize,
+    ) -> Result<UnrenewedPage> {
+        let examine = examine.clamp(1, MAX_EXAMINED);
+        let (after_at, after_serial) = match after {
+            Some((at, serial)) if at >= now => (at, serial),
+            _ => (now, String::new()),
+        };
+        let rows = self
+            .read_all(
+                "SELECT c.*, a.eab_label FROM certificates c JOIN accounts a ON a.id = c.account_id
+                 WHERE (c.not_after, c.serial) > ($1, $2) AND c.revoked_at IS NULL
+                 AND c.replaced_by_order IS NULL ORDER BY c.not_after, c.serial LIMIT $3",
+                &params![after_at, &after_serial, examine as i64],
+            )
+            .await?;
+        let mut page = UnrenewedPage::default();
+        if rows.len() == examine {
+            let last = rows.last().expect("examine >= 1");
+            page.next = Some((last.int("not_after")?, last.text("serial")?));
+        }
+        for row in &rows {
+            let item = item_from_row(row, now)?;
+            if !self.renewed(&item, now).await? {
+                let record = CertificateRecord::from_row(row)?;
+                page.items.push(Unrenewed { record, item });
+            }
+        }
+        Ok(page)
+    }
+
+    /// The latest `limit` (at most 20) authorizations for `name` (a DNS name or address;
+    /// a leading `*.` is dropped), of every account, newest first, each with the newest
+    /// order that holds it: the last orders and failed validations for a name.
+    pub async fn recent_attempts_for_name(
+        &self,
+        name: &str,
+        limit: usize,
+    ) -> Result<Vec<NameAttempt>> {
+        let name = name.trim().trim_start_matches("*.").to_ascii_lowercase();
+        let rows = self
+            .read_all(
+                "SELECT z.id, z.identifier_value, z.wildcard, z.account_id, z.status, z.created_at,
+                        (SELECT MAX(l.order_id) FROM order_authorizations l WHERE l.authorization_id = z.id) AS order_id
+                 FROM authorizations z WHERE z.identifier_value = $1 ORDER BY z.id DESC LIMIT $2",
+                &params![name, limit.clamp(1, 20) as i64],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let order = match row.opt_int("order_id")? {
+                Some(id) => self
+                    .read_optional("SELECT status FROM orders WHERE id = $1", &params![id])
+                    .await?
+                    .map(|o| o.text("status").map(|s| (id, s)))
+                    .transpose()?,
+                None => None,
+            };
+            out.push(NameAttempt {
+                authorization_id: row.int("id")?,
+                name: row.text("identifier_value")?,
+                wildcard: row.flag("wildcard")?,
+                account_id: row.int("account_id")?,
+                status: row.text("status")?,
+                created_at: row.int("created_at")?,
+                order,
+            });
         }
         Ok(out)
     }
@@ -405,7 +575,26 @@ pub(crate) mod tests {
         not_after: i64,
         replaces: Option<&str>,
     ) {
-        let ids: Vec<Identifier> = names.iter().map(|n| Identifier::dns(*n)).collect();
+        issue_valid(s, account, names, serial, (1, not_after), replaces).await
+    }
+
+    /// [`issue`] with its validity (not_before, not_after).
+    pub(crate) async fn issue_valid(
+        s: &Store,
+        account: AccountId,
+        names: &[&str],
+        serial: &str,
+        (not_before, not_after): (i64, i64),
+        replaces: Option<&str>,
+    ) {
+        // An address is an IP identifier, anything else a DNS name.
+        let ids: Vec<Identifier> = names
+            .iter()
+            .map(|n| match n.parse::<std::net::IpAddr>() {
+                Ok(_) => Identifier::ip(*n),
+                Err(_) => Identifier::dns(*n),
+            })
+            .collect();
         let order = s
             .create_order(&NewOrderRecord {
                 account_id: account,
@@ -434,7 +623,7 @@ pub(crate) mod tests {
                 der: vec![0x30, 0x00],
                 chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
                 names: ids,
-                not_before: 1,
+                not_before,
                 not_after,
                 created_at: 2,
                 profile: None,
@@ -581,5 +770,233 @@ pub(crate) mod tests {
             .unwrap();
         assert_eq!(later.len(), 1);
         assert_eq!(later[0].serial, "02");
+    }
+
+    fn serials_of(page: &InventoryPage) -> Vec<String> {
+        page.items.iter().map(|i| i.serial.clone()).collect()
+    }
+
+    /// The serials an inventory search for `name` finds, pages of `limit` followed to
+    /// the end.
+    async fn by_name(s: &Store, name: &str, limit: usize) -> Vec<String> {
+        let mut q = InventoryQuery {
+            name: Some(name.into()),
+            limit,
+            now: 0,
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        for _ in 0..20 {
+            let page = s.inventory_page(&q).await.unwrap();
+            out.extend(serials_of(&page));
+            match page.next {
+                Some(next) => q.after = Some(next),
+                None => return out,
+            }
+        }
+        panic!("no end to the pages of {name}");
+    }
+
+    #[tokio::test]
+    async fn name_searches_are_lookups_in_the_name_index() {
+        let s = test_store().await;
+        let (a, b) = (account(&s, &[]).await, account(&s, &[]).await);
+        issue(&s, a, &["www.example.com", "example.com"], "01", 300, None).await;
+        issue(&s, b, &["*.example.com"], "02", 200, None).await;
+        issue(
+            &s,
+            a,
+            &["a.b.example.com", "c.example.com"],
+            "03",
+            100,
+            None,
+        )
+        .await;
+        issue(
+            &s,
+            b,
+            &["example.com.evil", "anexample.com"],
+            "04",
+            400,
+            None,
+        )
+        .await;
+        issue(&s, a, &["10.0.0.1", "2001:db8::1"], "05", 500, None).await;
+        issue(&s, b, &["WWW.Example.COM"], "06", 300, None).await;
+
+        assert_eq!(by_name(&s, "www.example.com", 10).await, ["01", "06"]);
+        assert_eq!(by_name(&s, "WWW.EXAMPLE.com", 10).await, ["01", "06"]);
+        assert_eq!(by_name(&s, "example.com", 10).await, ["01"]);
+        // The wildcard is a name of its own, not a pattern.
+        assert_eq!(by_name(&s, "*.example.com", 10).await, ["02"]);
+        assert!(by_name(&s, "x.example.com", 10).await.is_empty());
+        // Every name under the suffix, once per certificate, by expiry; not example.com
+        // itself (01 is there for www), not a partial label, not a longer TLD.
+        assert_eq!(
+            by_name(&s, ".example.com", 10).await,
+            ["03", "02", "01", "06"]
+        );
+        assert_eq!(
+            by_name(&s, ".example.com", 1).await,
+            ["03", "02", "01", "06"]
+        );
+        assert!(by_name(&s, ".ample.com", 10).await.is_empty());
+        assert_eq!(by_name(&s, ".b.example.com", 10).await, ["03"]);
+        assert_eq!(
+            by_name(&s, ".com", 10).await,
+            ["03", "02", "01", "06", "04"]
+        );
+        assert_eq!(by_name(&s, ".evil", 10).await, ["04"]);
+        // Addresses: exact, in any spelling of the same address.
+        assert_eq!(by_name(&s, "10.0.0.1", 10).await, ["05"]);
+        assert_eq!(by_name(&s, "2001:DB8:0::1", 10).await, ["05"]);
+        assert!(by_name(&s, "10.0.0.2", 10).await.is_empty());
+        // The other filters still apply to what the index finds.
+        let q = InventoryQuery {
+            name: Some(".example.com".into()),
+            account: Some(b.0),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            serials_of(&s.inventory_page(&q).await.unwrap()),
+            ["02", "06"]
+        );
+        let q = InventoryQuery {
+            name: Some(".example.com".into()),
+            state: Some(CertificateState::Valid),
+            now: 250,
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(
+            serials_of(&s.inventory_page(&q).await.unwrap()),
+            ["01", "06"]
+        );
+        let q = InventoryQuery {
+            name: Some("www.example.com".into()),
+            serial: Some("06".into()),
+            limit: 10,
+            ..Default::default()
+        };
+        assert_eq!(serials_of(&s.inventory_page(&q).await.unwrap()), ["06"]);
+    }
+
+    #[tokio::test]
+    async fn the_name_index_is_rebuilt_on_import() {
+        let s = test_store().await;
+        let a = account(&s, &[]).await;
+        issue(&s, a, &["www.example.com", "10.0.0.1"], "01", 300, None).await;
+        issue(&s, a, &["*.example.com"], "02", 200, None).await;
+        let lines = s.export().await.unwrap();
+        assert!(
+            lines.iter().all(|l| l["table"] != "certificate_names"),
+            "the derived index is not exported"
+        );
+        let target = test_store().await;
+        target.import(&lines).await.unwrap();
+        assert_eq!(by_name(&target, "www.example.com", 10).await, ["01"]);
+        assert_eq!(by_name(&target, "10.0.0.1", 10).await, ["01"]);
+        assert_eq!(by_name(&target, ".example.com", 10).await, ["02", "01"]);
+        assert_eq!(
+            s.snapshot().await.unwrap(),
+            target.snapshot().await.unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn unrenewed_certificates_page_from_now_without_successors() {
+        let s = test_store().await;
+        let a = account(&s, &[]).await;
+        issue(&s, a, &["gone.example"], "00", 50, None).await;
+        issue(&s, a, &["a.example"], "01", 200, None).await;
+        issue(&s, a, &["a.example"], "02", 900, None).await;
+        issue(&s, a, &["b.example"], "03", 300, None).await;
+        issue(&s, a, &["c.example"], "04", 400, None).await;
+        issue(&s, a, &["c.example", "d.example"], "05", 900, Some("04")).await;
+        let serials = |p: &UnrenewedPage| {
+            p.items
+                .iter()
+                .map(|u| u.item.serial.clone())
+                .collect::<Vec<_>>()
+        };
+        // 00 expired, 01 renewed by 02, 04 replaced through ARI.
+        let page = s.unrenewed_certificates(100, None, 10).await.unwrap();
+        assert_eq!(serials(&page), ["03", "02", "05"]);
+        assert!(page.next.is_none());
+        assert_eq!(page.items[0].record.not_after, 300);
+        // Bounded: two examined (01 and 03), then where to go on from.
+        let page = s.unrenewed_certificates(100, None, 2).await.unwrap();
+        assert_eq!(serials(&page), ["03"]);
+        let next = page.next.clone().unwrap();
+        assert_eq!(next, (300, "03".to_owned()));
+        let page = s.unrenewed_certificates(100, Some(next), 2).await.unwrap();
+        assert_eq!(serials(&page), ["02", "05"]);
+    }
+
+    #[tokio::test]
+    async fn recent_attempts_for_a_name_show_orders_and_failures() {
+        let s = test_store().await;
+        let (a, b) = (account(&s, &[]).await, account(&s, &[]).await);
+        issue(&s, a, &["www.example.com"], "01", 300, None).await;
+        // A failed validation of another account for the same name.
+        let ids = vec![Identifier::dns("www.example.com")];
+        let order = s
+            .create_order(&NewOrderRecord {
+                account_id: b,
+                identifiers: ids.clone(),
+                expires: 100,
+                not_before: None,
+                not_after: None,
+                authorizations: vec![NewAuthorization::Create {
+                    identifier: ids[0].clone(),
+                    wildcard: false,
+                    expires: 100,
+                    challenges: vec![(ChallengeType::Http01, "tokfail".into())],
+                }],
+                now: 5,
+                profile: None,
+                replaces: None,
+            })
+            .await
+            .unwrap();
+        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
+        let challenge = authz.challenges[0].id;
+        assert!(s.start_validation(challenge, 100).await.unwrap());
+        let problem =
+            certwright_proto::Problem::new(certwright_proto::ProblemType::Connection, "refused");
+        assert!(s
+            .finish_validation(
+                challenge,
+                Some(&problem),
+                &serde_json::json!({}),
+                &serde_json::json!({}),
+                6
+            )
+            .await
+            .unwrap());
+
+        let attempts = s
+            .recent_attempts_for_name("*.WWW.example.com", 5)
+            .await
+            .unwrap();
+        assert_eq!(attempts.len(), 2);
+        assert_eq!(attempts[0].account_id, b.0);
+        assert_eq!(attempts[0].status, "invalid");
+        assert_eq!(attempts[0].order.as_ref().unwrap().0, order.id.0);
+        assert_eq!(attempts[1].account_id, a.0);
+        assert_eq!(attempts[1].order.as_ref().unwrap().1, "valid");
+        assert_eq!(
+            s.recent_attempts_for_name("www.example.com", 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert!(s
+            .recent_attempts_for_name("other.example", 5)
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

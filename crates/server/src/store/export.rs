@@ -4,11 +4,14 @@
 //! EAB HMAC keys travel as stored: sealed with the key-encryption key, with its id. Export
 //! refuses plaintext keys an older version left (`certwright-ca migrate` seals them);
 //! import refuses keys sealed with another KEK than the target's, before writing anything.
+//! The inventory's name index (`certificate_names`) is derived from the certificates: it
+//! is not exported, and import rebuilds it.
 
 use serde_json::{json, Map, Value};
 use sqlx::Row;
 
 use super::audit::{self, AuditEvent};
+use super::certificate_names;
 use super::{Backend, Result, Store, StoreError};
 use crate::secrets::SecretsError;
 
@@ -317,6 +320,22 @@ impl Store {
                 q.execute(&mut *tx).await?;
                 count += 1;
             }
+        }
+        // The name index is derived from the certificates: rebuilt, not carried.
+        for line in lines.iter().filter(|l| l["table"] == "certificates") {
+            let row = &line["row"];
+            let (Some(serial), Some(not_after), Some(names)) = (
+                row["serial"].as_str(),
+                row["not_after"].as_i64(),
+                row["names"].as_str(),
+            ) else {
+                return Err(StoreError::Corrupt(
+                    "bad certificates line in the export".into(),
+                ));
+            };
+            let names: Vec<certwright_proto::types::Identifier> = serde_json::from_str(names)
+                .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
+            certificate_names::insert_in(&mut *tx, serial, not_after, &names).await?;
         }
         if let Some(head) = lines.iter().find(|l| l["table"] == "audit_head") {
             let (seq, hash) = (head["row"]["seq"].as_i64(), head["row"]["hash"].as_str());

@@ -8,14 +8,16 @@ use futures_util::TryStreamExt;
 use serde::Serialize;
 use sqlx::Row;
 
+use super::certificate_names::NameLookup;
 use super::engine::tx::{bind_sqlx, Param};
 use super::{Result, Store, StoreError};
 
 /// Which certificates to list; every filter set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct CertificateFilter {
-    /// A name the certificate covers: exact (`www.example.com`, `*.example.com`), or a
-    /// suffix when it starts with a dot (`.example.com`: every name under example.com).
+    /// A name the certificate covers: exact (`www.example.com`, `*.example.com`, an IP
+    /// address), or a suffix when it starts with a dot (`.example.com`: every name under
+    /// example.com). Looked up in the name index.
     pub name: Option<String>,
     /// Only certificates of this account id.
     pub account: Option<i64>,
@@ -56,23 +58,10 @@ pub struct CertificateSummary {
     pub issuer: String,
 }
 
-/// `value` with LIKE's wildcards and the escape character escaped (escape: `\`).
-fn like_escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('%', "\\%")
-        .replace('_', "\\_")
-}
-
 impl CertificateFilter {
-    /// Whether a certificate's names satisfy the name filter (the SQL prefilter works on
-    /// the JSON text; this is the exact test).
-    fn name_matches(&self, names: &[String]) -> bool {
-        match self.name.as_deref().map(str::to_ascii_lowercase) {
-            None => true,
-            Some(suffix) if suffix.starts_with('.') => names.iter().any(|n| n.ends_with(&suffix)),
-            Some(exact) => names.contains(&exact),
-        }
+    /// The name filter as a lookup in the name index (`certificate_names`).
+    fn name_lookup(&self) -> Option<NameLookup> {
+        self.name.as_deref().map(NameLookup::parse)
     }
 }
 
@@ -95,16 +84,22 @@ impl Store {
             args.push(arg);
             format!("${}", args.len())
         };
-        if let Some(name) = &filter.name {
-            let name = like_escape(&name.to_ascii_lowercase());
-            // Identifiers are stored as JSON: `…"value":"www.example.com"…`.
-            let pattern = if name.starts_with('.') {
-                format!("%{name}\"%")
-            } else {
-                format!("%\"value\":\"{name}\"%")
-            };
-            let p = param(Param::from(pattern));
-            sql.push_str(&format!(" AND c.names LIKE {p} ESCAPE '\\'"));
+        // The certificates the name index holds for the name or under the suffix.
+        match filter.name_lookup() {
+            None => {}
+            Some(NameLookup::Exact(kind, name)) => {
+                let (k, n) = (param(Param::from(kind)), param(Param::from(name)));
+                sql.push_str(&format!(
+                    " AND c.serial IN (SELECT n.serial FROM certificate_names n WHERE n.kind = {k} AND n.name = {n})"
+                ));
+            }
+            Some(NameLookup::Under { from, to }) => {
+                let k = param(Param::from("dns"));
+                let (f, t) = (param(Param::from(from)), param(Param::from(to)));
+                sql.push_str(&format!(
+                    " AND c.serial IN (SELECT n.serial FROM certificate_names n WHERE n.kind = {k} AND n.name >= {f} AND n.name < {t})"
+                ));
+            }
         }
         if let Some(account) = filter.account {
             let p = param(Param::from(account));
@@ -136,9 +131,6 @@ impl Store {
             let ids: Vec<Identifier> = serde_json::from_str(&row.get::<String, _>(1))
                 .map_err(|e| StoreError::Corrupt(format!("certificate names: {e}")))?;
             let names: Vec<String> = ids.into_iter().map(|i| i.value).collect();
-            if !filter.name_matches(&names) {
-                continue;
-            }
             let flow = each(CertificateSummary {
                 serial: row.get(0),
                 names,
@@ -162,24 +154,48 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::console::tests::{account, issue, test_store};
 
-    #[test]
-    fn like_wildcards_are_escaped() {
-        assert_eq!(like_escape("a_b%c\\d"), "a\\_b\\%c\\\\d");
-    }
-
-    #[test]
-    fn name_filter_is_exact_or_a_suffix() {
-        let names = vec!["www.example.com".to_owned(), "*.api.example.com".to_owned()];
-        let f = |n: &str| CertificateFilter {
-            name: Some(n.into()),
-            ..Default::default()
+    #[tokio::test]
+    async fn the_name_filter_is_exact_or_a_suffix_through_the_name_index() {
+        let s = test_store().await;
+        let a = account(&s, &[]).await;
+        issue(
+            &s,
+            a,
+            &["www.example.com", "*.api.example.com"],
+            "01",
+            300,
+            None,
+        )
+        .await;
+        issue(&s, a, &["anexample.com", "10.0.0.1"], "02", 300, None).await;
+        let serials = |name: &str| {
+            let (s, name) = (s.clone(), name.to_owned());
+            async move {
+                let filter = CertificateFilter {
+                    name: Some(name),
+                    ..Default::default()
+                };
+                let mut out = Vec::new();
+                s.each_certificate(&filter, |c| {
+                    out.push(c.serial);
+                    ControlFlow::Continue(())
+                })
+                .await
+                .unwrap();
+                out.sort();
+                out
+            }
         };
-        assert!(f("www.example.com").name_matches(&names));
-        assert!(f("*.api.example.com").name_matches(&names));
-        assert!(f(".example.com").name_matches(&names));
-        assert!(f(".api.example.com").name_matches(&names));
-        assert!(!f("example.com").name_matches(&names));
-        assert!(!f(".other.com").name_matches(&names));
+        assert_eq!(serials("www.example.com").await, ["01"]);
+        assert_eq!(serials("*.api.example.com").await, ["01"]);
+        assert_eq!(serials(".example.com").await, ["01"]);
+        assert_eq!(serials(".api.example.com").await, ["01"]);
+        assert_eq!(serials(".com").await, ["01", "02"]);
+        assert_eq!(serials("10.0.0.1").await, ["02"]);
+        assert!(serials("example.com").await.is_empty());
+        assert!(serials(".ample.com").await.is_empty());
+        assert!(serials(".other.com").await.is_empty());
     }
 }

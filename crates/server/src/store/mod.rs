@@ -50,8 +50,11 @@ pub mod agents;
 pub mod audit;
 mod authorizations;
 mod backend_jobs;
+mod certificate_names;
 mod certificates;
 pub mod console;
+#[cfg(test)]
+mod console_scale;
 mod crl;
 pub mod dashboard;
 mod eab;

@@ -9,6 +9,7 @@ use certwright_proto::types::AuthorizationStatus;
 use certwright_proto::Problem;
 
 use super::audit::{self, Actor, AuditEvent};
+use super::certificate_names;
 use super::engine::columns::Columns;
 use super::engine::tx::{params, Param, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
@@ -316,6 +317,7 @@ pub(super) async fn complete_in(
     )
     .await
     .map_err(unique_is_conflict)?;
+    certificate_names::insert_in(tx, &cert.serial, cert.not_after, &cert.names).await?;
     // The account's EAB label (for the audit entry) comes back with the update.
     let done = tx
         .fetch_optional(&COMPLETE, &params![&cert.serial, order.0])

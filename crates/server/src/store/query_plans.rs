@@ -18,6 +18,7 @@ const GROWING: &[&str] = &[
     "order_authorizations",
     "challenges",
     "certificates",
+    "certificate_names",
     "audit_log",
     "rate_events",
     "nonces",
@@ -90,6 +91,7 @@ pub(super) const SOURCES: &[(&str, &str)] = &[
     ("troubleshoot.rs", include_str!("troubleshoot.rs")),
     ("agents.rs", include_str!("agents.rs")),
     ("webhooks.rs", include_str!("webhooks.rs")),
+    ("certificate_names.rs", include_str!("certificate_names.rs")),
 ];
 
 /// The statements built with statuses spliced in (no literal in the source holds them
@@ -198,7 +200,10 @@ async fn no_store_statement_scans_a_growing_table() {
         .iter()
         .flat_map(|(file, source)| statements(source).into_iter().map(move |sql| (*file, sql)));
     // Built statements without a status in them (`built_statements` holds those with).
-    let unspliced = [("nonces.rs", super::nonces::INSERT_NONCES.as_str())];
+    let names = super::certificate_names::INSERT_NAMES.iter();
+    let unspliced = [("nonces.rs", super::nonces::INSERT_NONCES.as_str())]
+        .into_iter()
+        .chain(names.map(|sql| ("certificate_names.rs", sql.as_str())));
     let built = built_statements()
         .into_iter()
         .map(|(file, _, sql)| (file, sql))

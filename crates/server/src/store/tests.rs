@@ -1052,3 +1052,73 @@ async fn an_export_of_an_older_version_is_imported_and_its_keys_sealed() {
     let record = target.eab_key("kid").await.unwrap().unwrap();
     assert_eq!(target.eab_hmac_key(&record).unwrap(), key);
 }
+
+/// A certificate stored before migration 0016 (its name index, `certificate_names`), with
+/// these identifiers.
+const OLD_CERTIFICATE: &str = r#"
+    INSERT INTO accounts (key_thumbprint, jwk, contact, status, created_at) VALUES ('t', '{}', '[]', 'valid', 1);
+    INSERT INTO orders (account_id, status, identifiers, expires, created_at) VALUES (1, 'valid', '[]', 1, 1);
+    INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, issuer)
+    VALUES ('0a', 1, 1, 'x', 'x', '[{"type":"dns","value":"WWW.Example.com"},{"type":"dns","value":"*.example.com"},{"type":"ip","value":"10.0.0.1"},{"type":"dns","value":"localhost"},{"type":"dns","value":"www.example.com"}]', 1, 5, 1, 'i');"#;
+
+/// The rows the Rust side writes for `OLD_CERTIFICATE`.
+fn expected() -> Vec<(String, String, i64, String)> {
+    let names: Vec<Identifier> = vec![
+        Identifier::dns("WWW.Example.com"),
+        Identifier::dns("*.example.com"),
+        Identifier::ip("10.0.0.1"),
+        Identifier::dns("localhost"),
+    ];
+    let keys: std::collections::BTreeSet<(&str, String)> =
+        names.iter().map(certificate_names::key).collect();
+    keys.into_iter()
+        .map(|(k, n)| (k.to_owned(), n, 5, "0a".to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_sqlite_migration_backfills_the_certificates_stored_before_it() {
+    let migrations = &SQLITE_MIGRATIONS;
+    let conn = rusqlite::Connection::open_in_memory().unwrap();
+    for m in migrations.iter().filter(|m| m.version < 16) {
+        conn.execute_batch(&m.sql).unwrap();
+    }
+    conn.execute_batch(OLD_CERTIFICATE).unwrap();
+    let m16 = migrations.iter().find(|m| m.version == 16).unwrap();
+    conn.execute_batch(&m16.sql).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT kind, name, not_after, serial FROM certificate_names ORDER BY kind, name")
+        .unwrap();
+    let rows: Vec<(String, String, i64, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(rows, expected());
+}
+
+#[tokio::test]
+async fn the_postgres_migration_backfills_the_certificates_stored_before_it() {
+    if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return;
+    }
+    let url = certwright_testkit::peers::postgres::create_database().await;
+    let pool = sqlx::PgPool::connect(&url).await.unwrap();
+    let migrations = &POSTGRES_MIGRATIONS;
+    for m in migrations.iter().filter(|m| m.version < 16) {
+        sqlx::raw_sql(&m.sql).execute(&pool).await.unwrap();
+    }
+    sqlx::raw_sql(OLD_CERTIFICATE.replace("'x', 'x'", "'\\x00', 'x'").as_str())
+        .execute(&pool)
+        .await
+        .unwrap();
+    let m16 = migrations.iter().find(|m| m.version == 16).unwrap();
+    sqlx::raw_sql(&m16.sql).execute(&pool).await.unwrap();
+    let rows: Vec<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT kind, name, not_after, serial FROM certificate_names ORDER BY kind, name",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert_eq!(rows, expected());
+}
