@@ -727,7 +727,7 @@ async fn retry_webhook(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::store::console::tests::{account, issue};
     use axum::body::Body;
@@ -755,13 +755,14 @@ mod tests {
         assert!(tls.cookie(SESSION_COOKIE, "t", 60).ends_with("; Secure"));
     }
 
-    struct Fixture {
-        store: Store,
+    /// A router over an in-memory store, and requests to it (also `actions`' tests).
+    pub(super) struct Fixture {
+        pub(super) store: Store,
         router: Router,
     }
 
     impl Fixture {
-        async fn new() -> Self {
+        pub(super) async fn new() -> Self {
             let kek =
                 crate::secrets::Kek::from_bytes(&[7; crate::secrets::KEK_LEN], "test").unwrap();
             let store = Store::open("sqlite::memory:")
@@ -773,7 +774,7 @@ mod tests {
         }
 
         /// A session of a new operator `name` with `role`: (cookie header, csrf).
-        async fn session(&self, name: &str, role: OperatorRole) -> (String, String) {
+        pub(super) async fn session(&self, name: &str, role: OperatorRole) -> (String, String) {
             self.store
                 .add_operator(name, role, "$argon2id$none", 1)
                 .await
@@ -787,7 +788,7 @@ mod tests {
             (format!("{SESSION_COOKIE}={token}"), csrf)
         }
 
-        async fn send(
+        pub(super) async fn send(
             &self,
             method: &str,
             uri: &str,
