@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use fantoccini::Client as Browser;
 use support::console::{
-    add_operator, find, open_browser, runtime, screenshot, start_ca, start_chromedriver,
+    add_operator, ca_command, client, find, open_browser, runtime, screenshot, sign_in, start_ca,
+    start_chromedriver,
 };
 use support::{
     certbot_command, client_bin, crl_entries, dns, openssl, run_bounded, run_ok, CaProcess,
@@ -101,6 +102,88 @@ fn an_operator_renews_revokes_binds_and_runs_a_campaign_in_the_browser() {
     runtime().block_on(s.run(port, &profile, &short, &app));
     ca.stop(&mut guard);
     eprintln!("scenario took {:?}", started.elapsed());
+}
+
+/// The same campaign from the command line (`certwright-ca renew-early --suffix`), without
+/// a browser: the certwright client renews, and the campaign's page (over HTTP) says 1
+/// of 1 replaced; the trail has the campaign's two entries, not one per certificate.
+#[test]
+fn a_campaign_from_the_command_line_is_renewed_by_certwright() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    let (ca, base) = start_ca(&mut guard, tmp.path());
+    add_operator(&ca, "vera", "viewer", "viewer password 654");
+    let cw = Certwright {
+        server: ca.directory_url.clone(),
+        root: ca.root_path(),
+        state: tmp.path().join("certwright"),
+        http01: format!("127.0.0.1:{}", ca.http01_port),
+    };
+    cw.issue("api.cli.certwright.test", None);
+    cw.issue("other.certwright.test", None);
+
+    // No filter: refused, nothing written.
+    let campaign_entries = || {
+        ca_command(&ca, &["audit", "export"])
+            .lines()
+            .filter(|l| l.contains("renew_campaign") || l.contains("certificate.renew_early"))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let mut cmd = Command::new(support::ca_bin());
+    cmd.args(["renew-early", "--suffix", " ", "--data-dir"])
+        .arg(&ca.data_dir);
+    assert!(!run_bounded(&mut cmd, Duration::from_secs(60))
+        .status
+        .success());
+    assert!(campaign_entries().is_empty());
+
+    let out = ca_command(&ca, &["renew-early", "--suffix", "cli.certwright.test"]);
+    assert!(
+        out.contains("campaign 1 (suffix .cli.certwright.test): 1 certificate(s) marked"),
+        "{out}"
+    );
+    let entries = campaign_entries();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        entries[0].contains("renew_campaign.start") && entries[1].contains("renew_campaign.finish"),
+        "{entries:?}"
+    );
+    assert!(
+        entries.iter().all(|e| e.contains("\"actor\":\"operator")),
+        "{entries:?}"
+    );
+
+    let progress = |expected: &'static str| {
+        let base = base.clone();
+        runtime().block_on(async move {
+            let http = client();
+            let (cookie, _) = sign_in(&http, &base, "vera", "viewer password 654")
+                .await
+                .unwrap();
+            let page = http
+                .get(format!("{base}/console/campaigns/1"))
+                .header(reqwest::header::COOKIE, cookie)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            assert!(page.contains(expected), "{page}");
+        })
+    };
+    progress("0 of 1 replaced");
+    let renewed = cw.json(&["renew", "api.cli.certwright.test"]);
+    assert_eq!(renewed["action"], "renewed", "{renewed}");
+    // The other certificate is not the campaign's: not due.
+    assert_eq!(
+        cw.json(&["renew", "other.certwright.test"])["action"],
+        "not_due"
+    );
+    progress("1 of 1 replaced");
+    ca.stop(&mut guard);
 }
 
 struct Scenario<'a> {

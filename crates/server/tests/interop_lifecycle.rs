@@ -14,7 +14,6 @@ use support::{
     ca_bin, certbot_command, create_postgres_database, crl_entries, dns, free_port, leaf,
     lego_command, run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
-use x509_parser::prelude::*;
 
 const EMAIL: &str = support::CLIENT_EMAIL;
 

@@ -463,7 +463,10 @@ mod tests {
                 "{serial}"
             );
         }
-        assert_eq!(s.renew_campaigns(10).await.unwrap(), [campaign.clone()]);
+        assert_eq!(
+            s.renew_campaigns(10).await.unwrap(),
+            std::slice::from_ref(&campaign)
+        );
 
         // Two audit entries, whatever the count.
         let entries: Vec<_> = s
