@@ -560,5 +560,18 @@ mod tests {
             .unwrap();
         assert_eq!(c.marked, 1);
         assert!(s.certificate("01").await.unwrap().renew_early);
+
+        // `export`/`import` carry campaigns and their certificates.
+        let target = Store::open("sqlite::memory:").await.unwrap();
+        target.import(&s.export().await.unwrap()).await.unwrap();
+        assert_eq!(
+            target.renew_campaigns(10).await.unwrap(),
+            s.renew_campaigns(10).await.unwrap()
+        );
+        let p = target
+            .renew_campaign_progress(c.id, 1, 10, 10)
+            .await
+            .unwrap();
+        assert_eq!(p.waiting_list.len(), 1);
     }
 }
