@@ -31,6 +31,9 @@ pub struct Admin {
     /// When set, `/metrics` and `/readyz` need `Authorization: Bearer <token>`
     /// (`admin_token_file`); `/healthz` stays open for probes.
     pub token: Option<AdminToken>,
+    /// When set (`admin_tls_cert`, `admin_tls_key`), the listener speaks HTTPS and the
+    /// console's cookies are `Secure`.
+    pub tls: Option<Arc<crate::app::admin_tls::AdminTls>>,
 }
 
 /// The admin listener's bearer token (never logged: `Debug` shows nothing of it).
@@ -81,10 +84,13 @@ impl std::fmt::Debug for AdminToken {
 /// `/readyz` (the database answers and the CA key signs); and the operator console under
 /// `/console/` (`console`), which has its own sign-in and so is outside the bearer token.
 pub fn admin_router(admin: Arc<Admin>) -> Router {
-    // The admin listener is plain HTTP today: no `Secure` cookies.
-    let console =
-        crate::console::Console::new(admin.store.clone(), crate::clock::Clock::system(), false)
-            .with_ra(admin.acme.ra.clone());
+    // `Secure` cookies when the listener speaks TLS.
+    let console = crate::console::Console::new(
+        admin.store.clone(),
+        crate::clock::Clock::system(),
+        admin.tls.is_some(),
+    )
+    .with_ra(admin.acme.ra.clone());
     Router::new()
         .route("/metrics", get(metrics_endpoint))
         .route("/healthz", get(healthz))
@@ -180,12 +186,27 @@ async fn readyz(State(admin): State<Arc<Admin>>, request: Request) -> Response {
         .into_response()
 }
 
-/// Serves the admin router on `listener` until `shutdown` resolves.
+/// Serves the admin router on `listener` until `shutdown` resolves: HTTPS when
+/// `admin.tls` is set (its certificate reloaded on SIGHUP), else plain HTTP.
 pub async fn serve_admin(
     listener: tokio::net::TcpListener,
     admin: Arc<Admin>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    if let Some(tls) = &admin.tls {
+        let config = tls.server_config().map_err(std::io::Error::other)?;
+        tls.reload_on_sighup()?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+        crate::app::serve_router(
+            "admin",
+            listener,
+            admin_router(admin),
+            Some(acceptor),
+            shutdown,
+        )
+        .await;
+        return Ok(());
+    }
     axum::serve(
         listener,
         admin_router(admin).into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -70,6 +70,12 @@ pub struct Config {
     /// A file holding the bearer token the admin listener requires for `/metrics` and
     /// `/readyz` (`/healthz` stays open); keep it 0600.
     pub admin_token_file: Option<PathBuf>,
+    /// The admin listener's TLS certificate chain (PEM, the leaf first). With
+    /// `admin_tls_key`, the admin listener (`/metrics`, `/healthz`, `/readyz`, `/console`)
+    /// speaks HTTPS; both or neither. Re-read on SIGHUP.
+    pub admin_tls_cert: Option<PathBuf>,
+    /// The private key of `admin_tls_cert` (PEM); keep it 0600.
+    pub admin_tls_key: Option<PathBuf>,
     /// Address of the plain-HTTP listener that serves only the read-only PKI resources
     /// (CRL, OCSP, issuer certificate), or `off`. Default `127.0.0.1:14002`.
     pub pki_http_listen: PkiHttpListen,
@@ -535,6 +541,8 @@ impl Default for Config {
             admin_listen: AdminListen::default(),
             admin_allow_non_loopback: false,
             admin_token_file: None,
+            admin_tls_cert: None,
+            admin_tls_key: None,
             pki_http_listen: PkiHttpListen::default(),
             pki_base_url: None,
             policy: PolicySection::default(),
@@ -751,6 +759,11 @@ impl Config {
                     "admin_listen {addr} is not a loopback address: metrics and readiness would be open to the network; set admin_allow_non_loopback = true (--admin-allow-non-loopback) to mean it, with admin_token_file to require a bearer token"
                 )));
             }
+        }
+        if self.admin_tls_cert.is_some() != self.admin_tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "admin_tls_cert and admin_tls_key go together: set both, or neither".into(),
+            ));
         }
         self.validate_pki()?;
         self.validate_agents()?;
@@ -1191,6 +1204,22 @@ mod tests {
 
     /// An admin listener off loopback needs the explicit opt-in; loopback (v4 or v6)
     /// and "off" need nothing.
+    #[test]
+    fn the_admin_tls_files_come_in_pairs() {
+        for (text, ok) in [
+            ("", true),
+            (
+                "admin_tls_cert = \"a.pem\"\nadmin_tls_key = \"a.key\"\n",
+                true,
+            ),
+            ("admin_tls_cert = \"a.pem\"\n", false),
+            ("admin_tls_key = \"a.key\"\n", false),
+        ] {
+            let cfg: Config = toml::from_str(text).unwrap();
+            assert_eq!(cfg.validate().is_ok(), ok, "{text}");
+        }
+    }
+
     #[test]
     fn a_non_loopback_admin_listener_must_be_asked_for() {
         for addr in ["0.0.0.0:14001", "10.1.2.3:14001", "[::]:14001"] {

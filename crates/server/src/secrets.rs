@@ -162,6 +162,8 @@ pub struct PrivateFiles {
     pub eab_kek_file: Option<PathBuf>,
     /// The admin listener's bearer-token file (`admin_token_file`), if any.
     pub admin_token_file: Option<PathBuf>,
+    /// The admin listener's TLS key (`admin_tls_key`), if any.
+    pub admin_tls_key: Option<PathBuf>,
     /// The SQLite database file, if the database is one (private too).
     pub sqlite_file: Option<PathBuf>,
 }
@@ -423,7 +425,7 @@ pub fn looks_sealed(stored: &[u8]) -> bool {
 
 /// Files and directories that must not be open to group or others, with the mode each
 /// should have: the data directory (0700), every `*.key` in it, the KEK file and the admin
-/// token file (0600), and the SQLite database with its `-wal` and `-shm` files (0600).
+/// token file and the admin TLS key (0600), and the SQLite database with its `-wal` and `-shm` files (0600).
 pub fn private_paths(files: &PrivateFiles) -> Vec<(PathBuf, u32)> {
     let mut paths = vec![(files.data_dir.clone(), 0o700)];
     if let Ok(entries) = std::fs::read_dir(&files.data_dir) {
@@ -442,6 +444,9 @@ pub fn private_paths(files: &PrivateFiles) -> Vec<(PathBuf, u32)> {
     }
     if let Some(token) = &files.admin_token_file {
         paths.push((token.clone(), 0o600));
+    }
+    if let Some(key) = &files.admin_tls_key {
+        paths.push((key.clone(), 0o600));
     }
     if let Some(db) = &files.sqlite_file {
         for suffix in ["", "-wal", "-shm"] {
@@ -483,6 +488,7 @@ mod tests {
             data_dir: dir.path().join("data"),
             eab_kek_file: None,
             admin_token_file: Some(token.clone()),
+            admin_tls_key: None,
             sqlite_file: Some(dir.path().join("data/certwright.db")),
         };
         let loose = fsutil::loose_modes(&private_paths(&files));

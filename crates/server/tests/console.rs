@@ -3,13 +3,16 @@
 //! security over HTTP (reqwest): pages redirect to the sign-in without a session, POSTs
 //! are refused without a session, without the CSRF token or by a viewer, with nothing
 //! changed in the audit trail; five wrong passwords lock the name; sign-out ends the
-//! session. Then one browser test: headless Chromium (chromedriver, driven with
+//! session. Over the admin listener with TLS: a one-time sign-in link from `operator add
+//! --login-link` works once, cookies are `Secure`, and `operator disable` ends a session.
+//! Then one browser test: headless Chromium (chromedriver, driven with
 //! fantoccini) signs in, searches the inventory and opens the certificate; with
 //! `CERTWRIGHT_CONSOLE_SCREENSHOTS=1` it saves screenshots into docs/console/.
 
 mod harness;
 mod support;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,11 +20,12 @@ use std::time::{Duration, Instant};
 use reqwest::header::{COOKIE, LOCATION};
 use reqwest::StatusCode;
 use support::console::{
-    add_operator, ca_command, client, find, open_browser, runtime, screenshot, sign_in, start_ca,
-    start_chromedriver, FormPairs,
+    add_operator, ca_command, client, client_builder, csrf_field, find, open_browser, runtime,
+    screenshot, set_cookie, sign_in, start_ca, start_chromedriver, FormPairs,
 };
 use support::{
-    ca_bin, dns, lego_command, run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    ca_bin, dns, free_port, lego_command, run_bounded, run_ok, CaProcess, ProcessGuard,
+    CLIENT_TIMEOUT,
 };
 
 /// lego gets a certificate for `name`; returns its serial (lower-case hex).
@@ -466,4 +470,243 @@ async fn the_console_is_outside_the_admin_token_and_the_rest_is_not() {
         );
         assert!(!r.text().await.unwrap().contains("certwright_"), "{path}");
     }
+}
+
+/// The value of the `certwright_console` cookie a response sets, as a `Cookie` header.
+fn session_cookie(r: &reqwest::Response) -> String {
+    set_cookie(r, "certwright_console")
+        .expect("a session cookie")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn a_login_link_works_once_over_the_tls_admin_listener_and_disable_ends_the_session() {
+    let _dns = dns();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut guard = ProcessGuard::default();
+    // The admin listener's certificate, from a test CA of its own.
+    let (root, cert, key) = support::x509::tls_identity(tmp.path());
+    std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let config = tmp.path().join("ca.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin_listen = \"{admin}\"\nadmin_tls_cert = \"{}\"\nadmin_tls_key = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let listen: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let ca = CaProcess::start_with_args(
+        ca_bin(),
+        &mut guard,
+        &tmp.path().join("ca"),
+        listen,
+        free_port(),
+        &["--config", &config, "--admin-listen", &admin.to_string()],
+    );
+    let out = std::fs::read_dir(&ca.data_dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .find(|e| e.file_name().to_string_lossy().starts_with("ca-stdout"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .unwrap();
+    assert!(
+        out.contains(&format!("admin:            https://{admin}/metrics")),
+        "{out}"
+    );
+
+    let added = ca_command(
+        &ca,
+        &[
+            "operator",
+            "add",
+            "alice",
+            "--role",
+            "admin",
+            "--login-link",
+            "--config",
+            &config,
+        ],
+    );
+    let prefix = format!("https://{admin}/console/welcome/");
+    let link = added
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no link in: {added}"))
+        .to_owned();
+    let token = &link[prefix.len()..];
+    assert_eq!(
+        certwright_proto::b64::decode(token).unwrap().len(),
+        32,
+        "256 random bits"
+    );
+    for file in ["certwright.db", "certwright.db-wal"] {
+        let bytes = std::fs::read(ca.data_dir.join(file)).unwrap_or_default();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{file}: the token is stored only hashed"
+        );
+    }
+
+    let root_pem = std::fs::read(&root).unwrap();
+    let runtime = runtime();
+    let (alice, alice_csrf) = runtime.block_on(async {
+        let https = client_builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&root_pem).unwrap()])
+            .build()
+            .unwrap();
+        let base = format!("https://{admin}");
+        // The rest of the admin listener speaks HTTPS too; plain HTTP gets nowhere.
+        let r = https.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert!(client()
+            .get(format!("http://{admin}/healthz"))
+            .send()
+            .await
+            .map_or(true, |r| r.status() != StatusCode::OK));
+
+        let page = https.get(&link).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let login = set_cookie(&page, "certwright_console_login").unwrap();
+        assert!(login.contains("; Secure"), "{login}");
+        let login = login.split(';').next().unwrap().to_owned();
+        let csrf = csrf_field(&page.text().await.unwrap());
+        let new = "alice's own passphrase";
+        let form = [("csrf", csrf.as_str()), ("new", new), ("again", new)];
+        let r = https
+            .post(&link)
+            .header(COOKIE, &login)
+            .form_pairs(&form)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        let cookie = set_cookie(&r, "certwright_console").unwrap();
+        assert!(
+            cookie.contains("; Secure") && cookie.contains("; HttpOnly"),
+            "{cookie}"
+        );
+        let from_link = session_cookie(&r);
+        let dashboard = https
+            .get(format!("{base}/console/dashboard"))
+            .header(COOKIE, &from_link)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(dashboard.status(), StatusCode::OK);
+
+        // Once only: the same link, the same form, refused; the password stays.
+        let before = audit_len(&ca);
+        let again = https
+            .post(&link)
+            .header(COOKIE, &login)
+            .form_pairs(&[
+                ("csrf", csrf.as_str()),
+                ("new", "someone else's pass"),
+                ("again", "someone else's pass"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), StatusCode::NOT_FOUND);
+        assert!(set_cookie(&again, "certwright_console").is_none());
+        assert_eq!(
+            https.get(&link).send().await.unwrap().status(),
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(audit_len(&ca), before + 2, "two refusals audited");
+        assert_eq!(
+            sign_in(&https, &base, "alice", "someone else's pass").await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+        sign_in(&https, &base, "alice", new).await.unwrap()
+    });
+
+    // Disabling alice ends her sessions at once, and she cannot sign in.
+    let disabled = ca_command(&ca, &["operator", "disable", "alice"]);
+    assert!(disabled.contains("disabled operator alice"), "{disabled}");
+    let list = ca_command(&ca, &["operator", "list"]);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("alice\tadmin\t") && l.ends_with("\tdisabled")),
+        "{list}"
+    );
+    runtime.block_on(async {
+        let https = client_builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&root_pem).unwrap()])
+            .build()
+            .unwrap();
+        let base = format!("https://{admin}");
+        let r = https
+            .get(format!("{base}/console/dashboard"))
+            .header(COOKIE, &alice)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        assert_eq!(r.headers()[LOCATION], "/console/sign-in");
+        let r = https
+            .post(format!("{base}/console/eab"))
+            .header(COOKIE, &alice)
+            .form_pairs(&[("csrf", alice_csrf.as_str()), ("label", "x")])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN);
+        assert_eq!(
+            sign_in(&https, &base, "alice", "alice's own passphrase").await,
+            Err(StatusCode::UNAUTHORIZED)
+        );
+    });
+    let actions = ca_command(&ca, &["audit", "export"]);
+    for action in [
+        "\"operator.link\"",
+        "\"operator.password_set\"",
+        "\"operator.link_refused\"",
+        "\"operator.disable\"",
+    ] {
+        assert!(actions.contains(action), "{action} in {actions}");
+    }
+
+    // A renewed pair in the same files is served after SIGHUP, without a restart.
+    let renewed = tmp.path().join("renewed");
+    std::fs::create_dir_all(&renewed).unwrap();
+    let (new_root, new_cert, new_key) = support::x509::tls_identity(&renewed);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let new_root = std::fs::read(&new_root).unwrap();
+    let trusts_new = || {
+        runtime.block_on(async {
+            client_builder()
+                .tls_certs_only([reqwest::Certificate::from_pem(&new_root).unwrap()])
+                .build()
+                .unwrap()
+                .get(format!("https://{admin}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        })
+    };
+    assert!(!trusts_new(), "the old certificate until SIGHUP");
+    certwright_testkit::process::send_signal(
+        ca.pid(&mut guard),
+        certwright_testkit::process::Signal::HUP,
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !trusts_new() {
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate is not served 10 s after SIGHUP\n{}",
+            ca.logs()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ca.stop(&mut guard);
 }

@@ -92,7 +92,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<run::Removed>().is_some() {
+            if e.downcast_ref::<run::Removed>().is_some()
+                || e.downcast_ref::<run::Refused>().is_some()
+            {
                 ExitCode::from(run::EXIT_REMOVED)
             } else {
                 ExitCode::FAILURE

@@ -263,6 +263,18 @@ fn removed(e: CallError) -> anyhow::Error {
     Removed(e).into()
 }
 
+/// The CA refused the agent's poll with 403: the segment in the agent's state is not the
+/// one its certificate was issued for (an edited state file, or another enrolment's).
+/// Retrying cannot help; `run` ends with this error (exit status [`EXIT_REMOVED`] too).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}. The agent's state names segment {segment:?}, which the CA does not give it: enrol it again with a new token")]
+pub struct Refused {
+    /// The refusal.
+    pub error: CallError,
+    /// The segment the agent asked for.
+    pub segment: String,
+}
+
 async fn poll_loop(
     agent: Arc<Agent>,
     server: String,
@@ -302,6 +314,13 @@ async fn poll_loop(
                 }
             }
             Err(e) if e.is_unauthorized() => return Err(removed(e)),
+            Err(e @ CallError::Refused { status: 403, .. }) => {
+                return Err(Refused {
+                    error: e,
+                    segment: agent.state.segment.clone(),
+                }
+                .into())
+            }
             Err(e) => {
                 let wait = backoff.next_wait();
                 if connected || slot == 0 {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use certwright_proto::types::{ChallengeType, Identifier};
 use certwright_va::remote::{
-    EnrollRequest, EnrollResponse, EnrolmentToken, Job, JobKind, JobResult, CA_PATH, ENROLL_PATH,
-    POLL_PATH, RENEW_PATH, RESULT_PATH,
+    EnrollRequest, EnrollResponse, EnrolmentToken, Job, JobKind, JobResult, PollRequest, CA_PATH,
+    ENROLL_PATH, POLL_PATH, RENEW_PATH, RESULT_PATH,
 };
 use certwright_va_agent::files::{AgentDir, CA_FILE, CERT_FILE, KEY_FILE, STATE_FILE};
 use certwright_va_agent::{enroll, run};
@@ -245,6 +245,13 @@ fn handle(
             if !authenticated {
                 return problem("401 Unauthorized", "no client certificate");
             }
+            let poll: PollRequest = serde_json::from_slice(body).unwrap();
+            if poll.segment.as_deref().is_some_and(|s| s != "lab") {
+                return problem(
+                    "403 Forbidden",
+                    "an agent receives only its own segment's jobs",
+                );
+            }
             let mut served = served_job.lock().unwrap();
             if *served {
                 // Once the result is in and the agent renewed, the agent is "removed".
@@ -381,6 +388,52 @@ async fn enrols_then_runs_a_job_and_stops_on_401() {
     for f in [KEY_FILE, CERT_FILE] {
         assert_eq!(mode(&dir.path(f)), 0o600, "{f}");
     }
+}
+
+/// A 403 to a poll (the state names a segment the certificate is not for) cannot get
+/// better by retrying: the agent stops at once, as for a 401, and says why.
+#[tokio::test]
+async fn a_poll_refused_for_its_segment_stops_the_agent() {
+    let ca = FakeCa::start().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = AgentDir::new(tmp.path().join("agent"));
+    let token = ca.token(certwright_va::remote::sha256(&ca.ca_der));
+    enroll::enroll(&ca.url(), &token, &dir, false)
+        .await
+        .unwrap();
+    let path = dir.path(STATE_FILE);
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    state["segment"] = "office".into();
+    std::fs::write(&path, state.to_string()).unwrap();
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        BOUND,
+        run::run(
+            run::RunOptions {
+                dir: dir.clone(),
+                servers: vec![],
+                dns: None,
+                deny: vec![],
+                max_concurrent: 1,
+                metrics_listen: None,
+            },
+            rx,
+        ),
+    )
+    .await
+    .expect("the agent stops by itself")
+    .unwrap_err();
+    assert!(err.downcast_ref::<run::Refused>().is_some(), "{err:#}");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("403") && text.contains("\"office\"") && text.contains("enrol it again"),
+        "{text}"
+    );
+    // Stopped at the first refusal, not after backing off.
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(ca.results.lock().unwrap().is_empty());
 }
 
 #[tokio::test]

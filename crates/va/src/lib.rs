@@ -134,8 +134,13 @@ pub trait Validator: Send + Sync + 'static {
         false
     }
 
-    /// Why the validator would refuse to connect to `ip`, if it would.
-    fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress>;
+    /// Why the validator would refuse to connect to `ip` for `applicant`, if it would
+    /// (a validator that routes may send the address to a perspective with other limits).
+    fn refuses(
+        &self,
+        ip: std::net::IpAddr,
+        applicant: &Applicant,
+    ) -> Option<denylist::DeniedAddress>;
 
     /// The settings the RA reads (IP identifiers allowed, the CAA re-check age).
     fn config(&self) -> &VaConfig;
@@ -178,7 +183,11 @@ impl Validator for Va {
         ))
     }
 
-    fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
+    fn refuses(
+        &self,
+        ip: std::net::IpAddr,
+        _applicant: &Applicant,
+    ) -> Option<denylist::DeniedAddress> {
         Va::refuses(self, ip)
     }
 

@@ -20,8 +20,10 @@
 //! | a body over the route's limit (64 KiB for results, 16 KiB otherwise) | 413 | `malformed` |
 //! | a failure inside the CA (store, signing) | 500 | `serverInternal` |
 //!
-//! Renewal (`RENEW_PATH`) makes the new certificate the agent's current one at once: the
-//! old certificate stops working with the answer.
+//! Renewal (`RENEW_PATH`) makes the new certificate the agent's current one at once. The
+//! certificate the request came with keeps working until the agent first presents the new
+//! one, so an agent whose renewal answer was lost renews again with it (and the
+//! certificate it never received stops working then).
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -141,16 +143,24 @@ fn json_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result
 }
 
 impl ListenerState {
-    /// The enrolled agent whose current certificate the connection presented.
+    /// The enrolled agent whose current (or previous, not yet retired) certificate the
+    /// connection presented. The first request with the current one retires the previous.
     async fn agent(&self, peer: &PeerCertificate) -> Result<AgentRecord, Refusal> {
         let Some(sha) = &peer.0 else {
             return Err(unauthenticated());
         };
-        match self.store.agent_by_certificate(sha).await {
-            Ok(Some(agent)) => Ok(agent),
-            Ok(None) => Err(unauthenticated()),
-            Err(e) => Err(internal("looking up an agent", e)),
+        let agent = match self.store.agent_by_certificate(sha).await {
+            Ok(Some(agent)) => agent,
+            Ok(None) => return Err(unauthenticated()),
+            Err(e) => return Err(internal("looking up an agent", e)),
+        };
+        if agent.previous_cert_sha256.is_some() && agent.cert_sha256 == *sha {
+            self.store
+                .retire_previous_agent_certificate(&agent.name, sha)
+                .await
+                .map_err(|e| internal("retiring an agent's previous certificate", e))?;
         }
+        Ok(agent)
     }
 
     fn issue(
@@ -251,14 +261,10 @@ async fn renew(
     let agent = s.agent(&peer).await?;
     let req: RenewRequest = json_body(body)?;
     let cert = s.issue(&req.csr, &agent.name, &agent.segment)?;
+    let presented = peer.0.as_deref().unwrap_or_default();
     let renewed = s
         .store
-        .renew_agent_certificate(
-            &agent.name,
-            &agent.cert_sha256,
-            &cert.sha256,
-            cert.not_after,
-        )
+        .renew_agent_certificate(&agent.name, presented, &cert.sha256, cert.not_after)
         .await
         .map_err(|e| internal("renewing an agent certificate", e))?;
     if !renewed {
@@ -725,17 +731,32 @@ mod tests {
         )
         .await;
 
-        // Renewal: the new certificate works, the old one stops at once.
-        let (der, key) = csr();
-        let resp = post(
-            &a1,
-            format!("{}{RENEW_PATH}", f.base),
-            json!({"csr": certwright_proto::b64::encode(der)}),
-        )
-        .await;
-        assert_eq!(resp.status(), 200);
-        let renewed: EnrollResponse = resp.json().await.unwrap();
-        let a1_new = client(f.ca.der(), Some((&renewed.certificate, &key)));
+        // Renewal: the answer is "lost" (the agent keeps its old certificate, which still
+        // works), so it renews again with the old one; the certificate it never received
+        // stops working.
+        async fn renew(f: &Fixture, c: &reqwest::Client) -> reqwest::Client {
+            let (der, key) = csr();
+            let resp = post(
+                c,
+                format!("{}{RENEW_PATH}", f.base),
+                json!({"csr": certwright_proto::b64::encode(der)}),
+            )
+            .await;
+            assert_eq!(resp.status(), 200);
+            let renewed: EnrollResponse = resp.json().await.unwrap();
+            client(f.ca.der(), Some((&renewed.certificate, &key)))
+        }
+        async fn poll(f: &Fixture, c: &reqwest::Client) -> StatusCode {
+            post(c, format!("{}{POLL_PATH}", f.base), json!({"wait_ms": 10}))
+                .await
+                .status()
+        }
+        let lost = renew(&f, &a1).await;
+        assert_eq!(poll(&f, &a1).await, 204);
+        let a1_new = renew(&f, &a1).await;
+        assert_eq!(poll(&f, &lost).await, 401);
+        // The new certificate works; once it has, the old one stops.
+        assert_eq!(poll(&f, &a1_new).await, 204);
         problem(
             post(
                 &a1,

@@ -139,6 +139,9 @@ impl Routes {
         applicant: &Applicant,
         resolver: &NameResolver,
     ) -> Option<Plan<'_>> {
+        if identifier.kind == IdentifierType::Ip {
+            return self.plan_for_ip(identifier.value.parse().ok()?, applicant);
+        }
         let mut resolved: Option<Vec<IpAddr>> = None;
         for route in &self.routes {
             if !route.matches_without_ranges(identifier, applicant, self.default_profile.as_deref())
@@ -146,34 +149,52 @@ impl Routes {
                 continue;
             }
             if !route.ranges.is_empty() {
-                let addresses: Vec<IpAddr> = match identifier.kind {
-                    IdentifierType::Ip => identifier.value.parse().into_iter().collect(),
-                    IdentifierType::Dns => {
-                        if resolved.is_none() {
-                            let name = identifier.value.trim_start_matches("*.");
-                            resolved = Some(resolver.lookup_ip(name).await.unwrap_or_default());
-                        }
-                        resolved.clone().unwrap_or_default()
-                    }
-                };
-                if !addresses
-                    .iter()
-                    .any(|ip| route.ranges.iter().any(|r| r.contains(*ip)))
-                {
+                if resolved.is_none() {
+                    let name = identifier.value.trim_start_matches("*.");
+                    resolved = Some(resolver.lookup_ip(name).await.unwrap_or_default());
+                }
+                if !route.covers_any(resolved.as_deref().unwrap_or_default()) {
                     continue;
                 }
             }
-            return Some(Plan {
-                route: &route.name,
-                perspectives: &route.perspectives,
-                quorum: route.quorum,
-            });
+            return Some(route.plan());
         }
         None
+    }
+
+    /// Where the IP identifier `ip` is validated for `applicant` (no lookup needed);
+    /// `None`: locally.
+    pub fn plan_for_ip(&self, ip: IpAddr, applicant: &Applicant) -> Option<Plan<'_>> {
+        let identifier = Identifier::ip(ip.to_string());
+        self.routes
+            .iter()
+            .find(|route| {
+                route.matches_without_ranges(
+                    &identifier,
+                    applicant,
+                    self.default_profile.as_deref(),
+                ) && (route.ranges.is_empty() || route.covers_any(&[ip]))
+            })
+            .map(Route::plan)
     }
 }
 
 impl Route {
+    fn plan(&self) -> Plan<'_> {
+        Plan {
+            route: &self.name,
+            perspectives: &self.perspectives,
+            quorum: self.quorum,
+        }
+    }
+
+    /// Whether one of `addresses` is in one of the route's `ip_ranges`.
+    fn covers_any(&self, addresses: &[IpAddr]) -> bool {
+        addresses
+            .iter()
+            .any(|ip| self.ranges.iter().any(|r| r.contains(*ip)))
+    }
+
     /// The conditions other than `ip_ranges` (those may need a lookup).
     fn matches_without_ranges(
         &self,

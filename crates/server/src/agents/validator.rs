@@ -360,8 +360,17 @@ impl Validator for RoutedValidator {
         self.routes.routes_by_profile()
     }
 
-    fn refuses(&self, ip: std::net::IpAddr) -> Option<denylist::DeniedAddress> {
-        self.local.refuses(ip)
+    /// The local deny list applies unless the address is routed to agents alone: they
+    /// refuse by their own (`--deny`, and the reserved ranges always).
+    fn refuses(
+        &self,
+        ip: std::net::IpAddr,
+        applicant: &Applicant,
+    ) -> Option<denylist::DeniedAddress> {
+        match self.routes.plan_for_ip(ip, applicant) {
+            Some(plan) if !plan.perspectives.contains(&Perspective::Local) => None,
+            _ => self.local.refuses(ip),
+        }
     }
 
     fn config(&self) -> &VaConfig {
@@ -460,6 +469,54 @@ mod tests {
             },
         )
         .await
+    }
+
+    /// An address routed to agents alone is theirs to refuse: the CA's deny list (which
+    /// may well hold the segment's private range) does not refuse it at newOrder.
+    #[tokio::test]
+    async fn the_local_deny_list_applies_to_addresses_a_local_perspective_validates() {
+        #[derive(serde::Deserialize)]
+        struct F {
+            routes: Vec<ValidationRouteSection>,
+        }
+        let mut config = VaConfig::new("https://ca.test/acme/acct/");
+        config.deny = denylist::DenyList::parse(&["10.0.0.0/8"]).unwrap();
+        // Never asked: IP identifiers need no lookup.
+        let unused = crate::va::NameResolver::dns(Some("127.0.0.1:9".parse().unwrap())).unwrap();
+        let va = Va::new(config, unused).unwrap();
+        let f: F = toml::from_str(
+            r#"
+            [[routes]]
+            name = "hr"
+            ip_ranges = ["10.20.0.0/16"]
+            eab_labels = ["hr-team"]
+            perspectives = ["hr"]
+            [[routes]]
+            name = "lab"
+            ip_ranges = ["10.30.0.0/16"]
+            perspectives = ["lab", "local"]
+            "#,
+        )
+        .unwrap();
+        let v = RoutedValidator::new(
+            va,
+            Routes::from_config(&f.routes),
+            Arc::new(FakeAgents::default()),
+        );
+        let hr = Applicant {
+            eab_label: Some("hr-team".into()),
+            ..Applicant::default()
+        };
+        let other = Applicant::default();
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+        assert!(v.refuses(ip("10.20.0.5"), &hr).is_none());
+        // The route's other conditions must hold too.
+        assert!(v.refuses(ip("10.20.0.5"), &other).is_some());
+        // The local VA is one of the lab's perspectives; the rest is not routed.
+        assert!(v.refuses(ip("10.30.0.5"), &hr).is_some());
+        assert!(v.refuses(ip("10.40.0.5"), &hr).is_some());
+        assert!(v.refuses(ip("127.0.0.1"), &hr).is_some());
+        assert!(v.refuses(ip("192.0.2.1"), &hr).is_none());
     }
 
     #[tokio::test]

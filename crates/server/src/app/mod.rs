@@ -2,6 +2,7 @@
 //! wiring lives here: `settings` turns the configuration into each component's own
 //! settings, `reload` re-reads the policy on SIGHUP.
 
+pub mod admin_tls;
 pub mod agents;
 pub mod backends;
 pub mod eab_kek;
@@ -304,6 +305,13 @@ impl CaServer {
             Some(path) => Some(read_admin_token(path)?),
             None => None,
         };
+        // Only a serving process needs the admin listener's TLS pair.
+        let admin_tls = match (&config.admin_tls_cert, &config.admin_tls_key) {
+            (Some(cert), Some(key)) if !options.admin && config.admin_listen.0.is_some() => {
+                Some(admin_tls::AdminTls::load(cert, key)?)
+            }
+            _ => None,
+        };
         if let Some(addr) = config.admin_listen.0 {
             if !addr.ip().to_canonical().is_loopback() && token.is_none() {
                 tracing::warn!(%addr, "the admin listener is open to the network without a bearer token (admin_token_file)");
@@ -315,6 +323,7 @@ impl CaServer {
             ca,
             acme: state.clone(),
             token,
+            tls: admin_tls,
         });
         Ok(Self {
             config,
@@ -372,7 +381,7 @@ pub async fn serve_pki_http(
 /// The accept loop shared by the listeners (`name` in logs): each connection served by
 /// `router`, over TLS when there is an `acceptor`; on `shutdown`, no new connections and
 /// up to 5 s for the open ones.
-async fn serve_router(
+pub(crate) async fn serve_router(
     name: &'static str,
     listener: TcpListener,
     router: Router,
@@ -446,6 +455,10 @@ where
         router,
         move |mut req: hyper::Request<hyper::body::Incoming>| {
             req.extensions_mut().insert(crate::wfe::ClientAddr(peer));
+            // As axum's `into_make_service_with_connect_info` records it (the admin
+            // listener's loopback rule and the console's sign-in throttle read it).
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
             req
         },
     ));

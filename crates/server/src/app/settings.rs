@@ -223,6 +223,7 @@ pub fn private_files(config: &Config) -> PrivateFiles {
         data_dir: config.data_dir.clone(),
         eab_kek_file: config.eab_kek_file.clone(),
         admin_token_file: config.admin_token_file.clone(),
+        admin_tls_key: config.admin_tls_key.clone(),
         sqlite_file: Store::sqlite_file(&config.database_url()),
     }
 }

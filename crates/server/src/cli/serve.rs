@@ -52,6 +52,12 @@ pub(crate) struct ServeArgs {
     /// File holding the bearer token the admin listener requires (for /metrics, /readyz).
     #[arg(long, env = "CERTWRIGHT_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// The admin listener's TLS certificate chain, PEM (with --admin-tls-key: HTTPS).
+    #[arg(long, env = "CERTWRIGHT_ADMIN_TLS_CERT")]
+    admin_tls_cert: Option<PathBuf>,
+    /// The admin listener's TLS private key, PEM (keep it 0600).
+    #[arg(long, env = "CERTWRIGHT_ADMIN_TLS_KEY")]
+    admin_tls_key: Option<PathBuf>,
     /// Plain-HTTP listener for the CRL, OCSP and the issuer certificate only, ADDR:PORT
     /// or "off" (default 127.0.0.1:14002).
     #[arg(long, env = "CERTWRIGHT_PKI_HTTP_LISTEN")]
@@ -98,6 +104,12 @@ impl ServeArgs {
         }
         if let Some(v) = self.admin_token_file {
             c.admin_token_file = Some(v);
+        }
+        if let Some(v) = self.admin_tls_cert {
+            c.admin_tls_cert = Some(v);
+        }
+        if let Some(v) = self.admin_tls_key {
+            c.admin_tls_key = Some(v);
         }
         if let Some(v) = self.pki_http_listen {
             c.pki_http_listen = v;
@@ -179,7 +191,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     println!("  root certificate: {root}");
     println!("  root SHA-256:     {}", server.root_fingerprint);
     match admin_listen {
-        Some(addr) => println!("  admin:            http://{addr}/metrics, /healthz, /readyz"),
+        Some(addr) => println!(
+            "  admin:            {}://{addr}/metrics, /healthz, /readyz, /console/",
+            if server.admin.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            }
+        ),
         None => println!("  admin:            off"),
     }
     if server.config.validation.allow_loopback {

@@ -11,7 +11,7 @@
 //! both out for the rest of the window; every response carries a strict CSP, no framing,
 //! no referrer and no caching. HTML is escaped by `maud`.
 
-mod account;
+pub mod account;
 mod actions;
 mod dashboard;
 pub mod password;
@@ -36,6 +36,7 @@ use crate::ra::Ra;
 use crate::store::console::{CertificateState, InventoryQuery};
 use crate::store::operators::{OperatorRole, OperatorSession};
 use crate::store::{Actor, Store, StoreError};
+use password::token_hash;
 
 /// How long a session lasts.
 pub const SESSION_SECONDS: i64 = 12 * 3600;
@@ -131,13 +132,6 @@ async fn security_headers(request: Request, next: Next) -> Response {
         h.insert(name, HeaderValue::from_static(value));
     }
     response
-}
-
-/// The hex SHA-256 under which a session token is stored.
-fn token_hash(token: &str) -> String {
-    crate::encoding::hex(
-        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
-    )
 }
 
 fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
@@ -758,7 +752,7 @@ pub(super) mod tests {
     /// A router over an in-memory store, and requests to it (also `actions`' tests).
     pub(super) struct Fixture {
         pub(super) store: Store,
-        router: Router,
+        pub(super) router: Router,
     }
 
     impl Fixture {

@@ -1,10 +1,30 @@
-//! Operators' passwords: argon2id (RFC 9106) PHC strings, salted from the system RNG.
+//! Operators' passwords: argon2id (RFC 9106) PHC strings, salted from the system RNG; and
+//! the random tokens of sessions and sign-in links, stored as their SHA-256.
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 /// The shortest password accepted.
 pub const MIN_PASSWORD_LEN: usize = 12;
+
+/// The longest password accepted (argon2 takes any length; a bound keeps forms small).
+pub const MAX_PASSWORD_LEN: usize = 1024;
+
+/// Whether `password` may become an operator's password: 12 to 1024 characters.
+pub fn check_new(password: &str) -> Result<(), String> {
+    let n = password.chars().count();
+    if n < MIN_PASSWORD_LEN {
+        return Err(format!(
+            "The password must have at least {MIN_PASSWORD_LEN} characters."
+        ));
+    }
+    if n > MAX_PASSWORD_LEN {
+        return Err(format!(
+            "The password must have at most {MAX_PASSWORD_LEN} characters."
+        ));
+    }
+    Ok(())
+}
 
 /// The argon2id hash (PHC string) of `password`.
 pub fn hash(password: &str) -> Result<String, String> {
@@ -40,6 +60,14 @@ pub fn random_token() -> String {
     certwright_proto::b64::encode(bytes)
 }
 
+/// The hex SHA-256 under which a session or sign-in link token is stored (never the token
+/// itself).
+pub fn token_hash(token: &str) -> String {
+    crate::encoding::hex(
+        aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes()).as_ref(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -55,5 +83,8 @@ mod tests {
         assert!(!verify("anything", "not a hash"));
         assert!(!verify("anything", dummy_hash()));
         assert_ne!(random_token(), random_token());
+        assert!(check_new("eleven char").is_err());
+        assert!(check_new("twelve chars").is_ok());
+        assert!(check_new(&"x".repeat(MAX_PASSWORD_LEN + 1)).is_err());
     }
 }

@@ -259,6 +259,7 @@ impl Ra {
     fn check_identifiers(
         &self,
         identifiers: &[Identifier],
+        applicant: &Applicant,
     ) -> Result<Vec<NormalizedIdentifier>, Error> {
         if identifiers.is_empty() {
             return Err(Error::Malformed(
@@ -289,7 +290,7 @@ impl Ra {
                 Err(e @ IdentifierError::BadIp(_)) => {
                     refusals.push(refuse(RefusalKind::Malformed, e.to_string()))
                 }
-                Ok(n) => match self.ip_refusal(&n) {
+                Ok(n) => match self.ip_refusal(&n, applicant) {
                     Some(why) => refusals.push(refuse(RefusalKind::Rejected, why)),
                     None => {
                         if seen.insert(n.identifier.clone()) {
@@ -329,7 +330,12 @@ impl Ra {
                 )))
             }
         };
-        let identifiers = self.check_identifiers(&request.identifiers)?;
+        let applicant = Applicant {
+            account_id: account.id.0,
+            eab_label: account.eab_label.clone(),
+            profile: Some(profile.clone()),
+        };
+        let identifiers = self.check_identifiers(&request.identifiers, &applicant)?;
         self.check_naming_policy(account, &identifiers)?;
         let replaces = match &request.replaces {
             None => None,

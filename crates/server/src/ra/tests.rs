@@ -62,7 +62,11 @@ impl Validator for FakeVa {
         Box::pin(async move { self.outcome() })
     }
 
-    fn refuses(&self, ip: std::net::IpAddr) -> Option<crate::va::denylist::DeniedAddress> {
+    fn refuses(
+        &self,
+        ip: std::net::IpAddr,
+        _applicant: &Applicant,
+    ) -> Option<crate::va::denylist::DeniedAddress> {
         self.config.deny.check(ip).err()
     }
 

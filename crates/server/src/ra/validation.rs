@@ -22,7 +22,11 @@ pub(super) fn offered_challenges(identifier: &NormalizedIdentifier) -> Vec<Chall
 
 impl Ra {
     /// Why an IP identifier cannot be ordered (None for DNS names and acceptable addresses).
-    pub(super) fn ip_refusal(&self, n: &NormalizedIdentifier) -> Option<String> {
+    pub(super) fn ip_refusal(
+        &self,
+        n: &NormalizedIdentifier,
+        applicant: &Applicant,
+    ) -> Option<String> {
         if n.identifier.kind != IdentifierType::Ip {
             return None;
         }
@@ -42,7 +46,7 @@ impl Ra {
                 "{ip} is not a unicast address; it cannot be validated or certified"
             ));
         }
-        if let Some(denied) = va.refuses(ip) {
+        if let Some(denied) = va.refuses(ip, applicant) {
             return Some(denied.client_detail());
         }
         None

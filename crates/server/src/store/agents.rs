@@ -23,6 +23,9 @@ pub struct AgentRecord {
     pub segment: String,
     /// Hex SHA-256 of its current client certificate.
     pub cert_sha256: String,
+    /// Hex SHA-256 of the certificate the last renewal replaced, still accepted until the
+    /// agent first presents the current one (its renewal answer may have been lost).
+    pub previous_cert_sha256: Option<String>,
     /// When that certificate expires (Unix seconds).
     pub not_after: i64,
     /// When it (last) enrolled.
@@ -40,6 +43,7 @@ fn agent_from_row(row: &impl Columns) -> Result<AgentRecord> {
         name: row.text("name")?,
         segment: row.text("segment")?,
         cert_sha256: row.text("cert_sha256")?,
+        previous_cert_sha256: row.opt_text("previous_cert_sha256")?,
         not_after: row.int("not_after")?,
         enrolled_at: row.int("enrolled_at")?,
         last_contact: row.opt_int("last_contact")?,
@@ -205,7 +209,7 @@ impl Store {
                 if token.flag("replace_agent")? {
                     tx.execute(
                         "INSERT INTO agents (name, segment, cert_sha256, not_after, enrolled_at, last_contact, jobs_done, jobs_failed) VALUES ($1, $2, $3, $4, $5, NULL, 0, 0)
-                         ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, cert_sha256 = excluded.cert_sha256, not_after = excluded.not_after, enrolled_at = excluded.enrolled_at, last_contact = NULL, jobs_done = 0, jobs_failed = 0",
+                         ON CONFLICT (name) DO UPDATE SET segment = excluded.segment, cert_sha256 = excluded.cert_sha256, previous_cert_sha256 = NULL, not_after = excluded.not_after, enrolled_at = excluded.enrolled_at, last_contact = NULL, jobs_done = 0, jobs_failed = 0",
                         &params![&agent, &segment, &cert, not_after, now],
                     )
                     .await
@@ -233,6 +237,7 @@ impl Store {
                     name: agent,
                     segment,
                     cert_sha256: cert,
+                    previous_cert_sha256: None,
                     not_after,
                     enrolled_at: now,
                     last_contact: None,
@@ -244,8 +249,12 @@ impl Store {
         .await
     }
 
-    /// Makes `new_sha256` the current certificate of agent `name` if `old_sha256` still
-    /// is (the old one stops working at once); false otherwise. Audited as `agent.renew`.
+    /// Makes `new_sha256` the current certificate of agent `name` if `old_sha256` (the
+    /// certificate the renewal request came with) is its current or previous one; false
+    /// otherwise. `old_sha256` becomes the previous certificate, accepted until the agent
+    /// first presents the new one ([`Store::retire_previous_agent_certificate`]): an agent
+    /// that never got the answer renews again with it, and the certificate it missed
+    /// stops working. Audited as `agent.renew`.
     pub async fn renew_agent_certificate(
         &self,
         name: &str,
@@ -254,7 +263,7 @@ impl Store {
         not_after: i64,
     ) -> Result<bool> {
         self.change_one_audited(
-            "UPDATE agents SET cert_sha256 = $1, not_after = $2 WHERE name = $3 AND cert_sha256 = $4",
+            "UPDATE agents SET previous_cert_sha256 = $4, cert_sha256 = $1, not_after = $2 WHERE name = $3 AND (cert_sha256 = $4 OR previous_cert_sha256 = $4)",
             params![new_sha256, not_after, name, old_sha256].into(),
             AuditEvent::new(&Actor::System, "agent.renew").details(
                 serde_json::json!({ "agent": name, "cert_sha256": new_sha256, "not_after": not_after }),
@@ -263,15 +272,33 @@ impl Store {
         .await
     }
 
-    /// The agent whose current client certificate has SHA-256 `cert_sha256` (hex).
+    /// The agent whose current (or not yet retired previous) client certificate has
+    /// SHA-256 `cert_sha256` (hex).
     pub async fn agent_by_certificate(&self, cert_sha256: &str) -> Result<Option<AgentRecord>> {
         let row = self
             .read_optional(
-                "SELECT * FROM agents WHERE cert_sha256 = $1",
+                "SELECT * FROM agents WHERE cert_sha256 = $1 OR previous_cert_sha256 = $1",
                 &params![cert_sha256],
             )
             .await?;
         row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Stops accepting agent `name`'s previous certificate once it presented `current`,
+    /// its current one. Not audited: the renewal was.
+    pub async fn retire_previous_agent_certificate(&self, name: &str, current: &str) -> Result<()> {
+        let (name, current) = (name.to_owned(), current.to_owned());
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "UPDATE agents SET previous_cert_sha256 = NULL WHERE name = $1 AND cert_sha256 = $2",
+                    &params![&name, &current],
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await
     }
 
     /// One agent by name.
@@ -519,11 +546,31 @@ mod tests {
             .renew_agent_certificate("a1", &cert, "c3", 2000)
             .await
             .unwrap());
-        assert!(!store
+        // Until c3 is used, the old certificate still works and may renew again (the
+        // agent never got c3): c3 is then dropped.
+        assert!(store.agent_by_certificate(&cert).await.unwrap().is_some());
+        assert!(store
             .renew_agent_certificate("a1", &cert, "c4", 2000)
             .await
             .unwrap());
-        assert!(store.agent_by_certificate(&cert).await.unwrap().is_none());
+        assert!(store.agent_by_certificate("c4").await.unwrap().is_some());
+        assert!(store.agent_by_certificate("c3").await.unwrap().is_none());
+        // Renewing from c4 makes c4 the previous one; the first use of c3 retires it.
+        assert!(store
+            .renew_agent_certificate("a1", "c4", "c3", 2000)
+            .await
+            .unwrap());
+        store
+            .retire_previous_agent_certificate("a1", "c3")
+            .await
+            .unwrap();
+        for gone in [cert.as_str(), "c4"] {
+            assert!(store.agent_by_certificate(gone).await.unwrap().is_none());
+            assert!(!store
+                .renew_agent_certificate("a1", gone, "c5", 2000)
+                .await
+                .unwrap());
+        }
         assert_eq!(
             store
                 .agent_by_certificate("c3")
@@ -559,6 +606,9 @@ mod tests {
                 "agent.enroll",
                 "agent.remove",
                 "agent.token_create",
+                // c3, c4 (c3 lost), c3 again; the refused renewals left no entry.
+                "agent.renew",
+                "agent.renew",
                 "agent.renew",
                 "agent.remove"
             ]

@@ -292,11 +292,7 @@ pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
         ],
     )
     .await?;
-    tx.execute(
-        "UPDATE audit_head SET hash = $1 WHERE id = 1",
-        &params![&entry.hash],
-    )
-    .await?;
+    // The head's hash follows in the INSERT (trigger audit_head_follows, migration 0019).
     Ok(())
 }
 

@@ -146,6 +146,11 @@ impl Store {
                     &params![&name],
                 )
                 .await?;
+                tx.execute(
+                    "DELETE FROM operator_login_links WHERE operator = $1",
+                    &params![&name],
+                )
+                .await?;
                 if tx
                     .execute("DELETE FROM operators WHERE name = $1", &params![&name])
                     .await?
@@ -156,6 +161,236 @@ impl Store {
                 let event = AuditEvent::new(&by, "operator.remove")
                     .details(serde_json::json!({ "name": name }));
                 audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Disables (`disabled`) or enables an operator; false if unknown. Disabling ends
+    /// their sessions and voids their sign-in link at once. Audited as `operator.disable`
+    /// or `operator.enable` by the acting operator.
+    pub async fn set_operator_disabled(&self, name: &str, disabled: bool) -> Result<bool> {
+        let (name, by) = (name.to_owned(), self.operator.clone());
+        self.write(move |tx| {
+            Box::pin(async move {
+                if tx
+                    .execute(
+                        "UPDATE operators SET disabled = $1 WHERE name = $2",
+                        &params![i64::from(disabled), &name],
+                    )
+                    .await?
+                    != 1
+                {
+                    return Ok(false);
+                }
+                if disabled {
+                    tx.execute(
+                        "DELETE FROM operator_sessions WHERE operator = $1",
+                        &params![&name],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM operator_login_links WHERE operator = $1",
+                        &params![&name],
+                    )
+                    .await?;
+                }
+                let action = if disabled {
+                    "operator.disable"
+                } else {
+                    "operator.enable"
+                };
+                let event =
+                    AuditEvent::new(&by, action).details(serde_json::json!({ "name": name }));
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// Stores a one-time sign-in link for `operator` under `token_hash` (the hex SHA-256
+    /// of its token), valid until `expires_at`; it replaces the operator's earlier link,
+    /// and expired links are forgotten. False if the operator is unknown or disabled.
+    /// Audited as `operator.link` by the acting operator.
+    pub async fn create_login_link(
+        &self,
+        operator: &str,
+        token_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<bool> {
+        let (operator, hash, by) = (
+            operator.to_owned(),
+            token_hash.to_owned(),
+            self.operator.clone(),
+        );
+        self.write(move |tx| {
+            Box::pin(async move {
+                tx.execute(
+                    "DELETE FROM operator_login_links WHERE expires_at <= $1",
+                    &params![now],
+                )
+                .await?;
+                tx.execute(
+                    "DELETE FROM operator_login_links WHERE operator = $1",
+                    &params![&operator],
+                )
+                .await?;
+                if tx
+                    .execute(
+                        "INSERT INTO operator_login_links (token_hash, operator, created_at, expires_at)
+                         SELECT $1, name, $2, $3 FROM operators WHERE name = $4 AND disabled = 0",
+                        &params![&hash, now, expires_at, &operator],
+                    )
+                    .await?
+                    != 1
+                {
+                    return Ok(false);
+                }
+                let event = AuditEvent::new(&by, "operator.link").details(
+                    serde_json::json!({ "name": operator, "expires_at": expires_at }),
+                );
+                audit::append(tx, &event).await?;
+                Ok(true)
+            })
+        })
+        .await
+    }
+
+    /// The operator whose unexpired link is stored under `token_hash` (an operator who
+    /// exists and is not disabled).
+    pub async fn login_link_operator(&self, token_hash: &str, now: i64) -> Result<Option<String>> {
+        self.read_optional(
+            "SELECT l.operator FROM operator_login_links l
+             JOIN operators o ON o.name = l.operator
+             WHERE l.token_hash = $1 AND l.expires_at > $2 AND o.disabled = 0",
+            &params![token_hash, now],
+        )
+        .await?
+        .map(|r| r.text("operator"))
+        .transpose()
+    }
+
+    /// Uses the link stored under `token_hash`, in one transaction: deletes it, sets the
+    /// operator's password hash, ends their other sessions and opens a new one (as
+    /// [`Store::create_operator_session`]). None (and no change) if the link is unknown,
+    /// used, expired, or its operator disabled. Audited as `operator.password_set` and
+    /// `operator.sign_in` by the operator.
+    pub async fn use_login_link(
+        &self,
+        token_hash: &str,
+        password_hash: &str,
+        session_hash: &str,
+        csrf: &str,
+        now: i64,
+        session_expires_at: i64,
+    ) -> Result<Option<String>> {
+        let (link, password, session, csrf) = (
+            token_hash.to_owned(),
+            password_hash.to_owned(),
+            session_hash.to_owned(),
+            csrf.to_owned(),
+        );
+        self.write(move |tx| {
+            Box::pin(async move {
+                let Some(row) = tx
+                    .fetch_optional(
+                        "SELECT l.operator FROM operator_login_links l
+                         JOIN operators o ON o.name = l.operator
+                         WHERE l.token_hash = $1 AND l.expires_at > $2 AND o.disabled = 0",
+                        &params![&link, now],
+                    )
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                let operator = row.text("operator")?;
+                // Single use, even against a concurrent request with the same link.
+                if tx
+                    .execute(
+                        "DELETE FROM operator_login_links WHERE token_hash = $1",
+                        &params![&link],
+                    )
+                    .await?
+                    != 1
+                {
+                    return Ok(None);
+                }
+                tx.execute(
+                    "UPDATE operators SET password_hash = $1 WHERE name = $2",
+                    &params![&password, &operator],
+                )
+                .await?;
+                tx.execute(
+                    "DELETE FROM operator_sessions WHERE operator = $1",
+                    &params![&operator],
+                )
+                .await?;
+                tx.execute(
+                    "DELETE FROM operator_login_failures WHERE name = $1",
+                    &params![&operator],
+                )
+                .await?;
+                tx.execute(
+                    "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+                    &params![&session, &operator, &csrf, now, session_expires_at],
+                )
+                .await?;
+                let actor = Actor::Operator(Some(operator.clone()));
+                let event = AuditEvent::new(&actor, "operator.password_set")
+                    .details(serde_json::json!({ "via": "login link" }));
+                audit::append(tx, &event).await?;
+                audit::append(tx, &AuditEvent::new(&actor, "operator.sign_in")).await?;
+                Ok(Some(operator))
+            })
+        })
+        .await
+    }
+
+    /// Audits a refused sign-in link (unknown, used or expired: the same to the visitor)
+    /// as `operator.link_refused`, with the client's address.
+    pub async fn login_link_refused(&self, address: &str) -> Result<()> {
+        let event = AuditEvent::new(&Actor::Operator(None), "operator.link_refused")
+            .details(serde_json::json!({ "address": address }));
+        self.write(move |tx| Box::pin(async move { audit::append(tx, &event).await }))
+            .await
+    }
+
+    /// Sets the password hash of `operator` (who gave their current password) and ends
+    /// their other sessions (all but `keep_session_hash`); false if unknown. Audited as
+    /// `operator.password_change` by the operator.
+    pub async fn change_operator_password(
+        &self,
+        operator: &str,
+        password_hash: &str,
+        keep_session_hash: &str,
+    ) -> Result<bool> {
+        let (operator, password, keep) = (
+            operator.to_owned(),
+            password_hash.to_owned(),
+            keep_session_hash.to_owned(),
+        );
+        self.write(move |tx| {
+            Box::pin(async move {
+                if tx
+                    .execute(
+                        "UPDATE operators SET password_hash = $1 WHERE name = $2",
+                        &params![&password, &operator],
+                    )
+                    .await?
+                    != 1
+                {
+                    return Ok(false);
+                }
+                tx.execute(
+                    "DELETE FROM operator_sessions WHERE operator = $1 AND token_hash <> $2",
+                    &params![&operator, &keep],
+                )
+                .await?;
+                let actor = Actor::Operator(Some(operator));
+                audit::append(tx, &AuditEvent::new(&actor, "operator.password_change")).await?;
                 Ok(true)
             })
         })
@@ -419,6 +654,204 @@ mod tests {
         );
         assert!(
             actions.iter().any(|a| a.ends_with("operator.remove")),
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_login_link_works_once_before_it_expires() {
+        let store = store().await;
+        store
+            .add_operator("alice", OperatorRole::Admin, "$argon2id$old", 10)
+            .await
+            .unwrap();
+        store
+            .create_operator_session("s-old", "alice", "c", 100, 10_000)
+            .await
+            .unwrap();
+        let password =
+            |s: Store| async move { s.operator_credentials("alice").await.unwrap().unwrap().1 };
+        assert!(!store
+            .create_login_link("nobody", "l0", 100, 200)
+            .await
+            .unwrap());
+        assert!(store
+            .create_login_link("alice", "l1", 100, 200)
+            .await
+            .unwrap());
+        // A new link replaces the old one.
+        assert!(store
+            .create_login_link("alice", "l2", 100, 200)
+            .await
+            .unwrap());
+        assert_eq!(store.login_link_operator("l1", 150).await.unwrap(), None);
+        assert_eq!(
+            store
+                .login_link_operator("l2", 150)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("alice")
+        );
+        // Expired, unknown: nothing changes.
+        for (link, now) in [("l2", 200), ("l1", 150), ("x", 150)] {
+            assert_eq!(
+                store
+                    .use_login_link(link, "$argon2id$new", "s-new", "c2", now, now + 100)
+                    .await
+                    .unwrap(),
+                None,
+                "{link} at {now}"
+            );
+            assert_eq!(password(store.clone()).await, "$argon2id$old");
+            assert!(store
+                .operator_session("s-old", now)
+                .await
+                .unwrap()
+                .is_some());
+            assert!(store
+                .operator_session("s-new", now)
+                .await
+                .unwrap()
+                .is_none());
+        }
+        assert_eq!(
+            store
+                .use_login_link("l2", "$argon2id$new", "s-new", "c2", 150, 250)
+                .await
+                .unwrap()
+                .as_deref(),
+            Some("alice")
+        );
+        assert_eq!(password(store.clone()).await, "$argon2id$new");
+        assert!(
+            store
+                .operator_session("s-old", 150)
+                .await
+                .unwrap()
+                .is_none(),
+            "other sessions end"
+        );
+        let s = store.operator_session("s-new", 150).await.unwrap().unwrap();
+        assert_eq!((s.operator.as_str(), s.expires_at), ("alice", 250));
+        // Used: refused, nothing changes.
+        assert_eq!(
+            store
+                .use_login_link("l2", "$argon2id$again", "s-3", "c3", 160, 260)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(password(store.clone()).await, "$argon2id$new");
+        assert!(store.operator_session("s-3", 160).await.unwrap().is_none());
+
+        // Changing the password keeps only the session that did it.
+        store
+            .create_operator_session("s-other", "alice", "c", 170, 10_000)
+            .await
+            .unwrap();
+        assert!(store
+            .change_operator_password("alice", "$argon2id$changed", "s-new")
+            .await
+            .unwrap());
+        assert_eq!(password(store.clone()).await, "$argon2id$changed");
+        assert!(store
+            .operator_session("s-new", 180)
+            .await
+            .unwrap()
+            .is_some());
+        assert!(store
+            .operator_session("s-other", 180)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(!store
+            .change_operator_password("nobody", "$argon2id$x", "s-new")
+            .await
+            .unwrap());
+
+        store.login_link_refused("10.0.0.9").await.unwrap();
+        let actions: Vec<String> = store
+            .audit_entries(0, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| format!("{} {}", e.actor, e.action))
+            .collect();
+        for wanted in [
+            "operator:alice operator.password_set",
+            "operator:alice operator.password_change",
+            "operator operator.link_refused",
+        ] {
+            assert!(
+                actions.contains(&wanted.to_owned()),
+                "{wanted}: {actions:?}"
+            );
+        }
+        assert_eq!(
+            actions
+                .iter()
+                .filter(|a| a.ends_with(" operator.link"))
+                .count(),
+            2,
+            "{actions:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn disabling_ends_sessions_and_links_and_enabling_restores_sign_in() {
+        let store = store().await;
+        store
+            .add_operator("bob", OperatorRole::Viewer, "$argon2id$x", 10)
+            .await
+            .unwrap();
+        store
+            .create_operator_session("s1", "bob", "c", 100, 10_000)
+            .await
+            .unwrap();
+        assert!(store
+            .create_login_link("bob", "l1", 100, 10_000)
+            .await
+            .unwrap());
+        assert!(store.set_operator_disabled("bob", true).await.unwrap());
+        assert!(!store.set_operator_disabled("nobody", true).await.unwrap());
+        let (op, _) = store.operator_credentials("bob").await.unwrap().unwrap();
+        assert!(op.disabled);
+        assert!(store.operator_session("s1", 150).await.unwrap().is_none());
+        assert_eq!(store.login_link_operator("l1", 150).await.unwrap(), None);
+        assert!(
+            !store
+                .create_login_link("bob", "l2", 150, 10_000)
+                .await
+                .unwrap(),
+            "no link for a disabled operator"
+        );
+        assert_eq!(
+            store
+                .use_login_link("l1", "$argon2id$y", "s2", "c", 150, 250)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.set_operator_disabled("bob", false).await.unwrap());
+        assert!(!store.operators().await.unwrap()[0].disabled);
+        assert!(
+            store.operator_session("s1", 150).await.unwrap().is_none(),
+            "ended sessions stay ended"
+        );
+        let actions: Vec<String> = store
+            .audit_entries(0, 0, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.action)
+            .collect();
+        assert!(
+            actions.contains(&"operator.disable".to_owned()),
+            "{actions:?}"
+        );
+        assert!(
+            actions.contains(&"operator.enable".to_owned()),
             "{actions:?}"
         );
     }

@@ -24,6 +24,7 @@ const GROWING: &[&str] = &[
     "eab_keys",
     "operator_sessions",
     "operator_login_failures",
+    "operator_login_links",
     "agent_tokens",
     "webhook_events",
     "webhook_deliveries",

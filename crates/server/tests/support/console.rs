@@ -77,12 +77,14 @@ impl FormPairs for reqwest::RequestBuilder {
 }
 
 pub(crate) fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
+}
+
+pub(crate) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
         .no_proxy()
-        .build()
-        .unwrap()
 }
 
 /// The `name=value` of the cookie `name` a response sets, with its attributes.
@@ -135,9 +137,11 @@ pub(crate) async fn sign_in(
     for attribute in ["; HttpOnly", "; SameSite=Strict", "; Path=/console"] {
         assert!(cookie.contains(attribute), "{cookie}");
     }
-    assert!(
-        !cookie.contains("Secure"),
-        "plain HTTP on loopback: {cookie}"
+    // `Secure` exactly when the admin listener speaks TLS.
+    assert_eq!(
+        cookie.contains("; Secure"),
+        base.starts_with("https://"),
+        "{cookie}"
     );
     let cookie = cookie.split(';').next().unwrap().to_owned();
     let dashboard = http
