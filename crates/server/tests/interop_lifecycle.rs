@@ -11,10 +11,9 @@ use std::time::Duration;
 
 use support::relying_party::{check_as_relying_party, plain_get};
 use support::{
-    ca_bin, certbot_command, create_postgres_database, dns, free_port, leaf, lego_command,
-    run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
+    ca_bin, certbot_command, create_postgres_database, crl_entries, dns, free_port, leaf,
+    lego_command, run_bounded, run_ok, CaProcess, ProcessGuard, CLIENT_TIMEOUT,
 };
-use x509_parser::prelude::*;
 
 const EMAIL: &str = support::CLIENT_EMAIL;
 
@@ -27,40 +26,6 @@ fn lego(path: &Path, ca: &CaProcess, names: &[&str]) -> Command {
     cmd.arg("--http")
         .args(["--http.port", &format!("127.0.0.1:{}", ca.http01_port)]);
     cmd
-}
-
-/// The CA's CRL entries as (serial hex, reason code).
-fn crl_entries(ca: &CaProcess) -> Vec<(String, Option<u8>)> {
-    let base = ca.directory_url.trim_end_matches("/directory");
-    let root = fs::read(ca.root_path()).unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let der = rt.block_on(async {
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .unwrap()
-            .get(format!("{base}/crl/intermediate.crl"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap()
-            .to_vec()
-    });
-    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
-    crl.iter_revoked_certificates()
-        .map(|r| {
-            (
-                r.raw_serial().iter().map(|b| format!("{b:02x}")).collect(),
-                r.reason_code().map(|c| c.1 .0),
-            )
-        })
-        .collect()
 }
 
 #[test]

@@ -749,6 +749,7 @@ pub(super) mod tests {
         assert!(tls.cookie(SESSION_COOKIE, "t", 60).ends_with("; Secure"));
     }
 
+    /// A router over an in-memory store, and requests to it (also `actions`' tests).
     pub(super) struct Fixture {
         pub(super) store: Store,
         pub(super) router: Router,

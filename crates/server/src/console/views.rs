@@ -279,7 +279,7 @@ pub(super) fn certificate(session: &OperatorSession, p: &CertificatePage<'_>) ->
                     a href={ "/console/validations?account=" (p.account.id.0) } { "the account's recent orders" }
                     @for n in &names { " · " a href={ "/console/validations?" (query_pair("name", n)) } { (n) } }
                 }
-                dt { "Account" } dd { a href={ "/console/certificates?account=" (p.account.id.0) } { (p.account.id.0) }
+                dt { "Account" } dd { a href={ "/console/accounts/" (p.account.id.0) } { (p.account.id.0) }
                     " (" (format!("{:?}", p.account.status).to_lowercase()) ")" }
                 dt { "Contact" } dd { (p.account.contact.join(", ")) }
                 dt { "EAB label" } dd { (p.account.eab_label.as_deref().unwrap_or("")) }
@@ -351,7 +351,7 @@ fn eab_page(session: &OperatorSession, keys: &[EabKeyRecord], created: Markup) -
                 }
             }
             div.scroll { table {
-                thead { tr { th { "Key id" } th { "Label" } th { "Created" } th { "State" } } }
+                thead { tr { th { "Key id" } th { "Label" } th { "Created" } th { "State" } th {} } }
                 tbody {
                     @for k in keys {
                         tr {
@@ -361,10 +361,11 @@ fn eab_page(session: &OperatorSession, keys: &[EabKeyRecord], created: Markup) -
                             td {
                                 @match (k.revoked_at, k.account_id) {
                                     (Some(_), _) => "revoked",
-                                    (None, Some(a)) => a href={ "/console/certificates?account=" (a.0) } { "bound to account " (a.0) },
+                                    (None, Some(a)) => a href={ "/console/accounts/" (a.0) } { "bound to account " (a.0) },
                                     (None, None) => "unused",
                                 }
                             }
+                            td { @if k.revoked_at.is_none() { (super::actions::eab_revoke_button(session, &k.kid)) } }
                         }
                     }
                 }

@@ -211,14 +211,27 @@ impl Store {
         .await
     }
 
-    /// Deactivates an account and its pending authorizations (§7.3.6).
+    /// Deactivates an account and its pending authorizations (§7.3.6), at its own request.
     pub async fn deactivate_account(&self, id: AccountId) -> Result<()> {
+        self.deactivate_account_as(id, AuditEvent::by_account(id, "account.deactivate"))
+            .await
+    }
+
+    /// Deactivates an account and its pending authorizations as this store's operator
+    /// (the console); `NotFound` if there is no such account.
+    pub async fn deactivate_account_by_operator(&self, id: AccountId) -> Result<()> {
+        self.account(id).await?;
+        let event = AuditEvent::new(&self.operator, "account.deactivate").account(id);
+        self.deactivate_account_as(id, event).await
+    }
+
+    async fn deactivate_account_as(&self, id: AccountId, event: AuditEvent) -> Result<()> {
         self.write(move |tx| {
             Box::pin(async move {
                 tx.execute(&DEACTIVATE, &params![id.0]).await?;
                 tx.execute(&DEACTIVATE_AUTHORIZATIONS, &params![id.0])
                     .await?;
-                audit::append(tx, &AuditEvent::by_account(id, "account.deactivate")).await?;
+                audit::append(tx, &event).await?;
                 Ok(())
             })
         })

@@ -182,6 +182,21 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
         &[("name", Text), ("address", Text), ("at", Int)],
     ),
     (
+        "renew_campaigns",
+        &[
+            ("id", Int),
+            ("started_by", Text),
+            ("started_at", Int),
+            ("filter", Text),
+            ("marked", Int),
+            ("finished_at", Int),
+        ],
+    ),
+    (
+        "renew_campaign_certificates",
+        &[("campaign_id", Int), ("serial", Text)],
+    ),
+    (
         "audit_log",
         &[
             ("seq", Int),
@@ -201,7 +216,13 @@ const TABLES: &[(&str, &[(&str, Col)])] = &[
 ];
 
 /// Tables whose `id` comes from a sequence (PostgreSQL needs it moved past imported ids).
-const ID_TABLES: &[&str] = &["accounts", "orders", "authorizations", "challenges"];
+const ID_TABLES: &[&str] = &[
+    "accounts",
+    "orders",
+    "authorizations",
+    "challenges",
+    "renew_campaigns",
+];
 
 impl Store {
     /// Every row of every table as `{"table": …, "row": {…}}` JSON lines (blobs base64url).

@@ -18,6 +18,8 @@
 //!   at once).
 //! - `certificates`: a certificate by serial, revocation, the revoked entries of a CRL and
 //!   the ARI "renew early" mark. The operator's inventory is `inventory`.
+//! - `campaigns`: renew-early campaigns: the ARI mark on every certificate matching a
+//!   filter, in bounded set-based batches, with the set kept for the progress view.
 //! - `agents`: remote validation agents, their enrolment tokens and the agent CA.
 //! - `eab`: External Account Binding keys, their HMAC keys sealed with the
 //!   key-encryption key (`secrets`).
@@ -50,6 +52,7 @@ pub mod agents;
 pub mod audit;
 mod authorizations;
 mod backend_jobs;
+pub mod campaigns;
 mod certificate_names;
 mod certificates;
 pub mod console;

@@ -226,6 +226,25 @@ impl Store {
         .collect()
     }
 
+    /// An account's latest orders, newest first (at most `limit`, up to 50).
+    pub async fn recent_account_orders(
+        &self,
+        account: AccountId,
+        limit: usize,
+    ) -> Result<Vec<OrderRecord>> {
+        let ids = self
+            .read_all(
+                "SELECT id FROM orders WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+                &params![account.0, limit.clamp(1, 50) as i64],
+            )
+            .await?;
+        let mut orders = Vec::with_capacity(ids.len());
+        for row in &ids {
+            orders.push(self.order(OrderId(row.int("id")?)).await?);
+        }
+        Ok(orders)
+    }
+
     /// A page of an account's order ids, oldest first, after `after` (exclusive).
     pub async fn account_order_ids(
         &self,

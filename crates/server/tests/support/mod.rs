@@ -26,9 +26,63 @@ pub(crate) use certwright_testkit::{
 
 use std::path::Path;
 
+pub(crate) mod console;
 pub(crate) mod relying_party;
 
 /// This package's `certwright-ca` binary, as cargo built it for the integration tests.
 pub(crate) fn ca_bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_certwright-ca"))
+}
+
+/// The CA's CRL entries as (serial hex, reason code).
+pub(crate) fn crl_entries(ca: &CaProcess) -> Vec<(String, Option<u8>)> {
+    let base = ca.directory_url.trim_end_matches("/directory");
+    let root = std::fs::read(ca.root_path()).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let der = rt.block_on(async {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&root).unwrap()])
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap()
+            .get(format!("{base}/crl/intermediate.crl"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec()
+    });
+    use x509_parser::prelude::{CertificateRevocationList, FromDer};
+    let (_, crl) = CertificateRevocationList::from_der(&der).unwrap();
+    crl.iter_revoked_certificates()
+        .map(|r| {
+            (
+                r.raw_serial().iter().map(|b| format!("{b:02x}")).collect(),
+                r.reason_code().map(|c| c.1 .0),
+            )
+        })
+        .collect()
+}
+
+/// The `certwright` client binary (another package's): `CERTWRIGHT_CLIENT_BIN`, else
+/// `certwright` beside this test's directory (target/debug/certwright, which
+/// `cargo build -p certwright-client` or a workspace test run builds).
+pub(crate) fn client_bin() -> std::path::PathBuf {
+    let path = std::env::var_os("CERTWRIGHT_CLIENT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            let exe = std::env::current_exe().unwrap();
+            exe.parent().unwrap().parent().unwrap().join("certwright")
+        });
+    assert!(
+        path.is_file(),
+        "no certwright client at {}: build it with `cargo build -p certwright-client` or set CERTWRIGHT_CLIENT_BIN",
+        path.display()
+    );
+    path
 }
