@@ -62,6 +62,18 @@ fn remove_dirs_of_dead_processes(parent: &std::path::Path) {
     }
 }
 
+/// Held for the whole of each test that uses the token: SoftHSM2's file object store
+/// fails an object's creation with CKR_GENERAL_ERROR now and then while another thread
+/// searches or writes the same token (SoftHSMv2 issue 573), so this binary's tests take
+/// the token one at a time (a test may still run its own threads, as the concurrent
+/// signatures test does).
+fn token_lock() -> std::sync::MutexGuard<'static, ()> {
+    static TOKEN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    TOKEN
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn settings() -> Pkcs11Settings {
     let f = fixture();
     Pkcs11Settings {
@@ -110,6 +122,7 @@ impl Pkcs11Key {
 
 #[test]
 fn generated_keys_sign_verifiably_and_open_again_by_label_or_id() {
+    let _token = token_lock();
     let cases = [
         (CaKeyType::Ec256, &rcgen::PKCS_ECDSA_P256_SHA256, 65, "%E1"),
         (CaKeyType::Ec384, &rcgen::PKCS_ECDSA_P384_SHA384, 97, "%E2"),
@@ -138,6 +151,7 @@ fn generated_keys_sign_verifiably_and_open_again_by_label_or_id() {
 
 #[test]
 fn larger_rsa_keys_are_generated_with_their_size() {
+    let _token = token_lock();
     for (key_type, modulus_len) in [(CaKeyType::Rsa3072, 384), (CaKeyType::Rsa4096, 512)] {
         let location = uri(&format!("pkcs11:token={TOKEN};object=big-{key_type:?}"));
         let key = Pkcs11Key::generate(&location, key_type, &settings()).unwrap();
@@ -156,6 +170,7 @@ fn larger_rsa_keys_are_generated_with_their_size() {
 
 #[test]
 fn certificates_self_signed_through_the_token_verify_with_x509_parser() {
+    let _token = token_lock();
     for key_type in [CaKeyType::Ec256, CaKeyType::Ec384, CaKeyType::Rsa2048] {
         let location = uri(&format!("pkcs11:token={TOKEN};object=cert-{key_type:?}"));
         let key = Arc::new(Pkcs11Key::generate(&location, key_type, &settings()).unwrap());
@@ -178,6 +193,7 @@ fn certificates_self_signed_through_the_token_verify_with_x509_parser() {
 
 #[test]
 fn generated_private_keys_are_sensitive_and_never_leave_the_token() {
+    let _token = token_lock();
     let label = "no-export";
     let location = uri(&format!("pkcs11:token={TOKEN};object={label};id=%0E"));
     let key = Pkcs11Key::generate(&location, CaKeyType::Ec256, &settings()).unwrap();
@@ -322,6 +338,7 @@ fn generated_private_keys_are_sensitive_and_never_leave_the_token() {
 
 #[test]
 fn generate_refuses_to_replace_and_needs_a_label() {
+    let _token = token_lock();
     let location = uri(&format!("pkcs11:token={TOKEN};object=once;id=%0A%0B"));
     Pkcs11Key::generate(&location, CaKeyType::Ec256, &settings()).unwrap();
     for (again, what) in [
@@ -357,6 +374,7 @@ fn generate_refuses_to_replace_and_needs_a_label() {
 
 #[test]
 fn a_wrong_pin_is_a_clear_startup_error_that_never_shows_the_pin() {
+    let _token = token_lock();
     let f = fixture();
     let wrong = f.hsm.dir().join("wrong-pin");
     std::fs::write(&wrong, "99999999-wrong\n").unwrap();
@@ -395,6 +413,7 @@ fn a_wrong_pin_is_a_clear_startup_error_that_never_shows_the_pin() {
 
 #[test]
 fn missing_modules_tokens_keys_and_pins_are_clear_errors() {
+    let _token = token_lock();
     let f = fixture();
     let open = |text: &str, settings: &Pkcs11Settings| {
         Pkcs11Key::open(&uri(text), settings)
@@ -458,6 +477,7 @@ fn missing_modules_tokens_keys_and_pins_are_clear_errors() {
 /// from CKA_PUBLIC_KEY_INFO, or (SoftHSM2 2.6 gives none) the error says what is missing.
 #[test]
 fn an_ec_key_without_its_public_key_object_needs_public_key_info() {
+    let _token = token_lock();
     let text = format!("pkcs11:token={TOKEN};object=lone;id=%10");
     let key = Pkcs11Key::generate(&uri(&text), CaKeyType::Ec256, &settings()).unwrap();
     key.with_session(|session, _| {
@@ -522,6 +542,7 @@ fn return_codes_are_named_as_pkcs11_names_them() {
 
 #[test]
 fn concurrent_signatures_all_verify() {
+    let _token = token_lock();
     let location = uri(&format!("pkcs11:token={TOKEN};object=concurrent"));
     let key = Arc::new(Pkcs11Key::generate(&location, CaKeyType::Ec256, &settings()).unwrap());
     std::thread::scope(|s| {
