@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -207,21 +207,7 @@ async fn welcome(
         return link_refused(&console, &address).await;
     };
     tracing::info!(%operator, "console: password set with a sign-in link");
-    let mut response = (
-        StatusCode::SEE_OTHER,
-        [(header::LOCATION, "/console/dashboard")],
-    )
-        .into_response();
-    let h = response.headers_mut();
-    for cookie in [
-        console.cookie(SESSION_COOKIE, &session, SESSION_SECONDS),
-        console.cookie(LOGIN_COOKIE, "", 0),
-    ] {
-        if let Ok(v) = HeaderValue::from_str(&cookie) {
-            h.append(header::SET_COOKIE, v);
-        }
-    }
-    Ok(response)
+    Ok(super::signed_in(&console, &session))
 }
 
 /// The account page, with a message (`notice`) or an error above the form.
@@ -382,15 +368,7 @@ mod tests {
             .await
             .unwrap();
         // alice has a session elsewhere, which the link ends.
-        let (elsewhere, _) = {
-            let token = password::random_token();
-            let now = Clock::system().now();
-            f.store
-                .create_operator_session(&token_hash(&token), "alice", "c", now, now + 600)
-                .await
-                .unwrap();
-            (format!("{SESSION_COOKIE}={token}"), ())
-        };
+        let (elsewhere, _) = f.another_session("alice").await;
         let now = Clock::system().now();
         let token = issue_login_link(&f.store, "alice", now)
             .await
@@ -658,15 +636,7 @@ mod tests {
             .change_operator_password("dora", &hash, "")
             .await
             .unwrap();
-        let (cookie2, _) = {
-            let token = password::random_token();
-            let now = Clock::system().now();
-            f.store
-                .create_operator_session(&token_hash(&token), "dora", "c", now, now + 600)
-                .await
-                .unwrap();
-            (format!("{SESSION_COOKIE}={token}"), ())
-        };
+        let (cookie2, _) = f.another_session("dora").await;
         let (status, _, _) = f
             .send("GET", "/console/dashboard", Some(&cookie2), None)
             .await;

@@ -389,6 +389,12 @@ async fn sign_in(State(console): State<Console>, request: Request) -> Page {
             now + SESSION_SECONDS,
         )
         .await?;
+    Ok(signed_in(&console, &token))
+}
+
+/// The answer to a sign-in: to the dashboard, with the session's cookie set and the
+/// sign-in form's cookie cleared.
+pub(super) fn signed_in(console: &Console, session_token: &str) -> Response {
     let mut response = (
         StatusCode::SEE_OTHER,
         [(header::LOCATION, "/console/dashboard")],
@@ -396,14 +402,14 @@ async fn sign_in(State(console): State<Console>, request: Request) -> Page {
         .into_response();
     let h = response.headers_mut();
     for cookie in [
-        console.cookie(SESSION_COOKIE, &token, SESSION_SECONDS),
+        console.cookie(SESSION_COOKIE, session_token, SESSION_SECONDS),
         console.cookie(LOGIN_COOKIE, "", 0),
     ] {
         if let Ok(v) = HeaderValue::from_str(&cookie) {
             h.append(header::SET_COOKIE, v);
         }
     }
-    Ok(response)
+    response
 }
 
 async fn sign_out(State(console): State<Console>, headers: HeaderMap, body: Bytes) -> Page {
@@ -773,6 +779,11 @@ pub(super) mod tests {
                 .add_operator(name, role, "$argon2id$none", 1)
                 .await
                 .unwrap();
+            self.another_session(name).await
+        }
+
+        /// One more session of the existing operator `name`: (cookie header, csrf).
+        pub(super) async fn another_session(&self, name: &str) -> (String, String) {
             let (token, csrf) = (password::random_token(), password::random_token());
             let now = Clock::system().now();
             self.store
