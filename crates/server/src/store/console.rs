@@ -565,6 +565,39 @@ pub(crate) mod tests {
     use certwright_proto::types::ChallengeType;
     use certwright_proto::{AccountKey, KeyType};
 
+    /// A challenge of a new order of `account` for DNS name `name`, with `token`, whose
+    /// validation has started (never expiring, so tests may finish it at any time).
+    pub(crate) async fn started_challenge(
+        s: &Store,
+        account: AccountId,
+        name: &str,
+        token: &str,
+    ) -> crate::store::ChallengeId {
+        let order = s
+            .create_order(&NewOrderRecord {
+                account_id: account,
+                identifiers: vec![Identifier::dns(name)],
+                expires: 1 << 40,
+                not_before: None,
+                not_after: None,
+                authorizations: vec![NewAuthorization::Create {
+                    identifier: Identifier::dns(name),
+                    wildcard: false,
+                    expires: 1 << 40,
+                    challenges: vec![(ChallengeType::Http01, token.to_owned())],
+                }],
+                now: 1,
+                profile: None,
+                replaces: None,
+            })
+            .await
+            .unwrap();
+        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
+        let challenge = authz.challenges[0].id;
+        assert!(s.start_validation(challenge, 1 << 40).await.unwrap());
+        challenge
+    }
+
     /// Stores a certificate `serial` for `names` expiring at `not_after`, issued to
     /// `account` through an order (that `replaces` another serial, if given).
     pub(crate) async fn issue(
@@ -940,29 +973,7 @@ pub(crate) mod tests {
         let (a, b) = (account(&s, &[]).await, account(&s, &[]).await);
         issue(&s, a, &["www.example.com"], "01", 300, None).await;
         // A failed validation of another account for the same name.
-        let ids = vec![Identifier::dns("www.example.com")];
-        let order = s
-            .create_order(&NewOrderRecord {
-                account_id: b,
-                identifiers: ids.clone(),
-                expires: 100,
-                not_before: None,
-                not_after: None,
-                authorizations: vec![NewAuthorization::Create {
-                    identifier: ids[0].clone(),
-                    wildcard: false,
-                    expires: 100,
-                    challenges: vec![(ChallengeType::Http01, "tokfail".into())],
-                }],
-                now: 5,
-                profile: None,
-                replaces: None,
-            })
-            .await
-            .unwrap();
-        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
-        let challenge = authz.challenges[0].id;
-        assert!(s.start_validation(challenge, 100).await.unwrap());
+        let challenge = started_challenge(&s, b, "www.example.com", "tokfail").await;
         let problem =
             certwright_proto::Problem::new(certwright_proto::ProblemType::Connection, "refused");
         assert!(s

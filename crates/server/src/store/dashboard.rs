@@ -245,43 +245,12 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::console::tests::{account, issue, test_store};
+    use crate::store::console::tests::{account, issue, started_challenge, test_store};
     use crate::store::webhooks::tests::route;
-    use crate::store::{NewAuthorization, NewOrderRecord, WebhookRoutes};
-    use certwright_proto::types::{ChallengeType, Identifier};
+    use crate::store::WebhookRoutes;
     use certwright_proto::{Problem, ProblemType};
 
     /// A challenge of a new order for `name` by `account`, started (processing).
-    async fn started_challenge(
-        s: &Store,
-        account: crate::store::AccountId,
-        name: &str,
-    ) -> crate::store::ChallengeId {
-        let order = s
-            .create_order(&NewOrderRecord {
-                account_id: account,
-                identifiers: vec![Identifier::dns(name)],
-                expires: 1 << 40,
-                not_before: None,
-                not_after: None,
-                authorizations: vec![NewAuthorization::Create {
-                    identifier: Identifier::dns(name),
-                    wildcard: false,
-                    expires: 1 << 40,
-                    challenges: vec![(ChallengeType::Http01, format!("tok-{name}"))],
-                }],
-                now: 1,
-                profile: None,
-                replaces: None,
-            })
-            .await
-            .unwrap();
-        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
-        let challenge = authz.challenges[0].id;
-        assert!(s.start_validation(challenge, 1 << 40).await.unwrap());
-        challenge
-    }
-
     #[tokio::test]
     async fn per_day_counts_and_failures_by_type() {
         let s = test_store().await;
@@ -302,14 +271,14 @@ mod tests {
             ("e.test", ProblemType::Dns, now - 2 * DAY),
             ("f.test", ProblemType::Connection, now - 40 * DAY),
         ] {
-            let c = started_challenge(&s, acct, name).await;
+            let c = started_challenge(&s, acct, name, &format!("tok-{name}")).await;
             assert!(s
                 .finish_validation(c, Some(&fail(kind)), &none, &none, at)
                 .await
                 .unwrap());
         }
         // A success is no failure.
-        let ok = started_challenge(&s, acct, "g.test").await;
+        let ok = started_challenge(&s, acct, "g.test", "tok-g.test").await;
         assert!(s
             .finish_validation(ok, None, &none, &none, now)
             .await

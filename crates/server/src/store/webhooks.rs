@@ -625,35 +625,11 @@ pub(crate) mod tests {
 
     #[tokio::test]
     async fn events_carry_no_secret_and_not_what_the_validator_read() {
-        use crate::store::console::tests::{account, issue};
-        use crate::store::{NewAuthorization, NewOrderRecord};
-        use certwright_proto::types::{ChallengeType, Identifier};
+        use crate::store::console::tests::{account, issue, started_challenge};
         use certwright_proto::{Problem, ProblemType};
         let s = store().await;
         let a = account(&s, &[]).await;
-        let id = Identifier::dns("v.example");
-        let order = s
-            .create_order(&NewOrderRecord {
-                account_id: a,
-                identifiers: vec![id.clone()],
-                expires: 100,
-                not_before: None,
-                not_after: None,
-                authorizations: vec![NewAuthorization::Create {
-                    identifier: id,
-                    wildcard: false,
-                    expires: 100,
-                    challenges: vec![(ChallengeType::Http01, "token-SECRET".into())],
-                }],
-                now: 1,
-                profile: None,
-                replaces: None,
-            })
-            .await
-            .unwrap();
-        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
-        let challenge = authz.challenges[0].id;
-        assert!(s.start_validation(challenge, 50).await.unwrap());
+        let challenge = started_challenge(&s, a, "v.example", "token-SECRET").await;
         let problem = Problem::new(
             ProblemType::Unauthorized,
             "The key authorization did not match",
