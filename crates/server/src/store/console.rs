@@ -994,7 +994,10 @@ pub(crate) mod tests {
         assert_eq!(attempts.len(), 2);
         assert_eq!(attempts[0].account_id, b.0);
         assert_eq!(attempts[0].status, "invalid");
-        assert_eq!(attempts[0].order.as_ref().unwrap().0, order.id.0);
+        // b's one order holds the failed authorization.
+        let b_orders = s.account_order_ids(b, 0, 10).await.unwrap();
+        assert_eq!(b_orders.len(), 1);
+        assert_eq!(attempts[0].order.as_ref().unwrap().0, b_orders[0].0);
         assert_eq!(attempts[1].account_id, a.0);
         assert_eq!(attempts[1].order.as_ref().unwrap().1, "valid");
         assert_eq!(
