@@ -390,17 +390,23 @@ async fn enrols_then_runs_a_job_and_stops_on_401() {
     }
 }
 
-/// A 403 to a poll (the state names a segment the certificate is not for) cannot get
-/// better by retrying: the agent stops at once, as for a 401, and says why.
-#[tokio::test]
-async fn a_poll_refused_for_its_segment_stops_the_agent() {
-    let ca = FakeCa::start().await;
+/// An agent enrolled with `ca` in a new temporary directory (kept while the first lives).
+async fn enrolled(ca: &FakeCa) -> (tempfile::TempDir, AgentDir) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = AgentDir::new(tmp.path().join("agent"));
     let token = ca.token(certwright_va::remote::sha256(&ca.ca_der));
     enroll::enroll(&ca.url(), &token, &dir, false)
         .await
         .unwrap();
+    (tmp, dir)
+}
+
+/// A 403 to a poll (the state names a segment the certificate is not for) cannot get
+/// better by retrying: the agent stops at once, as for a 401, and says why.
+#[tokio::test]
+async fn a_poll_refused_for_its_segment_stops_the_agent() {
+    let ca = FakeCa::start().await;
+    let (_tmp, dir) = enrolled(&ca).await;
     let path = dir.path(STATE_FILE);
     let mut state: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -439,12 +445,7 @@ async fn a_poll_refused_for_its_segment_stops_the_agent() {
 #[tokio::test]
 async fn shutdown_stops_a_polling_agent() {
     let ca = FakeCa::start().await;
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = AgentDir::new(tmp.path().join("agent"));
-    let token = ca.token(certwright_va::remote::sha256(&ca.ca_der));
-    enroll::enroll(&ca.url(), &token, &dir, false)
-        .await
-        .unwrap();
+    let (_tmp, dir) = enrolled(&ca).await;
     // Poll a server that is not there: the agent backs off until told to stop.
     let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let nowhere = format!("https://{}", closed.local_addr().unwrap());

@@ -5,7 +5,7 @@
 
 use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::Columns;
-use super::engine::tx::params;
+use super::engine::tx::{params, Tx};
 use super::{unique_is_conflict, Result, Store, StoreError};
 
 /// What an operator may do in the console.
@@ -75,6 +75,44 @@ pub fn valid_operator_name(name: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
 }
 
+/// In `tx`: ends every session of `operator` and voids their sign-in link.
+async fn end_operator_access(tx: &mut dyn Tx, operator: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM operator_sessions WHERE operator = $1",
+        &params![operator],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM operator_login_links WHERE operator = $1",
+        &params![operator],
+    )
+    .await?;
+    Ok(())
+}
+
+/// In `tx`: opens a session for `operator` stored under `token_hash`, and forgets the
+/// operator's failed sign-ins. The caller audits it (`operator.sign_in`), last.
+async fn open_session(
+    tx: &mut dyn Tx,
+    token_hash: &str,
+    operator: &str,
+    csrf: &str,
+    now: i64,
+    expires_at: i64,
+) -> Result<()> {
+    tx.execute(
+        "DELETE FROM operator_login_failures WHERE name = $1",
+        &params![operator],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+        &params![token_hash, operator, csrf, now, expires_at],
+    )
+    .await?;
+    Ok(())
+}
+
 fn operator_from_row(row: &impl Columns) -> Result<OperatorRecord> {
     let role = row.text("role")?;
     Ok(OperatorRecord {
@@ -141,16 +179,7 @@ impl Store {
         let (name, by) = (name.to_owned(), self.operator.clone());
         self.write(move |tx| {
             Box::pin(async move {
-                tx.execute(
-                    "DELETE FROM operator_sessions WHERE operator = $1",
-                    &params![&name],
-                )
-                .await?;
-                tx.execute(
-                    "DELETE FROM operator_login_links WHERE operator = $1",
-                    &params![&name],
-                )
-                .await?;
+                end_operator_access(tx, &name).await?;
                 if tx
                     .execute("DELETE FROM operators WHERE name = $1", &params![&name])
                     .await?
@@ -185,16 +214,7 @@ impl Store {
                     return Ok(false);
                 }
                 if disabled {
-                    tx.execute(
-                        "DELETE FROM operator_sessions WHERE operator = $1",
-                        &params![&name],
-                    )
-                    .await?;
-                    tx.execute(
-                        "DELETE FROM operator_login_links WHERE operator = $1",
-                        &params![&name],
-                    )
-                    .await?;
+                    end_operator_access(tx, &name).await?;
                 }
                 let action = if disabled {
                     "operator.disable"
@@ -328,16 +348,7 @@ impl Store {
                     &params![&operator],
                 )
                 .await?;
-                tx.execute(
-                    "DELETE FROM operator_login_failures WHERE name = $1",
-                    &params![&operator],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-                    &params![&session, &operator, &csrf, now, session_expires_at],
-                )
-                .await?;
+                open_session(tx, &session, &operator, &csrf, now, session_expires_at).await?;
                 let actor = Actor::Operator(Some(operator.clone()));
                 let event = AuditEvent::new(&actor, "operator.password_set")
                     .details(serde_json::json!({ "via": "login link" }));
@@ -488,16 +499,7 @@ impl Store {
                     &params![now],
                 )
                 .await?;
-                tx.execute(
-                    "DELETE FROM operator_login_failures WHERE name = $1",
-                    &params![&operator],
-                )
-                .await?;
-                tx.execute(
-                    "INSERT INTO operator_sessions (token_hash, operator, csrf, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
-                    &params![&hash, &operator, &csrf, now, expires_at],
-                )
-                .await?;
+                open_session(tx, &hash, &operator, &csrf, now, expires_at).await?;
                 let actor = Actor::Operator(Some(operator));
                 audit::append(tx, &AuditEvent::new(&actor, "operator.sign_in")).await?;
                 Ok(())
