@@ -15,6 +15,10 @@ use crate::secrets::PrivateFiles;
 use crate::store::{SqliteSynchronous, Store, StoreOptions};
 use crate::va::{DenyList, VaConfig};
 
+/// Finalize's CAA re-check budget: 10 s less than the request time-out, so the client
+/// gets the re-check's own answer rather than the time-out's 503.
+const RECHECK_BUDGET: Duration = Duration::from_secs(crate::wfe::REQUEST_TIMEOUT.as_secs() - 10);
+
 /// What the configuration says, parsed for the components.
 #[derive(Debug)]
 pub struct Settings {
@@ -66,6 +70,7 @@ impl Settings {
             crl_validity_secs: i64::from(config.crl.validity_hours) * 3600,
             lease_secs: lease_secs(config),
             rate_limits: rate_limits(&config.rate_limits),
+            recheck_budget: RECHECK_BUDGET,
         }
     }
 

@@ -58,6 +58,9 @@ pub struct RaPolicy {
     pub lease_secs: i64,
     /// Rate limits (`ratelimit`).
     pub rate_limits: ratelimit::RateLimits,
+    /// How long finalize's CAA re-check may take, all names together; it must end well
+    /// before the finalize request times out.
+    pub recheck_budget: std::time::Duration,
 }
 
 pub use error::{Error, IdentifierRefusal, RefusalKind, DATABASE_FAILED};

@@ -2,11 +2,12 @@
 //! a real CA (keys in a temporary directory), a fake VA whose verdict the test sets, and
 //! an injected clock.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use certwright_proto::types::{ChallengeStatus, ChallengeType, NewAccount, NewOrder};
-use certwright_proto::{AccountKey, KeyType};
+use certwright_proto::{AccountKey, KeyType, ProblemType};
 use serde_json::json;
 
 use super::*;
@@ -21,6 +22,10 @@ struct FakeVa {
     config: Arc<VaConfig>,
     verdict: Arc<Mutex<Option<Problem>>>,
     validations: Arc<Mutex<usize>>,
+    /// How long each CAA check takes.
+    caa_delay: Arc<Mutex<Duration>>,
+    /// CAA checks running now, and the most that ever ran at once.
+    caa_running: Arc<(AtomicUsize, AtomicUsize)>,
 }
 
 impl FakeVa {
@@ -29,6 +34,8 @@ impl FakeVa {
             config: Arc::new(VaConfig::new("http://ca.test/acme/account/")),
             verdict: Arc::default(),
             validations: Arc::default(),
+            caa_delay: Arc::default(),
+            caa_running: Arc::default(),
         }
     }
 
@@ -59,7 +66,15 @@ impl Validator for FakeVa {
         _applicant: &'a crate::va::Applicant,
         _method: &'a ChallengeType,
     ) -> BoxFuture<'a, Outcome> {
-        Box::pin(async move { self.outcome() })
+        Box::pin(async move {
+            let (running, peak) = &*self.caa_running;
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let delay = *self.caa_delay.lock().unwrap();
+            tokio::time::sleep(delay).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            self.outcome()
+        })
     }
 
     fn refuses(
@@ -93,6 +108,8 @@ pub(super) struct Fixture {
 }
 
 pub(super) const LEASE_SECS: i64 = 60;
+/// Finalize's CAA re-check budget in these tests.
+const RECHECK_BUDGET: Duration = Duration::from_secs(2);
 
 pub(super) async fn fixture() -> Fixture {
     fixture_on("sqlite::memory:").await
@@ -134,6 +151,7 @@ pub(super) async fn fixture_on(url: &str) -> Fixture {
         crl_validity_secs: 86400,
         lease_secs: LEASE_SECS,
         rate_limits: Default::default(),
+        recheck_budget: RECHECK_BUDGET,
     };
     let ca = Arc::new(ca);
     let ra = Ra::new(
@@ -309,6 +327,58 @@ async fn two_finalize_requests_at_once_issue_exactly_one_certificate() {
     assert_eq!(won.status, OrderStatus::Valid);
     assert!(matches!(lost, Error::OrderNotReady(_)), "{lost:?}");
     assert_eq!(f.certificates().await, 1);
+}
+
+#[tokio::test]
+async fn finalize_rechecks_caa_of_every_old_validation_at_once() {
+    let f = fixture().await;
+    let names = ["r1.example", "r2.example", "r3.example"];
+    let (account, order) = f.ready_order(&names).await;
+    // Older than the re-check age: every name is looked at again, all at once.
+    f.clock
+        .advance(f.va.config.caa_recheck_after.as_secs() as i64 + 60);
+    *f.va.caa_delay.lock().unwrap() = Duration::from_millis(100);
+    let done = f.ra.finalize(&account, order.record.id, &csr(&names)).await;
+    assert_eq!(done.unwrap().status, OrderStatus::Valid);
+    assert_eq!(f.va.caa_running.1.load(Ordering::SeqCst), names.len());
+}
+
+#[tokio::test]
+async fn a_caa_recheck_that_outlasts_its_budget_answers_dns_and_changes_nothing() {
+    let f = fixture().await;
+    let (account, order) = f.ready_order(&["slow.example", "quick.example"]).await;
+    f.clock
+        .advance(f.va.config.caa_recheck_after.as_secs() as i64 + 60);
+    let before = f.store.snapshot().await.unwrap();
+    *f.va.caa_delay.lock().unwrap() = Duration::from_secs(60);
+    let started = std::time::Instant::now();
+    let err =
+        f.ra.finalize(
+            &account,
+            order.record.id,
+            &csr(&["slow.example", "quick.example"]),
+        )
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(30), "not bounded");
+    let Error::Recheck { problem, .. } = &err else {
+        panic!("not a re-check failure: {err:?}");
+    };
+    assert_eq!(problem.kind, ProblemType::Dns, "{problem:?}");
+    assert_eq!(problem.http_status(), 503);
+    assert!(problem.detail.contains("finalize it again"), "{problem:?}");
+    assert_eq!(f.store.snapshot().await.unwrap(), before);
+    // Once the checks answer in time, the same order finalizes.
+    *f.va.caa_delay.lock().unwrap() = Duration::ZERO;
+    let done =
+        f.ra.finalize(
+            &account,
+            order.record.id,
+            &csr(&["slow.example", "quick.example"]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, OrderStatus::Valid);
 }
 
 #[tokio::test]
