@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the CA's per-request hot paths (criterion):
-//! JWS parse+verify per algorithm, CSR parse+verify per key type, certificate signing per
+//! JWS parse+verify per algorithm (with the key parsed per call, and parsed beforehand as
+//! the server's key cache keeps it), CSR parse+verify per key type, certificate signing per
 //! CA key type, and nonce issue+redeem.
 //!
 //! `cargo bench -p certwright-bench --bench hot_paths` (filter: `-- jws`, `-- csr`, …).
@@ -9,7 +10,7 @@ use std::hint::black_box;
 use certwright_bench::run::{cert_key, csr};
 use certwright_proto::jws::{sign, Signer};
 use certwright_proto::types::Identifier;
-use certwright_proto::{AccountKey, KeyType, ParsedJws};
+use certwright_proto::{AccountKey, KeyType, ParsedJws, VerifyingKey};
 use certwright_server::ca::{
     parse_csr, CaKeyType, CertificateAuthority, Hierarchy, IssuancePolicy, KeyPolicy, Profile,
 };
@@ -45,6 +46,14 @@ fn jws(c: &mut Criterion) {
             b.iter(|| {
                 let parsed = ParsedJws::parse(black_box(&body)).unwrap();
                 parsed.verify(&jwk).unwrap();
+            })
+        });
+        // As the server verifies a `kid`-signed request: the account's key parsed once.
+        let verifying = VerifyingKey::new(&jwk);
+        group.bench_function(format!("parse+verify-parsed-key/{alg}"), |b| {
+            b.iter(|| {
+                let parsed = ParsedJws::parse(black_box(&body)).unwrap();
+                parsed.verify_with(&verifying).unwrap();
             })
         });
         group.bench_function(format!("sign/{alg}"), |b| {

@@ -2,7 +2,8 @@
 //! RFC 7638 thumbprints.
 
 use aws_lc_rs::digest;
-use aws_lc_rs::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
+use aws_lc_rs::error::Unspecified;
+use aws_lc_rs::signature::{self, ParsedPublicKey, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde_json::{json, Map, Value};
 
 use crate::b64;
@@ -244,34 +245,99 @@ impl Jwk {
 
     /// Verifies `signature` over `message` with algorithm `alg`, which must fit the key.
     pub fn verify(&self, alg: JwsAlgorithm, message: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
-        if alg != self.algorithm() {
-            return Err(VerifyError::AlgorithmMismatch {
-                alg,
-                key: self.describe(),
-            });
-        }
+        self.check_algorithm(alg)?;
         let ok = match self {
             Self::Ec { crv, x, y } => {
-                let mut point = Vec::with_capacity(1 + x.len() + y.len());
-                point.push(0x04);
-                point.extend_from_slice(x);
-                point.extend_from_slice(y);
-                let algorithm = match crv {
-                    EcCurve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
-                    EcCurve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
-                };
-                UnparsedPublicKey::new(algorithm, point).verify(message, sig)
+                UnparsedPublicKey::new(ec_algorithm(*crv), ec_point(x, y)).verify(message, sig)
             }
-            Self::Rsa { n, e } => RsaPublicKeyComponents { n, e }.verify(
-                &signature::RSA_PKCS1_2048_8192_SHA256,
-                message,
-                sig,
-            ),
+            Self::Rsa { n, e } => rsa_verify(n, e, message, sig),
             Self::Ed25519 { x } => {
                 UnparsedPublicKey::new(&signature::ED25519, x).verify(message, sig)
             }
         };
         ok.map_err(|_| VerifyError::BadSignature)
+    }
+
+    /// `alg` is the algorithm of this key's type.
+    fn check_algorithm(&self, alg: JwsAlgorithm) -> Result<(), VerifyError> {
+        if alg == self.algorithm() {
+            Ok(())
+        } else {
+            Err(VerifyError::AlgorithmMismatch {
+                alg,
+                key: self.describe(),
+            })
+        }
+    }
+}
+
+fn ec_algorithm(crv: EcCurve) -> &'static signature::EcdsaVerificationAlgorithm {
+    match crv {
+        EcCurve::P256 => &signature::ECDSA_P256_SHA256_FIXED,
+        EcCurve::P384 => &signature::ECDSA_P384_SHA384_FIXED,
+    }
+}
+
+/// The uncompressed SEC1 point `04 || x || y`.
+fn ec_point(x: &[u8], y: &[u8]) -> Vec<u8> {
+    let mut point = Vec::with_capacity(1 + x.len() + y.len());
+    point.push(0x04);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
+    point
+}
+
+fn rsa_verify(n: &[u8], e: &[u8], message: &[u8], sig: &[u8]) -> Result<(), Unspecified> {
+    RsaPublicKeyComponents { n, e }.verify(&signature::RSA_PKCS1_2048_8192_SHA256, message, sig)
+}
+
+/// A [`Jwk`] made ready to verify many signatures: EC and Ed25519 keys are parsed once
+/// (point decoding and the on-curve check) instead of on every [`Jwk::verify`]. It
+/// accepts exactly the signatures [`Jwk::verify`] accepts with the same key.
+pub struct VerifyingKey {
+    jwk: Jwk,
+    /// `None` for RSA keys (verified from their components) and for EC or Ed25519 keys
+    /// that do not parse (which verify nothing, as with [`Jwk::verify`]).
+    parsed: Option<ParsedPublicKey>,
+}
+
+impl VerifyingKey {
+    /// Prepares `jwk` for verification.
+    pub fn new(jwk: &Jwk) -> Self {
+        let parsed = match jwk {
+            Jwk::Ec { crv, x, y } => ParsedPublicKey::new(ec_algorithm(*crv), ec_point(x, y)).ok(),
+            Jwk::Ed25519 { x } => ParsedPublicKey::new(&signature::ED25519, x).ok(),
+            Jwk::Rsa { .. } => None,
+        };
+        Self {
+            jwk: jwk.clone(),
+            parsed,
+        }
+    }
+
+    /// The key this verifies with.
+    pub fn jwk(&self) -> &Jwk {
+        &self.jwk
+    }
+
+    /// As [`Jwk::verify`].
+    pub fn verify(&self, alg: JwsAlgorithm, message: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
+        self.jwk.check_algorithm(alg)?;
+        let ok = match (&self.jwk, &self.parsed) {
+            (Jwk::Rsa { n, e }, _) => rsa_verify(n, e, message, sig),
+            (_, Some(parsed)) => parsed.verify_sig(message, sig),
+            (_, None) => Err(Unspecified),
+        };
+        ok.map_err(|_| VerifyError::BadSignature)
+    }
+}
+
+impl std::fmt::Debug for VerifyingKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("jwk", &self.jwk)
+            .field("parsed", &self.parsed.is_some())
+            .finish()
     }
 }
 

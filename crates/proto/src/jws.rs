@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::b64;
-use crate::jwk::{Jwk, JwkError};
+use crate::jwk::{Jwk, JwkError, VerifyingKey};
 
 /// Signature algorithms ACME accounts use; HS256 only for External Account Binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,6 +171,12 @@ impl ParsedJws {
         Ok(())
     }
 
+    /// As [`ParsedJws::verify`], with a key parsed beforehand (e.g. kept for an account).
+    pub fn verify_with(&self, key: &VerifyingKey) -> Result<(), JwsError> {
+        key.verify(self.header.alg, &self.signing_input, &self.signature)?;
+        Ok(())
+    }
+
     /// Verifies an HS256 MAC (External Account Binding) with `mac_key`.
     pub fn verify_hmac(&self, mac_key: &[u8]) -> Result<(), JwsError> {
         use aws_lc_rs::hmac;
@@ -305,10 +311,46 @@ mod tests {
             assert_eq!(parsed.header.alg, key.algorithm());
             assert_eq!(parsed.header.nonce.as_deref(), Some("n1"));
             parsed.verify(&key.jwk()).unwrap();
-            // Another key of the same type does not verify it.
+            parsed.verify_with(&VerifyingKey::new(&key.jwk())).unwrap();
+            // Another key of the same type does not verify it, parsed beforehand or not.
             let other = AccountKey::generate(kt).unwrap();
             assert!(parsed.verify(&other.jwk()).is_err(), "{kt:?}");
+            assert_eq!(
+                parsed.verify_with(&VerifyingKey::new(&other.jwk())),
+                parsed.verify(&other.jwk()),
+                "{kt:?}"
+            );
         }
+    }
+
+    #[test]
+    fn a_parsed_key_refuses_what_the_jwk_refuses() {
+        let p256 = AccountKey::generate(KeyType::EcP256).unwrap();
+        let jws = sign(&p256, &Signer::Kid("k".into()), Some("n"), "u", b"{}").unwrap();
+        let parsed = ParsedJws::from_flattened(&jws).unwrap();
+        // A key of another type: the algorithm does not fit.
+        let ed = AccountKey::generate(KeyType::Ed25519).unwrap().jwk();
+        let refused = parsed.verify(&ed).unwrap_err();
+        assert!(matches!(
+            refused,
+            JwsError::Signature(crate::jwk::VerifyError::AlgorithmMismatch { .. })
+        ));
+        assert_eq!(parsed.verify_with(&VerifyingKey::new(&ed)), Err(refused));
+        // A point that is not on the curve (right length, so the JWK itself parses).
+        let off_curve = Jwk::Ec {
+            crv: crate::jwk::EcCurve::P256,
+            x: vec![1; 32],
+            y: vec![2; 32],
+        };
+        let refused = parsed.verify(&off_curve).unwrap_err();
+        assert!(matches!(
+            refused,
+            JwsError::Signature(crate::jwk::VerifyError::BadSignature)
+        ));
+        assert_eq!(
+            parsed.verify_with(&VerifyingKey::new(&off_curve)),
+            Err(refused)
+        );
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub mod keys;
 pub mod problem;
 pub mod types;
 
-pub use jwk::Jwk;
+pub use jwk::{Jwk, VerifyingKey};
 pub use jws::{FlattenedJws, JwsAlgorithm, ParsedJws, Signer};
 pub use keys::{AccountKey, KeyType};
 pub use problem::{Problem, ProblemType};

@@ -501,6 +501,84 @@ async fn a_failed_write_leaves_nothing_behind() {
     assert_eq!(after.status, certwright_proto::types::AccountStatus::Valid);
 }
 
+/// An operation whose savepoint journal outgrows what SQLite keeps in memory by default
+/// (64 KiB: the writer keeps it in memory, `temp_store = MEMORY`) still rolls back alone,
+/// and the operations of its batch before and after it stay committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_failed_write_rolls_back_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(&format!("sqlite://{}", dir.path().join("ca.db").display()))
+        .await
+        .unwrap();
+    s.write(|tx| {
+        Box::pin(async move {
+            tx.execute(
+                "CREATE TABLE scratch (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+                &[],
+            )
+            .await?;
+            // About 1 MiB: some 250 pages that a later update has to journal.
+            for id in 0..2000_i64 {
+                tx.execute(
+                    "INSERT INTO scratch (id, body) VALUES ($1, $2)",
+                    &params![id, "a".repeat(500)],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    })
+    .await
+    .unwrap();
+    let count = |s: Store, body: &'static str| async move {
+        s.write(move |tx| {
+            Box::pin(async move {
+                tx.fetch_one(
+                    "SELECT COUNT(*) AS n FROM scratch WHERE body = $1",
+                    &params![body.repeat(500)],
+                )
+                .await?
+                .int("n")
+            })
+        })
+        .await
+        .unwrap()
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..20_i64 {
+        let s = s.clone();
+        tasks.spawn(async move {
+            s.write(move |tx| {
+                Box::pin(async move {
+                    if i == 10 {
+                        tx.execute("UPDATE scratch SET body = $1", &params!["b".repeat(500)])
+                            .await?;
+                        tx.execute("INSERT INTO no_such_table VALUES (1)", &[])
+                            .await?;
+                    } else {
+                        tx.execute(
+                            "UPDATE scratch SET body = $1 WHERE id = $2",
+                            &params!["c".repeat(500), 100 + i],
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .await
+            .is_ok()
+        });
+    }
+    let mut ok = 0;
+    while let Some(r) = tasks.join_next().await {
+        ok += usize::from(r.unwrap());
+    }
+    assert_eq!(ok, 19);
+    assert_eq!(count(s.clone(), "b").await, 0);
+    assert_eq!(count(s.clone(), "c").await, 19);
+    assert_eq!(count(s.clone(), "a").await, 2000 - 19);
+}
+
 /// On an SQLite file the request-path reads run on the calling thread (`sqlite_reads`);
 /// they must return exactly what the sqlx read pool returns, for every record kind and for
 /// rows that do not exist.

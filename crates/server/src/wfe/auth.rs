@@ -192,7 +192,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
                     ))
                     .into());
                 };
-                jws.verify(&account.jwk)
+                jws.verify_with(&state.keys.get(&account.jwk))
                     .map_err(|e| jws_problem(None, &e))?;
                 if account.status != AccountStatus::Valid {
                     return Err(Problem::unauthorized(format!(

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod handlers;
+pub mod key_cache;
 pub mod lifecycle;
 pub mod nonce;
 pub mod ocsp;
@@ -39,6 +40,10 @@ pub struct AppState {
     pub urls: Urls,
     /// The directory resource (`GET /directory`).
     pub directory: Directory,
+    /// Account keys parsed for verification.
+    pub keys: key_cache::KeyCache,
+    /// `Link: <directory>;rel="index"`, added to every response.
+    index_link: HeaderValue,
 }
 
 impl AppState {
@@ -54,11 +59,16 @@ impl AppState {
             renewal_info: Some(urls.endpoint("/acme/renewal-info")),
             meta: Some(meta),
         };
+        let index_link =
+            HeaderValue::from_str(&format!("<{}>;rel=\"index\"", urls.endpoint("/directory")))
+                .unwrap_or_else(|_| HeaderValue::from_static(""));
         Self {
             ra,
             nonces,
             urls,
             directory,
+            keys: key_cache::KeyCache::new(),
+            index_link,
         }
     }
 }
@@ -74,16 +84,10 @@ async fn acme_headers(
     if let Ok(v) = HeaderValue::from_str(&state.nonces.issue().await) {
         headers.insert("replay-nonce", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&format!("<{}>;rel=\"index\"", state.directory_url())) {
-        headers.append(header::LINK, v);
+    if !state.index_link.is_empty() {
+        headers.append(header::LINK, state.index_link.clone());
     }
     response
-}
-
-impl AppState {
-    fn directory_url(&self) -> String {
-        self.urls.endpoint("/directory")
-    }
 }
 
 /// Refuses a request whose `Content-Length` is over the body limit before reading any of

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use rusqlite::types::{FromSql, ToSqlOutput, Value as SqliteValue, ValueRef};
 use rusqlite::ToSql;
@@ -175,10 +176,11 @@ pub(crate) fn sqlite_fetch_all(
     params: &[Param],
 ) -> Result<Vec<Row>> {
     let mut stmt = sqlite_statement(conn, sql, params)?;
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
     let mut rows = stmt.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next().map_err(sqlite_error)? {
-        out.push(Row::Owned(OwnedRow::copy(row)?));
+        out.push(Row::Owned(OwnedRow::copy(&names, row)?));
     }
     Ok(out)
 }
@@ -199,29 +201,31 @@ pub(crate) enum Row {
 
 /// A row copied out of a rusqlite statement (whose rows borrow it).
 pub(crate) struct OwnedRow {
-    values: Vec<(String, SqliteValue)>,
+    /// The statement's column names, shared by all its rows.
+    names: Arc<[String]>,
+    /// The values, in the order of `names`.
+    values: Vec<SqliteValue>,
 }
 
 impl OwnedRow {
-    /// Copies the current row of a rusqlite query.
-    pub(crate) fn copy(row: &rusqlite::Row<'_>) -> Result<Self> {
-        let stmt = row.as_ref();
-        let values = (0..stmt.column_count())
-            .map(|i| {
-                let name = stmt.column_name(i).map_err(sqlite_error)?.to_owned();
-                let value = row.get::<_, SqliteValue>(i).map_err(sqlite_error)?;
-                Ok((name, value))
-            })
+    /// Copies the current row of a rusqlite query whose columns are `names`.
+    pub(crate) fn copy(names: &Arc<[String]>, row: &rusqlite::Row<'_>) -> Result<Self> {
+        let values = (0..names.len())
+            .map(|i| row.get::<_, SqliteValue>(i).map_err(sqlite_error))
             .collect::<Result<_>>()?;
-        Ok(Self { values })
+        Ok(Self {
+            names: names.clone(),
+            values,
+        })
     }
 
     /// The column `name` converted as rusqlite's `Row::get` converts it.
     fn get<T: FromSql>(&self, name: &str) -> std::result::Result<T, String> {
-        let (_, value) = self
-            .values
+        let value = self
+            .names
             .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .position(|n| n.eq_ignore_ascii_case(name))
+            .and_then(|i| self.values.get(i))
             .ok_or_else(|| "no such column".to_owned())?;
         T::column_result(ValueRef::from(value)).map_err(|e| e.to_string())
     }

@@ -84,7 +84,8 @@ impl GroupCommit {
     }
 }
 
-/// The write connection: WAL, the configured durability, foreign keys enforced.
+/// The write connection: WAL, the configured durability, foreign keys enforced, statement
+/// journals in memory.
 fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection> {
     let conn = Connection::open_with_flags(
         path,
@@ -108,6 +109,14 @@ fn open(path: &Path, synchronous: SqliteSynchronous) -> Result<Connection> {
     conn.execute_batch(synchronous.pragma())
         .map_err(sqlite_error)?;
     conn.execute_batch("PRAGMA foreign_keys = ON")
+        .map_err(sqlite_error)?;
+    // Each operation of a batch runs in a savepoint, whose statement journal (the pages'
+    // contents before the operation, to roll back to) would otherwise spill past 64 KiB
+    // into a temporary file created, written and deleted for every batch. That journal
+    // only serves `ROLLBACK TO` within the open transaction and never crash recovery (the
+    // WAL does that), so keeping it in memory changes nothing about durability; released
+    // savepoints truncate it, so it holds one operation's pages at most.
+    conn.execute_batch("PRAGMA temp_store = MEMORY")
         .map_err(sqlite_error)?;
     Ok(conn)
 }
@@ -269,5 +278,24 @@ fn run_now<T>(mut future: BoxFuture<'_, T>) -> Option<T> {
     {
         Poll::Ready(value) => Some(value),
         Poll::Pending => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_write_connection_keeps_statement_journals_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = open(&dir.path().join("w.db"), SqliteSynchronous::Full).unwrap();
+        let temp_store: i64 = conn
+            .query_row("PRAGMA temp_store", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(temp_store, 2, "2 is MEMORY");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
     }
 }
