@@ -69,12 +69,22 @@ const MAY_SCAN: &[(&str, &str)] = &[
 /// PostgreSQL one (`no_store_statement_scans_a_growing_table_on_postgres`).
 const POSTGRES_ONLY: &[&str] = &[super::nonces::ACCOUNT_REDEEMING_NONCE];
 
-/// `POSTGRES_ONLY` and the PostgreSQL-only statements built at run time (`create_order`
-/// and `complete_order` in one statement each, in the shapes their files list).
+/// The statements built with statuses spliced in that only PostgreSQL runs, by name.
+const POSTGRES_ONLY_BUILT: &[&str] = &["FINISH_IN_ONE"];
+
+/// `POSTGRES_ONLY`, `POSTGRES_ONLY_BUILT` and the PostgreSQL-only statements built at run
+/// time (`create_order` and `complete_order` in one statement each, in the shapes their
+/// files list).
 fn postgres_only() -> Vec<(&'static str, String)> {
     POSTGRES_ONLY
         .iter()
         .map(|sql| ("nonces.rs", (*sql).to_owned()))
+        .chain(
+            built_statements()
+                .into_iter()
+                .filter(|(_, name, _)| POSTGRES_ONLY_BUILT.contains(name))
+                .map(|(file, _, sql)| (file, sql.to_owned())),
+        )
         .chain(
             super::orders::create_order_examples()
                 .into_iter()
@@ -225,6 +235,7 @@ fn shared_statements() -> Vec<(&'static str, String)> {
     .chain(names.map(|sql| ("certificate_names.rs", sql.as_str())));
     let built = built_statements()
         .into_iter()
+        .filter(|(_, name, _)| !POSTGRES_ONLY_BUILT.contains(name))
         .map(|(file, _, sql)| (file, sql))
         .chain(unspliced)
         .map(|(file, sql)| (file, collapse(sql)));
