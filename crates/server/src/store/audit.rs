@@ -249,16 +249,28 @@ fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
+/// The statement that takes the next seq of the trail and the hash of the entry before
+/// (its row lock serialises writers until the transaction ends).
+pub(super) const TAKE_HEAD: &str =
+    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash";
+
 /// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
 pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
-    let head = tx
-        .fetch_one(
-            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
-            &[],
-        )
-        .await?;
+    let head = tx.fetch_one(TAKE_HEAD, &[]).await?;
+    append_after_head(tx, event, head.int("seq")?, head.text("hash")?).await
+}
+
+/// Appends `event` in `tx` as entry `seq` after the entry whose hash is `prev_hash`,
+/// both taken from the head in the same transaction (`TAKE_HEAD`, which a statement on
+/// PostgreSQL may run as a CTE of its own: one round trip fewer).
+pub(super) async fn append_after_head(
+    tx: &mut dyn Tx,
+    event: &AuditEvent,
+    seq: i64,
+    prev_hash: String,
+) -> Result<()> {
     let mut entry = AuditEntry {
-        seq: head.int("seq")?,
+        seq,
         at: unix_now(),
         actor: event.actor.clone(),
         action: event.action.to_owned(),
@@ -268,7 +280,7 @@ pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
         challenge_id: event.challenge.map(|c| c.0),
         serial: event.serial.clone(),
         details: event.details.to_string(),
-        prev_hash: head.text("hash")?,
+        prev_hash,
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();

@@ -12,8 +12,8 @@ use super::engine::tx::params;
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks;
 use super::{
-    identifier_type_name, AccountId, AuthzId, AuthzRecord, ChallengeId, ChallengeRecord, Result,
-    Store, StoreError,
+    identifier_type_name, AccountId, AuthzId, AuthzRecord, Backend, ChallengeId, ChallengeRecord,
+    Result, Store, StoreError,
 };
 use crate::status::transitions::{
     AUTHORIZATION_DEACTIVATE, AUTHORIZATION_INVALIDATE, AUTHORIZATION_VALIDATE, CHALLENGE_FAIL,
@@ -71,6 +71,26 @@ status_sql! {
          WHERE id = $2
          RETURNING account_id, identifier_type, identifier_value, wildcard",
         from = guard("status", &AUTHORIZATION_VALIDATE)
+    );
+    /// `finish_validation` on PostgreSQL: `FINISH_CHALLENGE`, `FINISH_AUTHORIZATION` (its
+    /// status `$8`) and the audit head (taken only when the challenge changed) in one
+    /// statement.
+    static FINISH_IN_ONE = (
+        "WITH ch AS (UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4,
+                            failed_at = $6, problem_type = $7
+                     WHERE id = $5 AND {from}
+                     RETURNING authorization_id, type),
+              az AS (UPDATE authorizations SET status = CASE WHEN {authz_from} THEN $8 ELSE status END
+                     WHERE id = (SELECT authorization_id FROM ch)
+                     RETURNING account_id, identifier_type, identifier_value, wildcard),
+              h AS ({take_head} AND EXISTS (SELECT 1 FROM ch) RETURNING seq, hash)
+         SELECT ch.authorization_id, ch.type, az.*, h.seq AS audit_seq, h.hash AS audit_prev_hash
+         FROM ch, az, h",
+        from = guard("status", &CHALLENGE_SUCCEED),
+        authz_from = guard("status", &AUTHORIZATION_VALIDATE),
+        take_head = audit::TAKE_HEAD
+            .strip_suffix(" RETURNING seq, hash")
+            .expect("the head's UPDATE ends with its RETURNING")
     );
 }
 
@@ -216,6 +236,7 @@ impl Store {
     ) -> Result<bool> {
         let (error, record, diagnostic) = (error.cloned(), record.clone(), diagnostic.clone());
         let hooks = self.webhooks.clone();
+        let in_one = self.backend == Backend::Postgres;
         self.write(move |tx| {
             Box::pin(async move {
                 let (error, record) = (error.as_ref(), &record);
@@ -223,33 +244,43 @@ impl Store {
                     None => (CHALLENGE_SUCCEED.to, AUTHORIZATION_VALIDATE.to, Some(now)),
                     Some(_) => (CHALLENGE_FAIL.to, AUTHORIZATION_INVALIDATE.to, None),
                 };
-                let done = tx
-                    .fetch_optional(
-                        &FINISH_CHALLENGE,
-                        &params![
-                            challenge_to.as_str(),
-                            validated,
-                            error.map(|p| serde_json::to_string(p).expect("problems serialize")),
-                            record.to_string(),
-                            challenge.0,
-                            error.map(|_| now),
-                            error.map(|p| p.kind.uri()),
-                        ],
-                    )
-                    .await?;
-                let Some(done) = done else {
-                    return Ok(false);
+                let authz_status = authz_to.as_str();
+                let mut values = params![
+                    challenge_to.as_str(),
+                    validated,
+                    error.map(|p| serde_json::to_string(p).expect("problems serialize")),
+                    record.to_string(),
+                    challenge.0,
+                    error.map(|_| now),
+                    error.map(|p| p.kind.uri()),
+                ]
+                .to_vec();
+                // On PostgreSQL one statement (the challenge, its authorization, the audit
+                // head); on SQLite, where a statement costs no round trip, two and the
+                // head in `audit::append`.
+                let (done, head) = if in_one {
+                    values.push(authz_status.into());
+                    let Some(done) = tx.fetch_optional(&FINISH_IN_ONE, &values).await? else {
+                        return Ok(false);
+                    };
+                    let head = (done.int("audit_seq")?, done.text("audit_prev_hash")?);
+                    (done, Some(head))
+                } else {
+                    let Some(done) = tx.fetch_optional(&FINISH_CHALLENGE, &values).await? else {
+                        return Ok(false);
+                    };
+                    (done, None)
                 };
                 let (authz_id, method) = (AuthzId(done.int("authorization_id")?), done.text("type")?);
-                let authz_status = authz_to.as_str();
                 // Only a pending authorization changes; the row comes back either way (for
                 // the audit entry), which saves a separate lookup.
-                let subject = tx
-                    .fetch_one(
-                        &FINISH_AUTHORIZATION,
-                        &params![authz_status, authz_id.0],
-                    )
-                    .await?;
+                let subject = match head {
+                    Some(_) => done,
+                    None => {
+                        tx.fetch_one(&FINISH_AUTHORIZATION, &params![authz_status, authz_id.0])
+                            .await?
+                    }
+                };
                 let event = AuditEvent::new(&Actor::System, "validation")
                     .account(AccountId(subject.int("account_id")?))
                     .challenge(challenge)
@@ -263,7 +294,10 @@ impl Store {
                     "record": record,
                     "diagnostic": diagnostic,
                 }));
-                audit::append(tx, &event).await?;
+                match head {
+                    Some((seq, prev)) => audit::append_after_head(tx, &event, seq, prev).await?,
+                    None => audit::append(tx, &event).await?,
+                }
                 if let Some(problem) = error {
                     // The client-facing problem only: never the record or what the VA read.
                     let data = serde_json::json!({
@@ -290,5 +324,76 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound)?;
         ChallengeRecord::from_row(&row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use certwright_proto::types::{ChallengeStatus, ChallengeType};
+    use certwright_proto::{AccountKey, KeyType, ProblemType};
+
+    use super::super::console::tests::test_store;
+    use super::super::{AuditVerdict, NewAuthorization, NewOrderRecord};
+    use super::*;
+
+    /// On either engine (one statement on PostgreSQL), a validation's outcome lands on the
+    /// challenge, its authorization and the audit trail once; a second outcome for the
+    /// same challenge changes nothing, the trail included.
+    #[tokio::test]
+    async fn a_validation_outcome_is_recorded_once() {
+        let s = test_store().await;
+        let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+        let account = s.create_account(&jwk, &[], true, 1).await.unwrap().id;
+        let mut authz_ids = Vec::new();
+        for name in ["ok.example", "bad.example"] {
+            let order = s
+                .create_order(&NewOrderRecord {
+                    account_id: account,
+                    identifiers: vec![Identifier::dns(name)],
+                    expires: 100,
+                    not_before: None,
+                    not_after: None,
+                    authorizations: vec![NewAuthorization::Create {
+                        identifier: Identifier::dns(name),
+                        wildcard: false,
+                        expires: 100,
+                        challenges: vec![(ChallengeType::Http01, format!("{name}-token"))],
+                    }],
+                    now: 1,
+                    profile: None,
+                    replaces: None,
+                })
+                .await
+                .unwrap();
+            authz_ids.push(order.authorization_ids[0]);
+        }
+        let record = serde_json::json!({"url": "http://x/"});
+        let problem = Problem::new(ProblemType::Unauthorized, "wrong answer");
+        for (authz, error) in authz_ids.iter().zip([None, Some(&problem)]) {
+            let challenge = s.authorization(*authz).await.unwrap().challenges[0].id;
+            assert!(s.start_validation(challenge, 50).await.unwrap());
+            assert!(s
+                .finish_validation(challenge, error, &record, &record, 2)
+                .await
+                .unwrap());
+            assert!(!s
+                .finish_validation(challenge, None, &record, &record, 3)
+                .await
+                .unwrap());
+        }
+        let (ok, bad) = (
+            s.authorization(authz_ids[0]).await.unwrap(),
+            s.authorization(authz_ids[1]).await.unwrap(),
+        );
+        assert_eq!(ok.status, AuthorizationStatus::Valid);
+        assert_eq!(ok.challenges[0].status, ChallengeStatus::Valid);
+        assert_eq!(ok.challenges[0].validated, Some(2));
+        assert_eq!(bad.status, AuthorizationStatus::Invalid);
+        assert_eq!(bad.challenges[0].status, ChallengeStatus::Invalid);
+        // The account, two orders, two outcomes.
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 5, .. }
+        ));
     }
 }

@@ -193,10 +193,10 @@ impl Store {
         order: OrderId,
         cert: &NewCertificate,
     ) -> Result<()> {
-        let (cert, hooks) = (cert.clone(), self.webhooks.clone());
+        let (cert, hooks, backend) = (cert.clone(), self.webhooks.clone(), self.backend);
         self.write(move |tx| {
             Box::pin(async move {
-                complete_in(tx, order, &cert, &hooks).await?;
+                complete_in(tx, backend, order, &cert, &hooks).await?;
                 remove_job(tx, order).await
             })
         })

@@ -25,13 +25,36 @@ pub(super) static INSERT_NAMES: LazyLock<Vec<String>> =
 /// The `INSERT` of `count` (at least one) rows: `$1` the serial, `$2` not_after, then
 /// kind and name of each.
 fn format_insert(count: usize) -> String {
+    insert_sql_after(count, 2, "$2", "$1")
+}
+
+/// The `INSERT` of `count` (at least one) rows whose kind and name are the parameters
+/// after `$offset` (two each), with `not_after` and `serial` the given parameters: a
+/// statement of its own, or a CTE of a larger one (`orders::complete_sql`).
+pub(super) fn insert_sql_after(
+    count: usize,
+    offset: usize,
+    not_after: &str,
+    serial: &str,
+) -> String {
     let rows: Vec<String> = (0..count)
-        .map(|i| format!("(${}, ${}, $2, $1)", 2 * i + 3, 2 * i + 4))
+        .map(|i| {
+            format!(
+                "(${}, ${}, {not_after}, {serial})",
+                offset + 2 * i + 1,
+                offset + 2 * i + 2
+            )
+        })
         .collect();
     format!(
         "INSERT INTO certificate_names (kind, name, not_after, serial) VALUES {}",
         rows.join(", ")
     )
+}
+
+/// The distinct index keys of a certificate's identifiers, in key order.
+pub(super) fn keys(names: &[Identifier]) -> BTreeSet<(&'static str, String)> {
+    names.iter().map(key).collect()
 }
 
 fn insert_sql(count: usize) -> Cow<'static, str> {
@@ -106,7 +129,7 @@ pub(super) async fn insert_in(
     not_after: i64,
     names: &[Identifier],
 ) -> Result<()> {
-    let keys: BTreeSet<(&str, String)> = names.iter().map(key).collect();
+    let keys = keys(names);
     if keys.is_empty() {
         return Ok(());
     }

@@ -367,6 +367,20 @@ impl Store {
             let pool = AnyPoolOptions::new()
                 .max_connections(options.max_connections)
                 .acquire_timeout(options.acquire_timeout)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // Every statement is prepared once per connection; with the default
+                        // plan_cache_mode (auto) a connection whose first executions saw a
+                        // young table's statistics may settle on a custom plan and plan that
+                        // statement again on every execution (measured: a fifth of the
+                        // authorization reads, 4% of PostgreSQL's CPU). The generic plan
+                        // of every statement is an index plan (`query_plans`).
+                        sqlx::query("SET plan_cache_mode = force_generic_plan")
+                            .execute(&mut *conn)
+                            .await?;
+                        Ok(())
+                    })
+                })
                 .connect(url)
                 .await?;
             Self {

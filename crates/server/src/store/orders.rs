@@ -15,8 +15,9 @@ use super::engine::tx::{params, Param, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks::{self, WebhookRoutes};
 use super::{
-    identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, NewAuthorization,
-    NewCertificate, NewOrderRecord, OrderId, OrderRecord, Result, Store, StoreError,
+    identifier_type_name, parse_status, unique_is_conflict, AccountId, AuthzId, Backend,
+    NewAuthorization, NewCertificate, NewOrderRecord, OrderId, OrderRecord, Result, Store,
+    StoreError,
 };
 use crate::status::transitions::{
     AUTHORIZATION_CREATED, CHALLENGE_CREATED, ORDER_BEGIN_FINALIZE, ORDER_COMPLETE, ORDER_CREATED,
@@ -92,6 +93,11 @@ impl Store {
     /// ones) in one transaction.
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
         let new = new.clone();
+        if self.backend == Backend::Postgres && new.replaces.is_none() {
+            return self
+                .write(move |tx| Box::pin(async move { create_in_one(tx, &new).await }))
+                .await;
+        }
         // The order comes back from its INSERT (RETURNING *): no read after the write.
         self.write(move |tx| {
             Box::pin(async move {
@@ -167,16 +173,7 @@ impl Store {
                     )
                     .await?;
                 }
-                let event = AuditEvent::by_account(new.account_id, "order.create")
-                    .order(OrderId(order_id))
-                    .details(serde_json::json!({
-                        "identifiers": new.identifiers,
-                        "profile": new.profile,
-                        "replaces": new.replaces.as_ref().map(|r| &r.1),
-                        "not_before": new.not_before,
-                        "not_after": new.not_after,
-                    }));
-                audit::append(tx, &event).await?;
+                audit::append(tx, &order_created(new, OrderId(order_id))).await?;
                 // As `order` reads them: by id, each once.
                 authz_ids.sort_by_key(|a| a.0);
                 authz_ids.dedup();
@@ -279,8 +276,11 @@ impl Store {
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
         let (cert, hooks) = (cert.clone(), self.webhooks.clone());
-        self.write(move |tx| Box::pin(async move { complete_in(tx, order, &cert, &hooks).await }))
-            .await
+        let backend = self.backend;
+        self.write(move |tx| {
+            Box::pin(async move { complete_in(tx, backend, order, &cert, &hooks).await })
+        })
+        .await
     }
 
     /// Marks an order invalid with `problem`.
@@ -291,6 +291,200 @@ impl Store {
         })
         .await
     }
+}
+
+/// The audit event of a new order.
+fn order_created(new: &NewOrderRecord, order: OrderId) -> AuditEvent {
+    AuditEvent::by_account(new.account_id, "order.create")
+        .order(order)
+        .details(serde_json::json!({
+            "identifiers": new.identifiers,
+            "profile": new.profile,
+            "replaces": new.replaces.as_ref().map(|r| &r.1),
+            "not_before": new.not_before,
+            "not_after": new.not_after,
+        }))
+}
+
+/// PostgreSQL's `create_order` (without `replaces`): the order, its new authorizations and
+/// their challenges, the order's links to every authorization and the audit head, in
+/// one statement (`create_order_sql`), then the audit entry: two round trips instead of
+/// three or more per authorization.
+async fn create_in_one(tx: &mut dyn Tx, new: &NewOrderRecord) -> Result<OrderRecord> {
+    let mut values = params![
+        new.account_id.0,
+        serde_json::to_string(&new.identifiers).expect("identifiers serialize"),
+        new.expires,
+        new.not_before,
+        new.not_after,
+        new.now,
+        &new.profile,
+        Option::<String>::None,
+    ]
+    .to_vec();
+    let mut reused = Vec::new();
+    for authz in &new.authorizations {
+        match authz {
+            NewAuthorization::Reuse(id) => reused.push(id.0),
+            NewAuthorization::Create {
+                identifier,
+                wildcard,
+                expires,
+                ..
+            } => values.extend(params![
+                identifier_type_name(identifier.kind),
+                &identifier.value,
+                *wildcard,
+                *expires,
+            ]),
+        }
+    }
+    for authz in &new.authorizations {
+        if let NewAuthorization::Create { challenges, .. } = authz {
+            for (kind, token) in challenges {
+                values.extend(params![kind.as_str(), token]);
+            }
+        }
+    }
+    values.extend(reused.iter().map(|id| Param::from(*id)));
+    let rows = tx
+        .fetch_all(&create_order_sql(&new.authorizations), &values)
+        .await?;
+    let first = rows.first().ok_or(StoreError::NotFound)?;
+    let order_id = OrderId(first.int("id")?);
+    let mut authz_ids = reused.into_iter().map(AuthzId).collect::<Vec<_>>();
+    for row in &rows {
+        if let Some(id) = row.opt_int("new_authorization_id")? {
+            authz_ids.push(AuthzId(id));
+        }
+    }
+    let (seq, prev_hash) = (first.int("audit_seq")?, first.text("audit_prev_hash")?);
+    audit::append_after_head(tx, &order_created(new, order_id), seq, prev_hash).await?;
+    // As `order` reads them: by id, each once.
+    authz_ids.sort_by_key(|a| a.0);
+    authz_ids.dedup();
+    OrderRecord::from_row(first, authz_ids)
+}
+
+/// The statement of `create_in_one` for these authorizations (PostgreSQL: data-modifying
+/// CTEs). Parameters: `$1`–`$8` the order (as `INSERT_ORDER`, `$8` NULL); then per new
+/// authorization its identifier type, value, wildcard and expiry; then per challenge of
+/// the new ones, in order, its type and token; then the reused authorizations' ids. The
+/// new authorizations are one multi-row `INSERT` (ids in the order given), their
+/// challenges one `INSERT … SELECT` ordered as given, so ids come out as the statement by
+/// statement path assigns them. Rows: the order's columns, `audit_seq` and
+/// `audit_prev_hash` from the audit head, and one `new_authorization_id` per new
+/// authorization (NULL when there is none).
+pub(super) fn create_order_sql(authorizations: &[NewAuthorization]) -> String {
+    let mut next = 9;
+    let mut param = || {
+        let p = format!("${next}");
+        next += 1;
+        p
+    };
+    let mut authz_rows = Vec::new();
+    for authz in authorizations {
+        if let NewAuthorization::Create { .. } = authz {
+            let (kind, value, wildcard, expires) = (param(), param(), param(), param());
+            authz_rows.push(format!(
+                "($1, {kind}, {value}, {wildcard}, {created}, {expires}, $6)",
+                created = quoted(AUTHORIZATION_CREATED)
+            ));
+        }
+    }
+    let mut challenge_rows = Vec::new();
+    let mut n = 0;
+    for authz in authorizations {
+        if let NewAuthorization::Create { challenges, .. } = authz {
+            n += 1;
+            for k in 0..challenges.len() {
+                let (kind, token) = (param(), param());
+                challenge_rows.push(format!("({n}, {k}, {kind}, {token})"));
+            }
+        }
+    }
+    let reused: Vec<String> = authorizations
+        .iter()
+        .filter(|a| matches!(a, NewAuthorization::Reuse(_)))
+        .map(|_| format!("({}::BIGINT)", param()))
+        .collect();
+    let mut sql = format!(
+        "WITH o AS (INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
+                    VALUES ($1, {created}, $2, $3, $4, $5, $6, $7, $8) RETURNING *),
+              h AS ({take_head})",
+        created = quoted(ORDER_CREATED),
+        take_head = audit::TAKE_HEAD,
+    );
+    let mut linked = Vec::new();
+    if !authz_rows.is_empty() {
+        sql.push_str(&format!(
+            ",
+              a AS (INSERT INTO authorizations
+                      (account_id, identifier_type, identifier_value, wildcard, status, expires, created_at)
+                    VALUES {} RETURNING id)",
+            authz_rows.join(", ")
+        ));
+        linked.push("(SELECT id FROM a)".to_owned());
+    }
+    if !challenge_rows.is_empty() {
+        sql.push_str(&format!(
+            ",
+              n AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM a),
+              c AS (INSERT INTO challenges (authorization_id, type, token, status)
+                    SELECT n.id, v.type, v.token, {created}
+                    FROM n JOIN (VALUES {rows}) AS v (n, k, type, token) ON v.n = n.n
+                    ORDER BY v.n, v.k)",
+            created = quoted(CHALLENGE_CREATED),
+            rows = challenge_rows.join(", ")
+        ));
+    }
+    if !reused.is_empty() {
+        linked.push(format!("VALUES {}", reused.join(", ")));
+    }
+    if !linked.is_empty() {
+        sql.push_str(&format!(
+            ",
+              l AS (INSERT INTO order_authorizations (order_id, authorization_id)
+                    SELECT o.id, x.id FROM o, ({}) AS x (id) ON CONFLICT DO NOTHING)",
+            linked.join(" UNION ALL ")
+        ));
+    }
+    // One row per new authorization (its id), or one row.
+    let (new_id, from) = match authz_rows.is_empty() {
+        true => ("NULL::BIGINT", "o, h"),
+        false => ("a.id", "o CROSS JOIN h CROSS JOIN a ORDER BY a.id"),
+    };
+    sql.push_str(&format!(
+        "
+         SELECT o.*, h.seq AS audit_seq, h.hash AS audit_prev_hash, {new_id} AS new_authorization_id
+         FROM {from}"
+    ));
+    sql
+}
+
+/// The shapes of `create_order_sql` the query-plan tests check: one new authorization
+/// with one and with three challenges, one reused, and two new with one reused.
+#[cfg(test)]
+pub(super) fn create_order_examples() -> Vec<String> {
+    use certwright_proto::types::{ChallengeType, Identifier};
+    let create = |challenges: usize| NewAuthorization::Create {
+        identifier: Identifier::dns("a.example"),
+        wildcard: false,
+        expires: 0,
+        challenges: (0..challenges)
+            .map(|i| (ChallengeType::Http01, format!("t{i}")))
+            .collect(),
+    };
+    let reuse = || NewAuthorization::Reuse(AuthzId(1));
+    [
+        vec![create(1)],
+        vec![create(3)],
+        vec![reuse()],
+        vec![create(3), reuse(), create(2)],
+    ]
+    .iter()
+    .map(|shape| create_order_sql(shape))
+    .collect()
 }
 
 /// `begin_finalize` inside a transaction.
@@ -313,38 +507,16 @@ pub(super) async fn begin_finalize_in(
 /// entry, and the `certificate.issued` event when an endpoint wants it.
 pub(super) async fn complete_in(
     tx: &mut dyn Tx,
+    backend: Backend,
     order: OrderId,
     cert: &NewCertificate,
     hooks: &WebhookRoutes,
 ) -> Result<()> {
-    tx.execute(
-        "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        &params![
-            &cert.serial,
-            cert.account_id.0,
-            order.0,
-            &cert.der,
-            &cert.chain_pem,
-            serde_json::to_string(&cert.names).expect("identifiers serialize"),
-            cert.not_before,
-            cert.not_after,
-            cert.created_at,
-            &cert.profile,
-            &cert.issuer,
-        ],
-    )
-    .await
-    .map_err(unique_is_conflict)?;
-    certificate_names::insert_in(tx, &cert.serial, cert.not_after, &cert.names).await?;
-    // The account's EAB label (for the audit entry) comes back with the update.
-    let done = tx
-        .fetch_optional(&COMPLETE, &params![&cert.serial, order.0])
-        .await?;
-    let Some(done) = done else {
-        return Err(StoreError::NotFound);
+    let (eab_label, head) = if backend == Backend::Postgres {
+        complete_in_one(tx, order, cert).await?
+    } else {
+        (complete_statements(tx, order, cert).await?, None)
     };
-    let eab_label = done.opt_text("eab_label")?;
     let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
         .order(order)
         .serial(&cert.serial)
@@ -357,7 +529,10 @@ pub(super) async fn complete_in(
             "not_after": cert.not_after,
             "eab_label": eab_label,
         }));
-    audit::append(tx, &event).await?;
+    match head {
+        Some((seq, prev_hash)) => audit::append_after_head(tx, &event, seq, prev_hash).await?,
+        None => audit::append(tx, &event).await?,
+    }
     if !hooks.wants(webhooks::CERTIFICATE_ISSUED) {
         return Ok(());
     }
@@ -378,6 +553,108 @@ pub(super) async fn complete_in(
         }),
     )
     .await
+}
+
+/// The parameters of the certificate's `INSERT` (`$1`–`$11`).
+fn certificate_params(order: OrderId, cert: &NewCertificate) -> Vec<Param> {
+    params![
+        &cert.serial,
+        cert.account_id.0,
+        order.0,
+        &cert.der,
+        &cert.chain_pem,
+        serde_json::to_string(&cert.names).expect("identifiers serialize"),
+        cert.not_before,
+        cert.not_after,
+        cert.created_at,
+        &cert.profile,
+        &cert.issuer,
+    ]
+    .to_vec()
+}
+
+/// PostgreSQL's `complete_in` writes: the certificate, its name index rows, the order
+/// valid and the audit head in one statement (`COMPLETE_IN_ONE`); the account's EAB label
+/// and the audit head's seq and hash.
+async fn complete_in_one(
+    tx: &mut dyn Tx,
+    order: OrderId,
+    cert: &NewCertificate,
+) -> Result<(Option<String>, Option<(i64, String)>)> {
+    let keys = certificate_names::keys(&cert.names);
+    let mut values = certificate_params(order, cert);
+    for (kind, name) in &keys {
+        values.push(Param::from(*kind));
+        values.push(Param::from(name.as_str()));
+    }
+    let sql = complete_sql(keys.len());
+    let done = tx
+        .fetch_optional(&sql, &values)
+        .await
+        .map_err(unique_is_conflict)?;
+    let Some(done) = done else {
+        return Err(StoreError::NotFound);
+    };
+    let head = (done.int("audit_seq")?, done.text("audit_prev_hash")?);
+    Ok((done.opt_text("eab_label")?, Some(head)))
+}
+
+/// `complete_in_one`'s statement for a certificate with `names` distinct index rows:
+/// `$1`–`$11` as the certificate's `INSERT`, then kind and name of each index row.
+pub(super) fn complete_sql(names: usize) -> String {
+    let names_cte = if names == 0 {
+        String::new()
+    } else {
+        format!(
+            "n AS ({}),",
+            certificate_names::insert_sql_after(names, 11, "$8", "$1")
+        )
+    };
+    format!(
+        "WITH c AS (INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
+              {names_cte}
+              u AS (UPDATE orders SET {to}, certificate_serial = $1, csr = NULL
+                    WHERE id = $3 AND {from}
+                    RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label),
+              h AS ({take_head})
+         SELECT u.eab_label, h.seq AS audit_seq, h.hash AS audit_prev_hash FROM u, h",
+        to = set(&ORDER_COMPLETE),
+        from = guard("status", &ORDER_COMPLETE),
+        take_head = audit::TAKE_HEAD,
+    )
+}
+
+/// The shapes of `complete_sql` the query-plan tests check.
+#[cfg(test)]
+pub(super) fn complete_examples() -> Vec<String> {
+    (0..=2).map(complete_sql).collect()
+}
+
+/// `complete_in`'s writes statement by statement (SQLite, where a statement costs no
+/// round trip): the certificate, its name index rows, the order valid; the account's EAB
+/// label.
+async fn complete_statements(
+    tx: &mut dyn Tx,
+    order: OrderId,
+    cert: &NewCertificate,
+) -> Result<Option<String>> {
+    tx.execute(
+        "INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        &certificate_params(order, cert),
+    )
+    .await
+    .map_err(unique_is_conflict)?;
+    certificate_names::insert_in(tx, &cert.serial, cert.not_after, &cert.names).await?;
+    // The account's EAB label (for the audit entry) comes back with the update.
+    let done = tx
+        .fetch_optional(&COMPLETE, &params![&cert.serial, order.0])
+        .await?;
+    let Some(done) = done else {
+        return Err(StoreError::NotFound);
+    };
+    done.opt_text("eab_label")
 }
 
 /// `fail_order` inside a transaction, with `details` added to the audit entry's. Only
@@ -411,4 +688,163 @@ pub(super) async fn fail_in(
         .details(all);
     audit::append(tx, &event).await?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use certwright_proto::types::{ChallengeType, Identifier};
+    use certwright_proto::{AccountKey, KeyType};
+
+    use super::super::console::tests::test_store;
+    use super::super::{AuditVerdict, CertificateRecord};
+    use super::*;
+
+    fn create(name: &str, tokens: &[&str]) -> NewAuthorization {
+        NewAuthorization::Create {
+            identifier: Identifier::dns(name),
+            wildcard: false,
+            expires: 100,
+            challenges: tokens
+                .iter()
+                .zip([
+                    ChallengeType::Http01,
+                    ChallengeType::Dns01,
+                    ChallengeType::TlsAlpn01,
+                ])
+                .map(|(token, kind)| (kind, (*token).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn order(account: AccountId, authorizations: Vec<NewAuthorization>) -> NewOrderRecord {
+        NewOrderRecord {
+            account_id: account,
+            identifiers: vec![Identifier::dns("a.example"), Identifier::dns("b.example")],
+            expires: 100,
+            not_before: None,
+            not_after: None,
+            authorizations,
+            now: 1,
+            profile: None,
+            replaces: None,
+        }
+    }
+
+    fn certificate(account: AccountId, serial: &str, names: &[&str]) -> NewCertificate {
+        NewCertificate {
+            serial: serial.into(),
+            account_id: account,
+            der: vec![0x30, 0x00],
+            chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            names: names.iter().map(|n| Identifier::dns(*n)).collect(),
+            not_before: 1,
+            not_after: 99,
+            created_at: 2,
+            profile: None,
+            key_type: "ECDSA P-256".into(),
+            issuer: "intermediate".into(),
+        }
+    }
+
+    /// On either engine (one statement on PostgreSQL, several on SQLite), an order with
+    /// new and reused authorizations gets ids in the order given, its challenges in
+    /// theirs, and reads back as it was returned; the audit chain stays intact.
+    #[tokio::test]
+    async fn an_order_with_new_and_reused_authorizations_is_created_as_given() {
+        let s = test_store().await;
+        let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+        let account = s.create_account(&jwk, &[], true, 1).await.unwrap().id;
+        let first = s
+            .create_order(&order(account, vec![create("c.example", &["c1"])]))
+            .await
+            .unwrap();
+        let reused = first.authorization_ids[0];
+        let authorizations = vec![
+            create("a.example", &["a1", "a2", "a3"]),
+            NewAuthorization::Reuse(reused),
+            create("b.example", &["b1", "b2"]),
+            NewAuthorization::Reuse(reused),
+        ];
+        let created = s
+            .create_order(&order(account, authorizations))
+            .await
+            .unwrap();
+        let read = s.order(created.id).await.unwrap();
+        assert_eq!(format!("{read:?}"), format!("{created:?}"));
+        let ids = &created.authorization_ids;
+        assert_eq!(ids.len(), 3, "{ids:?}");
+        assert_eq!(ids[0], reused);
+        let (a, b) = (
+            s.authorization(ids[1]).await.unwrap(),
+            s.authorization(ids[2]).await.unwrap(),
+        );
+        assert_eq!(
+            (a.identifier.value.as_str(), b.identifier.value.as_str()),
+            ("a.example", "b.example")
+        );
+        for (authz, tokens) in [(&a, vec!["a1", "a2", "a3"]), (&b, vec!["b1", "b2"])] {
+            let mut challenges = authz.challenges.clone();
+            challenges.sort_by_key(|c| c.id.0);
+            let got: Vec<&str> = challenges.iter().map(|c| c.token.as_str()).collect();
+            assert_eq!(got, tokens);
+            assert!(challenges.iter().all(|c| c.authorization_id == authz.id));
+        }
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 3, .. }
+        ));
+    }
+
+    /// `complete_order` stores the certificate and its name index rows and marks the
+    /// order valid, or, for an order not being issued, nothing at all; a taken serial is
+    /// a `Conflict`.
+    #[tokio::test]
+    async fn completing_an_order_is_all_or_nothing() {
+        let s = test_store().await;
+        let jwk = AccountKey::generate(KeyType::EcP256).unwrap().jwk();
+        let account = s.create_account(&jwk, &[], true, 1).await.unwrap().id;
+        let new = order(account, vec![create("a.example", &["t"])]);
+        let (done, pending) = (
+            s.create_order(&new).await.unwrap(),
+            s.create_order(&new).await.unwrap(),
+        );
+        let cert = certificate(account, "0c", &["a.example", "B.example", "b.example"]);
+        assert!(matches!(
+            s.complete_order(pending.id, &cert).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(matches!(
+            s.certificate("0c").await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(s.begin_finalize(done.id, b"csr", 60).await.unwrap());
+        s.complete_order(done.id, &cert).await.unwrap();
+        let stored: CertificateRecord = s.certificate("0c").await.unwrap();
+        assert_eq!(stored.order_id, done.id);
+        let order = s.order(done.id).await.unwrap();
+        assert_eq!(order.certificate_serial.as_deref(), Some("0c"));
+        assert!(order.csr.is_none());
+        // B.example and b.example are one row (a second would violate the key).
+        for name in ["example.a", "example.b"] {
+            let rows = s
+                .read_all(
+                    "SELECT serial FROM certificate_names WHERE kind = $1 AND name = $2",
+                    &params!["dns", name],
+                )
+                .await
+                .unwrap();
+            let serials: Vec<String> = rows.iter().map(|r| r.text("serial").unwrap()).collect();
+            assert_eq!(serials, ["0c"], "{name}");
+        }
+        assert!(s.begin_finalize(pending.id, b"csr", 60).await.unwrap());
+        assert!(matches!(
+            s.complete_order(pending.id, &cert).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(s.order(pending.id).await.unwrap().certificate_serial, None);
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 4, .. }
+        ));
+    }
 }

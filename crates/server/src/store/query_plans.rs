@@ -65,8 +65,40 @@ const MAY_SCAN: &[(&str, &str)] = &[
 ];
 
 /// Statements that only run on PostgreSQL, in a form SQLite cannot plan (data-modifying
-/// CTEs), skipped here by name, not by their form. Each touches rows only by primary key.
+/// CTEs), skipped by the SQLite test by name, not by their form, and planned by the
+/// PostgreSQL one (`no_store_statement_scans_a_growing_table_on_postgres`).
 const POSTGRES_ONLY: &[&str] = &[super::nonces::ACCOUNT_REDEEMING_NONCE];
+
+/// The statements built with statuses spliced in that only PostgreSQL runs, by name.
+const POSTGRES_ONLY_BUILT: &[&str] = &["FINISH_IN_ONE"];
+
+/// `POSTGRES_ONLY`, `POSTGRES_ONLY_BUILT` and the PostgreSQL-only statements built at run
+/// time (`create_order` and `complete_order` in one statement each, in the shapes their
+/// files list).
+fn postgres_only() -> Vec<(&'static str, String)> {
+    POSTGRES_ONLY
+        .iter()
+        .map(|sql| ("nonces.rs", (*sql).to_owned()))
+        .chain(
+            built_statements()
+                .into_iter()
+                .filter(|(_, name, _)| POSTGRES_ONLY_BUILT.contains(name))
+                .map(|(file, _, sql)| (file, sql.to_owned())),
+        )
+        .chain(
+            super::orders::create_order_examples()
+                .into_iter()
+                .chain(super::orders::complete_examples())
+                .map(|sql| ("orders.rs", sql)),
+        )
+        .map(|(file, sql)| (file, collapse(&sql)))
+        .collect()
+}
+
+/// `sql` with its whitespace collapsed to single spaces.
+fn collapse(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
 
 /// The store's source files that hold SQL.
 pub(super) const SOURCES: &[(&str, &str)] = &[
@@ -186,18 +218,9 @@ fn the_scanner_finds_sql_literals_and_skips_the_rest() {
     );
 }
 
-#[tokio::test]
-async fn no_store_statement_scans_a_growing_table() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("plans.db");
-    Store::open(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
-    let conn = rusqlite::Connection::open(&path).unwrap();
-
-    let mut checked = 0;
-    let mut allowed = [false; MAY_SCAN.len()];
-    let mut failures = Vec::new();
+/// Every statement of the store both engines run, with its file: the SQL literals of
+/// `SOURCES` and the statements built at run time, whitespace collapsed.
+fn shared_statements() -> Vec<(&'static str, String)> {
     let literals = SOURCES
         .iter()
         .flat_map(|(file, source)| statements(source).into_iter().map(move |sql| (*file, sql)));
@@ -212,17 +235,30 @@ async fn no_store_statement_scans_a_growing_table() {
     .chain(names.map(|sql| ("certificate_names.rs", sql.as_str())));
     let built = built_statements()
         .into_iter()
+        .filter(|(_, name, _)| !POSTGRES_ONLY_BUILT.contains(name))
         .map(|(file, _, sql)| (file, sql))
         .chain(unspliced)
-        .map(|(file, sql)| (file, sql.split_whitespace().collect::<Vec<_>>().join(" ")));
-    let postgres_only: Vec<String> = POSTGRES_ONLY
-        .iter()
-        .map(|sql| sql.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect();
-    for (file, sql) in literals.chain(built) {
-        if postgres_only.contains(&sql) {
-            continue;
-        }
+        .map(|(file, sql)| (file, collapse(sql)));
+    let postgres_only: Vec<String> = POSTGRES_ONLY.iter().map(|sql| collapse(sql)).collect();
+    literals
+        .chain(built)
+        .filter(|(_, sql)| !postgres_only.contains(sql))
+        .collect()
+}
+
+#[tokio::test]
+async fn no_store_statement_scans_a_growing_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plans.db");
+    Store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    let conn = rusqlite::Connection::open(&path).unwrap();
+
+    let mut checked = 0;
+    let mut allowed = [false; MAY_SCAN.len()];
+    let mut failures = Vec::new();
+    for (file, sql) in shared_statements() {
         checked += 1;
         match scanned(&conn, &sql) {
             Ok(scans) if scans.is_empty() => {}
@@ -250,4 +286,150 @@ async fn no_store_statement_scans_a_growing_table() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// The tables of `GROWING` that a PostgreSQL plan (`EXPLAIN`'s text) reads with a
+/// sequential scan.
+fn seq_scanned(plan: &[String]) -> Vec<String> {
+    plan.iter()
+        .filter_map(|line| {
+            let table = line.split("Seq Scan on ").nth(1)?.split(' ').next()?;
+            GROWING.contains(&table).then(|| line.trim().to_owned())
+        })
+        .collect()
+}
+
+/// The highest `$n` of `sql` (0 without parameters).
+fn parameters(sql: &str) -> usize {
+    sql.split('$')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// Statements that may scan on PostgreSQL only, by a prefix of their text (whitespace
+/// collapsed), with the reason (`MAY_SCAN` holds those of both engines).
+const MAY_SCAN_ON_POSTGRES: &[(&str, &str)] = &[
+    (
+        "SELECT CAST(o.id AS TEXT) FROM orders o WHERE o.status = 'valid' AND NOT EXISTS",
+        "integrity_violations(): the crash tests' whole-database check (PostgreSQL has no \
+         index on certificates.order_id; the request path never looks certificates up by \
+         order)",
+    ),
+    (
+        "SELECT c.serial FROM certificates c JOIN orders o ON o.id = c.order_id",
+        "integrity_violations(): the crash tests' whole-database check",
+    ),
+];
+
+/// Statements of the shared sources that only SQLite runs (PostgreSQL does not parse
+/// them), by a prefix of their text (whitespace collapsed).
+const SQLITE_ONLY: &[&str] = &[];
+
+/// The PostgreSQL counterpart of `no_store_statement_scans_a_growing_table`, when the
+/// suite runs on PostgreSQL (`CERTWRIGHT_TEST_BACKEND=postgres`): every statement that
+/// test plans, and those only PostgreSQL runs (`postgres_only`), on a migrated database.
+/// PostgreSQL 15 has no `EXPLAIN (GENERIC_PLAN)`, so each statement is `PREPARE`d (which
+/// infers its parameters' types) and explained with `EXECUTE` and NULL parameters under
+/// `plan_cache_mode = force_generic_plan`: the plan a pooled connection reuses for every
+/// execution. With `enable_seqscan = off` a `Seq Scan` that remains is one no index can
+/// replace.
+#[tokio::test]
+async fn no_store_statement_scans_a_growing_table_on_postgres() {
+    use sqlx::{Connection as _, Row as _};
+    if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return;
+    }
+    let url = certwright_testkit::peers::postgres::create_database().await;
+    Store::open(&url).await.unwrap();
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan; SET enable_seqscan = off")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+
+    let only_sqlite = |sql: &str| SQLITE_ONLY.iter().any(|p| sql.starts_with(p));
+    let statements: Vec<(&str, String)> = shared_statements()
+        .into_iter()
+        .filter(|(_, sql)| !only_sqlite(sql))
+        .chain(postgres_only())
+        .collect();
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    let mut allowed = [false; MAY_SCAN_ON_POSTGRES.len()];
+    for (file, sql) in &statements {
+        checked += 1;
+        if let Err(e) = sqlx::raw_sql(&format!("PREPARE plan_check AS {sql}"))
+            .execute(&mut conn)
+            .await
+        {
+            failures.push(format!("{file}: {sql}\n    does not prepare: {e}"));
+            continue;
+        }
+        let nulls = vec!["NULL"; parameters(sql)].join(", ");
+        let explain = if nulls.is_empty() {
+            "EXPLAIN EXECUTE plan_check".to_owned()
+        } else {
+            format!("EXPLAIN EXECUTE plan_check({nulls})")
+        };
+        match sqlx::raw_sql(&explain).fetch_all(&mut conn).await {
+            Ok(rows) => {
+                let plan: Vec<String> = rows.iter().map(|r| r.get::<String, _>(0)).collect();
+                let scans = seq_scanned(&plan);
+                let on_postgres = MAY_SCAN_ON_POSTGRES
+                    .iter()
+                    .position(|(p, _)| sql.starts_with(p));
+                if let (false, Some(i)) = (scans.is_empty(), on_postgres) {
+                    allowed[i] = true;
+                } else if !scans.is_empty() && !MAY_SCAN.iter().any(|(p, _)| sql.starts_with(p)) {
+                    failures.push(format!("{file}: {sql}\n    plan: {}", scans.join("; ")));
+                }
+            }
+            Err(e) => failures.push(format!("{file}: {sql}\n    does not plan: {e}")),
+        }
+        sqlx::raw_sql("DEALLOCATE plan_check")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for (used, (prefix, _)) in allowed.iter().zip(MAY_SCAN_ON_POSTGRES) {
+        if !used {
+            failures.push(format!(
+                "MAY_SCAN_ON_POSTGRES entry {prefix:?} matches no scanning statement"
+            ));
+        }
+    }
+    assert!(
+        checked > 60 + POSTGRES_ONLY.len(),
+        "only {checked} statements found in the store's source"
+    );
+    assert!(
+        failures.is_empty(),
+        "{} statement(s) scan a growing table or do not plan on PostgreSQL:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn the_postgres_plan_check_finds_sequential_scans_and_parameters() {
+    let plan = [
+        "Nested Loop  (cost=0.29..16.34 rows=1 width=8)".to_owned(),
+        "  ->  Seq Scan on orders o  (cost=10000000000.00..1 rows=1 width=8)".to_owned(),
+        "  ->  Seq Scan on audit_head  (cost=10000000000.00..1 rows=1 width=8)".to_owned(),
+        "  ->  Index Scan using certificates_pkey on certificates".to_owned(),
+    ];
+    assert_eq!(
+        seq_scanned(&plan),
+        ["->  Seq Scan on orders o  (cost=10000000000.00..1 rows=1 width=8)"]
+    );
+    assert_eq!(
+        parameters("SELECT 1 FROM t WHERE a = $2 AND b = $10 OR c = $9"),
+        10
+    );
+    assert_eq!(parameters("SELECT 1"), 0);
 }
