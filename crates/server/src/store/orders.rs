@@ -105,16 +105,7 @@ impl Store {
                 let order_row = tx
                     .fetch_one(
                         &INSERT_ORDER,
-                        &params![
-                            new.account_id.0,
-                            serde_json::to_string(&new.identifiers).expect("identifiers serialize"),
-                            new.expires,
-                            new.not_before,
-                            new.not_after,
-                            new.now,
-                            &new.profile,
-                            new.replaces.as_ref().map(|r| r.0.clone()),
-                        ],
+                        &order_params(new, new.replaces.as_ref().map(|r| r.0.clone())),
                     )
                     .await?;
                 let order_id = order_row.int("id")?;
@@ -306,12 +297,10 @@ fn order_created(new: &NewOrderRecord, order: OrderId) -> AuditEvent {
         }))
 }
 
-/// PostgreSQL's `create_order` (without `replaces`): the order, its new authorizations and
-/// their challenges, the order's links to every authorization and the audit head, in
-/// one statement (`create_order_sql`), then the audit entry: two round trips instead of
-/// three or more per authorization.
-async fn create_in_one(tx: &mut dyn Tx, new: &NewOrderRecord) -> Result<OrderRecord> {
-    let mut values = params![
+/// The order row's values, in `INSERT_ORDER`'s order (and the first eight of
+/// `create_order_sql`'s), with the ARI id of the certificate it replaces.
+fn order_params(new: &NewOrderRecord, replaces: Option<String>) -> [Param; 8] {
+    params![
         new.account_id.0,
         serde_json::to_string(&new.identifiers).expect("identifiers serialize"),
         new.expires,
@@ -319,9 +308,16 @@ async fn create_in_one(tx: &mut dyn Tx, new: &NewOrderRecord) -> Result<OrderRec
         new.not_after,
         new.now,
         &new.profile,
-        Option::<String>::None,
+        replaces,
     ]
-    .to_vec();
+}
+
+/// PostgreSQL's `create_order` (without `replaces`): the order, its new authorizations and
+/// their challenges, the order's links to every authorization and the audit head, in
+/// one statement (`create_order_sql`), then the audit entry: two round trips instead of
+/// three or more per authorization.
+async fn create_in_one(tx: &mut dyn Tx, new: &NewOrderRecord) -> Result<OrderRecord> {
+    let mut values = order_params(new, None).to_vec();
     let mut reused = Vec::new();
     for authz in &new.authorizations {
         match authz {
