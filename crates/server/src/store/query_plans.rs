@@ -326,10 +326,6 @@ const MAY_SCAN_ON_POSTGRES: &[(&str, &str)] = &[
     ),
 ];
 
-/// Statements of the shared sources that only SQLite runs (PostgreSQL does not parse
-/// them), by a prefix of their text (whitespace collapsed).
-const SQLITE_ONLY: &[&str] = &[];
-
 /// The PostgreSQL counterpart of `no_store_statement_scans_a_growing_table`, when the
 /// suite runs on PostgreSQL (`CERTWRIGHT_TEST_BACKEND=postgres`): every statement that
 /// test plans, and those only PostgreSQL runs (`postgres_only`), on a migrated database.
@@ -352,10 +348,8 @@ async fn no_store_statement_scans_a_growing_table_on_postgres() {
         .await
         .unwrap();
 
-    let only_sqlite = |sql: &str| SQLITE_ONLY.iter().any(|p| sql.starts_with(p));
     let statements: Vec<(&str, String)> = shared_statements()
         .into_iter()
-        .filter(|(_, sql)| !only_sqlite(sql))
         .chain(postgres_only())
         .collect();
     let mut failures = Vec::new();
