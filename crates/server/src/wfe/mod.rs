@@ -42,8 +42,9 @@ pub struct AppState {
     pub directory: Directory,
     /// Account keys parsed for verification.
     pub keys: key_cache::KeyCache,
-    /// `Link: <directory>;rel="index"`, added to every response.
-    index_link: HeaderValue,
+    /// `Link: <directory>;rel="index"`, added to every response (None if the directory
+    /// URL is not a header value).
+    index_link: Option<HeaderValue>,
 }
 
 impl AppState {
@@ -60,8 +61,7 @@ impl AppState {
             meta: Some(meta),
         };
         let index_link =
-            HeaderValue::from_str(&format!("<{}>;rel=\"index\"", urls.endpoint("/directory")))
-                .unwrap_or_else(|_| HeaderValue::from_static(""));
+            HeaderValue::from_str(&format!("<{}>;rel=\"index\"", urls.endpoint("/directory"))).ok();
         Self {
             ra,
             nonces,
@@ -84,8 +84,8 @@ async fn acme_headers(
     if let Ok(v) = HeaderValue::from_str(&state.nonces.issue().await) {
         headers.insert("replay-nonce", v);
     }
-    if !state.index_link.is_empty() {
-        headers.append(header::LINK, state.index_link.clone());
+    if let Some(link) = &state.index_link {
+        headers.append(header::LINK, link.clone());
     }
     response
 }
