@@ -186,6 +186,15 @@ mod tests {
                 ProblemType::Caa,
                 403,
             ),
+            // A re-check that ran out of time keeps its own status.
+            (
+                ra::Error::Recheck {
+                    identifier: Identifier::dns("a.example"),
+                    problem: Box::new(Problem::new(ProblemType::Dns, "x").with_status(503)),
+                },
+                ProblemType::Dns,
+                503,
+            ),
         ];
         for (error, kind, status) in cases {
             let shown = format!("{error:?}");
