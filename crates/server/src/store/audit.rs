@@ -242,7 +242,8 @@ pub enum AuditVerdict {
     },
 }
 
-fn unix_now() -> i64 {
+/// Now, in unix seconds: an entry's `at`.
+pub(super) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -251,24 +252,130 @@ fn unix_now() -> i64 {
 
 /// The statement that takes the next seq of the trail and the hash of the entry before
 /// (its row lock serialises writers until the transaction ends).
-pub(super) const TAKE_HEAD: &str =
-    "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash";
+const TAKE_HEAD: &str = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash";
+
+/// An audit entry appended by the very statement that makes its change (PostgreSQL, in
+/// data-modifying CTEs): the change, the head and the entry are one statement, run in
+/// autocommit, so one round trip instead of `BEGIN`, the change, the entry and `COMMIT`,
+/// and the head's row lock is held for that statement's execution and commit only.
+///
+/// The fields are SQL expressions (a parameter, a column of the change's CTEs, or
+/// `NULL`). The head is taken only when `changed` has a row, so an operation whose guard
+/// refuses the change appends nothing and leaves the head as it was. The database computes
+/// the entry's hash over the same canonical form as [`AuditEntry::compute_hash`]
+/// (PostgreSQL's JSON string escaping is serde_json's; a test holds the two equal), and
+/// `audit verify` checks it in Rust as it checks every entry.
+pub(super) struct InlineEntry<'a> {
+    /// The change's CTEs, comma-separated, whose join is exactly one row when the change
+    /// was made and none when it was refused.
+    pub changed: &'a str,
+    /// The entry's `at` (unix seconds).
+    pub at: &'a str,
+    /// Its `actor`.
+    pub actor: &'a str,
+    /// Its `action`.
+    pub action: &'a str,
+    /// Its `account_id`.
+    pub account: &'a str,
+    /// Its `order_id`.
+    pub order: &'a str,
+    /// Its `authz_id`.
+    pub authz: &'a str,
+    /// Its `challenge_id`.
+    pub challenge: &'a str,
+    /// Its `serial`.
+    pub serial: &'a str,
+    /// Its `details` (JSON text, stored and hashed as given).
+    pub details: &'a str,
+}
+
+impl InlineEntry<'_> {
+    /// The CTEs that take the head and append the entry (`audit_h`, `audit_v`,
+    /// `audit_e`), to follow the change's own in a `WITH` list.
+    pub(super) fn ctes(&self) -> String {
+        let changed = self.changed;
+        format!(
+            "audit_h AS (UPDATE audit_head SET seq = seq + 1
+                         WHERE id = 1 AND EXISTS (SELECT 1 FROM {changed})
+                         RETURNING seq, hash),
+              audit_v AS (SELECT audit_h.seq, ({at})::BIGINT AS at, ({actor})::TEXT AS actor,
+                                 ({action})::TEXT AS action, ({account})::BIGINT AS account_id,
+                                 ({order})::BIGINT AS order_id, ({authz})::BIGINT AS authz_id,
+                                 ({challenge})::BIGINT AS challenge_id, ({serial})::TEXT AS serial,
+                                 ({details})::TEXT AS details, audit_h.hash AS prev_hash
+                          FROM audit_h, {changed}),
+              audit_e AS (INSERT INTO audit_log (seq, at, actor, action, account_id, order_id,
+                                                 authz_id, challenge_id, serial, details,
+                                                 prev_hash, hash)
+                          SELECT v.*, {hash} FROM audit_v AS v)",
+            at = self.at,
+            actor = self.actor,
+            action = self.action,
+            account = self.account,
+            order = self.order,
+            authz = self.authz,
+            challenge = self.challenge,
+            serial = self.serial,
+            details = self.details,
+            hash = sql_hash("v"),
+        )
+    }
+}
+
+/// `sql` without the CTEs of an [`InlineEntry`], whose quoted literals are JSON
+/// punctuation, `null` and the like, none of them a status (for the status tests).
+#[cfg(test)]
+pub(super) fn without_inline_entry(sql: &str) -> String {
+    let (Some(start), Some(last)) = (sql.find("audit_h AS ("), sql.find("audit_e AS (")) else {
+        return sql.to_owned();
+    };
+    let (mut depth, mut quoted) = (0, false);
+    for (at, c) in sql[last..].char_indices() {
+        match c {
+            '\'' => quoted = !quoted,
+            '(' if !quoted => depth += 1,
+            ')' if !quoted => {
+                depth -= 1;
+                if depth == 0 {
+                    return format!("{}{}", &sql[..start], &sql[last + at + 1..]);
+                }
+            }
+            _ => {}
+        }
+    }
+    panic!("an inline entry's CTEs do not close: {sql}");
+}
+
+/// PostgreSQL's [`AuditEntry::compute_hash`] of the row `alias`, which has the entry's
+/// columns but `hash`: the lower-case hex SHA-256 of the compact JSON array of those
+/// columns in table order (numbers as integers, absent values as `null`, text as JSON
+/// strings, which `to_json` escapes exactly as serde_json does).
+pub(super) fn sql_hash(alias: &str) -> String {
+    let int = |c: &str| format!("coalesce({alias}.{c}::TEXT, 'null')");
+    let text = |c: &str| format!("coalesce(to_json({alias}.{c})::TEXT, 'null')");
+    let parts = [
+        format!("{alias}.seq::TEXT"),
+        format!("{alias}.at::TEXT"),
+        text("actor"),
+        text("action"),
+        int("account_id"),
+        int("order_id"),
+        int("authz_id"),
+        int("challenge_id"),
+        text("serial"),
+        text("details"),
+        text("prev_hash"),
+    ];
+    format!(
+        "encode(sha256(convert_to('[' || {} || ']', 'UTF8')), 'hex')",
+        parts.join(" || ',' || ")
+    )
+}
 
 /// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
 pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
     let head = tx.fetch_one(TAKE_HEAD, &[]).await?;
-    append_after_head(tx, event, head.int("seq")?, head.text("hash")?).await
-}
-
-/// Appends `event` in `tx` as entry `seq` after the entry whose hash is `prev_hash`,
-/// both taken from the head in the same transaction (`TAKE_HEAD`, which a statement on
-/// PostgreSQL may run as a CTE of its own: one round trip fewer).
-pub(super) async fn append_after_head(
-    tx: &mut dyn Tx,
-    event: &AuditEvent,
-    seq: i64,
-    prev_hash: String,
-) -> Result<()> {
+    let (seq, prev_hash) = (head.int("seq")?, head.text("hash")?);
     let mut entry = AuditEntry {
         seq,
         at: unix_now(),
@@ -430,6 +537,239 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A store on PostgreSQL, where entries are appended in the changing statement itself
+    /// (`InlineEntry`); `None` unless the suite runs there (`scripts/test` does, with
+    /// `CERTWRIGHT_TEST_BACKEND=postgres`).
+    async fn postgres_store() -> Option<Store> {
+        if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() != Ok("postgres") {
+            return None;
+        }
+        let url = certwright_testkit::peers::postgres::create_database().await;
+        Some(Store::open(&url).await.unwrap())
+    }
+
+    /// Every character a JSON string may need escaped, and some that need none.
+    fn awkward() -> String {
+        let mut text: String = (1u8..0x80).map(char::from).collect();
+        text.push_str("\u{2028}\u{2029}é€😀\"\\/");
+        text
+    }
+
+    /// PostgreSQL's `sql_hash` is `compute_hash`, for every kind of value an entry holds:
+    /// absent and extreme numbers, and text with every ASCII control character, quotes,
+    /// backslashes and characters outside ASCII.
+    #[tokio::test]
+    async fn postgres_hashes_an_entry_exactly_as_compute_hash_does() {
+        let Some(s) = postgres_store().await else {
+            return;
+        };
+        let plain = AuditEntry {
+            seq: 1,
+            at: 0,
+            actor: "system".into(),
+            action: "test.event".into(),
+            account_id: None,
+            order_id: None,
+            authz_id: None,
+            challenge_id: None,
+            serial: None,
+            details: "{}".into(),
+            prev_hash: GENESIS_HASH.into(),
+            hash: String::new(),
+        };
+        let awkward_entry = AuditEntry {
+            seq: i64::MAX,
+            at: -5,
+            actor: awkward(),
+            action: awkward(),
+            account_id: Some(7),
+            order_id: Some(-1),
+            authz_id: Some(0),
+            challenge_id: Some(i64::MIN),
+            serial: Some(awkward()),
+            details: json!({"text": awkward(), "none": null}).to_string(),
+            prev_hash: awkward(),
+            hash: String::new(),
+        };
+        let sql = format!(
+            "SELECT {} AS hash FROM (SELECT $1::BIGINT AS seq, $2::BIGINT AS at,
+                    $3::TEXT AS actor, $4::TEXT AS action, $5::BIGINT AS account_id,
+                    $6::BIGINT AS order_id, $7::BIGINT AS authz_id, $8::BIGINT AS challenge_id,
+                    $9::TEXT AS serial, $10::TEXT AS details, $11::TEXT AS prev_hash) AS e",
+            sql_hash("e")
+        );
+        for e in [plain, awkward_entry] {
+            let values = params![
+                e.seq,
+                e.at,
+                &e.actor,
+                &e.action,
+                e.account_id,
+                e.order_id,
+                e.authz_id,
+                e.challenge_id,
+                &e.serial,
+                &e.details,
+                &e.prev_hash,
+            ];
+            let rows = super::super::engine::tx::sqlx_fetch_all(&s.writer, &sql, &values)
+                .await
+                .unwrap();
+            assert_eq!(rows[0].text("hash").unwrap(), e.compute_hash(), "{e:?}");
+        }
+    }
+
+    /// The three operations that append their entry in their own statement on PostgreSQL
+    /// (a new order, a validation's outcome, an issued certificate) write the entry
+    /// SQLite's statement-by-statement path writes, details byte for byte, into a chain
+    /// that verifies; and an operation whose guard refuses it appends nothing and leaves
+    /// the head where it was.
+    #[tokio::test]
+    async fn inline_entries_are_the_statement_by_statement_entries_on_postgres() {
+        use super::super::{NewAuthorization, NewCertificate, NewOrderRecord};
+        use certwright_proto::types::{ChallengeType, Identifier};
+        use certwright_proto::{Problem, ProblemType};
+
+        let Some(s) = postgres_store().await else {
+            return;
+        };
+        let account = crate::store::console::tests::account(&s, &[]).await;
+        let new_order = |name: &str| NewOrderRecord {
+            account_id: account,
+            identifiers: vec![Identifier::dns(name)],
+            expires: 100,
+            not_before: None,
+            not_after: None,
+            authorizations: vec![NewAuthorization::Create {
+                identifier: Identifier::dns(name),
+                wildcard: true,
+                expires: 100,
+                challenges: vec![(ChallengeType::Dns01, format!("token-{name}"))],
+            }],
+            now: 1,
+            profile: Some("short\u{7}\"lived".into()),
+            replaces: None,
+        };
+        let head = || async {
+            let rows = super::super::engine::tx::sqlx_fetch_all(
+                &s.reader,
+                "SELECT seq, hash FROM audit_head WHERE id = 1",
+                &[],
+            )
+            .await
+            .unwrap();
+            (rows[0].int("seq").unwrap(), rows[0].text("hash").unwrap())
+        };
+        let mut expected = Vec::new();
+
+        // Two orders: one whose validation fails, one whose validation succeeds.
+        let mut challenges = Vec::new();
+        for name in ["fails.example", "passes.example"] {
+            let order = s.create_order(&new_order(name)).await.unwrap();
+            expected.push((
+                "order.create",
+                json!({"identifiers": [{"type": "dns", "value": name}],
+                       "profile": "short\u{7}\"lived", "replaces": null,
+                       "not_before": null, "not_after": null}),
+            ));
+            let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
+            let challenge = authz.challenges[0].id;
+            assert!(s.start_validation(challenge, 50).await.unwrap());
+            challenges.push((order.id, challenge));
+        }
+        let problem = Problem::new(ProblemType::Dns, format!("no TXT record {}", awkward()));
+        let record = json!({"hostname": awkward(), "resolved": ["127.0.0.1"]});
+        let diagnostic = json!({"read": awkward(), "n": 3});
+        let (failed, passed) = (challenges[0], challenges[1]);
+        assert!(s
+            .finish_validation(failed.1, Some(&problem), &record, &diagnostic, 10)
+            .await
+            .unwrap());
+        assert!(s
+            .finish_validation(passed.1, None, &record, &diagnostic, 10)
+            .await
+            .unwrap());
+        for (name, outcome, problem) in [
+            (
+                "fails.example",
+                "invalid",
+                serde_json::to_value(&problem).unwrap(),
+            ),
+            ("passes.example", "valid", Value::Null),
+        ] {
+            expected.push((
+                "validation",
+                json!({"identifier": {"type": "dns", "value": name}, "wildcard": true,
+                       "method": "dns-01", "outcome": outcome, "problem": problem,
+                       "record": record, "diagnostic": diagnostic}),
+            ));
+        }
+
+        // Refused: the challenge is no longer processing; nothing appended.
+        let before = head().await;
+        assert!(!s
+            .finish_validation(passed.1, None, &record, &diagnostic, 11)
+            .await
+            .unwrap());
+        assert_eq!(head().await, before);
+
+        assert!(s.begin_finalize(passed.0, &[0x30, 0], 50).await.unwrap());
+        let cert = NewCertificate {
+            serial: "0a".into(),
+            account_id: account,
+            der: vec![0x30, 0x00],
+            chain_pem: "-----BEGIN CERTIFICATE-----\n".into(),
+            names: vec![Identifier::dns("passes.example")],
+            not_before: 1,
+            not_after: 99,
+            created_at: 2,
+            profile: Some("short\u{7}\"lived".into()),
+            key_type: "ECDSA P-256".into(),
+            issuer: awkward(),
+        };
+        s.complete_order(passed.0, &cert).await.unwrap();
+        expected.push((
+            "certificate.issue",
+            json!({"names": [{"type": "dns", "value": "passes.example"}],
+                   "profile": "short\u{7}\"lived", "issuer": awkward(),
+                   "key_type": "ECDSA P-256", "not_before": 1, "not_after": 99,
+                   "eab_label": null}),
+        ));
+        // Refused: the order is valid already; nothing appended, the head unchanged.
+        let before = head().await;
+        let again = NewCertificate {
+            serial: "0b".into(),
+            ..cert
+        };
+        assert!(matches!(
+            s.complete_order(passed.0, &again).await,
+            Err(crate::store::StoreError::NotFound)
+        ));
+        assert_eq!(head().await, before);
+
+        let entries = s.audit_entries(0, i64::MIN, 100).await.unwrap();
+        let written: Vec<(&str, &str)> = entries
+            .iter()
+            .filter(|e| e.action != "account.create")
+            .map(|e| (e.action.as_str(), e.details.as_str()))
+            .collect();
+        let wanted: Vec<(&str, String)> = expected
+            .iter()
+            .map(|(action, details)| (*action, details.to_string()))
+            .collect();
+        let wanted: Vec<(&str, &str)> = wanted.iter().map(|(a, d)| (*a, d.as_str())).collect();
+        assert_eq!(written, wanted);
+        let issued = entries.last().unwrap();
+        assert_eq!(
+            (issued.account_id, issued.order_id, issued.serial.as_deref()),
+            (Some(account.0), Some(passed.0 .0), Some("0a"))
+        );
+        assert!(matches!(
+            s.verify_audit().await.unwrap(),
+            AuditVerdict::Intact { entries: 6, .. }
+        ));
+    }
 
     /// Entries appended while a verification walks the chain (after it read the head)
     /// are not a tail the head does not know: the chain up to that head is intact.

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::audit::{self, Actor, AuditEvent};
 use super::engine::columns::{Columns, Prefixed};
-use super::engine::tx::params;
+use super::engine::tx::{params, sqlx_fetch_all, Row};
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks;
 use super::{
@@ -73,8 +73,11 @@ status_sql! {
         from = guard("status", &AUTHORIZATION_VALIDATE)
     );
     /// `finish_validation` on PostgreSQL: `FINISH_CHALLENGE`, `FINISH_AUTHORIZATION` (its
-    /// status `$8`) and the audit head (taken only when the challenge changed) in one
-    /// statement.
+    /// status `$8`) and the audit entry (only when the challenge changed) in one
+    /// statement. The entry's `at` is `$9`, its actor `$10`, and its details are
+    /// `validation_details`' object, composed here in the same key order and compact form
+    /// serde_json gives it: `$11` the diagnostic and `$12` the problem as JSON text, the
+    /// rest from the rows and parameters the statement already has.
     static FINISH_IN_ONE = (
         "WITH ch AS (UPDATE challenges SET status = $1, validated = $2, error = $3, record = $4,
                             failed_at = $6, problem_type = $7
@@ -83,15 +86,53 @@ status_sql! {
               az AS (UPDATE authorizations SET status = CASE WHEN {authz_from} THEN $8 ELSE status END
                      WHERE id = (SELECT authorization_id FROM ch)
                      RETURNING account_id, identifier_type, identifier_value, wildcard),
-              h AS ({take_head} AND EXISTS (SELECT 1 FROM ch) RETURNING seq, hash)
-         SELECT ch.authorization_id, ch.type, az.*, h.seq AS audit_seq, h.hash AS audit_prev_hash
-         FROM ch, az, h",
+              {audit}
+         SELECT ch.authorization_id, ch.type, az.* FROM ch, az",
         from = guard("status", &CHALLENGE_SUCCEED),
         authz_from = guard("status", &AUTHORIZATION_VALIDATE),
-        take_head = audit::TAKE_HEAD
-            .strip_suffix(" RETURNING seq, hash")
-            .expect("the head's UPDATE ends with its RETURNING")
+        audit = audit::InlineEntry {
+            changed: "ch, az",
+            at: "$9",
+            actor: "$10",
+            action: "'validation'",
+            account: "az.account_id",
+            order: "NULL",
+            authz: "ch.authorization_id",
+            challenge: "$5",
+            serial: "NULL",
+            details: "'{\"diagnostic\":' || $11::TEXT
+                      || ',\"identifier\":{\"type\":' || to_json(az.identifier_type)::TEXT
+                      || ',\"value\":' || to_json(az.identifier_value)::TEXT
+                      || '},\"method\":' || to_json(ch.type)::TEXT
+                      || ',\"outcome\":' || to_json($8::TEXT)::TEXT
+                      || ',\"problem\":' || $12::TEXT
+                      || ',\"record\":' || $4::TEXT
+                      || ',\"wildcard\":' || CASE WHEN az.wildcard <> 0 THEN 'true' ELSE 'false' END
+                      || '}'",
+        }
+        .ctes()
     );
+}
+
+/// The details of a validation's audit entry (`FINISH_IN_ONE` composes the same text in
+/// SQL on PostgreSQL).
+fn validation_details(
+    subject: &Row,
+    method: &str,
+    outcome: &str,
+    error: Option<&Problem>,
+    record: &Value,
+    diagnostic: &Value,
+) -> Result<Value> {
+    Ok(serde_json::json!({
+        "identifier": {"type": subject.text("identifier_type")?, "value": subject.text("identifier_value")?},
+        "wildcard": subject.flag("wildcard")?,
+        "method": method,
+        "outcome": outcome,
+        "problem": error,
+        "record": record,
+        "diagnostic": diagnostic,
+    }))
 }
 
 impl Store {
@@ -234,69 +275,79 @@ impl Store {
         diagnostic: &Value,
         now: i64,
     ) -> Result<bool> {
+        let (challenge_to, authz_to, validated) = match error {
+            None => (CHALLENGE_SUCCEED.to, AUTHORIZATION_VALIDATE.to, Some(now)),
+            Some(_) => (CHALLENGE_FAIL.to, AUTHORIZATION_INVALIDATE.to, None),
+        };
+        let authz_status = authz_to.as_str();
+        let mut values = params![
+            challenge_to.as_str(),
+            validated,
+            error.map(|p| serde_json::to_string(p).expect("problems serialize")),
+            record.to_string(),
+            challenge.0,
+            error.map(|_| now),
+            error.map(|p| p.kind.uri()),
+        ]
+        .to_vec();
+        // On PostgreSQL one statement (the challenge, its authorization, the audit entry),
+        // alone in autocommit unless a failure's webhook event joins its transaction; on
+        // SQLite, where a statement costs no round trip, two and `audit::append`.
+        let in_one = self.backend == Backend::Postgres;
+        if in_one {
+            let problem = serde_json::to_value(error).expect("problems serialize");
+            values.extend(params![
+                authz_status,
+                audit::unix_now(),
+                Actor::System.to_string(),
+                diagnostic.to_string(),
+                problem.to_string(),
+            ]);
+            if error.is_none() || !self.webhooks.wants(webhooks::VALIDATION_FAILED) {
+                self.counters.statement();
+                let rows = sqlx_fetch_all(&self.writer, &FINISH_IN_ONE, &values).await?;
+                return Ok(!rows.is_empty());
+            }
+        }
         let (error, record, diagnostic) = (error.cloned(), record.clone(), diagnostic.clone());
         let hooks = self.webhooks.clone();
-        let in_one = self.backend == Backend::Postgres;
         self.write(move |tx| {
             Box::pin(async move {
                 let (error, record) = (error.as_ref(), &record);
-                let (challenge_to, authz_to, validated) = match error {
-                    None => (CHALLENGE_SUCCEED.to, AUTHORIZATION_VALIDATE.to, Some(now)),
-                    Some(_) => (CHALLENGE_FAIL.to, AUTHORIZATION_INVALIDATE.to, None),
-                };
-                let authz_status = authz_to.as_str();
-                let mut values = params![
-                    challenge_to.as_str(),
-                    validated,
-                    error.map(|p| serde_json::to_string(p).expect("problems serialize")),
-                    record.to_string(),
-                    challenge.0,
-                    error.map(|_| now),
-                    error.map(|p| p.kind.uri()),
-                ]
-                .to_vec();
-                // On PostgreSQL one statement (the challenge, its authorization, the audit
-                // head); on SQLite, where a statement costs no round trip, two and the
-                // head in `audit::append`.
-                let (done, head) = if in_one {
-                    values.push(authz_status.into());
-                    let Some(done) = tx.fetch_optional(&FINISH_IN_ONE, &values).await? else {
-                        return Ok(false);
-                    };
-                    let head = (done.int("audit_seq")?, done.text("audit_prev_hash")?);
-                    (done, Some(head))
+                let statement: &str = if in_one {
+                    &FINISH_IN_ONE
                 } else {
-                    let Some(done) = tx.fetch_optional(&FINISH_CHALLENGE, &values).await? else {
-                        return Ok(false);
-                    };
-                    (done, None)
+                    &FINISH_CHALLENGE
                 };
-                let (authz_id, method) = (AuthzId(done.int("authorization_id")?), done.text("type")?);
+                let Some(done) = tx.fetch_optional(statement, &values).await? else {
+                    return Ok(false);
+                };
+                let (authz_id, method) =
+                    (AuthzId(done.int("authorization_id")?), done.text("type")?);
                 // Only a pending authorization changes; the row comes back either way (for
                 // the audit entry), which saves a separate lookup.
-                let subject = match head {
-                    Some(_) => done,
-                    None => {
+                let subject = match in_one {
+                    true => done,
+                    false => {
                         tx.fetch_one(&FINISH_AUTHORIZATION, &params![authz_status, authz_id.0])
                             .await?
                     }
                 };
-                let event = AuditEvent::new(&Actor::System, "validation")
-                    .account(AccountId(subject.int("account_id")?))
-                    .challenge(challenge)
-                    .authz(authz_id)
-                    .details(serde_json::json!({
-                    "identifier": {"type": subject.text("identifier_type")?, "value": subject.text("identifier_value")?},
-                    "wildcard": subject.flag("wildcard")?,
-                    "method": method,
-                    "outcome": authz_status,
-                    "problem": error,
-                    "record": record,
-                    "diagnostic": diagnostic,
-                }));
-                match head {
-                    Some((seq, prev)) => audit::append_after_head(tx, &event, seq, prev).await?,
-                    None => audit::append(tx, &event).await?,
+                let details = validation_details(
+                    &subject,
+                    &method,
+                    authz_status,
+                    error,
+                    record,
+                    &diagnostic,
+                )?;
+                if !in_one {
+                    let event = AuditEvent::new(&Actor::System, "validation")
+                        .account(AccountId(subject.int("account_id")?))
+                        .challenge(challenge)
+                        .authz(authz_id)
+                        .details(details.clone());
+                    audit::append(tx, &event).await?;
                 }
                 if let Some(problem) = error {
                     // The client-facing problem only: never the record or what the VA read.
@@ -304,9 +355,9 @@ impl Store {
                         "account_id": subject.int("account_id")?,
                         "authorization_id": authz_id.0,
                         "challenge_id": challenge.0,
-                        "identifier": event.details["identifier"],
-                        "wildcard": event.details["wildcard"],
-                        "method": event.details["method"],
+                        "identifier": details["identifier"],
+                        "wildcard": details["wildcard"],
+                        "method": details["method"],
                         "problem": problem,
                     });
                     webhooks::enqueue(tx, &hooks, webhooks::VALIDATION_FAILED, data, now).await?;

@@ -30,7 +30,7 @@ fn format_insert(count: usize) -> String {
 
 /// The `INSERT` of `count` (at least one) rows whose kind and name are the parameters
 /// after `$offset` (two each), with `not_after` and `serial` the given parameters: a
-/// statement of its own, or a CTE of a larger one (`orders::complete_sql`).
+/// statement of its own.
 pub(super) fn insert_sql_after(
     count: usize,
     offset: usize,
@@ -48,6 +48,25 @@ pub(super) fn insert_sql_after(
         .collect();
     format!(
         "INSERT INTO certificate_names (kind, name, not_after, serial) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// [`insert_sql_after`]'s rows inserted once per row of `from` (a CTE of one row or
+/// none): for `orders::complete_sql`, whose rows go in only if the order changes.
+pub(super) fn insert_select_sql_after(
+    count: usize,
+    offset: usize,
+    not_after: &str,
+    serial: &str,
+    from: &str,
+) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|i| format!("(${}, ${})", offset + 2 * i + 1, offset + 2 * i + 2))
+        .collect();
+    format!(
+        "INSERT INTO certificate_names (kind, name, not_after, serial)
+         SELECT v.kind, v.name, {not_after}, {serial} FROM {from}, (VALUES {}) AS v (kind, name)",
         rows.join(", ")
     )
 }

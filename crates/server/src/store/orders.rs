@@ -11,7 +11,7 @@ use certwright_proto::Problem;
 use super::audit::{self, Actor, AuditEvent};
 use super::certificate_names;
 use super::engine::columns::Columns;
-use super::engine::tx::{params, Param, Tx};
+use super::engine::tx::{params, sqlx_fetch_all, Param, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks::{self, WebhookRoutes};
 use super::{
@@ -94,9 +94,7 @@ impl Store {
     pub async fn create_order(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
         let new = new.clone();
         if self.backend == Backend::Postgres && new.replaces.is_none() {
-            return self
-                .write(move |tx| Box::pin(async move { create_in_one(tx, &new).await }))
-                .await;
+            return self.create_in_one(&new).await;
         }
         // The order comes back from its INSERT (RETURNING *): no read after the write.
         self.write(move |tx| {
@@ -266,6 +264,18 @@ impl Store {
     /// Stores the issued certificate and marks the order valid, atomically. `Conflict` if
     /// the serial is already taken (the caller issues again with a fresh serial).
     pub async fn complete_order(&self, order: OrderId, cert: &NewCertificate) -> Result<()> {
+        // On PostgreSQL one statement, alone in autocommit unless an event joins it.
+        if self.backend == Backend::Postgres && !self.webhooks.wants(webhooks::CERTIFICATE_ISSUED) {
+            let (sql, values) = complete_in_one(order, cert);
+            self.counters.statement();
+            let rows = sqlx_fetch_all(&self.writer, &sql, &values)
+                .await
+                .map_err(unique_is_conflict)?;
+            return match rows.is_empty() {
+                true => Err(StoreError::NotFound),
+                false => Ok(()),
+            };
+        }
         let (cert, hooks) = (cert.clone(), self.webhooks.clone());
         let backend = self.backend;
         self.write(move |tx| {
@@ -312,64 +322,74 @@ fn order_params(new: &NewOrderRecord, replaces: Option<String>) -> [Param; 8] {
     ]
 }
 
-/// PostgreSQL's `create_order` (without `replaces`): the order, its new authorizations and
-/// their challenges, the order's links to every authorization and the audit head, in
-/// one statement (`create_order_sql`), then the audit entry: two round trips instead of
-/// three or more per authorization.
-async fn create_in_one(tx: &mut dyn Tx, new: &NewOrderRecord) -> Result<OrderRecord> {
-    let mut values = order_params(new, None).to_vec();
-    let mut reused = Vec::new();
-    for authz in &new.authorizations {
-        match authz {
-            NewAuthorization::Reuse(id) => reused.push(id.0),
-            NewAuthorization::Create {
-                identifier,
-                wildcard,
-                expires,
-                ..
-            } => values.extend(params![
-                identifier_type_name(identifier.kind),
-                &identifier.value,
-                *wildcard,
-                *expires,
-            ]),
-        }
-    }
-    for authz in &new.authorizations {
-        if let NewAuthorization::Create { challenges, .. } = authz {
-            for (kind, token) in challenges {
-                values.extend(params![kind.as_str(), token]);
+impl Store {
+    /// PostgreSQL's `create_order` (without `replaces`): the order, its new
+    /// authorizations and their challenges, the order's links to every authorization and
+    /// its audit entry, in one statement (`create_order_sql`) run in autocommit: one round
+    /// trip instead of `BEGIN`, three or more per authorization, and `COMMIT`.
+    async fn create_in_one(&self, new: &NewOrderRecord) -> Result<OrderRecord> {
+        let mut values = order_params(new, None).to_vec();
+        let mut reused = Vec::new();
+        for authz in &new.authorizations {
+            match authz {
+                NewAuthorization::Reuse(id) => reused.push(id.0),
+                NewAuthorization::Create {
+                    identifier,
+                    wildcard,
+                    expires,
+                    ..
+                } => values.extend(params![
+                    identifier_type_name(identifier.kind),
+                    &identifier.value,
+                    *wildcard,
+                    *expires,
+                ]),
             }
         }
-    }
-    values.extend(reused.iter().map(|id| Param::from(*id)));
-    let rows = tx
-        .fetch_all(&create_order_sql(&new.authorizations), &values)
-        .await?;
-    let first = rows.first().ok_or(StoreError::NotFound)?;
-    let order_id = OrderId(first.int("id")?);
-    let mut authz_ids = reused.into_iter().map(AuthzId).collect::<Vec<_>>();
-    for row in &rows {
-        if let Some(id) = row.opt_int("new_authorization_id")? {
-            authz_ids.push(AuthzId(id));
+        for authz in &new.authorizations {
+            if let NewAuthorization::Create { challenges, .. } = authz {
+                for (kind, token) in challenges {
+                    values.extend(params![kind.as_str(), token]);
+                }
+            }
         }
+        values.extend(reused.iter().map(|id| Param::from(*id)));
+        // The entry's own values; its order id comes from the order's INSERT.
+        let event = order_created(new, OrderId(0));
+        values.extend(params![
+            audit::unix_now(),
+            &event.actor,
+            event.details.to_string()
+        ]);
+        self.counters.statement();
+        let rows = sqlx_fetch_all(
+            &self.writer,
+            &create_order_sql(&new.authorizations),
+            &values,
+        )
+        .await?;
+        let first = rows.first().ok_or(StoreError::NotFound)?;
+        let mut authz_ids = reused.into_iter().map(AuthzId).collect::<Vec<_>>();
+        for row in &rows {
+            if let Some(id) = row.opt_int("new_authorization_id")? {
+                authz_ids.push(AuthzId(id));
+            }
+        }
+        // As `order` reads them: by id, each once.
+        authz_ids.sort_by_key(|a| a.0);
+        authz_ids.dedup();
+        OrderRecord::from_row(first, authz_ids)
     }
-    let (seq, prev_hash) = (first.int("audit_seq")?, first.text("audit_prev_hash")?);
-    audit::append_after_head(tx, &order_created(new, order_id), seq, prev_hash).await?;
-    // As `order` reads them: by id, each once.
-    authz_ids.sort_by_key(|a| a.0);
-    authz_ids.dedup();
-    OrderRecord::from_row(first, authz_ids)
 }
 
 /// The statement of `create_in_one` for these authorizations (PostgreSQL: data-modifying
 /// CTEs). Parameters: `$1`–`$8` the order (as `INSERT_ORDER`, `$8` NULL); then per new
 /// authorization its identifier type, value, wildcard and expiry; then per challenge of
-/// the new ones, in order, its type and token; then the reused authorizations' ids. The
-/// new authorizations are one multi-row `INSERT` (ids in the order given), their
-/// challenges one `INSERT … SELECT` ordered as given, so ids come out as the statement by
-/// statement path assigns them. Rows: the order's columns, `audit_seq` and
-/// `audit_prev_hash` from the audit head, and one `new_authorization_id` per new
+/// the new ones, in order, its type and token; then the reused authorizations' ids; then
+/// the audit entry's `at`, actor and details (`audit::InlineEntry`). The new
+/// authorizations are one multi-row `INSERT` (ids in the order given), their challenges
+/// one `INSERT … SELECT` ordered as given, so ids come out as the statement by statement
+/// path assigns them. Rows: the order's columns and one `new_authorization_id` per new
 /// authorization (NULL when there is none).
 pub(super) fn create_order_sql(authorizations: &[NewAuthorization]) -> String {
     let mut next = 9;
@@ -404,12 +424,25 @@ pub(super) fn create_order_sql(authorizations: &[NewAuthorization]) -> String {
         .filter(|a| matches!(a, NewAuthorization::Reuse(_)))
         .map(|_| format!("({}::BIGINT)", param()))
         .collect();
+    let (at, actor, details) = (param(), param(), param());
+    let entry = audit::InlineEntry {
+        changed: "o",
+        at: &at,
+        actor: &actor,
+        action: "'order.create'",
+        account: "o.account_id",
+        order: "o.id",
+        authz: "NULL",
+        challenge: "NULL",
+        serial: "NULL",
+        details: &details,
+    };
     let mut sql = format!(
         "WITH o AS (INSERT INTO orders (account_id, status, identifiers, expires, not_before, not_after, created_at, profile, replaces)
                     VALUES ($1, {created}, $2, $3, $4, $5, $6, $7, $8) RETURNING *),
-              h AS ({take_head})",
+              {audit}",
         created = quoted(ORDER_CREATED),
-        take_head = audit::TAKE_HEAD,
+        audit = entry.ctes(),
     );
     let mut linked = Vec::new();
     if !authz_rows.is_empty() {
@@ -447,12 +480,12 @@ pub(super) fn create_order_sql(authorizations: &[NewAuthorization]) -> String {
     }
     // One row per new authorization (its id), or one row.
     let (new_id, from) = match authz_rows.is_empty() {
-        true => ("NULL::BIGINT", "o, h"),
-        false => ("a.id", "o CROSS JOIN h CROSS JOIN a ORDER BY a.id"),
+        true => ("NULL::BIGINT", "o"),
+        false => ("a.id", "o CROSS JOIN a ORDER BY a.id"),
     };
     sql.push_str(&format!(
         "
-         SELECT o.*, h.seq AS audit_seq, h.hash AS audit_prev_hash, {new_id} AS new_authorization_id
+         SELECT o.*, {new_id} AS new_authorization_id
          FROM {from}"
     ));
     sql
@@ -508,27 +541,18 @@ pub(super) async fn complete_in(
     cert: &NewCertificate,
     hooks: &WebhookRoutes,
 ) -> Result<()> {
-    let (eab_label, head) = if backend == Backend::Postgres {
-        complete_in_one(tx, order, cert).await?
+    let eab_label = if backend == Backend::Postgres {
+        let (sql, values) = complete_in_one(order, cert);
+        let done = tx
+            .fetch_optional(&sql, &values)
+            .await
+            .map_err(unique_is_conflict)?;
+        done.ok_or(StoreError::NotFound)?.opt_text("eab_label")?
     } else {
-        (complete_statements(tx, order, cert).await?, None)
+        let eab_label = complete_statements(tx, order, cert).await?;
+        audit::append(tx, &certificate_issued(order, cert, eab_label.as_deref())).await?;
+        eab_label
     };
-    let event = AuditEvent::by_account(cert.account_id, "certificate.issue")
-        .order(order)
-        .serial(&cert.serial)
-        .details(serde_json::json!({
-            "names": cert.names,
-            "profile": cert.profile,
-            "issuer": cert.issuer,
-            "key_type": cert.key_type,
-            "not_before": cert.not_before,
-            "not_after": cert.not_after,
-            "eab_label": eab_label,
-        }));
-    match head {
-        Some((seq, prev_hash)) => audit::append_after_head(tx, &event, seq, prev_hash).await?,
-        None => audit::append(tx, &event).await?,
-    }
     if !hooks.wants(webhooks::CERTIFICATE_ISSUED) {
         return Ok(());
     }
@@ -551,6 +575,26 @@ pub(super) async fn complete_in(
     .await
 }
 
+/// The audit event of an issued certificate.
+fn certificate_issued(
+    order: OrderId,
+    cert: &NewCertificate,
+    eab_label: Option<&str>,
+) -> AuditEvent {
+    AuditEvent::by_account(cert.account_id, "certificate.issue")
+        .order(order)
+        .serial(&cert.serial)
+        .details(serde_json::json!({
+            "names": cert.names,
+            "profile": cert.profile,
+            "issuer": cert.issuer,
+            "key_type": cert.key_type,
+            "not_before": cert.not_before,
+            "not_after": cert.not_after,
+            "eab_label": eab_label,
+        }))
+}
+
 /// The parameters of the certificate's `INSERT` (`$1`–`$11`).
 fn certificate_params(order: OrderId, cert: &NewCertificate) -> Vec<Param> {
     params![
@@ -569,55 +613,79 @@ fn certificate_params(order: OrderId, cert: &NewCertificate) -> Vec<Param> {
     .to_vec()
 }
 
-/// PostgreSQL's `complete_in` writes: the certificate, its name index rows, the order
-/// valid and the audit head in one statement (`COMPLETE_IN_ONE`); the account's EAB label
-/// and the audit head's seq and hash.
-async fn complete_in_one(
-    tx: &mut dyn Tx,
-    order: OrderId,
-    cert: &NewCertificate,
-) -> Result<(Option<String>, Option<(i64, String)>)> {
+/// PostgreSQL's `complete_in` writes: the order valid and, only if it changed, the
+/// certificate, its name index rows and the audit entry, in one statement
+/// (`complete_sql`), which answers with the account's EAB label (no row and no change:
+/// the order was not being issued). All or nothing in autocommit too.
+fn complete_in_one(order: OrderId, cert: &NewCertificate) -> (String, Vec<Param>) {
     let keys = certificate_names::keys(&cert.names);
     let mut values = certificate_params(order, cert);
     for (kind, name) in &keys {
         values.push(Param::from(*kind));
         values.push(Param::from(name.as_str()));
     }
-    let sql = complete_sql(keys.len());
-    let done = tx
-        .fetch_optional(&sql, &values)
-        .await
-        .map_err(unique_is_conflict)?;
-    let Some(done) = done else {
-        return Err(StoreError::NotFound);
-    };
-    let head = (done.int("audit_seq")?, done.text("audit_prev_hash")?);
-    Ok((done.opt_text("eab_label")?, Some(head)))
+    // The entry's details but the EAB label, which the statement reads: serde_json
+    // orders an object's keys, and "eab_label" comes first, so the rest follows it.
+    let event = certificate_issued(order, cert, None);
+    let mut details = event.details.clone();
+    if let Some(fields) = details.as_object_mut() {
+        fields.remove("eab_label");
+    }
+    let rest = details.to_string();
+    values.extend(params![
+        audit::unix_now(),
+        &event.actor,
+        format!(",{}", rest.strip_prefix('{').unwrap_or(&rest)),
+    ]);
+    (complete_sql(keys.len()), values)
 }
 
 /// `complete_in_one`'s statement for a certificate with `names` distinct index rows:
-/// `$1`–`$11` as the certificate's `INSERT`, then kind and name of each index row.
+/// `$1`–`$11` as the certificate's `INSERT`, then kind and name of each index row, then
+/// the audit entry's `at`, actor and its details after the EAB label (the details'
+/// text from its first comma on).
 pub(super) fn complete_sql(names: usize) -> String {
     let names_cte = if names == 0 {
         String::new()
     } else {
         format!(
             "n AS ({}),",
-            certificate_names::insert_sql_after(names, 11, "$8", "$1")
+            certificate_names::insert_select_sql_after(names, 11, "$8", "$1", "u")
         )
     };
+    let first = 12 + 2 * names;
+    let (at, actor, rest) = (
+        format!("${first}"),
+        format!("${}", first + 1),
+        format!("${}", first + 2),
+    );
+    let details = format!(
+        "'{{\"eab_label\":' || coalesce(to_json(u.eab_label)::TEXT, 'null') || {rest}::TEXT"
+    );
+    let entry = audit::InlineEntry {
+        changed: "u",
+        at: &at,
+        actor: &actor,
+        action: "'certificate.issue'",
+        account: "$2",
+        order: "$3",
+        authz: "NULL",
+        challenge: "NULL",
+        serial: "$1",
+        details: &details,
+    };
     format!(
-        "WITH c AS (INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)),
-              {names_cte}
-              u AS (UPDATE orders SET {to}, certificate_serial = $1, csr = NULL
+        "WITH u AS (UPDATE orders SET {to}, certificate_serial = $1, csr = NULL
                     WHERE id = $3 AND {from}
                     RETURNING (SELECT eab_label FROM accounts WHERE id = orders.account_id) AS eab_label),
-              h AS ({take_head})
-         SELECT u.eab_label, h.seq AS audit_seq, h.hash AS audit_prev_hash FROM u, h",
+              c AS (INSERT INTO certificates (serial, account_id, order_id, der, chain_pem, names, not_before, not_after, created_at, profile, issuer)
+                    SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM u),
+              {names_cte}
+              {audit}
+         SELECT u.eab_label FROM u",
         to = set(&ORDER_COMPLETE),
         from = guard("status", &ORDER_COMPLETE),
-        take_head = audit::TAKE_HEAD,
+        audit = entry.ctes(),
     )
 }
 
