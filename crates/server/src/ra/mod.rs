@@ -362,6 +362,9 @@ impl Ra {
         let now = self.now();
         let mut expires = now + policy.order_lifetime_secs;
         let mut authorizations = Vec::with_capacity(identifiers.len());
+        // The authorizations' states as the new order's view needs them: known here, so
+        // the view costs no read.
+        let mut states = Vec::with_capacity(identifiers.len());
         for n in &identifiers {
             let authz_id = n.authorization_identifier();
             let reuse = self
@@ -373,11 +376,13 @@ impl Ra {
                 Some(id) => {
                     let authz = self.inner.store.authorization(id).await?;
                     expires = expires.min(authz.expires);
+                    states.push((authz.status, authz.expires));
                     authorizations.push(NewAuthorization::Reuse(id));
                 }
                 None => {
                     let authz_expires = now + policy.pending_authz_lifetime_secs;
                     expires = expires.min(authz_expires);
+                    states.push((AuthorizationStatus::Pending, authz_expires));
                     authorizations.push(NewAuthorization::Create {
                         identifier: authz_id,
                         wildcard: n.wildcard,
@@ -416,15 +421,14 @@ impl Ra {
         };
         tracing::info!(account = %account.id, order = %record.id, identifiers = ?record.identifiers, "order created");
         self.note_new_order(account.id).await;
-        self.view_order(record).await
+        Ok(self.order_view(record, &states))
     }
 
     /// Derives an order's current status.
     pub async fn view_order(&self, record: OrderRecord) -> Result<OrderView, Error> {
-        let now = self.now();
         // Only a live `pending` order's status depends on its authorizations
         // (`status::order_status`): no read for the others (processing, valid, …).
-        let states = if record.status == OrderStatus::Pending && now < record.expires {
+        let states = if record.status == OrderStatus::Pending && self.now() < record.expires {
             self.inner
                 .store
                 .order_authorization_states(record.id)
@@ -432,8 +436,13 @@ impl Ra {
         } else {
             Vec::new()
         };
-        let status = status::order_status(record.status, record.expires, &states, now);
-        Ok(OrderView { record, status })
+        Ok(self.order_view(record, &states))
+    }
+
+    /// An order's view, given its authorizations' states (status, expiry).
+    fn order_view(&self, record: OrderRecord, states: &[(AuthorizationStatus, i64)]) -> OrderView {
+        let status = status::order_status(record.status, record.expires, states, self.now());
+        OrderView { record, status }
     }
 
     /// An order of `account`.
@@ -503,24 +512,33 @@ impl Ra {
         else {
             return Err(not_found("challenge"));
         };
-        if challenge.status == ChallengeStatus::Pending {
-            if authz.status != AuthorizationStatus::Pending {
-                return Err(Error::Malformed(format!(
-                    "the authorization is {}; its challenges can no longer be attempted",
-                    authz.status
-                )));
-            }
-            if self
-                .inner
-                .store
-                .start_validation(challenge.id, self.now() + self.inner.policy.lease_secs)
-                .await?
-            {
-                self.spawn_validation(&authz.record, challenge.clone(), account);
-            }
+        if challenge.status != ChallengeStatus::Pending {
+            // Nothing changes: the challenge as just read.
+            return Ok((authz, challenge));
         }
-        let challenge = self.inner.store.challenge(challenge_id).await?;
-        Ok((authz, challenge))
+        if authz.status != AuthorizationStatus::Pending {
+            return Err(Error::Malformed(format!(
+                "the authorization is {}; its challenges can no longer be attempted",
+                authz.status
+            )));
+        }
+        if !self
+            .inner
+            .store
+            .start_validation(challenge.id, self.now() + self.inner.policy.lease_secs)
+            .await?
+        {
+            // Another request started it meanwhile: show it as it is now.
+            let challenge = self.inner.store.challenge(challenge_id).await?;
+            return Ok((authz, challenge));
+        }
+        self.spawn_validation(&authz.record, challenge.clone(), account);
+        // Started here: `processing` (the answer does not wait for the outcome).
+        let processing = ChallengeRecord {
+            status: ChallengeStatus::Processing,
+            ..challenge
+        };
+        Ok((authz, processing))
     }
 
     fn spawn_validation(
@@ -670,8 +688,20 @@ impl Ra {
             ));
         }
         // The CSR was parsed and checked above and the order read: no need to again.
-        self.issue(&view.record, &csr).await;
-        self.order(account, id).await
+        match self.issue(&view.record, &csr).await {
+            // Valid with its certificate, as `complete_order` left it: no read.
+            Some(serial) => Ok(self.order_view(
+                OrderRecord {
+                    status: OrderStatus::Valid,
+                    certificate_serial: Some(serial),
+                    csr: None,
+                    ..view.record
+                },
+                &[],
+            )),
+            // Failed, or left processing until the issuer's key is back: as it is now.
+            None => self.order(account, id).await,
+        }
     }
 
     /// Issues for an order left in `processing` (resumed after a restart): reads it and
@@ -700,7 +730,9 @@ impl Ra {
                 .await;
         };
         match parse_csr(der, &self.policy().key_policy) {
-            Ok(csr) => self.issue(&order, &csr).await,
+            Ok(csr) => {
+                self.issue(&order, &csr).await;
+            }
             Err(why) => self.fail_issuance(id, why.0).await,
         }
     }
@@ -729,8 +761,9 @@ impl Ra {
     }
 
     /// Signs and stores the certificate for `order` (in `processing`) from its checked
-    /// `csr`, or marks the order invalid.
-    async fn issue(&self, order: &OrderRecord, csr: &CheckedCsr) {
+    /// `csr`, and returns its serial; or marks the order invalid, or leaves it
+    /// `processing` while the issuer's key is unavailable (`None` for both).
+    async fn issue(&self, order: &OrderRecord, csr: &CheckedCsr) -> Option<String> {
         let (store, id) = (&self.inner.store, order.id);
         let fail = |detail: String| self.fail_issuance(id, detail);
         let profile_name = order
@@ -738,10 +771,11 @@ impl Ra {
             .as_deref()
             .unwrap_or(&self.inner.policy.default_profile);
         let Some(profile) = self.inner.policy.profiles.get(profile_name) else {
-            return fail(format!(
+            fail(format!(
                 "the order's profile {profile_name:?} is no longer configured"
             ))
             .await;
+            return None;
         };
         let profile = &self.policy().cap_lifetime(profile);
         let mut key_retries = 0;
@@ -761,9 +795,12 @@ impl Ra {
                 }
                 Err(IssueError::KeyUnavailable) if now < order.expires => {
                     tracing::error!(order = %id, "the issuer's key is unavailable; the issuance is resumed when the order's lease runs out");
-                    return;
+                    return None;
                 }
-                Err(e) => return fail(e.to_string()).await,
+                Err(e) => {
+                    fail(e.to_string()).await;
+                    return None;
+                }
             };
             serial_draws += 1;
             let record = NewCertificate {
@@ -784,13 +821,17 @@ impl Ra {
                     tracing::info!(order = %id, serial = %record.serial, "certificate issued");
                     crate::metrics::issuance(profile_name);
                     self.note_issuance(&order.identifiers).await;
-                    return;
+                    return Some(record.serial);
                 }
                 Err(StoreError::Conflict) => continue, // serial collision: draw another
-                Err(e) => return fail(e.to_string()).await,
+                Err(e) => {
+                    fail(e.to_string()).await;
+                    return None;
+                }
             }
         }
-        fail("could not draw a unique serial number".into()).await
+        fail("could not draw a unique serial number".into()).await;
+        None
     }
 
     /// A certificate of `account`, by serial.
