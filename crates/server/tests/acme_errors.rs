@@ -629,6 +629,48 @@ async fn hostile_and_malformed_requests_get_problem_documents_and_change_nothing
             Box::pin(async { acme.post(&f.other_order_url, None).await }),
         ),
         (
+            // On PostgreSQL the order is read with the nonce and the account: the check
+            // that it is the signer's still applies.
+            "another account's order finalized",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async {
+                f.other
+                    .post(
+                        &finalize_pending,
+                        Some(&csr_payload(csr(&["pending.example.test"], &cert_key))),
+                    )
+                    .await
+            }),
+        ),
+        (
+            "another account's authorization",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async {
+                f.other
+                    .post(f.pending_order["authorizations"][0].as_str().unwrap(), None)
+                    .await
+            }),
+        ),
+        (
+            "another account's challenge answered",
+            ProblemType::Malformed,
+            404,
+            Box::pin(async {
+                let authz = acme
+                    .post(f.pending_order["authorizations"][0].as_str().unwrap(), None)
+                    .await
+                    .json();
+                f.other
+                    .post(
+                        authz["challenges"][0]["url"].as_str().unwrap(),
+                        Some(&json!({})),
+                    )
+                    .await
+            }),
+        ),
+        (
             "certificate fetched with a payload",
             ProblemType::Malformed,
             400,

@@ -447,10 +447,24 @@ impl Ra {
 
     /// An order of `account`.
     pub async fn order(&self, account: &AccountRecord, id: OrderId) -> Result<OrderView, Error> {
-        let record = match self.inner.store.order(id).await {
-            Ok(r) if r.account_id == account.id => r,
-            Ok(_) | Err(StoreError::NotFound) => return Err(not_found("order")),
-            Err(e) => return Err(e.into()),
+        self.order_known(account, id, None).await
+    }
+
+    /// An order of `account`, read unless `known` holds its read already (the request's
+    /// prefetch: `Some(None)` when there is no such order).
+    pub async fn order_known(
+        &self,
+        account: &AccountRecord,
+        id: OrderId,
+        known: Option<Option<OrderRecord>>,
+    ) -> Result<OrderView, Error> {
+        let found = match known {
+            Some(found) => Ok(found.filter(|r| r.id == id)),
+            None => optional(self.inner.store.order(id).await),
+        };
+        let record = match found? {
+            Some(r) if r.account_id == account.id => r,
+            _ => return Err(not_found("order")),
         };
         self.view_order(record).await
     }
@@ -461,10 +475,24 @@ impl Ra {
         account: &AccountRecord,
         id: AuthzId,
     ) -> Result<AuthzView, Error> {
-        let record = match self.inner.store.authorization(id).await {
-            Ok(r) if r.account_id == account.id => r,
-            Ok(_) | Err(StoreError::NotFound) => return Err(not_found("authorization")),
-            Err(e) => return Err(e.into()),
+        self.authorization_known(account, id, None).await
+    }
+
+    /// An authorization of `account`, read unless `known` holds its read already (as
+    /// [`Ra::order_known`]).
+    pub async fn authorization_known(
+        &self,
+        account: &AccountRecord,
+        id: AuthzId,
+        known: Option<Option<AuthzRecord>>,
+    ) -> Result<AuthzView, Error> {
+        let found = match known {
+            Some(found) => Ok(found.filter(|r| r.id == id)),
+            None => optional(self.inner.store.authorization(id).await),
+        };
+        let record = match found? {
+            Some(r) if r.account_id == account.id => r,
+            _ => return Err(not_found("authorization")),
         };
         let status = status::authorization_status(record.status, record.expires, self.now());
         Ok(AuthzView { record, status })
@@ -502,7 +530,20 @@ impl Ra {
         authz_id: AuthzId,
         challenge_id: ChallengeId,
     ) -> Result<(AuthzView, ChallengeRecord), Error> {
-        let authz = self.authorization(account, authz_id).await?;
+        self.respond_to_challenge_known(account, authz_id, challenge_id, None)
+            .await
+    }
+
+    /// [`Ra::respond_to_challenge`] with the authorization's read already done when
+    /// `known` holds it (as [`Ra::order_known`]).
+    pub async fn respond_to_challenge_known(
+        &self,
+        account: &AccountRecord,
+        authz_id: AuthzId,
+        challenge_id: ChallengeId,
+        known: Option<Option<AuthzRecord>>,
+    ) -> Result<(AuthzView, ChallengeRecord), Error> {
+        let authz = self.authorization_known(account, authz_id, known).await?;
         let Some(challenge) = authz
             .record
             .challenges
@@ -637,7 +678,19 @@ impl Ra {
         id: OrderId,
         csr_b64: &str,
     ) -> Result<OrderView, Error> {
-        let view = self.order(account, id).await?;
+        self.finalize_known(account, id, csr_b64, None).await
+    }
+
+    /// [`Ra::finalize`] with the order's read already done when `known` holds it (as
+    /// [`Ra::order_known`]).
+    pub async fn finalize_known(
+        &self,
+        account: &AccountRecord,
+        id: OrderId,
+        csr_b64: &str,
+        known: Option<Option<OrderRecord>>,
+    ) -> Result<OrderView, Error> {
+        let view = self.order_known(account, id, known).await?;
         if view.status != OrderStatus::Ready {
             return Err(Error::OrderNotReady(format!(
                 "the order is {}, not ready; {}",
@@ -834,16 +887,21 @@ impl Ra {
         None
     }
 
-    /// A certificate of `account`, by serial.
+    /// A certificate of `account`, by serial, read unless `known` holds its read already
+    /// (as [`Ra::order_known`]).
     pub async fn certificate(
         &self,
         account: &AccountRecord,
         serial: &str,
+        known: Option<Option<CertificateRecord>>,
     ) -> Result<CertificateRecord, Error> {
-        match self.inner.store.certificate(serial).await {
-            Ok(c) if c.account_id == account.id => Ok(c),
-            Ok(_) | Err(StoreError::NotFound) => Err(not_found("certificate")),
-            Err(e) => Err(e.into()),
+        let found = match known {
+            Some(found) => Ok(found.filter(|c| c.serial == serial)),
+            None => optional(self.inner.store.certificate(serial).await),
+        };
+        match found? {
+            Some(c) if c.account_id == account.id => Ok(c),
+            _ => Err(not_found("certificate")),
         }
     }
 
@@ -898,6 +956,15 @@ impl Ra {
             Err(StoreError::NotFound) => Ok(None),
             Err(e) => Err(e.into()),
         }
+    }
+}
+
+/// A read's record, `None` when there is none.
+fn optional<T>(read: Result<T, StoreError>) -> Result<Option<T>, Error> {
+    match read {
+        Ok(found) => Ok(Some(found)),
+        Err(StoreError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -2,6 +2,8 @@
 //! and validation: `start_validation` moves a challenge to `processing`,
 //! `finish_validation` records the outcome on the challenge and its authorization at once.
 
+use std::sync::LazyLock;
+
 use certwright_proto::types::{AuthorizationStatus, Identifier};
 use certwright_proto::Problem;
 use serde_json::Value;
@@ -193,24 +195,8 @@ impl Store {
     /// The authorization with `id` and its challenges.
     pub async fn authorization(&self, id: AuthzId) -> Result<AuthzRecord> {
         // One read: a row per challenge, the authorization's columns repeated in each.
-        let rows = self
-            .read_all(
-                "SELECT a.*, c.id AS c_id, c.authorization_id AS c_authorization_id,
-                        c.type AS c_type, c.token AS c_token, c.status AS c_status,
-                        c.validated AS c_validated, c.error AS c_error, c.record AS c_record
-                 FROM authorizations a LEFT JOIN challenges c ON c.authorization_id = a.id
-                 WHERE a.id = $1 ORDER BY c.id",
-                &params![id.0],
-            )
-            .await?;
-        let first = rows.first().ok_or(StoreError::NotFound)?;
-        let mut challenges = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if row.opt_int("c_id")?.is_some() {
-                challenges.push(ChallengeRecord::from_row(&Prefixed { prefix: "c_", row })?);
-            }
-        }
-        AuthzRecord::from_row(first, challenges)
+        let rows = self.read_all(&READ_ORDERED, &params![id.0]).await?;
+        authorization_from_rows(&rows)?.ok_or(StoreError::NotFound)
     }
 
     /// The profile of the latest order holding authorization `id` (what validation
@@ -376,6 +362,37 @@ impl Store {
             .ok_or(StoreError::NotFound)?;
         ChallengeRecord::from_row(&row)
     }
+}
+
+/// The read of an authorization (`$1`) and its challenges: a row per challenge, the
+/// authorization's columns repeated in each, the challenge's prefixed `c_`; without its
+/// order (`READ_ORDERED`), so that a larger statement can join it (`nonces`).
+pub(super) const READ: &str = "SELECT a.*, c.id AS c_id, c.authorization_id AS c_authorization_id,
+        c.type AS c_type, c.token AS c_token, c.status AS c_status,
+        c.validated AS c_validated, c.error AS c_error, c.record AS c_record
+ FROM authorizations a LEFT JOIN challenges c ON c.authorization_id = a.id
+ WHERE a.id = $1";
+
+/// `Store::authorization`: `READ`, its challenges in order.
+static READ_ORDERED: LazyLock<String> = LazyLock::new(|| format!("{READ} ORDER BY c.id"));
+
+/// An authorization from the rows of its read (`Store::authorization`): its columns on
+/// every row, and one row per challenge with the challenge's columns prefixed `c_`, in
+/// order; `None` when the rows hold no authorization (no row, or its `id` NULL).
+pub(super) fn authorization_from_rows(rows: &[Row]) -> Result<Option<AuthzRecord>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    if first.opt_int("id")?.is_none() {
+        return Ok(None);
+    }
+    let mut challenges = Vec::with_capacity(rows.len());
+    for row in rows {
+        if row.opt_int("c_id")?.is_some() {
+            challenges.push(ChallengeRecord::from_row(&Prefixed { prefix: "c_", row })?);
+        }
+    }
+    AuthzRecord::from_row(first, challenges).map(Some)
 }
 
 #[cfg(test)]

@@ -8,14 +8,14 @@ use super::engine::tx::params;
 use super::webhooks;
 use super::{AccountId, CertificateRecord, Result, RevokedEntry, Store, StoreError};
 
+/// The read of a certificate by serial (`$1`).
+pub(super) const READ: &str = "SELECT * FROM certificates WHERE serial = $1";
+
 impl Store {
     /// The certificate with this serial (lower-case hex).
     pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord> {
         let row = self
-            .read_optional(
-                "SELECT * FROM certificates WHERE serial = $1",
-                &params![serial],
-            )
+            .read_optional(READ, &params![serial])
             .await?
             .ok_or(StoreError::NotFound)?;
         CertificateRecord::from_row(&row)

@@ -91,7 +91,7 @@ use engine::{sqlite_reads, writer};
 
 pub use audit::{Actor, AuditEntry, AuditEvent, AuditVerdict};
 pub use backend_jobs::{BackendJob, NewBackendJob};
-pub use nonces::NONCE_BATCH;
+pub use nonces::{Prefetch, Prefetched, Redeemed, NONCE_BATCH};
 pub use reader::StoreReader;
 pub use records::*;
 pub use webhooks::WebhookRoutes;

@@ -4,14 +4,100 @@
 
 use std::sync::LazyLock;
 
-use super::engine::columns::Columns;
+use super::engine::columns::{Columns, Prefixed};
 use super::engine::tx::{params, sqlx_execute, sqlx_fetch_all, Param};
-use super::{AccountId, AccountRecord, Backend, Result, Store};
+use super::{
+    AccountId, AccountRecord, AuthzId, AuthzRecord, Backend, CertificateRecord, OrderId,
+    OrderRecord, Result, Store,
+};
 
 /// `account_redeeming_nonce` on PostgreSQL: the nonce's redemption and the account's read
 /// in one statement (a data-modifying CTE, which SQLite does not have: listed in
 /// `query_plans::POSTGRES_ONLY`). `$1` nonce, `$2` now, `$3` the account id.
 pub(super) const ACCOUNT_REDEEMING_NONCE: &str = "WITH spent AS (DELETE FROM nonces WHERE nonce = $1 AND expires > $2 RETURNING 1) SELECT (SELECT count(*) FROM spent) AS redeemed, accounts.* FROM (SELECT 1 AS one) AS one LEFT JOIN accounts ON accounts.id = $3";
+
+/// The record a `kid`-signed request to an object's URL reads first after its account
+/// (the object its URL names), which PostgreSQL reads in the same statement as the
+/// nonce's redemption and the account: one round trip for all three.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Prefetch {
+    /// An authorization (its URL, or one of its challenges').
+    Authorization(AuthzId),
+    /// An order (its URL, or its finalize URL).
+    Order(OrderId),
+    /// A certificate, by serial.
+    Certificate(String),
+}
+
+/// A prefetched record; `None` inside when there is none with that id.
+#[derive(Debug, Clone)]
+pub enum Prefetched {
+    /// The authorization with its challenges.
+    Authorization(Option<AuthzRecord>),
+    /// The order with its authorizations' ids.
+    Order(Option<OrderRecord>),
+    /// The certificate.
+    Certificate(Option<CertificateRecord>),
+}
+
+/// What `account_redeeming_nonce` found.
+#[derive(Debug, Clone)]
+pub struct Redeemed {
+    /// Whether the nonce was spent by this call.
+    pub spent: bool,
+    /// The account, if it exists.
+    pub account: Option<AccountRecord>,
+    /// The record asked for (PostgreSQL only; `None` elsewhere or when none was asked).
+    pub prefetched: Option<Prefetched>,
+}
+
+/// The account's columns, read prefixed `acct_` beside a prefetched record's own.
+const ACCOUNT_COLUMNS: [&str; 9] = [
+    "id",
+    "key_thumbprint",
+    "jwk",
+    "contact",
+    "status",
+    "tos_agreed",
+    "created_at",
+    "eab_kid",
+    "eab_label",
+];
+
+/// `account_redeeming_nonce` with a prefetch on PostgreSQL: `ACCOUNT_REDEEMING_NONCE`'s
+/// redemption and account (its columns prefixed `acct_`) joined with `read` (its id
+/// `$4`), whose rows come ordered by `order` (one row with NULLs when it finds nothing).
+fn redeeming_with(read: &str, order: &str) -> String {
+    let account: Vec<String> = ACCOUNT_COLUMNS
+        .iter()
+        .map(|c| format!("acct.{c} AS acct_{c}"))
+        .collect();
+    format!(
+        "WITH spent AS (DELETE FROM nonces WHERE nonce = $1 AND expires > $2 RETURNING 1)
+         SELECT (SELECT count(*) FROM spent) AS redeemed, {account}, x.*
+         FROM (SELECT 1 AS one) AS one
+         LEFT JOIN accounts AS acct ON acct.id = $3
+         LEFT JOIN ({read}) AS x ON true
+         ORDER BY {order}",
+        account = account.join(", "),
+        read = read.replace("$1", "$4"),
+    )
+}
+
+/// The prefetching statements: an authorization, an order, a certificate.
+static REDEEMING_WITH: LazyLock<[String; 3]> = LazyLock::new(|| {
+    [
+        redeeming_with(super::authorizations::READ, "x.c_id"),
+        redeeming_with(super::orders::READ, "x.order_authorization_id"),
+        redeeming_with(super::certificates::READ, "x.serial"),
+    ]
+});
+
+/// The prefetching statements, for the query-plan test.
+#[cfg(test)]
+pub(super) fn redeeming_statements() -> Vec<String> {
+    REDEEMING_WITH.to_vec()
+}
 
 /// How many nonces `insert_nonces` records at once.
 pub const NONCE_BATCH: usize = 32;
@@ -63,36 +149,80 @@ impl Store {
 
     /// Redeems a nonce (as [`Store::redeem_nonce`]) and reads account `id` (as
     /// [`Store::account`], `None` if there is none), in one round trip on PostgreSQL: the
-    /// first statement of every `kid`-signed request. The nonce is spent whatever the
-    /// request's fate afterwards.
+    /// first statement of every `kid`-signed request. With `prefetch`, PostgreSQL reads
+    /// that record in the same statement (SQLite, whose reads cost no round trip, leaves
+    /// it to the caller). The nonce is spent whatever the request's fate afterwards.
     pub async fn account_redeeming_nonce(
         &self,
         id: AccountId,
         nonce: &str,
         now: i64,
-    ) -> Result<(bool, Option<AccountRecord>)> {
+        prefetch: Option<&Prefetch>,
+    ) -> Result<Redeemed> {
         if self.backend != Backend::Postgres {
             let account = match self.account(id).await {
                 Ok(a) => Some(a),
                 Err(super::StoreError::NotFound) => None,
                 Err(e) => return Err(e),
             };
-            return Ok((self.redeem_nonce(nonce, now).await?, account));
+            let spent = self.redeem_nonce(nonce, now).await?;
+            return Ok(Redeemed {
+                spent,
+                account,
+                prefetched: None,
+            });
         }
         self.counters.statement();
-        let rows = sqlx_fetch_all(
-            &self.writer,
-            ACCOUNT_REDEEMING_NONCE,
-            &params![nonce, now, id.0],
-        )
-        .await?;
+        let (sql, object) = match prefetch {
+            None => (ACCOUNT_REDEEMING_NONCE, None),
+            Some(Prefetch::Authorization(a)) => {
+                (REDEEMING_WITH[0].as_str(), Some(Param::from(a.0)))
+            }
+            Some(Prefetch::Order(o)) => (REDEEMING_WITH[1].as_str(), Some(Param::from(o.0))),
+            Some(Prefetch::Certificate(serial)) => (
+                REDEEMING_WITH[2].as_str(),
+                Some(Param::from(serial.as_str())),
+            ),
+        };
+        let mut values = params![nonce, now, id.0].to_vec();
+        values.extend(object);
+        let rows = sqlx_fetch_all(&self.writer, sql, &values).await?;
         let row = rows.first().ok_or(super::StoreError::NotFound)?;
-        let redeemed = row.int("redeemed")? == 1;
-        let account = match row.opt_int("id")? {
-            Some(_) => Some(AccountRecord::from_row(row)?),
+        let spent = row.int("redeemed")? == 1;
+        let Some(prefetch) = prefetch else {
+            let account = match row.opt_int("id")? {
+                Some(_) => Some(AccountRecord::from_row(row)?),
+                None => None,
+            };
+            return Ok(Redeemed {
+                spent,
+                account,
+                prefetched: None,
+            });
+        };
+        let account = Prefixed {
+            prefix: "acct_",
+            row,
+        };
+        let account = match account.opt_int("id")? {
+            Some(_) => Some(AccountRecord::from_row(&account)?),
             None => None,
         };
-        Ok((redeemed, account))
+        let prefetched = match prefetch {
+            Prefetch::Authorization(_) => {
+                Prefetched::Authorization(super::authorizations::authorization_from_rows(&rows)?)
+            }
+            Prefetch::Order(_) => Prefetched::Order(super::orders::order_from_rows(&rows)?),
+            Prefetch::Certificate(_) => Prefetched::Certificate(match row.opt_text("serial")? {
+                Some(_) => Some(CertificateRecord::from_row(row)?),
+                None => None,
+            }),
+        };
+        Ok(Redeemed {
+            spent,
+            account,
+            prefetched: Some(prefetched),
+        })
     }
 
     /// Drops expired nonces; returns how many.
@@ -119,9 +249,10 @@ mod tests {
         s.insert_nonce("n2", 100).await.unwrap();
         s.insert_nonce("old", 50).await.unwrap();
 
-        let (spent, found) = s.account_redeeming_nonce(id, "n1", 60).await.unwrap();
-        assert!(spent);
-        let found = found.expect("the account");
+        let redeemed = s.account_redeeming_nonce(id, "n1", 60, None).await.unwrap();
+        assert!(redeemed.spent);
+        assert!(redeemed.prefetched.is_none());
+        let found = redeemed.account.expect("the account");
         let stored = s.account(id).await.unwrap();
         assert_eq!(found.jwk.thumbprint(), stored.jwk.thumbprint());
         assert_eq!(
@@ -131,17 +262,84 @@ mod tests {
         // Spent once only; an expired or unknown nonce is not redeemed, and the account
         // is read all the same.
         for nonce in ["n1", "old", "never"] {
-            let (spent, found) = s.account_redeeming_nonce(id, nonce, 60).await.unwrap();
-            assert!(!spent, "{nonce}");
-            assert!(found.is_some(), "{nonce}");
+            let redeemed = s
+                .account_redeeming_nonce(id, nonce, 60, None)
+                .await
+                .unwrap();
+            assert!(!redeemed.spent, "{nonce}");
+            assert!(redeemed.account.is_some(), "{nonce}");
         }
         // An unknown account: no account, and the nonce is spent all the same.
-        let (spent, found) = s
-            .account_redeeming_nonce(AccountId(id.0 + 1000), "n2", 60)
+        let redeemed = s
+            .account_redeeming_nonce(AccountId(id.0 + 1000), "n2", 60, None)
             .await
             .unwrap();
-        assert!(spent);
-        assert!(found.is_none());
+        assert!(redeemed.spent);
+        assert!(redeemed.account.is_none());
         assert!(!s.redeem_nonce("n2", 60).await.unwrap());
+    }
+
+    /// With a prefetch, PostgreSQL reads the named record in the redeeming statement,
+    /// exactly as its own read finds it (an authorization with its challenges, an order
+    /// with its authorizations, a certificate), or finds none; the nonce and the account
+    /// come out as without. SQLite leaves the read to the caller.
+    #[tokio::test]
+    async fn a_prefetched_record_is_the_record_its_own_read_finds() {
+        use super::{Prefetch, Prefetched};
+        use crate::store::{AuthzId, OrderId};
+
+        let s = test_store().await;
+        let id = account(&s, &[]).await;
+        crate::store::console::tests::issue(&s, id, &["a.example", "b.example"], "0f", 90, None)
+            .await;
+        let order = s.order(OrderId(1)).await.unwrap();
+        let authz = s.authorization(order.authorization_ids[0]).await.unwrap();
+        let cert = s.certificate("0f").await.unwrap();
+        let on_postgres = s.backend == crate::store::Backend::Postgres;
+        let asks = [
+            Prefetch::Authorization(authz.id),
+            Prefetch::Order(order.id),
+            Prefetch::Certificate("0f".into()),
+            Prefetch::Authorization(AuthzId(authz.id.0 + 1000)),
+            Prefetch::Order(OrderId(order.id.0 + 1000)),
+            Prefetch::Certificate("ff".into()),
+        ];
+        for (n, ask) in asks.iter().enumerate() {
+            let nonce = format!("p{n}");
+            s.insert_nonce(&nonce, 100).await.unwrap();
+            let redeemed = s
+                .account_redeeming_nonce(id, &nonce, 60, Some(ask))
+                .await
+                .unwrap();
+            assert!(redeemed.spent, "{ask:?}");
+            assert_eq!(redeemed.account.map(|a| a.id), Some(id), "{ask:?}");
+            let Some(found) = redeemed.prefetched else {
+                assert!(!on_postgres, "{ask:?}: nothing prefetched on PostgreSQL");
+                continue;
+            };
+            let found = match found {
+                Prefetched::Authorization(a) => a.map(|a| format!("{a:?}")),
+                Prefetched::Order(o) => o.map(|o| format!("{o:?}")),
+                Prefetched::Certificate(c) => c.map(|c| format!("{c:?}")),
+            };
+            let expected = match n {
+                0 => Some(format!("{authz:?}")),
+                1 => Some(format!("{order:?}")),
+                2 => Some(format!("{cert:?}")),
+                _ => None,
+            };
+            assert_eq!(found, expected, "{ask:?}");
+        }
+        // Asked for with a spent nonce or an unknown account, the record still comes.
+        let redeemed = s
+            .account_redeeming_nonce(AccountId(id.0 + 1000), "p0", 60, Some(&asks[1]))
+            .await
+            .unwrap();
+        assert!(!redeemed.spent && redeemed.account.is_none());
+        assert_eq!(
+            redeemed.prefetched.is_some(),
+            on_postgres,
+            "the record is read whatever the nonce and account"
+        );
     }
 }

@@ -11,7 +11,7 @@ use certwright_proto::Problem;
 use super::audit::{self, Actor, AuditEvent};
 use super::certificate_names;
 use super::engine::columns::Columns;
-use super::engine::tx::{params, sqlx_fetch_all, Param, Tx};
+use super::engine::tx::{params, sqlx_fetch_all, Param, Row, Tx};
 use super::statuses::{guard, quoted, set, status_sql};
 use super::webhooks::{self, WebhookRoutes};
 use super::{
@@ -175,21 +175,8 @@ impl Store {
     /// The order with `id`, with its authorization ids.
     pub async fn order(&self, id: OrderId) -> Result<OrderRecord> {
         // One statement: the order's columns on every row, one row per authorization.
-        let rows = self
-            .read_all(
-                "SELECT o.*, oa.authorization_id AS order_authorization_id
-                 FROM orders o LEFT JOIN order_authorizations oa ON oa.order_id = o.id
-                 WHERE o.id = $1 ORDER BY oa.authorization_id",
-                &params![id.0],
-            )
-            .await?;
-        let first = rows.first().ok_or(StoreError::NotFound)?;
-        let authz_ids = rows
-            .iter()
-            .filter_map(|r| r.opt_int("order_authorization_id").transpose())
-            .map(|id| Ok(AuthzId(id?)))
-            .collect::<Result<_>>()?;
-        OrderRecord::from_row(first, authz_ids)
+        let rows = self.read_all(&READ_ORDERED, &params![id.0]).await?;
+        order_from_rows(&rows)?.ok_or(StoreError::NotFound)
     }
 
     /// Statuses and expiry of an order's authorizations, for deriving the order's status.
@@ -292,6 +279,35 @@ impl Store {
         })
         .await
     }
+}
+
+/// The read of an order (`$1`) with its authorizations' ids: one row per authorization,
+/// the order's columns on each; without its order (`READ_ORDERED`), so that a larger
+/// statement can join it (`nonces`).
+pub(super) const READ: &str = "SELECT o.*, oa.authorization_id AS order_authorization_id
+ FROM orders o LEFT JOIN order_authorizations oa ON oa.order_id = o.id
+ WHERE o.id = $1";
+
+/// `Store::order`: `READ`, its authorizations by id.
+static READ_ORDERED: LazyLock<String> =
+    LazyLock::new(|| format!("{READ} ORDER BY oa.authorization_id"));
+
+/// An order from the rows of its read (`Store::order`): its columns on every row, one
+/// row per authorization with its id as `order_authorization_id`; `None` when the rows
+/// hold no order (no row, or its `id` NULL).
+pub(super) fn order_from_rows(rows: &[Row]) -> Result<Option<OrderRecord>> {
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    if first.opt_int("id")?.is_none() {
+        return Ok(None);
+    }
+    let authz_ids = rows
+        .iter()
+        .filter_map(|r| r.opt_int("order_authorization_id").transpose())
+        .map(|id| Ok(AuthzId(id?)))
+        .collect::<Result<_>>()?;
+    OrderRecord::from_row(first, authz_ids).map(Some)
 }
 
 /// The audit event of a new order.

@@ -74,7 +74,7 @@ const POSTGRES_ONLY_BUILT: &[&str] = &["FINISH_IN_ONE"];
 
 /// `POSTGRES_ONLY`, `POSTGRES_ONLY_BUILT` and the PostgreSQL-only statements built at run
 /// time (`create_order` and `complete_order` in one statement each, in the shapes their
-/// files list).
+/// files list; the nonce's redemption with a prefetched record).
 fn postgres_only() -> Vec<(&'static str, String)> {
     POSTGRES_ONLY
         .iter()
@@ -90,6 +90,11 @@ fn postgres_only() -> Vec<(&'static str, String)> {
                 .into_iter()
                 .chain(super::orders::complete_examples())
                 .map(|sql| ("orders.rs", sql)),
+        )
+        .chain(
+            super::nonces::redeeming_statements()
+                .into_iter()
+                .map(|sql| ("nonces.rs", sql)),
         )
         .map(|(file, sql)| (file, collapse(&sql)))
         .collect()

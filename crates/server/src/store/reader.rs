@@ -60,6 +60,7 @@ same_as_store! {
     fn insert_nonces(&self, nonces: &[String; super::NONCE_BATCH], expires: i64) -> ();
     /// Redeems a nonce: true exactly once, and only before it expires.
     fn redeem_nonce(&self, nonce: &str, now: i64) -> bool;
-    /// Redeems a nonce and reads an account, in one statement on PostgreSQL.
-    fn account_redeeming_nonce(&self, id: AccountId, nonce: &str, now: i64) -> (bool, Option<AccountRecord>);
+    /// Redeems a nonce and reads an account (and on PostgreSQL the record `prefetch`
+    /// names), in one statement on PostgreSQL.
+    fn account_redeeming_nonce(&self, id: AccountId, nonce: &str, now: i64, prefetch: Option<&super::Prefetch>) -> super::Redeemed;
 }

@@ -12,7 +12,10 @@ use certwright_proto::{Jwk, ParsedJws, Problem, ProblemType, CONTENT_TYPE_JOSE};
 
 use super::problem::{jws_problem, ApiError};
 use super::{AppState, ClientAddr};
-use crate::store::AccountRecord;
+use crate::store::{
+    AccountRecord, AuthzId, AuthzRecord, CertificateRecord, OrderId, OrderRecord, Prefetch,
+    Prefetched,
+};
 use certwright_proto::types::AccountStatus;
 
 /// Largest request body accepted.
@@ -44,6 +47,77 @@ pub struct SignedRequest {
     pub signer: Authenticated,
     /// The client's address (for per-address rate limits), when known.
     pub client: Option<IpAddr>,
+    /// The object the URL names and its read, done with the nonce's and the account's
+    /// (PostgreSQL).
+    pub prefetched: Option<(Prefetch, Prefetched)>,
+}
+
+/// The object a request to `path` works on, to read with its nonce and account: an
+/// authorization (its URL or a challenge's), an order (its URL or its finalize URL) or a
+/// certificate (its URL or an alternate chain's). The handler still checks that it is
+/// the signer's; a path that names none prefetches nothing.
+fn prefetch(path: &str) -> Option<Prefetch> {
+    let path = path.split('?').next().unwrap_or_default();
+    let id = |s: &str| -> Option<i64> {
+        (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse().ok())
+            .flatten()
+    };
+    if let Some(rest) = path.strip_prefix("/acme/authz/") {
+        return id(rest).map(|i| Prefetch::Authorization(AuthzId(i)));
+    }
+    if let Some(rest) = path.strip_prefix("/acme/chall/") {
+        let (authz, _) = rest.split_once('/')?;
+        return id(authz).map(|i| Prefetch::Authorization(AuthzId(i)));
+    }
+    if let Some(rest) = path.strip_prefix("/acme/order/") {
+        let order = rest.strip_suffix("/finalize").unwrap_or(rest);
+        return id(order).map(|i| Prefetch::Order(OrderId(i)));
+    }
+    if let Some(rest) = path.strip_prefix("/acme/cert/") {
+        let serial = rest.split('/').next().unwrap_or_default();
+        let hex = !serial.is_empty()
+            && serial.len() <= 64
+            && serial.bytes().all(|b| b.is_ascii_hexdigit());
+        return hex.then(|| Prefetch::Certificate(serial.to_ascii_lowercase()));
+    }
+    None
+}
+
+impl SignedRequest {
+    /// The prefetched read of authorization `id` (`Some(None)`: there is none), or
+    /// `None` when it was not read with the request and the handler reads it.
+    pub fn prefetched_authorization(&mut self, id: AuthzId) -> Option<Option<AuthzRecord>> {
+        match self.prefetched.take() {
+            Some((Prefetch::Authorization(asked), Prefetched::Authorization(found)))
+                if asked == id =>
+            {
+                Some(found)
+            }
+            _ => None,
+        }
+    }
+
+    /// The prefetched read of order `id`, as [`SignedRequest::prefetched_authorization`].
+    pub fn prefetched_order(&mut self, id: OrderId) -> Option<Option<OrderRecord>> {
+        match self.prefetched.take() {
+            Some((Prefetch::Order(asked), Prefetched::Order(found))) if asked == id => Some(found),
+            _ => None,
+        }
+    }
+
+    /// The prefetched read of certificate `serial`, as
+    /// [`SignedRequest::prefetched_authorization`].
+    pub fn prefetched_certificate(&mut self, serial: &str) -> Option<Option<CertificateRecord>> {
+        match self.prefetched.take() {
+            Some((Prefetch::Certificate(asked), Prefetched::Certificate(found)))
+                if asked == serial =>
+            {
+                Some(found)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The client's address: the connection's peer, or with `trust_forwarded_for` the last
@@ -163,8 +237,10 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             tracing::error!(error = %e, "nonce lookup failed");
             Problem::server_internal("the CA's database is unavailable; retry shortly")
         };
-        // Shared nonces are redeemed with the account's read, in one statement.
+        // Shared nonces are redeemed with the account's read, and on PostgreSQL the read
+        // of the object the URL names, in one statement.
         let mut redeemed = None;
+        let mut prefetched = None;
         let signer = match &jws.header.signer {
             Signer::Jwk(jwk) => {
                 jws.verify(jwk).map_err(|e| jws_problem(None, &e))?;
@@ -172,18 +248,22 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             }
             Signer::Kid(kid) => {
                 let account = match state.urls.parse_account(kid) {
-                    Some(id) => match state
-                        .nonces
-                        .redeem_reading_account(&nonce, id)
-                        .await
-                        .map_err(nonce_failure)?
-                    {
-                        Some((spent, account)) => {
-                            redeemed = Some(spent);
-                            account
+                    Some(id) => {
+                        let asked = prefetch(&path);
+                        match state
+                            .nonces
+                            .redeem_reading_account(&nonce, id, asked.as_ref())
+                            .await
+                            .map_err(nonce_failure)?
+                        {
+                            Some(found) => {
+                                redeemed = Some(found.spent);
+                                prefetched = asked.zip(found.prefetched);
+                                found.account
+                            }
+                            None => state.ra.account(id).await?,
                         }
-                        None => state.ra.account(id).await?,
-                    },
+                    }
                     None => None,
                 };
                 let Some(account) = account else {
@@ -220,6 +300,7 @@ impl FromRequest<Arc<AppState>> for SignedRequest {
             jws,
             signer,
             client,
+            prefetched,
         })
     }
 }
@@ -237,6 +318,41 @@ mod tests {
         req.extensions_mut()
             .insert(ClientAddr("192.0.2.1:4000".parse().unwrap()));
         req
+    }
+
+    /// The object a URL names is prefetched; anything else, or an id that is not one,
+    /// prefetches nothing (the handler reads, and refuses, as it would).
+    #[test]
+    fn a_request_prefetches_the_object_its_url_names() {
+        let cases: &[(&str, Option<Prefetch>)] = &[
+            ("/acme/authz/12", Some(Prefetch::Authorization(AuthzId(12)))),
+            (
+                "/acme/chall/12/7",
+                Some(Prefetch::Authorization(AuthzId(12))),
+            ),
+            ("/acme/order/5", Some(Prefetch::Order(OrderId(5)))),
+            ("/acme/order/5/finalize", Some(Prefetch::Order(OrderId(5)))),
+            ("/acme/order/5?x=1", Some(Prefetch::Order(OrderId(5)))),
+            (
+                "/acme/cert/0A1b",
+                Some(Prefetch::Certificate("0a1b".into())),
+            ),
+            (
+                "/acme/cert/0a1b/1",
+                Some(Prefetch::Certificate("0a1b".into())),
+            ),
+            ("/acme/order/abc", None),
+            ("/acme/order/", None),
+            ("/acme/authz/-1", None),
+            ("/acme/authz/99999999999999999999", None),
+            ("/acme/chall/12", None),
+            ("/acme/cert/xyz", None),
+            ("/acme/acct/3", None),
+            ("/acme/new-order", None),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(&prefetch(path), expected, "{path}");
+        }
     }
 
     #[test]

@@ -175,13 +175,12 @@ pub async fn new_order(State(state): State<Arc<AppState>>, req: SignedRequest) -
 pub async fn order(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    req: SignedRequest,
+    mut req: SignedRequest,
 ) -> ApiResult {
     req.require_post_as_get()?;
-    let view = state
-        .ra
-        .order(req.account()?, OrderId(parse_id(&id, "order")?))
-        .await?;
+    let id = OrderId(parse_id(&id, "order")?);
+    let known = req.prefetched_order(id);
+    let view = state.ra.order_known(req.account()?, id, known).await?;
     Ok(order_response(&state, &view))
 }
 
@@ -197,12 +196,16 @@ fn order_response(state: &AppState, view: &crate::ra::OrderView) -> Response {
 pub async fn finalize(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    req: SignedRequest,
+    mut req: SignedRequest,
 ) -> ApiResult {
-    let account = req.account()?;
     let id = OrderId(parse_id(&id, "order")?);
+    let known = req.prefetched_order(id);
+    let account = req.account()?;
     let payload: Finalize = req.payload()?;
-    let view = state.ra.finalize(account, id, &payload.csr).await?;
+    let view = state
+        .ra
+        .finalize_known(account, id, &payload.csr, known)
+        .await?;
     Ok(order_response(&state, &view))
 }
 
@@ -210,12 +213,13 @@ pub async fn finalize(
 pub async fn authorization(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    req: SignedRequest,
+    mut req: SignedRequest,
 ) -> ApiResult {
-    let account = req.account()?;
     let id = AuthzId(parse_id(&id, "authorization")?);
+    let known = req.prefetched_authorization(id);
+    let account = req.account()?;
     let view = if req.jws.is_post_as_get() {
-        state.ra.authorization(account, id).await?
+        state.ra.authorization_known(account, id, known).await?
     } else {
         let update: Value = req.payload()?;
         if update.get("status").and_then(Value::as_str) != Some("deactivated") {
@@ -242,13 +246,17 @@ pub async fn authorization(
 pub async fn challenge(
     State(state): State<Arc<AppState>>,
     Path((authz, id)): Path<(String, String)>,
-    req: SignedRequest,
+    mut req: SignedRequest,
 ) -> ApiResult {
-    let account = req.account()?;
     let authz_id = AuthzId(parse_id(&authz, "authorization")?);
     let challenge_id = ChallengeId(parse_id(&id, "challenge")?);
+    let known = req.prefetched_authorization(authz_id);
+    let account = req.account()?;
     let challenge = if req.jws.is_post_as_get() {
-        let view = state.ra.authorization(account, authz_id).await?;
+        let view = state
+            .ra
+            .authorization_known(account, authz_id, known)
+            .await?;
         view.record
             .challenges
             .into_iter()
@@ -260,7 +268,7 @@ pub async fn challenge(
         let _: serde_json::Map<String, Value> = req.payload()?;
         state
             .ra
-            .respond_to_challenge(account, authz_id, challenge_id)
+            .respond_to_challenge_known(account, authz_id, challenge_id, known)
             .await?
             .1
     };
@@ -301,7 +309,7 @@ async fn certificate_chain(
     state: &AppState,
     serial: &str,
     alt: usize,
-    req: SignedRequest,
+    mut req: SignedRequest,
 ) -> ApiResult {
     req.require_post_as_get()?;
     if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -312,7 +320,8 @@ async fn certificate_chain(
         );
     }
     let serial = serial.to_ascii_lowercase();
-    let cert = state.ra.certificate(req.account()?, &serial).await?;
+    let known = req.prefetched_certificate(&serial);
+    let cert = state.ra.certificate(req.account()?, &serial, known).await?;
     let mut alternates = state.ra.alternate_chains(&cert);
     let count = alternates.len();
     let body = match alt {

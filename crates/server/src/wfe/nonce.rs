@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use certwright_proto::b64;
 
 use crate::clock::Clock;
-use crate::store::{AccountId, AccountRecord, StoreReader, NONCE_BATCH};
+use crate::store::{AccountId, Prefetch, Redeemed, StoreReader, NONCE_BATCH};
 
 /// How long a nonce stays redeemable.
 pub const NONCE_LIFETIME_SECS: i64 = 3600;
@@ -102,18 +102,19 @@ impl NonceStore {
         }
     }
 
-    /// With shared nonces: redeems `nonce` and reads account `id` in one statement (the
-    /// first of a `kid`-signed request): (redeemed, the account if it exists). `None` for
-    /// nonces in memory, which cost no statement.
+    /// With shared nonces: redeems `nonce` and reads account `id`, and on PostgreSQL the
+    /// record `prefetch` names, in one statement (the first of a `kid`-signed request).
+    /// `None` for nonces in memory, which cost no statement.
     pub async fn redeem_reading_account(
         &self,
         nonce: &str,
         id: AccountId,
-    ) -> Result<Option<(bool, Option<AccountRecord>)>, crate::store::StoreError> {
+        prefetch: Option<&Prefetch>,
+    ) -> Result<Option<Redeemed>, crate::store::StoreError> {
         match self {
             Self::Memory(_) => Ok(None),
             Self::Shared { store, clock, .. } => store
-                .account_redeeming_nonce(id, nonce, clock.now())
+                .account_redeeming_nonce(id, nonce, clock.now(), prefetch)
                 .await
                 .map(Some),
         }
