@@ -458,13 +458,10 @@ impl Ra {
         id: OrderId,
         known: Option<Option<OrderRecord>>,
     ) -> Result<OrderView, Error> {
-        let found = match known {
-            Some(found) => Ok(found.filter(|r| r.id == id)),
-            None => optional(self.inner.store.order(id).await),
-        };
-        let record = match found? {
-            Some(r) if r.account_id == account.id => r,
-            _ => return Err(not_found("order")),
+        let read = self.inner.store.order(id);
+        let mine = |r: &OrderRecord| r.id == id && r.account_id == account.id;
+        let Some(record) = owned(known, read, mine).await? else {
+            return Err(not_found("order"));
         };
         self.view_order(record).await
     }
@@ -486,13 +483,10 @@ impl Ra {
         id: AuthzId,
         known: Option<Option<AuthzRecord>>,
     ) -> Result<AuthzView, Error> {
-        let found = match known {
-            Some(found) => Ok(found.filter(|r| r.id == id)),
-            None => optional(self.inner.store.authorization(id).await),
-        };
-        let record = match found? {
-            Some(r) if r.account_id == account.id => r,
-            _ => return Err(not_found("authorization")),
+        let read = self.inner.store.authorization(id);
+        let mine = |r: &AuthzRecord| r.id == id && r.account_id == account.id;
+        let Some(record) = owned(known, read, mine).await? else {
+            return Err(not_found("authorization"));
         };
         let status = status::authorization_status(record.status, record.expires, self.now());
         Ok(AuthzView { record, status })
@@ -895,14 +889,11 @@ impl Ra {
         serial: &str,
         known: Option<Option<CertificateRecord>>,
     ) -> Result<CertificateRecord, Error> {
-        let found = match known {
-            Some(found) => Ok(found.filter(|c| c.serial == serial)),
-            None => optional(self.inner.store.certificate(serial).await),
-        };
-        match found? {
-            Some(c) if c.account_id == account.id => Ok(c),
-            _ => Err(not_found("certificate")),
-        }
+        let read = self.inner.store.certificate(serial);
+        let mine = |c: &CertificateRecord| c.serial == serial && c.account_id == account.id;
+        owned(known, read, mine)
+            .await?
+            .ok_or_else(|| not_found("certificate"))
     }
 
     /// The alternate chains of a certificate (RFC 8555 §7.4.2): the leaf followed by each
@@ -959,13 +950,23 @@ impl Ra {
     }
 }
 
-/// A read's record, `None` when there is none.
-fn optional<T>(read: Result<T, StoreError>) -> Result<Option<T>, Error> {
-    match read {
-        Ok(found) => Ok(Some(found)),
-        Err(StoreError::NotFound) => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+/// The record `known` holds (the request's prefetched read) or else `read` finds, if
+/// `mine` accepts it (the id asked for, the signer's): `None` when there is none or it is
+/// someone else's, which callers answer alike.
+async fn owned<T>(
+    known: Option<Option<T>>,
+    read: impl std::future::Future<Output = Result<T, StoreError>>,
+    mine: impl Fn(&T) -> bool,
+) -> Result<Option<T>, Error> {
+    let found = match known {
+        Some(found) => found,
+        None => match read.await {
+            Ok(found) => Some(found),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+    };
+    Ok(found.filter(mine))
 }
 
 fn not_found(what: &str) -> Error {
