@@ -54,15 +54,13 @@ pub struct SignedRequest {
 
 /// The object a request to `path` works on, to read with its nonce and account: an
 /// authorization (its URL or a challenge's), an order (its URL or its finalize URL) or a
-/// certificate (its URL or an alternate chain's). The handler still checks that it is
-/// the signer's; a path that names none prefetches nothing.
+/// certificate (its URL or an alternate chain's), its id parsed as the handler parses it.
+/// The handler still checks that it is the signer's; a path that names none prefetches
+/// nothing.
 fn prefetch(path: &str) -> Option<Prefetch> {
+    use super::handlers::{parse_id, parse_serial};
     let path = path.split('?').next().unwrap_or_default();
-    let id = |s: &str| -> Option<i64> {
-        (!s.is_empty() && s.len() <= 18 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| s.parse().ok())
-            .flatten()
-    };
+    let id = |text: &str| parse_id(text, "").ok();
     if let Some(rest) = path.strip_prefix("/acme/authz/") {
         return id(rest).map(|i| Prefetch::Authorization(AuthzId(i)));
     }
@@ -74,14 +72,9 @@ fn prefetch(path: &str) -> Option<Prefetch> {
         let order = rest.strip_suffix("/finalize").unwrap_or(rest);
         return id(order).map(|i| Prefetch::Order(OrderId(i)));
     }
-    if let Some(rest) = path.strip_prefix("/acme/cert/") {
-        let serial = rest.split('/').next().unwrap_or_default();
-        let hex = !serial.is_empty()
-            && serial.len() <= 64
-            && serial.bytes().all(|b| b.is_ascii_hexdigit());
-        return hex.then(|| Prefetch::Certificate(serial.to_ascii_lowercase()));
-    }
-    None
+    let rest = path.strip_prefix("/acme/cert/")?;
+    let serial = rest.split('/').next().unwrap_or_default();
+    parse_serial(serial).ok().map(Prefetch::Certificate)
 }
 
 impl SignedRequest {

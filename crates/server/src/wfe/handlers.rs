@@ -41,7 +41,7 @@ fn retry_after(r: &mut Response) {
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
 }
 
-fn parse_id(text: &str, what: &str) -> Result<i64, Problem> {
+pub(super) fn parse_id(text: &str, what: &str) -> Result<i64, Problem> {
     text.parse::<i64>().ok().filter(|n| *n > 0).ok_or_else(|| {
         Problem::malformed(format!("{text:?} is not a valid {what} id")).with_status(404)
     })
@@ -303,6 +303,16 @@ pub async fn alternate_certificate(
     certificate_chain(&state, &serial, n, req).await
 }
 
+/// A certificate serial from a URL (hex, at most 64 digits), lower-cased as stored.
+pub(super) fn parse_serial(text: &str) -> Result<String, Problem> {
+    if text.is_empty() || text.len() > 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(
+            Problem::malformed(format!("{text:?} is not a certificate serial")).with_status(404),
+        );
+    }
+    Ok(text.to_ascii_lowercase())
+}
+
 /// The certificate's default chain (`alt` 0) or alternate chain `alt`, with a
 /// `Link: rel="alternate"` for every other chain.
 async fn certificate_chain(
@@ -312,14 +322,7 @@ async fn certificate_chain(
     mut req: SignedRequest,
 ) -> ApiResult {
     req.require_post_as_get()?;
-    if serial.is_empty() || serial.len() > 64 || !serial.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(
-            Problem::malformed(format!("{serial:?} is not a certificate serial"))
-                .with_status(404)
-                .into(),
-        );
-    }
-    let serial = serial.to_ascii_lowercase();
+    let serial = parse_serial(serial)?;
     let known = req.prefetched_certificate(&serial);
     let cert = state.ra.certificate(req.account()?, &serial, known).await?;
     let mut alternates = state.ra.alternate_chains(&cert);
