@@ -11,11 +11,6 @@ use super::{
     OrderRecord, Result, Store,
 };
 
-/// `account_redeeming_nonce` on PostgreSQL: the nonce's redemption and the account's read
-/// in one statement (a data-modifying CTE, which SQLite does not have: listed in
-/// `query_plans::POSTGRES_ONLY`). `$1` nonce, `$2` now, `$3` the account id.
-pub(super) const ACCOUNT_REDEEMING_NONCE: &str = "WITH spent AS (DELETE FROM nonces WHERE nonce = $1 AND expires > $2 RETURNING 1) SELECT (SELECT count(*) FROM spent) AS redeemed, accounts.* FROM (SELECT 1 AS one) AS one LEFT JOIN accounts ON accounts.id = $3";
-
 /// The record a `kid`-signed request to an object's URL reads first after its account
 /// (the object its URL names), which PostgreSQL reads in the same statement as the
 /// nonce's redemption and the account: one round trip for all three.
@@ -64,39 +59,49 @@ const ACCOUNT_COLUMNS: [&str; 9] = [
     "eab_label",
 ];
 
-/// `account_redeeming_nonce` with a prefetch on PostgreSQL: `ACCOUNT_REDEEMING_NONCE`'s
-/// redemption and account (its columns prefixed `acct_`) joined with `read` (its id
-/// `$4`), whose rows come ordered by `order` (one row with NULLs when it finds nothing).
-fn redeeming_with(read: &str, order: &str) -> String {
+/// `account_redeeming_nonce` on PostgreSQL: spends nonce `$1` (unexpired at `$2`) and reads
+/// account `$3`, its columns prefixed `acct_`, in one statement (a data-modifying CTE,
+/// which SQLite does not have); with `object`, also that read (its id `$4`) and the order
+/// of its rows, one row with NULLs when it finds nothing.
+fn redeeming(object: Option<(&str, &str)>) -> String {
     let account: Vec<String> = ACCOUNT_COLUMNS
         .iter()
         .map(|c| format!("acct.{c} AS acct_{c}"))
         .collect();
+    let (columns, join) = match object {
+        None => (String::new(), String::new()),
+        Some((read, order)) => (
+            ", x.*".to_owned(),
+            format!(
+                " LEFT JOIN ({}) AS x ON true ORDER BY {order}",
+                read.replace("$1", "$4")
+            ),
+        ),
+    };
     format!(
         "WITH spent AS (DELETE FROM nonces WHERE nonce = $1 AND expires > $2 RETURNING 1)
-         SELECT (SELECT count(*) FROM spent) AS redeemed, {account}, x.*
+         SELECT (SELECT count(*) FROM spent) AS redeemed, {account}{columns}
          FROM (SELECT 1 AS one) AS one
-         LEFT JOIN accounts AS acct ON acct.id = $3
-         LEFT JOIN ({read}) AS x ON true
-         ORDER BY {order}",
+         LEFT JOIN accounts AS acct ON acct.id = $3{join}",
         account = account.join(", "),
-        read = read.replace("$1", "$4"),
     )
 }
 
-/// The prefetching statements: an authorization, an order, a certificate.
-static REDEEMING_WITH: LazyLock<[String; 3]> = LazyLock::new(|| {
+/// The redeeming statements: the account alone, and with an authorization, an order or
+/// a certificate.
+static REDEEMING: LazyLock<[String; 4]> = LazyLock::new(|| {
     [
-        redeeming_with(super::authorizations::READ, "x.c_id"),
-        redeeming_with(super::orders::READ, "x.order_authorization_id"),
-        redeeming_with(super::certificates::READ, "x.serial"),
+        redeeming(None),
+        redeeming(Some((super::authorizations::READ, "x.c_id"))),
+        redeeming(Some((super::orders::READ, "x.order_authorization_id"))),
+        redeeming(Some((super::certificates::READ, "x.serial"))),
     ]
 });
 
-/// The prefetching statements, for the query-plan test.
+/// The redeeming statements, for the query-plan test.
 #[cfg(test)]
 pub(super) fn redeeming_statements() -> Vec<String> {
-    REDEEMING_WITH.to_vec()
+    REDEEMING.to_vec()
 }
 
 /// How many nonces `insert_nonces` records at once.
@@ -174,32 +179,18 @@ impl Store {
         }
         self.counters.statement();
         let (sql, object) = match prefetch {
-            None => (ACCOUNT_REDEEMING_NONCE, None),
-            Some(Prefetch::Authorization(a)) => {
-                (REDEEMING_WITH[0].as_str(), Some(Param::from(a.0)))
+            None => (&REDEEMING[0], None),
+            Some(Prefetch::Authorization(a)) => (&REDEEMING[1], Some(Param::from(a.0))),
+            Some(Prefetch::Order(o)) => (&REDEEMING[2], Some(Param::from(o.0))),
+            Some(Prefetch::Certificate(serial)) => {
+                (&REDEEMING[3], Some(Param::from(serial.as_str())))
             }
-            Some(Prefetch::Order(o)) => (REDEEMING_WITH[1].as_str(), Some(Param::from(o.0))),
-            Some(Prefetch::Certificate(serial)) => (
-                REDEEMING_WITH[2].as_str(),
-                Some(Param::from(serial.as_str())),
-            ),
         };
         let mut values = params![nonce, now, id.0].to_vec();
         values.extend(object);
         let rows = sqlx_fetch_all(&self.writer, sql, &values).await?;
         let row = rows.first().ok_or(super::StoreError::NotFound)?;
         let spent = row.int("redeemed")? == 1;
-        let Some(prefetch) = prefetch else {
-            let account = match row.opt_int("id")? {
-                Some(_) => Some(AccountRecord::from_row(row)?),
-                None => None,
-            };
-            return Ok(Redeemed {
-                spent,
-                account,
-                prefetched: None,
-            });
-        };
         let account = Prefixed {
             prefix: "acct_",
             row,
@@ -207,6 +198,13 @@ impl Store {
         let account = match account.opt_int("id")? {
             Some(_) => Some(AccountRecord::from_row(&account)?),
             None => None,
+        };
+        let Some(prefetch) = prefetch else {
+            return Ok(Redeemed {
+                spent,
+                account,
+                prefetched: None,
+            });
         };
         let prefetched = match prefetch {
             Prefetch::Authorization(_) => {
@@ -258,9 +256,11 @@ mod tests {
         let stored = s.account(id).await.unwrap();
         assert_eq!(found.jwk.thumbprint(), stored.jwk.thumbprint());
         assert_eq!(
-            (found.id, found.contact, found.created_at, found.status),
-            (stored.id, stored.contact, stored.created_at, stored.status)
+            (found.id, &found.contact, found.created_at, found.status),
+            (stored.id, &stored.contact, stored.created_at, stored.status)
         );
+        // Every column (the redeeming statement names the account's columns one by one).
+        assert_eq!(format!("{found:?}"), format!("{stored:?}"));
         // Spent once only; an expired or unknown nonce is not redeemed, and the account
         // is read all the same.
         for nonce in ["n1", "old", "never"] {
