@@ -250,10 +250,6 @@ pub(super) fn unix_now() -> i64 {
         .unwrap_or_default()
 }
 
-/// The statement that takes the next seq of the trail and the hash of the entry before
-/// (its row lock serialises writers until the transaction ends).
-const TAKE_HEAD: &str = "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash";
-
 /// An audit entry appended by the very statement that makes its change (PostgreSQL, in
 /// data-modifying CTEs): the change, the head and the entry are one statement, run in
 /// autocommit, so one round trip instead of `BEGIN`, the change, the entry and `COMMIT`,
@@ -374,10 +370,14 @@ pub(super) fn sql_hash(alias: &str) -> String {
 
 /// Appends `event` in `tx`. Call it last in the transaction (see the module doc).
 pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
-    let head = tx.fetch_one(TAKE_HEAD, &[]).await?;
-    let (seq, prev_hash) = (head.int("seq")?, head.text("hash")?);
+    let head = tx
+        .fetch_one(
+            "UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash",
+            &[],
+        )
+        .await?;
     let mut entry = AuditEntry {
-        seq,
+        seq: head.int("seq")?,
         at: unix_now(),
         actor: event.actor.clone(),
         action: event.action.to_owned(),
@@ -387,7 +387,7 @@ pub(super) async fn append(tx: &mut dyn Tx, event: &AuditEvent) -> Result<()> {
         challenge_id: event.challenge.map(|c| c.0),
         serial: event.serial.clone(),
         details: event.details.to_string(),
-        prev_hash,
+        prev_hash: head.text("hash")?,
         hash: String::new(),
     };
     entry.hash = entry.compute_hash();
@@ -537,17 +537,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A store on PostgreSQL, where entries are appended in the changing statement itself
-    /// (`InlineEntry`); `None` unless the suite runs there (`scripts/test` does, with
-    /// `CERTWRIGHT_TEST_BACKEND=postgres`).
-    async fn postgres_store() -> Option<Store> {
-        if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() != Ok("postgres") {
-            return None;
-        }
-        let url = certwright_testkit::peers::postgres::create_database().await;
-        Some(Store::open(&url).await.unwrap())
-    }
+    use crate::store::console::tests::postgres_store;
 
     /// Every character a JSON string may need escaped, and some that need none.
     fn awkward() -> String {

@@ -671,11 +671,21 @@ pub(crate) mod tests {
     /// An empty store: in-memory SQLite, or a fresh PostgreSQL database when the suite
     /// runs on it (`CERTWRIGHT_TEST_BACKEND=postgres`, as `scripts/test` does).
     pub(crate) async fn test_store() -> Store {
-        if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() == Ok("postgres") {
-            let url = certwright_testkit::peers::postgres::create_database().await;
-            return Store::open(&url).await.unwrap();
+        match postgres_store().await {
+            Some(store) => store,
+            None => Store::open("sqlite::memory:").await.unwrap(),
         }
-        Store::open("sqlite::memory:").await.unwrap()
+    }
+
+    /// A store on a fresh PostgreSQL database when the suite runs on PostgreSQL
+    /// (`CERTWRIGHT_TEST_BACKEND=postgres`, as `scripts/test` does), for tests of what
+    /// only PostgreSQL runs; `None` otherwise.
+    pub(crate) async fn postgres_store() -> Option<Store> {
+        if std::env::var("CERTWRIGHT_TEST_BACKEND").as_deref() != Ok("postgres") {
+            return None;
+        }
+        let url = certwright_testkit::peers::postgres::create_database().await;
+        Some(Store::open(&url).await.unwrap())
     }
 
     pub(crate) async fn account(s: &Store, contact: &[&str]) -> AccountId {
